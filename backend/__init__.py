@@ -1,0 +1,1 @@
+"""ScoreHMR engine: torch/numpy backend of the add-on (never imports bpy)."""

@@ -1,0 +1,1 @@
+"""Body-model layer: user SMPL file loading and the generated free body model."""

@@ -1,0 +1,29 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Refine Motion: refine 3D human motion from 2D keypoints in Blender.
+
+Blender glue only. The refinement engine (``backend``) is imported lazily by
+the code that needs it, never at add-on import time, so enabling the add-on
+stays fast and works without torch installed.
+"""
+
+import bpy
+
+from . import panel, preferences, properties
+
+classes = (
+    *properties.classes,
+    *preferences.classes,
+    *panel.classes,
+)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    properties.attach()
+
+
+def unregister():
+    properties.detach()
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
