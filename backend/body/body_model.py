@@ -1,0 +1,211 @@
+"""One body-model interface for the user's SMPL files and the free default.
+
+Both go through ``smplx.SMPL`` for the full mesh.  The refinement loop only
+needs joints and keypoints, so :meth:`BodyModel.joints_fast` computes them by
+forward kinematics on the shaped skeleton plus an exact linear-blend-skinning
+of the few regressed keypoints, without skinning the mesh.
+
+Poses are rotation matrices, batch-first: ``rotmats`` (B,24,3,3) holds the
+global orientation then the 23 body joints in SMPL order.  Betas (B,10) or
+(10,); translation (B,3).  Outputs are in metres in the model's frame (Y up).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.body import free_model
+from backend.body.smpl_files import SMPLFileError, load_smpl_arrays, smpl_data_struct
+from backend.body.smpl_layout import (
+    COCO17_NAMES, NUM_JOINTS, SMPL_COCO_BODY_JOINTS, SMPL_COCO_FACE_VERTICES, SMPL_PARENTS,
+)
+from backend.rotations import axis_angle_to_matrix
+
+NUM_BETAS = 10
+
+
+@dataclass
+class BodyOutput:
+    joints: torch.Tensor           # (B,24,3)
+    keypoints: torch.Tensor        # (B,K,3), COCO-17 first
+    vertices: torch.Tensor | None = None  # (B,V,3) on the full path only
+
+
+@dataclass
+class KeypointMap:
+    """Keypoints as joint combinations plus vertex regressions: kp = D @ joints + C @ vertices.
+
+    names (K,), joint_weights D (K,24), vertex_ids (U,) and vertex_weights C (K,U)."""
+    names: tuple[str, ...]
+    joint_weights: np.ndarray
+    vertex_ids: np.ndarray
+    vertex_weights: np.ndarray
+
+    @staticmethod
+    def from_regressor(names, regressor: np.ndarray) -> "KeypointMap":
+        # Rows must sum to one exactly (float32 storage rounds them) or translations leak in.
+        regressor = regressor / regressor.sum(1, keepdims=True)
+        used = np.nonzero(np.abs(regressor).sum(0) > 0)[0]
+        return KeypointMap(tuple(names), np.zeros((len(names), NUM_JOINTS)), used, regressor[:, used])
+
+    @staticmethod
+    def smpl_coco17() -> "KeypointMap":
+        """COCO-17 on SMPL's own mesh: face points from the usual vertex picks, body points from joints."""
+        k = len(COCO17_NAMES)
+        D = np.zeros((k, NUM_JOINTS))
+        face_ids = np.array(list(SMPL_COCO_FACE_VERTICES.values()))
+        C = np.zeros((k, len(face_ids)))
+        for i, name in enumerate(COCO17_NAMES):
+            if name in SMPL_COCO_BODY_JOINTS:
+                D[i, SMPL_COCO_BODY_JOINTS[name]] = 1.0
+            else:
+                C[i, list(SMPL_COCO_FACE_VERTICES).index(name)] = 1.0
+        return KeypointMap(COCO17_NAMES, D, face_ids, C)
+
+
+def _quiet(fn, *args, **kwargs):
+    # smplx prints a warning for every model with 10 shape components.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+def _kinematic_levels(parents) -> list[list[int]]:
+    depth = [0] * len(parents)
+    for j, p in enumerate(parents):
+        depth[j] = 0 if p < 0 else depth[p] + 1
+    return [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
+
+
+def forward_kinematics(rotmats: torch.Tensor, rest_joints: torch.Tensor, parents, levels):
+    """World rotations (B,J,3,3) and posed joints (B,J,3) from local rotations and rest joints.
+
+    Joints of one tree depth are processed together (9 steps for SMPL instead of 24)."""
+    parents_t = torch.as_tensor(parents[1:], device=rotmats.device)
+    offsets = torch.cat([rest_joints[:, :1], rest_joints[:, 1:] - rest_joints[:, parents_t]], dim=1)
+    world_R, world_p = rotmats, offsets
+    for level in levels[1:]:
+        idx = torch.as_tensor(level, device=rotmats.device)
+        par = torch.as_tensor([parents[j] for j in level], device=rotmats.device)
+        R_par = world_R[:, par]
+        world_p = world_p.index_copy(1, idx, world_p[:, par] + (R_par @ offsets[:, idx, :, None])[..., 0])
+        world_R = world_R.index_copy(1, idx, R_par @ rotmats[:, idx])
+    return world_R, world_p
+
+
+class BodyModel(torch.nn.Module):
+    """SMPL-format body model (24 joints, keypoints, optional vertices), batched and differentiable."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], keypoints: KeypointMap, *,
+                 vertex_ids: dict[str, int] | None = None, source: str = "", dtype=torch.float32):
+        super().__init__()
+        import smplx
+
+        self.source = source
+        self.keypoint_names = keypoints.names
+        struct = smpl_data_struct({k: arrays[k] for k in ("v_template", "shapedirs", "posedirs", "J_regressor",
+                                                          "weights", "kintree_table", "f")})
+        self.smpl = _quiet(smplx.SMPL, model_path=source or ".", data_struct=struct, num_betas=NUM_BETAS,
+                           vertex_ids=vertex_ids, dtype=dtype, create_betas=False, create_global_orient=False,
+                           create_body_pose=False, create_transl=False)
+        self.parents = list(SMPL_PARENTS)
+        self.levels = _kinematic_levels(self.parents)
+        f64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))
+        v_t, dirs = f64(arrays["v_template"]), f64(arrays["shapedirs"])[..., :NUM_BETAS]
+        J_reg, W = f64(arrays["J_regressor"]), f64(arrays["weights"])
+        posedirs = f64(arrays["posedirs"]).reshape(v_t.shape[0], 3, -1)
+
+        # Shaped skeleton: joints are linear in betas.
+        self.register_buffer("joint_template", (J_reg @ v_t).to(dtype))                     # (24,3)
+        self.register_buffer("joint_shapedirs", torch.einsum("jv,vcs->jcs", J_reg, dirs).to(dtype))  # (24,3,S)
+
+        # Keypoints by exact skinning of their regressed points: with c (K,U) vertex weights and
+        # W skinning weights, kp = sum_j R_j (m_kj - a_kj J_j) + a_kj t_j,
+        # a_kj = sum_v c_kv W_vj and m_kj = sum_v c_kv W_vj v_posed(v), linear in betas and pose.
+        ids = torch.as_tensor(keypoints.vertex_ids, dtype=torch.long)
+        c = f64(keypoints.vertex_weights)
+        cw = c[:, :, None] * W[ids][None]                                    # (K,U,24)
+        self.register_buffer("kp_joint_weights", f64(keypoints.joint_weights).to(dtype))
+        self.register_buffer("kp_vertex_ids", ids)
+        self.register_buffer("kp_vertex_weights", c.to(dtype))
+        self.register_buffer("kp_a", cw.sum(1).to(dtype))                                     # (K,24)
+        self.register_buffer("kp_m0", torch.einsum("kuj,uc->kjc", cw, v_t[ids]).to(dtype))     # (K,24,3)
+        self.register_buffer("kp_ms", torch.einsum("kuj,ucs->kjcs", cw, dirs[ids]).to(dtype))  # (K,24,3,S)
+        kp_mp = torch.einsum("kuj,ucp->kjcp", cw, posedirs[ids])
+        self.has_pose_correctives = bool(kp_mp.abs().max() > 0)
+        self.register_buffer("kp_mp", kp_mp.to(dtype) if self.has_pose_correctives else torch.zeros(0, dtype=dtype))
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None, dtype=torch.float32) -> "BodyModel":
+        """The user's SMPL file (.pkl/.npz), or the free default when ``path`` is None."""
+        if path is None:
+            path = free_model.FREE_MODEL_PATH
+        path = Path(path)
+        if path.suffix == ".npz" and path.exists():
+            with np.load(path, allow_pickle=False) as z:
+                ours = "keypoint_regressor" in z.files
+            if ours:
+                data = free_model.load_free_model(path)
+                kp = KeypointMap.from_regressor(data["keypoint_names"], data["keypoint_regressor"].astype(np.float64))
+                return cls(data, kp, vertex_ids=free_model.extra_vertex_ids(data), source=str(path), dtype=dtype)
+        return cls(load_smpl_arrays(path), KeypointMap.smpl_coco17(), source=str(path), dtype=dtype)
+
+    @property
+    def faces(self) -> np.ndarray:
+        return np.asarray(self.smpl.faces, dtype=np.int64)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.joint_template.dtype
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _prepare(self, rotmats, betas, transl):
+        b = rotmats.shape[0]
+        betas = torch.as_tensor(betas, dtype=self.dtype, device=rotmats.device)
+        betas = betas.expand(b, -1) if betas.dim() == 1 or betas.shape[0] == 1 else betas
+        if transl is None:
+            transl = rotmats.new_zeros(b, 3)
+        return betas.reshape(b, -1)[:, :NUM_BETAS], transl
+
+    def forward(self, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor | None = None,
+                return_vertices: bool = True) -> BodyOutput:
+        """Full path through smplx (mesh skinning). rotmats (B,24,3,3)."""
+        betas, transl = self._prepare(rotmats, betas, transl)
+        out = self.smpl(betas=betas, global_orient=rotmats[:, :1], body_pose=rotmats[:, 1:],
+                        transl=transl, pose2rot=False)
+        joints = out.joints[:, :NUM_JOINTS]
+        verts = out.vertices
+        kp = (torch.einsum("kj,bjc->bkc", self.kp_joint_weights, joints)
+              + torch.einsum("ku,buc->bkc", self.kp_vertex_weights, verts[:, self.kp_vertex_ids]))
+        return BodyOutput(joints, kp, verts if return_vertices else None)
+
+    def joints_fast(self, rotmats: torch.Tensor, betas: torch.Tensor,
+                    transl: torch.Tensor | None = None) -> BodyOutput:
+        """Joints and keypoints without skinning the mesh; equal to :meth:`forward` up to round-off."""
+        betas, transl = self._prepare(rotmats, betas, transl)
+        rest = self.joint_template + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas)
+        world_R, joints = forward_kinematics(rotmats, rest, self.parents, self.levels)
+        m = self.kp_m0 + torch.einsum("kjcs,bs->bkjc", self.kp_ms, betas)
+        if self.has_pose_correctives:
+            eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+            pose_feature = (rotmats[:, 1:] - eye).reshape(rotmats.shape[0], -1)
+            m = m + torch.einsum("kjcp,bp->bkjc", self.kp_mp, pose_feature)
+        # Skinning translation of joint j is (posed J_j - R_j rest J_j).
+        t = joints - (world_R @ rest[..., None])[..., 0]
+        kp = (torch.einsum("bjxy,bkjy->bkx", world_R, m) + torch.einsum("kj,bjc->bkc", self.kp_a, t)
+              + torch.einsum("kj,bjc->bkc", self.kp_joint_weights, joints))
+        return BodyOutput(joints + transl[:, None], kp + transl[:, None])
+
+
+def pose_to_rotmats(global_orient: torch.Tensor, body_pose: torch.Tensor) -> torch.Tensor:
+    """SMPL axis-angle parameters (B,3) and (B,69) -> rotation matrices (B,24,3,3)."""
+    aa = torch.cat([global_orient.reshape(-1, 1, 3), body_pose.reshape(-1, NUM_JOINTS - 1, 3)], dim=1)
+    return axis_angle_to_matrix(aa)
+
+
+__all__ = ["BodyModel", "BodyOutput", "KeypointMap", "SMPLFileError", "forward_kinematics", "pose_to_rotmats"]
