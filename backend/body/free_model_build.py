@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import nnls
 
 from backend.body.smpl_layout import (
     COCO17_NAMES, FOOT6_NAMES, NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS, SMPL_REST_PELVIS,

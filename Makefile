@@ -1,0 +1,16 @@
+# The two set-up commands of the README.  Both create/reuse .venv (Python 3.11, pinned).
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test setup
+setup:
+	@bash scripts/setup_venv.sh $(VENV) requirements/dev.txt
+
+## Main job on the embedded default (free body model; nothing downloaded at run time).
+demo: setup
+	$(PY) -m backend demo --out out/demo
+
+## Whole test suite: bpy 5.0.1 (main venv), then the add-on tests on Blender 4.2 LTS.
+test: setup
+	$(PY) -m pytest -q
+	bash scripts/test_blender42.sh
