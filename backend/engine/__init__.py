@@ -1,0 +1,1 @@
+"""The ScoreHMR refinement engine: guidance terms, the guided DDIM loop, modes and CLI."""

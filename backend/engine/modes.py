@@ -1,0 +1,121 @@
+"""Refinement modes on top of the loop: single frames, video windows, several views.
+
+Each mode builds a :class:`Problem` (samples laid out (G,S,...)) whose loss combines the guidance
+terms with named weights, runs :func:`refine` and returns camera-frame SMPL parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from backend.engine import guidance
+from backend.engine.scorehmr import LoopOptions, Problem, refine
+from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
+
+FOOT_JOINTS = (7, 8, 10, 11)  # SMPL ankles and feet (ball of the foot)
+
+
+@dataclass
+class GuidanceWeights:
+    keypoints: float = 0.003                 # Eq. 12
+    temporal: float = 30.0                   # Eq. 14 (video)
+    multiview: float = 0.005 * 300 ** 2      # Eq. 13 (uncalibrated views)
+    translation: float = 0.0                 # ours: acceleration of the camera translation (video)
+    foot_skating: float = 0.0                # ours: planted feet stay put (video)
+
+
+def paper_weights() -> GuidanceWeights:
+    return GuidanceWeights()
+
+
+def ours_weights() -> GuidanceWeights:
+    """The paper's terms plus translation smoothing and foot stabilisation for video."""
+    return GuidanceWeights(translation=1e4, foot_skating=1e4)
+
+
+@dataclass
+class Observations:
+    """Per-sample observations laid out like the problem, (G,S,...)."""
+    keypoints: torch.Tensor     # (G,S,17,3) [x_px, y_px, conf]
+    focal: torch.Tensor         # (G,S)
+    principal: torch.Tensor     # (G,S,2)
+    image_size: torch.Tensor    # (G,S,2)
+
+
+@dataclass
+class ModeOptions:
+    loop: LoopOptions = field(default_factory=LoopOptions)
+    weights: GuidanceWeights = field(default_factory=GuidanceWeights)
+
+    def as_dict(self) -> dict:
+        return dict(loop=self.loop.as_dict(), weights=asdict(self.weights))
+
+
+def _keypoint_term(body_model, obs: Observations, betas: torch.Tensor, rotmats, transl, groups):
+    """Reprojection loss per sample (g,S) and the posed joints (g,S,24,3)."""
+    g, s = rotmats.shape[:2]
+    out = body_model.joints_fast(rotmats.flatten(0, 1), betas[groups].flatten(0, 1), transl.flatten(0, 1))
+    kp = out.keypoints[:, : obs.keypoints.shape[-2]]
+    loss = guidance.keypoint_reprojection(
+        kp, obs.keypoints[groups].flatten(0, 1), obs.focal[groups].flatten(0, 1),
+        obs.principal[groups].flatten(0, 1), obs.image_size[groups].flatten(0, 1))
+    return loss.reshape(g, s), out.joints.reshape(g, s, 24, 3)
+
+
+def frame_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights):
+    """Single frames (S=1): keypoint reprojection only."""
+    def loss(rotmats, rot6d, transl, groups):
+        kp, _ = _keypoint_term(body_model, obs, betas, rotmats, transl, groups)
+        return w.keypoints * kp.sum(1)
+    return loss
+
+
+def video_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights):
+    """Video windows (S=frames): keypoints + pose smoothness (+ ours: translation and feet)."""
+    def loss(rotmats, rot6d, transl, groups):
+        kp, joints = _keypoint_term(body_model, obs, betas, rotmats, transl, groups)
+        total = w.keypoints * kp.sum(1) + w.temporal * guidance.temporal_smoothness(rot6d)
+        if w.translation:
+            total = total + w.translation * guidance.acceleration(transl)
+        if w.foot_skating:
+            total = total + w.foot_skating * guidance.foot_skating(joints[:, :, list(FOOT_JOINTS)])
+        return total
+    return loss
+
+
+def multiview_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights):
+    """Uncalibrated views of one instant (S=views): per-view keypoints + Eq. 13 consistency."""
+    def loss(rotmats, rot6d, transl, groups):
+        kp, _ = _keypoint_term(body_model, obs, betas, rotmats, transl, groups)
+        g, s = rot6d.shape[:2]
+        return w.keypoints * kp.sum(1) + w.multiview * guidance.multiview_consistency(rot6d.reshape(g, s, 24, 6))
+    return loss
+
+
+def calibrated_loss(body_model, obs: Observations, betas: torch.Tensor, rel_R: torch.Tensor,
+                    rel_t: torch.Tensor, w: GuidanceWeights):
+    """One body per instant in view 0's frame (S=1), reprojected into every view with known cameras.
+
+    obs laid out (G,V,...); rel_R (V,3,3), rel_t (V,3) map view-0 camera coordinates to view v."""
+    def loss(rotmats, rot6d, transl, groups):
+        g = rotmats.shape[0]
+        out = body_model.joints_fast(rotmats[:, 0], betas[groups][:, 0], transl[:, 0])
+        kp3d = out.keypoints[:, : obs.keypoints.shape[-2]]                       # (g,K,3) view 0
+        per_view = torch.einsum("vij,gkj->gvki", rel_R, kp3d) + rel_t[None, :, None]
+        v = rel_R.shape[0]
+        L = guidance.keypoint_reprojection(
+            per_view.flatten(0, 1), obs.keypoints[groups].flatten(0, 1), obs.focal[groups].flatten(0, 1),
+            obs.principal[groups].flatten(0, 1), obs.image_size[groups].flatten(0, 1))
+        return w.keypoints * L.reshape(g, v).sum(1)
+    return loss
+
+
+def run(eps_model, alphas_cumprod, loss_fn, rotmats0: torch.Tensor, transl0: torch.Tensor,
+        context: torch.Tensor, opts: LoopOptions, progress=None) -> dict:
+    """rotmats0 (G,S,24,3,3), transl0 (G,S,3), context (G,S,C) -> refined rotmats/transl + loop stats."""
+    g, s = rotmats0.shape[:2]
+    x0 = matrix_to_rot6d(rotmats0).reshape(g, s, 144)
+    out = refine(eps_model, alphas_cumprod, Problem(x0, transl0, context, loss_fn), opts, progress)
+    out["rotmats"] = rot6d_to_matrix(out["x0"].reshape(g, s, 24, 6))
+    return out

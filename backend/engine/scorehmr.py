@@ -1,0 +1,122 @@
+"""The ScoreHMR loop: DDIM inversion of the estimate, then guided DDIM back, repeated to convergence.
+
+Samples are laid out group-major: x (G,S,144) where a group is what converges (and is frozen)
+together: one frame (S=1), a video window (S=frames), the V views of one instant (S=V).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+
+from backend.models.diffusion import ddim_invert, ddim_move, predict_x0, timesteps
+from backend.rotations import rot6d_to_matrix
+
+# loss(rotmats (g,S,24,3,3), rot6d (g,S,144), transl (g,S,3), groups (g,) long) -> (g,)
+GuidanceLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class LoopOptions:
+    """Constants of the loop, with the paper's defaults (ALGORITHM.md)."""
+    tau: int = 50                 # noise level the estimate is inverted to
+    step: int = 2                 # DDIM stride, both ways
+    iterations: int = 10          # outer iterations (OPTIM_ITERS)
+    guidance_scale: float = 1.0   # eps' = eps + sqrt(1 - a_t) * scale * grad
+    stop_threshold: float = 1e-5  # |L_prev - L| / max(L_prev, L, 1)
+    camera_lr: float = 1e-2       # Adam on the camera translation, one step per guided step
+    optimise_translation: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Problem:
+    x0: torch.Tensor              # (G,S,144) initial 6D pose
+    transl: torch.Tensor          # (G,S,3) initial camera translation
+    context: torch.Tensor         # (G,S,C) prior conditioning
+    loss: GuidanceLoss
+
+
+class _MaskedAdam:
+    """Adam on a (G,...) tensor where only the given groups step (frozen groups keep their state)."""
+
+    def __init__(self, like: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.m, self.v = torch.zeros_like(like), torch.zeros_like(like)
+        self.t = torch.zeros(like.shape[0], dtype=like.dtype, device=like.device)
+
+    def step(self, value: torch.Tensor, grad: torch.Tensor, groups: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.t[groups] += 1
+        shape = (-1,) + (1,) * (value.dim() - 1)
+        t = self.t[groups].reshape(shape)
+        self.m[groups] = b1 * self.m[groups] + (1 - b1) * grad
+        self.v[groups] = b2 * self.v[groups] + (1 - b2) * grad ** 2
+        m_hat, v_hat = self.m[groups] / (1 - b1 ** t), self.v[groups] / (1 - b2 ** t)
+        value[groups] -= self.lr * m_hat / (v_hat.sqrt() + self.eps)
+
+
+def _evaluate(problem: Problem, x0: torch.Tensor, transl: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    g, s = x0.shape[:2]
+    rotmats = rot6d_to_matrix(x0.reshape(g, s, 24, 6))
+    return problem.loss(rotmats, x0, transl, groups)
+
+
+def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: LoopOptions = LoopOptions(),
+           progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run the loop. Returns x0 (G,S,144), transl (G,S,3), loss (G,), iterations (G,) and evaluation counts."""
+    G, S, D = problem.x0.shape
+    a = alphas_cumprod.to(problem.x0)
+    x0 = problem.x0.clone()
+    transl = problem.transl.clone()
+    adam = _MaskedAdam(transl, opts.camera_lr)
+    all_groups = torch.arange(G, device=x0.device)
+    with torch.no_grad():
+        loss = _evaluate(problem, x0, transl, all_groups)
+    active = torch.ones(G, dtype=torch.bool, device=x0.device)
+    iterations = torch.zeros(G, dtype=torch.long, device=x0.device)
+    evaluations = 0
+    down = timesteps(opts.tau, 0, opts.step)
+    flat = lambda t: t.reshape(-1, *t.shape[2:])
+
+    for it in range(opts.iterations):
+        groups = all_groups[active]
+        if len(groups) == 0:
+            break
+        n = len(groups)
+        ctx = flat(problem.context[groups])
+        x = ddim_invert(eps_model, flat(x0[groups]), ctx, a, opts.tau, opts.step)
+        tr = transl[groups].clone()
+        for t, t_prev in zip(down[:-1], down[1:]):
+            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            with torch.no_grad():
+                eps = eps_model(x, tt, ctx)
+            # The denoiser is not differentiated: x0_hat depends on x only through the closed form.
+            x0_hat = predict_x0(x, eps, a[t]).detach().requires_grad_(True)
+            tr.requires_grad_(opts.optimise_translation)
+            L = _evaluate(problem, x0_hat.reshape(n, S, D), tr, groups).sum()
+            grads = torch.autograd.grad(L, [x0_hat, tr] if opts.optimise_translation else [x0_hat])
+            grad_x = grads[0] / a[t].sqrt()
+            with torch.no_grad():
+                eps = eps + (1 - a[t]).sqrt() * opts.guidance_scale * grad_x
+                x = ddim_move(predict_x0(x, eps, a[t]), eps, a[t_prev])
+                if opts.optimise_translation:
+                    adam.step(transl, grads[1], groups)
+                    tr = transl[groups].clone()
+        evaluations += 2 * (len(down) - 1) * n * S
+        with torch.no_grad():
+            new_x0 = x.reshape(n, S, D)
+            new_loss = _evaluate(problem, new_x0, transl[groups], groups)
+            old = loss[groups]
+            converged = (old - new_loss).abs() / torch.maximum(torch.maximum(old, new_loss), torch.ones_like(old)) \
+                < opts.stop_threshold
+            x0[groups] = new_x0
+            loss[groups] = new_loss
+            iterations[groups] += 1
+            active[groups[converged]] = False
+        if progress:
+            progress(it + 1, opts.iterations)
+    return dict(x0=x0, transl=transl, loss=loss, iterations=iterations, denoiser_evaluations=evaluations)

@@ -1,0 +1,54 @@
+"""The diffusion prior's denoiser eps_phi(x_t, t, c) (ScoreHMR's residual MLP with FiLM time conditioning)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+POSE_DIM = 144  # 24 joints x 6D
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of integer timesteps. t (B,) -> (B,dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class DenoiserBlock(nn.Module):
+    """h -> h + MLP(LN(concat(FiLM(h, time), c)))."""
+
+    def __init__(self, dim: int, context_dim: int, time_dim: int, hidden: int):
+        super().__init__()
+        self.film = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 2 * dim))
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(dim + context_dim), nn.Linear(dim + context_dim, hidden), nn.GELU(),
+            nn.LayerNorm(hidden), nn.Linear(hidden, dim), nn.GELU(),
+        )
+
+    def forward(self, h, temb, c):
+        scale, shift = self.film(temb).chunk(2, dim=-1)
+        return h + self.mlp(torch.cat([h * (1 + scale) + shift, c], dim=-1))
+
+
+class Denoiser(nn.Module):
+    """eps_phi(x (B,144), t (B,), c (B,C)) -> (B,144)."""
+
+    def __init__(self, context_dim: int, dim: int = POSE_DIM, hidden: int = 1024, blocks: int = 3):
+        super().__init__()
+        self.config = dict(context_dim=context_dim, dim=dim, hidden=hidden, blocks=blocks)
+        time_dim = 4 * dim
+        self.dim = dim
+        self.time_mlp = nn.Sequential(nn.Linear(dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))
+        self.inp = nn.Linear(dim, dim)
+        self.blocks = nn.ModuleList(DenoiserBlock(dim, context_dim, time_dim, hidden) for _ in range(blocks))
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x, t, c):
+        temb = self.time_mlp(timestep_embedding(t, self.dim).to(x.dtype))
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, temb, c)
+        return self.out(h)

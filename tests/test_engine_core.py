@@ -1,0 +1,131 @@
+"""The ScoreHMR loop and its guidance terms (with small untrained denoisers: the maths, not the prior)."""
+import pytest
+import torch
+
+from backend.engine import guidance
+from backend.engine.scorehmr import LoopOptions, Problem, refine
+from backend.models.denoiser import Denoiser
+from backend.models.diffusion import cosine_alphas_cumprod, ddim_invert, ddim_sample, timesteps
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_cosine_schedule_matches_its_definition():
+    a = cosine_alphas_cumprod()
+    assert a.shape == (1000,) and (a[1:] < a[:-1]).all()
+    assert abs(a[0].item() - (1 - 4.1e-5)) < 1e-5  # beta_0 of the cosine schedule with s = 0.008
+    assert a[-1] < 1e-6
+
+
+def test_timesteps_follow_the_paper():
+    assert timesteps(0, 50, 2)[:3] == [0, 2, 4] and timesteps(0, 50, 2)[-1] == 50
+    assert timesteps(50, 0, 2) == list(range(50, -1, -2))
+
+
+@pytest.mark.parametrize("term", ["reprojection", "multiview", "temporal", "acceleration"])
+def test_guidance_gradients_match_finite_differences(term):
+    g = _gen(0)
+    if term == "reprojection":
+        pts = (torch.randn(2, 5, 3, generator=g, dtype=torch.float64) * 0.3 + torch.tensor([0, 0, 4.0], dtype=torch.float64))
+        obs = torch.cat([torch.rand(2, 5, 2, generator=g, dtype=torch.float64) * 500 + 200,
+                         torch.rand(2, 5, 1, generator=g, dtype=torch.float64)], -1)
+        focal = torch.tensor([900.0, 1100.0], dtype=torch.float64)
+        pp = torch.tensor([[480.0, 270.0], [640.0, 360.0]], dtype=torch.float64)
+        size = torch.tensor([[960.0, 540.0], [1280.0, 720.0]], dtype=torch.float64)
+        fn, x = (lambda p: guidance.keypoint_reprojection(p, obs, focal, pp, size).sum()), pts
+    elif term == "multiview":
+        fn, x = (lambda r: guidance.multiview_consistency(r).sum()), torch.randn(2, 3, 24, 6, generator=g, dtype=torch.float64)
+    elif term == "temporal":
+        fn, x = (lambda r: guidance.temporal_smoothness(r).sum()), torch.randn(2, 6, 144, generator=g, dtype=torch.float64)
+    elif term == "acceleration":
+        fn, x = (lambda r: guidance.acceleration(r).sum()), torch.randn(2, 6, 3, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(fn, (x.requires_grad_(),), eps=1e-6, atol=1e-4, rtol=1e-3)
+
+
+def test_foot_skating_gradient_treats_the_contact_weights_as_constant():
+    feet = (0.01 * torch.randn(1, 5, 4, 3, generator=_gen(5), dtype=torch.float64)).requires_grad_()
+    (grad,) = torch.autograd.grad(guidance.foot_skating(feet).sum(), feet)
+    w = torch.exp(-((feet[:, 1:] - feet[:, :-1]).detach().norm(dim=-1) / 0.01) ** 2)
+    fixed = lambda f: (w[..., None] * (f[:, 1:] - f[:, :-1]).pow(2)).sum()
+    assert torch.autograd.gradcheck(fixed, (feet,), eps=1e-7, atol=1e-6)
+    (expected,) = torch.autograd.grad(fixed(feet), feet)
+    torch.testing.assert_close(grad, expected)
+    # A fast-moving foot is left alone; a nearly still one is pulled back.
+    moving = torch.zeros(1, 2, 1, 3, dtype=torch.float64)
+    moving[0, 1, 0, 0] = 0.2
+    still = moving * 0.01
+    assert guidance.foot_skating(moving) < 1e-10 < guidance.foot_skating(still)
+
+
+def test_reprojection_is_robust_and_resolution_independent():
+    pts = torch.tensor([[[0.0, 0.0, 2.0]]], dtype=torch.float64)
+    focal, pp = torch.tensor([1000.0], dtype=torch.float64), torch.tensor([[500.0, 500.0]], dtype=torch.float64)
+    obs = lambda dx: torch.tensor([[[500.0 + dx, 500.0, 1.0]]], dtype=torch.float64)
+    size = torch.tensor([[1000.0, 1000.0]], dtype=torch.float64)
+    small = guidance.keypoint_reprojection(pts, obs(1.0), focal, pp, size)
+    assert small.item() == pytest.approx(1.0, rel=1e-3)  # ~ r^2 for small residuals
+    far = guidance.keypoint_reprojection(pts, obs(1e5), focal, pp, size)
+    assert far.item() < 100.0 ** 2 + 1e-6  # bounded by sigma^2: outliers cannot dominate
+    # The same geometry at twice the resolution costs the same.
+    big = guidance.keypoint_reprojection(pts, torch.tensor([[[1001.0 + 1.0, 1000.0, 1.0]]], dtype=torch.float64),
+                                         2 * focal, 2 * pp, 2 * size)
+    assert big.item() == pytest.approx(small.item(), rel=1e-6)
+    zero_conf = guidance.keypoint_reprojection(pts, torch.tensor([[[900.0, 0.0, 0.0]]], dtype=torch.float64), focal, pp, size)
+    assert zero_conf.item() == 0.0
+
+
+def test_ddim_inversion_then_sampling_reconstructs():
+    torch.manual_seed(0)
+    model = Denoiser(context_dim=8, hidden=64).double().eval()
+    a = cosine_alphas_cumprod()
+    x0 = torch.randn(4, 144, generator=_gen(1), dtype=torch.float64) * 0.5
+    c = torch.randn(4, 8, generator=_gen(2), dtype=torch.float64)
+    back = ddim_sample(model, ddim_invert(model, x0, c, a, 50, 2), c, a, 50, 2)
+    assert (back - x0).abs().max() < 1e-3
+
+
+def _quadratic_problem(targets, ctx_dim=4):
+    """A toy loss 0.5 ||x0 - target||^2 per group; translation pulled to (1,2,3)."""
+    G, S, D = targets.shape
+
+    def loss(rotmats, rot6d, transl, groups):
+        return 0.5 * (rot6d - targets[groups]).pow(2).sum((1, 2)) + (transl - torch.tensor([1.0, 2.0, 3.0])).pow(2).sum((1, 2))
+
+    x0 = torch.zeros(G, S, D)
+    x0[..., 0::3] = 1.0  # any valid 6D-ish start
+    return Problem(x0, torch.zeros(G, S, 3), torch.zeros(G, S, ctx_dim), loss)
+
+
+def test_guided_loop_lowers_the_loss_and_stops_early():
+    torch.manual_seed(0)
+    model = Denoiser(context_dim=4, hidden=32).eval()
+    a = cosine_alphas_cumprod()
+    targets = torch.randn(3, 2, 144, generator=_gen(3)) * 0.1
+    problem = _quadratic_problem(targets)
+    start = problem.loss(None, problem.x0, problem.transl, torch.arange(3))
+    out = refine(model, a, problem, LoopOptions(iterations=6, stop_threshold=1e-5, guidance_scale=50.0))
+    assert (out["loss"] < start).all()
+    # A huge threshold freezes every group after its first iteration.
+    quick = refine(model, a, _quadratic_problem(targets), LoopOptions(iterations=6, stop_threshold=10.0))
+    assert (quick["iterations"] == 1).all()
+    assert quick["denoiser_evaluations"] == 2 * 25 * 3 * 2
+
+
+def test_converged_groups_are_frozen_while_others_continue():
+    torch.manual_seed(0)
+    model = Denoiser(context_dim=4, hidden=32).eval()
+    a = cosine_alphas_cumprod()
+    targets = torch.randn(2, 1, 144, generator=_gen(4)) * 0.1
+    problem = _quadratic_problem(targets)
+    # Group 0's loss is constant in x (already at its optimum in transl-only terms) -> converges at once.
+    base = problem.loss
+
+    def loss(rotmats, rot6d, transl, groups):
+        out = base(rotmats, rot6d, transl, groups)
+        return torch.where(groups == 0, torch.zeros_like(out), out)
+
+    problem.loss = loss
+    out = refine(model, a, problem, LoopOptions(iterations=4, optimise_translation=False))
+    assert out["iterations"][0] == 1 and out["iterations"][1] > 1
