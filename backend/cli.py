@@ -45,6 +45,71 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.out), smpl_path=args.smpl)
 
 
+def cmd_refine(args) -> int:
+    import numpy as np
+
+    from backend.engine.api import Engine, EngineOptions
+    from backend.io.errors import InputError
+    from backend.io.init_estimates import load_init
+    from backend.io.observations import load_observations
+    from backend.io.results import check_writable, write_results
+
+    try:
+        if Path(args.out).exists() and not args.force:
+            raise InputError("exists; pass --force to overwrite it or choose another --out", path=args.out)
+        check_writable(Path(args.out).parent)
+        obs = load_observations(args.observations, args.mode, fov_deg=args.fov)
+        init = None
+        if args.init:
+            views, frames = obs["keypoints"].shape[:2]
+            size, focal = obs["image_size"][0], float(obs["focal_length"][0])
+            init = load_init(args.init, image_size=size, focal_length=focal)
+            expected = views * frames if args.mode == "multiview" else frames
+            if init["global_orient"].reshape(-1, 3).shape[0] != expected:
+                raise InputError(f"has {init['global_orient'].reshape(-1, 3).shape[0]} frames but the observations "
+                                 f"have {expected}; give one initial estimate per observed frame", path=args.init)
+        engine = Engine.load(args.smpl, device=args.device)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options = EngineOptions(variant=args.variant, smoothing=args.smoothing, keypoint_trust=args.keypoint_trust)
+    if args.iterations is not None:
+        from dataclasses import replace
+
+        loop, _ = options.resolved(args.mode)
+        options.loop = replace(loop, iterations=args.iterations)
+    from tqdm import tqdm
+
+    bar = tqdm(desc=f"refine ({args.mode})", unit="iter", file=sys.stdout, mininterval=1.0)
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(1)
+
+    result = engine.run(obs, init, args.mode, options, progress=progress)
+    bar.close()
+    try:
+        write_results(args.out, result, force=args.force)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    err, err0 = np.nanmean(result["reprojection_error_px"]), np.nanmean(result["init_reprojection_error_px"])
+    print(f"wrote {args.out}: reprojection error {err0:.1f} px -> {err:.1f} px")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from backend.models.train import main as train_main
+
+    return train_main(args.rest)
+
+
+def cmd_sim_figure(args) -> int:
+    from backend.sim.figures import main as figures_main
+
+    return figures_main(args.rest)
+
+
 def main(argv: list[str] | None = None) -> int:
     from backend.body import free_model, free_model_build
 
@@ -62,6 +127,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="out/demo")
     p.add_argument("--smpl", default=None, help="your own SMPL model file instead of the free default")
     p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("refine", help="refine SMPL motion from keypoints (ScoreHMR)")
+    p.add_argument("--observations", required=True, help="OBS.npz: keypoints, image_size, [focal_length, ...]")
+    p.add_argument("--init", help="INIT.npz (or an HMR 2.0 style file); default: the built-in regressor")
+    p.add_argument("--mode", choices=["frame", "video", "multiview"], default="video")
+    p.add_argument("--smpl", help="your SMPL model file (default: the free body model)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--method", choices=["scorehmr"], default="scorehmr")
+    p.add_argument("--variant", choices=["paper", "ours"], default="ours")
+    p.add_argument("--iterations", type=int, help="outer iterations (default: the paper's)")
+    p.add_argument("--smoothing", type=float, default=1.0, help="scales the temporal terms")
+    p.add_argument("--keypoint-trust", type=float, default=1.0, help="scales the keypoint term")
+    p.add_argument("--fov", type=float, default=55.0, help="field of view (deg) when OBS has no focal_length")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(run=cmd_refine)
+
+    for name, fn, text in (("train", cmd_train, "train the regressor / prior (see --help after the name)"),
+                           ("sim-figure", cmd_sim_figure, "draw docs/observations.png")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(run=fn)
 
     args = parser.parse_args(argv)
     return args.run(args)

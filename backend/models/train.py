@@ -1,0 +1,250 @@
+"""Training of the two learned models on converted CMU motion with simulated detections.
+
+    python -m backend train regressor --steps 20000 --seed 0
+    python -m backend train prior --steps 40000 --seed 0
+
+Every batch is made on the fly: motion frames from the training subjects, a random body shape
+(betas ~ N(0, I)), a random camera and detector noise (backend.sim).  Weights are written with
+the command, seed, data version and validation numbers that produced them.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.body.body_model import BodyModel, pose_to_rotmats
+from backend.metrics import SMPL24_TO_LSP14, mpjpe, pa_mpjpe
+from backend.models.denoiser import Denoiser
+from backend.models.diffusion import cosine_alphas_cumprod, diffusion_loss
+from backend.models.regressor import KeypointRegressor, normalise_keypoints
+from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
+from backend.sim.observations import single_view_observations
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+REGRESSOR_PATH = ASSETS / "regressor.pt"
+PRIOR_PATH = ASSETS / "prior.pt"
+TRAIN_LEVELS = ("low", "medium", "high")
+VAL_LEVELS = ("clean", "low", "medium", "high")
+CONTEXT_DROPOUT = 0.1  # also trains the unconditional prior eps(x, t, 0)
+
+
+def _observe(bm: BodyModel, data: dict, idx: np.ndarray, g: torch.Generator, level: str) -> dict:
+    """Simulated single-view observations of the frames ``idx`` with random body shapes."""
+    n = len(idx)
+    params = dict(global_orient=data["global_orient"][idx], body_pose=data["body_pose"][idx],
+                  transl=np.zeros((n, 3), np.float32),
+                  betas=torch.randn(n, 10, generator=g, dtype=torch.float64).numpy())
+    return single_view_observations(bm, params, g, level)
+
+
+def _gt_rotmats(obs: dict) -> torch.Tensor:
+    return pose_to_rotmats(obs["gt_global_orient"], obs["gt_body_pose"]).float()
+
+
+def regressor_loss(reg: KeypointRegressor, bm: BodyModel, obs: dict) -> tuple[torch.Tensor, dict]:
+    out = reg(normalise_keypoints(obs["keypoints"].float()))
+    R = rot6d_to_matrix(out["pose6d"].reshape(-1, 24, 6))
+    R_gt = _gt_rotmats(obs)
+    betas_gt = obs["gt_betas"].float()
+    joints = bm.joints_fast(R, out["betas"]).joints
+    joints_gt = bm.joints_fast(R_gt, betas_gt).joints
+    rel = lambda j: j - j[:, :1]
+    terms = dict(rot=(R - R_gt).pow(2).sum((-1, -2)).mean(),
+                 joints=(rel(joints) - rel(joints_gt)).norm(dim=-1).mean(),
+                 betas=(out["betas"] - betas_gt).pow(2).mean())
+    return terms["rot"] + 10.0 * terms["joints"] + 0.05 * terms["betas"], terms
+
+
+def joint_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """Mean MPJPE / PA-MPJPE in mm on the 24 SMPL joints and the 14 LSP joints (pelvis-aligned)."""
+    lsp = list(SMPL24_TO_LSP14)
+    rel = lambda j: j - j[:, :1]
+    return dict(mpjpe24=float(mpjpe(pred, gt).mean()), pa_mpjpe24=float(pa_mpjpe(pred, gt).mean()),
+                mpjpe14=float(mpjpe(rel(pred)[:, lsp], rel(gt)[:, lsp], root=None).mean()),
+                pa_mpjpe14=float(pa_mpjpe(pred[:, lsp], gt[:, lsp]).mean()))
+
+
+def evaluate_regressor(reg: KeypointRegressor, bm: BodyModel, val: dict, n: int = 2000, seed: int = 1234) -> dict:
+    """MPJPE / PA-MPJPE (mm, 24 and 14 joints) on a fixed batch of validation frames per noise level."""
+    reg.eval()
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(val["global_orient"]), size=min(n, len(val["global_orient"])), replace=False))
+    results = {}
+    with torch.no_grad():
+        for level in VAL_LEVELS:
+            obs = _observe(bm, val, idx, torch.Generator().manual_seed(seed), level)
+            out = reg(normalise_keypoints(obs["keypoints"].float()))
+            R = rot6d_to_matrix(out["pose6d"].reshape(-1, 24, 6))
+            pred = bm.joints_fast(R, out["betas"]).joints.numpy()
+            gt = bm.joints_fast(_gt_rotmats(obs), obs["gt_betas"].float()).joints.numpy()
+            results[level] = joint_errors(pred, gt)
+    reg.train()
+    return results
+
+
+def _cosine_lr(opt, step, total, base, warmup=500):
+    lr = base * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def _progress(total, desc):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stdout, mininterval=2.0, dynamic_ncols=True)
+
+
+def train_regressor(train: dict, val: dict, steps: int, seed: int, batch: int = 256, lr: float = 1e-3,
+                    log_every: int = 250) -> tuple[KeypointRegressor, dict]:
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    bm = BodyModel.load()
+    reg = KeypointRegressor()
+    opt = torch.optim.AdamW(reg.parameters(), lr=lr, weight_decay=1e-4)
+    curve = []
+    bar = _progress(steps, "regressor")
+    for step in range(steps):
+        idx = rng.integers(0, len(train["global_orient"]), batch)
+        obs = _observe(bm, train, idx, g, TRAIN_LEVELS[step % len(TRAIN_LEVELS)])
+        loss, terms = regressor_loss(reg, bm, obs)
+        _cosine_lr(opt, step, steps, lr)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(reg.parameters(), 1.0)
+        opt.step()
+        if step % log_every == 0 or step == steps - 1:
+            curve.append(dict(step=step, loss=float(loss), **{k: float(v) for k, v in terms.items()}))
+            bar.set_postfix(loss=f"{float(loss):.3f}", joints_mm=f"{1000 * float(terms['joints']):.0f}")
+        bar.update(1)
+    bar.close()
+    return reg, dict(curve=curve, val=evaluate_regressor(reg, bm, val))
+
+
+def context_stats(reg: KeypointRegressor, bm: BodyModel, data: dict, seed: int, n: int = 20000) -> tuple:
+    """Mean and std of the regressor features over simulated training observations."""
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    feats = []
+    with torch.no_grad():
+        for level in TRAIN_LEVELS:
+            obs = _observe(bm, data, rng.integers(0, len(data["global_orient"]), n // 3), g, level)
+            feats.append(reg(normalise_keypoints(obs["keypoints"].float()))["features"])
+    feats = torch.cat(feats)
+    return feats.mean(0), feats.std(0).clamp_min(1e-4)
+
+
+def train_prior(reg: KeypointRegressor, train: dict, steps: int, seed: int, batch: int = 128, lr: float = 3e-4,
+                log_every: int = 250, hidden: int = 1024) -> tuple[Denoiser, dict]:
+    """Conditional epsilon model on camera-frame 6D poses; context = standardised frozen features."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    rng = np.random.default_rng(seed + 1)
+    bm = BodyModel.load()
+    reg.eval()
+    mean, std = context_stats(reg, bm, train, seed)
+    model = Denoiser(context_dim=mean.shape[0], hidden=hidden)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    alphas = cosine_alphas_cumprod().float()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
+    curve, running = [], []
+    bar = _progress(steps, "prior")
+    for step in range(steps):
+        idx = rng.integers(0, len(train["global_orient"]), batch)
+        obs = _observe(bm, train, idx, g, TRAIN_LEVELS[step % len(TRAIN_LEVELS)])
+        with torch.no_grad():
+            c = (reg(normalise_keypoints(obs["keypoints"].float()))["features"] - mean) / std
+            keep = (torch.rand(batch, 1, generator=g) > CONTEXT_DROPOUT).float()
+            c = c * keep
+            x0 = matrix_to_rot6d(_gt_rotmats(obs)).reshape(batch, 144)
+        loss = diffusion_loss(model, x0, c, alphas, g)
+        _cosine_lr(opt, step, steps, lr)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 10 == 0:
+            with torch.no_grad():
+                for p_ema, p in zip(ema.parameters(), model.parameters()):
+                    p_ema.lerp_(p, 1 - 0.995)
+        running.append(float(loss))
+        if step % log_every == 0 or step == steps - 1:
+            curve.append(dict(step=step, loss=float(np.mean(running))))
+            running = []
+            bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}")
+        bar.update(1)
+    bar.close()
+    return ema, dict(curve=curve, context_mean=mean, context_std=std)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict, extra: dict | None = None) -> None:
+    import os
+    import tempfile
+
+    payload = dict(config=model.config, state_dict=model.state_dict(), meta=meta, **(extra or {}))
+    fd, tmp = tempfile.mkstemp(suffix=".pt", dir=path.parent)
+    os.close(fd)
+    torch.save(payload, tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def load_regressor(path: Path = REGRESSOR_PATH) -> tuple[KeypointRegressor, dict]:
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    reg = KeypointRegressor(**ck["config"])
+    reg.load_state_dict(ck["state_dict"])
+    return reg.eval(), ck["meta"]
+
+
+def load_prior(path: Path = PRIOR_PATH) -> tuple[Denoiser, torch.Tensor, torch.Tensor, dict]:
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    model = Denoiser(**ck["config"])
+    model.load_state_dict(ck["state_dict"])
+    return model.eval(), ck["context_mean"], ck["context_std"], ck["meta"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from backend.data.dataset import load_split
+
+    p = argparse.ArgumentParser(prog="python -m backend train")
+    p.add_argument("which", choices=["regressor", "prior", "all"])
+    p.add_argument("--steps", type=int, default=None, help="default: 20000 (regressor), 40000 (prior)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", default="cache/dataset")
+    p.add_argument("--out", default=str(ASSETS))
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train, val = load_split("train", args.dataset), load_split("val", args.dataset)
+    data_meta = json.loads(str(train["meta"])) if "meta" in train else {}
+    base_meta = dict(command="python -m backend train " + " ".join(argv if argv is not None else sys.argv[1:]),
+                     seed=args.seed, data_version=data_meta.get("data_version", "unknown"),
+                     torch=torch.__version__)
+    if args.which in ("regressor", "all"):
+        steps = args.steps or 20000
+        t0 = time.time()
+        reg, log = train_regressor(train, val, steps, args.seed)
+        meta = dict(base_meta, steps=steps, seconds=round(time.time() - t0), val=log["val"], curve=log["curve"],
+                    parameters=sum(p.numel() for p in reg.parameters()))
+        save_checkpoint(out / REGRESSOR_PATH.name, reg, meta)
+        print(json.dumps(dict(regressor_val=log["val"], seconds=meta["seconds"]), indent=1))
+    if args.which in ("prior", "all"):
+        steps = args.steps or 40000
+        reg, _ = load_regressor(out / REGRESSOR_PATH.name)
+        t0 = time.time()
+        model, log = train_prior(reg, train, steps, args.seed)
+        meta = dict(base_meta, steps=steps, seconds=round(time.time() - t0), curve=log["curve"],
+                    parameters=sum(p.numel() for p in model.parameters()), context_dropout=CONTEXT_DROPOUT)
+        save_checkpoint(out / PRIOR_PATH.name, model, meta,
+                        dict(context_mean=log["context_mean"], context_std=log["context_std"]))
+        print(json.dumps(dict(prior_final_loss=log["curve"][-1]["loss"], seconds=meta["seconds"]), indent=1))
+    return 0
