@@ -1,0 +1,1 @@
+"""Synthetic observations: virtual cameras, detector-like keypoint noise, and training/test samples."""
