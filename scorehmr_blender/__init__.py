@@ -3,16 +3,19 @@
 
 Blender glue only. The refinement engine (``backend``) is imported lazily by
 the code that needs it, never at add-on import time, so enabling the add-on
-stays fast and works without torch installed.
+stays fast and works without torch installed.  Likewise the numpy-based
+importer modules (result, convert, armature, keyframes, camera, importer) load
+when an operator first runs.
 """
 
 import bpy
 
-from . import panel, preferences, properties
+from . import operators, panel, preferences, properties
 
 classes = (
     *properties.classes,
     *preferences.classes,
+    *operators.classes,
     *panel.classes,
 )
 
@@ -21,9 +24,11 @@ def register():
     for cls in classes:
         bpy.utils.register_class(cls)
     properties.attach()
+    operators.attach()
 
 
 def unregister():
+    operators.detach()
     properties.detach()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -3,7 +3,7 @@
 
 import bpy
 
-from . import preferences
+from . import operators, preferences
 
 
 class REFINEMOTION_PT_main(bpy.types.Panel):
@@ -39,6 +39,9 @@ def draw_main(layout, context):
     sub = col.column()
     sub.active = settings.mode != 'SINGLE_FRAME'
     sub.prop(settings, "smoothing")
+
+    layout.separator()
+    layout.operator(operators.REFINEMOTION_OT_import_result.bl_idname, icon='IMPORT')
 
 
 classes = (REFINEMOTION_PT_main,)

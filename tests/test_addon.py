@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import scorehmr_blender  # noqa: E402
-from scorehmr_blender import panel, preferences, properties  # noqa: E402
+from scorehmr_blender import operators, panel, preferences, properties  # noqa: E402
 
 ADDON = scorehmr_blender.__name__
 
@@ -31,8 +31,14 @@ def addon():
 
 def assert_unregistered():
     assert not hasattr(bpy.types, "REFINEMOTION_PT_main")
+    assert not hasattr(bpy.types, "REFINEMOTION_OT_import_result")
+    assert operators.menu_import not in _import_menu_functions()
     assert not hasattr(bpy.types.Scene, "refine_motion")
     assert not any(cls.is_registered for cls in scorehmr_blender.classes)
+
+
+def _import_menu_functions():
+    return getattr(bpy.types.TOPBAR_MT_file_import, "_dyn_ui_initialize", list)()
 
 
 # -- registration -------------------------------------------------------------
@@ -47,6 +53,16 @@ def test_panel_registered_in_3d_view_sidebar():
     assert cls.bl_label == "Refine Motion"
 
 
+def test_import_operator_registered_and_in_file_import_menu():
+    cls = bpy.types.REFINEMOTION_OT_import_result
+    assert cls is operators.REFINEMOTION_OT_import_result
+    assert cls.bl_idname == "refinemotion.import_result"
+    assert cls.bl_label == "Import Refined Motion"
+    assert {'REGISTER', 'UNDO'} <= cls.bl_options
+    assert bpy.ops.refinemotion.import_result.poll()
+    assert operators.menu_import in _import_menu_functions()
+
+
 def test_preferences_registered_under_package_name():
     cls = preferences.RefineMotionPreferences
     assert cls.is_registered
@@ -57,19 +73,40 @@ def test_preferences_registered_under_package_name():
     assert props["worker_python"].subtype == 'FILE_PATH'
 
 
-def test_addon_import_pulls_in_no_heavy_modules():
-    # Module-level imports only: the backend and torch must load lazily.
-    for path in (ROOT / "scorehmr_blender").rglob("*.py"):
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""] + [alias.name for alias in node.names]
+def _imports(path, module_level_only):
+    """Top-level names of the modules a file imports (relative imports as '.name')."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if module_level_only else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            yield from (alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # from . import a, b / from .a import b
+                yield from (["." + node.module.split(".")[0]] if node.module
+                            else ["." + alias.name for alias in node.names])
             else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                assert top not in {"torch", "numpy", "backend", "smplx", "cv2"}, f"{path.name} imports {name}"
+                yield node.module.split(".")[0]
+
+
+def test_addon_never_imports_the_engine_or_torch():
+    for path in (ROOT / "scorehmr_blender").rglob("*.py"):
+        for name in _imports(path, module_level_only=False):
+            assert name not in {"torch", "backend", "smplx", "cv2"}, f"{path.name} imports {name}"
+
+
+def test_enabling_the_addon_loads_no_numpy_modules():
+    # numpy-based modules (result, convert, ...) load when an operator first runs.
+    package = ROOT / "scorehmr_blender"
+    seen, todo = set(), ["__init__"]
+    while todo:
+        module = todo.pop()
+        seen.add(module)
+        for name in _imports(package / f"{module}.py", module_level_only=True):
+            assert name != "numpy", f"{module}.py imports numpy when the add-on is enabled"
+            if name.startswith(".") and name[1:] not in seen:
+                todo.append(name[1:])
+    assert {"__init__", "operators", "panel", "preferences", "properties"} <= seen
+    assert not seen & {"result", "convert", "armature", "keyframes", "camera", "importer"}
 
 
 # -- scene settings -----------------------------------------------------------
@@ -132,6 +169,10 @@ class CheckedLayout:
                 self._log["props"].append(prop_name)
             elif name == "label":
                 self._log["labels"].append(kwargs.get("text", ""))
+            elif name == "operator":
+                category, op = args[0].split(".")
+                getattr(getattr(bpy.ops, category), op).get_rna_type()  # KeyError if unknown
+                self._log["operators"].append(args[0])
             result = attr(*args, **kwargs)
             if isinstance(result, bpy.types.UILayout):
                 return CheckedLayout(result, self._log)
@@ -158,7 +199,7 @@ def real_layout():
 
 
 def draw_panel(layout):
-    log = {"props": [], "labels": []}
+    log = {"props": [], "labels": [], "operators": []}
     fake_panel = types.SimpleNamespace(layout=CheckedLayout(layout, log))
     panel.REFINEMOTION_PT_main.draw(fake_panel, bpy.context)
     return log
@@ -169,6 +210,7 @@ def test_panel_draws_into_real_layout(real_layout):
     settings.mode = 'VIDEO'
     log = draw_panel(real_layout)
     assert log["props"] == ["mode", "frame_start", "frame_end", "keypoint_trust", "smoothing"]
+    assert log["operators"] == ["refinemotion.import_result"]
     assert any("Free default (Anny-based SMPL format)" in text for text in log["labels"])
 
     settings.mode = 'SINGLE_FRAME'

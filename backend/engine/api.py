@@ -247,6 +247,10 @@ class Engine:
             faces=self.body.faces.astype(np.int32),
             skin_weights=self.body.smpl.lbs_weights.cpu().numpy().astype(np.float32),
             fps=np.float32(obs.get("fps", 30.0)),
+            # The footage camera (view 0), so the add-on can build a matching Blender camera.
+            image_size=np.asarray(obs["image_size"][0], np.float32),
+            focal_length=np.float32(obs["focal_length"][0]),
+            principal_point=np.asarray(obs["principal_point"][0], np.float32),
         )
         if "world_from_view0" in out:
             R0, t0 = out["world_from_view0"]

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The footage camera: a Blender camera matching the result's intrinsics (glue;
+maths in convert.camera_settings).  It sits at the world origin looking along +Y,
+the pose convert.CAMERA_TO_WORLD assumes, so the imported body lines up with the
+footage seen through it."""
+
+import bpy
+
+from .convert import CAMERA_OBJECT_EULER, camera_settings
+
+
+def new_camera(name, image_size, focal_px, principal_point=None):
+    """A camera object (not linked to any collection) for pinhole intrinsics in pixels."""
+    data = bpy.data.cameras.new(name)
+    for key, value in camera_settings(image_size, focal_px, principal_point).items():
+        setattr(data, key, value)
+    obj = bpy.data.objects.new(name, data)
+    obj.rotation_euler = CAMERA_OBJECT_EULER
+    return obj
+
+
+def resolution_mismatch(scene, image_size):
+    """A warning when the scene's render size differs from the footage's, else None."""
+    render = scene.render
+    scene_size = (render.resolution_x, render.resolution_y)
+    width, height = (round(v) for v in image_size)
+    if scene_size == (width, height) and render.pixel_aspect_x == render.pixel_aspect_y:
+        return None
+    return (f"Scene resolution {scene_size[0]}x{scene_size[1]} differs from the footage's "
+            f"{width}x{height}: the camera view will not match the footage until they agree")
+
+
+def set_resolution(scene, image_size):
+    render = scene.render
+    render.resolution_x, render.resolution_y = (round(v) for v in image_size)
+    render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+
+
+def load_clip(path):
+    """The footage as a movie clip (an existing one if already loaded); RuntimeError if unreadable."""
+    return bpy.data.movieclips.load(bpy.path.abspath(path), check_existing=True)
+
+
+def show_footage(camera_obj, clip, frame_start):
+    """Show ``clip`` behind the camera view, its first frame at scene ``frame_start``.
+
+    Blender plays a clip one footage frame per scene frame."""
+    clip.frame_start = frame_start
+    data = camera_obj.data
+    background = data.background_images.new()
+    background.source = 'MOVIE_CLIP'
+    background.clip = clip
+    data.show_background_images = True

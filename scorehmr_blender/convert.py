@@ -1,0 +1,176 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Frames and pose maths of the importer: numpy only, no bpy (tested without Blender).
+
+Frames
+    SMPL model frame (``rest_joints``, ``rest_vertices``): metres, Y up, the body
+    faces +Z, its left is +X.
+    Engine result (``global_orient``, ``transl``, ``joints``): the OpenCV camera
+    frame, x right, y down, z forward, metres.
+    Blender: Z up.  The rest body goes in with ``MODEL_TO_BLENDER`` C,
+    (x, y, z) -> (x, -z, y): it stands along +Z and faces -Y (Blender's front).
+    The footage camera is a Blender camera at the world origin looking along +Y
+    with +Z up, so a camera-frame point p lands at ``CAMERA_TO_WORLD @ p`` = W p,
+    (x, y, z) -> (x, z, -y), in metres.  A body standing upright facing that
+    camera (global_orient ~ 180 deg about X) gets an identity root rotation.
+
+Bones (the armature object stays at the world origin, so armature space = world)
+    SMPL poses joint j with its local rotation R_j (model frame); R_0 =
+    global_orient takes the model frame to the camera frame and G_j = G_parent R_j.
+    A point x near joint j goes to G_j (x - J_j) + posed J_j.  In Blender the rest
+    point is y = C x, so it goes to (W G_j C^T)(y - C J_j) + W posed J_j: bone j
+    deforms by D_j = W G_j C^T = (W R_0 C^T)(C R_1 C^T) ... (C R_j C^T).
+    Blender chains a pose bone as D_j = D_parent B_j Q_j B_j^T, with B_j the
+    bone's rest rotation (``bone.matrix_local``) and Q_j its rotation_quaternion:
+        Q_0 = B_0^T (W R_0 C^T) B_0,    Q_j = B_j^T (C R_j C^T) B_j.
+    SMPL rotates the body about the pelvis, which goes to W (J_0 + transl); the
+    root bone's head rests at H_0 (= C J_0 on a rig built for this result) and
+    its location is in its rest axes:
+        location = B_0^T (W (J_0 + transl) - H_0).
+"""
+
+import numpy as np
+
+# SMPL's skeleton (same as backend/body/smpl_layout.py; copied because the
+# add-on never imports the engine package).
+JOINT_NAMES = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee",
+    "spine2", "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot",
+    "neck", "left_collar", "right_collar", "head", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hand", "right_hand",
+)
+PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
+NUM_JOINTS = len(JOINT_NAMES)
+
+MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # C
+CAMERA_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])   # W
+# The footage camera object's rotation: Blender cameras look down their local -Z
+# with +Y up, i.e. OpenCV axes (x, -y, -z); this turns that into W.
+CAMERA_OBJECT_EULER = (np.pi / 2, 0.0, 0.0)
+
+
+# -- rotations ------------------------------------------------------------------
+
+def axis_angle_to_matrix(aa):
+    """(..., 3) axis-angle -> (..., 3, 3) rotation matrices (Rodrigues)."""
+    aa = np.asarray(aa, dtype=np.float64)
+    sq = (aa * aa).sum(-1)[..., None, None]
+    t = np.sqrt(sq)
+    small = sq < 1e-12
+    safe = np.where(small, 1.0, t)
+    a = np.where(small, 1.0 - sq / 6.0, np.sin(safe) / safe)
+    b = np.where(small, 0.5 - sq / 24.0, 2.0 * (np.sin(safe / 2.0) / safe) ** 2)
+    x, y, z = aa[..., 0], aa[..., 1], aa[..., 2]
+    o = np.zeros_like(x)
+    K = np.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(aa.shape[:-1] + (3, 3))
+    return np.eye(3) + a * K + b * (K @ K)
+
+
+def matrix_to_quaternion(R):
+    """(..., 3, 3) rotations -> (..., 4) unit quaternions (w, x, y, z), w >= 0.
+
+    Shepperd's method: recover q from its largest component, never dividing by a
+    small number (accurate near 180 degrees)."""
+    R = np.asarray(R, dtype=np.float64)
+    m = R.reshape(R.shape[:-2] + (9,))
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = np.moveaxis(m, -1, 0)
+    # Row i is 4 q_i (w, x, y, z) for the pivot i in (w, x, y, z).
+    rows = np.stack([
+        np.stack([1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], -1),
+        np.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
+        np.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], -1),
+        np.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], -1),
+    ], -2)
+    pivot = np.diagonal(rows, axis1=-2, axis2=-1).argmax(-1)
+    q = np.take_along_axis(rows, pivot[..., None, None], -2)[..., 0, :]
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., :1] < 0, -q, q)
+
+
+def continuous_quaternions(q):
+    """Flip signs along axis 0 so successive quaternions have dot >= 0: (F, ..., 4).
+
+    q and -q are the same rotation, but F-curves interpolate the numbers: a sign
+    jump between two keys would swing the bone the long way round."""
+    q = np.array(q, dtype=np.float64)
+    for i in range(1, len(q)):
+        flip = (q[i] * q[i - 1]).sum(-1) < 0
+        q[i][flip] *= -1.0
+    return q
+
+
+# -- rest skeleton ----------------------------------------------------------------
+
+def bone_tails(heads, parents=PARENTS, leaf_scale=0.6):
+    """Bone tails (J, 3) for bone heads (J, 3) at the joints.
+
+    A bone points at its child joint; where a joint branches (pelvis, spine3) at
+    the child on the body's mid-line (smallest |x|: the spine).  A leaf (head,
+    feet, hands) continues its parent's direction for leaf_scale of that length."""
+    heads = np.asarray(heads, dtype=np.float64)
+    tails = np.empty_like(heads)
+    for j in range(len(heads)):
+        children = [c for c, p in enumerate(parents) if p == j]
+        if children:
+            tails[j] = heads[min(children, key=lambda c: abs(heads[c, 0]))]
+        else:
+            tails[j] = heads[j] + leaf_scale * (heads[j] - heads[parents[j]])
+    return tails
+
+
+# -- motion -------------------------------------------------------------------------
+
+def local_rotations(global_orient, body_pose):
+    """SMPL local rotations (F, 24, 3, 3) from axis-angle (F, 3) and (F, 69)."""
+    aa = np.concatenate([global_orient, body_pose], -1).reshape(len(global_orient), NUM_JOINTS, 3)
+    return axis_angle_to_matrix(aa)
+
+
+def pose_quaternions(global_orient, body_pose, bone_rest):
+    """Pose-bone quaternions (F, 24, 4), sign-continuous over frames.
+
+    global_orient (F, 3), body_pose (F, 69): the result's axis-angles (camera frame).
+    bone_rest (24, 3, 3): each bone's rest rotation B_j in armature space."""
+    R = local_rotations(global_orient, body_pose)
+    C, W = MODEL_TO_BLENDER, CAMERA_TO_WORLD
+    L = C @ R @ C.T
+    L[:, 0] = W @ R[:, 0] @ C.T
+    B = np.asarray(bone_rest, dtype=np.float64)
+    Q = np.swapaxes(B, -1, -2) @ L @ B
+    return continuous_quaternions(matrix_to_quaternion(Q))
+
+
+def root_locations(transl, rest_pelvis, root_rest, root_head=None):
+    """Root-bone locations (F, 3) in its rest axes.
+
+    transl (F, 3) camera frame; rest_pelvis (3,) the result's, model frame;
+    root_rest (3, 3) B_0; root_head (3,) the root bone's rest head in armature
+    space, C @ rest_pelvis unless the rig was built for another body shape."""
+    pelvis = np.asarray(rest_pelvis, dtype=np.float64)
+    posed = (np.asarray(transl, dtype=np.float64) + pelvis) @ CAMERA_TO_WORLD.T
+    head = MODEL_TO_BLENDER @ pelvis if root_head is None else np.asarray(root_head, dtype=np.float64)
+    return (posed - head) @ np.asarray(root_rest, dtype=np.float64)
+
+
+def scene_frames(num_frames, start, footage_fps, scene_fps):
+    """Scene frame of each result frame: start + i * scene_fps / footage_fps."""
+    return start + np.arange(num_frames) * (scene_fps / footage_fps)
+
+
+# -- camera ---------------------------------------------------------------------------
+
+def camera_settings(image_size, focal_px, principal_point=None, sensor_width=36.0):
+    """Blender camera data settings for pinhole intrinsics in pixels.
+
+    The sensor is fitted to the image width, so lens / sensor_width = focal_px / width;
+    Blender's lens shift is in units of the fitted dimension (the width) and moves
+    the view, i.e. against the principal point's offset from the image centre."""
+    width, height = (float(v) for v in image_size)
+    cx, cy = principal_point if principal_point is not None else (width / 2, height / 2)
+    return {
+        "sensor_fit": 'HORIZONTAL',
+        "sensor_width": sensor_width,
+        "lens": focal_px * sensor_width / width,
+        "shift_x": (width / 2 - cx) / width,
+        "shift_y": (cy - height / 2) / width,
+    }

@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Write the motion as a new Action on the armature (Blender glue; maths in convert.py).
+
+Blender 4.4 made actions layered ("slotted"): F-curves live in a channelbag of a
+keyframe strip, per slot; 5.0 removed the legacy ``Action.fcurves``.  Both
+layouts are handled in :func:`_fcurve_factory`.
+"""
+
+import bpy
+import numpy as np
+
+from .convert import JOINT_NAMES
+
+LAYERED_ACTIONS = bpy.app.version >= (4, 4, 0)
+
+
+def new_action(name, armature_obj, frames, quaternions, root_locations):
+    """A new Action keying every bone's rotation_quaternion and the root bone's
+    location at ``frames``, for ``armature_obj`` (see :func:`assign`).
+
+    It is named ``name``, or ``name.001`` etc. when taken: existing actions are
+    never touched.  frames (F,) scene frames; quaternions (F, 24, 4) (w, x, y, z);
+    root_locations (F, 3)."""
+    action = bpy.data.actions.new(name)
+    new_fcurve = _fcurve_factory(action, armature_obj)
+    pose_bones = armature_obj.pose.bones
+    for j, bone_name in enumerate(JOINT_NAMES):
+        path = pose_bones[bone_name].path_from_id("rotation_quaternion")
+        for axis in range(4):
+            _fill(new_fcurve(path, axis, bone_name), frames, quaternions[:, j, axis])
+    path = pose_bones[JOINT_NAMES[0]].path_from_id("location")
+    for axis in range(3):
+        _fill(new_fcurve(path, axis, JOINT_NAMES[0]), frames, root_locations[:, axis])
+    return action
+
+
+def assign(obj, action):
+    """Make an action from :func:`new_action` animate ``obj``."""
+    anim = obj.animation_data_create()
+    anim.action = action
+    if LAYERED_ACTIONS:
+        anim.action_slot = action.slots[0]  # the only slot new_action makes
+
+
+def _fcurve_factory(action, obj):
+    """``new_fcurve(data_path, index, group_name)`` for a fresh action."""
+    if not LAYERED_ACTIONS:
+        return lambda path, index, group: action.fcurves.new(path, index=index, action_group=group)
+    slot = action.slots.new(id_type='OBJECT', name=obj.name)
+    bag = action.layers.new("Layer").strips.new(type='KEYFRAME').channelbags.new(slot)
+    groups = {}
+
+    def new_fcurve(path, index, group):
+        # fcurves.new() has no group_name argument in 4.4; assigning .group works everywhere.
+        fcurve = bag.fcurves.new(path, index=index)
+        if group not in groups:
+            groups[group] = bag.groups.new(group)
+        fcurve.group = groups[group]
+        return fcurve
+    return new_fcurve
+
+
+def _fill(fcurve, frames, values):
+    """Key ``values`` at ``frames`` in one go (add + foreach_set, not keyframe_insert)."""
+    co = np.empty(2 * len(frames), dtype=np.float32)
+    co[0::2], co[1::2] = frames, values
+    fcurve.keyframe_points.add(len(frames))
+    fcurve.keyframe_points.foreach_set("co", co)
+    fcurve.update()  # sorts keys and computes the (auto-clamped) handles
