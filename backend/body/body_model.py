@@ -37,6 +37,16 @@ class BodyOutput:
 
 
 @dataclass
+class ShapedBody:
+    """Shape-only part of the fast path: rest joints (B,24,3) and keypoint moments (B,K,24,3)."""
+    rest_joints: torch.Tensor
+    kp_m: torch.Tensor
+
+    def __getitem__(self, index) -> "ShapedBody":
+        return ShapedBody(self.rest_joints[index], self.kp_m[index])
+
+
+@dataclass
 class KeypointMap:
     """Keypoints as joint combinations plus vertex regressions: kp = D @ joints + C @ vertices.
 
@@ -184,13 +194,23 @@ class BodyModel(torch.nn.Module):
               + torch.einsum("ku,buc->bkc", self.kp_vertex_weights, verts[:, self.kp_vertex_ids]))
         return BodyOutput(joints, kp, verts if return_vertices else None)
 
-    def joints_fast(self, rotmats: torch.Tensor, betas: torch.Tensor,
+    def shaped(self, betas: torch.Tensor) -> "ShapedBody":
+        """Everything of the fast path that depends on betas (B,10) only, to reuse across poses."""
+        return ShapedBody(rest_joints=self.joint_template + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas),
+                          kp_m=self.kp_m0 + torch.einsum("kjcs,bs->bkjc", self.kp_ms, betas))
+
+    def joints_fast(self, rotmats: torch.Tensor, betas: "torch.Tensor | ShapedBody",
                     transl: torch.Tensor | None = None) -> BodyOutput:
-        """Joints and keypoints without skinning the mesh; equal to :meth:`forward` up to round-off."""
-        betas, transl = self._prepare(rotmats, betas, transl)
-        rest = self.joint_template + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas)
+        """Joints and keypoints without skinning the mesh; equal to :meth:`forward` up to round-off.
+
+        ``betas`` may be a :class:`ShapedBody` from :meth:`shaped` (same batch) to skip the shape terms."""
+        if isinstance(betas, ShapedBody):
+            shape, transl = betas, rotmats.new_zeros(rotmats.shape[0], 3) if transl is None else transl
+        else:
+            betas, transl = self._prepare(rotmats, betas, transl)
+            shape = self.shaped(betas)
+        rest, m = shape.rest_joints, shape.kp_m
         world_R, joints = forward_kinematics(rotmats, rest, self.parents, self.levels)
-        m = self.kp_m0 + torch.einsum("kjcs,bs->bkjc", self.kp_ms, betas)
         if self.has_pose_correctives:
             eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
             pose_feature = (rotmats[:, 1:] - eye).reshape(rotmats.shape[0], -1)
@@ -208,4 +228,4 @@ def pose_to_rotmats(global_orient: torch.Tensor, body_pose: torch.Tensor) -> tor
     return axis_angle_to_matrix(aa)
 
 
-__all__ = ["BodyModel", "BodyOutput", "KeypointMap", "SMPLFileError", "forward_kinematics", "pose_to_rotmats"]
+__all__ = ["BodyModel", "BodyOutput", "KeypointMap", "ShapedBody", "SMPLFileError", "forward_kinematics", "pose_to_rotmats"]

@@ -52,10 +52,22 @@ class ModeOptions:
         return dict(loop=self.loop.as_dict(), weights=asdict(self.weights))
 
 
-def _keypoint_term(body_model, obs: Observations, betas: torch.Tensor, rotmats, transl, groups):
+def shaped_bodies(body_model, betas: torch.Tensor):
+    """Per-sample shaped bodies for betas (G,S,10), indexable by group (betas stay fixed in the loop)."""
+    g, s = betas.shape[:2]
+    flat = body_model.shaped(betas.reshape(g * s, -1))
+    return type(flat)(flat.rest_joints.reshape(g, s, 24, 3), flat.kp_m.reshape(g, s, *flat.kp_m.shape[1:]))
+
+
+def _flat_shape(shaped, groups):
+    sub = shaped[groups]
+    return type(sub)(sub.rest_joints.flatten(0, 1), sub.kp_m.flatten(0, 1))
+
+
+def _keypoint_term(body_model, obs: Observations, shaped, rotmats, transl, groups):
     """Reprojection loss per sample (g,S) and the posed joints (g,S,24,3)."""
     g, s = rotmats.shape[:2]
-    out = body_model.joints_fast(rotmats.flatten(0, 1), betas[groups].flatten(0, 1), transl.flatten(0, 1))
+    out = body_model.joints_fast(rotmats.flatten(0, 1), _flat_shape(shaped, groups), transl.flatten(0, 1))
     kp = out.keypoints[:, : obs.keypoints.shape[-2]]
     loss = guidance.keypoint_reprojection(
         kp, obs.keypoints[groups].flatten(0, 1), obs.focal[groups].flatten(0, 1),
@@ -64,17 +76,21 @@ def _keypoint_term(body_model, obs: Observations, betas: torch.Tensor, rotmats, 
 
 
 def frame_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights):
-    """Single frames (S=1): keypoint reprojection only."""
+    """Single frames (S=1): keypoint reprojection only. betas (G,S,10)."""
+    shaped = shaped_bodies(body_model, betas)
+
     def loss(rotmats, rot6d, transl, groups):
-        kp, _ = _keypoint_term(body_model, obs, betas, rotmats, transl, groups)
+        kp, _ = _keypoint_term(body_model, obs, shaped, rotmats, transl, groups)
         return w.keypoints * kp.sum(1)
     return loss
 
 
 def video_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights):
     """Video windows (S=frames): keypoints + pose smoothness (+ ours: translation and feet)."""
+    shaped = shaped_bodies(body_model, betas)
+
     def loss(rotmats, rot6d, transl, groups):
-        kp, joints = _keypoint_term(body_model, obs, betas, rotmats, transl, groups)
+        kp, joints = _keypoint_term(body_model, obs, shaped, rotmats, transl, groups)
         total = w.keypoints * kp.sum(1) + w.temporal * guidance.temporal_smoothness(rot6d)
         if w.translation:
             total = total + w.translation * guidance.acceleration(transl)
@@ -86,8 +102,10 @@ def video_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWe
 
 def multiview_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights):
     """Uncalibrated views of one instant (S=views): per-view keypoints + Eq. 13 consistency."""
+    shaped = shaped_bodies(body_model, betas)
+
     def loss(rotmats, rot6d, transl, groups):
-        kp, _ = _keypoint_term(body_model, obs, betas, rotmats, transl, groups)
+        kp, _ = _keypoint_term(body_model, obs, shaped, rotmats, transl, groups)
         g, s = rot6d.shape[:2]
         return w.keypoints * kp.sum(1) + w.multiview * guidance.multiview_consistency(rot6d.reshape(g, s, 24, 6))
     return loss
@@ -98,9 +116,11 @@ def calibrated_loss(body_model, obs: Observations, betas: torch.Tensor, rel_R: t
     """One body per instant in view 0's frame (S=1), reprojected into every view with known cameras.
 
     obs laid out (G,V,...); rel_R (V,3,3), rel_t (V,3) map view-0 camera coordinates to view v."""
+    shaped = shaped_bodies(body_model, betas)
+
     def loss(rotmats, rot6d, transl, groups):
         g = rotmats.shape[0]
-        out = body_model.joints_fast(rotmats[:, 0], betas[groups][:, 0], transl[:, 0])
+        out = body_model.joints_fast(rotmats[:, 0], _flat_shape(shaped, groups), transl[:, 0])
         kp3d = out.keypoints[:, : obs.keypoints.shape[-2]]                       # (g,K,3) view 0
         per_view = torch.einsum("vij,gkj->gvki", rel_R, kp3d) + rel_t[None, :, None]
         v = rel_R.shape[0]

@@ -91,9 +91,8 @@ def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: Loop
         x = ddim_invert(eps_model, flat(x0[groups]), ctx, a, opts.tau, opts.step)
         tr = transl[groups].clone()
         for t, t_prev in zip(down[:-1], down[1:]):
-            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
             with torch.no_grad():
-                eps = eps_model(x, tt, ctx)
+                eps = eps_model(x, torch.tensor(t, device=x.device), ctx)
             # The denoiser is not differentiated: x0_hat depends on x only through the closed form.
             x0_hat = predict_x0(x, eps, a[t]).detach().requires_grad_(True)
             tr.requires_grad_(opts.optimise_translation)

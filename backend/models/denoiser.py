@@ -34,7 +34,10 @@ class DenoiserBlock(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """eps_phi(x (B,144), t (B,), c (B,C)) -> (B,144)."""
+    """eps_phi(x (B,144), t (B,) or a scalar, c (B,C)) -> (B,144).
+
+    A scalar t (every sample at the same step, as in DDIM loops) computes the time embedding and
+    the FiLM scales once for the whole batch: about half of the per-sample work at this size."""
 
     def __init__(self, context_dim: int, dim: int = POSE_DIM, hidden: int = 1024, blocks: int = 3):
         super().__init__()
@@ -47,7 +50,8 @@ class Denoiser(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x, t, c):
-        temb = self.time_mlp(timestep_embedding(t, self.dim).to(x.dtype))
+        t = torch.as_tensor(t, device=x.device)
+        temb = self.time_mlp(timestep_embedding(t.reshape(-1), self.dim).to(x.dtype))
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, temb, c)

@@ -1,6 +1,7 @@
 """Gaussian diffusion over the 144-d 6D pose: cosine schedule, training loss, deterministic DDIM.
 
-Pure functions on batch-first tensors; the denoiser is any callable eps(x (B,D), t (B,), c (B,C)).
+Pure functions on batch-first tensors; the denoiser is any callable eps(x (B,D), t, c (B,C)) with
+t (B,) in training and a scalar tensor in the DDIM loops (every sample at the same step).
 """
 from __future__ import annotations
 
@@ -56,8 +57,7 @@ def ddim_invert(eps_model, x0: torch.Tensor, context: torch.Tensor, alphas_cumpr
     x = x0
     ts = timesteps(0, tau, step)
     for t, t_next in zip(ts[:-1], ts[1:]):
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        eps = eps_model(x, tt, context)
+        eps = eps_model(x, torch.tensor(t, device=x.device), context)
         x = ddim_move(predict_x0(x, eps, a[t]), eps, a[t_next])
     return x
 
@@ -71,7 +71,6 @@ def ddim_sample(eps_model, x: torch.Tensor, context: torch.Tensor, alphas_cumpro
     a = alphas_cumprod.to(x)
     ts = timesteps(tau, 0, step)
     for t, t_prev in zip(ts[:-1], ts[1:]):
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        eps = eps_model(x, tt, context)
+        eps = eps_model(x, torch.tensor(t, device=x.device), context)
         x = ddim_move(predict_x0(x, eps, a[t]), eps, a[t_prev])
     return x

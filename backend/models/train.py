@@ -71,15 +71,24 @@ def joint_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
                 pa_mpjpe14=float(pa_mpjpe(pred[:, lsp], gt[:, lsp]).mean()))
 
 
-def evaluate_regressor(reg: KeypointRegressor, bm: BodyModel, val: dict, n: int = 2000, seed: int = 1234) -> dict:
-    """MPJPE / PA-MPJPE (mm, 24 and 14 joints) on a fixed batch of validation frames per noise level."""
+VAL_BATCH_PATH = ASSETS / "val_batch.npz"
+
+
+def make_val_batch(val: dict, n: int = 512, seed: int = 1234) -> dict:
+    """A fixed, small set of validation frames (committed, so tests can re-check the reported numbers)."""
+    idx = np.sort(np.random.default_rng(seed).choice(len(val["global_orient"]), size=n, replace=False))
+    return dict(global_orient=val["global_orient"][idx].astype(np.float32),
+                body_pose=val["body_pose"][idx].astype(np.float32))
+
+
+def evaluate_regressor(reg: KeypointRegressor, bm: BodyModel, batch: dict, seed: int = 1234) -> dict:
+    """MPJPE / PA-MPJPE (mm, 24 and 14 joints) of the regressor on ``batch`` per noise level."""
     reg.eval()
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(val["global_orient"]), size=min(n, len(val["global_orient"])), replace=False))
+    idx = np.arange(len(batch["global_orient"]))
     results = {}
     with torch.no_grad():
         for level in VAL_LEVELS:
-            obs = _observe(bm, val, idx, torch.Generator().manual_seed(seed), level)
+            obs = _observe(bm, batch, idx, torch.Generator().manual_seed(seed), level)
             out = reg(normalise_keypoints(obs["keypoints"].float()))
             R = rot6d_to_matrix(out["pose6d"].reshape(-1, 24, 6))
             pred = bm.joints_fast(R, out["betas"]).joints.numpy()
@@ -87,6 +96,25 @@ def evaluate_regressor(reg: KeypointRegressor, bm: BodyModel, val: dict, n: int 
             results[level] = joint_errors(pred, gt)
     reg.train()
     return results
+
+
+def evaluate_prior(model: Denoiser, reg: KeypointRegressor, mean, std, bm: BodyModel, batch: dict,
+                   seed: int = 1234) -> dict:
+    """Validation diffusion loss (fixed noise) and the DDIM inversion -> sampling round-trip error."""
+    from backend.models.diffusion import ddim_invert, ddim_sample
+
+    g = torch.Generator().manual_seed(seed)
+    idx = np.arange(len(batch["global_orient"]))
+    alphas = cosine_alphas_cumprod().float()
+    model.eval()
+    with torch.no_grad():
+        obs = _observe(bm, batch, idx, g, "medium")
+        c = (reg(normalise_keypoints(obs["keypoints"].float()))["features"] - mean) / std
+        x0 = matrix_to_rot6d(_gt_rotmats(obs)).reshape(len(idx), 144)
+        loss = float(diffusion_loss(model, x0, c, alphas, g))
+        x = ddim_sample(model, ddim_invert(model, x0[:64], c[:64], alphas, 50, 2), c[:64], alphas, 50, 2)
+    return dict(val_loss=loss, roundtrip_max_abs=float((x - x0[:64]).abs().max()),
+                roundtrip_mean_abs=float((x - x0[:64]).abs().mean()))
 
 
 def _cosine_lr(opt, step, total, base, warmup=500):
@@ -101,7 +129,7 @@ def _progress(total, desc):
     return tqdm(total=total, desc=desc, unit="step", file=sys.stdout, mininterval=2.0, dynamic_ncols=True)
 
 
-def train_regressor(train: dict, val: dict, steps: int, seed: int, batch: int = 256, lr: float = 1e-3,
+def train_regressor(train: dict, val_batch: dict, steps: int, seed: int, batch: int = 256, lr: float = 1e-3,
                     log_every: int = 250) -> tuple[KeypointRegressor, dict]:
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -125,7 +153,7 @@ def train_regressor(train: dict, val: dict, steps: int, seed: int, batch: int = 
             bar.set_postfix(loss=f"{float(loss):.3f}", joints_mm=f"{1000 * float(terms['joints']):.0f}")
         bar.update(1)
     bar.close()
-    return reg, dict(curve=curve, val=evaluate_regressor(reg, bm, val))
+    return reg, dict(curve=curve, val=evaluate_regressor(reg, bm, val_batch))
 
 
 def context_stats(reg: KeypointRegressor, bm: BodyModel, data: dict, seed: int, n: int = 20000) -> tuple:
@@ -142,7 +170,7 @@ def context_stats(reg: KeypointRegressor, bm: BodyModel, data: dict, seed: int, 
 
 
 def train_prior(reg: KeypointRegressor, train: dict, steps: int, seed: int, batch: int = 128, lr: float = 3e-4,
-                log_every: int = 250, hidden: int = 1024) -> tuple[Denoiser, dict]:
+                log_every: int = 250, hidden: int = 512) -> tuple[Denoiser, dict]:
     """Conditional epsilon model on camera-frame 6D poses; context = standardised frozen features."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
@@ -224,15 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train, val = load_split("train", args.dataset), load_split("val", args.dataset)
-    data_meta = json.loads(str(train["meta"])) if "meta" in train else {}
+    train = load_split("train", args.dataset)
+    val_batch = make_val_batch(load_split("val", args.dataset))
+    np.savez_compressed(out / VAL_BATCH_PATH.name, **val_batch)
+    data_meta = train.get("meta", {})
     base_meta = dict(command="python -m backend train " + " ".join(argv if argv is not None else sys.argv[1:]),
                      seed=args.seed, data_version=data_meta.get("data_version", "unknown"),
                      torch=torch.__version__)
     if args.which in ("regressor", "all"):
         steps = args.steps or 20000
         t0 = time.time()
-        reg, log = train_regressor(train, val, steps, args.seed)
+        reg, log = train_regressor(train, val_batch, steps, args.seed)
         meta = dict(base_meta, steps=steps, seconds=round(time.time() - t0), val=log["val"], curve=log["curve"],
                     parameters=sum(p.numel() for p in reg.parameters()))
         save_checkpoint(out / REGRESSOR_PATH.name, reg, meta)
@@ -242,9 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         reg, _ = load_regressor(out / REGRESSOR_PATH.name)
         t0 = time.time()
         model, log = train_prior(reg, train, steps, args.seed)
-        meta = dict(base_meta, steps=steps, seconds=round(time.time() - t0), curve=log["curve"],
+        val = evaluate_prior(model, reg, log["context_mean"], log["context_std"], BodyModel.load(), val_batch)
+        meta = dict(base_meta, steps=steps, seconds=round(time.time() - t0), curve=log["curve"], val=val,
                     parameters=sum(p.numel() for p in model.parameters()), context_dropout=CONTEXT_DROPOUT)
         save_checkpoint(out / PRIOR_PATH.name, model, meta,
                         dict(context_mean=log["context_mean"], context_std=log["context_std"]))
-        print(json.dumps(dict(prior_final_loss=log["curve"][-1]["loss"], seconds=meta["seconds"]), indent=1))
+        print(json.dumps(dict(prior_val=val, seconds=meta["seconds"]), indent=1))
     return 0
