@@ -10,12 +10,13 @@ when an operator first runs.
 
 import bpy
 
-from . import operators, panel, preferences, properties
+from . import operators, panel, preferences, properties, retarget_ops
 
 classes = (
     *properties.classes,
     *preferences.classes,
     *operators.classes,
+    *retarget_ops.classes,
     *panel.classes,
 )
 
@@ -25,9 +26,11 @@ def register():
         bpy.utils.register_class(cls)
     properties.attach()
     operators.attach()
+    retarget_ops.attach()
 
 
 def unregister():
+    retarget_ops.detach()
     operators.detach()
     properties.detach()
     for cls in reversed(classes):

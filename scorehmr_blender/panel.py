@@ -44,4 +44,102 @@ def draw_main(layout, context):
     layout.operator(operators.REFINEMOTION_OT_import_result.bl_idname, icon='IMPORT')
 
 
-classes = (REFINEMOTION_PT_main,)
+# -- Refine sub-panel: inputs, the Refine button and its progress (refine helper's section) ------
+
+class REFINEMOTION_PT_refine(bpy.types.Panel):
+    bl_idname = "REFINEMOTION_PT_refine"
+    bl_label = "Refine"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "Refine Motion"
+    bl_parent_id = "REFINEMOTION_PT_main"
+
+    def draw(self, context):
+        draw_refine(self.layout, context)
+
+
+def draw_refine(layout, context):
+    """Footage, keypoints and engine inputs; the Refine button, or the running job's progress."""
+    from . import engine_runner
+
+    settings = context.scene.refine_motion
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+
+    col = layout.column()
+    col.prop(settings, "footage_source")
+    col.prop(settings, "footage_clip" if settings.footage_source == 'CLIP' else "footage_path")
+    col.prop(settings, "keypoints_source")
+    if settings.keypoints_source == 'FILE':
+        col.prop(settings, "keypoints_path")
+    col.prop(settings, "init_path")
+    col.prop(settings, "intrinsics")
+    if settings.intrinsics == 'MANUAL':
+        col.prop(settings, "focal_length")
+    col.prop(settings, "device")
+
+    layout.separator()
+    job = engine_runner.active_job()
+    if job is None:
+        kind, _ = engine_runner.runner_summary(*preferences.engine_choice(preferences.get(context)))
+        if kind == "none":
+            layout.label(text="Engine not set up: see the add-on preferences", icon='ERROR')
+        layout.operator(operators.REFINEMOTION_OT_refine.bl_idname, icon='PLAY')
+        return
+    done, total = job.progress
+    text = ("Cancelling..." if job.cancelling else
+            f"Refining: iteration {done}/{total}" if total else "Starting the engine...")
+    if "progress" in bpy.types.UILayout.bl_rna.functions:  # Blender 4.0+
+        layout.progress(factor=job.fraction, type='BAR', text=text)
+    else:
+        layout.label(text=f"{text} ({100 * job.fraction:.0f}%)", icon='SORTTIME')
+    layout.label(text="Esc cancels", icon='CANCEL')
+
+
+classes = (REFINEMOTION_PT_main, REFINEMOTION_PT_refine)
+
+
+# -- Retarget & Export sub-panel (retarget helper's section) ---------------------------------------
+
+class REFINEMOTION_PT_retarget(bpy.types.Panel):
+    bl_idname = "REFINEMOTION_PT_retarget"
+    bl_label = "Retarget & Export"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "Refine Motion"
+    bl_parent_id = "REFINEMOTION_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        draw_retarget(self.layout, context)
+
+
+def draw_retarget(layout, context):
+    """SMPL armature -> character: the reviewable mapping list, Retarget; BVH/FBX export."""
+    from . import retarget_ops
+
+    settings = retarget_ops.settings_of(context)
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+
+    col = layout.column()
+    col.prop(settings, "source")
+    col.prop(settings, "target")
+    col.prop(settings, "preset")
+    layout.operator(retarget_ops.REFINEMOTION_OT_retarget_build_mapping.bl_idname, icon='BONE_DATA')
+    layout.template_list(retarget_ops.REFINEMOTION_UL_retarget_pairs.__name__, "", settings, "pairs",
+                         settings, "active_pair", rows=6)
+    row = layout.row(align=True)
+    row.operator(retarget_ops.REFINEMOTION_OT_retarget_mapping_load.bl_idname, icon='FILEBROWSER')
+    row.operator(retarget_ops.REFINEMOTION_OT_retarget_mapping_save.bl_idname, icon='FILE_TICK')
+    layout.prop(settings, "action_name")
+    layout.operator(retarget_ops.REFINEMOTION_OT_retarget.bl_idname, icon='ARMATURE_DATA')
+
+    layout.separator()
+    layout.label(text="Export Active Armature", icon='EXPORT')
+    row = layout.row(align=True)
+    row.operator(retarget_ops.REFINEMOTION_OT_export_bvh.bl_idname, text="BVH")
+    row.operator(retarget_ops.REFINEMOTION_OT_export_fbx.bl_idname, text="FBX")
+
+
+classes += (REFINEMOTION_PT_retarget,)

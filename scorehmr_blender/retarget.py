@@ -1,0 +1,425 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Retarget the SMPL armature's motion onto a character armature, baked to a new action.
+
+Method: world-space rotation transfer with per-bone rest offsets.  For a mapped
+pair (source s, target t), with G world rotations (object transform included):
+
+    G_t(f) = Y^T G_s(f) G_s,rest^T A_t G_t,rest
+
+A_t re-poses the target's rest onto the source's: ``Y`` turns the whole target
+about world Z to face like the source (from the hips' left-right vectors), then
+a minimal swing turns the target bone's rest direction onto the source bone's
+(head to the head of the next mapped bone down the chain, so bone axes and rolls
+do not matter and an A-pose meets SMPL's T-pose).  Leaf bones (head, hands, toes)
+have no such direction; they keep their rest angle to their parent (the nearest
+mapped ancestor's A).  ``Y^T`` turns the result back to the target's facing.
+So in the clip every mapped chain bone points where its SMPL bone points.
+
+The world rotations become pose rotations through the target's hierarchy, parents
+first (unmapped bones stay at rest, so they follow their parents).  The bone
+mapped to SMPL's pelvis also moves: its head follows the pelvis's displacement
+from rest, scaled by the legs' length ratio (target hip-knee-ankle length over
+SMPL's) and turned by Y^T.
+
+Maths: numpy functions at the top (rotations (..., 3, 3), positions (..., 3));
+Blender glue below.  Keys go in with keyframes' bulk helpers (4.2 legacy and
+4.4+ layered actions).
+"""
+
+import itertools
+import math
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from . import convert, keyframes, retarget_presets
+
+# SMPL's leg chains (hip, knee, ankle) for the root-motion scale.
+LEG_CHAINS = (("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle"))
+# Bone pairs whose left-right vector gives a rig's facing: hips, else shoulders.
+SIDE_PAIRS = (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"), ("left_collar", "right_collar"))
+
+
+# -- maths --------------------------------------------------------------------------------
+
+def unit(v):
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def swing(a, b):
+    """Smallest rotation (3, 3) taking direction ``a`` (3,) onto direction ``b`` (3,)."""
+    a, b = unit(a), unit(b)
+    v, c = np.cross(a, b), float(a @ b)
+    if c < -1.0 + 1e-9:  # opposite: half a turn about any axis perpendicular to a
+        axis = unit(np.cross(a, np.eye(3)[np.argmin(np.abs(a))]))
+        return 2.0 * np.outer(axis, axis) - np.eye(3)
+    K = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + K + K @ K / (1.0 + c)
+
+
+def yaw_between(a, b):
+    """Rotation about world Z (3, 3) taking the horizontal part of ``a`` onto that of ``b``;
+    identity if either is (nearly) vertical."""
+    a, b = np.array([a[0], a[1]], dtype=np.float64), np.array([b[0], b[1]], dtype=np.float64)
+    if np.linalg.norm(a) < 1e-9 or np.linalg.norm(b) < 1e-9:
+        return np.eye(3)
+    angle = math.atan2(b[1], b[0]) - math.atan2(a[1], a[0])
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def alignments(src_dirs, tgt_dirs, inherit, facing):
+    """Rest alignments A (N, 3, 3) re-posing each target bone onto its source bone.
+
+    src_dirs, tgt_dirs (N, 3) world rest directions, NaN rows for leaf bones;
+    inherit (N,) index of the pair whose A a leaf takes (an earlier row, -1: none);
+    facing (3, 3) Y."""
+    A = np.empty((len(src_dirs), 3, 3))
+    for i in range(len(src_dirs)):
+        if not np.isnan(tgt_dirs[i]).any():
+            A[i] = swing(facing @ tgt_dirs[i], src_dirs[i]) @ facing
+        else:
+            A[i] = A[inherit[i]] if inherit[i] >= 0 else facing
+    return A
+
+
+def rest_offsets(src_rest, tgt_rest, align):
+    """Per-pair offsets O = G_s,rest^T A G_t,rest (N, 3, 3) from world rest rotations (N, 3, 3)."""
+    return np.swapaxes(src_rest, -1, -2) @ align @ tgt_rest
+
+
+def target_world_rotations(src_world, offsets, facing):
+    """Target world rotations (F, N, 3, 3) = Y^T G_s(f) O from source ones (F, N, 3, 3)."""
+    return facing.T @ src_world @ offsets
+
+
+def pose_rotations(rest, parents, posed_mapped, mapped):
+    """Pose-bone rotations Q and posed rotations M (both (F, M, 3, 3), armature space).
+
+    rest (M, 3, 3) rest rotations (bone.matrix_local); parents (M,) parent index or
+    -1, parents before children; posed_mapped (F, M, 3, 3) wanted armature-space
+    rotations, read where ``mapped`` (M,) is True.  Blender chains a bone as
+    M_b = M_p P^T B Q_b (P, B rest rotations of parent and bone), so
+    Q_b = B^T P M_p^T M_b; an unmapped bone keeps Q = I and follows its parent."""
+    posed = np.empty_like(posed_mapped)
+    Q = np.broadcast_to(np.eye(3), posed.shape).copy()
+    for b, p in enumerate(parents):
+        if mapped[b]:
+            posed[:, b] = posed_mapped[:, b]
+            parent = rest[p] @ np.swapaxes(posed[:, p], -1, -2) if p >= 0 else np.eye(3)  # P M_p^T
+            Q[:, b] = rest[b].T @ parent @ posed[:, b]
+        elif p >= 0:
+            posed[:, b] = posed[:, p] @ rest[p].T @ rest[b]
+        else:
+            posed[:, b] = rest[b]
+    return Q, posed
+
+
+def root_locations(rest4, parents, posed, bone, heads):
+    """Pose-bone locations (F, 3) putting bone ``bone``'s head at ``heads`` (F, 3), armature space.
+
+    rest4 (M, 4, 4) bone.matrix_local; posed (F, M, 3, 3) from pose_rotations()
+    (ancestors keep zero locations).  The bone's matrix is X T(location) with
+    X = [M_p P^T B | posed parent head + M_p P^T (B_head - P_head)]."""
+    chain = [bone]
+    while parents[chain[-1]] >= 0:
+        chain.append(parents[chain[-1]])
+    chain.reverse()  # the root of the chain first
+    rot, pos = rest4[:, :3, :3], rest4[:, :3, 3]
+    head = np.broadcast_to(pos[chain[0]], heads.shape)
+    X = np.broadcast_to(rot[chain[0]], heads.shape[:1] + (3, 3))
+    for p, b in itertools.pairwise(chain):
+        to_world = posed[:, p] @ rot[p].T
+        head = head + np.einsum("fij,j->fi", to_world, pos[b] - pos[p])
+        X = to_world @ rot[b]
+    return np.einsum("fji,fj->fi", X, heads - head)
+
+
+def root_heads(src_heads, src_rest_head, tgt_rest_head, ratio, facing):
+    """Target root head positions (F, 3), world: rest + ratio * Y^T (source displacement)."""
+    return tgt_rest_head + ratio * (np.asarray(src_heads) - src_rest_head) @ facing
+
+
+def chain_length(points):
+    """Length of the polyline through ``points`` (K, 3)."""
+    return float(np.linalg.norm(np.diff(points, axis=0), axis=-1).sum())
+
+
+def world_rotation(matrix):
+    """The rotation (..., 3, 3) of world matrices (..., 4, 4) with scale divided out."""
+    R = np.asarray(matrix, dtype=np.float64)[..., :3, :3]
+    return R / np.linalg.norm(R, axis=-2, keepdims=True)
+
+
+# -- mapping ---------------------------------------------------------------------------------
+
+def candidate_bones(obj):
+    """[(name, parent)] for auto mapping: the deform bones (all bones if none deform),
+    each parented to its nearest candidate ancestor."""
+    bones = obj.data.bones
+    keep = {b.name for b in bones if b.use_deform} or {b.name for b in bones}
+    pairs = []
+    for bone in bones:
+        if bone.name in keep:
+            parent = bone.parent
+            while parent is not None and parent.name not in keep:
+                parent = parent.parent
+            pairs.append((bone.name, parent.name if parent else None))
+    return pairs
+
+
+def build_mapping(target, preset=None):
+    """(mapping, preset used or None) for ``target``: ``preset`` ("rigify", "mixamo",
+    "ue5") resolved on its bones, or with None a detected preset or name_mapping()."""
+    if preset is None:
+        return retarget_presets.auto_mapping(candidate_bones(target))
+    key = preset.lower()
+    if key not in retarget_presets.PRESETS:
+        raise ValueError(f"unknown preset '{preset}' (use one of {', '.join(retarget_presets.PRESETS)})")
+    return retarget_presets.resolve(retarget_presets.PRESETS[key], target.data.bones.keys()), key
+
+
+def check_mapping(source, target, mapping):
+    """``mapping`` if every name exists on its armature; else ValueError."""
+    retarget_presets.check(mapping)
+    if not mapping:
+        raise ValueError(f"no bones of '{target.name}' are mapped")
+    missing = [s for s in mapping if s not in source.data.bones]
+    missing += [t for t in mapping.values() if t not in target.data.bones]
+    if missing:
+        raise ValueError(f"bones not found on the armatures: {', '.join(missing)}")
+    return mapping
+
+
+def mapping_warnings(target, mapping):
+    """Problems the bake cannot fix, as lines for the user."""
+    warnings = []
+    constrained = [t for t in mapping.values()
+                   if any(c.enabled and c.influence > 0 for c in target.pose.bones[t].constraints)]
+    if constrained:
+        warnings.append(f"{len(constrained)} mapped bones have constraints that override their keys "
+                        f"(e.g. '{constrained[0]}'); disable them or map the rig's controls")
+    root = mapping.get(convert.JOINT_NAMES[0])
+    if root is None:
+        warnings.append("The pelvis is not mapped: no root motion")
+    elif target.data.bones[root].use_connect:
+        warnings.append(f"'{root}' is connected to its parent: it cannot follow the root motion")
+    if not any(all(j in mapping for j in chain) for chain in LEG_CHAINS):
+        warnings.append("No leg is mapped (hip, knee, ankle): root motion is not scaled")
+    return warnings
+
+
+# -- Blender glue --------------------------------------------------------------------------------
+
+def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None, *, frames=None, name=None):
+    """Bake ``source_armature_obj``'s action onto ``target_armature_obj`` as a new action.
+
+    mapping {source bone: target bone} wins over ``preset``; with neither, the
+    mapping is automatic (build_mapping()).  frames: scene frames to key (default:
+    every whole frame of the source action's range).  name: the new action's
+    (default "<source action>_retarget"; an existing action of that name is kept
+    and the new one gets a .001 suffix).  The action is assigned to the target;
+    its previous action, if any, gets a fake user.  Returns the new Action."""
+    source, target = source_armature_obj, target_armature_obj
+    for obj in (source, target):
+        if obj is None or obj.type != 'ARMATURE':
+            raise ValueError("retarget needs two armature objects")
+        if obj.mode == 'EDIT':
+            raise ValueError(f"'{obj.name}' is in Edit Mode")
+    if source == target:
+        raise ValueError("the source and target armature are the same object")
+    action = source.animation_data.action if source.animation_data else None
+    if action is None:
+        raise ValueError(f"'{source.name}' has no action to retarget")
+    if mapping is None:
+        mapping, _ = build_mapping(target, preset)
+    mapping = check_mapping(source, target, dict(mapping))
+    if frames is None:
+        start, end = action.frame_range
+        frames = np.arange(math.floor(start), math.ceil(end) + 1)
+    frames = np.asarray(frames, dtype=np.float64)
+
+    plan = _plan(source, target, mapping)
+    src_world, src_heads = sample_pose(source, plan["sources"], frames)
+    world = target_world_rotations(src_world, plan["offsets"], plan["facing"])
+
+    order, parents = plan["order"], plan["parents"]
+    index = {n: i for i, n in enumerate(order)}
+    to_armature = world_rotation(np.array(target.matrix_world)).T
+    posed_mapped = np.broadcast_to(np.eye(3), (len(frames), len(order), 3, 3)).copy()
+    mapped = np.zeros(len(order), dtype=bool)
+    for k, t in enumerate(plan["targets"]):
+        posed_mapped[:, index[t]] = to_armature @ world[:, k]
+        mapped[index[t]] = True
+    rest4 = np.array([np.array(target.data.bones[n].matrix_local) for n in order])
+    Q, posed = pose_rotations(rest4[:, :3, :3], parents, posed_mapped, mapped)
+
+    channels = [(t, *_rotation_channel(target.pose.bones[t], Q[:, index[t]])) for t in plan["targets"]]
+    if plan["root"] is not None:
+        src_root, tgt_root = plan["root"]
+        heads = root_heads(src_heads[:, plan["sources"].index(src_root)], plan["src_rest_heads"][src_root],
+                           plan["tgt_rest_heads"][tgt_root], plan["ratio"], plan["facing"])
+        inverse = np.linalg.inv(np.array(target.matrix_world))
+        heads_arm = heads @ inverse[:3, :3].T + inverse[:3, 3]
+        locations = root_locations(rest4, parents, posed, index[tgt_root], heads_arm)
+        channels.append((tgt_root, target.pose.bones[tgt_root].path_from_id("location"), locations))
+
+    new = _new_action(name or f"{action.name}_retarget", target, frames, channels)
+    for pose_bone in target.pose.bones:  # unkeyed channels rest, so unmapped bones stay at rest
+        pose_bone.matrix_basis = Matrix.Identity(4)
+    previous = target.animation_data.action if target.animation_data else None
+    if previous is not None and not previous.use_fake_user:
+        previous.use_fake_user = True  # unassigned, it would be lost on save
+    keyframes.assign(target, new)
+    return new
+
+
+def _plan(source, target, mapping):
+    """Everything the bake needs from the rest poses (world space)."""
+    src_bones, tgt_bones = source.data.bones, target.data.bones
+    order = _topological([tgt_bones[t] for t in mapping.values()])  # mapped bones and their ancestors
+    position = {n: i for i, n in enumerate(order)}
+    parents = np.array([position[tgt_bones[n].parent.name] if tgt_bones[n].parent else -1 for n in order])
+    pairs = sorted(mapping.items(), key=lambda st: position[st[1]])  # target parents first
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+
+    src_rest, src_heads = _world_rest(source, src_bones.keys())
+    tgt_rest, tgt_heads = _world_rest(target, tgt_bones.keys())
+
+    facing = np.eye(3)
+    for left, right in SIDE_PAIRS:
+        if left in mapping and right in mapping:
+            facing = yaw_between(tgt_heads[mapping[left]] - tgt_heads[mapping[right]],
+                                 src_heads[left] - src_heads[right])
+            break
+
+    src_dirs, tgt_dirs = np.full((len(pairs), 3), np.nan), np.full((len(pairs), 3), np.nan)
+    inherit = np.full(len(pairs), -1)
+    for k, (s, t) in enumerate(pairs):
+        child = _direction_child(s, t, mapping, src_bones, tgt_bones)
+        if child is not None:
+            src_dirs[k] = src_heads[child] - src_heads[s]
+            tgt_dirs[k] = tgt_heads[mapping[child]] - tgt_heads[t]
+        ancestor = tgt_bones[t].parent
+        while ancestor is not None and ancestor.name not in targets:
+            ancestor = ancestor.parent
+        inherit[k] = targets.index(ancestor.name) if ancestor is not None else -1
+    align = alignments(src_dirs, tgt_dirs, inherit, facing)
+    offsets = rest_offsets(np.array([src_rest[s] for s in sources]), np.array([tgt_rest[t] for t in targets]), align)
+
+    roots = [(s, t) for s, t in pairs if src_bones[s].parent is None]
+    lengths = [(chain_length([src_heads[j] for j in chain]), chain_length([tgt_heads[mapping[j]] for j in chain]))
+               for chain in LEG_CHAINS if all(j in mapping for j in chain)]
+    ratio = sum(t for _, t in lengths) / sum(s for s, _ in lengths) if lengths else 1.0
+    return {"order": order, "parents": parents, "sources": sources, "targets": targets, "offsets": offsets,
+            "facing": facing, "root": roots[0] if roots else None, "ratio": ratio,
+            "src_rest_heads": src_heads, "tgt_rest_heads": tgt_heads}
+
+
+def leg_ratio(source, target, mapping):
+    """Target over source hip-knee-ankle length (world units), 1.0 without a mapped leg."""
+    return _plan(source, target, mapping)["ratio"]
+
+
+def _direction_child(s, t, mapping, src_bones, tgt_bones):
+    """The mapped source bone that gives pair (s, t) its rest direction, or None (a leaf).
+
+    It is the source child at s's tail (SMPL bones point at the mid-line child),
+    or its nearest mapped descendant, whose target is a descendant of t."""
+    bone = src_bones[s]
+    if not bone.children:
+        return None
+    tail_child = min(bone.children, key=lambda c: (c.head_local - bone.tail_local).length)
+    todo = [tail_child]
+    while todo:  # breadth first: nearest mapped descendant
+        child = todo.pop(0)
+        if child.name in mapping and _is_descendant(tgt_bones[mapping[child.name]], t):
+            return child.name
+        todo.extend(child.children)
+    return None
+
+
+def _is_descendant(bone, name):
+    bone = bone.parent
+    while bone is not None:
+        if bone.name == name:
+            return True
+        bone = bone.parent
+    return False
+
+
+def _topological(bones):
+    """Names of ``bones`` and all their ancestors, parents before children."""
+    order, seen = [], set()
+    for bone in bones:
+        chain = []
+        while bone is not None and bone.name not in seen:
+            chain.append(bone)
+            bone = bone.parent
+        for b in reversed(chain):
+            order.append(b.name)
+            seen.add(b.name)
+    return order
+
+
+def _world_rest(obj, names):
+    """{name: world rest rotation (3, 3)}, {name: world rest head (3,)}."""
+    world = np.array(obj.matrix_world)
+    rest = {n: world @ np.array(obj.data.bones[n].matrix_local) for n in names}
+    return ({n: world_rotation(m) for n, m in rest.items()}, {n: m[:3, 3] for n, m in rest.items()})
+
+
+def sample_pose(obj, names, frames):
+    """World rotations (F, N, 3, 3) and heads (F, N, 3) of bones ``names`` at scene
+    ``frames`` (fractional frames allowed), evaluated; the scene's frame is restored."""
+    scene = bpy.context.scene
+    if obj.name not in scene.objects:
+        raise ValueError(f"'{obj.name}' is not in the scene '{scene.name}'")
+    pose_bones = obj.pose.bones
+    index = [pose_bones.find(n) for n in names]
+    buffer = np.empty(len(pose_bones) * 16, dtype=np.float32)
+    rotations, heads = np.empty((len(frames), len(names), 3, 3)), np.empty((len(frames), len(names), 3))
+    kept = scene.frame_current, scene.frame_subframe
+    try:
+        for i, frame in enumerate(frames):
+            whole = math.floor(frame)
+            scene.frame_set(whole, subframe=float(frame - whole))
+            evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+            evaluated.pose.bones.foreach_get("matrix", buffer)
+            # foreach_get gives the matrices column by column.
+            world = np.array(evaluated.matrix_world) @ np.swapaxes(buffer.reshape(-1, 4, 4), -1, -2)[index]
+            rotations[i], heads[i] = world_rotation(world), world[:, :3, 3]
+    finally:
+        scene.frame_set(kept[0], subframe=kept[1])
+    return rotations, heads
+
+
+def _rotation_channel(pose_bone, Q):
+    """(data path, values (F, k)) keying rotations Q (F, 3, 3) in the bone's rotation mode."""
+    q = convert.continuous_quaternions(convert.matrix_to_quaternion(Q))
+    mode = pose_bone.rotation_mode
+    if mode == 'QUATERNION':
+        return pose_bone.path_from_id("rotation_quaternion"), q
+    if mode == 'AXIS_ANGLE':
+        sin_half = np.linalg.norm(q[:, 1:], axis=-1, keepdims=True)
+        axis = np.where(sin_half > 1e-9, q[:, 1:] / np.maximum(sin_half, 1e-12), [0.0, 1.0, 0.0])
+        angle = 2.0 * np.arctan2(sin_half, q[:, :1])
+        return pose_bone.path_from_id("rotation_axis_angle"), np.concatenate([angle, axis], -1)
+    eulers, previous = [], None
+    for m in Q:  # Euler angles kept continuous with the previous frame's
+        e = Matrix(m.tolist()).to_euler(mode) if previous is None else Matrix(m.tolist()).to_euler(mode, previous)
+        eulers.append(tuple(e))
+        previous = e
+    return pose_bone.path_from_id("rotation_euler"), np.array(eulers)
+
+
+def _new_action(name, obj, frames, channels):
+    """A new action for ``obj`` keying channels [(bone, data path, values (F, k))] at ``frames``."""
+    action = bpy.data.actions.new(name)
+    new_fcurve = keyframes._fcurve_factory(action, obj)  # the package's bulk-key helpers
+    for bone, path, values in channels:
+        for axis in range(values.shape[1]):
+            keyframes._fill(new_fcurve(path, axis, bone), frames, values[:, axis])
+    return action

@@ -1,0 +1,187 @@
+"""BVH and FBX export of animated armatures through Blender's exporters, in real bpy
+(5.x and 4.2): files re-imported with Blender's importers must give back the frames
+and the posed skeleton."""
+
+import math
+
+import bpy
+import numpy as np
+import pytest
+
+import scorehmr_blender
+from scorehmr_blender import convert, export, importer, retarget
+from tests import result_fixture
+from tests.test_addon_retarget import MIXAMO_OBJECT, build_rig, mixamo_like_bones
+
+FPS = 30
+NUM_FRAMES = 24
+START = 3
+CHECK_FRAMES = (START, START + 7, START + NUM_FRAMES - 1)
+CHECK_BONES = ("pelvis", "left_elbow", "right_knee", "head", "left_wrist")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def addon():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scorehmr_blender.register()
+    yield
+    scorehmr_blender.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@pytest.fixture(autouse=True)
+def empty_scene():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = FPS, 1.0
+    scene.frame_start, scene.frame_end = 1, 250
+    return scene
+
+
+@pytest.fixture(scope="module")
+def shot_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("results") / "Shot.npz"
+    result_fixture.write_result(path, num_frames=NUM_FRAMES, fps=FPS)
+    return path
+
+
+@pytest.fixture
+def smpl(shot_path):
+    return importer.import_result(bpy.context, str(shot_path), frame_start=START, add_camera=False,
+                                  update_scene_duration=False).armature
+
+
+def posed(rig, frame):
+    """{bone: (world head (3,), world rotation (3, 3), its change from rest (3, 3))} at ``frame``.
+
+    The change from rest, G_posed G_rest^T, compares rigs whose bones have other
+    rest orientations (BVH re-imports)."""
+    bpy.context.scene.frame_set(frame)
+    ev = rig.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    world = np.array(ev.matrix_world)
+    out = {}
+    for pb in ev.pose.bones:
+        m, rest = world @ np.array(pb.matrix), world @ np.array(pb.bone.matrix_local)
+        rotation = retarget.world_rotation(m)
+        out[pb.name] = (m[:3, 3], rotation, rotation @ retarget.world_rotation(rest).T)
+    return out
+
+
+def rotation_angle_deg(R):
+    q = convert.matrix_to_quaternion(R)
+    return math.degrees(2.0 * math.atan2(np.linalg.norm(q[1:]), abs(q[0])))
+
+
+def new_armatures(before):
+    return [o for o in bpy.data.objects if o.type == 'ARMATURE' and o not in before]
+
+
+def compare_rigs(original, copy, bones=CHECK_BONES, rotations="world"):
+    """Worst head distance (m) and bone rotation difference (deg) over CHECK_FRAMES;
+    rotations: compare "world" rotations or their change "from_rest"."""
+    which = {"world": 1, "from_rest": 2}[rotations]
+    worst_pos, worst_rot = 0.0, 0.0
+    for frame in CHECK_FRAMES:
+        a, b = posed(original, frame), posed(copy, frame)
+        for bone in bones:
+            worst_pos = max(worst_pos, np.linalg.norm(a[bone][0] - b[bone][0]))
+            worst_rot = max(worst_rot, rotation_angle_deg(a[bone][which].T @ b[bone][which]))
+    return worst_pos, worst_rot
+
+
+def import_fbx(path):
+    # The exporter writes frame f at time f / fps; the importer's default adds one frame.
+    return bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
+
+
+def frame_count(action):
+    start, end = action.frame_range
+    return round(end - start) + 1, start
+
+
+def test_bvh_round_trip_keeps_frames_and_pose(smpl, tmp_path):
+    path = export.export_bvh(smpl, tmp_path / "shot.bvh")
+    text = path.read_text()
+    assert f"Frames: {NUM_FRAMES}\n" in text and f"Frame Time: {1 / FPS:.6f}" in text
+    assert text.count("JOINT ") == 23 and "ROOT pelvis" in text
+
+    before = set(bpy.data.objects)
+    # Blender's BVH exporter writes its Z-up armature space: read it back as such.
+    assert bpy.ops.import_anim.bvh(filepath=str(path), axis_forward='Y', axis_up='Z', frame_start=START,
+                                   use_fps_scale=False, update_scene_fps=False,
+                                   update_scene_duration=False) == {'FINISHED'}
+    (copy,) = new_armatures(before)
+    assert frame_count(copy.animation_data.action) == (NUM_FRAMES, START)
+    worst_pos, worst_rot = compare_rigs(smpl, copy, rotations="from_rest")  # BVH bones get new rolls
+    print(f"\nBVH round trip: {worst_pos * 1000:.4f} mm, {worst_rot:.4f} deg")
+    assert worst_pos < 1e-4 and worst_rot < 0.01
+
+
+def test_fbx_round_trip_keeps_frames_and_pose(smpl, tmp_path):
+    path = export.export_fbx(smpl, tmp_path / "shot.fbx")
+    assert path.stat().st_size > 10_000  # the skinned body went along
+
+    before, meshes = set(bpy.data.objects), set(bpy.data.meshes)
+    assert import_fbx(path) == {'FINISHED'}
+    (copy,) = new_armatures(before)
+    assert len(set(bpy.data.meshes) - meshes) == 1
+    assert frame_count(copy.animation_data.action) == (NUM_FRAMES, START)
+    worst_pos, worst_rot = compare_rigs(smpl, copy)
+    print(f"\nFBX round trip: {worst_pos * 1000:.4f} mm, {worst_rot:.4f} deg")
+    assert worst_pos < 1e-4 and worst_rot < 0.01
+    assert compare_rigs(smpl, copy, rotations="from_rest")[1] < 0.01  # the skin's bind pose is the rest
+
+
+def test_retargeted_character_round_trips_through_fbx(smpl, tmp_path):
+    """A Mixamo-like character (object turned and scaled like an FBX import) with a
+    retargeted action: the FBX keeps its world-space motion.  (Without a skinned
+    mesh the FBX has no bind pose: Blender re-imports the pose at export time as
+    the rest, so only world rotations compare.)"""
+    rig = build_rig("MixamoLike", mixamo_like_bones(), MIXAMO_OBJECT)
+    retarget.retarget(smpl, rig, preset="mixamo")
+    path = export.export_fbx(rig, tmp_path / "character.fbx")
+    before = set(bpy.data.objects)
+    assert import_fbx(path) == {'FINISHED'}
+    (copy,) = new_armatures(before)
+    assert frame_count(copy.animation_data.action) == (NUM_FRAMES, START)
+    bones = ("mixamorig:Hips", "mixamorig:LeftForeArm", "mixamorig:RightLeg", "mixamorig:Head")
+    worst_pos, worst_rot = compare_rigs(rig, copy, bones)
+    assert worst_pos < 1e-4 and worst_rot < 0.01
+
+
+def test_exports_refuse_to_overwrite_unless_asked(smpl, tmp_path):
+    for name, write in (("a.bvh", export.export_bvh), ("a.fbx", export.export_fbx)):
+        path = tmp_path / name
+        path.write_text("keep me")
+        with pytest.raises(FileExistsError, match="overwrite=True"):
+            write(smpl, path)
+        assert path.read_text() == "keep me"
+        assert write(smpl, path, overwrite=True) == path
+        assert path.stat().st_size > 1000
+
+
+def test_export_takes_the_action_range_and_restores_the_scene(smpl, tmp_path):
+    scene, view_layer = bpy.context.scene, bpy.context.view_layer
+    body = smpl.children[0]
+    body.select_set(True)
+    smpl.select_set(False)
+    view_layer.objects.active = body
+    scene.frame_set(42)
+    assert export.action_frame_range(smpl) == (START, START + NUM_FRAMES - 1)
+
+    export.export_fbx(smpl, tmp_path / "a.fbx")
+    path = export.export_bvh(smpl, tmp_path / "a.bvh", frame_start=START + 2, frame_end=START + 5)
+    assert "Frames: 4\n" in path.read_text()
+    assert (scene.frame_start, scene.frame_end, scene.frame_current) == (1, 250, 42)
+    assert view_layer.objects.active == body and body.select_get() and not smpl.select_get()
+
+
+def test_export_needs_an_animated_armature(smpl, tmp_path):
+    with pytest.raises(ValueError, match="needs an armature"):
+        export.export_bvh(smpl.children[0], tmp_path / "a.bvh")
+    smpl.animation_data.action = None
+    with pytest.raises(ValueError, match="has no action"):
+        export.export_fbx(smpl, tmp_path / "a.fbx")
+    with pytest.raises(FileNotFoundError):
+        export.export_bvh(smpl, tmp_path / "missing" / "a.bvh")
+    assert not list(tmp_path.iterdir())
