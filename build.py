@@ -7,9 +7,19 @@
         `extension validate` (from a Blender executable, or the copy shipped
         in an installed `bpy` module) when one is available.
 
-The same file is meant to run inside Blender later, as
-    blender -b -P build.py -- <args>
-where the arguments after "--" are this script's own.
+    blender -b -P build.py -- --footage SHOT.mp4 --keypoints KP.json [--init INIT.npz] [--smpl PATH]
+                              [--out SHOT.blend] [--bvh SHOT.bvh] [--fbx SHOT.fbx]
+                              [--retarget CHARACTER.blend --preset rigify] [--force] ...
+    python build.py -- --footage ... (the same, with the bpy module)
+        Refine shots headless: each one goes through the add-on's Refine
+        pipeline in a fresh scene and is saved as a .blend (and exported).
+        Several shots: several --footage paths (or a folder of videos) with as
+        many --keypoints (or a folder holding <footage name>.npz/.npy/.json or an
+        OpenPose folder <footage name>/); outputs then name folders.  Shots run
+        one after another; a summary follows; the exit code is 1 if any failed.
+        Existing outputs are never overwritten without --force.
+
+Inside Blender the arguments after "--" are this script's own.
 """
 
 import argparse
@@ -20,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -28,6 +39,7 @@ ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "blender_manifest.toml"
 ADDON_DIR = ROOT / "scorehmr_blender"
 BACKEND_DIR = ROOT / "backend"
+REQUIREMENT_FILES = ("engine.txt", "constraints.txt")
 
 MIN_BLENDER = (4, 2, 0)
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -46,9 +58,12 @@ VERSION_TRIPLE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 USAGE = """\
 usage: python build.py package [--out DIR] [--blender PATH] [--no-blender-validate]
        blender -b -P build.py -- package [--out DIR]
+       blender -b -P build.py -- --footage SHOT.mp4 --keypoints KP.json [options]
+       python build.py -- --footage SHOT.mp4 --keypoints KP.json [options]
 
 commands:
-  package   build and validate refine_motion-<version>.zip"""
+  package      build and validate refine_motion-<version>.zip
+  --footage    refine shots headless into .blend files (--help for the options)"""
 
 
 class BuildError(Exception):
@@ -183,6 +198,9 @@ def _skip(path):
 def package_files():
     """(source path, name inside the zip) pairs, sorted by zip name."""
     files = [(MANIFEST, "blender_manifest.toml")]
+    # The worker environment's pinned requirements (Set Up Worker Environment installs them).
+    for name in REQUIREMENT_FILES:
+        files.append((ROOT / "requirements" / name, "requirements/" + name))
     for path in ADDON_DIR.rglob("*"):
         if path.is_file() and not _skip(path.relative_to(ADDON_DIR)):
             files.append((path, path.relative_to(ADDON_DIR).as_posix()))
@@ -334,14 +352,284 @@ def cmd_package(args):
     return 0
 
 
-COMMANDS = {"package": cmd_package}
+# --------------------------------------------------------------------------
+# Batch refinement (needs bpy: Blender, or the bpy module)
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".mts", ".mxf"}
+KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
+INIT_SUFFIXES = (".npz", ".pkl")
+
+
+def refine_parser():
+    parser = argparse.ArgumentParser(
+        prog="build.py --", description="Refine shots headless (Blender or the bpy module) into .blend files.")
+    parser.add_argument("--footage", nargs="+", required=True,
+                        help="video file(s), or a folder of videos: one shot each")
+    parser.add_argument("--keypoints", nargs="+", required=True,
+                        help="one keypoint file (COCO-17 .npz/.npy/.json) or OpenPose folder per footage, "
+                             "or one folder holding <footage name>.npz/.npy/.json or <footage name>/")
+    parser.add_argument("--init", nargs="+", help="initial SMPL estimates, paired like --keypoints")
+    parser.add_argument("--smpl", help="your SMPL model file (default: the free body model)")
+    parser.add_argument("--out", help=".blend file (one shot) or folder (default: next to the footage)")
+    parser.add_argument("--bvh", help="also export the motion as BVH: a file (one shot) or folder")
+    parser.add_argument("--fbx", help="also export the motion as FBX: a file (one shot) or folder")
+    parser.add_argument("--retarget", metavar="CHARACTER.blend",
+                        help="retarget onto the first armature of this .blend (BVH/FBX then export it)")
+    parser.add_argument("--preset", help="bone-name preset for --retarget (e.g. rigify; default: automatic)")
+    parser.add_argument("--mode", choices=("video", "frame"), default="video", help="engine mode")
+    parser.add_argument("--iterations", type=int, help="engine outer iterations (default: its own)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when available")
+    parser.add_argument("--smoothing", type=float, default=1.0, help="scale of the temporal terms (0-2)")
+    parser.add_argument("--keypoint-trust", type=float, default=1.0, help="scale of the keypoint term (0-2)")
+    parser.add_argument("--worker", metavar="PYTHON",
+                        help="run the engine in this Python (default: here when torch imports, else the "
+                             "add-on's worker environment)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    return parser
+
+
+def _videos(paths):
+    shots = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise BuildError(f"--footage {path}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+            shots += found
+        elif path.is_file():
+            shots.append(path)
+        else:
+            raise BuildError(f"--footage {path}: not found")
+    stems = [p.stem for p in shots]
+    if len(set(stems)) != len(stems):
+        raise BuildError("two shots have the same name; outputs are named after the footage, rename one")
+    return shots
+
+
+def _paired(option, given, footage, suffixes):
+    """One path per shot from ``given``: as many paths as shots, or one folder looked up by name."""
+    given = [Path(p) for p in given]
+    folder = given[0] if len(given) == 1 and given[0].is_dir() else None
+    openpose = folder is not None and any(folder.glob("*_keypoints.json"))
+    if len(given) == len(footage) and not (folder and not openpose):
+        return given
+    if folder is None:
+        raise BuildError(f"{option}: give one per footage ({len(footage)}) or one folder")
+    paired = []
+    for shot in footage:
+        candidates = [folder / (shot.stem + suffix) for suffix in suffixes] + [folder / shot.stem]
+        match = next((c for c in candidates if c.exists()), None)
+        if match is None:
+            raise BuildError(f"{option} {folder}: nothing for shot '{shot.stem}' (looked for "
+                             f"{shot.stem}{'/'.join(suffixes)} or {shot.stem}/)")
+        paired.append(match)
+    return paired
+
+
+def _output(option, value, shot, suffix, several):
+    """The output file of ``shot`` for an option naming a file (one shot) or a folder."""
+    path = Path(value)
+    if several or path.is_dir() or value.endswith(("/", os.sep)):
+        return path / (shot.stem + suffix)
+    if path.suffix.lower() != suffix:
+        raise BuildError(f"{option} {value}: expected a {suffix} file")
+    return path
+
+
+def batch_shots(opts):
+    """[{footage, keypoints, init, blend, bvh, fbx}] for the parsed options, outputs checked."""
+    footage = _videos(opts.footage)
+    keypoints = _paired("--keypoints", opts.keypoints, footage, KEYPOINT_SUFFIXES)
+    inits = _paired("--init", opts.init, footage, INIT_SUFFIXES) if opts.init else [None] * len(footage)
+    several = len(footage) > 1
+    shots = []
+    for shot, kp, init in zip(footage, keypoints, inits):
+        outputs = {"blend": _output("--out", opts.out, shot, ".blend", several) if opts.out
+                   else shot.with_suffix(".blend")}
+        for kind in ("bvh", "fbx"):
+            value = getattr(opts, kind)
+            outputs[kind] = _output(f"--{kind}", value, shot, f".{kind}", several) if value else None
+        shots.append(dict(footage=shot, keypoints=kp, init=init, **outputs))
+    existing = [str(s[k]) for s in shots for k in ("blend", "bvh", "fbx") if s[k] is not None and s[k].exists()]
+    if existing and not opts.force:
+        raise BuildError(f"output exists: {', '.join(existing[:3])}{' ...' if len(existing) > 3 else ''}; "
+                         "pass --force to overwrite or choose other outputs")
+    return shots
+
+
+def _addon_module(name):
+    """scorehmr_blender.<name>, or a BuildError when the add-on has no such module yet."""
+    try:
+        return importlib.import_module(f"scorehmr_blender.{name}")
+    except ModuleNotFoundError as ex:
+        if ex.name == f"scorehmr_blender.{name}":
+            raise BuildError(f"{name} is not available in this version of the add-on") from None
+        raise
+
+
+def _required_functions(opts):
+    """The export / retarget functions the options need (checked before any shot runs)."""
+    needs = {"bvh": ("export", "export_bvh"), "fbx": ("export", "export_fbx"), "retarget": ("retarget", "retarget")}
+    found = {}
+    for option, (module, function) in needs.items():
+        if getattr(opts, option):
+            fn = getattr(_addon_module(module), function, None)
+            if fn is None:
+                raise BuildError(f"--{option} is not available: scorehmr_blender.{module}.{function} is missing")
+            found[option] = fn
+    return found
+
+
+def _register_addon(bpy):
+    """Register this repository's add-on (an installed copy of it is disabled first)."""
+    import addon_utils
+
+    for name in list(bpy.context.preferences.addons.keys()):
+        if name.split(".")[-1] == "refine_motion":
+            addon_utils.disable(name, default_set=False)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    addon = importlib.import_module("scorehmr_blender")
+    if not hasattr(bpy.types.Scene, "refine_motion"):
+        addon.register()
+    return addon
+
+
+def _scene_rate(fps):
+    """(fps, fps_base) for a frame rate: 30000/1001 -> (30, 1.001)."""
+    whole = max(1, round(fps))
+    return whole, (1.0 if abs(whole - fps) < 1e-6 else whole / fps)
+
+
+def _append_armature(bpy, path):
+    """Link the objects of a .blend into the scene; returns its first armature object."""
+    path = Path(path)
+    if not path.is_file():
+        raise BuildError(f"--retarget {path}: file not found")
+    with bpy.data.libraries.load(str(path), link=False) as (source, loaded):
+        loaded.objects = list(source.objects)
+    armatures = [obj for obj in loaded.objects if obj is not None and obj.type == 'ARMATURE']
+    if not armatures:
+        raise BuildError(f"--retarget {path.name}: has no armature object")
+    for obj in loaded.objects:
+        if obj is not None:
+            bpy.context.scene.collection.objects.link(obj)
+    return armatures[0]
+
+
+def refine_shot(bpy, shot, opts, runner, functions):
+    """Refine one shot in a fresh scene and write its outputs; returns a summary line."""
+    import numpy as np
+
+    from scorehmr_blender import engine_runner, refine
+
+    started = time.time()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    context = bpy.context
+    scene = context.scene
+    settings = scene.refine_motion
+    settings.footage_source, settings.footage_path = 'FILE', str(shot["footage"])
+    settings.keypoints_source, settings.keypoints_path = 'FILE', str(shot["keypoints"])
+    settings.init_path = str(shot["init"] or "")
+    settings.mode = {"video": 'VIDEO', "frame": 'SINGLE_FRAME'}[opts.mode]
+    settings.device = {None: 'AUTO', "cpu": 'CPU', "cuda": 'CUDA'}[opts.device]
+    settings.smoothing = opts.smoothing * refine.DEFAULT_FACTOR
+    settings.keypoint_trust = opts.keypoint_trust * refine.DEFAULT_FACTOR
+
+    footage = refine.footage_of(context, settings)
+    scene.render.fps, scene.render.fps_base = _scene_rate(footage.fps)
+    scene.render.resolution_x, scene.render.resolution_y = footage.size
+    scene.frame_start, scene.frame_end = 1, footage.frame_count
+    scene.frame_current = 1
+    settings.frame_end, settings.frame_start = footage.frame_count, 1
+
+    plan = refine.plan(context, settings, smpl_file=opts.smpl or "", iterations=opts.iterations)
+    if opts.mode == "frame":  # the whole footage, each frame on its own
+        plan.request.frames, plan.first_frame = None, footage.start
+    job = engine_runner.Job(plan.request, runner, plan.name)
+    print(f"  engine: {runner.describe()}, job folder {job.folder}", flush=True)
+    last = [0.0]
+
+    def progress(done, total):
+        if time.time() - last[0] > 5 or done == total:
+            last[0] = time.time()
+            print(f"  iteration {done}/{total}", flush=True)
+
+    if job.run(on_progress=progress) != "done":
+        raise BuildError(job.error or f"the engine run was {job.state}")
+    imported = refine.import_result(context, plan, job.out_path)
+    with np.load(job.out_path) as out:
+        error = float(np.nanmean(out["reprojection_error_px"]))
+
+    written = []
+    exported = imported.armature
+    if opts.retarget:
+        exported = _append_armature(bpy, opts.retarget)
+        try:
+            functions["retarget"](imported.armature, exported, preset=opts.preset)
+        except ValueError as ex:
+            raise BuildError(f"retarget onto {exported.name}: {ex}") from None
+    for kind in ("bvh", "fbx"):
+        if shot[kind] is not None:
+            shot[kind].parent.mkdir(parents=True, exist_ok=True)
+            try:
+                functions[kind](exported, str(shot[kind]), overwrite=opts.force)
+            except (ValueError, FileExistsError, RuntimeError) as ex:
+                raise BuildError(f"{kind.upper()} export: {ex}") from None
+            written.append(shot[kind])
+    shot["blend"].parent.mkdir(parents=True, exist_ok=True)
+    if bpy.ops.wm.save_as_mainfile(filepath=str(shot["blend"])) != {'FINISHED'}:
+        raise BuildError(f"could not save {shot['blend']}")
+    written.insert(0, shot["blend"])
+    return (f"{imported.frames.size} frames, reprojection error {error:.1f} px, {time.time() - started:.0f} s "
+            f"-> {', '.join(str(p) for p in written)}")
+
+
+def cmd_refine(args):
+    opts = refine_parser().parse_args(args)
+    if opts.preset and not opts.retarget:
+        raise BuildError("--preset goes with --retarget")
+    shots = batch_shots(opts)
+    try:
+        import bpy
+    except ImportError:
+        raise BuildError("batch refinement needs Blender: run blender -b -P build.py -- ..., or install the "
+                         "bpy module (see requirements/dev.txt)") from None
+    _register_addon(bpy)
+    from scorehmr_blender import engine_runner
+
+    functions = _required_functions(opts)
+    try:
+        runner = engine_runner.choose_runner("WORKER" if opts.worker else "AUTO", opts.worker or "")
+    except engine_runner.RefineError as ex:
+        raise BuildError(f"{ex} (or pass --worker PYTHON)") from None
+
+    failed = []
+    for number, shot in enumerate(shots, 1):
+        name = shot["footage"].stem
+        print(f"[{number}/{len(shots)}] {name}: refining {shot['footage']} with {shot['keypoints']}", flush=True)
+        try:
+            print(f"[{number}/{len(shots)}] {name}: {refine_shot(bpy, shot, opts, runner, functions)}", flush=True)
+        except (BuildError, engine_runner.RefineError, RuntimeError, OSError) as ex:
+            failed.append(name)
+            print(f"[{number}/{len(shots)}] {name}: FAILED: {ex}", file=sys.stderr, flush=True)
+    print(f"summary: {len(shots) - len(failed)} of {len(shots)} shots refined"
+          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+COMMANDS = {"package": cmd_package, "refine": cmd_refine}
 
 
 def main(argv=None):
     args = script_args(argv)
+    if args[:1] == ["--"]:  # `python build.py -- --footage ...`
+        args = args[1:]
     if args[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    if args and args[0].startswith("--"):  # options first: batch refinement
+        args = ["refine", *args]
     if not args or args[0] not in COMMANDS:
         if args:
             print(f"build.py: error: unknown command {args[0]!r}", file=sys.stderr)
@@ -355,4 +643,11 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if "bpy" in sys.modules and not sys.modules["bpy"].app.binary_path:
+        # The bpy module (not Blender) can crash while freeing itself at interpreter exit
+        # (bpy 4.2 segfaults once the add-on was registered): all is written, leave directly.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -78,16 +78,24 @@ def cmd_refine(args) -> int:
 
         loop, _ = options.resolved(args.mode)
         options.loop = replace(loop, iterations=args.iterations)
-    from tqdm import tqdm
+    if args.progress_lines:
+        # One "PROGRESS done/total" line per outer iteration, for the Blender add-on's worker reader.
+        bar = None
 
-    bar = tqdm(desc=f"refine ({args.mode})", unit="iter", file=sys.stdout, mininterval=1.0)
+        def progress(done, total):
+            print(f"PROGRESS {done}/{total}", flush=True)
+    else:
+        from tqdm import tqdm
 
-    def progress(done, total):
-        bar.total = total
-        bar.update(1)
+        bar = tqdm(desc=f"refine ({args.mode})", unit="iter", file=sys.stdout, mininterval=1.0)
+
+        def progress(done, total):
+            bar.total = total
+            bar.update(1)
 
     result = engine.run(obs, init, args.mode, options, progress=progress)
-    bar.close()
+    if bar is not None:
+        bar.close()
     try:
         write_results(args.out, result, force=args.force)
     except InputError as exc:
@@ -142,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keypoint-trust", type=float, default=1.0, help="scales the keypoint term")
     p.add_argument("--fov", type=float, default=55.0, help="field of view (deg) when OBS has no focal_length")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--progress-lines", action="store_true",
+                   help="print machine-readable 'PROGRESS done/total' lines instead of a progress bar")
     p.set_defaults(run=cmd_refine)
 
     for name, fn, text in (("train", cmd_train, "train the regressor / prior (see --help after the name)"),

@@ -7,6 +7,9 @@ import bpy
 from bpy.props import BoolProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
+from . import engine_runner, preferences
+from .engine_runner import RefineError
+
 
 class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
     """Import a refined motion result (.npz) as an SMPL armature with a skinned body,
@@ -88,11 +91,225 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
         return context.active_object
 
 
+# -- Refine ---------------------------------------------------------------------------------------
+
+def _start_job(context, iterations):
+    """Check the scene's settings and write the job's inputs: (plan, job), not started yet."""
+    from . import refine
+
+    prefs = preferences.get(context)
+    plan = refine.plan(context, context.scene.refine_motion,
+                       smpl_file=prefs.smpl_path if prefs is not None else "", iterations=iterations)
+    runner = engine_runner.choose_runner(*preferences.engine_choice(prefs))
+    known = engine_runner.cached_device_text(runner)
+    if plan.request.device == "cuda" and known is not None and not known.startswith("CUDA"):
+        raise RefineError(f"Device is CUDA GPU but the engine's torch sees none ({known}): "
+                          "set Device to Automatic or CPU")
+    return plan, engine_runner.Job(plan.request, runner, plan.name)
+
+
+def _status_text(job):
+    done, total = job.progress
+    if job.cancelling:
+        return "Refine Motion: cancelling..."
+    if not total:
+        return f"Refine Motion: starting the engine ({job.runner.describe()})...  Esc cancels"
+    return f"Refine Motion: {100 * job.fraction:.0f}% (iteration {done}/{total})  Esc cancels"
+
+
+def _redraw_panels(context):
+    for area in context.screen.areas if context.screen else ():
+        if area.type == 'VIEW_3D':
+            area.tag_redraw()
+
+
+class REFINEMOTION_OT_refine(bpy.types.Operator):
+    """Refine the person's motion in the footage from its 2D keypoints, then add it as an SMPL
+    armature with a new action and a footage camera.  Esc cancels and changes nothing"""
+    bl_idname = "refinemotion.refine"
+    bl_label = "Refine Motion"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    iterations: IntProperty(
+        name="Iterations",
+        description="Outer iterations of the engine (0 = its default; fewer is faster and rougher)",
+        default=0,
+        min=0,
+        options={'SKIP_SAVE'},
+    )
+
+    @classmethod
+    def poll(cls, context):
+        if engine_runner.active_job() is not None:
+            cls.poll_message_set("A refinement is running (Esc cancels it)")
+            return False
+        return context.scene is not None
+
+    def invoke(self, context, event):
+        if bpy.app.background:  # timers do not fire: run to the end here
+            return self.execute(context)
+        if not self._start(context):
+            return {'CANCELLED'}
+        self._job.start()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.modal_handler_add(self)
+        context.workspace.status_text_set(_status_text(self._job))
+        return {'RUNNING_MODAL'}
+
+    def modal(self, context, event):
+        if event.type == 'ESC' and event.value == 'PRESS':
+            self._job.cancel()
+            self._stop(context)
+            return self._finish(context)
+        if event.type != 'TIMER':
+            return {'PASS_THROUGH'}
+        if not self._job.finished:
+            context.workspace.status_text_set(_status_text(self._job))
+            _redraw_panels(context)
+            return {'PASS_THROUGH'}
+        self._stop(context)
+        return self._finish(context)
+
+    def execute(self, context):
+        if not self._start(context):
+            return {'CANCELLED'}
+        try:
+            self._job.run()
+        except KeyboardInterrupt:  # Ctrl+C in a terminal running Blender in the background: cancelled
+            pass
+        return self._finish(context)
+
+    def _start(self, context):
+        try:
+            self._plan, self._job = _start_job(context, self.iterations)
+        except RefineError as ex:
+            self.report({'ERROR'}, f"Refine Motion: {ex}")
+            return False
+        except Exception as ex:  # noqa: BLE001 -- a bug: report it, the scene is unchanged
+            traceback.print_exc()
+            self.report({'ERROR'}, f"Refine Motion: unexpected {type(ex).__name__}: {ex}")
+            return False
+        return True
+
+    def _stop(self, context):
+        context.window_manager.event_timer_remove(self._timer)
+        context.workspace.status_text_set(None)
+        _redraw_panels(context)
+
+    def _finish(self, context):
+        """Import the result of a finished job (or report why there is none)."""
+        from . import refine, result
+
+        job = self._job
+        if job.cancelling:
+            self.report({'WARNING'}, "Refine Motion: cancelled; nothing was changed")
+            return {'CANCELLED'}
+        if job.state == "failed":
+            self.report({'ERROR'}, f"Refine Motion: {job.error}")
+            return {'CANCELLED'}
+        try:
+            imported = refine.import_result(context, self._plan, job.out_path)
+        except Exception as ex:  # noqa: BLE001 -- the importer left nothing behind
+            if not isinstance(ex, (result.ResultError, RuntimeError)):
+                traceback.print_exc()
+            self.report({'ERROR'}, f"Refine Motion: cannot import the result ({ex})")
+            return {'CANCELLED'}
+        for level, message in imported.messages:
+            self.report({level}, message)
+        return {'FINISHED'}
+
+
+# -- engine set-up (preferences) ------------------------------------------------------------------
+
+SETUP = []  # the latest SetupTask, shown in the preferences
+
+
+def online_access():
+    """Whether Blender allows network access (Preferences > System > Network)."""
+    return getattr(bpy.app, "online_access", True)
+
+
+def _redraw_preferences(context):
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == 'PREFERENCES':
+                area.tag_redraw()
+
+
+class REFINEMOTION_OT_setup_worker(bpy.types.Operator):
+    """Create a Python environment for the engine in the add-on's user folder and install the
+    pinned torch and engine packages into it with pip (downloads 1-3 GB; Esc cancels)"""
+    bl_idname = "refinemotion.setup_worker"
+    bl_label = "Set Up Worker Environment"
+
+    @classmethod
+    def poll(cls, context):
+        if SETUP and SETUP[0].state == "running":
+            cls.poll_message_set("The set-up is running")
+            return False
+        return True
+
+    def execute(self, context):
+        if not online_access():
+            self.report({'ERROR'}, "Set Up Worker Environment needs the internet: allow Online Access in "
+                                   "Preferences > System > Network, or run the commands shown by hand")
+            return {'CANCELLED'}
+        try:
+            commands = engine_runner.setup_commands()
+        except RefineError as ex:
+            self.report({'ERROR'}, str(ex))
+            return {'CANCELLED'}
+        task = engine_runner.SetupTask(commands, engine_runner.user_dir() / "worker-setup.log")
+        SETUP[:] = [task]
+        if bpy.app.background:
+            task.run()
+            return self._finish(task)
+        self._timer = context.window_manager.event_timer_add(0.5, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {'RUNNING_MODAL'}
+
+    def modal(self, context, event):
+        task = SETUP[0]
+        if event.type == 'ESC' and event.value == 'PRESS':
+            task.cancel()
+        elif event.type != 'TIMER':
+            return {'PASS_THROUGH'}
+        _redraw_preferences(context)
+        if not task.poll():
+            return {'PASS_THROUGH'}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._finish(task)
+
+    def _finish(self, task):
+        engine_runner.forget_devices()
+        if task.state == "done":
+            self.report({'INFO'}, f"Worker environment ready: {engine_runner.default_worker_python()}")
+            return {'FINISHED'}
+        if task.state == "cancelled":
+            self.report({'WARNING'}, "Set Up Worker Environment: cancelled (run it again to finish)")
+            return {'CANCELLED'}
+        self.report({'ERROR'}, f"Set Up Worker Environment: {task.error} (log: {task.log_path})")
+        return {'CANCELLED'}
+
+
+class REFINEMOTION_OT_check_device(bpy.types.Operator):
+    """Ask the engine's Python again which device (CUDA GPU or CPU) torch runs on"""
+    bl_idname = "refinemotion.check_device"
+    bl_label = "Check Again"
+
+    def execute(self, context):
+        engine_runner.forget_devices()
+        _redraw_preferences(context)
+        return {'FINISHED'}
+
+
 def menu_import(self, _context):
     self.layout.operator(REFINEMOTION_OT_import_result.bl_idname, text="Refined Motion (.npz)")
 
 
-classes = (REFINEMOTION_OT_import_result,)
+classes = (REFINEMOTION_OT_import_result, REFINEMOTION_OT_refine, REFINEMOTION_OT_setup_worker,
+           REFINEMOTION_OT_check_device)
 
 
 def attach():

@@ -2,12 +2,39 @@
 """Per-scene refinement settings, stored as ``scene.refine_motion``."""
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty
+from bpy.props import (
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 MODE_ITEMS = (
     ('SINGLE_FRAME', "Single Frame", "Refine the pose of the current frame only"),
     ('VIDEO', "Video", "Refine a frame range of one camera, with temporal smoothing"),
     ('MULTI_VIEW', "Multi-View", "Refine using keypoints from several calibrated cameras"),
+)
+FOOTAGE_ITEMS = (
+    ('FILE', "Video File", "A video file on disk"),
+    ('CLIP', "Movie Clip", "A Movie Clip loaded in this file (its Start Frame places the footage in the scene)"),
+)
+KEYPOINT_ITEMS = (
+    ('FILE', "File", ("2D keypoints from a detector: COCO-17 .npz/.npy/.json (COCO results or per-frame "
+                      "lists) or an OpenPose --write_json folder (BODY_25 or COCO-18)")),
+    ('TRACKS', "Clip Tracks", ("Tracking markers of the Movie Clip named after COCO joints (nose, left_eye, "
+                               "right_eye, left_ear, right_ear, left_shoulder, ..., right_ankle); "
+                               "frames without a marker count as not detected")),
+)
+INTRINSICS_ITEMS = (
+    ('ESTIMATE', "Estimate", "Assume a 55 degree field of view (a typical phone or camcorder lens)"),
+    ('CLIP', "Clip Camera", "The Movie Clip's tracking camera (focal length, optical center), e.g. after a camera solve"),
+    ('MANUAL', "Focal Length", "A focal length in pixels"),
+)
+DEVICE_ITEMS = (
+    ('AUTO', "Automatic", "The CUDA GPU when torch sees one, else the CPU"),
+    ('CPU', "CPU", "Always the CPU"),
+    ('CUDA', "CUDA GPU", "The CUDA GPU (fails when torch sees none)"),
 )
 
 
@@ -22,6 +49,60 @@ def _clamp_frame_start(self, _context):
 
 
 class RefineMotionSettings(bpy.types.PropertyGroup):
+    # -- refine inputs (the Refine sub-panel) --
+    footage_source: EnumProperty(
+        name="Footage",
+        description="Where the footage comes from (its frame count, rate and size)",
+        items=FOOTAGE_ITEMS,
+        default='FILE',
+    )
+    footage_path: StringProperty(
+        name="Video File",
+        description="The footage the keypoints were detected on; its first frame goes to the scene's start frame",
+        subtype='FILE_PATH',
+    )
+    footage_clip: PointerProperty(
+        name="Movie Clip",
+        description="The footage as a Movie Clip",
+        type=bpy.types.MovieClip,
+    )
+    keypoints_source: EnumProperty(
+        name="Keypoints",
+        description="Where the 2D keypoints come from",
+        items=KEYPOINT_ITEMS,
+        default='FILE',
+    )
+    keypoints_path: StringProperty(
+        name="Keypoint File",
+        description="COCO-17 keypoints (.npz/.npy/.json) or an OpenPose --write_json folder, one entry per "
+                    "footage frame",
+        subtype='FILE_PATH',
+    )
+    init_path: StringProperty(
+        name="Initial SMPL",
+        description="Optional initial SMPL estimate (.npz in the engine's INIT layout, or HMR 2.0 .npz/.pkl), "
+                    "one per footage frame. Empty: the built-in regressor",
+        subtype='FILE_PATH',
+    )
+    intrinsics: EnumProperty(
+        name="Camera",
+        description="The footage camera's intrinsics",
+        items=INTRINSICS_ITEMS,
+        default='ESTIMATE',
+    )
+    focal_length: FloatProperty(
+        name="Focal Length (px)",
+        description="Focal length of the footage camera in pixels",
+        default=1000.0,
+        min=1.0,
+    )
+    device: EnumProperty(
+        name="Device",
+        description="Where the engine computes",
+        items=DEVICE_ITEMS,
+        default='AUTO',
+    )
+    # -- refinement settings --
     mode: EnumProperty(
         name="Mode",
         description="What the refinement works on",
@@ -30,7 +111,8 @@ class RefineMotionSettings(bpy.types.PropertyGroup):
     )
     smoothing: FloatProperty(
         name="Smoothing",
-        description="Strength of temporal smoothing between frames (0 = none)",
+        description="Strength of temporal smoothing between frames (0 = none, 0.5 = the engine's default, "
+                    "1 = twice that)",
         default=0.5,
         min=0.0,
         max=1.0,
@@ -38,8 +120,8 @@ class RefineMotionSettings(bpy.types.PropertyGroup):
     )
     keypoint_trust: FloatProperty(
         name="Keypoint Trust",
-        description="How strongly the 2D keypoints pull on the result, "
-                    "relative to the learned motion prior",
+        description="How strongly the 2D keypoints pull on the result, relative to the learned "
+                    "motion prior (0.5 = the engine's default, 1 = twice that)",
         default=0.5,
         min=0.0,
         max=1.0,
@@ -47,7 +129,8 @@ class RefineMotionSettings(bpy.types.PropertyGroup):
     )
     frame_start: IntProperty(
         name="Start",
-        description="First frame to refine",
+        description="First frame to refine (the scene frame of a footage frame: the footage starts at the "
+                    "clip's Start Frame, or at the scene's start for a video file)",
         default=1,
         min=0,
         update=_clamp_frame_end,

@@ -31,7 +31,9 @@ VPY="$VENV/bin/python"
 "$VPY" -m pip install -q "bpy==$BPY42_VERSION" "numpy<2" pytest
 # The import tests pose the real body model (tests/result_fixture.py), which goes
 # through smplx; its only dependencies (numpy, torch) are already in, so --no-deps.
-"$VPY" -m pip install -q --no-deps "$(grep -E '^smplx==' requirements/engine.txt)"
+# The refine tests write their tiny footage with OpenCV (numpy is its only dependency).
+"$VPY" -m pip install -q --no-deps "$(grep -E '^smplx==' requirements/engine.txt)" \
+    "$(grep -E '^opencv-python-headless==' requirements/engine.txt)"
 
 "$VPY" -c 'import bpy; print("bpy", bpy.app.version_string)'
-exec "$VPY" -m pytest -q tests/test_addon*.py tests/test_build_package.py "$@"
+exec "$VPY" -m pytest -q tests/test_addon*.py tests/test_build_package.py tests/test_build_batch.py "$@"

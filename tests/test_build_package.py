@@ -48,7 +48,10 @@ def test_manifest_fields(manifest):
     assert manifest["blender_version_min"] == "4.2.0"
     assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
     assert manifest["tags"] == ["Animation"]
-    assert manifest["permissions"] == {"files": "Read footage and keypoints, write results"}
+    assert manifest["permissions"] == {
+        "files": "Read footage and keypoints, write results",
+        "network": "Set Up Worker Environment pip-installs the engine packages",
+    }
     assert len(manifest["tagline"]) <= 64 and manifest["tagline"][-1].isalnum()
 
 
@@ -60,7 +63,9 @@ def test_package_zip_contents(built, manifest):
         names = set(zf.namelist())
         packed = tomllib.loads(zf.read("blender_manifest.toml").decode())
     assert packed == manifest
-    assert {"__init__.py", "panel.py", "properties.py", "preferences.py"} <= names
+    addon_py = {p.name for p in (ROOT / "scorehmr_blender").glob("*.py")}
+    assert {"__init__.py", "panel.py", "properties.py", "preferences.py", "operators.py", "importer.py",
+            "result.py", "convert.py", "armature.py", "keyframes.py", "camera.py"} <= addon_py <= names
     assert not any(n.endswith(".pyc") or "__pycache__" in n for n in names)
     backend_py = {"backend/" + p.relative_to(ROOT / "backend").as_posix()
                   for p in (ROOT / "backend").rglob("*.py") if "__pycache__" not in p.parts}
