@@ -106,19 +106,21 @@ def cmd_refine(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    from backend.models.train import main as train_main
-
-    return train_main(args.rest)
-
-
-def cmd_sim_figure(args) -> int:
-    from backend.sim.figures import main as figures_main
-
-    return figures_main(args.rest)
+# Commands that live in their own modules and parse their own arguments.
+PASSTHROUGH = {
+    "convert-cmu": ("backend.data.convert", "convert the CMU clips to SMPL (cache/dataset)"),
+    "train": ("backend.models.train", "train the regressor / prior"),
+    "models-report": ("backend.models.report", "validation numbers and plausibility of the trained models"),
+    "sim-figure": ("backend.sim.figures", "draw docs/observations.png"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PASSTHROUGH:
+        import importlib
+
+        return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
     from backend.body import free_model, free_model_build
 
     parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__)
@@ -154,11 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="print machine-readable 'PROGRESS done/total' lines instead of a progress bar")
     p.set_defaults(run=cmd_refine)
 
-    for name, fn, text in (("train", cmd_train, "train the regressor / prior (see --help after the name)"),
-                           ("sim-figure", cmd_sim_figure, "draw docs/observations.png")):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(run=fn)
+    for name, (_, text) in PASSTHROUGH.items():
+        sub.add_parser(name, help=text + " (--help after the name)")  # listed here, dispatched above
 
     args = parser.parse_args(argv)
     return args.run(args)
