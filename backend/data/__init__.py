@@ -1,0 +1,1 @@
+"""Training data: CMU mocap converted to SMPL parameters on our body model."""
