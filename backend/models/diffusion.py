@@ -64,13 +64,19 @@ def ddim_invert(eps_model, x0: torch.Tensor, context: torch.Tensor, alphas_cumpr
 
 @torch.no_grad()
 def ddim_sample(eps_model, x: torch.Tensor, context: torch.Tensor, alphas_cumprod: torch.Tensor,
-                tau: int, step: int) -> torch.Tensor:
+                tau: int, step: int, clip: float | None = None) -> torch.Tensor:
     """Unguided deterministic DDIM from noise level tau down to 0. x (B,D) -> x0 (B,D).
 
-    Level t = 0 (alpha_bar ~ 1 - 4e-5) counts as clean, as in inversion: tau/step evaluations each way."""
+    Level t = 0 (alpha_bar ~ 1 - 4e-5) counts as clean, as in inversion: tau/step evaluations each way.
+    ``clip`` bounds the clean estimate (6D entries lie in [-1, 1]); sampling from pure noise needs it,
+    since 1/sqrt(alpha_bar) is huge at the last timesteps."""
     a = alphas_cumprod.to(x)
     ts = timesteps(tau, 0, step)
     for t, t_prev in zip(ts[:-1], ts[1:]):
         eps = eps_model(x, torch.tensor(t, device=x.device), context)
-        x = ddim_move(predict_x0(x, eps, a[t]), eps, a[t_prev])
+        x0 = predict_x0(x, eps, a[t])
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
+            eps = (x - a[t].sqrt() * x0) / (1 - a[t]).sqrt()
+        x = ddim_move(x0, eps, a[t_prev])
     return x
