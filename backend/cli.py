@@ -93,7 +93,16 @@ def cmd_refine(args) -> int:
             bar.total = total
             bar.update(1)
 
-    result = engine.run(obs, init, args.mode, options, progress=progress)
+    if args.method == "scorehmr":
+        result = engine.run(obs, init, args.mode, options, progress=progress)
+    else:
+        from backend.engine.baselines import run_baseline
+
+        try:
+            result = run_baseline(engine, obs, init, args.mode, args.method)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if bar is not None:
         bar.close()
     try:
@@ -108,10 +117,12 @@ def cmd_refine(args) -> int:
 
 # Commands that live in their own modules and parse their own arguments.
 PASSTHROUGH = {
-    "convert-cmu": ("backend.data.convert", "convert the CMU clips to SMPL (cache/dataset)"),
-    "train": ("backend.models.train", "train the regressor / prior"),
-    "models-report": ("backend.models.report", "validation numbers and plausibility of the trained models"),
-    "sim-figure": ("backend.sim.figures", "draw docs/observations.png"),
+    "convert-cmu": ("backend.data.convert", "main", "convert the CMU clips to SMPL (cache/dataset)"),
+    "train": ("backend.models.train", "main", "train the regressor / prior"),
+    "fit-gmm": ("backend.engine.gmm", "fit_gmm_main", "fit the SMPLify GMM pose prior on the training poses"),
+    "bench": ("backend.bench", "main", "benchmark tables (docs/benchmark)"),
+    "models-report": ("backend.models.report", "main", "validation numbers and plausibility of the trained models"),
+    "sim-figure": ("backend.sim.figures", "main", "draw docs/observations.png"),
 }
 
 
@@ -120,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in PASSTHROUGH:
         import importlib
 
-        return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
+        module, function, _ = PASSTHROUGH[argv[0]]
+        return getattr(importlib.import_module(module), function)(argv[1:])
     from backend.body import free_model, free_model_build
 
     parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__)
@@ -145,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smpl", help="your SMPL model file (default: the free body model)")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.add_argument("--method", choices=["scorehmr"], default="scorehmr")
+    p.add_argument("--method", choices=["scorehmr", "smplify", "dposer", "per-frame-filter"], default="scorehmr",
+                   help="ScoreHMR, or a baseline from backend/engine/baselines.py")
     p.add_argument("--variant", choices=["paper", "ours"], default="ours")
     p.add_argument("--iterations", type=int, help="outer iterations (default: the paper's)")
     p.add_argument("--smoothing", type=float, default=1.0, help="scales the temporal terms")
@@ -156,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="print machine-readable 'PROGRESS done/total' lines instead of a progress bar")
     p.set_defaults(run=cmd_refine)
 
-    for name, (_, text) in PASSTHROUGH.items():
+    for name, (_, _, text) in PASSTHROUGH.items():
         sub.add_parser(name, help=text + " (--help after the name)")  # listed here, dispatched above
 
     args = parser.parse_args(argv)

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.linalg import solve_triangular
 
 GMM_PATH = Path(__file__).resolve().parent.parent / "assets" / "pose_gmm.npz"
 POSE_DIM = 69
 DEFAULT_COMPONENTS = 8
-DEFAULT_MAX_FRAMES = 100_000   # CMU at 24 fps is very redundant: a strided subset fits the same mixture
+DEFAULT_MAX_FRAMES = 40_000    # CMU at 24 fps is very redundant: a strided subset fits the same mixture
 REG_COVAR = 1e-4               # rad^2 added to every covariance diagonal (joints that never move stay invertible)
 EM_TOL = 1e-4                 # stop when the mean log-likelihood (nats per pose) gains less than this
 EM_MAX_ITER = 200
@@ -68,7 +69,7 @@ def _component_log_prob(x: np.ndarray, weights, means, covariances) -> np.ndarra
     out = np.empty((n, len(weights)))
     for k in range(len(weights)):
         chol = np.linalg.cholesky(covariances[k])
-        z = np.linalg.solve(chol, (x - means[k]).T)                     # (D,N): L^-1 (x - mu)
+        z = solve_triangular(chol, (x - means[k]).T, lower=True)        # (D,N): L^-1 (x - mu)
         log_det = 2 * np.log(np.diag(chol)).sum()
         out[:, k] = math.log(max(weights[k], 1e-300)) - 0.5 * (d * math.log(2 * math.pi) + log_det + (z * z).sum(0))
     return out
@@ -173,7 +174,7 @@ def fit_gmm_main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.time()
     gmm, log = fit_gmm(x, args.components, args.seed)
-    meta = dict(command="python -m backend fit-gmm " + " ".join(argv if argv is not None else sys.argv[1:]),
+    meta = dict(command=" ".join(["python -m backend fit-gmm", *(argv if argv is not None else sys.argv[1:])]),
                 seed=args.seed, components=args.components, frames=len(x), reg_covar=REG_COVAR,
                 iterations=log["iterations"], mean_log_likelihood=log["mean_log_likelihood"],
                 seconds=round(time.time() - t0, 1), **data_meta)

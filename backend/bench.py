@@ -1,0 +1,637 @@
+"""Benchmark of ScoreHMR against the baselines on held-out motion with simulated detections.
+
+    python -m backend bench [--frames N] [--videos N] [--instants N] [--quick] [--threads 1] [--out docs/benchmark]
+
+Validation subjects of the converted CMU data (``load_split('val')``), random body shapes
+(betas ~ N(0, I), as in training), random cameras and detector noise from ``backend.sim`` with
+fixed seeds.  Tables shaped like the paper's:
+
+* Table 2 (single frame): for three starts (our regressor; a weak regressor = ours + ~12 deg
+  per-joint rotation and translation noise; near-perfect = ground truth + 3 deg), the rows
+  start / +SMPLify / +DPoser-style / +ScoreHMR (frame mode: the paper's and our variant coincide).
+* Table 4 (video): start / start+filter / per-frame ScoreHMR + filter / temporal SMPLify /
+  ScoreHMR paper / ScoreHMR ours, with acceleration errors.
+* Table 3 (multi-view, 2/4/8 views): calibrated (triangulate + fit, ScoreHMR calibrated) and
+  uncalibrated (per-view start vs ScoreHMR Eq. 13).
+* Speed: frames/s per method and device, denoiser evaluations per frame, peak memory, and
+  where the time goes in video mode.
+
+Errors in mm: MPJPE / PA-MPJPE on 14 LSP and 24 SMPL joints (``train.joint_errors``);
+acceleration error in mm/frame^2 on pelvis-relative joints (the paper's protocol) and on
+camera-frame joints ("abs": translation jitter included).  Writes ``benchmark.md`` and
+``benchmark.json`` into ``--out``.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.engine import baselines as bl
+from backend.engine import modes
+from backend.engine.gmm import GMM, GMM_PATH, MaxMixturePrior
+from backend.metrics import accel_error
+from backend.models.train import joint_errors
+from backend.rotations import axis_angle_to_matrix
+from backend.sim.observations import multiview_observations, single_view_observations, video_observations
+
+DEFAULT_OUT = Path("docs/benchmark")
+FPS = 24
+# Starts of the single-frame table.
+WEAK_ROT_DEG = 12.0                   # RMS per-joint rotation noise added to our regressor's estimate
+WEAK_TRANSL_M = (0.03, 0.03, 0.15)    # translation noise std (x, y, depth)
+NEAR_ROT_DEG = 3.0                    # RMS per-joint rotation noise added to the ground truth
+NEAR_TRANSL_M = (0.01, 0.01, 0.01)
+STARTS = ("regressor", "weak", "near-perfect")
+# Seeds of the sections (added to --seed) so that each section's data does not depend on the others' sizes.
+SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER = 101, 202, 303, 404, 505
+
+
+@dataclass
+class BenchConfig:
+    frames: int = 256                  # single-frame table
+    videos: int = 5                    # video table: clips of ...
+    video_length: int = 96             # ... frames (4 s at 24 fps)
+    instants: int = 32                 # multi-view table: instants per view count
+    views: tuple[int, ...] = (2, 4, 8)
+    level: str = "medium"              # detector noise preset (backend.sim.detector_noise.PRESETS)
+    seed: int = 0
+    quick: bool = False
+    # Smoke runs only (--quick): fewer ScoreHMR outer iterations / fitting steps; None = the methods' defaults.
+    scorehmr_iterations: int | None = None
+    fit_steps: int | None = None
+
+
+QUICK = dict(frames=6, videos=1, video_length=24, instants=2, views=(2, 4), scorehmr_iterations=2, fit_steps=15)
+
+
+# -- measurement -----------------------------------------------------------------------------------
+def _status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to clear_refs resets the process' peak RSS (VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class Meter:
+    """Wall time and peak memory of a block: torch.cuda.max_memory_allocated on GPU; on CPU the
+    process' peak RSS (VmHWM, reset at entry where Linux allows, else ru_maxrss over the run)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.reset = _reset_peak_rss()
+        self.rss0 = (_status_kb("VmRSS") or 0) / 1024
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.memory = "cuda max_memory_allocated"
+        else:
+            hwm = _status_kb("VmHWM") if self.reset else None
+            self.peak_mb = (hwm / 1024) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            self.memory = "peak RSS" if hwm else "ru_maxrss (process lifetime)"
+        self.seconds = time.perf_counter() - self.t0
+        return False
+
+
+class _Timed:
+    """Callable wrapper accumulating the wall time of its calls (synchronising CUDA)."""
+
+    def __init__(self, fn, device: torch.device):
+        self.fn, self.device, self.seconds, self.calls = fn, device, 0.0, 0
+
+    def __call__(self, *args, **kwargs):
+        sync = self.device.type == "cuda"
+        if sync:
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        if sync:
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        return out
+
+
+@contextlib.contextmanager
+def profile_video(engine):
+    """Times the pieces of the ScoreHMR loop in video mode by wrapping, for the duration of the block:
+    the denoiser (engine.prior), the body model (engine.body.joints_fast), the guidance loss
+    (modes.video_loss's closures, body model included) and the backward pass (torch.autograd.grad,
+    the loop's only one).  Nothing is changed outside the block.  Yields a dict of _Timed."""
+    dev = engine.device
+    timers = dict(denoiser=_Timed(engine.prior, dev), body=_Timed(engine.body.joints_fast, dev),
+                  backward=_Timed(torch.autograd.grad, dev))
+    loss_timers = []
+    make_loss = modes.video_loss
+
+    def timed_video_loss(*args, **kwargs):
+        loss_timers.append(_Timed(make_loss(*args, **kwargs), dev))
+        return loss_timers[-1]
+
+    prior, grad = engine.prior, torch.autograd.grad
+    engine.prior = timers["denoiser"]
+    engine.body.joints_fast = timers["body"]
+    modes.video_loss = timed_video_loss
+    torch.autograd.grad = timers["backward"]
+    try:
+        yield dict(timers, loss=loss_timers)
+    finally:
+        engine.prior, torch.autograd.grad, modes.video_loss = prior, grad, make_loss
+        del engine.body.joints_fast
+
+
+# -- starts, results and errors --------------------------------------------------------------------
+def _rot_noise(shape, deg: float, g: torch.Generator) -> torch.Tensor:
+    """Random rotations (shape,3,3) with RMS angle ``deg`` (isotropic axis-angle noise)."""
+    aa = torch.randn(*shape, 3, generator=g, dtype=torch.float64) * math.radians(deg) / math.sqrt(3)
+    return axis_angle_to_matrix(aa).float()
+
+
+def perturbed(start: dict, deg: float, transl_std, g: torch.Generator) -> dict:
+    """start with every joint rotation turned by noise of RMS ``deg`` and translation noise (std per axis)."""
+    b = start["rotmats"].shape[0]
+    dev = start["rotmats"].device
+    noise_t = torch.randn(b, 3, generator=g, dtype=torch.float64).float() * torch.tensor(transl_std)
+    return dict(rotmats=_rot_noise((b, 24), deg, g).to(dev) @ start["rotmats"], betas=start["betas"].clone(),
+                transl=start["transl"] + noise_t.to(dev))
+
+
+def ground_truth(obs: dict, dev) -> dict:
+    from backend.body.body_model import pose_to_rotmats
+
+    go, bp = obs["gt_global_orient"], obs["gt_body_pose"]
+    n = go.reshape(-1, 3).shape[0]
+    return dict(rotmats=pose_to_rotmats(go.reshape(n, 3), bp.reshape(n, 69)).float().to(dev),
+                betas=obs["gt_betas"].reshape(n, 10).float().to(dev),
+                transl=obs["gt_transl"].reshape(n, 3).float().to(dev))
+
+
+@torch.no_grad()
+def joints_of(engine, res: dict) -> np.ndarray:
+    """Camera-frame joints (N,24,3) of a result dict (rotmats, betas, transl)."""
+    b = res["rotmats"].shape[0]
+    return engine.body.joints_fast(res["rotmats"], res["betas"].reshape(-1, 10).expand(b, 10),
+                                   res["transl"]).joints.cpu().double().numpy()
+
+
+def errors(pred: np.ndarray, gt: np.ndarray) -> dict:
+    return {k: round(v, 2) for k, v in joint_errors(pred, gt).items()}
+
+
+def video_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """pred, gt (N,F,24,3) for N sequences: joint errors plus acceleration errors (mm/frame^2)."""
+    rel = lambda j: j - j[..., :1, :]
+    out = errors(pred.reshape(-1, 24, 3), gt.reshape(-1, 24, 3))
+    out["accel"] = round(float(accel_error(rel(pred), rel(gt)).mean()), 2)
+    out["accel_abs"] = round(float(accel_error(pred, gt).mean()), 2)
+    return out
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+@dataclass
+class Bench:
+    engine: object
+    data: dict
+    prior: MaxMixturePrior
+    cfg: BenchConfig
+    sim_body: object = None
+    speed: list = field(default_factory=list)
+    breakdown: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.dev = self.engine.device
+        # The simulator draws on the CPU.
+        self.sim_body = self.sim_body or (self.engine.body if self.dev.type == "cpu"
+                                          else copy.deepcopy(self.engine.body).cpu())
+        self.prior = self.prior.to(self.dev)
+        self.smplify_opts = bl.SmplifyOptions()
+        self.dposer_opts = bl.DPoserOptions()
+        self.fit3d_opts = bl.Fit3DOptions()
+        if self.cfg.fit_steps:
+            s = self.cfg.fit_steps
+            self.smplify_opts = replace(self.smplify_opts, steps=s, camera_steps=max(1, s // 3))
+            self.dposer_opts = replace(self.dposer_opts, steps=s)
+            self.fit3d_opts = replace(self.fit3d_opts, steps=s, camera_steps=max(1, s // 3))
+
+    def options(self, mode: str, variant: str = "ours"):
+        """EngineOptions for a mode (with the smoke-run override) and its resolved loop and weights."""
+        from backend.engine.api import EngineOptions
+
+        opts = EngineOptions(variant=variant)
+        loop, w = opts.resolved(mode)
+        if self.cfg.scorehmr_iterations:
+            opts.loop = loop = replace(loop, iterations=min(loop.iterations, self.cfg.scorehmr_iterations))
+        return opts, loop, w
+
+    def measure(self, mode: str, method: str, frames: int, fn, views: int = 1, evaluations=None,
+                record: bool = True):
+        """Runs fn() under a Meter and (if ``record``) adds a speed row; returns fn's result and seconds."""
+        with Meter(self.dev) as m:
+            out = fn()
+        evals = evaluations(out) if evaluations else 0
+        if record:
+            self.speed.append(dict(
+                mode=mode, method=method, device=str(self.dev), frames=frames, views=views,
+                seconds=round(m.seconds, 3), frames_per_s=round(frames / max(m.seconds, 1e-9), 2),
+                denoiser_evals_per_frame=round(evals / frames, 1), peak_mb=round(m.peak_mb, 1), memory=m.memory))
+        return out, m.seconds
+
+    def _t(self, x):
+        return x.to(self.dev, torch.float32)
+
+    def _params(self, idx: np.ndarray, betas: np.ndarray, transl: bool) -> dict:
+        d = self.data
+        return dict(global_orient=d["global_orient"][idx], body_pose=d["body_pose"][idx], betas=betas,
+                    transl=d["transl"][idx] if transl else np.zeros(idx.shape + (3,), np.float32))
+
+    # -- Table 2 ------------------------------------------------------------------------------
+    def single_frame(self) -> list[dict]:
+        cfg, e = self.cfg, self.engine
+        rng = np.random.default_rng(cfg.seed + SEED_FRAME)
+        n = min(cfg.frames, len(self.data["global_orient"]))
+        idx = np.sort(rng.choice(len(self.data["global_orient"]), n, replace=False))
+        obs = single_view_observations(self.sim_body, self._params(idx, rng.standard_normal((n, 10)), False),
+                                       torch.Generator().manual_seed(cfg.seed + SEED_FRAME), cfg.level)
+        kp, focal, pp, size = (self._t(obs[k]) for k in ("keypoints", "focal_length", "principal_point", "image_size"))
+        gt = obs["gt_joints"].double().numpy()
+        g = torch.Generator().manual_seed(cfg.seed + SEED_NOISE)
+        reg = e.initial(kp, focal, pp)
+        reg = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
+        starts = dict(regressor=reg, weak=perturbed(reg, WEAK_ROT_DEG, WEAK_TRANSL_M, g),
+                      **{"near-perfect": perturbed(ground_truth(obs, self.dev), NEAR_ROT_DEG, NEAR_TRANSL_M, g)})
+        ctx = e.context(kp)
+        _, loop, w = self.options("frame")
+        rows = []
+        for name in STARTS:
+            start = starts[name]
+            record = name == "regressor"  # speed rows once, from the realistic start
+            methods = {
+                "start": (lambda s=start: s, None),
+                "+SMPLify": (lambda s=start: bl.smplify(e.body, self.prior, kp, focal, pp, size, s, self.smplify_opts),
+                             None),
+                "+DPoser-style": (lambda s=start: bl.dposer_style(
+                    e.body, e.prior, e.alphas, ctx, kp, focal, pp, size, s, self.dposer_opts,
+                    torch.Generator().manual_seed(cfg.seed + SEED_DPOSER)), lambda r: r["denoiser_evaluations"]),
+                "+ScoreHMR": (lambda s=start: e._frames(kp, focal, pp, size, s, ctx, loop, w, None),
+                              lambda r: r["evaluations"]),
+            }
+            for method, (fn, evals) in methods.items():
+                res, sec = self.measure("frame", method.lstrip("+"), n, fn, evaluations=evals,
+                                        record=record and method != "start")
+                rows.append(dict(start=name, method=method, frames=n, **errors(joints_of(e, res), gt),
+                                 s_per_frame=round(sec / n, 4)))
+        return rows
+
+    # -- Table 4 ------------------------------------------------------------------------------
+    def video(self) -> list[dict]:
+        from backend.data.dataset import window_starts
+
+        cfg, e = self.cfg, self.engine
+        rng = np.random.default_rng(cfg.seed + SEED_VIDEO)
+        all_starts = window_starts(self.data, cfg.video_length, cfg.video_length)
+        if len(all_starts) == 0:
+            return []
+        chosen = np.sort(rng.choice(all_starts, min(cfg.videos, len(all_starts)), replace=False))
+        idx = chosen[:, None] + np.arange(cfg.video_length)[None]
+        obs = video_observations(self.sim_body, self._params(idx, rng.standard_normal((len(chosen), 10)), True),
+                                 torch.Generator().manual_seed(cfg.seed + SEED_VIDEO), cfg.level, fps=FPS)
+        gt = obs["gt_joints"].double().numpy()
+        f = cfg.video_length
+        opts_paper, loop_paper, w_paper = self.options("video", "paper")
+        opts_ours, loop_ours, w_ours = self.options("video", "ours")
+        opts_frame = self.options("frame")[0]
+        preds: dict[str, list] = {}
+        times: dict[str, float] = {}
+        for i in range(len(chosen)):
+            kp = self._t(obs["keypoints"][i])
+            focal = self._t(obs["focal_length"][i]).expand(f)
+            pp = self._t(obs["principal_point"][i]).expand(f, 2)
+            size = self._t(obs["image_size"][i]).expand(f, 2)
+            reg = e.initial(kp, focal, pp)
+            start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
+            ctx = e.context(kp)
+
+            def filtered(s=start):
+                R, tr = bl.temporal_filter(s["rotmats"], s["transl"])
+                return dict(rotmats=R, transl=tr, betas=s["betas"])
+
+            methods = {
+                "start": (lambda: start, None),
+                "start + filter": (filtered, None),
+                "per-frame ScoreHMR + filter": (
+                    lambda: bl.per_frame_then_filter(e, kp, focal, pp, size, start, opts_frame),
+                    lambda r: r["denoiser_evaluations"]),
+                "temporal SMPLify": (lambda: bl.temporal_smplify(e.body, self.prior, kp, focal, pp, size, start,
+                                                                 self.smplify_opts), None),
+                "ScoreHMR (paper)": (lambda: e._video(kp, focal, pp, size, start, ctx, loop_paper, w_paper,
+                                                      opts_paper, None), lambda r: r["evaluations"]),
+                "ScoreHMR (ours)": (lambda: e._video(kp, focal, pp, size, start, ctx, loop_ours, w_ours,
+                                                     opts_ours, None), lambda r: r["evaluations"]),
+            }
+            for method, (fn, evals) in methods.items():
+                # The first clip's ScoreHMR (ours) run is also timed piece by piece (the wrappers cost ~nothing).
+                profile = profile_video(e) if i == 0 and method == "ScoreHMR (ours)" else contextlib.nullcontext()
+                with profile as timers:
+                    res, sec = self.measure("video", method, f, fn, evaluations=evals, record=method != "start")
+                if timers:
+                    self.breakdown = self._breakdown(timers, sec, f)
+                preds.setdefault(method, []).append(joints_of(e, res))
+                times[method] = times.get(method, 0.0) + sec
+        self._merge_speed("video")
+        n_frames = f * len(chosen)
+        return [dict(method=m, videos=len(chosen), frames=f, **video_errors(np.stack(p), gt),
+                     s_per_frame=round(times[m] / n_frames, 4) if m != "start" else 0.0) for m, p in preds.items()]
+
+    def _merge_speed(self, mode: str) -> None:
+        """One speed row per method of a mode (sums over the per-sequence calls)."""
+        keep = [r for r in self.speed if r["mode"] != mode]
+        merged: dict[str, dict] = {}
+        for r in (r for r in self.speed if r["mode"] == mode):
+            m = merged.get(r["method"])
+            if m is None:
+                merged[r["method"]] = dict(r, evals=r["denoiser_evals_per_frame"] * r["frames"])
+                continue
+            m["frames"] += r["frames"]
+            m["seconds"] = round(m["seconds"] + r["seconds"], 3)
+            m["evals"] += r["denoiser_evals_per_frame"] * r["frames"]
+            m["peak_mb"] = max(m["peak_mb"], r["peak_mb"])
+        for m in merged.values():
+            m["frames_per_s"] = round(m["frames"] / max(m["seconds"], 1e-9), 2)
+            m["denoiser_evals_per_frame"] = round(m.pop("evals") / m["frames"], 1)
+        self.speed = keep + list(merged.values())
+
+    def _breakdown(self, timers: dict, total: float, frames: int) -> list[dict]:
+        """Rows of 'where the time goes' from profile_video's timers and the run's wall time."""
+        body = timers["body"].seconds
+        loss = sum(t.seconds for t in timers["loss"])
+        parts = [("denoiser (forward)", timers["denoiser"].seconds, timers["denoiser"].calls),
+                 ("body model (joints_fast, forward)", body, timers["body"].calls),
+                 ("guidance terms (loss minus body model)", max(loss - body, 0.0),
+                  sum(t.calls for t in timers["loss"])),
+                 ("backward (autograd.grad)", timers["backward"].seconds, timers["backward"].calls)]
+        parts.append(("other: DDIM/Adam updates, windowing, Python overhead", total - sum(p[1] for p in parts), 0))
+        return [dict(part=p, seconds=round(s, 3), share=round(s / total, 3), calls=c, frames=frames)
+                for p, s, c in parts]
+
+    # -- Table 3 ------------------------------------------------------------------------------
+    def multiview(self) -> list[dict]:
+        cfg, e = self.cfg, self.engine
+        rows = []
+        for views in cfg.views:
+            rng = np.random.default_rng(cfg.seed + SEED_MULTIVIEW + views)
+            n = min(cfg.instants, len(self.data["global_orient"]))
+            idx = np.sort(rng.choice(len(self.data["global_orient"]), n, replace=False))
+            obs = multiview_observations(self.sim_body, self._params(idx, rng.standard_normal((n, 10)), False),
+                                         torch.Generator().manual_seed(cfg.seed + SEED_MULTIVIEW + views), views,
+                                         cfg.level, calibrated=True)
+            kp, focal, pp, size = (self._t(obs[k]) for k in ("keypoints", "focal_length", "principal_point",
+                                                             "image_size"))          # (B,V,...)
+            R, t = obs["cam_R"], obs["cam_t"]
+            gt = obs["gt_joints"].double().numpy()                                   # (B,V,24,3)
+            vm = lambda x: x.transpose(0, 1)                                         # (B,V,...) -> (V,B,...)
+            flat_vm = lambda x: vm(x).reshape(views * n, *x.shape[2:])
+            reg = e.initial(flat_vm(kp), flat_vm(focal), flat_vm(pp))                # view-major (V*B)
+            start_all = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
+            start0 = {k: v[:n] for k, v in start_all.items()}                        # view 0
+            ctx = e.context(flat_vm(kp))
+            gt_vm = np.swapaxes(gt, 0, 1).reshape(views * n, 24, 3)
+            _, loop, w = self.options("multiview")
+
+            def tri_fit():
+                pts, wts = bl.triangulate(kp, focal, pp, R.float().to(self.dev), t.float().to(self.dev))
+                R0, t0 = R[:, 0].float().to(self.dev), t[:, 0].float().to(self.dev)
+                pts0 = torch.einsum("bij,bkj->bki", R0, pts) + t0[:, None]           # into view 0's camera
+                return bl.fit_to_3d(e.body, self.prior, pts0, wts, start0, self.fit3d_opts)
+
+            def calibrated():
+                out = []
+                for b in range(n):
+                    one = lambda x: x[b][:, None]                                    # (V,1,...)
+                    s = {k: v.reshape(views, n, *v.shape[1:])[:, b] for k, v in start_all.items()}
+                    c = ctx.reshape(views, n, -1)[:, b]
+                    cams = dict(cam_R=R[b].numpy(), cam_t=t[b].numpy())
+                    out.append(e._calibrated(one(kp), one(focal), one(pp), one(size), s, c, cams, loop, w, None))
+                cat = lambda k: torch.stack([o[k].reshape(views, -1, *o[k].shape[1:])[0, 0] for o in out])
+                return dict(rotmats=cat("rotmats"), betas=cat("betas"), transl=cat("transl"),
+                            evaluations=sum(o["evaluations"] for o in out))
+
+            def uncalibrated():
+                return e._multiview(vm(kp), vm(focal), vm(pp), vm(size), start_all, ctx, loop, w, None)
+
+            evals = lambda r: r["evaluations"]
+            cal_fit, s_fit = self.measure(f"multiview {views} views (calibrated)", "triangulate + fit", n, tri_fit,
+                                          views)
+            cal, s_cal = self.measure(f"multiview {views} views (calibrated)", "ScoreHMR calibrated", n, calibrated,
+                                      views, evals)
+            unc, s_unc = self.measure(f"multiview {views} views (uncalibrated)", "ScoreHMR Eq. 13", n, uncalibrated,
+                                      views, evals)
+            row = lambda setting, method, pred, truth, sec: dict(
+                views=views, setting=setting, method=method, instants=n, **errors(pred, truth),
+                s_per_instant=round(sec / n, 4))
+            rows += [row("calibrated", "start (view 0)", joints_of(e, start0), gt[:, 0], 0.0),
+                     row("calibrated", "triangulate + fit", joints_of(e, cal_fit), gt[:, 0], s_fit),
+                     row("calibrated", "ScoreHMR calibrated", joints_of(e, cal), gt[:, 0], s_cal),
+                     row("uncalibrated", "start (per view)", joints_of(e, start_all), gt_vm, 0.0),
+                     row("uncalibrated", "ScoreHMR Eq. 13", joints_of(e, unc), gt_vm, s_unc)]
+        return rows
+
+    def run(self, progress=print) -> dict:
+        t0 = time.perf_counter()
+        report = dict(config=asdict(self.cfg), environment=environment(self.dev), models=self.engine.meta)
+        for name, fn in (("single_frame", self.single_frame), ("video", self.video), ("multiview", self.multiview)):
+            t = time.perf_counter()
+            report[name] = fn()
+            progress(f"  {name}: {time.perf_counter() - t:.0f} s")
+        report["speed"] = self.speed
+        report["video_breakdown"] = self.breakdown
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        return report
+
+
+def environment(dev: torch.device) -> dict:
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
+    return dict(device=str(dev), device_name=name, torch=torch.__version__, threads=torch.get_num_threads(),
+                cpus=os.cpu_count(), python=platform.python_version())
+
+
+# -- report ------------------------------------------------------------------------------------------
+ERR_COLS = (("pa_mpjpe14", "PA-MPJPE 14"), ("mpjpe14", "MPJPE 14"), ("pa_mpjpe24", "PA-MPJPE 24"),
+            ("mpjpe24", "MPJPE 24"))
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k, _ in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _is_start(method: str) -> bool:
+    return method == "start" or method.startswith("start (")
+
+
+def _with_change(rows: list[dict], group) -> list[dict]:
+    """Adds 'change': the relative PA-MPJPE-14 change (%) against the start row of the row's group(row)."""
+    base, out = {}, []
+    for r in rows:
+        if _is_start(r["method"]):
+            base[group(r)] = r["pa_mpjpe14"]
+            out.append(dict(r, change=""))
+        else:
+            b = base.get(group(r))
+            out.append(dict(r, change=f"{100 * (r['pa_mpjpe14'] / b - 1):+.1f}%" if b else ""))
+    return out
+
+
+def markdown(report: dict) -> str:
+    cfg, env = report["config"], report["environment"]
+    trained = "trained" if report.get("models") else "UNTRAINED (smoke run: numbers mean nothing)"
+    parts = [
+        "# Benchmark: ScoreHMR and baselines on held-out CMU motion",
+        "",
+        f"`python -m backend bench` (seed {cfg['seed']}, detector noise `{cfg['level']}`"
+        f"{', --quick' if cfg['quick'] else ''}); models: {trained}; device {env['device']} ({env['device_name']}), "
+        f"torch {env['torch']}, {env['threads']} threads; {report['seconds']:.0f} s in all.",
+        "Errors in mm (MPJPE pelvis-aligned, PA-MPJPE after similarity Procrustes) on 14 LSP / 24 SMPL joints; "
+        "'change' is the relative PA-MPJPE-14 change against the start.",
+        "",
+        f"## Single frame (paper Table 2): {cfg['frames']} validation frames",
+        "ScoreHMR's paper and our variant differ only in video mode, so one ScoreHMR row here.",
+        "",
+        _table(_with_change(report["single_frame"], lambda r: r["start"]),
+               [("start", "start"), ("method", "method"), *ERR_COLS, ("change", "change"),
+                ("s_per_frame", "s/frame")]),
+        "",
+    ]
+    if report["video"]:
+        parts += [
+            f"## Video (paper Table 4): {report['video'][0]['videos']} clips x {report['video'][0]['frames']} frames "
+            f"at {FPS} fps, regressor start",
+            "Accel: acceleration error (mm/frame^2) of pelvis-relative joints (the paper's protocol); "
+            "accel abs: of camera-frame joints (translation jitter included).",
+            "",
+            _table(_with_change(report["video"], lambda r: None),
+                   [("method", "method"), *ERR_COLS, ("accel", "accel"), ("accel_abs", "accel abs"),
+                    ("change", "change"), ("s_per_frame", "s/frame")]),
+            "",
+        ]
+    parts += [
+        f"## Multi-view (paper Table 3): {cfg['instants']} instants per view count, regressor start per view",
+        "Calibrated: errors of view 0's body; uncalibrated: mean over every view's body.",
+        "",
+        _table(_with_change(report["multiview"], lambda r: (r["views"], r["setting"])),
+               [("views", "views"), ("setting", "setting"), ("method", "method"), *ERR_COLS, ("change", "change"),
+                ("s_per_instant", "s/instant")]),
+        "",
+        "## Speed",
+        "Peak memory: " + (report["speed"][0]["memory"] if report["speed"] else "-") +
+        " during the method (on CPU the whole process: models and data included).",
+        "",
+        _table(report["speed"], [("mode", "mode"), ("method", "method"), ("device", "device"), ("frames", "frames"),
+                                 ("views", "views"), ("seconds", "s"), ("frames_per_s", "frames/s"),
+                                 ("denoiser_evals_per_frame", "denoiser evals/frame"), ("peak_mb", "peak MB")]),
+        "",
+    ]
+    if report["video_breakdown"]:
+        parts += [f"### Where the time goes: ScoreHMR (ours), one {report['video_breakdown'][0]['frames']}-frame clip",
+                  "", _table(report["video_breakdown"], [("part", "part"), ("seconds", "s"), ("share", "share"),
+                                                         ("calls", "calls")]), ""]
+    return "\n".join(parts)
+
+
+def write_report(report: dict, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / "benchmark.md", out / "benchmark.json"
+    md.write_text(markdown(report))
+    js.write_text(json.dumps(report, indent=1))
+    return md, js
+
+
+def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None, gmm: GMM | None = None) -> int:
+    """``python -m backend bench``.  engine / data (a load_split-like dict) / gmm can be injected (tests)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m backend bench", description=__doc__.split("\n")[0])
+    p.add_argument("--frames", type=int, help=f"single-frame table (default {BenchConfig.frames})")
+    p.add_argument("--videos", type=int, help=f"video clips (default {BenchConfig.videos})")
+    p.add_argument("--video-length", type=int, help=f"frames per clip (default {BenchConfig.video_length})")
+    p.add_argument("--instants", type=int, help=f"multi-view instants per view count (default {BenchConfig.instants})")
+    p.add_argument("--views", type=int, nargs="+", help="view counts (default 2 4 8)")
+    p.add_argument("--level", default="medium", choices=["clean", "low", "medium", "high"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help="1-2 minute smoke run: tiny sizes, 2 ScoreHMR iterations, 15 fitting steps")
+    p.add_argument("--dataset", default=None, help="folder with cmu_smpl_val.npz (default cache/dataset)")
+    p.add_argument("--gmm", default=str(GMM_PATH), help="pose GMM (python -m backend fit-gmm)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on a busy 2-core machine 2 threads ran the multi-view loop 6x "
+                        "slower than 1; 0 = torch's default)")
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    cfg = BenchConfig(level=args.level, seed=args.seed, quick=args.quick, **(QUICK if args.quick else {}))
+    for key in ("frames", "videos", "video_length", "instants", "views"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, tuple(args.views) if key == "views" else getattr(args, key))
+    try:
+        if data is None:
+            from backend.data.dataset import load_split
+
+            data = load_split("val", args.dataset)
+        if gmm is None:
+            if not Path(args.gmm).is_file():
+                raise FileNotFoundError(f"{args.gmm} not found; run `python -m backend fit-gmm` first")
+            gmm = GMM.load(args.gmm)
+        if engine is None:
+            from backend.engine.api import Engine
+
+            engine = Engine.load(device=args.device)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    torch.manual_seed(cfg.seed)
+    print(f"bench: {cfg.frames} frames, {cfg.videos} x {cfg.video_length}-frame clips, {cfg.instants} instants x "
+          f"{list(cfg.views)} views on {engine.device}", flush=True)
+    report = Bench(engine, data, MaxMixturePrior(gmm), cfg).run(progress=lambda s: print(s, flush=True))
+    md, js = write_report(report, Path(args.out))
+    print(markdown(report))
+    print(f"wrote {md} and {js}")
+    return 0
