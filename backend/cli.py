@@ -39,12 +39,6 @@ def cmd_build_body_model(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from backend.demo import run_demo
-
-    return run_demo(Path(args.out), smpl_path=args.smpl)
-
-
 def cmd_refine(args) -> int:
     import numpy as np
 
@@ -123,6 +117,8 @@ PASSTHROUGH = {
     "bench": ("backend.bench", "main", "benchmark tables (docs/benchmark)"),
     "models-report": ("backend.models.report", "main", "validation numbers and plausibility of the trained models"),
     "sim-figure": ("backend.sim.figures", "main", "draw docs/observations.png"),
+    "body-figure": ("backend.body.figure", "main", "draw docs/free_body_model.png"),
+    "demo": ("backend.demo", "main", "the main job on the embedded example (README)"),
 }
 
 
@@ -144,11 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=free_model_build.DEFAULT_SEED)
     p.add_argument("--check", action="store_true", help="regenerate and compare with --out instead of writing")
     p.set_defaults(run=cmd_build_body_model)
-
-    p = sub.add_parser("demo", help="the main job on the embedded default")
-    p.add_argument("--out", default="out/demo")
-    p.add_argument("--smpl", default=None, help="your own SMPL model file instead of the free default")
-    p.set_defaults(run=cmd_demo)
 
     p = sub.add_parser("refine", help="refine SMPL motion from keypoints (ScoreHMR)")
     p.add_argument("--observations", required=True, help="OBS.npz: keypoints, image_size, [focal_length, ...]")

@@ -1,72 +1,388 @@
-"""The README's main job.  Today: build/load the free body model, pose it, check the fast
-joints path against the full mesh path, and save a picture plus the numbers."""
+"""The README's main job: the whole product on the embedded example, with before/after numbers.
+
+    python -m backend demo [--out out/demo] [--smpl PATH] [--multiview] [--no-blend] [--device cpu|cuda]
+
+Video (default), on ``examples/shot`` (made by ``scripts/make_example_shot.py``: 4 s of held-out CMU
+motion rendered with the free body model, detector-like keypoints, ground truth):
+
+1. load the body model (the free default, or ``--smpl``) and the trained engine weights;
+2. read the footage and the keypoints and pair them (``backend.io.shot``);
+3. the initial estimate from the built-in regressor -> ``init.npz`` (INIT layout);
+4. ScoreHMR refinement in video mode (``backend.engine.api.Engine``) -> ``refined.npz`` (OUT.npz);
+5. the preview video and one frame as PNG (``backend.io.preview``) -> ``preview.mp4``, ``preview.png``;
+6. a .blend with the animated SMPL armature over the footage, through ``build.py``'s batch mode
+   with the bpy module (``python build.py -- --footage ... --keypoints ... --out shot.blend``);
+
+then prints before/after numbers (reprojection error, jitter, acceleration error and, since the
+example has ground truth, MPJPE / PA-MPJPE) and writes them to ``summary.json``.
+
+``--multiview`` runs ``examples/multiview`` instead (4 calibrated views, keypoints only): calibrated
+multi-view refinement, ``refined.npz`` (view 0 in the OUT.npz layout plus the per-view arrays),
+a preview of all views, and the same numbers.
+
+The demo writes only its own files into ``--out``; a folder holding other files is refused unless
+``--force``.  Without trained weights it stops at once and names the command that trains them.
+"""
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from backend.body.body_model import BodyModel
-from backend.body.example_poses import EXAMPLE_POSES, example_pose
-from backend.rotations import axis_angle_to_matrix
-
-
-def body_figure(model: BodyModel, path: Path, poses=("t_pose", "squat")) -> dict:
-    """Front and side pictures of each pose; returns the posed outputs (numpy) by pose name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from backend.plots import draw_body
-
-    results = {}
-    fig, axes = plt.subplots(1, 2 * len(poses), figsize=(4.2 * len(poses) * 2, 6))
-    for i, name in enumerate(poses):
-        R = axis_angle_to_matrix(example_pose(name, model.dtype))[None]
-        out = model(R, torch.zeros(10, dtype=model.dtype))
-        v, j, k = (t[0].detach().numpy() for t in (out.vertices, out.joints, out.keypoints))
-        results[name] = dict(vertices=v, joints=j, keypoints=k)
-        for a, view in zip(axes[2 * i: 2 * i + 2], ("front", "side")):
-            draw_body(a, v, model.faces, j, k, view=view, title=f"{name.replace('_', ' ')} ({view})")
-    axes[0].legend(loc="lower left", fontsize=7)
-    fig.suptitle("Free SMPL-format body model (generated from Anny): mesh, 24 SMPL joints, COCO + foot keypoints",
-                 fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return results
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+TRAIN_COMMAND = ("python -m backend.data.convert --out cache/dataset && "
+                 "python -m backend train all --seed 0")
+PREVIEW_FRAME = 30          # the PNG shows this frame (the knee bend of the default example)
+DEMO_FILES = ("init.npz", "refined.npz", "preview.mp4", "preview.png", "shot.blend", "build_py.log", "summary.json")
 
 
-def run_demo(out_dir: Path, smpl_path: str | None = None) -> int:
+class DemoError(Exception):
+    """A one-line reason the demo cannot run, with the fix."""
+
+
+def _rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _step(i: int, n: int, text: str) -> None:
+    print(f"[{i}/{n}] {text}", flush=True)
+
+
+def check_weights() -> None:
+    """DemoError naming the training command when the engine's trained weights are absent."""
+    from backend.models.train import PRIOR_PATH, REGRESSOR_PATH
+
+    missing = [p for p in (REGRESSOR_PATH, PRIOR_PATH) if not p.is_file()]
+    if missing:
+        names = ", ".join(_rel(p) for p in missing)
+        raise DemoError(f"the trained engine weights are missing ({names}); train them with `{TRAIN_COMMAND}` "
+                        f"(converts the CMU data, then trains the regressor and the prior)")
+
+
+def claim_folder(out_dir: Path, force: bool) -> None:
+    """Refuses an --out folder holding files that are not the demo's own (unless ``force``)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise DemoError(f"{out_dir} is a file; choose an output folder with --out")
+    foreign = [p.name for p in out_dir.iterdir() if p.name not in DEMO_FILES and not p.name.startswith(".")]
+    if foreign and not force:
+        raise DemoError(f"{out_dir} holds files that are not the demo's ({', '.join(sorted(foreign)[:3])}"
+                        f"{' ...' if len(foreign) > 3 else ''}); choose an empty --out folder or pass --force")
+
+
+# -- numbers -----------------------------------------------------------------------------------------
+def jitter_mm(joints: np.ndarray) -> float:
+    """Mean joint acceleration |x[t-1] - 2 x[t] + x[t+1]| in mm/frame^2; joints (..., F, J, 3) metres."""
+    j = np.asarray(joints, np.float64)
+    return float(np.linalg.norm(j[..., :-2, :, :] - 2 * j[..., 1:-1, :, :] + j[..., 2:, :, :], axis=-1).mean()
+                 * 1000)
+
+
+def motion_numbers(joints: np.ndarray, reproj_px: np.ndarray, gt: np.ndarray | None) -> dict:
+    """Numbers of one estimate: joints (..., F, 24, 3) camera frame, reprojection errors (..., F),
+    ground-truth joints like ``joints`` or None."""
+    from backend.metrics import accel_error, mpjpe
+    from backend.models.train import joint_errors
+
+    out = dict(reprojection_px=float(np.nanmean(reproj_px)), jitter_mm_f2=jitter_mm(joints))
+    if gt is not None:
+        rel = lambda j: j - j[..., :1, :]
+        out["accel_error_mm_f2"] = float(accel_error(rel(joints), rel(gt)).mean())
+        out.update(joint_errors(joints.reshape(-1, 24, 3), gt.reshape(-1, 24, 3)))
+        out["position_mm"] = float(mpjpe(joints, gt, root=None).mean())  # no alignment: depth errors count
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+ROWS = (("reprojection_px", "reprojection error (px)"), ("jitter_mm_f2", "jitter (mm/frame^2)"),
+        ("accel_error_mm_f2", "acceleration error (mm/frame^2)"), ("mpjpe14", "MPJPE, 14 joints (mm)"),
+        ("pa_mpjpe14", "PA-MPJPE, 14 joints (mm)"), ("mpjpe24", "MPJPE, 24 joints (mm)"),
+        ("pa_mpjpe24", "PA-MPJPE, 24 joints (mm)"), ("position_mm", "joint positions, not aligned (mm)"))
+
+
+def numbers_table(before: dict, after: dict, truth: dict | None = None) -> str:
+    lines = [f"  {'':34s}{'initial':>10s}{'refined':>10s}" + (f"{'truth':>10s}" if truth else "")]
+    for key, label in ROWS:
+        if key in after:
+            extra = f"{truth[key]:10.1f}" if truth and key in truth else ""
+            lines.append(f"  {label:34s}{before[key]:10.1f}{after[key]:10.1f}{extra}")
+    return "\n".join(lines)
+
+
+# -- pieces ------------------------------------------------------------------------------------------
+def _progress_bar(desc: str):
+    """(tqdm bar, engine progress callback(done, total))."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="iter", file=sys.stdout, mininterval=0.5)
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(1)
+
+    return bar, progress
+
+
+def initial_estimate(engine, obs: dict) -> tuple[dict, np.ndarray]:
+    """The built-in regressor's estimate of a single-view OBS: INIT arrays (F,...) and keypoints3d (F,17,3)."""
+    import torch
+
+    from backend.rotations import matrix_to_axis_angle
+
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=engine.device)
+    kp = t(obs["keypoints"][0])
+    f = kp.shape[0]
+    est = engine.initial(kp, t(obs["focal_length"][0]).expand(f), t(obs["principal_point"][0]).expand(f, 2))
+    with torch.no_grad():
+        kp3d = engine.body.joints_fast(est["rotmats"], est["betas"], est["transl"]).keypoints[:, :17]
+    aa = matrix_to_axis_angle(est["rotmats"]).reshape(f, 72).cpu().numpy().astype(np.float32)
+    init = dict(global_orient=aa[:, :3], body_pose=aa[:, 3:], betas=est["betas"].cpu().numpy().astype(np.float32),
+                transl=est["transl"].cpu().numpy().astype(np.float32))
+    return init, kp3d.cpu().numpy()
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    """np.savez to a temp file beside ``path``, renamed into place (never a half-written file)."""
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def multiview_out(result: dict) -> dict:
+    """A multi-view engine result (V,F,...) -> OUT.npz arrays: view 0 in the contract's (F,...) layout,
+    plus ``view_joints`` (V,F,24,3), ``view_keypoints3d``, ``view_init_joints``,
+    ``view_reprojection_error_px`` (V,F) and ``joints_world`` (F,24,3) when calibrated."""
+    per_view = ("global_orient", "body_pose", "betas", "transl", "joints", "keypoints3d", "init_joints",
+                "reprojection_error_px", "init_reprojection_error_px")
+    out = {k: v for k, v in result.items() if k not in per_view}
+    for k in per_view:
+        out[k] = np.asarray(result[k])[0]
+    for k in ("joints", "keypoints3d", "init_joints", "reprojection_error_px"):
+        out[f"view_{k}"] = np.asarray(result[k])
+    return out
+
+
+def blend_with_build_py(blend: Path, footage: Path, keypoints: Path, smpl_path, log: Path,
+                        device: str | None) -> float:
+    """Runs ``python build.py -- --footage ... --keypoints ... --out blend`` (bpy module); returns seconds.
+
+    Its output goes to ``log``; DemoError with the last lines when it fails."""
+    from tqdm import tqdm
+
+    cmd = [sys.executable, str(ROOT / "build.py"), "--", "--footage", str(footage), "--keypoints", str(keypoints),
+           "--out", str(blend), "--force"]
+    cmd += ["--smpl", str(smpl_path)] if smpl_path else []
+    cmd += ["--device", device] if device else []
     t0 = time.time()
-    print("[1/3] loading the body model", flush=True)
-    model = BodyModel.load(smpl_path, dtype=torch.float64)
-    v_t = model.smpl.v_template.numpy()
-    height = float(v_t[:, 1].max() - v_t[:, 1].min())
-    print(f"      {model.source}: {v_t.shape[0]} vertices, {len(model.faces)} faces, "
-          f"rest height {height:.3f} m, {len(model.keypoint_names)} keypoints")
+    lines = []
+    with tqdm(desc="build.py (Blender)", unit="iter", file=sys.stdout, mininterval=0.5) as bar:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # torch in Blender: one thread, as in run_demo
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            lines.append(line)
+            m = re.search(r"iteration (\d+)/(\d+)", line)
+            if m:
+                bar.total = int(m.group(2))
+                bar.n = int(m.group(1))
+                bar.refresh()
+        code = proc.wait()
+    log.write_text("$ " + " ".join(cmd) + "\n" + "".join(lines))
+    if code != 0 or not blend.is_file():
+        said = [x.strip() for x in lines if x.strip()]
+        tail = next((x for x in reversed(said) if "FAILED" in x or "error" in x), said[-1] if said else "no output")
+        raise DemoError(f"build.py could not make {blend.name} (exit {code}): {tail}; full log in {log}")
+    return time.time() - t0
 
-    print("[2/3] posing it and checking the fast joints path against the full mesh path", flush=True)
-    g = torch.Generator().manual_seed(0)
-    R = axis_angle_to_matrix(0.4 * torch.randn(64, 24, 3, generator=g, dtype=torch.float64))
-    betas = torch.randn(64, 10, generator=g, dtype=torch.float64)
-    full, fast = model(R, betas), model.joints_fast(R, betas)
-    diff = max(float((full.joints - fast.joints).abs().max()), float((full.keypoints - fast.keypoints).abs().max()))
-    print(f"      64 random poses and shapes: max |fast - full| = {diff:.2e} m")
 
-    print("[3/3] pictures of example poses", flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    posed = body_figure(model, out_dir / "body_model.png")
-    np.savez_compressed(out_dir / "body_model_poses.npz",
-                        **{f"{pose}_{k}": v for pose, d in posed.items() for k, v in d.items()})
-    summary = dict(model=model.source, vertices=int(v_t.shape[0]), faces=int(len(model.faces)),
-                   rest_height_m=round(height, 4), fast_vs_full_max_abs_m=diff,
-                   poses=list(EXAMPLE_POSES), seconds=round(time.time() - t0, 1))
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"done in {summary['seconds']} s; wrote {out_dir}/body_model.png, body_model_poses.npz, summary.json")
+# -- the two demos -------------------------------------------------------------------------------------
+def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, smpl_path=None, blend: bool = True,
+              device: str | None = None, steps: int = 6) -> dict:
+    from backend.engine.api import EngineOptions
+    from backend.io.preview import posed_vertices, preview_frame_png, write_preview
+    from backend.io.results import write_results
+    from backend.io.shot import load_shot
+
+    shot_dir = examples / "shot"
+    footage, keypoints = shot_dir / "shot.mp4", shot_dir / "keypoints.npz"
+    times = {}
+
+    t0 = time.time()
+    _step(2, steps, f"reading the example shot {_rel(shot_dir)}")
+    shot = load_shot(footage, keypoints)
+    truth = dict(np.load(shot_dir / "ground_truth.npz"))
+    meta = json.loads(str(truth["meta"]))
+    print(f"      {shot.footage.summary()}")
+    print(f"      {shot.keypoints.report.summary()}; focal length {float(shot.obs['focal_length'][0]):.1f} px")
+    for note in shot.notes:
+        print(f"      note: {note}")
+    print(f"      motion: CMU {meta['clip']} \"{meta['description']}\" (subject {meta['subject']}, held out)")
+    times["read"] = time.time() - t0
+
+    t0 = time.time()
+    _step(3, steps, "initial estimate (built-in regressor)")
+    init, init_kp3d = initial_estimate(engine, shot.obs)
+    _save_npz(out_dir / "init.npz", init)
+    times["initial"] = time.time() - t0
+
+    t0 = time.time()
+    _step(4, steps, "refining (ScoreHMR, video mode)")
+    bar, progress = _progress_bar("refine (video)")
+    result = engine.run(shot.obs, init, "video", EngineOptions(), progress=progress)
+    bar.close()
+    info = json.loads(str(result["info"]))
+    info["init"] = "built-in regressor (init.npz)"
+    result["info"] = np.array(json.dumps(info))
+    write_results(out_dir / "refined.npz", result, force=True)
+    times["refine"] = time.time() - t0
+
+    t0 = time.time()
+    _step(5, steps, "preview video")
+    obs = dict(shot.obs, fps=shot.footage.fps)
+    look = dict(init_keypoints3d=init_kp3d, silhouette=posed_vertices(result, engine.body), crop=True, force=True)
+    write_preview(out_dir / "preview.mp4", result, obs, footage, **look)
+    preview_frame_png(out_dir / "preview.png", result, obs, min(PREVIEW_FRAME, shot.frames - 1), footage, **look)
+    times["preview"] = time.time() - t0
+
+    if blend:
+        _step(6, steps, "Blender scene with the animated SMPL armature (build.py, bpy module)")
+        times["blend"] = blend_with_build_py(out_dir / "shot.blend", footage, keypoints, smpl_path,
+                                             out_dir / "build_py.log", device)
+
+    gt = truth["joints"].astype(np.float64)
+    numbers = dict(initial=motion_numbers(result["init_joints"], result["init_reprojection_error_px"], gt),
+                   refined=motion_numbers(result["joints"], result["reprojection_error_px"], gt),
+                   truth=dict(jitter_mm_f2=round(jitter_mm(gt), 2)))
+    return dict(example=str(shot_dir), frames=shot.frames, fps=shot.footage.fps, numbers=numbers,
+                engine_seconds=info["seconds"], seconds={k: round(v, 1) for k, v in times.items()},
+                outputs=[str(out_dir / n) for n in ("init.npz", "refined.npz", "preview.mp4", "preview.png")]
+                + ([str(out_dir / "shot.blend")] if blend else []), motion=meta["clip"])
+
+
+def run_multiview(out_dir: Path, engine, *, examples: Path = EXAMPLES, steps: int = 5) -> dict:
+    from backend.engine.api import EngineOptions
+    from backend.io.observations import load_observations
+    from backend.io.preview import preview_frame_png, write_preview
+    from backend.io.results import write_results
+
+    mv_dir = examples / "multiview"
+    times = {}
+    t0 = time.time()
+    _step(2, steps, f"reading the multi-view example {_rel(mv_dir)}")
+    obs = load_observations(mv_dir / "obs.npz", "multiview")
+    truth = dict(np.load(mv_dir / "ground_truth.npz"))
+    meta = json.loads(str(truth["meta"]))
+    v, f = obs["keypoints"].shape[:2]
+    print(f"      {v} calibrated views x {f} frames; motion: CMU {meta['clip']} \"{meta['description']}\" "
+          f"(subject {meta['subject']}, held out)")
+    times["read"] = time.time() - t0
+
+    t0 = time.time()
+    _step(3, steps, "initial estimates (built-in regressor, per view) and multi-view refinement")
+    bar, progress = _progress_bar("refine (multiview)")
+    result = engine.run(obs, None, "multiview", EngineOptions(), progress=progress)
+    bar.close()
+    write_results(out_dir / "refined.npz", multiview_out(result), force=True)
+    times["refine"] = time.time() - t0
+
+    t0 = time.time()
+    _step(4, steps, "preview video of all views")
+    look = dict(max_width=1280, crop=True, force=True)
+    write_preview(out_dir / "preview.mp4", result, obs, **look)
+    preview_frame_png(out_dir / "preview.png", result, obs, min(PREVIEW_FRAME // 2, f - 1), **look)
+    times["preview"] = time.time() - t0
+
+    gt = truth["joints"].astype(np.float64)                      # (V,F,24,3), each view's camera frame
+    numbers = dict(initial=motion_numbers(result["init_joints"], result["init_reprojection_error_px"], gt),
+                   refined=motion_numbers(result["joints"], result["reprojection_error_px"], gt),
+                   truth=dict(jitter_mm_f2=round(jitter_mm(gt), 2)))
+    if "joints_world" in result:
+        err = np.linalg.norm(result["joints_world"] - truth["joints_world"], axis=-1).mean() * 1000
+        numbers["refined"]["world_position_error_mm"] = round(float(err), 2)
+    return dict(example=str(mv_dir), views=v, frames=f, numbers=numbers,
+                engine_seconds=json.loads(str(result["info"]))["seconds"],
+                seconds={k: round(val, 1) for k, val in times.items()},
+                outputs=[str(out_dir / n) for n in ("refined.npz", "preview.mp4", "preview.png")], motion=meta["clip"])
+
+
+def run_demo(out_dir: Path, smpl_path: str | None = None, *, multiview: bool = False, blend: bool = True,
+             device: str | None = None, force: bool = False, engine=None, examples: Path = EXAMPLES) -> int:
+    """Runs the demo (see module docstring); ``engine`` replaces the trained one (tests)."""
+    import torch
+
+    from backend.body.smpl_files import SMPLFileError
+    from backend.engine.api import Engine
+    from backend.io.errors import InputError
+
+    t_start = time.time()
+    out_dir = Path(out_dir)
+    steps = 4 if multiview else (6 if blend else 5)
+    try:
+        claim_folder(out_dir, force)
+        if engine is None:
+            check_weights()
+        _step(1, steps, "loading the body model and the engine")
+        if engine is None:
+            engine = Engine.load(smpl_path, device=device)
+        if engine.device.type == "cpu":
+            # The engine's ops are small (a few hundred samples x 144): a second thread gains little on an idle
+            # machine and costs 10x on a busy one (measured: 9.5 s vs 100 s for the example on 2 busy cores).
+            torch.set_num_threads(1)
+        body = engine.body
+        v_t = body.smpl.v_template.cpu().numpy()
+        print(f"      {body.source}: {v_t.shape[0]} vertices, {len(body.faces)} faces, rest height "
+              f"{float(np.ptp(v_t[:, 1])):.3f} m; engine on {engine.device}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if multiview:
+            summary = run_multiview(out_dir, engine, examples=examples, steps=steps)
+        else:
+            summary = run_video(out_dir, engine, examples=examples, smpl_path=smpl_path, blend=blend,
+                                device=device, steps=steps)
+    except (DemoError, InputError, SMPLFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary.update(demo="multiview" if multiview else "video", total_seconds=round(time.time() - t_start, 1),
+                   body_model=body.source)
+    (out_dir / ".summary.json.tmp").write_text(json.dumps(summary, indent=2))
+    (out_dir / ".summary.json.tmp").replace(out_dir / "summary.json")
+
+    n = summary["numbers"]
+    what = f"{summary['views']} views x {summary['frames']} frames" if multiview else \
+        f"{summary['frames']} frames at {summary['fps']:g} fps"
+    print(f"\ndone in {summary['total_seconds']:.0f} s ({what}; engine {summary['engine_seconds']:.1f} s). "
+          f"Before (built-in regressor) and after (ScoreHMR), against the example's ground truth:")
+    print(numbers_table(n["initial"], n["refined"], n["truth"]))
+    if "world_position_error_mm" in n["refined"]:
+        print(f"  world position error of the calibrated fit: {n['refined']['world_position_error_mm']:.1f} mm")
+    print("outputs:")
+    for path in summary["outputs"] + [str(out_dir / "summary.json")]:
+        print(f"  {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m backend demo", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--smpl", default=None, help="your own SMPL model file instead of the free default")
+    p.add_argument("--multiview", action="store_true", help="run the multi-view example instead")
+    p.add_argument("--no-blend", action="store_true", help="skip the Blender scene (build.py)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when available")
+    p.add_argument("--force", action="store_true", help="write into an --out folder holding other files")
+    args = p.parse_args(argv)
+    return run_demo(Path(args.out), args.smpl, multiview=args.multiview, blend=not args.no_blend,
+                    device=args.device, force=args.force)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
