@@ -42,6 +42,7 @@ def cmd_build_body_model(args) -> int:
 def cmd_refine(args) -> int:
     import numpy as np
 
+    from backend.body.smpl_files import SMPLFileError
     from backend.engine.api import Engine, EngineOptions
     from backend.io.errors import InputError
     from backend.io.init_estimates import load_init
@@ -62,8 +63,16 @@ def cmd_refine(args) -> int:
             if init["global_orient"].reshape(-1, 3).shape[0] != expected:
                 raise InputError(f"has {init['global_orient'].reshape(-1, 3).shape[0]} frames but the observations "
                                  f"have {expected}; give one initial estimate per observed frame", path=args.init)
+        from backend.body.body_model import BodyModel
+        from backend.models.train import PRIOR_PATH, REGRESSOR_PATH
+
+        BodyModel.load(args.smpl)  # a wrong model file is reported before anything heavy runs
+        missing = [p.name for p in (REGRESSOR_PATH, PRIOR_PATH) if not p.is_file()]
+        if missing:
+            raise InputError(f"trained weights missing ({', '.join(missing)}); train them with "
+                             "`python -m backend convert-cmu` then `python -m backend train all`")
         engine = Engine.load(args.smpl, device=args.device)
-    except InputError as exc:
+    except (InputError, SMPLFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     options = EngineOptions(variant=args.variant, smoothing=args.smoothing, keypoint_trust=args.keypoint_trust)
@@ -99,6 +108,10 @@ def cmd_refine(args) -> int:
             return 2
     if bar is not None:
         bar.close()
+    if args.mode == "multiview":
+        from backend.io.results import flatten_multiview
+
+        result = flatten_multiview(result)
     try:
         write_results(args.out, result, force=args.force)
     except InputError as exc:

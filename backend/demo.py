@@ -160,20 +160,6 @@ def _save_npz(path: Path, arrays: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def multiview_out(result: dict) -> dict:
-    """A multi-view engine result (V,F,...) -> OUT.npz arrays: view 0 in the contract's (F,...) layout,
-    plus ``view_joints`` (V,F,24,3), ``view_keypoints3d``, ``view_init_joints``,
-    ``view_reprojection_error_px`` (V,F) and ``joints_world`` (F,24,3) when calibrated."""
-    per_view = ("global_orient", "body_pose", "betas", "transl", "joints", "keypoints3d", "init_joints",
-                "reprojection_error_px", "init_reprojection_error_px")
-    out = {k: v for k, v in result.items() if k not in per_view}
-    for k in per_view:
-        out[k] = np.asarray(result[k])[0]
-    for k in ("joints", "keypoints3d", "init_joints", "reprojection_error_px"):
-        out[f"view_{k}"] = np.asarray(result[k])
-    return out
-
-
 def blend_with_build_py(blend: Path, footage: Path, keypoints: Path, smpl_path, log: Path,
                         device: str | None) -> float:
     """Runs ``python build.py -- --footage ... --keypoints ... --out blend`` (bpy module); returns seconds.
@@ -274,7 +260,7 @@ def run_multiview(out_dir: Path, engine, *, examples: Path = EXAMPLES, steps: in
     from backend.engine.api import EngineOptions
     from backend.io.observations import load_observations
     from backend.io.preview import preview_frame_png, write_preview
-    from backend.io.results import write_results
+    from backend.io.results import flatten_multiview, write_results
 
     mv_dir = examples / "multiview"
     times = {}
@@ -293,7 +279,7 @@ def run_multiview(out_dir: Path, engine, *, examples: Path = EXAMPLES, steps: in
     bar, progress = _progress_bar("refine (multiview)")
     result = engine.run(obs, None, "multiview", EngineOptions(), progress=progress)
     bar.close()
-    write_results(out_dir / "refined.npz", multiview_out(result), force=True)
+    write_results(out_dir / "refined.npz", flatten_multiview(result), force=True)
     times["refine"] = time.time() - t0
 
     t0 = time.time()

@@ -173,8 +173,6 @@ def test_refine_cli_explains_an_init_with_other_frames(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="lead: cmd_refine must check --smpl (BodyModel.load) before loading the "
-                                       "weights and catch SMPLFileError, which is a ValueError, not an InputError")
 @pytest.mark.parametrize("make", [smplx_like, mano_like, truncated_pkl, lambda d: d / "SMPL_NEUTRAL.pkl"],
                          ids=["smplx", "mano", "truncated", "missing"])
 def test_refine_cli_names_a_wrong_smpl_file(tmp_path, make):

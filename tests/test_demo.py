@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from backend import demo
+from backend.io.results import flatten_multiview
 from backend.body.body_model import BodyModel
 from backend.engine.api import Engine
 from backend.io.footage import probe
@@ -95,14 +96,14 @@ def test_jitter_is_the_mean_second_difference():
     assert demo.jitter_mm(joints) == pytest.approx(1.0)
 
 
-def test_multiview_out_keeps_view_zero_in_the_contract_layout():
+def test_flatten_multiview_keeps_view_zero_in_the_contract_layout():
     v, f = 3, 5
     res = {k: np.random.default_rng(0).normal(size=(v, f) + s) for k, s in (
         ("global_orient", (3,)), ("body_pose", (69,)), ("betas", (10,)), ("transl", (3,)), ("joints", (24, 3)),
         ("keypoints3d", (17, 3)), ("init_joints", (24, 3)), ("reprojection_error_px", ()),
         ("init_reprojection_error_px", ()))}
     res["fps"] = 24.0
-    out = demo.multiview_out(res)
+    out = flatten_multiview(res)
     assert out["joints"].shape == (f, 24, 3) and np.array_equal(out["joints"], res["joints"][0])
     assert np.array_equal(out["view_joints"], res["joints"]) and out["fps"] == 24.0
 

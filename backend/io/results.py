@@ -32,7 +32,7 @@ from backend.io.errors import InputError, describe_shape
 
 __all__ = [
     "CORE_KEYS", "ADDON_KEYS", "JSON_FORMAT",
-    "check_writable", "validate_results", "write_results", "read_results", "export_frames_json",
+    "check_writable", "flatten_multiview", "validate_results", "write_results", "read_results", "export_frames_json",
 ]
 
 CORE_KEYS = ("global_orient", "body_pose", "betas", "transl", "joints", "keypoints3d", "init_joints",
@@ -246,3 +246,17 @@ def export_frames_json(results, json_path, force: bool = False) -> Path:
     }
     text = json.dumps(doc, allow_nan=False, separators=(",", ":")).encode("utf-8")
     return _atomic_write(json_path, lambda fh: fh.write(text), force)
+
+
+def flatten_multiview(result: dict) -> dict:
+    """A multi-view engine result (V,F,...) -> OUT.npz arrays: view 0 in the contract's (F,...) layout,
+    plus ``view_joints`` (V,F,24,3), ``view_keypoints3d``, ``view_init_joints``,
+    ``view_reprojection_error_px`` (V,F) and ``joints_world`` (F,24,3) when calibrated."""
+    per_view = ("global_orient", "body_pose", "betas", "transl", "joints", "keypoints3d", "init_joints",
+                "reprojection_error_px", "init_reprojection_error_px")
+    out = {k: v for k, v in result.items() if k not in per_view}
+    for k in per_view:
+        out[k] = np.asarray(result[k])[0]
+    for k in ("joints", "keypoints3d", "init_joints", "reprojection_error_px"):
+        out[f"view_{k}"] = np.asarray(result[k])
+    return out
