@@ -377,6 +377,9 @@ def refine_parser():
                         help="retarget onto the first armature of this .blend (BVH/FBX then export it)")
     parser.add_argument("--preset", help="bone-name preset for --retarget (e.g. rigify; default: automatic)")
     parser.add_argument("--mode", choices=("video", "frame"), default="video", help="engine mode")
+    parser.add_argument("--frames", type=_frames_option, metavar="START:STOP|overlap",
+                        help="footage frames to refine (0-based, STOP excluded), or 'overlap': the frames both "
+                             "footage and keypoints cover (default: all; their counts must agree)")
     parser.add_argument("--iterations", type=int, help="engine outer iterations (default: its own)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when available")
     parser.add_argument("--smoothing", type=float, default=1.0, help="scale of the temporal terms (0-2)")
@@ -386,6 +389,26 @@ def refine_parser():
                              "add-on's worker environment)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     return parser
+
+
+def _frames_option(text):
+    if text == "overlap":
+        return text
+    try:
+        start, stop = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP (e.g. 0:96) or 'overlap'") from None
+    if not 0 <= start < stop:
+        raise argparse.ArgumentTypeError(f"{text!r} is empty or negative; give START:STOP with 0 <= START < STOP")
+    return start, stop
+
+
+def _blocked_by_a_file(path):
+    """The first existing ancestor of ``path`` that is a regular file (then nothing can be written there)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None
 
 
 def _videos(paths):
@@ -450,7 +473,11 @@ def batch_shots(opts):
             value = getattr(opts, kind)
             outputs[kind] = _output(f"--{kind}", value, shot, f".{kind}", several) if value else None
         shots.append(dict(footage=shot, keypoints=kp, init=init, **outputs))
-    existing = [str(s[k]) for s in shots for k in ("blend", "bvh", "fbx") if s[k] is not None and s[k].exists()]
+    outputs = [s[k] for s in shots for k in ("blend", "bvh", "fbx") if s[k] is not None]
+    for out in outputs:
+        if blocker := _blocked_by_a_file(out):
+            raise BuildError(f"cannot write {out}: {blocker} is a file, not a folder; choose outputs inside a folder")
+    existing = [str(out) for out in outputs if out.exists()]
     if existing and not opts.force:
         raise BuildError(f"output exists: {', '.join(existing[:3])}{' ...' if len(existing) > 3 else ''}; "
                          "pass --force to overwrite or choose other outputs")
@@ -541,11 +568,20 @@ def refine_shot(bpy, shot, opts, runner, functions):
     scene.render.resolution_x, scene.render.resolution_y = footage.size
     scene.frame_start, scene.frame_end = 1, footage.frame_count
     scene.frame_current = 1
-    settings.frame_end, settings.frame_start = footage.frame_count, 1
+    start, stop = 0, footage.frame_count
+    if opts.frames == "overlap":
+        keypoints_io = engine_runner.backend_module("io.keypoints")
+        stop = min(stop, keypoints_io.load_keypoints(shot["keypoints"]).report.frames)
+    elif opts.frames is not None:
+        start, stop = opts.frames
+        if stop > footage.frame_count:
+            raise BuildError(f"--frames {start}:{stop} runs past the footage's {footage.frame_count} frames")
+    settings.frame_end, settings.frame_start = stop, start + 1   # scene frame 1 shows footage frame 0
 
     plan = refine.plan(context, settings, smpl_file=opts.smpl or "", iterations=opts.iterations)
-    if opts.mode == "frame":  # the whole footage, each frame on its own
-        plan.request.frames, plan.first_frame = None, footage.start
+    plan.request.partial = opts.frames is not None
+    if opts.mode == "frame":  # the whole range, each frame on its own (the panel takes the current frame)
+        plan.request.frames, plan.first_frame = (start, stop - 1), footage.start + start
     job = engine_runner.Job(plan.request, runner, plan.name)
     print(f"  engine: {runner.describe()}, job folder {job.folder}", flush=True)
     last = [0.0]

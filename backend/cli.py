@@ -39,30 +39,83 @@ def cmd_build_body_model(args) -> int:
     return 0
 
 
+def _refine_inputs(args):
+    """(OBS dict, Shot or None) from --observations, or from --keypoints [--footage] (one camera)."""
+    from backend.io.errors import InputError
+    from backend.io.observations import load_observations
+    from backend.io.shot import load_shot, parse_frames
+
+    overrides = dict(focal_length=args.focal_length, principal_point=args.principal_point)
+    if args.observations and args.keypoints:
+        raise InputError("give either --observations OBS.npz or --keypoints (with --footage), not both")
+    if args.observations:
+        shot_only = [f"--{n.replace('_', '-')}" for n in ("footage", "keypoint_format", "track", "frames", "fps")
+                     if getattr(args, n) is not None]
+        if shot_only:
+            raise InputError(f"{', '.join(shot_only)} go with --keypoints; OBS.npz already holds what they set")
+        return load_observations(args.observations, args.mode, fov_deg=args.fov, **overrides), None
+    if not args.keypoints:
+        raise InputError("nothing to refine: give --observations OBS.npz, or --keypoints KEYPOINTS "
+                         "(with --footage VIDEO for its size and rate)")
+    if args.mode == "multiview":
+        raise InputError("--mode multiview takes --observations OBS.npz with every view's keypoints "
+                         "((V,F,17,3), see README); --keypoints/--footage are one camera")
+    shot = load_shot(args.footage, args.keypoints, parse_frames(args.frames), mode=args.mode, fps=args.fps,
+                     fov_deg=args.fov, keypoint_format=args.keypoint_format, track=args.track, **overrides)
+    if shot.footage is not None:
+        _say(shot.footage.summary())
+    _say(shot.keypoints.report.summary())
+    for note in shot.notes:
+        _say(f"note: {note}")
+    return shot.obs, shot
+
+
+def _initial_estimate(args, obs: dict, shot):
+    """INIT dict from --init (checked against the observed frames), or None for the built-in regressor."""
+    import numpy as np
+
+    from backend.io.errors import InputError
+    from backend.io.init_estimates import load_init
+
+    if not args.init:
+        return None
+    views, frames = obs["keypoints"].shape[:2]
+    init = load_init(args.init, image_size=obs["image_size"][0], focal_length=float(obs["focal_length"][0]))
+    have = init["global_orient"].reshape(-1, 3).shape[0]
+    if shot is not None and have == shot.keypoints.report.frames and have != frames:
+        # One estimate per keypoint frame: take the chosen --frames range.
+        first = shot.start - shot.keypoints.report.first_frame
+        return {k: (v[first:first + frames] if np.ndim(v) and len(v) == have else v) for k, v in init.items()}
+    expected = views * frames if args.mode == "multiview" else frames
+    if have != expected:
+        raise InputError(f"has {have} frames but the observations have {expected}; give one initial estimate "
+                         "per observed frame", path=args.init)
+    return init
+
+
+def _claim_output(path, force: bool, flag: str) -> None:
+    from backend.io.errors import InputError
+    from backend.io.results import check_writable
+
+    if Path(path).exists() and not force:
+        raise InputError(f"exists; pass --force to overwrite it or choose another {flag}", path=path)
+    check_writable(Path(path).parent)
+
+
 def cmd_refine(args) -> int:
     import numpy as np
 
     from backend.body.smpl_files import SMPLFileError
     from backend.engine.api import Engine, EngineOptions
     from backend.io.errors import InputError
-    from backend.io.init_estimates import load_init
-    from backend.io.observations import load_observations
-    from backend.io.results import check_writable, write_results
+    from backend.io.results import write_results
 
     try:
-        if Path(args.out).exists() and not args.force:
-            raise InputError("exists; pass --force to overwrite it or choose another --out", path=args.out)
-        check_writable(Path(args.out).parent)
-        obs = load_observations(args.observations, args.mode, fov_deg=args.fov)
-        init = None
-        if args.init:
-            views, frames = obs["keypoints"].shape[:2]
-            size, focal = obs["image_size"][0], float(obs["focal_length"][0])
-            init = load_init(args.init, image_size=size, focal_length=focal)
-            expected = views * frames if args.mode == "multiview" else frames
-            if init["global_orient"].reshape(-1, 3).shape[0] != expected:
-                raise InputError(f"has {init['global_orient'].reshape(-1, 3).shape[0]} frames but the observations "
-                                 f"have {expected}; give one initial estimate per observed frame", path=args.init)
+        _claim_output(args.out, args.force, "--out")
+        if args.preview:
+            _claim_output(args.preview, args.force, "--preview")
+        obs, shot = _refine_inputs(args)
+        init = _initial_estimate(args, obs, shot)
         from backend.body.body_model import BodyModel
         from backend.models.train import PRIOR_PATH, REGRESSOR_PATH
 
@@ -108,17 +161,27 @@ def cmd_refine(args) -> int:
             return 2
     if bar is not None:
         bar.close()
-    if args.mode == "multiview":
-        from backend.io.results import flatten_multiview
-
-        result = flatten_multiview(result)
+    err, err0 = np.nanmean(result["reprojection_error_px"]), np.nanmean(result["init_reprojection_error_px"])
     try:
-        write_results(args.out, result, force=args.force)
+        if args.mode == "multiview":
+            from backend.io.results import flatten_multiview
+
+            write_results(args.out, flatten_multiview(result), force=args.force)
+        else:
+            write_results(args.out, result, force=args.force)
+        print(f"wrote {args.out}: reprojection error {err0:.1f} px -> {err:.1f} px")
+        if args.preview:
+            from backend.io.preview import posed_vertices, write_preview
+
+            footage = shot.footage.path if shot is not None and shot.footage is not None else None
+            look = dict(silhouette=posed_vertices(result, engine.body)) if args.mode != "multiview" else {}
+            write_preview(args.preview, result, obs, footage, first_frame=shot.start if shot is not None else 0,
+                          crop=args.preview_crop, force=args.force, **look)
+            print(f"wrote {args.preview}: initial (left) and refined (right) over the "
+                  + ("footage" if footage else "keypoints"))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    err, err0 = np.nanmean(result["reprojection_error_px"]), np.nanmean(result["init_reprojection_error_px"])
-    print(f"wrote {args.out}: reprojection error {err0:.1f} px -> {err:.1f} px")
     return 0
 
 
@@ -155,7 +218,21 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_build_body_model)
 
     p = sub.add_parser("refine", help="refine SMPL motion from keypoints (ScoreHMR)")
-    p.add_argument("--observations", required=True, help="OBS.npz: keypoints, image_size, [focal_length, ...]")
+    p.add_argument("--observations", help="OBS.npz: keypoints, image_size, [focal_length, ...] (see README)")
+    p.add_argument("--keypoints", help="instead of OBS.npz: 2D keypoints (COCO-17 npz/npy/JSON, COCO results "
+                   "JSON, or an OpenPose *_keypoints.json folder)")
+    p.add_argument("--footage", help="the video the keypoints were detected on (gives size, frame count, fps)")
+    p.add_argument("--keypoint-format", choices=["array", "coco", "json", "openpose"], default=None,
+                   help="array (npz/npy), coco (COCO results JSON), json (per-frame lists), openpose (folder of "
+                   "*_keypoints.json); default: detected from the path")
+    p.add_argument("--track", type=int, help="which person when several are detected: track index, 0 = the largest, most confident (default)")
+    p.add_argument("--frames", help="footage frames START:STOP to refine (STOP excluded), or 'overlap'")
+    p.add_argument("--fps", type=float, help="frame rate when there is no footage")
+    p.add_argument("--focal-length", type=float, help="focal length in pixels (default: the file's, else from --fov)")
+    p.add_argument("--principal-point", type=float, nargs=2, metavar=("CX", "CY"),
+                   help="principal point in pixels (default: the image centre)")
+    p.add_argument("--preview", help="also write a preview video (.mp4/.avi): initial and refined over the footage")
+    p.add_argument("--preview-crop", action="store_true", help="zoom the preview on the person")
     p.add_argument("--init", help="INIT.npz (or an HMR 2.0 style file); default: the built-in regressor")
     p.add_argument("--mode", choices=["frame", "video", "multiview"], default="video")
     p.add_argument("--smpl", help="your SMPL model file (default: the free body model)")

@@ -107,7 +107,8 @@ def load_engine(root, smpl_path, device):
     if key not in _ENGINE:
         if missing := missing_weights(root):
             raise RefineError(f"The engine's trained weights are missing ({', '.join(missing)} in "
-                              "backend/assets): reinstall the extension")
+                              "backend/assets): reinstall the extension (in a source checkout: "
+                              "python -m backend train all)")
         api = backend_module("engine.api", root)
         _ENGINE.clear()  # one engine at a time: let the previous one's memory go
         _ENGINE[key] = api.Engine.load(smpl_path or None, device=device or None)
@@ -263,7 +264,8 @@ class Request:
     principal_point: tuple = None      # (cx, cy) px, OpenCV (y down); None: the image centre
     init: str = ""                     # optional INIT / HMR 2.0 file, one estimate per keypoint frame
     frames: tuple = None               # (first, last) inclusive; None: every keypoint frame
-    footage_frames: int = None         # the footage's frame count, which the keypoints must match
+    footage_frames: int = None         # the footage's frame count, which the keypoints must match...
+    partial: bool = False              # ...unless the user chose frames inside the part both cover
     smpl_path: str = ""                # user SMPL file; '' = the free body model
     smoothing: float = 1.0             # engine scale of the temporal terms
     keypoint_trust: float = 1.0        # engine scale of the keypoint term
@@ -290,10 +292,14 @@ def write_inputs(request, folder):
             source = "tracked markers"
             kp = np.asarray(request.keypoints, dtype=np.float32)
         total = len(kp)
-        if request.footage_frames is not None and total != request.footage_frames:
-            raise RefineError(f"{source} has {total} frames of keypoints but the footage has "
-                              f"{request.footage_frames}: use keypoints detected on this footage, one per frame")
         first, last = request.frames or (0, total - 1)
+        if request.footage_frames is not None and total != request.footage_frames:
+            both = min(total, request.footage_frames)  # keypoint frame i is footage frame i
+            if not request.partial or last >= both:
+                raise RefineError(
+                    f"{source} has {total} frames of keypoints but the footage has {request.footage_frames}: "
+                    f"use keypoints detected on this footage, one per frame, or refine only the frames both "
+                    f"cover (footage frames 1-{both}: set the frame range, or build.py --frames overlap)")
         if not 0 <= first <= last < total:
             raise RefineError(f"Frames {first}-{last} are outside the {total} keypoint frames")
         kp = kp[first:last + 1]
@@ -479,7 +485,8 @@ class Job:
     def _run_worker(self):
         if missing := missing_weights(self.root):
             raise RefineError(f"The engine's trained weights are missing ({', '.join(missing)} in "
-                              f"{self.root / 'backend' / 'assets'}): reinstall the extension")
+                              f"{self.root / 'backend' / 'assets'}): reinstall the extension (in a source "
+                              "checkout: python -m backend train all)")
         env = {key: value for key, value in os.environ.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
         env["PYTHONPATH"] = str(self.root)  # so `-m backend` finds this add-on's engine package
         env["PYTHONUNBUFFERED"] = "1"

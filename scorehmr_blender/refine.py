@@ -195,7 +195,7 @@ def plan(context, settings, *, smpl_file="", iterations=None):
     request = Request(
         keypoints=keypoints, image_size=footage.size, fps=footage.fps, mode=ENGINE_MODES[settings.mode],
         focal_length=focal, principal_point=principal, init=init, frames=frames,
-        footage_frames=footage.frame_count, smpl_path=smpl_path,
+        footage_frames=footage.frame_count, partial=frames != (0, footage.frame_count - 1), smpl_path=smpl_path,
         smoothing=settings.smoothing / DEFAULT_FACTOR, keypoint_trust=settings.keypoint_trust / DEFAULT_FACTOR,
         device=DEVICES[settings.device], iterations=iterations or None,
     )

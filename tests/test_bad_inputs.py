@@ -139,6 +139,45 @@ def test_refine_cli_refuses_bad_observations_in_one_line(tmp_path, case):
     assert listing(tmp_path) == before  # the out folder may be created, but holds nothing
 
 
+SHOT_CASES = {
+    "both inputs": (lambda d: ["--observations", obs_file(d / "obs.npz"), "--keypoints", KEYPOINTS],
+                    "either --observations OBS.npz or --keypoints"),
+    "no input": (lambda d: [], "nothing to refine: give --observations"),
+    "shot flags with OBS": (lambda d: ["--observations", obs_file(d / "obs.npz"), "--frames", "0:5"],
+                            "--frames go with --keypoints"),
+    "frame-count mismatch": (lambda d: ["--footage", FOOTAGE, "--keypoints", save_keypoints(
+        d / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])], "--frames 0:90 \\(or --frames overlap\\)"),
+    "range outside": (lambda d: ["--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--frames", "90:120"],
+                      "outside the frames with both footage and keypoints"),
+    "multiview shot": (lambda d: ["--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--mode", "multiview"],
+                       "--mode multiview takes --observations"),
+    "fps disagrees": (lambda d: ["--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--fps", "30"],
+                      "--fps says 30 fps but shot.mp4 plays at 24 fps"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(SHOT_CASES))
+def test_refine_cli_shot_inputs_are_checked_in_one_line(tmp_path, case):
+    make, message = SHOT_CASES[case]
+    args = make(tmp_path)
+    before = listing(tmp_path)
+    proc = refine_cli(*args, "--out", tmp_path / "OUT.npz", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert re.search(message, one_line(proc.stderr)), proc.stderr
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_refine_cli_never_overwrites_a_preview_without_force(tmp_path):
+    preview = tmp_path / "p.mp4"
+    preview.write_bytes(b"an earlier preview")
+    proc = refine_cli("--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--preview", preview,
+                      "--out", tmp_path / "OUT.npz", cwd=tmp_path)
+    assert proc.returncode == 2 and "p.mp4: exists; pass --force" in one_line(proc.stderr)
+    assert preview.read_bytes() == b"an earlier preview" and not (tmp_path / "OUT.npz").exists()
+
+
 @pytest.mark.slow
 def test_refine_cli_never_overwrites_without_force(tmp_path):
     obs = obs_file(tmp_path / "obs.npz")
@@ -414,8 +453,28 @@ def test_build_py_empty_video(tmp_path):
 def test_build_py_frame_count_mismatch(tmp_path):
     kp = save_keypoints(tmp_path / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])
     proc = build_py("--footage", FOOTAGE, "--keypoints", kp, "--out", tmp_path / "a.blend", cwd=tmp_path)
-    assert "has 90 frames of keypoints but the footage has 96" in failed_line(proc)
+    line = failed_line(proc)
+    assert "has 90 frames of keypoints but the footage has 96" in line and "--frames overlap" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kp90.npz"]
+
+
+@pytest.mark.slow
+@needs_weights
+def test_build_py_refines_the_overlap_when_asked(tmp_path):
+    kp = save_keypoints(tmp_path / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])
+    proc = build_py("--footage", FOOTAGE, "--keypoints", kp, "--out", tmp_path / "a.blend", "--frames", "overlap",
+                    "--mode", "frame", "--iterations", "1", "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "90 frames" in proc.stdout and (tmp_path / "a.blend").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frames", ["5", "7:3", "-1:4", "a:b"])
+def test_build_py_refuses_a_bad_frame_range(tmp_path, frames):
+    proc = build_py("--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--out", tmp_path / "a.blend", "--frames", frames,
+                    cwd=tmp_path)
+    assert proc.returncode == 2 and "--frames" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
@@ -447,10 +506,10 @@ def test_build_py_names_a_wrong_smpl_file(tmp_path, make):
 
 
 @pytest.mark.slow
-@needs_weights
-def test_build_py_output_under_a_regular_file(tmp_path):
+def test_build_py_output_under_a_regular_file_is_refused_before_any_work(tmp_path):
     (tmp_path / "blocker").write_text("x")
     proc = build_py("--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--out", tmp_path / "blocker" / "a.blend",
-                    "--device", "cpu", "--iterations", "1", cwd=tmp_path)
-    assert "blocker" in failed_line(proc)
+                    cwd=tmp_path)
+    assert proc.returncode == 1 and "refining" not in proc.stdout
+    assert "blocker is a file, not a folder" in one_line(proc.stderr)
     assert (tmp_path / "blocker").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]

@@ -90,7 +90,9 @@ def validate_observations(data: dict, mode: str, path="OBS", fov_deg: float = DE
     return out
 
 
-def load_observations(path, mode: str, fov_deg: float = DEFAULT_FOV_DEG) -> dict:
+def load_observations(path, mode: str, fov_deg: float = DEFAULT_FOV_DEG, **overrides) -> dict:
+    """Reads and validates OBS.npz; ``overrides`` (e.g. focal_length, principal_point; None = keep the
+    file's) replace fields of the file before validation."""
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found; pass the observations with --observations OBS.npz", path=path)
@@ -99,4 +101,5 @@ def load_observations(path, mode: str, fov_deg: float = DEFAULT_FOV_DEG) -> dict
             data = {k: z[k] for k in z.files}
     except Exception as exc:  # numpy raises several kinds for non-npz files
         raise InputError(f"not a readable .npz file ({type(exc).__name__}); write it with numpy.savez", path=path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
     return validate_observations(data, mode, path=path, fov_deg=fov_deg)

@@ -234,7 +234,8 @@ def _header(width: int, text: str) -> np.ndarray:
 
 
 def _panel(background: np.ndarray, detected: np.ndarray, layer: Layer, f: int, cam: dict, v: int,
-           win: _Window) -> np.ndarray:
+           win: _Window, first_frame: int = 0) -> np.ndarray:
+    """One view's picture of result frame f; the header names the footage frame (f + first_frame)."""
     img = background.copy()
     focal, pp = cam["focal"][v], cam["principal"][v]
     if layer.vertices is not None:
@@ -243,7 +244,7 @@ def _panel(background: np.ndarray, detected: np.ndarray, layer: Layer, f: int, c
     _draw_skeleton(img, project_points(layer.points3d[f], focal, pp), win)
     err = "" if layer.errors_px is None or not np.isfinite(layer.errors_px[f]) else \
         f"  {float(layer.errors_px[f]):.1f} px"
-    return np.vstack([_header(img.shape[1], f"{layer.label}{err}   frame {f}"), img])
+    return np.vstack([_header(img.shape[1], f"{layer.label}{err}   frame {f + first_frame}"), img])
 
 
 def _columns(panels: int) -> int:
@@ -339,7 +340,7 @@ def iter_preview(result: dict, obs: dict, footage=None, *, init_keypoints3d=None
     view_of = [0] * len(layers) if v == 1 else list(range(v))  # each panel's view
     for i, views in enumerate(_backgrounds(windows, stop, footage, first_frame)):
         if i in wanted:
-            yield _grid([_panel(views[j], cam["keypoints"][j, i], layer, i, cam, j, windows[j])
+            yield _grid([_panel(views[j], cam["keypoints"][j, i], layer, i, cam, j, windows[j], first_frame)
                          for j, layer in zip(view_of, layers)])
 
 

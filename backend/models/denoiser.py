@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from backend.models.diffusion import cosine_alphas_cumprod
+
 POSE_DIM = 144  # 24 joints x 6D
 
 
@@ -33,15 +35,28 @@ class DenoiserBlock(nn.Module):
         return h + self.mlp(torch.cat([h * (1 + scale) + shift, c], dim=-1))
 
 
+PARAMETERISATIONS = ("eps", "v")
+
+
 class Denoiser(nn.Module):
     """eps_phi(x (B,144), t (B,) or a scalar, c (B,C)) -> (B,144).
 
     A scalar t (every sample at the same step, as in DDIM loops) computes the time embedding and
-    the FiLM scales once for the whole batch: about half of the per-sample work at this size."""
+    the FiLM scales once for the whole batch: about half of the per-sample work at this size.
 
-    def __init__(self, context_dim: int, dim: int = POSE_DIM, hidden: int = 1024, blocks: int = 3):
+    ``parameterisation`` says what the network itself outputs: "eps" (the paper) or "v" = sqrt(a) eps
+    - sqrt(1-a) x0 (Salimans & Ho 2022), which at high noise is the clean pose itself rather than a
+    tiny correction of x_t; ``forward`` returns eps either way, so samplers and guidance are unchanged."""
+
+    def __init__(self, context_dim: int, dim: int = POSE_DIM, hidden: int = 1024, blocks: int = 3,
+                 parameterisation: str = "eps"):
         super().__init__()
-        self.config = dict(context_dim=context_dim, dim=dim, hidden=hidden, blocks=blocks)
+        if parameterisation not in PARAMETERISATIONS:
+            raise ValueError(f"parameterisation must be one of {PARAMETERISATIONS}, not {parameterisation!r}")
+        self.config = dict(context_dim=context_dim, dim=dim, hidden=hidden, blocks=blocks,
+                           parameterisation=parameterisation)
+        self.parameterisation = parameterisation
+        self.register_buffer("alphas_cumprod", cosine_alphas_cumprod().float(), persistent=False)
         time_dim = 4 * dim
         self.dim = dim
         self.time_mlp = nn.Sequential(nn.Linear(dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))
@@ -49,10 +64,18 @@ class Denoiser(nn.Module):
         self.blocks = nn.ModuleList(DenoiserBlock(dim, context_dim, time_dim, hidden) for _ in range(blocks))
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x, t, c):
+    def net(self, x, t, c):
+        """The raw network output (eps or v, see ``parameterisation``)."""
         t = torch.as_tensor(t, device=x.device)
         temb = self.time_mlp(timestep_embedding(t.reshape(-1), self.dim).to(x.dtype))
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, temb, c)
         return self.out(h)
+
+    def forward(self, x, t, c):
+        out = self.net(x, t, c)
+        if self.parameterisation == "eps":
+            return out
+        a = self.alphas_cumprod.to(x)[torch.as_tensor(t, device=x.device)].reshape(-1, 1)
+        return (1 - a).sqrt() * x + a.sqrt() * out

@@ -27,11 +27,16 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alphas_cump
 
 def diffusion_loss(eps_model, x0: torch.Tensor, context: torch.Tensor, alphas_cumprod: torch.Tensor,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Plain L2 epsilon-prediction loss with uniform timesteps."""
+    """Plain L2 loss on the network's own target with uniform timesteps: the noise (the paper) or,
+    for a v-parameterised model, v = sqrt(a) noise - sqrt(1-a) x0."""
     b = x0.shape[0]
     t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator, device=x0.device)
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    return (eps_model(q_sample(x0, t, noise, alphas_cumprod), t, context) - noise).pow(2).mean()
+    x_t = q_sample(x0, t, noise, alphas_cumprod)
+    if getattr(eps_model, "parameterisation", "eps") == "v":
+        a = alphas_cumprod.to(x0)[t][:, None]
+        return (eps_model.net(x_t, t, context) - (a.sqrt() * noise - (1 - a).sqrt() * x0)).pow(2).mean()
+    return (eps_model(x_t, t, context) - noise).pow(2).mean()
 
 
 def predict_x0(x: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor) -> torch.Tensor:

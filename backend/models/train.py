@@ -104,7 +104,7 @@ def evaluate_regressor(reg: KeypointRegressor, bm: BodyModel, batch: dict, seed:
 def evaluate_prior(model: Denoiser, reg: KeypointRegressor, mean, std, bm: BodyModel, batch: dict,
                    seed: int = 1234) -> dict:
     """Validation diffusion loss (fixed noise) and the DDIM inversion -> sampling round-trip error."""
-    from backend.models.diffusion import ddim_invert, ddim_sample
+    from backend.models.diffusion import ddim_invert, ddim_sample, q_sample
 
     g = torch.Generator().manual_seed(seed)
     idx = np.arange(len(batch["global_orient"]))
@@ -114,7 +114,9 @@ def evaluate_prior(model: Denoiser, reg: KeypointRegressor, mean, std, bm: BodyM
         obs = _observe(bm, batch, idx, g, "medium")
         c = (reg(normalise_keypoints(obs["keypoints"].float()))["features"] - mean) / std
         x0 = matrix_to_rot6d(_gt_rotmats(obs)).reshape(len(idx), 144)
-        loss = float(diffusion_loss(model, x0, c, alphas, g))
+        t = torch.randint(0, len(alphas), (len(idx),), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        loss = float((model(q_sample(x0, t, noise, alphas), t, c) - noise).pow(2).mean())
         x = ddim_sample(model, ddim_invert(model, x0[:64], c[:64], alphas, 50, 2), c[:64], alphas, 50, 2)
     return dict(val_loss=loss, roundtrip_max_abs=float((x - x0[:64]).abs().max()),
                 roundtrip_mean_abs=float((x - x0[:64]).abs().mean()))
@@ -173,7 +175,7 @@ def context_stats(reg: KeypointRegressor, bm: BodyModel, data: dict, seed: int, 
 
 
 def train_prior(reg: KeypointRegressor, train: dict, steps: int, seed: int, batch: int = 128, lr: float = 3e-4,
-                log_every: int = 250, hidden: int = 512) -> tuple[Denoiser, dict]:
+                log_every: int = 250, hidden: int = 512, parameterisation: str = "v") -> tuple[Denoiser, dict]:
     """Conditional epsilon model on camera-frame 6D poses; context = standardised frozen features."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
@@ -181,7 +183,7 @@ def train_prior(reg: KeypointRegressor, train: dict, steps: int, seed: int, batc
     bm = BodyModel.load()
     reg.eval()
     mean, std = context_stats(reg, bm, train, seed)
-    model = Denoiser(context_dim=mean.shape[0], hidden=hidden)
+    model = Denoiser(context_dim=mean.shape[0], hidden=hidden, parameterisation=parameterisation)
     ema = copy.deepcopy(model).requires_grad_(False)
     alphas = cosine_alphas_cumprod().float()
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
@@ -252,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 is fastest for these small batches on a busy 2-core machine)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parameterisation", choices=["eps", "v"], default="v",
+                   help="what the prior's network predicts: the paper's eps, or v (better at high noise)")
     p.add_argument("--dataset", default="cache/dataset")
     p.add_argument("--out", default=str(ASSETS))
     args = p.parse_args(argv)
@@ -277,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.steps or 12000
         reg, _ = load_regressor(out / REGRESSOR_PATH.name)
         t0 = time.time()
-        model, log = train_prior(reg, train, steps, args.seed)
+        model, log = train_prior(reg, train, steps, args.seed, parameterisation=args.parameterisation)
         val = evaluate_prior(model, reg, log["context_mean"], log["context_std"], BodyModel.load(), val_batch)
         meta = dict(base_meta, steps=steps, seconds=round(time.time() - t0), curve=log["curve"], val=val,
                     parameters=sum(p.numel() for p in model.parameters()), context_dropout=CONTEXT_DROPOUT)
