@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from backend.engine import baselines as bl
+from backend.engine.views import triangulate
 from backend.engine import modes
 from backend.engine.gmm import GMM, GMM_PATH, MaxMixturePrior
 from backend.metrics import accel_error
@@ -55,6 +56,7 @@ NEAR_ROT_DEG = 3.0                    # RMS per-joint rotation noise added to th
 NEAR_TRANSL_M = (0.01, 0.01, 0.01)
 STARTS = ("regressor", "weak", "near-perfect")
 # Seeds of the sections (added to --seed) so that each section's data does not depend on the others' sizes.
+SECTIONS = ("single_frame", "video", "multiview")
 SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER = 101, 202, 303, 404, 505
 
 
@@ -65,6 +67,7 @@ class BenchConfig:
     video_length: int = 96             # ... frames (4 s at 24 fps)
     instants: int = 32                 # multi-view table: instants per view count
     views: tuple[int, ...] = (2, 4, 8)
+    sections: tuple[str, ...] = SECTIONS   # a subset is for development; the committed report has all
     level: str = "medium"              # detector noise preset (backend.sim.detector_noise.PRESETS)
     seed: int = 0
     quick: bool = False
@@ -433,7 +436,7 @@ class Bench:
             _, loop, w = self.options("multiview")
 
             def tri_fit():
-                pts, wts = bl.triangulate(kp, focal, pp, R.float().to(self.dev), t.float().to(self.dev))
+                pts, wts = triangulate(kp, focal, pp, R.float().to(self.dev), t.float().to(self.dev))
                 R0, t0 = R[:, 0].float().to(self.dev), t[:, 0].float().to(self.dev)
                 pts0 = torch.einsum("bij,bkj->bki", R0, pts) + t0[:, None]           # into view 0's camera
                 return bl.fit_to_3d(e.body, self.prior, pts0, wts, start0, self.fit3d_opts)
@@ -474,6 +477,9 @@ class Bench:
         t0 = time.perf_counter()
         report = dict(config=asdict(self.cfg), environment=environment(self.dev), models=self.engine.meta)
         for name, fn in (("single_frame", self.single_frame), ("video", self.video), ("multiview", self.multiview)):
+            if name not in self.cfg.sections:
+                report[name] = []
+                continue
             t = time.perf_counter()
             report[name] = fn()
             progress(f"  {name}: {time.perf_counter() - t:.0f} s")
@@ -530,14 +536,17 @@ def markdown(report: dict) -> str:
         "Errors in mm (MPJPE pelvis-aligned, PA-MPJPE after similarity Procrustes) on 14 LSP / 24 SMPL joints; "
         "'change' is the relative PA-MPJPE-14 change against the start.",
         "",
-        f"## Single frame (paper Table 2): {cfg['frames']} validation frames",
-        "ScoreHMR's paper and our variant differ only in video mode, so one ScoreHMR row here.",
-        "",
-        _table(_with_change(report["single_frame"], lambda r: r["start"]),
-               [("start", "start"), ("method", "method"), *ERR_COLS, ("change", "change"),
-                ("s_per_frame", "s/frame")]),
-        "",
     ]
+    if report["single_frame"]:
+        parts += [
+            f"## Single frame (paper Table 2): {cfg['frames']} validation frames",
+            "ScoreHMR's paper and our variant differ only in video mode, so one ScoreHMR row here.",
+            "",
+            _table(_with_change(report["single_frame"], lambda r: r["start"]),
+                   [("start", "start"), ("method", "method"), *ERR_COLS, ("change", "change"),
+                    ("s_per_frame", "s/frame")]),
+            "",
+        ]
     if report["video"]:
         parts += [
             f"## Video (paper Table 4): {report['video'][0]['videos']} clips x {report['video'][0]['frames']} frames "
@@ -550,14 +559,17 @@ def markdown(report: dict) -> str:
                     ("change", "change"), ("s_per_frame", "s/frame")]),
             "",
         ]
+    if report["multiview"]:
+        parts += [
+            f"## Multi-view (paper Table 3): {cfg['instants']} instants per view count, regressor start per view",
+            "Calibrated: errors of view 0's body; uncalibrated: mean over every view's body.",
+            "",
+            _table(_with_change(report["multiview"], lambda r: (r["views"], r["setting"])),
+                   [("views", "views"), ("setting", "setting"), ("method", "method"), *ERR_COLS,
+                    ("change", "change"), ("s_per_instant", "s/instant")]),
+            "",
+        ]
     parts += [
-        f"## Multi-view (paper Table 3): {cfg['instants']} instants per view count, regressor start per view",
-        "Calibrated: errors of view 0's body; uncalibrated: mean over every view's body.",
-        "",
-        _table(_with_change(report["multiview"], lambda r: (r["views"], r["setting"])),
-               [("views", "views"), ("setting", "setting"), ("method", "method"), *ERR_COLS, ("change", "change"),
-                ("s_per_instant", "s/instant")]),
-        "",
         "## Speed",
         "Peak memory: " + (report["speed"][0]["memory"] if report["speed"] else "-") +
         " during the method (on CPU the whole process: models and data included).",
@@ -592,6 +604,7 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--video-length", type=int, help=f"frames per clip (default {BenchConfig.video_length})")
     p.add_argument("--instants", type=int, help=f"multi-view instants per view count (default {BenchConfig.instants})")
     p.add_argument("--views", type=int, nargs="+", help="view counts (default 2 4 8)")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, help="run only these tables (development)")
     p.add_argument("--level", default="medium", choices=["clean", "low", "medium", "high"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
@@ -608,9 +621,10 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
         torch.set_num_threads(args.threads)
 
     cfg = BenchConfig(level=args.level, seed=args.seed, quick=args.quick, **(QUICK if args.quick else {}))
-    for key in ("frames", "videos", "video_length", "instants", "views"):
+    for key in ("frames", "videos", "video_length", "instants", "views", "sections"):
         if getattr(args, key) is not None:
-            setattr(cfg, key, tuple(args.views) if key == "views" else getattr(args, key))
+            value = getattr(args, key)
+            setattr(cfg, key, tuple(value) if isinstance(value, list) else value)
     try:
         if data is None:
             from backend.data.dataset import load_split

@@ -8,6 +8,7 @@ from scipy.stats import multivariate_normal
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.engine import baselines as bl
+from backend.engine import views
 from backend.engine.gmm import GMM, MaxMixturePrior, fit_gmm
 from backend.engine.guidance import project
 from backend.models.denoiser import Denoiser
@@ -132,7 +133,7 @@ def test_triangulation_recovers_known_points_from_three_calibrated_views():
     uv = focal[..., None, None] * cam[..., :2] / cam[..., 2:] + pp[:, :, None]
     conf = 0.2 + 0.8 * torch.rand(b, v, k, 1, generator=g, dtype=torch.float64)
     conf[0, 1:, 5] = 0.0                                     # point 5 of sample 0: seen by one view only
-    found, weight = bl.triangulate(torch.cat([uv, conf], -1), focal, pp, R, t)
+    found, weight = views.triangulate(torch.cat([uv, conf], -1), focal, pp, R, t)
     ok = weight > 0
     assert ok.sum() == b * k - 1 and not ok[0, 5]
     assert (found - pts).norm(dim=-1)[ok].max() < 1e-3      # < 1 mm without noise
@@ -234,7 +235,7 @@ def test_triangulation_reweighting_resists_a_confident_outlier_view():
     uv = focal[..., None, None] * cam[..., :2] / cam[..., 2:] + pp[:, :, None]
     uv[0, 2, :, 0] += 1500.0                                   # view 2 reports every point far off, confidently
     kp = torch.cat([uv, torch.ones(b, v, k, 1, dtype=torch.float64)], -1)
-    err = lambda **kw: (bl.triangulate(kp, focal, pp, R, t, **kw)[0] - pts).norm(dim=-1).max()
+    err = lambda **kw: (views.triangulate(kp, focal, pp, R, t, **kw)[0] - pts).norm(dim=-1).max()
     assert err(robust_iterations=0) > 0.1
     assert err() < 0.02
 
@@ -249,5 +250,5 @@ def test_triangulation_drops_points_between_facing_cameras():
     cam = torch.einsum("bvij,bkj->bvki", R, pts) + t[:, :, None]
     kp = torch.cat([focal[..., None, None] * cam[..., :2] / cam[..., 2:] + pp[:, :, None],
                     torch.ones(1, 2, 17, 1, dtype=torch.float64)], -1)
-    _, weight = bl.triangulate(kp, focal, pp, R, t)
+    _, weight = views.triangulate(kp, focal, pp, R, t)
     assert (weight == 0).all()

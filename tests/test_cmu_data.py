@@ -124,6 +124,57 @@ def test_soles_match_full_mesh(bm):
     assert np.abs(soles.lowest(bm, R.numpy(), transl.numpy()) - ref.numpy()).max() < 1e-5
 
 
+def test_toe_rotation_lifts_the_toes():
+    R = retarget.toe_rotations(torch.tensor([0.0, 0.5]))
+    toe_tip = R @ torch.tensor([0.0, 0.0, 1.0], dtype=R.dtype)   # toes point along +z at rest
+    torch.testing.assert_close(toe_tip[0], torch.tensor([0.0, 0.0, 1.0]))
+    assert toe_tip[1, 1] > 0.4 and abs(float(toe_tip[1, 0])) < 1e-7
+
+
+def test_toe_heights_match_the_full_mesh(bm):
+    betas = np.random.default_rng(1).normal(size=10) * 0.5
+    soles = retarget.Soles.build(bm, betas)
+    torch.manual_seed(1)
+    R = axis_angle_to_matrix(torch.randn(6, 24, 3) * 0.3).to(bm.dtype)
+    transl = torch.randn(6, 3).to(bm.dtype)
+    toes = retarget.toe_rotations(torch.rand(6, 2).to(bm.dtype))
+    parts = soles.toe_parts(bm, R, transl)
+    R_bent = R.clone()
+    R_bent[:, retarget.TOES] = toes
+    ref = bm(R_bent.float(), torch.as_tensor(betas, dtype=torch.float32), transl.float()).vertices[:, soles.ids, 1]
+    assert (soles.heights_with_toes(parts, toes).float() - ref).abs().max() < 1e-5
+
+
+def test_fit_toes_keeps_the_soles_above_the_floor(bm):
+    """Feet pitched toes-down (as at toe-off): straight toes dip under the floor, bending lifts them."""
+    betas = np.zeros(10)
+    soles = retarget.Soles.build(bm, betas)
+    n = 40
+    R = np.tile(np.eye(3), (n, 24, 1, 1))
+    lean = torch.zeros(n, dtype=torch.float64)
+    lean[-1] = 0.5                                   # the last frame pitches the feet toes-down
+    ankles = axis_angle_to_matrix(torch.stack([lean, 0 * lean, 0 * lean], -1)).numpy()
+    R[:, retarget.SMPL["left_ankle"]] = R[:, retarget.SMPL["right_ankle"]] = ankles
+    transl = np.zeros((n, 3))
+    same = np.ones(n - 1, bool)
+    straight = soles.lowest(bm, R, transl)
+    R_fit, floor = retarget.fit_toes(bm, R, transl, same, soles)
+    bent = soles.lowest(bm, R_fit, transl)
+    assert np.allclose(floor, floor[0])
+    assert floor[-1] - straight[-1] > 0.05                 # straight toes go > 5 cm under the floor
+    assert bent[-1] - straight[-1] > 0.02                  # bent toes lift the lowest point by > 2 cm
+    assert (bent >= straight - 1e-9).all()                 # and lower no frame
+    keep = [j for j in range(24) if j not in retarget.TOES]
+    np.testing.assert_array_equal(R_fit[:, keep], R[:, keep])     # nothing but the toes moves
+
+
+def test_calibration_json_round_trip():
+    calib = retarget.Calibration(np.linspace(-1, 1, 10), np.full((len(retarget.FIT_JOINTS), 3), 0.0123), 2.5)
+    back = retarget.Calibration.from_json(json.loads(json.dumps(calib.to_json())))
+    np.testing.assert_allclose(back.betas, calib.betas, atol=1e-5)
+    np.testing.assert_allclose(back.offsets, calib.offsets, atol=1e-4)
+
+
 def test_resampling_a_2x_clip_doubles_frames(sk, infos):
     c = next(c for c in infos.values() if c.real_time_scale == 2.0)
     root_cm, euler = cmu.load_subject(c.subject, ROOT)[c.clip_id]

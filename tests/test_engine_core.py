@@ -129,3 +129,64 @@ def test_converged_groups_are_frozen_while_others_continue():
     problem.loss = loss
     out = refine(model, a, problem, LoopOptions(iterations=4, optimise_translation=False))
     assert out["iterations"][0] == 1 and out["iterations"][1] > 1
+
+
+def test_v_parameterised_denoiser_returns_eps_and_trains_on_v():
+    from backend.models.diffusion import diffusion_loss, q_sample
+
+    torch.manual_seed(0)
+    model = Denoiser(context_dim=4, hidden=32, parameterisation="v").double()
+    a = model.alphas_cumprod  # the schedule the model converts with (float32 values, here as float64)
+    x0, c = torch.randn(5, 144, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    t, noise = torch.tensor([0, 10, 500, 900, 999]), torch.randn(5, 144, dtype=torch.float64)
+    x_t = q_sample(x0, t, noise, a)
+    at = a[t][:, None]
+    v = model.net(x_t, t, c)
+    # eps = sqrt(1-a) x_t + sqrt(a) v, the inverse of v = sqrt(a) eps - sqrt(1-a) x0
+    torch.testing.assert_close(model(x_t, t, c), (1 - at).sqrt() * x_t + at.sqrt() * v)
+    g = torch.Generator().manual_seed(3)
+    loss = diffusion_loss(model, x0, c, a, g)
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 1000, (5,), generator=g)
+    noise = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+    at = a[t][:, None]
+    target = at.sqrt() * noise - (1 - at).sqrt() * x0
+    torch.testing.assert_close(loss, (model.net(q_sample(x0, t, noise, a), t, c) - target).pow(2).mean())
+    with pytest.raises(ValueError, match="parameterisation"):
+        Denoiser(context_dim=4, parameterisation="x0")
+
+
+def test_calibrated_views_start_at_the_triangulated_hips():
+    import math
+
+    from backend.body.body_model import BodyModel
+    from backend.engine.api import Engine
+    from backend.engine.guidance import project
+    from backend.models.regressor import KeypointRegressor
+
+    bm = BodyModel.load()
+    engine = Engine(bm, KeypointRegressor(width=16, blocks=1, feature_dim=8), Denoiser(8, hidden=16, blocks=1),
+                    torch.zeros(8), torch.ones(8))
+    f = 3
+    rotmats = torch.eye(3).expand(f, 24, 3, 3).clone()
+    rotmats[:, 0] = torch.tensor([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])   # upright in the OpenCV frame
+    betas = torch.zeros(f, 10)
+    truth = torch.tensor([[0.1, 0.2, 4.0], [0.0, 0.1, 4.5], [-0.2, 0.0, 5.0]])
+    centre = torch.tensor([0.0, 0.0, 4.5])
+    R, t = [], []
+    for deg in (0.0, 70.0, -80.0):  # world = view 0's camera; the others look at the same spot
+        a = math.radians(deg)
+        Ry = torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1.0, 0], [-math.sin(a), 0, math.cos(a)]])
+        R.append(Ry)
+        t.append(centre - Ry @ centre)
+    R, t = torch.stack(R), torch.stack(t)
+    kp3d = bm.joints_fast(rotmats, betas, truth).keypoints[:, :17]
+    focal, pp = torch.full((3, f), 1000.0), torch.full((3, f, 2), 500.0)
+    kp = torch.stack([torch.cat([project(kp3d @ R[v].T + t[v], focal[v], pp[v]), torch.ones(f, 17, 1)], -1)
+                      for v in range(3)])
+    wrong_depth = truth + torch.tensor([0.0, 0.0, 1.5])
+    start = engine._triangulated_translation(kp, focal, pp, R, t, rotmats, betas, wrong_depth)
+    torch.testing.assert_close(start, truth, atol=1e-3, rtol=0)
+    kp[1:, :, 11:13, 2] = 0.0  # hips seen by one view only: nothing to triangulate, the start stays
+    torch.testing.assert_close(engine._triangulated_translation(kp, focal, pp, R, t, rotmats, betas, wrong_depth),
+                               wrong_depth)

@@ -4,9 +4,10 @@
 
 Per clip: skip unknown capture rate and glitch=1 clips; resample to 24 real frames/s (2x clips:
 2F-1 frames); subtract floor_offset_cm; mocap FK; rotation transfer; batched fit (retarget.py)
-with betas and target offsets calibrated once on a subset; ground the feet (per clip, the lowest
-plantar-surface mesh vertex per frame, its 5th percentile over the clip at y = 0); drop clips whose
-residual is poor.  Writes cmu_smpl_train.npz and cmu_smpl_val.npz (layout in dataset.py).
+with betas and target offsets calibrated once on a subset; toes bent to keep the soles above the
+floor; grounding (per clip, the floor is the 5th percentile over frames of the lowest sole vertex,
+moved to y = 0; see retarget.fit_toes); drop clips whose residual is poor.  Writes
+cmu_smpl_train.npz and cmu_smpl_val.npz (layout in dataset.py).
 """
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ BATCH_FRAMES = 8192               # frames per fit batch (whole clips; a longer 
 CALIB_CLIPS_PER_SUBJECT = 2
 CALIB_FRAMES_PER_CLIP = 12
 CALIB_ITERS = 400
-GROUND_PERCENTILE = 5.0
 # A clip is dropped when its fit is poor: mean residual or 95th percentile (over frames x joints).
 MAX_CLIP_MEAN_MM = 15.0
 MAX_CLIP_P95_MM = 40.0
@@ -134,15 +134,17 @@ class ClipFitter:
         same_clip = np.concatenate([np.r_[np.ones(n - 1, bool), False] for n in lengths])[:-1]
         R, transl, dist = retarget.fit_clip_batch(self.bm, np.concatenate(init), np.concatenate(targets),
                                                   same_clip, self.calib.betas, self.cfg)
-        ground = self.soles.lowest(self.bm, R, transl)
+        R, floor = retarget.fit_toes(self.bm, R, transl, same_clip, self.soles, self.cfg)
+        lowest = self.soles.lowest(self.bm, R, transl) - floor      # lowest sole vertex above the floor
         out, s = [], 0
         for c, n in zip(job, lengths):
-            shift = float(np.percentile(ground[s:s + n], GROUND_PERCENTILE))
+            shift = float(floor[s])
             t = transl[s:s + n].copy()
             t[:, 1] -= shift
             aa = matrix_to_axis_angle(torch.from_numpy(R[s:s + n])).numpy().reshape(n, -1)
             out.append({"clip_id": c.clip_id, "pose": aa.astype(np.float32), "transl": t.astype(np.float32),
-                        "residual": dist[s:s + n].astype(np.float32), "ground_shift": shift})
+                        "residual": dist[s:s + n].astype(np.float32), "ground_shift": shift,
+                        "lowest_sole": lowest[s:s + n].astype(np.float32)})
             s += n
         return out
 
@@ -215,9 +217,15 @@ def assemble_split(clips: list[cmu.ClipInfo], results: dict[str, dict], betas: n
     }
 
 
+def contact_stats(clips: list[cmu.ClipInfo], results: dict[str, dict]) -> dict:
+    """Lowest sole vertex above the floor (mm) over all frames: how deep feet go below it."""
+    low = np.concatenate([results[c.clip_id]["lowest_sole"] for c in clips]) * 1000 if clips else np.zeros(1)
+    return {f"p{q}": round(float(np.percentile(low, q)), 1) for q in (0.1, 1, 5, 25, 50)}
+
+
 def split_counts(arrays: dict) -> dict:
     n = int(arrays["clip_length"].sum())
-    return {"clips": int(len(arrays["clip_ids"])), "subjects": int(len(np.unique(arrays["subject"]))),
+    return {"clips": len(arrays["clip_ids"]), "subjects": len(np.unique(arrays["subject"])),
             "frames": n, "hours": round(n / dataset.FPS / 3600, 3)}
 
 
@@ -235,6 +243,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     t0 = time.time()
+    # One thread: the calibration is small, and two OpenMP threads on a busy 2-core machine stall.
+    torch.set_num_threads(1)
     root = cmu.cmu_root()
     sk, bm = cmu.load_skeleton(root), BodyModel.load(None)
     usable, skipped = select_clips(cmu.read_clips(root))
@@ -261,9 +271,11 @@ def main(argv=None) -> int:
         "body_model": "free default (backend/assets/free_body_model.npz), sha256 "
                       + sha256(Path(bm.source)),
         "fps": dataset.FPS, "frame": "body-model frame: Y up, metres, person faces +Z; floor at y = 0",
-        "grounding": "per clip: per frame the lowest plantar-surface mesh vertex (vertices within 1 cm of the "
-                     f"feet's bottom in the zero pose), its {GROUND_PERCENTILE:g}th percentile over the clip "
-                     "at y = 0 (after subtracting floor_offset_cm)",
+        "grounding": "after subtracting floor_offset_cm, per clip: floor = the "
+                     f"{retarget.FLOOR_PERCENTILE:g}th percentile over frames of the lowest plantar-surface mesh "
+                     "vertex (vertices within 1 cm of the feet's bottom in the zero pose), alternating "
+                     f"{retarget.FLOOR_ROUNDS}x with bending the toes to keep the soles above it; floor moved to y = 0",
+        "floor_contact_mm": contact_stats(kept, results),
         "val_subjects": list(dataset.VAL_SUBJECTS),
         "skipped": {k: {"count": len(v), "clips": v} for k, v in skipped.items()},
         "residual_mm": {"all": residual_stats(all_res),

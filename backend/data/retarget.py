@@ -10,15 +10,21 @@ Two steps, both batched over frames:
    rotations follow from ``R_j = Gs_parent^T Gs_j``.  SMPL's left/right_foot (toes) and
    left/right_hand have no mocap segment and keep identity local rotations.
 2. Fit (:func:`fit_clip_batch`): Adam on 6D rotations and translation so the SMPL joints
-   (``BodyModel.joints_fast``) reach the mocap targets, with a prior to stay near the transfer
-   and a temporal smoothness prior on the correction.  The targets are the mocap joints, plus for
-   joints that do not coincide anatomically (pelvis, spine, neck, head, collars, shoulders) a
-   constant offset in the frame of the mocap segment they ride on.  Those offsets and ONE betas
-   vector are fitted once on a subset (:func:`calibrate`) and then frozen, since every clip uses
-   the same fixed skeleton.
+   (those of ``BodyModel.joints_fast``) reach the mocap targets, with a prior to stay near the
+   transfer and a temporal smoothness prior on the correction.  The targets are the mocap joints,
+   plus for joints that do not coincide anatomically (pelvis, hips, spine, neck, head, collars,
+   shoulders; arms re-rooted) a constant offset in the frame of the mocap segment they ride on.
+   Those offsets and ONE betas vector are fitted once on a subset (:func:`calibrate`) and then
+   frozen, since every clip uses the same fixed skeleton.
+3. Toes (:func:`fit_toes`): the mocap foot ends at the ankle and has no toes, so SMPL's toe
+   joints (left/right_foot) would stay straight and dip ~5 cm into the floor at toe-off.  Only
+   the toe rotations are fitted to keep the sole vertices above the clip's floor (weak prior to
+   straight toes, smooth in time), alternating with the floor estimate (:func:`clip_floor`).
+   The fitted joints do not depend on the toes, so the residual is unchanged.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +129,11 @@ class FitConfig:
     rot_sigma: float = 0.25      # 6D distance (~10 deg) that costs prior_weight
     prior_weight: float = 1.0    # stay near the rotation transfer
     smooth_weight: float = 2.0   # frame-to-frame change of the correction, same units
+    toe_iters: int = 10          # Adam steps per floor round (0: straight toes)
+    toe_lr: float = 0.05         # rad per step: toes start straight and may bend by tens of degrees
+    toe_max_deg: float = 50.0    # toe dorsiflexion limit (toe-off needs ~30-50 deg)
+    toe_prior_weight: float = 0.1  # straight toes are only a default: no mocap joint drives them
+    floor_sigma: float = 0.01    # m: 1 cm of one sole vertex below the floor costs 1
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,13 @@ class Calibration:
         return {"betas": np.round(self.betas, 5).tolist(),
                 "offsets_m": {n: np.round(o, 4).tolist() for n, o in zip(FIT_JOINT_NAMES, self.offsets)},
                 "residual_mm": round(self.residual_mm, 2)}
+
+    @staticmethod
+    def from_json(d: dict) -> Calibration:
+        """Inverse of :meth:`to_json`, e.g. ``load_split("train")["meta"]["calibration"]``."""
+        return Calibration(np.asarray(d["betas"], np.float64),
+                           np.array([d["offsets_m"][n] for n in FIT_JOINT_NAMES], np.float64),
+                           float(d.get("residual_mm", "nan")))
 
 
 # -- mocap side ---------------------------------------------------------------------------------
@@ -201,6 +219,14 @@ def smpl_joints(bm: BodyModel, R: torch.Tensor, betas: torch.Tensor, transl: tor
     return joints + transl[:, None]
 
 
+def _smoothness(x: torch.Tensor, same_clip: torch.Tensor) -> torch.Tensor:
+    """Mean over consecutive same-clip frames of the squared change of x (B,J,6), summed over joints."""
+    if not same_clip.any():
+        return x.new_zeros(())
+    step = ((x[1:] - x[:-1]) ** 2).sum((-1, -2))
+    return (step * same_clip).sum() / same_clip.sum()
+
+
 def _objective(bm, rot6d, transl, init6d, targets, same_clip, betas, cfg: FitConfig):
     """Scalar loss plus per-frame-per-joint residual (B,P) in metres."""
     R = rot6d_to_matrix(rot6d)
@@ -211,9 +237,8 @@ def _objective(bm, rot6d, transl, init6d, targets, same_clip, betas, cfg: FitCon
     loss = (err ** 2).sum((-1, -2)).mean() / cfg.pos_sigma ** 2
     delta = rot6d - init6d
     loss = loss + cfg.prior_weight * (delta ** 2).sum((-1, -2)).mean() / cfg.rot_sigma ** 2
-    if same_clip.any():
-        step = ((delta[1:] - delta[:-1]) ** 2).sum((-1, -2))
-        loss = loss + cfg.smooth_weight * (step * same_clip).sum() / same_clip.sum() / cfg.rot_sigma ** 2
+    # Smooth correction: the transfer is as smooth as the mocap, the fit must not add jitter.
+    loss = loss + cfg.smooth_weight * _smoothness(delta, same_clip) / cfg.rot_sigma ** 2
     return loss, dist
 
 
@@ -222,6 +247,12 @@ def _pelvis_transl(bm, betas, targets: torch.Tensor) -> torch.Tensor:
     b = torch.as_tensor(betas, dtype=bm.dtype)
     pelvis_rest = bm.joint_template[0] + bm.joint_shapedirs[0] @ b
     return targets[:, FIT_JOINT_NAMES.index("pelvis")] - pelvis_rest
+
+
+def _segments(same_clip: np.ndarray) -> list[slice]:
+    """Clip slices of a batch from its (B-1,) same-clip flags."""
+    cuts = np.concatenate([[0], np.nonzero(~np.asarray(same_clip, bool))[0] + 1, [len(same_clip) + 1]])
+    return [slice(a, b) for a, b in itertools.pairwise(cuts)]
 
 
 def fit_clip_batch(bm: BodyModel, init_R: np.ndarray, targets: np.ndarray, same_clip: np.ndarray,
@@ -248,6 +279,59 @@ def fit_clip_batch(bm: BodyModel, init_R: np.ndarray, targets: np.ndarray, same_
         _, dist = _objective(bm, rot6d, transl, init6d, tgt, mask, b, cfg)
         R = rot6d_to_matrix(rot6d)
     return R.double().numpy(), transl.detach().double().numpy(), dist.double().numpy()
+
+
+TOES = [SMPL["left_foot"], SMPL["right_foot"]]
+FLOOR_ROUNDS = 2   # floor estimate and toe fit alternate: straight toes dip at toe-off and bias the floor low
+
+
+def toe_rotations(angle: torch.Tensor) -> torch.Tensor:
+    """Toe dorsiflexion angles (...) in radians -> local toe rotations (...,3,3): about -x (the toes'
+    lateral axis; SMPL's local frames are the model axes), which lifts toes pointing along +z."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(angle), torch.zeros_like(angle)
+    return torch.stack([one, zero, zero, zero, c, s, zero, -s, c], dim=-1).unflatten(-1, (3, 3))
+
+
+def fit_toes(bm: BodyModel, R: np.ndarray, transl: np.ndarray, same_clip: np.ndarray, soles: Soles,
+             cfg: FitConfig = FitConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Bend the toes so the soles stay above each clip's floor (see module doc).
+
+    R (B,24,3,3), transl (B,3) from :func:`fit_clip_batch` (toes straight), same_clip (B-1,).
+    One dorsiflexion angle per toe and frame in [0, toe_max_deg].  Returns R with the toe
+    rotations and the floor height (B,) of each frame's clip, in the input frame (subtract it
+    from transl[:, 1] to put the floor at y = 0)."""
+    dt = bm.dtype
+    R = R.copy()
+    parts = soles.toe_parts(bm, torch.as_tensor(R, dtype=dt), torch.as_tensor(transl, dtype=dt))
+    mask = torch.as_tensor(same_clip, dtype=dt)
+    limit = float(np.radians(cfg.toe_max_deg))
+    sigma = float(np.radians(10.0))   # 10 deg of bend costs toe_prior_weight
+    angle = torch.zeros(len(R), len(TOES), dtype=dt)
+    for _ in range(FLOOR_ROUNDS if cfg.toe_iters > 0 else 1):
+        with torch.no_grad():
+            heights = soles.heights_with_toes(parts, toe_rotations(angle)).double().numpy()
+        floor = np.empty(len(R))
+        for seg in _segments(same_clip):
+            floor[seg] = clip_floor(heights[seg])
+        if cfg.toe_iters <= 0:
+            break
+        floor_t = torch.as_tensor(floor, dtype=dt)[:, None]
+        angle = angle.requires_grad_(True)
+        opt = torch.optim.Adam([angle], lr=cfg.toe_lr)
+        for _ in range(cfg.toe_iters):
+            opt.zero_grad(set_to_none=True)
+            below = torch.relu(floor_t - soles.heights_with_toes(parts, toe_rotations(angle)))
+            loss = ((below ** 2).sum(-1).mean() / cfg.floor_sigma ** 2
+                    + (cfg.toe_prior_weight * (angle ** 2).sum(-1).mean()
+                       + cfg.smooth_weight * _smoothness(angle[..., None], mask)) / sigma ** 2)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                angle.clamp_(0.0, limit)
+        angle = angle.detach()
+    R[:, TOES] = toe_rotations(angle).double().numpy()
+    return R, floor
 
 
 def calibrate(bm: BodyModel, sk: cmu.Skeleton, P: np.ndarray, G: np.ndarray, same_clip: np.ndarray,
@@ -285,32 +369,74 @@ def calibrate(bm: BodyModel, sk: cmu.Skeleton, P: np.ndarray, G: np.ndarray, sam
 
 
 # -- floor contact ------------------------------------------------------------------------------
+FLOOR_PERCENTILE = 5.0   # of the lowest sole vertex over a clip's frames: robust to climbing and jumps
+
+
 @dataclass(frozen=True)
 class Soles:
     """Plantar-surface vertices: within ``band`` of the feet's lowest point in the zero pose.
 
-    ids (S,), rest positions (S,3) and skinning weights (S,24) at the given betas."""
+    ids (S,), rest positions (S,3), skinning weights (S,24) and rest joints (24,3) at betas (10,);
+    left (S,) marks the left foot."""
     ids: np.ndarray
     rest: torch.Tensor
     weights: torch.Tensor
     rest_joints: torch.Tensor
+    left: np.ndarray
+    betas: np.ndarray
 
     @staticmethod
-    def build(bm: BodyModel, betas: np.ndarray, band: float = 0.01, stride: int = 4) -> "Soles":
+    def build(bm: BodyModel, betas: np.ndarray, band: float = 0.01, stride: int = 4) -> Soles:
         b = torch.as_tensor(betas, dtype=bm.dtype)
         v = bm.smpl.v_template + torch.einsum("vcs,s->vc", bm.smpl.shapedirs[..., :b.numel()], b)
         ids = torch.nonzero(v[:, 1] < v[:, 1].min() + band)[::stride, 0]   # every 4th is plenty
-        return Soles(ids.numpy(), v[ids], bm.smpl.lbs_weights[ids], torch.as_tensor(rest_joints(bm, betas), dtype=bm.dtype))
+        return Soles(ids.numpy(), v[ids], bm.smpl.lbs_weights[ids],
+                     torch.as_tensor(rest_joints(bm, betas), dtype=bm.dtype), (v[ids, 0] > 0).numpy(),
+                     np.asarray(betas, dtype=np.float64))
+
+    def heights(self, bm: BodyModel, R: torch.Tensor, transl: torch.Tensor) -> torch.Tensor:
+        """(B,S) heights of the sole vertices (differentiable); R (B,24,3,3) local rotations, transl (B,3)."""
+        world_R, world_p = forward_kinematics(R, self.rest_joints.expand(R.shape[0], -1, -1), bm.parents, bm.levels)
+        # Linear blend skinning, height only: y_s = sum_j W_sj (R_j[1] . (v_s - J_j) + p_j[1]),
+        # as two matmuls (no (B,S,24,3) tensor).
+        Ry = world_R[:, :, 1]                                                             # (B,24,3)
+        Wv = (self.weights[:, :, None] * self.rest[:, None]).reshape(len(self.ids), -1)   # (S,72)
+        c = world_p[..., 1] - (Ry * self.rest_joints).sum(-1)                             # (B,24)
+        return Ry.reshape(R.shape[0], -1) @ Wv.T + c @ self.weights.T + transl[:, 1:2]
 
     def lowest(self, bm: BodyModel, R: np.ndarray, transl: np.ndarray) -> np.ndarray:
-        """(B,) height of the lowest sole vertex per frame; R (B,24,3,3) local rotations, transl (B,3)."""
+        """(B,) height of the lowest sole vertex per frame (numpy in and out)."""
         with torch.no_grad():
-            R = torch.as_tensor(R, dtype=bm.dtype)
-            world_R, world_p = forward_kinematics(R, self.rest_joints.expand(R.shape[0], -1, -1), bm.parents, bm.levels)
-            # Linear blend skinning of the sole vertices, height only:
-            # y_s = sum_j W_sj (R_j[1] . (v_s - J_j) + p_j[1]), as two matmuls (no (B,S,24,3) tensor).
-            Ry = world_R[:, :, 1]                                                        # (B,24,3)
-            Wv = (self.weights[:, :, None] * self.rest[:, None]).reshape(len(self.ids), -1)  # (S,72)
-            c = world_p[..., 1] - (Ry * self.rest_joints).sum(-1)                         # (B,24)
-            y = Ry.reshape(R.shape[0], -1) @ Wv.T + c @ self.weights.T                    # (B,S)
-            return (y.min(1).values + torch.as_tensor(transl[:, 1], dtype=bm.dtype)).double().numpy()
+            h = self.heights(bm, torch.as_tensor(R, dtype=bm.dtype), torch.as_tensor(transl, dtype=bm.dtype))
+        return h.min(1).values.double().numpy()
+
+    def toe_parts(self, bm: BodyModel, R: torch.Tensor, transl: torch.Tensor) -> tuple:
+        """Sole heights split into a fixed part and the toe joints' share, for :meth:`heights_with_toes`.
+
+        With the rest of the pose fixed, a toe joint t (parent ankle a) moves its share of vertex s to
+        W_st ((G_a[1] @ R_t) . (v_s - J_t) + p_t[1]); G_a and p_t do not depend on R_t."""
+        with torch.no_grad():
+            world_R, world_p = forward_kinematics(R, self.rest_joints.expand(R.shape[0], -1, -1),
+                                                  bm.parents, bm.levels)
+            ankle_rows = world_R[:, [bm.parents[t] for t in TOES], 1]                   # (B,2,3)
+            d = self.rest[None] - self.rest_joints[TOES][:, None]                         # (2,S,3)
+            p_y = world_p[:, TOES, 1]                                                     # (B,2)
+            parts = (ankle_rows, d, p_y, self.weights[:, TOES].T)                          # W: (2,S)
+            base = self.heights(bm, R, transl) - self._toe_share(parts, R[:, TOES])
+        return (base, *parts)
+
+    @staticmethod
+    def _toe_share(parts, R_toes: torch.Tensor) -> torch.Tensor:
+        ankle_rows, d, p_y, W = parts
+        rows = (ankle_rows[:, :, None] @ R_toes)[:, :, 0]                                 # (B,2,3)
+        return (W * (torch.einsum("btc,tsc->bts", rows, d) + p_y[..., None])).sum(1)      # (B,S)
+
+    def heights_with_toes(self, parts: tuple, R_toes: torch.Tensor) -> torch.Tensor:
+        """(B,S) sole heights with the toe rotations R_toes (B,2,3,3) (differentiable)."""
+        return parts[0] + self._toe_share(parts[1:], R_toes)
+
+
+def clip_floor(heights: np.ndarray) -> float:
+    """Floor height of one clip from its sole heights (F,S): the FLOOR_PERCENTILE of the lowest sole
+    vertex over frames."""
+    return float(np.percentile(heights.min(1), FLOOR_PERCENTILE))

@@ -19,11 +19,13 @@ from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.engine import modes
 from backend.engine.guidance import project
 from backend.engine.scorehmr import LoopOptions
+from backend.engine.views import in_every_view, relative_cameras, triangulate
 from backend.models.diffusion import cosine_alphas_cumprod
 from backend.models.regressor import estimate_initial, normalise_keypoints
 from backend.rotations import matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 
 NUM_KP = 17
+HIP_KP = (11, 12)  # COCO left/right hip
 
 
 @dataclass
@@ -204,21 +206,30 @@ class Engine:
     def _calibrated(self, kp, focal, pp, size, start, ctx, obs, loop, w, progress):
         v, f = kp.shape[:2]
         R, t = self._t(obs["cam_R"]), self._t(obs["cam_t"])
-        rel_R = R @ R[0].T                                   # view-0 camera -> view v camera
-        rel_t = t - (rel_R @ t[0][:, None])[..., 0]
+        rel_R, rel_t = relative_cameras(R, t)
         betas = start["betas"].mean(0, keepdim=True).expand(f, 1, 10)
+        transl0 = self._triangulated_translation(kp, focal, pp, R, t, start["rotmats"][:f], betas[:, 0],
+                                                 start["transl"][:f])
         o = modes.Observations(kp.transpose(0, 1), focal.T, pp.transpose(0, 1), size.transpose(0, 1))
         res = modes.run(self.prior, self.alphas, modes.calibrated_loss(self.body, o, betas, rel_R, rel_t, w),
-                        start["rotmats"][:f, None], start["transl"][:f, None], ctx[:f, None], loop, progress)
-        rot0, tr0 = res["rotmats"][:, 0], res["transl"][:, 0]
-        # Express the one body in every view: rotate about the rest pelvis like SMPL does.
-        j0 = self.body.joints_fast(torch.eye(3, device=self.device).expand(1, 24, 3, 3), betas[:1, 0]).joints[:, 0]
-        rot = torch.einsum("vij,fkjl->vfkil", rel_R, rot0[:, :1]).squeeze(2)
-        rotmats = torch.cat([rot[:, :, None], rot0[None, :, 1:].expand(v, -1, -1, -1, -1)], 2)
-        transl = torch.einsum("vij,fj->vfi", rel_R, j0 + tr0) + rel_t[:, None] - j0
-        return dict(rotmats=rotmats.reshape(v * f, 24, 3, 3), transl=transl.reshape(v * f, 3),
-                    betas=betas[:, 0].repeat(v, 1), iterations=res["iterations"],
+                        start["rotmats"][:f, None], transl0[:, None], ctx[:f, None], loop, progress)
+        rotmats, transl = in_every_view(self.body, res["rotmats"][:, 0], res["transl"][:, 0], betas[:, 0], rel_R, rel_t)
+        return dict(rotmats=rotmats, transl=transl, betas=betas[:, 0].repeat(v, 1), iterations=res["iterations"],
                     evaluations=res["denoiser_evaluations"], world_from_view0=(R[0], t[0]))
+
+    def _triangulated_translation(self, kp, focal, pp, R, t, rotmats, betas, transl) -> torch.Tensor:
+        """View 0's starting translation (F,3) moved so the body's hip centre sits on the triangulated one.
+
+        A single view's depth is its weakest estimate; with calibrated views the hips' 3D position is
+        known, so the refinement starts there (frames where a hip cannot be triangulated keep view 0's)."""
+        f = kp.shape[1]
+        hips = list(HIP_KP)
+        pts, wts = triangulate(kp[:, :, hips].transpose(0, 1), focal.T, pp.transpose(0, 1),
+                               R.expand(f, -1, -1, -1), t.expand(f, -1, -1))
+        target = (pts @ R[0].T + t[0]).mean(1)                          # world -> view 0's camera
+        body = self.body.joints_fast(rotmats, betas, transl).keypoints[:, hips].mean(1)
+        ok = (wts > 0).all(1)[:, None]
+        return torch.where(ok, transl + target - body, transl)
 
     # -- output ----------------------------------------------------------------------------------
     @torch.no_grad()

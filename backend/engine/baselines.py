@@ -15,7 +15,6 @@ at 1.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,6 +23,7 @@ import torch
 
 from backend.engine import guidance
 from backend.engine.gmm import MaxMixturePrior
+from backend.engine.views import in_every_view, relative_cameras, triangulate
 from backend.models.diffusion import predict_x0
 from backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 
@@ -34,13 +34,6 @@ TORSO_KP = (5, 6, 11, 12)  # COCO shoulders and hips: SMPLify's camera stage fit
 # knees by +X; see backend.body.example_poses): penalty exp(sign * angle)^2.
 BEND_INDEX = (52, 55, 9, 12)
 BEND_SIGN = (1.0, -1.0, -1.0, -1.0)
-# Triangulation: the best of the all-view and pairwise DLTs under a robust score, refined by re-weighted
-# DLT passes (a view's weight halves at TRI_ROBUST_SIGMA_PX reprojection error: far-off swapped or
-# outlying detections lose their pull, ordinary jitter keeps it; smaller sigmas made the 3D fit worse).
-TRI_ROBUST_ITERATIONS = 3
-TRI_ROBUST_SIGMA_PX = 200.0
-TRI_MIN_CONF = 0.05         # a view 'sees' a point above this confidence
-TRI_MIN_PARALLAX_DEG = 10.0  # rays closer than this to parallel (or anti-parallel: facing cameras) fix no depth
 
 
 @dataclass
@@ -297,87 +290,6 @@ def temporal_smplify(body_model, prior: MaxMixturePrior, keypoints: torch.Tensor
 
 
 # -- calibrated multi-view -------------------------------------------------------------------------
-def _dlt(xy: torch.Tensor, weight: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """Weighted DLT. xy (B,V,K,2) normalised image coordinates, weight (B,V,K), P (B,V,3,4) -> (B,K,4)
-    homogeneous points: the right singular vector of the smallest singular value of the stacked rows
-    weight * (x P_3 - P_1), weight * (y P_3 - P_2)."""
-    rows = xy[..., None] * P[:, :, None, 2:3, :] - P[:, :, None, :2, :]                    # (B,V,K,2,4)
-    A = (weight[..., None, None] * rows).permute(0, 2, 1, 3, 4).flatten(2, 3)             # (B,K,2V,4)
-    return torch.linalg.eigh(A.transpose(-1, -2) @ A)[1][..., 0]                          # eigenvalues ascend
-
-
-def _view_errors(h: torch.Tensor, xy: torch.Tensor, P: torch.Tensor, f: torch.Tensor):
-    """Reprojection errors (px) and depths of homogeneous points h (B,...,K,4) in every view.
-
-    xy (B,V,K,2) normalised coordinates, P (B,V,3,4), f (B,V,1) focal -> r, depth (B,...,V,K)."""
-    X = h / torch.where(h[..., 3:].abs() > 1e-12, h[..., 3:], torch.full_like(h[..., 3:], 1e-12))
-    extra = X.dim() - 3                                                                   # candidate dims
-    Pe = P.reshape(P.shape[0], *([1] * extra), *P.shape[1:])
-    cam = torch.einsum("b...vij,b...kj->b...vki", Pe, X)                                  # (B,...,V,K,3)
-    depth = cam[..., 2]
-    xy_e = xy.reshape(xy.shape[0], *([1] * extra), *xy.shape[1:])
-    f_e = f.reshape(f.shape[0], *([1] * extra), *f.shape[1:])
-    r = (cam[..., :2] / depth[..., None].clamp_min(1e-9) - xy_e).norm(dim=-1) * f_e
-    return r, depth
-
-
-def _parallax(xy: torch.Tensor, R: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-    """Largest |sin| of the angle between two seeing views' rays. xy (B,V,K,2), R (B,V,3,3), seen (B,V,K) -> (B,K)."""
-    d = torch.einsum("bvji,bvkj->bvki", R, torch.cat([xy, torch.ones_like(xy[..., :1])], -1))   # world directions
-    d = d / d.norm(dim=-1, keepdim=True)
-    sin = torch.linalg.cross(d[:, :, None], d[:, None], dim=-1).norm(dim=-1)                # (B,V,V,K)
-    both = seen[:, :, None] & seen[:, None]
-    return torch.where(both, sin, torch.zeros_like(sin)).flatten(1, 2).amax(1)
-
-
-def triangulate(keypoints: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor, cam_R: torch.Tensor,
-                cam_t: torch.Tensor, min_views: int = 2, robust_iterations: int = TRI_ROBUST_ITERATIONS,
-                robust_sigma_px: float = TRI_ROBUST_SIGMA_PX) -> tuple[torch.Tensor, torch.Tensor]:
-    """Confidence-weighted DLT of keypoints seen by V calibrated views, made robust to outlying views.
-
-    keypoints (B,V,K,3) [x_px, y_px, conf], focal (B,V), principal (B,V,2), cam_R (B,V,3,3), cam_t (B,V,3)
-    world-to-camera (OpenCV).  Rows are weighted by the confidence (normalised image coordinates
-    x_n = (u - c_x) / f, P = [R | t]; float64).  With ``robust_iterations`` > 0: candidates are the DLT of
-    all views and of every pair of views; each is scored by sum_v conf * GM(r_v) (r_v its reprojection
-    error in px, Geman-McClure scale s = ``robust_sigma_px``, a full penalty behind a camera) and the best
-    one is refined by re-weighted DLT (view weight conf * s^2 / (s^2 + r^2), 0 behind the camera), so one
-    swapped or outlying detection cannot drag the point away.  Returns points (B,K,3) in the world frame
-    and a weight (B,K): the mean confidence of the views that saw the point (conf > TRI_MIN_CONF), 0 (and
-    a zero point) where fewer than ``min_views`` did or where no two of their rays are more than
-    TRI_MIN_PARALLAX_DEG from parallel (depth along the rays is then unobservable)."""
-    from itertools import combinations
-
-    kp = keypoints.double()
-    f = focal.double()[:, :, None]
-    xy = (kp[..., :2] - principal.double()[:, :, None]) / f[..., None]                    # (B,V,K,2)
-    conf = kp[..., 2]
-    P = torch.cat([cam_R.double(), cam_t.double()[..., None]], -1)                        # (B,V,3,4)
-    s2 = robust_sigma_px ** 2
-    h = _dlt(xy, conf, P)
-    if robust_iterations > 0:
-        v = conf.shape[1]
-        masks = [torch.ones(v, dtype=conf.dtype, device=conf.device)]
-        for a, b in combinations(range(v), 2):
-            m = torch.zeros(v, dtype=conf.dtype, device=conf.device)
-            m[[a, b]] = 1.0
-            masks.append(m)
-        cands = torch.stack([_dlt(xy, conf * m[None, :, None], P) for m in masks], 1)     # (B,C,K,4)
-        r, depth = _view_errors(cands, xy, P, f)                                          # (B,C,V,K)
-        rho = torch.where(depth > 0, s2 * r ** 2 / (s2 + r ** 2), torch.full_like(r, s2))
-        best = (conf[:, None] * rho).sum(2).argmin(1)                                     # (B,K)
-        h = torch.gather(cands, 1, best[:, None, :, None].expand(-1, 1, -1, 4))[:, 0]
-        for _ in range(robust_iterations):
-            r, depth = _view_errors(h, xy, P, f)
-            h = _dlt(xy, conf * s2 / (s2 + r ** 2) * (depth > 0), P)
-    seen = conf > TRI_MIN_CONF
-    n_seen = seen.sum(1)
-    ok = (n_seen >= min_views) & (h[..., 3].abs() > 1e-12) & (_parallax(xy, cam_R.double(), seen) >
-                                                                math.sin(math.radians(TRI_MIN_PARALLAX_DEG)))
-    points = torch.where(ok[..., None], h[..., :3] / torch.where(ok, h[..., 3], 1.0)[..., None], 0.0)
-    weight = torch.where(ok, (conf * seen).sum(1) / n_seen.clamp_min(1), 0.0)
-    return points.to(keypoints.dtype), weight.to(keypoints.dtype)
-
-
 def fit_to_3d(body_model, prior: MaxMixturePrior, points: torch.Tensor, weights: torch.Tensor, start: dict,
               opts: Fit3DOptions = Fit3DOptions()) -> dict:
     """Fit pose, shape and translation to 3D keypoints with the GMM, bending and shape priors.
@@ -419,19 +331,6 @@ WHAT_RUNS = {  # (method, mode) -> what runs; calibrated multi-view is 'multivie
 }
 
 
-def _in_every_view(body_model, rot0, tr0, betas, rel_R, rel_t):
-    """One body in view 0's camera frame -> the same body in each of V views (rotating about the rest pelvis,
-    as SMPL does).  rot0 (F,24,3,3), tr0 (F,3), betas (F,10), rel_R (V,3,3), rel_t (V,3) view 0 -> view v.
-    Returns rotmats (V*F,24,3,3), transl (V*F,3), view-major."""
-    f = rot0.shape[0]
-    eye = torch.eye(3, dtype=rot0.dtype, device=rot0.device).expand(f, 24, 3, 3)
-    j0 = body_model.joints_fast(eye, betas).joints[:, 0]                                  # (F,3)
-    glob = torch.einsum("vij,fjk->vfik", rel_R, rot0[:, 0])
-    rot = torch.cat([glob[:, :, None], rot0[None, :, 1:].expand(len(rel_R), -1, -1, -1, -1)], 2)
-    transl = torch.einsum("vij,fj->vfi", rel_R, j0 + tr0) + rel_t[:, None] - j0
-    return rot.flatten(0, 1), transl.flatten(0, 1)
-
-
 def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, prior: MaxMixturePrior | None = None,
                  generator: torch.Generator | None = None) -> dict:
     """A baseline instead of ScoreHMR behind the engine's contract: validated OBS and optional INIT dicts in
@@ -470,9 +369,7 @@ def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, p
                                t.expand(f, v, 3))
         pts0 = pts @ R[0].T + t[0]                                      # world -> view 0's camera
         fit = fit_to_3d(engine.body, prior, pts0, wts, {k: x[:f] for k, x in start.items() if k != "source"})
-        rel_R = R @ R[0].T
-        rel_t = t - (rel_R @ t[0][:, None])[..., 0]
-        rot, tr = _in_every_view(engine.body, fit["rotmats"], fit["transl"], fit["betas"], rel_R, rel_t)
+        rot, tr = in_every_view(engine.body, fit["rotmats"], fit["transl"], fit["betas"], *relative_cameras(R, t))
         out = dict(rotmats=rot, transl=tr, betas=fit["betas"].repeat(v, 1), world_from_view0=(R[0], t[0]))
         extra["triangulated_points"] = int((wts > 0).sum())
     elif method == "smplify":
