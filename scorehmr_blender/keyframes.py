@@ -3,7 +3,7 @@
 
 Blender 4.4 made actions layered ("slotted"): F-curves live in a channelbag of a
 keyframe strip, per slot; 5.0 removed the legacy ``Action.fcurves``.  Both
-layouts are handled in :func:`_fcurve_factory`.
+layouts are handled in :func:`fcurve_factory`.
 """
 
 import bpy
@@ -22,15 +22,15 @@ def new_action(name, armature_obj, frames, quaternions, root_locations):
     never touched.  frames (F,) scene frames; quaternions (F, 24, 4) (w, x, y, z);
     root_locations (F, 3)."""
     action = bpy.data.actions.new(name)
-    new_fcurve = _fcurve_factory(action, armature_obj)
+    new_fcurve = fcurve_factory(action, armature_obj)
     pose_bones = armature_obj.pose.bones
     for j, bone_name in enumerate(JOINT_NAMES):
         path = pose_bones[bone_name].path_from_id("rotation_quaternion")
         for axis in range(4):
-            _fill(new_fcurve(path, axis, bone_name), frames, quaternions[:, j, axis])
+            fill_fcurve(new_fcurve(path, axis, bone_name), frames, quaternions[:, j, axis])
     path = pose_bones[JOINT_NAMES[0]].path_from_id("location")
     for axis in range(3):
-        _fill(new_fcurve(path, axis, JOINT_NAMES[0]), frames, root_locations[:, axis])
+        fill_fcurve(new_fcurve(path, axis, JOINT_NAMES[0]), frames, root_locations[:, axis])
     return action
 
 
@@ -42,7 +42,7 @@ def assign(obj, action):
         anim.action_slot = action.slots[0]  # the only slot new_action makes
 
 
-def _fcurve_factory(action, obj):
+def fcurve_factory(action, obj):
     """``new_fcurve(data_path, index, group_name)`` for a fresh action."""
     if not LAYERED_ACTIONS:
         return lambda path, index, group: action.fcurves.new(path, index=index, action_group=group)
@@ -60,7 +60,7 @@ def _fcurve_factory(action, obj):
     return new_fcurve
 
 
-def _fill(fcurve, frames, values):
+def fill_fcurve(fcurve, frames, values):
     """Key ``values`` at ``frames`` in one go (add + foreach_set, not keyframe_insert)."""
     co = np.empty(2 * len(frames), dtype=np.float32)
     co[0::2], co[1::2] = frames, values

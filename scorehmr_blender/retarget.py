@@ -418,8 +418,8 @@ def _rotation_channel(pose_bone, Q):
 def _new_action(name, obj, frames, channels):
     """A new action for ``obj`` keying channels [(bone, data path, values (F, k))] at ``frames``."""
     action = bpy.data.actions.new(name)
-    new_fcurve = keyframes._fcurve_factory(action, obj)  # the package's bulk-key helpers
+    new_fcurve = keyframes.fcurve_factory(action, obj)
     for bone, path, values in channels:
         for axis in range(values.shape[1]):
-            keyframes._fill(new_fcurve(path, axis, bone), frames, values[:, axis])
+            keyframes.fill_fcurve(new_fcurve(path, axis, bone), frames, values[:, axis])
     return action

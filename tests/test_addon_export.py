@@ -8,9 +8,8 @@ import bpy
 import numpy as np
 import pytest
 
-import scorehmr_blender
 from scorehmr_blender import convert, export, importer, retarget
-from tests import result_fixture
+from tests import blender_scene, result_fixture
 from tests.test_addon_retarget import MIXAMO_OBJECT, build_rig, mixamo_like_bones
 
 FPS = 30
@@ -20,22 +19,12 @@ CHECK_FRAMES = (START, START + 7, START + NUM_FRAMES - 1)
 CHECK_BONES = ("pelvis", "left_elbow", "right_knee", "head", "left_wrist")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def addon():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scorehmr_blender.register()
-    yield
-    scorehmr_blender.unregister()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+addon = pytest.fixture(scope="module", autouse=True)(blender_scene.registered_addon)
 
 
 @pytest.fixture(autouse=True)
 def empty_scene():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = FPS, 1.0
-    scene.frame_start, scene.frame_end = 1, 250
-    return scene
+    return blender_scene.fresh_scene(FPS, 250)
 
 
 @pytest.fixture(scope="module")

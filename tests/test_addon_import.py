@@ -14,7 +14,7 @@ from mathutils import Matrix, Vector
 
 import scorehmr_blender
 from scorehmr_blender import convert, importer, keyframes, operators
-from tests import result_fixture
+from tests import blender_scene, result_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 C, W = convert.MODEL_TO_BLENDER, convert.CAMERA_TO_WORLD
@@ -23,22 +23,12 @@ START = 5
 DATA_KINDS = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "images")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def addon():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scorehmr_blender.register()
-    yield
-    scorehmr_blender.unregister()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+addon = pytest.fixture(scope="module", autouse=True)(blender_scene.registered_addon)
 
 
 @pytest.fixture(autouse=True)
 def empty_scene():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = SCENE_FPS, 1.0
-    scene.frame_start, scene.frame_end = 1, 10
-    return scene
+    return blender_scene.fresh_scene(SCENE_FPS, 10)
 
 
 @pytest.fixture(scope="module")
@@ -340,6 +330,19 @@ def test_operator_imports_and_is_undoable(shot):
     # Without an explicit start frame, the scene's start is used.
     fc = fcurves_of(bpy.data.actions["Op"])['pose.bones["pelvis"].location', 0]
     assert fc.keyframe_points[0].co.x == bpy.context.scene.frame_start
+
+
+def test_undo_after_an_import_restores_the_scene(shot):
+    bpy.data.objects.new("UserThing", None)
+    bpy.context.scene.collection.objects.link(bpy.data.objects["UserThing"])
+    bpy.ops.ed.undo_push(message="the user's work")
+    before = {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in DATA_KINDS}
+    # 'EXEC_DEFAULT', True: run and push an undo step, as a click in the UI does
+    assert bpy.ops.refinemotion.import_result('EXEC_DEFAULT', True, filepath=str(shot[0]), shot_name="Op") \
+        == {'FINISHED'}
+    assert "Op" in bpy.data.objects and "Op" in bpy.data.actions
+    bpy.ops.ed.undo()
+    assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in DATA_KINDS} == before
 
 
 @pytest.mark.parametrize("override, message", [

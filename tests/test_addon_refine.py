@@ -356,6 +356,17 @@ def test_refine_writes_the_job_and_imports_the_engine_result(shot, fake_engine):
     assert s.footage_path == str(shot["video"])
 
 
+def test_undo_after_a_refine_restores_the_scene(shot, fake_engine):
+    use_shot(shot)
+    bpy.ops.ed.undo_push(message="before refining")
+    before = snapshot()
+    # 'EXEC_DEFAULT', True: run and push an undo step, as a click in the UI does
+    assert bpy.ops.refinemotion.refine('EXEC_DEFAULT', True) == {'FINISHED'}
+    assert "shot" in bpy.data.objects and snapshot() != before
+    bpy.ops.ed.undo()
+    assert snapshot() == before
+
+
 def test_frame_range_selects_keypoints_and_keys_from_its_start(shot, fake_engine):
     use_shot(shot, frame_start=3, frame_end=6)
     assert bpy.ops.refinemotion.refine() == {'FINISHED'}

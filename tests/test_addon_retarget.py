@@ -19,7 +19,7 @@ from mathutils import Matrix
 import scorehmr_blender
 from scorehmr_blender import convert, importer, keyframes, retarget, retarget_presets
 from scorehmr_blender.retarget_presets import MIXAMO, RIGIFY, UE5
-from tests import result_fixture
+from tests import blender_scene, result_fixture
 
 FPS = 30
 NUM_FRAMES = 24
@@ -155,22 +155,12 @@ def mixamo_rig():
 
 # -- fixtures --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module", autouse=True)
-def addon():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scorehmr_blender.register()
-    yield
-    scorehmr_blender.unregister()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+addon = pytest.fixture(scope="module", autouse=True)(blender_scene.registered_addon)
 
 
 @pytest.fixture(autouse=True)
 def empty_scene():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = FPS, 1.0
-    scene.frame_start, scene.frame_end = 1, NUM_FRAMES
-    return scene
+    return blender_scene.fresh_scene(FPS, NUM_FRAMES)
 
 
 @pytest.fixture(scope="module")
@@ -364,9 +354,9 @@ def test_retarget_makes_a_new_action_and_touches_no_other(shot_path):
     smpl = import_smpl(shot_path)
     rig = mixamo_rig()
     idle = bpy.data.actions.new("Idle")
-    fc = keyframes._fcurve_factory(idle, rig)('pose.bones["mixamorig:HeadTop_End"].location', 0,
+    fc = keyframes.fcurve_factory(idle, rig)('pose.bones["mixamorig:HeadTop_End"].location', 0,
                                               "mixamorig:HeadTop_End")
-    keyframes._fill(fc, np.array([1.0, 10.0]), np.array([0.0, 30.0]))
+    keyframes.fill_fcurve(fc, np.array([1.0, 10.0]), np.array([0.0, 30.0]))
     keyframes.assign(rig, idle)
     taken = bpy.data.actions.new("Shot_retarget")
     taken.use_fake_user = True

@@ -9,28 +9,19 @@ import pytest
 import scorehmr_blender
 from scorehmr_blender import importer, panel, retarget_ops, retarget_presets
 from scorehmr_blender.retarget_presets import MIXAMO
-from tests import result_fixture
+from tests import blender_scene, result_fixture
 from tests.test_addon import CheckedLayout
 from tests.test_addon_retarget import fcurves_of, mixamo_rig
 
 FPS = 30
 
 
-@pytest.fixture(scope="module", autouse=True)
-def addon():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scorehmr_blender.register()
-    yield
-    scorehmr_blender.unregister()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+addon = pytest.fixture(scope="module", autouse=True)(blender_scene.registered_addon)
 
 
 @pytest.fixture(autouse=True)
 def empty_scene():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = FPS, 1.0
-    return scene
+    return blender_scene.fresh_scene(FPS)
 
 
 @pytest.fixture(scope="module")
