@@ -15,7 +15,7 @@ T_STEPS = 1000
 def cosine_alphas_cumprod(T: int = T_STEPS, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     """alpha_bar_t for t = 0..T-1 (float64), from the cosine schedule with betas clipped at max_beta."""
     f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
-    betas = torch.tensor([min(1 - f(i + 1) / f(i), max_beta) for i in range(T)], dtype=torch.float64)
+    betas = torch.tensor([min(1 - f(i + 1) / f(i), max_beta) for i in range(T)], dtype=torch.float64)  # (cpu)
     return torch.cumprod(1 - betas, dim=0)
 
 
