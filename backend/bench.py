@@ -56,7 +56,8 @@ NEAR_ROT_DEG = 3.0                    # RMS per-joint rotation noise added to th
 NEAR_TRANSL_M = (0.01, 0.01, 0.01)
 STARTS = ("regressor", "weak", "near-perfect")
 # Seeds of the sections (added to --seed) so that each section's data does not depend on the others' sizes.
-SECTIONS = ("single_frame", "video", "multiview")
+SECTIONS = ("single_frame", "video", "multiview", "long_clip")
+LONG_CLIP_FPS = 30
 SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER = 101, 202, 303, 404, 505
 
 
@@ -68,6 +69,7 @@ class BenchConfig:
     instants: int = 32                 # multi-view table: instants per view count
     views: tuple[int, ...] = (2, 4, 8)
     sections: tuple[str, ...] = SECTIONS   # a subset is for development; the committed report has all
+    long_minutes: float = 10.0             # long-clip memory check: minutes at 30 fps
     level: str = "medium"              # detector noise preset (backend.sim.detector_noise.PRESETS)
     seed: int = 0
     quick: bool = False
@@ -76,7 +78,8 @@ class BenchConfig:
     fit_steps: int | None = None
 
 
-QUICK = dict(frames=6, videos=1, video_length=24, instants=2, views=(2, 4), scorehmr_iterations=2, fit_steps=15)
+QUICK = dict(frames=6, videos=1, video_length=24, instants=2, views=(2, 4), scorehmr_iterations=2, fit_steps=15,
+             long_minutes=0.2)
 
 
 # -- measurement -----------------------------------------------------------------------------------
@@ -473,10 +476,40 @@ class Bench:
                      row("uncalibrated", "ScoreHMR Eq. 13", joints_of(e, unc), gt_vm, s_unc)]
         return rows
 
+    # -- memory on a long clip ----------------------------------------------------------------
+    def long_clip(self) -> list[dict]:
+        """Peak memory of video mode on a cfg.long_minutes clip at 30 fps (windows bound it).
+
+        The clip repeats one simulated validation clip; one outer iteration (memory does not grow
+        with iterations: each reuses the same buffers), so the time column is not a speed figure."""
+        from backend.engine.api import EngineOptions
+        from backend.engine.scorehmr import LoopOptions
+
+        rng = np.random.default_rng(self.cfg.seed + SEED_VIDEO)
+        base = self.cfg.video_length
+        idx = (rng.integers(0, len(self.data["global_orient"]) - base) + np.arange(base))[None]
+        obs = video_observations(self.sim_body, self._params(idx, rng.standard_normal((1, 10)), True),
+                                 torch.Generator().manual_seed(self.cfg.seed + SEED_VIDEO), self.cfg.level,
+                                 fps=LONG_CLIP_FPS)
+        frames = int(self.cfg.long_minutes * 60 * LONG_CLIP_FPS)
+        reps = -(-frames // base)
+        kp = np.concatenate([obs["keypoints"][0].numpy()] * reps)[:frames]
+        clip = dict(keypoints=kp[None], image_size=obs["image_size"][:1].numpy(),
+                    focal_length=obs["focal_length"][:1].numpy(), principal_point=obs["principal_point"][:1].numpy(),
+                    fps=float(LONG_CLIP_FPS))
+        opts = EngineOptions(loop=LoopOptions(iterations=1))
+        with Meter(self.dev) as m:
+            out = self.engine.run(clip, None, "video", opts)
+        return [dict(frames=frames, minutes=round(frames / LONG_CLIP_FPS / 60, 2), fps=LONG_CLIP_FPS,
+                     window=opts.window, overlap=opts.overlap, windows_per_batch=opts.windows_per_batch,
+                     iterations=1, seconds=round(m.seconds, 1), peak_mb=round(m.peak_mb, 1), memory=m.memory,
+                     rss_before_mb=round(m.rss0, 1), finite=bool(np.isfinite(out["joints"]).all()))]
+
     def run(self, progress=print) -> dict:
         t0 = time.perf_counter()
         report = dict(config=asdict(self.cfg), environment=environment(self.dev), models=self.engine.meta)
-        for name, fn in (("single_frame", self.single_frame), ("video", self.video), ("multiview", self.multiview)):
+        for name, fn in (("single_frame", self.single_frame), ("video", self.video), ("multiview", self.multiview),
+                         ("long_clip", self.long_clip)):
             if name not in self.cfg.sections:
                 report[name] = []
                 continue
@@ -579,6 +612,13 @@ def markdown(report: dict) -> str:
                                  ("denoiser_evals_per_frame", "denoiser evals/frame"), ("peak_mb", "peak MB")]),
         "",
     ]
+    if report.get("long_clip"):
+        r = report["long_clip"][0]
+        parts += [f"### Memory on a long clip: {r['minutes']} minutes at {r['fps']} fps ({r['frames']} frames)",
+                  f"Video mode, windows of {r['window']} frames ({r['overlap']} shared), {r['windows_per_batch']} at "
+                  f"a time, one outer iteration (memory does not grow with iterations): {r['memory']} "
+                  f"{r['peak_mb']:.0f} MB (the process held {r['rss_before_mb']:.0f} MB before the run: models, "
+                  f"data, earlier tables); {r['seconds']:.0f} s; every output finite: {r['finite']}.", ""]
     if report["video_breakdown"]:
         parts += [f"### Where the time goes: ScoreHMR (ours), one {report['video_breakdown'][0]['frames']}-frame clip",
                   "", _table(report["video_breakdown"], [("part", "part"), ("seconds", "s"), ("share", "share"),
