@@ -88,9 +88,12 @@ def test_bench_quick_writes_the_paper_shaped_tables(tmp_path):
     assert sum(p["share"] for p in parts) == pytest.approx(1.0, abs=0.01)
     assert parts[0]["calls"] > 0 and parts[3]["calls"] > 0
 
+    (long,) = report["long_clip"]
+    assert long["frames"] == round(0.2 * 60 * 30) and long["finite"] and long["peak_mb"] > 0
+
     md = (tmp_path / "benchmark.md").read_text()
     for heading in ("## Single frame (paper Table 2)", "## Video (paper Table 4)", "## Multi-view (paper Table 3)",
-                    "## Speed", "### Where the time goes"):
+                    "## Speed", "### Where the time goes", "### Memory on a long clip"):
         assert heading in md
     assert "| start | method | PA-MPJPE 14 | MPJPE 14 | PA-MPJPE 24 | MPJPE 24 | change | s/frame |" in md
     assert "UNTRAINED" in md
