@@ -12,6 +12,9 @@ Frames
     with +Z up, so a camera-frame point p lands at ``CAMERA_TO_WORLD @ p`` = W p,
     (x, y, z) -> (x, z, -y), in metres.  A body standing upright facing that
     camera (global_orient ~ 180 deg about X) gets an identity root rotation.
+    Calibrated multi-view results sit in the user's camera 0 instead: W and the
+    pelvis position then come from that camera's pose (``camera_to_world``, a 4x4
+    OpenCV-camera -> world transform, :func:`opencv_camera_to_world`).
 
 Bones (the armature object stays at the world origin, so armature space = world)
     SMPL poses joint j with its local rotation R_j (model frame); R_0 =
@@ -47,6 +50,8 @@ CAMERA_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 # The footage camera object's rotation: Blender cameras look down their local -Z
 # with +Y up, i.e. OpenCV axes (x, -y, -z); this turns that into W.
 CAMERA_OBJECT_EULER = (np.pi / 2, 0.0, 0.0)
+# OpenCV camera axes (x right, y down, z forward) in a Blender camera's local axes.
+OPENCV_TO_BLENDER_CAMERA = np.diag([1.0, -1.0, -1.0])
 
 
 # -- rotations ------------------------------------------------------------------
@@ -126,13 +131,14 @@ def local_rotations(global_orient, body_pose):
     return axis_angle_to_matrix(aa)
 
 
-def pose_quaternions(global_orient, body_pose, bone_rest):
+def pose_quaternions(global_orient, body_pose, bone_rest, camera_to_world=None):
     """Pose-bone quaternions (F, 24, 4), sign-continuous over frames.
 
     global_orient (F, 3), body_pose (F, 69): the result's axis-angles (camera frame).
-    bone_rest (24, 3, 3): each bone's rest rotation B_j in armature space."""
+    bone_rest (24, 3, 3): each bone's rest rotation B_j in armature space.
+    camera_to_world (4, 4): where the result's camera is (default: the footage camera, W)."""
     R = local_rotations(global_orient, body_pose)
-    C, W = MODEL_TO_BLENDER, CAMERA_TO_WORLD
+    C, W = MODEL_TO_BLENDER, _camera_to_world(camera_to_world)[:3, :3]
     L = C @ R @ C.T
     L[:, 0] = W @ R[:, 0] @ C.T
     B = np.asarray(bone_rest, dtype=np.float64)
@@ -140,16 +146,25 @@ def pose_quaternions(global_orient, body_pose, bone_rest):
     return continuous_quaternions(matrix_to_quaternion(Q))
 
 
-def root_locations(transl, rest_pelvis, root_rest, root_head=None):
+def root_locations(transl, rest_pelvis, root_rest, root_head=None, camera_to_world=None):
     """Root-bone locations (F, 3) in its rest axes.
 
     transl (F, 3) camera frame; rest_pelvis (3,) the result's, model frame;
     root_rest (3, 3) B_0; root_head (3,) the root bone's rest head in armature
-    space, C @ rest_pelvis unless the rig was built for another body shape."""
+    space, C @ rest_pelvis unless the rig was built for another body shape;
+    camera_to_world as in :func:`pose_quaternions`."""
     pelvis = np.asarray(rest_pelvis, dtype=np.float64)
-    posed = (np.asarray(transl, dtype=np.float64) + pelvis) @ CAMERA_TO_WORLD.T
+    M = _camera_to_world(camera_to_world)
+    posed = (np.asarray(transl, dtype=np.float64) + pelvis) @ M[:3, :3].T + M[:3, 3]
     head = MODEL_TO_BLENDER @ pelvis if root_head is None else np.asarray(root_head, dtype=np.float64)
     return (posed - head) @ np.asarray(root_rest, dtype=np.float64)
+
+
+def _camera_to_world(matrix):
+    if matrix is None:
+        matrix = np.eye(4)
+        matrix[:3, :3] = CAMERA_TO_WORLD
+    return np.asarray(matrix, dtype=np.float64)
 
 
 def scene_frames(num_frames, start, footage_fps, scene_fps):
@@ -174,3 +189,26 @@ def camera_settings(image_size, focal_px, principal_point=None, sensor_width=36.
         "shift_x": (width / 2 - cx) / width,
         "shift_y": (cy - height / 2) / width,
     }
+
+
+def camera_intrinsics(data, image_size):
+    """(focal px, (cx, cy) px OpenCV) of Blender camera data seen on an image of ``image_size``:
+    the inverse of :func:`camera_settings` for any sensor fit.
+
+    The sensor (sensor_height for a VERTICAL fit, else sensor_width) spans the fitted
+    side, AUTO fitting the longer one; the lens shift is in units of that side."""
+    width, height = (float(v) for v in image_size)
+    fit = data.sensor_fit if data.sensor_fit != 'AUTO' else ('HORIZONTAL' if width >= height else 'VERTICAL')
+    side = width if fit == 'HORIZONTAL' else height
+    sensor = data.sensor_height if data.sensor_fit == 'VERTICAL' else data.sensor_width
+    return data.lens * side / sensor, (width / 2 - data.shift_x * side, height / 2 + data.shift_y * side)
+
+
+def opencv_camera_to_world(matrix_world):
+    """4x4 OpenCV camera -> world transform of a Blender camera object's ``matrix_world``
+    (its scale left out): Blender cameras look down local -Z with +Y up."""
+    M = np.array(matrix_world, dtype=np.float64)
+    rotation = M[:3, :3] / np.linalg.norm(M[:3, :3], axis=0)
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = rotation @ OPENCV_TO_BLENDER_CAMERA, M[:3, 3]
+    return out

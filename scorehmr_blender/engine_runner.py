@@ -26,6 +26,7 @@ Job folders live in the extension's user data folder (a temp folder when the
 add-on is imported as a plain module, as in tests and build.py).
 """
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -254,18 +255,26 @@ def _query_device(runner, key):
 # -- job inputs --------------------------------------------------------------------------------
 
 @dataclass
-class Request:
-    """One refinement.  Frames are indices into the keypoints (0 = the footage's first frame)."""
+class View:
+    """One camera's keypoints and intrinsics.  Keypoint frame i is footage frame i."""
     keypoints: object                  # file / OpenPose folder path, or (F, 17, 3) array [x_px, y_px, conf]
     image_size: tuple                  # (width, height) px
-    fps: float
-    mode: str = "video"                # engine mode: frame | video
     focal_length: float = None         # px; None: the engine's default field of view
     principal_point: tuple = None      # (cx, cy) px, OpenCV (y down); None: the image centre
-    init: str = ""                     # optional INIT / HMR 2.0 file, one estimate per keypoint frame
+    footage_frames: int = None         # the footage's frame count, which the keypoints must match
+                                       # (unless Request.partial)
+
+
+@dataclass
+class Request:
+    """One refinement.  Frames are indices into the keypoints (0 = the footage's first frame)."""
+    views: list                        # View per camera: one (frame, video) or several (multiview), view 0 first
+    fps: float
+    mode: str = "video"                # engine mode: frame | video | multiview
+    cameras: tuple = None              # calibrated multiview: (cam_R (V, 3, 3), cam_t (V, 3)) world -> OpenCV camera
+    init: str = ""                     # optional INIT / HMR 2.0 file, one estimate per keypoint frame (one camera)
     frames: tuple = None               # (first, last) inclusive; None: every keypoint frame
-    footage_frames: int = None         # the footage's frame count, which the keypoints must match...
-    partial: bool = False              # ...unless the user chose frames inside the part both cover
+    partial: bool = False              # the user chose frames inside the part keypoints and footage both cover
     smpl_path: str = ""                # user SMPL file; '' = the free body model
     smoothing: float = 1.0             # engine scale of the temporal terms
     keypoint_trust: float = 1.0        # engine scale of the keypoint term
@@ -281,56 +290,99 @@ def write_inputs(request, folder):
     import numpy as np
 
     errors = backend_module("io.errors")
-    keypoints_io = backend_module("io.keypoints")
     observations = backend_module("io.observations")
     init_io = backend_module("io.init_estimates")
+    views = request.views
     try:
-        if isinstance(request.keypoints, (str, os.PathLike)):
-            source = Path(request.keypoints).name
-            kp = keypoints_io.load_keypoints(request.keypoints).keypoints
-        else:
-            source = "tracked markers"
-            kp = np.asarray(request.keypoints, dtype=np.float32)
-        total = len(kp)
-        first, last = request.frames or (0, total - 1)
-        if request.footage_frames is not None and total != request.footage_frames:
-            both = min(total, request.footage_frames)  # keypoint frame i is footage frame i
-            if not request.partial or last >= both:
-                raise RefineError(
-                    f"{source} has {total} frames of keypoints but the footage has {request.footage_frames}: "
-                    f"use keypoints detected on this footage, one per frame, or refine only the frames both "
-                    f"cover (footage frames 1-{both}: set the frame range, or build.py --frames overlap)")
-        if not 0 <= first <= last < total:
-            raise RefineError(f"Frames {first}-{last} are outside the {total} keypoint frames")
-        kp = kp[first:last + 1]
-        if kp.ndim != 3 or not (kp[..., 2] > 0).any():
-            raise RefineError(f"{source}: no keypoints in the frames to refine "
-                              f"(footage frames {first + 1}-{last + 1}); choose frames where the person is detected")
-        size = np.asarray(request.image_size, dtype=np.float64)
-        focal = (float(observations.focal_from_fov(size[None])[0]) if request.focal_length is None
-                 else float(request.focal_length))
-        obs = dict(keypoints=kp, image_size=size, focal_length=np.float64(focal), fps=np.float64(request.fps))
-        if request.principal_point is not None:
-            obs["principal_point"] = np.asarray(request.principal_point, dtype=np.float64)
-        observations.validate_observations(obs, request.mode, path=source)
+        keypoints, totals = [], []
+        for index, view in enumerate(views):
+            with naming_view(index if len(views) > 1 else None):
+                kp, total = _view_keypoints(view, request)
+            keypoints.append(kp)
+            totals.append(total)
+        sizes = np.array([view.image_size for view in views], dtype=np.float64)
+        focal = np.array([guess if view.focal_length is None else view.focal_length
+                          for view, guess in zip(views, observations.focal_from_fov(sizes))], dtype=np.float64)
+        principal = np.array([size / 2 if view.principal_point is None else view.principal_point
+                              for view, size in zip(views, sizes)], dtype=np.float64)
+        obs = dict(keypoints=np.stack(keypoints), image_size=sizes, focal_length=focal, principal_point=principal)
+        if request.mode != "multiview":  # one camera: OBS.npz's (F, 17, 3) layout
+            obs = {key: value[0] for key, value in obs.items()}
+        obs["fps"] = np.float64(request.fps)
+        if request.cameras is not None:
+            obs["cam_R"], obs["cam_t"] = (np.asarray(a, dtype=np.float64) for a in request.cameras)
+        observations.validate_observations(obs, request.mode, path=_source(views[0].keypoints))
         obs_path = folder / "OBS.npz"
         np.savez(obs_path, **obs)
 
         init_path = None
         if request.init:
-            init = init_io.load_init(request.init, image_size=size, focal_length=focal)
-            frames = len(init["global_orient"])
-            if frames == total:
-                init = {key: value if key == "betas" and value.ndim == 1 else value[first:last + 1]
-                        for key, value in init.items()}
-            elif frames != len(kp):
-                raise RefineError(f"{Path(request.init).name} has {frames} frames but the footage has {total} "
-                                  f"(refining {len(kp)}): give one initial estimate per footage frame")
             init_path = folder / "INIT.npz"
-            np.savez(init_path, **init)
+            init = init_io.load_init(request.init, image_size=sizes[0], focal_length=float(focal[0]))
+            np.savez(init_path, **_sliced_init(request, init, totals[0], len(keypoints[0])))
     except errors.InputError as ex:
         raise RefineError(str(ex)) from None
     return obs_path, init_path
+
+
+def _sliced_init(request, init, total, count):
+    """The initial estimate for the ``count`` frames to refine: given for them, or for all ``total``
+    keypoint frames."""
+    frames, first = len(init["global_orient"]), request.frames[0] if request.frames else 0
+    if frames == total:
+        return {key: value if key == "betas" and value.ndim == 1 else value[first:first + count]
+                for key, value in init.items()}
+    if frames != count:
+        raise RefineError(f"{Path(request.init).name} has {frames} frames but the footage has {total} "
+                          f"(refining {count}): give one initial estimate per footage frame")
+    return init
+
+
+def _source(keypoints):
+    """How messages name a view's keypoints."""
+    return Path(keypoints).name if isinstance(keypoints, (str, os.PathLike)) else "tracked markers"
+
+
+@contextlib.contextmanager
+def naming_view(index):
+    """RefineErrors raised inside start with 'View <index>: ' (None: one camera, no prefix)."""
+    try:
+        yield
+    except RefineError as ex:
+        if index is None:
+            raise
+        raise RefineError(f"View {index}: {ex}") from None
+
+
+def _view_keypoints(view, request):
+    """``view``'s keypoints (F, 17, 3) for the request's frames, checked against its footage, and
+    how many keypoint frames it has in all."""
+    import numpy as np
+
+    source = _source(view.keypoints)
+    if isinstance(view.keypoints, (str, os.PathLike)):
+        try:
+            kp = backend_module("io.keypoints").load_keypoints(view.keypoints).keypoints
+        except backend_module("io.errors").InputError as ex:
+            raise RefineError(str(ex)) from None
+    else:
+        kp = np.asarray(view.keypoints, dtype=np.float32)
+    total = len(kp)
+    first, last = request.frames or (0, total - 1)
+    if view.footage_frames is not None and total != view.footage_frames:
+        both = min(total, view.footage_frames)  # keypoint frame i is footage frame i
+        if not request.partial or last >= both:
+            raise RefineError(
+                f"{source} has {total} frames of keypoints but the footage has {view.footage_frames}: "
+                f"use keypoints detected on this footage, one per frame, or refine only the frames both "
+                f"cover (footage frames 1-{both}: set the frame range, or build.py --frames overlap)")
+    if not 0 <= first <= last < total:
+        raise RefineError(f"Frames {first}-{last} are outside the {total} keypoint frames")
+    kp = kp[first:last + 1]
+    if kp.ndim != 3 or not (kp[..., 2] > 0).any():
+        raise RefineError(f"{source}: no keypoints in the frames to refine "
+                          f"(footage frames {first + 1}-{last + 1}); choose frames where the person is detected")
+    return kp, total
 
 
 # -- jobs --------------------------------------------------------------------------------------
@@ -463,7 +515,10 @@ class Job:
             loop, _ = options.resolved(request.mode)
             options.loop = replace(loop, iterations=request.iterations)
         result = engine.run(obs, init, request.mode, options, progress=self._progress)
-        backend_module("io.results", self.root).write_results(self.out_path, result)
+        results = backend_module("io.results", self.root)
+        if request.mode == "multiview":  # view 0 in the OUT.npz layout, as the CLI writes it
+            result = results.flatten_multiview(result)
+        results.write_results(self.out_path, result)
 
     # worker
     def command(self):

@@ -29,11 +29,14 @@ class Imported:
 
 
 def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig=None, add_camera=True,
-                  footage_path="", set_resolution=False, update_scene_duration=True):
+                  footage_path="", set_resolution=False, update_scene_duration=True, camera_to_world=None):
     """Import ``filepath`` (OUT.npz) into ``context.scene``; returns :class:`Imported`.
 
     onto_rig: an armature from an earlier import to give the new action to,
     instead of building a new rig and body (it keeps its own rest shape).
+    camera_to_world: (4, 4) where the result's camera already is in the world
+    (convert.opencv_camera_to_world of a calibrated view 0); the motion is keyed
+    there.  Default: in front of a camera at the world origin (the one add_camera adds).
     Raises result.ResultError for a bad result and RuntimeError for a bad rig or
     unreadable footage, leaving the file unchanged."""
     res = result.load(filepath)
@@ -65,7 +68,7 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
                 clip = camera.load_clip(footage_path)
             except RuntimeError as ex:
                 raise RuntimeError(f"Cannot load the footage: {ex}") from None
-        imported = _build(context, res, name, frames, onto_rig, with_camera, clip)
+        imported = _build(context, res, name, frames, onto_rig, with_camera, clip, camera_to_world)
     except BaseException:
         bpy.data.batch_remove([item for kind in _DATA for item in getattr(bpy.data, kind)
                                if item not in before[kind]])
@@ -99,7 +102,7 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     return imported
 
 
-def _build(context, res, name, frames, rig, with_camera, clip):
+def _build(context, res, name, frames, rig, with_camera, clip, camera_to_world):
     """Create the rig and body (unless ``rig`` is given), the action and the camera."""
     collection = context.collection
     body = None
@@ -109,9 +112,9 @@ def _build(context, res, name, frames, rig, with_camera, clip):
         collection.objects.link(body)
 
     rest = armature.bone_rest_rotations(rig)
-    quaternions = convert.pose_quaternions(res.global_orient, res.body_pose, rest)
+    quaternions = convert.pose_quaternions(res.global_orient, res.body_pose, rest, camera_to_world)
     root_head = rig.data.bones[convert.JOINT_NAMES[0]].head_local
-    locations = convert.root_locations(res.transl, res.rest_joints[0], rest[0], root_head)
+    locations = convert.root_locations(res.transl, res.rest_joints[0], rest[0], root_head, camera_to_world)
     action = keyframes.new_action(name, rig, frames, quaternions, locations)
 
     cam = None

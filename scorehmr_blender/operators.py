@@ -220,6 +220,39 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
         return {'FINISHED'}
 
 
+# -- Multi-View: the Views list --------------------------------------------------------------------
+
+class REFINEMOTION_OT_view_add(bpy.types.Operator):
+    """Add a camera to the Multi-View list: its footage, keypoints and optional Blender camera"""
+    bl_idname = "refinemotion.view_add"
+    bl_label = "Add View"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    def execute(self, context):
+        settings = context.scene.refine_motion
+        settings.views.add()
+        settings.active_view = len(settings.views) - 1
+        return {'FINISHED'}
+
+
+class REFINEMOTION_OT_view_remove(bpy.types.Operator):
+    """Remove the selected camera from the Multi-View list"""
+    bl_idname = "refinemotion.view_remove"
+    bl_label = "Remove View"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        settings = context.scene.refine_motion
+        return 0 <= settings.active_view < len(settings.views)
+
+    def execute(self, context):
+        settings = context.scene.refine_motion
+        settings.views.remove(settings.active_view)
+        settings.active_view = max(0, min(settings.active_view, len(settings.views) - 1))
+        return {'FINISHED'}
+
+
 # -- engine set-up (preferences) ------------------------------------------------------------------
 
 SETUP = []  # the latest SetupTask, shown in the preferences
@@ -308,8 +341,8 @@ def menu_import(self, _context):
     self.layout.operator(REFINEMOTION_OT_import_result.bl_idname, text="Refined Motion (.npz)")
 
 
-classes = (REFINEMOTION_OT_import_result, REFINEMOTION_OT_refine, REFINEMOTION_OT_setup_worker,
-           REFINEMOTION_OT_check_device)
+classes = (REFINEMOTION_OT_import_result, REFINEMOTION_OT_refine, REFINEMOTION_OT_view_add,
+           REFINEMOTION_OT_view_remove, REFINEMOTION_OT_setup_worker, REFINEMOTION_OT_check_device)
 
 
 def attach():

@@ -37,7 +37,7 @@ def draw_main(layout, context):
     col = layout.column()
     col.prop(settings, "keypoint_trust")
     sub = col.column()
-    sub.active = settings.mode != 'SINGLE_FRAME'
+    sub.active = settings.mode == 'VIDEO'  # the temporal terms are video-only
     sub.prop(settings, "smoothing")
 
     layout.separator()
@@ -63,20 +63,19 @@ def draw_refine(layout, context):
     from . import engine_runner
 
     settings = context.scene.refine_motion
+    multi_view = settings.mode == 'MULTI_VIEW'
     layout.use_property_split = True
     layout.use_property_decorate = False
 
     col = layout.column()
-    col.prop(settings, "footage_source")
-    col.prop(settings, "footage_clip" if settings.footage_source == 'CLIP' else "footage_path")
-    col.prop(settings, "keypoints_source")
-    if settings.keypoints_source == 'FILE':
-        col.prop(settings, "keypoints_path")
+    draw_shot_inputs(col, settings, multi_view)
     col.prop(settings, "init_path")
     col.prop(settings, "intrinsics")
     if settings.intrinsics == 'MANUAL':
         col.prop(settings, "focal_length")
     col.prop(settings, "device")
+    if multi_view:
+        draw_views(layout, settings)
 
     layout.separator()
     job = engine_runner.active_job()
@@ -96,7 +95,41 @@ def draw_refine(layout, context):
     layout.label(text="Esc cancels", icon='CANCEL')
 
 
-classes = (REFINEMOTION_PT_main, REFINEMOTION_PT_refine)
+def draw_shot_inputs(layout, inputs, with_camera):
+    """One camera's footage and keypoints (the main shot's or a view's), and its Blender camera."""
+    layout.prop(inputs, "footage_source")
+    layout.prop(inputs, "footage_clip" if inputs.footage_source == 'CLIP' else "footage_path")
+    layout.prop(inputs, "keypoints_source")
+    if inputs.keypoints_source == 'FILE':
+        layout.prop(inputs, "keypoints_path")
+    if with_camera:
+        layout.prop(inputs, "camera_object")
+
+
+class REFINEMOTION_UL_views(bpy.types.UIList):
+    """Views 1, 2, ... of a multi-view shot: footage and Blender camera."""
+
+    def draw_item(self, _context, layout, _data, item, _icon, _active_data, _active_propname, index=0):
+        clip = item.footage_clip if item.footage_source == 'CLIP' else None
+        footage = clip.name if clip is not None else bpy.path.basename(item.footage_path) or "no footage"
+        row = layout.row()
+        row.label(text=f"View {index + 1}: {footage}", icon='FILE_MOVIE')
+        if item.camera_object is not None:
+            row.label(text=item.camera_object.name, icon='CAMERA_DATA')
+
+
+def draw_views(layout, settings):
+    """Multi-View: the other cameras (the footage above is view 0) and the selected one's inputs."""
+    layout.label(text="Views (the footage above is view 0)", icon='OUTLINER_OB_CAMERA')
+    layout.template_list(REFINEMOTION_UL_views.__name__, "", settings, "views", settings, "active_view", rows=3)
+    row = layout.row(align=True)
+    row.operator(operators.REFINEMOTION_OT_view_add.bl_idname, icon='ADD')
+    row.operator(operators.REFINEMOTION_OT_view_remove.bl_idname, icon='REMOVE')
+    if 0 <= settings.active_view < len(settings.views):
+        draw_shot_inputs(layout.column(), settings.views[settings.active_view], with_camera=True)
+
+
+classes = (REFINEMOTION_UL_views, REFINEMOTION_PT_main, REFINEMOTION_PT_refine)
 
 
 # -- Retarget & Export sub-panel (retarget helper's section) ---------------------------------------

@@ -3,6 +3,7 @@
 
 import bpy
 from bpy.props import (
+    CollectionProperty,
     EnumProperty,
     FloatProperty,
     IntProperty,
@@ -13,7 +14,9 @@ from bpy.props import (
 MODE_ITEMS = (
     ('SINGLE_FRAME', "Single Frame", "Refine the pose of the current frame only"),
     ('VIDEO', "Video", "Refine a frame range of one camera, with temporal smoothing"),
-    ('MULTI_VIEW', "Multi-View", "Refine using keypoints from several calibrated cameras"),
+    ('MULTI_VIEW', "Multi-View", ("Refine a frame range filmed by several cameras at once (the footage above is "
+                                  "view 0, the Views list the others); calibrated when every view has a Blender "
+                                  "camera")),
 )
 FOOTAGE_ITEMS = (
     ('FILE', "Video File", "A video file on disk"),
@@ -48,8 +51,13 @@ def _clamp_frame_start(self, _context):
         self.frame_start = self.frame_end
 
 
-class RefineMotionSettings(bpy.types.PropertyGroup):
-    # -- refine inputs (the Refine sub-panel) --
+def _is_camera(_owner, obj):
+    return obj.type == 'CAMERA'
+
+
+class ShotInputs:
+    """One camera's footage, keypoints and optional Blender camera: the main shot's (view 0)
+    and each entry of the Views list (multi-view)."""
     footage_source: EnumProperty(
         name="Footage",
         description="Where the footage comes from (its frame count, rate and size)",
@@ -78,15 +86,33 @@ class RefineMotionSettings(bpy.types.PropertyGroup):
                     "footage frame",
         subtype='FILE_PATH',
     )
+    camera_object: PointerProperty(
+        name="Blender Camera",
+        description="Multi-View: a Blender camera placed and set like this view's real camera; its transform "
+                    "and lens calibrate the view (give every view one, or none)",
+        type=bpy.types.Object,
+        poll=_is_camera,
+    )
+
+
+class RefineMotionView(ShotInputs, bpy.types.PropertyGroup):
+    """A further camera of a multi-view shot, filming the same frames as the main footage."""
+
+
+class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
+    # -- refine inputs (the Refine sub-panel); the footage and keypoints come from ShotInputs --
+    views: CollectionProperty(type=RefineMotionView)
+    active_view: IntProperty(name="Active View")
     init_path: StringProperty(
         name="Initial SMPL",
         description="Optional initial SMPL estimate (.npz in the engine's INIT layout, or HMR 2.0 .npz/.pkl), "
-                    "one per footage frame. Empty: the built-in regressor",
+                    "one per footage frame (Single Frame and Video). Empty: the built-in regressor",
         subtype='FILE_PATH',
     )
     intrinsics: EnumProperty(
         name="Camera",
-        description="The footage camera's intrinsics",
+        description="The footage camera's intrinsics (Multi-View: every view's, except that a view with a "
+                    "Blender camera uses that camera's lens)",
         items=INTRINSICS_ITEMS,
         default='ESTIMATE',
     )
@@ -144,7 +170,7 @@ class RefineMotionSettings(bpy.types.PropertyGroup):
     )
 
 
-classes = (RefineMotionSettings,)
+classes = (RefineMotionView, RefineMotionSettings)
 
 
 def attach():

@@ -8,14 +8,22 @@ Frames: footage frame i (0-based) sits at scene frame ``start + i``, where
 file.  The frame range is in those scene frames (clamped to the footage).
 Everything is checked before the engine runs; nothing in bpy.data changes
 until :func:`import_result`.
+
+Multi-View: the main footage is view 0, the Views list views 1..V-1, all filming
+the same frames (frame i of every view is the same moment).  When every view has
+a Blender camera the views are calibrated: world -> OpenCV camera from each
+camera's transform, intrinsics from its lens, and view 0's refined body is keyed
+in that world; otherwise view 0's body comes in front of a new footage camera.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
+import numpy as np
 
-from .engine_runner import RefineError, Request
+from . import convert
+from .engine_runner import RefineError, Request, View, naming_view
 
 # COCO-17 keypoint order (as backend/body/smpl_layout.py; the add-on reads it without the engine).
 COCO17_NAMES = (
@@ -24,7 +32,7 @@ COCO17_NAMES = (
     "left_wrist", "right_wrist", "left_hip", "right_hip",
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
-ENGINE_MODES = {'SINGLE_FRAME': "frame", 'VIDEO': "video"}
+ENGINE_MODES = {'SINGLE_FRAME': "frame", 'VIDEO': "video", 'MULTI_VIEW': "multiview"}
 DEVICES = {'AUTO': "", 'CPU': "cpu", 'CUDA': "cuda"}
 # The panel's smoothing / keypoint trust value that means the engine's default weight (scale 1).
 DEFAULT_FACTOR = 0.5
@@ -49,6 +57,7 @@ class Plan:
     name: str           # of the new armature and action
     first_frame: int    # scene frame of the first refined frame
     messages: list = field(default_factory=list)  # (report level, text)
+    camera_to_world: object = None  # calibrated multi-view: view 0's camera (4, 4), where the motion is keyed
 
 
 def footage_of(context, settings):
@@ -163,56 +172,125 @@ def _existing_file(path, what, fix):
     return path
 
 
+def _keypoints(inputs, footage):
+    """A view's keypoints: a file or OpenPose folder path, or the clip's tracked markers (array)."""
+    if inputs.keypoints_source == 'TRACKS':
+        if footage.clip is None:
+            raise RefineError("Keypoints from Clip Tracks need the footage as a Movie Clip: "
+                              "switch Footage to Movie Clip")
+        return clip_keypoints(footage.clip)
+    if not inputs.keypoints_path.strip():
+        raise RefineError("No keypoints: choose a keypoint file or OpenPose folder in the Refine Motion panel")
+    return _existing_file(inputs.keypoints_path, "Keypoint file",
+                          "check the Keypoint File path (a file, or an OpenPose folder)")
+
+
+def _view(settings, inputs, footage, camera):
+    """One camera's View: its keypoints, and intrinsics from its Blender camera's lens or the
+    panel's Camera setting."""
+    keypoints = _keypoints(inputs, footage)
+    if camera is None:
+        focal, principal = _intrinsics(settings, footage)
+    elif camera.data.type != 'PERSP':
+        raise RefineError(f"Blender camera '{camera.name}' is {camera.data.type.lower()}: "
+                          "calibrated views need perspective cameras")
+    else:
+        focal, principal = convert.camera_intrinsics(camera.data, footage.size)
+    return View(keypoints, footage.size, focal, principal, footage.frame_count)
+
+
+def _views(context, settings, footage):
+    """(View, Blender camera or None) per camera: the main shot, then in Multi-View the Views list,
+    whose footage must have the main footage's frames.  Errors name the view."""
+    if settings.mode != 'MULTI_VIEW':
+        return [(_view(settings, settings, footage, None), None)]
+    if not settings.views:
+        raise RefineError("Multi-View needs the other cameras: add each one's footage and keypoints to the "
+                          "Views list (+)")
+    views = []
+    for index, inputs in enumerate((settings, *settings.views)):
+        with naming_view(index):
+            shot = footage if index == 0 else footage_of(context, inputs)
+            if shot.frame_count != footage.frame_count:
+                raise RefineError(f"{shot.name} has {shot.frame_count} frames but the main footage has "
+                                  f"{footage.frame_count}: give every view the same frames (trim the clips to "
+                                  "the same take)")
+            views.append((_view(settings, inputs, shot, inputs.camera_object), inputs.camera_object))
+    return views
+
+
+def _calibration(cameras):
+    """Each view's OpenCV camera -> world transform (V, 4, 4) from its Blender camera, or None when
+    no view has one."""
+    missing = [str(i) for i, camera in enumerate(cameras) if camera is None]
+    if len(missing) == len(cameras):
+        return None
+    if missing:
+        views = f"View {missing[0]} has" if len(missing) == 1 else f"Views {', '.join(missing)} have"
+        raise RefineError(f"{views} no Blender camera but other views do: give every view a Blender camera "
+                          "(calibrated) or none (uncalibrated)")
+    for i, camera in enumerate(cameras):
+        if camera in cameras[:i]:
+            raise RefineError(f"Views {cameras.index(camera)} and {i} share the Blender camera '{camera.name}': "
+                              "give each view its own camera")
+    return np.stack([convert.opencv_camera_to_world(camera.matrix_world) for camera in cameras])
+
+
+def _world_to_cameras(poses):
+    """(cam_R (V, 3, 3), cam_t (V, 3)) world -> camera: the inverses of ``poses`` (V, 4, 4)."""
+    R = poses[:, :3, :3].transpose(0, 2, 1)
+    return R, -(R @ poses[:, :3, 3, None])[..., 0]
+
+
 def plan(context, settings, *, smpl_file="", iterations=None):
     """Check the settings (``scene.refine_motion``) and make the engine request.
 
     smpl_file: the preferences' SMPL model file ('' = the free body model).
     Raises RefineError naming the problem and the fix."""
-    if settings.mode not in ENGINE_MODES:
-        raise RefineError("Multi-View is not supported in the panel yet: run `python -m backend refine "
-                          "--mode multiview` on your views, then File > Import > Refined Motion")
     scene = context.scene
     footage = footage_of(context, settings)
-
-    if settings.keypoints_source == 'TRACKS':
-        if footage.clip is None:
-            raise RefineError("Keypoints from Clip Tracks need the footage as a Movie Clip: "
-                              "switch Footage to Movie Clip")
-        keypoints = clip_keypoints(footage.clip)
-    elif not settings.keypoints_path.strip():
-        raise RefineError("No keypoints: choose a keypoint file or OpenPose folder in the Refine Motion panel")
-    else:
-        keypoints = _existing_file(settings.keypoints_path, "Keypoint file",
-                                   "check the Keypoint File path (a file, or an OpenPose folder)")
+    views = _views(context, settings, footage)
+    poses = _calibration([camera for _, camera in views]) if len(views) > 1 else None
 
     smpl_path = (_existing_file(smpl_file, "SMPL model file", "fix or clear the path in the add-on preferences")
                  if smpl_file.strip() else "")
     init = (_existing_file(settings.init_path, "Initial SMPL file", "check the Initial SMPL path")
             if settings.init_path.strip() else "")
+    if init and len(views) > 1:
+        raise RefineError("Initial SMPL is for one camera: clear it for Multi-View (the built-in regressor "
+                          "starts every view)")
 
     frames, note = _frame_range(scene, settings, footage)
-    focal, principal = _intrinsics(settings, footage)
     request = Request(
-        keypoints=keypoints, image_size=footage.size, fps=footage.fps, mode=ENGINE_MODES[settings.mode],
-        focal_length=focal, principal_point=principal, init=init, frames=frames,
-        footage_frames=footage.frame_count, partial=frames != (0, footage.frame_count - 1), smpl_path=smpl_path,
+        views=[view for view, _ in views], fps=footage.fps, mode=ENGINE_MODES[settings.mode],
+        cameras=_world_to_cameras(poses) if poses is not None else None, init=init, frames=frames,
+        partial=frames != (0, footage.frame_count - 1), smpl_path=smpl_path,
         smoothing=settings.smoothing / DEFAULT_FACTOR, keypoint_trust=settings.keypoint_trust / DEFAULT_FACTOR,
         device=DEVICES[settings.device], iterations=iterations or None,
     )
     name = footage.clip.name if footage.clip is not None else footage.name
-    return Plan(request, footage, Path(name).stem or name, footage.start + frames[0],
-                [('INFO', note)] if note else [])
+    messages = [('INFO', note)] if note else []
+    if len(views) > 1:
+        messages.append(('INFO', "Multi-View (calibrated): the body is keyed in the world of the views' Blender "
+                                 "cameras" if poses is not None else
+                                 "Multi-View (uncalibrated): view 0's body, in front of a new camera for the main "
+                                 "footage"))
+    return Plan(request, footage, Path(name).stem or name, footage.start + frames[0], messages,
+                poses[0] if poses is not None else None)
 
 
 def import_result(context, plan, out_path):
-    """Import the engine's OUT.npz for ``plan``: a new armature, body, action and footage camera,
-    keyed from the first refined frame.  Nothing is left behind on failure (see importer)."""
+    """Import the engine's OUT.npz for ``plan``: a new armature, body, action and footage camera
+    (none in calibrated multi-view), keyed from the first refined frame.  Nothing is left behind on
+    failure (see importer)."""
     from . import importer
 
     footage = plan.footage
+    placed = plan.camera_to_world is not None  # the user's cameras are there: no new one
     imported = importer.import_result(
-        context, str(out_path), shot_name=plan.name, frame_start=plan.first_frame, add_camera=True,
-        footage_path=footage.path, update_scene_duration=True)
+        context, str(out_path), shot_name=plan.name, frame_start=plan.first_frame, add_camera=not placed,
+        footage_path="" if placed else footage.path, update_scene_duration=True,
+        camera_to_world=plan.camera_to_world)
     if imported.camera is not None:
         # The importer starts the clip at the first refined frame; footage frame 0 sits at footage.start.
         for background in imported.camera.data.background_images:

@@ -97,3 +97,35 @@ def write_result(path, num_frames=24, fps=30.0, seed=0, camera_in="info", **over
     arrays = {key: value for key, value in arrays.items() if value is not None}
     np.savez(path, **arrays)
     return arrays
+
+
+def multiview_arrays(global_orient, body_pose, transl, betas, obs):
+    """Engine.run's multi-view layout for one motion in view 0's camera frame: per-view fields with a
+    leading V axis (the motion moved into each calibrated view, or repeated without calibration),
+    view 0's intrinsics, and ``joints_world`` when ``obs`` has cam_R / cam_t."""
+    from backend.engine.views import in_every_view, relative_cameras
+
+    views, frames = obs["keypoints"].shape[:2]
+    calibrated = "cam_R" in obs
+    if calibrated:
+        rel_R, rel_t = relative_cameras(torch.as_tensor(obs["cam_R"]), torch.as_tensor(obs["cam_t"]))
+    else:
+        rel_R, rel_t = torch.eye(3, dtype=torch.float64).expand(views, 3, 3), torch.zeros(views, 3, dtype=torch.float64)
+    betas = torch.as_tensor(betas, dtype=torch.float64)
+    rotmats, view_transl = in_every_view(body_model(), pose_to_rotmats(global_orient, body_pose), transl,
+                                         betas.expand(frames, 10), rel_R, rel_t)
+    aa = matrix_to_axis_angle(rotmats).reshape(views, frames, 72)
+    per_view = [result_arrays(aa[v, :, :3], aa[v, :, 3:], view_transl.reshape(views, frames, 3)[v], betas,
+                              fps=obs["fps"]) for v in range(views)]
+    out = dict(per_view[0])
+    for key in ("global_orient", "body_pose", "transl", "joints", "keypoints3d", "init_joints",
+                "reprojection_error_px"):
+        out[key] = np.stack([arrays[key] for arrays in per_view])
+    out["betas"] = np.broadcast_to(out["betas"], (views, frames, 10)).copy()
+    out["init_reprojection_error_px"] = out["reprojection_error_px"].copy()
+    out.update(image_size=np.asarray(obs["image_size"][0]), focal_length=np.asarray(obs["focal_length"][0]),
+               principal_point=np.asarray(obs["principal_point"][0]))
+    if calibrated:
+        R0, t0 = np.asarray(obs["cam_R"][0]), np.asarray(obs["cam_t"][0])
+        out["joints_world"] = (out["joints"][0] - t0) @ R0
+    return out

@@ -161,3 +161,26 @@ def test_camera_settings_from_intrinsics():
     # Principal point right of and above the centre: the view shifts left and down.
     off = convert.camera_settings((1000, 500), 800.0, (600.0, 200.0))
     assert off["shift_x"] == pytest.approx(-0.1) and off["shift_y"] == pytest.approx(-0.05)
+
+
+def test_camera_intrinsics_invert_camera_settings():
+    from types import SimpleNamespace
+    settings = convert.camera_settings((1000, 500), 800.0, (600.0, 200.0))
+    data = SimpleNamespace(sensor_height=24.0, **settings)
+    focal, principal = convert.camera_intrinsics(data, (1000, 500))
+    assert focal == pytest.approx(800.0) and principal == pytest.approx((600.0, 200.0))
+    # AUTO fits the sensor width to the longer side (here the height); VERTICAL fits sensor_height.
+    portrait = SimpleNamespace(lens=50.0, sensor_width=36.0, sensor_height=24.0, sensor_fit='AUTO', shift_x=0.0,
+                               shift_y=0.0)
+    assert convert.camera_intrinsics(portrait, (500, 1000))[0] == pytest.approx(50.0 * 1000 / 36)
+    portrait.sensor_fit = 'VERTICAL'
+    assert convert.camera_intrinsics(portrait, (500, 1000))[0] == pytest.approx(50.0 * 1000 / 24)
+
+
+def test_opencv_camera_of_the_footage_camera_pose_is_w():
+    x = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # CAMERA_OBJECT_EULER: 90 degrees about X
+    matrix_world = np.eye(4)
+    matrix_world[:3, :3], matrix_world[:3, 3] = 3.0 * x, (1.0, 2.0, 3.0)  # scale is left out
+    pose = convert.opencv_camera_to_world(matrix_world)
+    np.testing.assert_allclose(pose[:3, :3], W, atol=1e-12)
+    np.testing.assert_allclose(pose[:3, 3], (1.0, 2.0, 3.0))

@@ -17,13 +17,15 @@ import bpy
 import numpy as np
 import pytest
 import torch
-from mathutils import Matrix
+from bpy_extras.object_utils import world_to_camera_view
+from mathutils import Matrix, Vector
 
 import scorehmr_blender
 from scorehmr_blender import convert, engine_runner, operators, preferences, refine
 from tests import result_fixture
 from tests.test_addon import CheckedLayout, real_layout  # noqa: F401 -- real_layout is a fixture
-from tests.test_addon_import import fcurves_of, keys
+from tests.test_addon_import import fcurves_of, keys, posed_heads
+from tests.test_addon_retarget_ops import ListCheckedLayout
 
 cv2 = pytest.importorskip("cv2")
 
@@ -119,6 +121,18 @@ def job_folders():
     return sorted(p for p in engine_runner.jobs_root().iterdir() if p.is_dir())
 
 
+def assert_refused(message, fake_engine):
+    """Refine stops with one line matching ``message`` before any job starts; the file is unchanged."""
+    before = snapshot()
+    with pytest.raises(RuntimeError) as err:
+        bpy.ops.refinemotion.refine()
+    text = str(err.value).strip()
+    assert text.startswith("Error: Refine Motion: ") and "\n" not in text, text
+    assert re.search(message, text), text
+    assert snapshot() == before
+    assert fake_engine.calls == [] and job_folders() == []
+
+
 def out_arrays():
     """The OUT.npz of the only job run."""
     (folder,) = job_folders()
@@ -167,10 +181,11 @@ class FakeEngine:
         self.calls.append(dict(obs=obs, init=init, mode=mode, options=options))
         for i in range(3):
             progress(i + 1, 3)
-        frames = obs["keypoints"].shape[1]
-        global_orient, body_pose, transl = result_fixture.synthetic_motion(frames)
-        return result_fixture.result_arrays(global_orient, body_pose, transl, torch.zeros(10, dtype=torch.float64),
-                                            fps=obs["fps"], camera_in="arrays")
+        motion = result_fixture.synthetic_motion(obs["keypoints"].shape[1])
+        betas = torch.zeros(10, dtype=torch.float64)
+        if mode == "multiview":  # per-view fields with a leading V axis, as Engine.run returns them
+            return result_fixture.multiview_arrays(*motion, betas, obs)
+        return result_fixture.result_arrays(*motion, betas, fps=obs["fps"], camera_in="arrays")
 
 
 @pytest.fixture
@@ -252,6 +267,23 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
     s.footage_source, s.keypoints_source, s.intrinsics = 'CLIP', 'TRACKS', 'ESTIMATE'
     log = draw(panel.draw_refine, real_layout, bpy.context)
     assert log["props"] == ["footage_source", "footage_clip", "keypoints_source", "init_path", "intrinsics", "device"]
+
+    s.mode, s.keypoints_source = 'MULTI_VIEW', 'FILE'
+    assert bpy.ops.refinemotion.view_add() == {'FINISHED'}
+    log = {"props": [], "labels": [], "operators": [], "lists": []}
+    panel.draw_refine(ListCheckedLayout(real_layout, log), bpy.context)
+    assert log["props"] == ["footage_source", "footage_clip", "keypoints_source", "keypoints_path", "camera_object",
+                            "init_path", "intrinsics", "device",  # then the selected view's inputs
+                            "footage_source", "footage_path", "keypoints_source", "keypoints_path", "camera_object"]
+    assert log["lists"] == [("REFINEMOTION_UL_views", "views", "active_view")]
+    assert log["operators"] == ["refinemotion.view_add", "refinemotion.view_remove", "refinemotion.refine"]
+    view = s.views[0]
+    view.footage_path, view.camera_object = "/takes/side.mp4", bpy.data.objects.new("Side", bpy.data.cameras.new("Side"))
+    row_log = {"props": [], "labels": [], "operators": []}
+    panel.REFINEMOTION_UL_views.draw_item(None, bpy.context, CheckedLayout(real_layout, row_log), s, view, 0, s,
+                                          "active_view", 0)
+    assert row_log["labels"] == ["View 1: side.mp4", "Side"]
+    s.mode = 'VIDEO'
 
     running = type("RunningJob", (), dict(progress=(3, 10), fraction=0.3, cancelling=False, finished=False))()
     engine_runner._ACTIVE[:] = [running]
@@ -432,6 +464,170 @@ def test_initial_estimate_is_sliced_to_the_frame_range(shot, fake_engine, tmp_pa
     np.testing.assert_allclose(call["init"]["transl"][:, 0], [1, 2, 3])
 
 
+# -- Multi-View: the main footage is view 0, the Views list the others -------------------------------
+
+@pytest.fixture(scope="module")
+def other_views(tmp_path_factory):
+    """Views 1 and 2 (their own footage and keypoints, same frame count as ``shot``)."""
+    folder = tmp_path_factory.mktemp("views")
+    return [make_shot(folder, f"cam{i}", seed=i) for i in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def long_shot(tmp_path_factory):
+    return make_shot(tmp_path_factory.mktemp("long"), "long", frames=FRAMES + 2, seed=3)
+
+
+def use_views(shot, views, cameras=(), **settings):
+    """Multi-View on ``shot`` (view 0) and ``views`` (make_shot dicts), added with the panel's + button;
+    ``cameras``: Blender cameras of views 0, 1, ... (None: none)."""
+    s = use_shot(shot, mode='MULTI_VIEW', **settings)
+    for view_shot in views:
+        assert bpy.ops.refinemotion.view_add() == {'FINISHED'}
+        view = s.views[s.active_view]
+        view.footage_source, view.footage_path = 'FILE', str(view_shot["video"])
+        view.keypoints_source, view.keypoints_path = 'FILE', str(view_shot["keypoints"])
+    for inputs, camera in zip((s, *s.views), cameras):
+        inputs.camera_object = camera
+    return s
+
+
+def add_camera(name, location, target=(0.0, 0.0, 1.0), lens=35.0, scale=1.0, **data):
+    """A Blender camera at ``location`` looking at ``target`` (+Y up in its view), data settings from ``data``."""
+    camera = bpy.data.objects.new(name, bpy.data.cameras.new(name))
+    bpy.context.scene.collection.objects.link(camera)
+    camera.location = location
+    camera.rotation_euler = (Vector(target) - Vector(location)).to_track_quat('-Z', 'Y').to_euler()
+    camera.scale = (scale,) * 3
+    camera.data.lens = lens
+    for key, value in data.items():
+        setattr(camera.data, key, value)
+    return camera
+
+
+def three_cameras():
+    """Views 0-2 around a person at the origin: other lenses, sensor fits, shifts and a scaled object."""
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = SIZE  # world_to_camera_view frames the render size
+    cameras = [add_camera("Cam0", (0.0, -5.0, 1.2)),
+               add_camera("Cam1", (4.0, -3.0, 1.5), lens=50.0, sensor_fit='VERTICAL', sensor_height=20.0, shift_x=0.1),
+               add_camera("Cam2", (-4.0, -2.0, 2.5), lens=28.0, scale=2.0, shift_y=-0.05)]
+    bpy.context.view_layer.update()  # their matrix_world
+    return cameras
+
+
+def read_obs():
+    (folder,) = job_folders()
+    with np.load(folder / "OBS.npz") as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def project(obs, view, points):
+    """OBS.npz's pinhole projection of world points (N, 3) in ``view``: pixels (N, 2) and depths (N,)."""
+    p = points @ obs["cam_R"][view].T + obs["cam_t"][view]
+    return obs["focal_length"][view] * p[:, :2] / p[:, 2:] + obs["principal_point"][view], p[:, 2]
+
+
+def blender_pixels(camera, points):
+    """Blender's own view of world points through ``camera``: pixels (N, 2) and depths (N,)."""
+    ndc = np.array([world_to_camera_view(bpy.context.scene, camera, Vector(p)) for p in points])
+    return np.stack([ndc[:, 0] * SIZE[0], (1 - ndc[:, 1]) * SIZE[1]], -1), ndc[:, 2]
+
+
+def test_calibrated_multi_view_matches_the_blender_cameras(shot, other_views, fake_engine):
+    cameras = three_cameras()
+    use_views(shot, other_views, cameras, frame_start=2, frame_end=6)
+    before = set(bpy.data.objects.keys())
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+
+    (call,) = fake_engine.calls
+    assert call["mode"] == "multiview"
+    obs = read_obs()
+    assert {key: obs[key].shape for key in obs} == {
+        "keypoints": (3, 5, 17, 3), "image_size": (3, 2), "focal_length": (3,), "principal_point": (3, 2),
+        "cam_R": (3, 3, 3), "cam_t": (3, 3), "fps": ()}
+    for view, view_shot in enumerate((shot, *other_views)):
+        np.testing.assert_allclose(obs["keypoints"][view], view_shot["kp"][1:6])
+    # A known world point lands on the same pixels, at the same depth, as through Blender's cameras.
+    points = np.array([[0.3, 0.2, 1.0], [-0.5, 0.4, 1.7], [0.0, 0.0, 0.0]])
+    for view, camera in enumerate(cameras):
+        pixels, depth = project(obs, view, points)
+        want_pixels, want_depth = blender_pixels(camera, points)
+        np.testing.assert_allclose(pixels, want_pixels, atol=1e-3)
+        np.testing.assert_allclose(depth, want_depth, atol=1e-6)
+
+    # View 0's body is keyed in the cameras' world (no new camera): its joints are the engine's
+    # joints_world, and every Blender camera sees them where that view's refined body projects.
+    out = out_arrays()
+    rig = bpy.data.objects["shot"]
+    assert set(bpy.data.objects.keys()) - before == {"shot", "shot_body"}
+    for i in (0, 4):
+        heads = posed_heads(rig, 2 + i)
+        np.testing.assert_allclose(heads, out["joints_world"][i], atol=1e-4)
+        for view, camera in enumerate(cameras):
+            joints = out["view_joints"][view, i]
+            want = obs["focal_length"][view] * joints[:, :2] / joints[:, 2:] + obs["principal_point"][view]
+            np.testing.assert_allclose(blender_pixels(camera, heads)[0], want, atol=1e-2)
+
+
+def test_uncalibrated_multi_view_imports_view_0_with_its_camera(shot, other_views, fake_engine):
+    use_views(shot, other_views, intrinsics='MANUAL', focal_length=400.0, frame_start=1, frame_end=FRAMES)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (call,) = fake_engine.calls
+    assert call["mode"] == "multiview" and "cam_R" not in call["obs"]
+    obs = read_obs()
+    assert obs["keypoints"].shape == (3, FRAMES, 17, 3) and "cam_R" not in obs
+    np.testing.assert_allclose(obs["focal_length"], [400.0] * 3)
+    np.testing.assert_allclose(obs["principal_point"], [np.array(SIZE) / 2] * 3)
+    out = out_arrays()
+    assert out["view_joints"].shape == (3, FRAMES, 24, 3) and "joints_world" not in out  # the CLI's layout
+    rig = bpy.data.objects["shot"]
+    assert_action_is_result(rig, rig.animation_data.action, out, first_frame=1)
+    camera = bpy.data.objects["shot_camera"]
+    assert Path(bpy.path.abspath(camera.data.background_images[0].clip.filepath)) == shot["video"]
+
+
+def test_views_list_add_and_remove():
+    s = bpy.context.scene.refine_motion
+    for _ in range(3):
+        bpy.ops.refinemotion.view_add()
+    assert (len(s.views), s.active_view) == (3, 2)
+    bpy.ops.refinemotion.view_remove()
+    assert (len(s.views), s.active_view) == (2, 1)
+    s.active_view = 0
+    bpy.ops.refinemotion.view_remove()
+    bpy.ops.refinemotion.view_remove()
+    assert len(s.views) == 0 and not bpy.ops.refinemotion.view_remove.poll()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("frames", "View 2: long has 10 frames but the main footage has 8: give every view the same frames"),
+    ("some cameras", ("View 1 has no Blender camera but other views do: give every view a Blender camera "
+                      r"\(calibrated\) or none \(uncalibrated\)$")),
+    ("shared camera", "Views 0 and 2 share the Blender camera 'Cam0': give each view its own camera$"),
+    ("missing keypoints", "View 2: Keypoint file not found: .*missing.npz; check the Keypoint File path"),
+    ("keypoint frames", "View 1: long.npz has 10 frames of keypoints but the footage has 8"),
+    ("initial SMPL", "Initial SMPL is for one camera: clear it for Multi-View"),
+])
+def test_bad_multi_view_input_reports_one_line_and_changes_nothing(shot, other_views, long_shot, fake_engine,
+                                                                  tmp_path, case, message):
+    cameras = three_cameras()
+    s = use_views(shot, other_views, cameras if "camera" in case else ())
+    if case == "frames":
+        s.views[1].footage_path = str(long_shot["video"])
+    elif case == "some cameras":
+        s.views[0].camera_object = None
+    elif case == "shared camera":
+        s.views[1].camera_object = cameras[0]
+    elif case == "missing keypoints":
+        s.views[1].keypoints_path = str(tmp_path / "missing.npz")
+    elif case == "keypoint frames":
+        s.views[0].keypoints_path = str(long_shot["keypoints"])
+    else:
+        s.init_path = str(shot["keypoints"])  # any existing file: refused before it is read
+    assert_refused(message, fake_engine)
+
+
 # -- the modal (GUI) path, driven by hand: timers do not fire in background mode -------------------------
 
 class ModalContext:
@@ -532,7 +728,7 @@ def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
     (lambda shot, tmp: dict(footage_path=_write_text(tmp / "notes.mp4", "not a video")),
      "Blender cannot read notes.mp4 as a video"),
     (lambda shot, tmp: dict(keypoints_path=""), "No keypoints: choose a keypoint file"),
-    (lambda shot, tmp: dict(mode='MULTI_VIEW'), "Multi-View is not supported in the panel yet"),
+    (lambda shot, tmp: dict(mode='MULTI_VIEW'), "Multi-View needs the other cameras: add each one's footage"),
     (lambda shot, tmp: dict(frame_start=30, frame_end=40), "Frames 30-40 miss the footage"),
     (lambda shot, tmp: dict(keypoints_source='TRACKS'), "Keypoints from Clip Tracks need the footage as a Movie Clip"),
     (lambda shot, tmp: dict(init_path=_write(tmp / "init.npz", global_orient=np.zeros((3, 3)), body_pose=np.zeros((3, 69)),
@@ -541,14 +737,7 @@ def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
 ])
 def test_bad_input_reports_one_line_error_and_changes_nothing(shot, tmp_path, fake_engine, change, message):
     use_shot(shot, **change(shot, tmp_path))
-    before = snapshot()
-    with pytest.raises(RuntimeError) as err:
-        bpy.ops.refinemotion.refine()
-    text = str(err.value).strip()
-    assert text.startswith("Error: Refine Motion: ") and "\n" not in text, text
-    assert re.search(message, text), text
-    assert snapshot() == before
-    assert fake_engine.calls == [] and job_folders() == []
+    assert_refused(message, fake_engine)
 
 
 def _write(path, **arrays):
@@ -607,6 +796,17 @@ def test_worker_runs_the_cli_and_its_result_is_imported(shot, fake_worker):
     assert "wrote the result" in (folder / "engine.log").read_text()
     rig = bpy.data.objects["shot"]
     assert_action_is_result(rig, rig.animation_data.action, out_arrays(), first_frame=1)
+
+
+def test_worker_refines_multi_view_with_the_cli(shot, other_views, fake_worker):
+    use_views(shot, other_views, frame_start=1, frame_end=FRAMES)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (folder,) = job_folders()
+    argv = json.loads((folder / "argv.json").read_text())
+    assert argv[argv.index("--mode") + 1] == "multiview"
+    with np.load(folder / "OBS.npz") as obs:
+        assert obs["keypoints"].shape == (3, FRAMES, 17, 3)
+    assert "shot" in bpy.data.objects  # the CLI writes view 0 in the OUT.npz layout
 
 
 def test_worker_progress_lines_reach_the_job(shot, fake_worker):
@@ -705,6 +905,19 @@ def test_real_engine_in_blender(shot):
     # trade a little reprojection for plausibility and smoothness on this 8-frame shot).
     error, before = np.nanmean(arrays["reprojection_error_px"]), np.nanmean(arrays["init_reprojection_error_px"])
     assert np.isfinite(error) and error < before + 2.0
+
+
+@pytest.mark.slow
+@needs_weights
+def test_real_engine_calibrated_multi_view_in_blender(shot, other_views):
+    use_views(shot, other_views, three_cameras(), frame_start=1, frame_end=4)
+    assert bpy.ops.refinemotion.refine(iterations=1) == {'FINISHED'}
+    arrays = out_arrays()
+    info = json.loads(str(arrays["info"]))
+    assert (info["mode"], info["views"], info["frames"]) == ("multiview", 3, 4)
+    assert arrays["view_joints"].shape == (3, 4, 24, 3) and arrays["joints_world"].shape == (4, 24, 3)
+    rig = bpy.data.objects["shot"]
+    np.testing.assert_allclose(posed_heads(rig, 1), arrays["joints_world"][0], atol=1e-3)
 
 
 @pytest.mark.slow
