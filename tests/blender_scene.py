@@ -1,8 +1,10 @@
-"""Set-up shared by the add-on tests (real bpy): the add-on registered for a test module, and a
-fresh empty scene per test."""
+"""Set-up shared by the add-on tests (real bpy): the add-on registered for a test module, a
+fresh empty scene per test, and reading an action's keys back."""
 import bpy
+import numpy as np
 
 import scorehmr_blender
+from scorehmr_blender import keyframes
 
 
 def registered_addon():
@@ -22,3 +24,20 @@ def fresh_scene(fps: int, frame_end: int | None = None):
     if frame_end is not None:
         scene.frame_start, scene.frame_end = 1, frame_end
     return scene
+
+
+def fcurves_of(action):
+    """An action's F-curves by (data_path, index), legacy (4.2) or layered (4.4+) layout."""
+    if hasattr(action, "fcurves") and not keyframes.LAYERED_ACTIONS:
+        curves = action.fcurves
+    else:
+        curves = [fc for layer in action.layers for strip in layer.strips
+                  for bag in strip.channelbags for fc in bag.fcurves]
+    return {(fc.data_path, fc.array_index): fc for fc in curves}
+
+
+def keys(fcurve):
+    """(frames, values) of an F-curve's keys, read in bulk."""
+    co = np.empty(2 * len(fcurve.keyframe_points), dtype=np.float32)
+    fcurve.keyframe_points.foreach_get("co", co)
+    return co[0::2], co[1::2]

@@ -12,9 +12,9 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Matrix, Vector
 
-import scorehmr_blender
 from scorehmr_blender import convert, importer, keyframes, operators
 from tests import blender_scene, result_fixture
+from tests.blender_scene import fcurves_of, keys
 
 ROOT = Path(__file__).resolve().parents[1]
 C, W = convert.MODEL_TO_BLENDER, convert.CAMERA_TO_WORLD
@@ -45,22 +45,6 @@ def import_shot(path, **options):
 
 def data_counts():
     return {kind: len(getattr(bpy.data, kind)) for kind in DATA_KINDS}
-
-
-def fcurves_of(action):
-    """An action's F-curves by (data_path, index), legacy (4.2) or layered (4.4+) layout."""
-    if hasattr(action, "fcurves"):
-        curves = action.fcurves
-    else:
-        curves = [fc for layer in action.layers for strip in layer.strips
-                  for bag in strip.channelbags for fc in bag.fcurves]
-    return {(fc.data_path, fc.array_index): fc for fc in curves}
-
-
-def keys(fcurve):
-    co = np.empty(2 * len(fcurve.keyframe_points), dtype=np.float32)
-    fcurve.keyframe_points.foreach_get("co", co)
-    return co[0::2], co[1::2]
 
 
 def smpl_forward_kinematics(arrays):

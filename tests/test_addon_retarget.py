@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from mathutils import Matrix
 
-import scorehmr_blender
 from scorehmr_blender import convert, importer, keyframes, retarget, retarget_presets
 from scorehmr_blender.retarget_presets import MIXAMO, RIGIFY, UE5
 from tests import blender_scene, result_fixture
+from tests.blender_scene import fcurves_of, keys
 
 FPS = 30
 NUM_FRAMES = 24
@@ -241,21 +241,6 @@ def measure(smpl, rig, mapping, facing=None):
         tgt_root.append(tgt[mapping["pelvis"]][0])
     src_rest, tgt_rest = rest_heads(smpl)["pelvis"], rest_heads(rig)[mapping["pelvis"]]
     return worst, drift, np.array(src_root) - src_rest, np.array(tgt_root) - tgt_rest
-
-
-def fcurves_of(action):
-    if hasattr(action, "fcurves") and not keyframes.LAYERED_ACTIONS:
-        curves = action.fcurves
-    else:
-        curves = [fc for layer in action.layers for strip in layer.strips
-                  for bag in strip.channelbags for fc in bag.fcurves]
-    return {(fc.data_path, fc.array_index): fc for fc in curves}
-
-
-def keys(fcurve):
-    co = np.empty(2 * len(fcurve.keyframe_points), dtype=np.float32)
-    fcurve.keyframe_points.foreach_get("co", co)
-    return co[0::2], co[1::2]
 
 
 def snapshot(action):

@@ -6,7 +6,6 @@ import types
 import bpy
 import pytest
 
-import scorehmr_blender
 from scorehmr_blender import importer, panel, retarget_ops, retarget_presets
 from scorehmr_blender.retarget_presets import MIXAMO
 from tests import blender_scene, result_fixture

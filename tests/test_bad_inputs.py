@@ -126,19 +126,6 @@ CLI_CASES = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", list(CLI_CASES))
-def test_refine_cli_refuses_bad_observations_in_one_line(tmp_path, case):
-    make, message = CLI_CASES[case]
-    obs = make(tmp_path)
-    before = listing(tmp_path)
-    proc = refine_cli("--observations", obs, "--out", tmp_path / "out" / "OUT.npz", cwd=tmp_path)
-    assert proc.returncode == 2
-    line = one_line(proc.stderr)
-    assert line.startswith("error: ") and re.search(message, line), line
-    assert listing(tmp_path) == before  # the out folder may be created, but holds nothing
-
-
 SHOT_CASES = {
     "both inputs": (lambda d: ["--observations", obs_file(d / "obs.npz"), "--keypoints", KEYPOINTS],
                     "either --observations OBS.npz or --keypoints"),
@@ -156,16 +143,22 @@ SHOT_CASES = {
 }
 
 
+# Every refused command line: the OBS cases above as --observations, then the shot cases.
+REFUSED = {**{k: (lambda d, m=make: ["--observations", m(d)], message) for k, (make, message) in CLI_CASES.items()},
+           **SHOT_CASES}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", list(SHOT_CASES))
-def test_refine_cli_shot_inputs_are_checked_in_one_line(tmp_path, case):
-    make, message = SHOT_CASES[case]
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_refine_cli_refuses_bad_input_in_one_line(tmp_path, case):
+    make, message = REFUSED[case]
     args = make(tmp_path)
     before = listing(tmp_path)
-    proc = refine_cli(*args, "--out", tmp_path / "OUT.npz", cwd=tmp_path)
+    proc = refine_cli(*args, "--out", tmp_path / "out" / "OUT.npz", cwd=tmp_path)
     assert proc.returncode == 2
-    assert re.search(message, one_line(proc.stderr)), proc.stderr
-    assert listing(tmp_path) == before
+    line = one_line(proc.stderr)
+    assert line.startswith("error: ") and re.search(message, line), line
+    assert listing(tmp_path) == before  # the out folder may be created, but holds nothing
 
 
 @pytest.mark.slow
