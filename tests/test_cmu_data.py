@@ -1,5 +1,11 @@
-"""CMU mocap -> SMPL conversion: FK, retargeting, resampling, split and windows (fast)."""
+"""CMU mocap -> SMPL conversion: FK, retargeting, resampling, split and windows (fast).
+
+Runs on the committed excerpt (tests/fixtures/cmu) always; the tests marked ``needs_full_data``
+and the ``full`` cases run on the full data too when ``cmu.cmu_root()`` finds it (CI has it)."""
+import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +15,22 @@ from backend.body.body_model import BodyModel
 from backend.data import cmu, convert, dataset, retarget
 from backend.rotations import axis_angle_to_matrix
 
-ROOT = cmu.cmu_root()   # fails clearly when the shared data is missing
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "cmu"
+
+
+def _full_data_root():
+    """(root of the full data or None, why it is missing)."""
+    try:
+        return cmu.cmu_root(), ""
+    except FileNotFoundError as missing:
+        return None, str(missing)
+
+
+FULL, FULL_MISSING = _full_data_root()
+needs_full_data = pytest.mark.skipif(FULL is None, reason=f"needs the full CMU data: {FULL_MISSING}")
+# The fixture always, the full data when present.
+BOTH_ROOTS = pytest.mark.parametrize("root", [FIXTURE, pytest.param(FULL, marks=needs_full_data)],
+                                     ids=["fixture", "full"])
 
 
 def readme_fk_frame(sk, root_cm, euler_deg):
@@ -34,7 +55,7 @@ def readme_fk_frame(sk, root_cm, euler_deg):
 
 @pytest.fixture(scope="module")
 def sk():
-    return cmu.load_skeleton(ROOT)
+    return cmu.load_skeleton(FIXTURE)
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +63,33 @@ def bm():
     return BodyModel.load(None)
 
 
-@pytest.fixture(scope="module")
-def infos():
-    return {c.clip_id: c for c in cmu.read_clips(ROOT)}
+def clip_infos(root):
+    return {c.clip_id: c for c in cmu.read_clips(root)}
 
 
 def test_cmu_root_env_override(tmp_path, monkeypatch):
     monkeypatch.setenv(cmu.ENV_VAR, str(tmp_path))
     with pytest.raises(FileNotFoundError, match=cmu.ENV_VAR):
         cmu.cmu_root()
+    monkeypatch.setenv(cmu.ENV_VAR, str(FIXTURE))
+    assert cmu.cmu_root() == FIXTURE
 
 
-@pytest.mark.parametrize("clip", ["01_01", "88_02"])
-def test_fk_matches_readme_example(sk, clip):
-    raw = json.loads((ROOT / "skeleton.json").read_text())
-    root_cm, euler = cmu.load_subject(int(clip[:2]), ROOT)[clip]
+def test_cmu_root_default_is_shared_beside_the_clone(tmp_path, monkeypatch):
+    """CI's layout: the clone at X, the data at X/../shared/data/cmu."""
+    monkeypatch.delenv(cmu.ENV_VAR, raising=False)
+    monkeypatch.setattr(cmu, "REPO_ROOT", tmp_path / "clone")
+    with pytest.raises(FileNotFoundError, match="shared/data/cmu"):
+        cmu.cmu_root()
+    shutil.copytree(FIXTURE, tmp_path / "shared" / "data" / "cmu")
+    assert cmu.cmu_root() == tmp_path / "shared" / "data" / "cmu"
+
+
+@BOTH_ROOTS
+@pytest.mark.parametrize("clip", ["01_01", "33_01"])
+def test_fk_matches_readme_example(sk, root, clip):
+    raw = json.loads((root / "skeleton.json").read_text())
+    root_cm, euler = cmu.load_subject(int(clip[:2]), root)[clip]
     frames = np.linspace(0, len(root_cm) - 1, 5).astype(int)
     ours, _ = cmu.fk_euler(sk, root_cm[frames], euler[frames])
     ref = np.stack([readme_fk_frame(raw, root_cm[f], euler[f]) for f in frames])
@@ -81,15 +114,17 @@ def test_rotation_transfer_points_smpl_bones_along_mocap_bones(sk, bm):
         assert cos > 1 - 1e-5, name
 
 
-def test_retarget_few_frames_residual(sk, bm, infos):
+@BOTH_ROOTS
+def test_retarget_few_frames_residual(sk, bm, root):
     """Calibrate on a few frames of other training clips, fit 48 frames of a walk.
 
     Threshold: the converter drops clips with mean > 15 mm or p95 > 40 mm; the full conversion
     measures ~5 mm mean.  A smaller calibration set here is allowed the same clip-level bounds."""
+    infos = clip_infos(root)
     calib_clips = [infos[c] for c in ("01_01", "02_02", "07_05", "13_29")]
-    calib = convert.run_calibration(bm, sk, calib_clips, ROOT, iters=150, frames_per_clip=8)
+    calib = convert.run_calibration(bm, sk, calib_clips, root, iters=150, frames_per_clip=8)
     c = infos["02_01"]
-    P, G = convert.clip_mocap(sk, *cmu.load_subject(2, ROOT)["02_01"], c)
+    P, G = convert.clip_mocap(sk, *cmu.load_subject(2, root)["02_01"], c)
     P, G = P[:48], G[:48]
     targets = retarget.mocap_targets(sk, P, G, calib.offsets)
     seg, A = retarget.transfer_constants(sk, retarget.rest_joints(bm, calib.betas))
@@ -175,9 +210,9 @@ def test_calibration_json_round_trip():
     np.testing.assert_allclose(back.offsets, calib.offsets, atol=1e-4)
 
 
-def test_resampling_a_2x_clip_doubles_frames(sk, infos):
-    c = next(c for c in infos.values() if c.real_time_scale == 2.0)
-    root_cm, euler = cmu.load_subject(c.subject, ROOT)[c.clip_id]
+def test_resampling_a_2x_clip_doubles_frames(sk):
+    c = next(c for c in clip_infos(FIXTURE).values() if c.real_time_scale == 2.0)
+    root_cm, euler = cmu.load_subject(c.subject, FIXTURE)[c.clip_id]
     local = cmu.local_rotations(sk, euler)
     root2, local2 = cmu.resample(root_cm, local, 2.0)
     n = len(root_cm)
@@ -193,7 +228,9 @@ def test_resampling_a_2x_clip_doubles_frames(sk, infos):
     assert cmu.resample(root_cm, local, 1.0)[0] is root_cm
 
 
-def test_split_deterministic_and_subject_disjoint(infos):
+@needs_full_data
+def test_split_deterministic_and_subject_disjoint():
+    infos = clip_infos(FULL)
     subjects = sorted({c.subject for c in infos.values()})
     first = {s: dataset.split_of(s) for s in subjects}
     assert first == {s: dataset.split_of(s) for s in reversed(subjects)}
@@ -220,3 +257,44 @@ def test_windows_never_cross_clips():
         assert len(w["clip_index"]) == 8 and (w["clip_index"] == w["clip_index"][0]).all()
         assert (np.diff(w["frame_index"]) == 1).all()
         assert w["transl"][0, 0] == w["start"]
+
+
+def test_select_clips_skips_unknown_rates_and_glitches():
+    usable, skipped = convert.select_clips(cmu.read_clips(FIXTURE))
+    assert skipped == {"unknown capture rate": ["63_13"], "glitch=1": ["90_03"]}
+    assert [c.clip_id for c in usable] == ["01_01", "02_01", "02_02", "07_05", "13_29", "33_01", "08_01"]
+
+
+def test_convert_command_on_the_fixture(tmp_path, monkeypatch):
+    """`python -m backend.data.convert` end to end: both splits written, clips resampled, fits kept."""
+    monkeypatch.setenv(cmu.ENV_VAR, str(FIXTURE))
+    assert convert.main(["--out", str(tmp_path), "--workers", "1", "--quiet"]) == 0
+    train, val = dataset.load_split("train", tmp_path), dataset.load_split("val", tmp_path)
+    assert list(val["clip_ids"]) == ["08_01"]
+    assert list(train["clip_ids"]) == ["01_01", "02_01", "02_02", "07_05", "13_29", "33_01"]
+    infos = clip_infos(FIXTURE)
+    assert list(train["clip_length"]) == [convert.resampled_length(infos[c]) for c in train["clip_ids"]]
+    assert train["clip_length"][-1] == 2 * 60 - 1                  # the 60 Hz clip, resampled
+    assert (train["residual_mm"] < convert.MAX_CLIP_MEAN_MM).all()
+    assert train["body_pose"].shape == (train["clip_length"].sum(), 69)
+    assert np.isfinite(train["body_pose"]).all() and np.abs(train["body_pose"]).max() > 0.1
+
+
+def _tsv_rows(root):
+    with open(root / "clips.tsv", newline="") as fh:
+        return {r["clip_id"]: r for r in csv.DictReader(fh, delimiter="\t")}
+
+
+@needs_full_data
+def test_fixture_is_an_excerpt_of_the_full_data():
+    assert (FIXTURE / "skeleton.json").read_bytes() == (FULL / "skeleton.json").read_bytes()
+    full_rows = _tsv_rows(FULL)
+    changed = {"frames", "duration_s_24fps", "real_duration_s"}
+    for clip, row in _tsv_rows(FIXTURE).items():
+        start, n = int(row.pop("excerpt_start")), int(row["frames"])
+        assert {k: v for k, v in row.items() if k not in changed} == \
+            {k: v for k, v in full_rows[clip].items() if k not in changed}
+        ours = cmu.load_subject(int(row["subject"]), FIXTURE)[clip]
+        theirs = cmu.load_subject(int(row["subject"]), FULL)[clip]
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b[start:start + n])
