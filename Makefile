@@ -10,7 +10,9 @@ setup:
 demo: setup
 	$(PY) -m backend demo --out out/demo
 
-## Whole test suite: bpy 5.0.1 (main venv), then the add-on tests on Blender 4.2 LTS.
+## Whole test suite on bpy 5.0.1 (main venv), then the add-on tests on Blender 4.2 and 4.5 LTS
+## (their venvs are made on first use).
 test: setup
 	$(PY) -m pytest -q
-	bash scripts/test_blender42.sh
+	bash scripts/test_blender.sh 4.2
+	bash scripts/test_blender.sh 4.5

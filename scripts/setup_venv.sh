@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Create (or reuse) a virtual environment with pinned dependencies.
-#   bash scripts/setup_venv.sh VENV_DIR REQUIREMENTS_FILE
-# torch goes in first, alone and pinned: on these machines `torch==2.13.0` is the local
-# CPU wheel, and the constraint keeps every later resolver from swapping in a CUDA build.
+#   bash scripts/setup_venv.sh VENV_DIR REQUIREMENTS_FILE [EXTRA_REQUIREMENT...]
+# torch goes in first, alone, as the pinned CPU build (requirements/constraints.txt); the same
+# constraint on every later install keeps any resolver from swapping in a CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-.venv}
 req=${2:-requirements/dev.txt}
+extra=("${@:3}")
 
 py=${PYTHON:-}
 if [[ -z "$py" ]]; then
@@ -18,13 +19,14 @@ if [[ -z "$py" ]]; then
 fi
 [[ -n "$py" ]] || { echo "setup: Python 3.11 is required (bpy wheels exist only for 3.11); set PYTHON=/path/to/python3.11" >&2; exit 1; }
 
-stamp="$venv/.installed-$(cat "$req" requirements/*.txt | sha256sum | cut -c1-16)"
+stamp="$venv/.installed-$( (cat "$req" requirements/*.txt; echo "${extra[@]}") | sha256sum | cut -c1-16)"
 if [[ -f "$stamp" ]]; then
     exit 0
 fi
 [[ -x "$venv/bin/python" ]] || "$py" -m venv "$venv"
 echo "setup: installing pinned dependencies into $venv (first run downloads a few hundred MB)"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" -c requirements/constraints.txt
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt)
+"${pip[@]}" "$(grep -E '^torch==' requirements/constraints.txt)"
+"${pip[@]}" -r "$req" "${extra[@]}"
 rm -f "$venv"/.installed-*
 touch "$stamp"
