@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create (or reuse) a virtual environment with pinned dependencies.
 #   bash scripts/setup_venv.sh VENV_DIR REQUIREMENTS_FILE [EXTRA_REQUIREMENT...]
-# torch goes in first, alone, as the pinned CPU build (requirements/constraints.txt); the same
-# constraint on every later install keeps any resolver from swapping in a CUDA build.
+# torch goes in first, alone, as the CPU build ("+cpu") of the version requirements/constraints.txt
+# pins; that constraint on every later install keeps any resolver from swapping in another build.
+# (constraints.txt itself names no build: the add-on's worker set-up reads it on users' machines.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-.venv}
@@ -26,7 +27,7 @@ fi
 [[ -x "$venv/bin/python" ]] || "$py" -m venv "$venv"
 echo "setup: installing pinned dependencies into $venv (first run downloads a few hundred MB)"
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt)
-"${pip[@]}" "$(grep -E '^torch==' requirements/constraints.txt)"
+"${pip[@]}" "$(grep -E '^torch==' requirements/constraints.txt)+cpu"
 "${pip[@]}" -r "$req" "${extra[@]}"
 rm -f "$venv"/.installed-*
 touch "$stamp"
