@@ -27,7 +27,16 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 README_BLOCK = re.compile(r"(<!-- panel outline: scripts/panel_outline.py -->\n```text\n)(.*?)(```\n)", re.S)
 
 
-class Node:
+class _Tree:
+    """Something with ``children`` of its own kind."""
+
+    def walk(self):
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+class Node(_Tree):
     """One recorded layout element: a container ('layout', 'column', 'row', 'box', 'split') or an
     item ('prop', 'label', 'operator', 'separator', 'spacer', 'list', 'progress', 'other')."""
 
@@ -35,11 +44,6 @@ class Node:
         self.kind = kind
         self.attrs = attrs
         self.children = []
-
-    def walk(self):
-        yield self
-        for child in self.children:
-            yield from child.walk()
 
     def __repr__(self):
         return f"Node({self.kind}, {self.attrs}, {len(self.children)} children)"
@@ -120,6 +124,7 @@ class RecordingLayout:
     def __init__(self, node, context, parent=None):
         object.__setattr__(self, "_node", node)
         object.__setattr__(self, "_context", context)
+        object.__setattr__(self, "_parent", parent)
         if parent is not None:
             for flag in _INHERITED:
                 node.attrs.setdefault(flag, getattr(parent, flag))
@@ -138,6 +143,15 @@ class RecordingLayout:
         if name not in _FLAGS:
             raise AttributeError(f"UILayout has no flag {name!r}")
         self._node.attrs[name] = value
+
+    def _shown(self, flag):
+        """Whether ``flag`` ('active' or 'enabled') holds here: a layout switched off switches off its content."""
+        layout = self
+        while layout is not None:
+            if not layout._node.attrs.get(flag, True):
+                return False
+            layout = layout._parent
+        return True
 
     def _add(self, kind, **attrs):
         node = Node(kind, **attrs)
@@ -177,7 +191,7 @@ class RecordingLayout:
     def prop(self, data, property, text=None, icon='NONE', **_options):
         info = describe_prop(data, property)
         self._add("prop", **info, text=info["ui_name"] if text is None else text, icon=icon,
-                  split=self.use_property_split, active=self.active, enabled=self.enabled)
+                  split=self.use_property_split, active=self._shown("active"), enabled=self._shown("enabled"))
 
     def prop_search(self, data, property, search_data, search_property, text=None, icon='NONE', **_options):
         if search_property not in search_data.bl_rna.properties:
@@ -201,7 +215,7 @@ class RecordingLayout:
         except Exception:  # noqa: BLE001 -- a poll that needs a real UI context: shown enabled
             enabled = True
         node = self._add("operator", idname=operator, text=rna.name if text is None else text,
-                         icon=icon, enabled=enabled and self.enabled, depress=depress)
+                         icon=icon, enabled=enabled and self._shown("enabled"), depress=depress)
         return OperatorProperties(node)
 
     def separator(self, factor=1.0, type='AUTO'):
@@ -248,7 +262,7 @@ def _stand_in(cls, layout, data=None):
     return stand_in
 
 
-class PanelRecord:
+class PanelRecord(_Tree):
     """A panel class and what its draw() recorded; ``children`` are its sub-panels."""
 
     def __init__(self, cls, tree, level=0):
@@ -256,11 +270,6 @@ class PanelRecord:
         self.label = getattr(cls, "bl_label", cls.__name__)
         self.closed = 'DEFAULT_CLOSED' in getattr(cls, "bl_options", ())
         self.children = []
-
-    def walk(self):
-        yield self
-        for child in self.children:
-            yield from child.walk()
 
     def nodes(self):
         """Every recorded node of this panel and its sub-panels."""
@@ -389,7 +398,8 @@ def _item_text(node):
 def _outline_lines(node, indent):
     """Containers are flattened; a row's items share one line; a list's rows are indented."""
     if node.kind == "row":
-        parts = [t for child in node.walk() if child is not node for t in [_item_text(child)] if t]
+        texts = (_item_text(child) for child in node.walk() if child is not node)
+        parts = [text for text in texts if text]
         return [indent + "  ".join(parts)] if parts else []
     if node.kind in {"layout", "column", "box", "split"}:
         return [line for child in node.children for line in _outline_lines(child, indent)]

@@ -72,6 +72,16 @@ def test_recorder_fails_loudly_on_what_blender_lacks():
     assert [n.kind for n in layout._node.children] == ["other"]
 
 
+def test_switched_off_layouts_switch_off_their_content():
+    layout = recorder.RecordingLayout(recorder.Node("layout"), bpy.context)
+    outer = layout.column()
+    outer.enabled = False
+    outer.row().prop(bpy.context.scene.refine_motion, "smoothing")
+    outer.column().operator("refinemotion.view_add")
+    prop, button = [n.attrs for n in layout._node.walk() if n.kind in {"prop", "operator"}]
+    assert not prop["enabled"] and not button["enabled"] and prop["active"]
+
+
 def test_multiview_records_the_views_list_and_the_selected_view():
     recorder.fill_multiview()
     try:
