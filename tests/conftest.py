@@ -9,7 +9,7 @@ try:
 
     # Tests use small tensors: one thread avoids oversubscription stalls on the 2-core machines.
     torch.set_num_threads(1)
-except ImportError:  # the Blender 4.2 venv may run without torch
+except ImportError:  # a venv without torch
     pass
 
 
