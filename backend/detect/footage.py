@@ -54,7 +54,8 @@ class DetectReport:
     most_people: int              # most people found in one frame when the detector searched
     searches: int                 # frames where the person had to be looked for (start, loss, jump)
     reacquired: int               # times the person was picked up again by a search
-    seconds: float
+    seconds: float                # wall-clock time of the detection (decoding included)
+    cpu_seconds: float            # CPU time of this process meanwhile (all its threads)
     footage: FootageInfo
     notes: list[str] = field(default_factory=list)
 
@@ -117,6 +118,8 @@ def detect_footage(path, frames=None, track: int | None = None,
                    complexity: int = MODEL_COMPLEXITY) -> tuple[dict, DetectReport]:
     """Detects the person ``track`` (0/None = the largest) in footage frames ``frames`` = (start, stop).
 
+    ``path``: the video, or its ``check_footage`` result (not probed twice).
+
     ``progress(done, total)`` after each frame; ``cancel()`` is asked before each frame (True raises
     DetectionCancelled); ``on_frame(index, bgr, person or None)`` sees each frame (previews).
     Returns the keypoint dict (module docstring) and a DetectReport.  Bad footage, a frame range
@@ -125,7 +128,7 @@ def detect_footage(path, frames=None, track: int | None = None,
     """
     import cv2
 
-    info = check_footage(path)
+    info = path if isinstance(path, FootageInfo) else check_footage(path)
     start, stop = _frame_range(frames, info)
     if track is not None and not 0 <= int(track) < MAX_PEOPLE:
         raise InputError(f"--track {track} is out of range: the detector tells apart up to {MAX_PEOPLE} people; "
@@ -136,10 +139,10 @@ def detect_footage(path, frames=None, track: int | None = None,
         notes.append(f"{Path(info.path).name} has a variable frame rate; frames are taken in order at its mean "
                      f"rate {info.fps:g} fps")
     image, world = [], []
-    started = time.perf_counter()
     with BlazePose(static=False, complexity=complexity) as follow, \
             BlazePose(static=True, complexity=complexity) as find:
         tracker = PersonTracker(follow, find, track)
+        started, cpu_started = time.perf_counter(), time.process_time()  # without building the graphs
         for index, bgr in iter_frames(info.path, start, stop):
             if cancel is not None and cancel():
                 raise DetectionCancelled(f"detection cancelled at frame {index}")
@@ -151,7 +154,7 @@ def detect_footage(path, frames=None, track: int | None = None,
                 on_frame(index, bgr, person)
             if progress is not None:
                 progress(len(image), total)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     if len(image) < total:
         notes.append(f"the footage ended after {start + len(image)} frames although its container reports "
                      f"{info.frame_count}; the keypoints stop there")
@@ -160,7 +163,7 @@ def detect_footage(path, frames=None, track: int | None = None,
     report = DetectReport(
         source=info.path, first_frame=start, frames=len(image), missed=int((~found).sum()), track=tracker.track,
         most_people=tracker.most_people, searches=tracker.searches, reacquired=tracker.reacquired,
-        seconds=seconds, footage=info, notes=notes)
+        seconds=seconds, cpu_seconds=cpu_seconds, footage=info, notes=notes)
     if not found.any():
         raise InputError(_no_person_message(report, tracker), path)
     coco, feet = to_layouts(landmarks)
