@@ -165,7 +165,7 @@ def detect_footage(path, frames=None, track: int | None = None,
         most_people=tracker.most_people, searches=tracker.searches, reacquired=tracker.reacquired,
         seconds=seconds, cpu_seconds=cpu_seconds, footage=info, notes=notes)
     if not found.any():
-        raise InputError(_no_person_message(report, tracker), path)
+        raise InputError(_no_person_message(report, tracker), info.path)
     coco, feet = to_layouts(landmarks)
     data = dict(
         keypoints=coco, feet=feet, world_landmarks=np.stack(world),
