@@ -26,5 +26,7 @@ fi
 echo "setup: installing pinned dependencies into $venv (first run downloads a few hundred MB)"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" -c requirements/constraints.txt
+# The detector (mediapipe): --no-deps, its real run-time needs are pinned in the file (see there).
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements/detect.txt -c requirements/constraints.txt
 rm -f "$venv"/.installed-*
 touch "$stamp"
