@@ -13,6 +13,7 @@ and overall, in the simulator's terms (``backend.sim.detector_noise``):
   ``swapped``         (17,) share of frames where a left/right pair is closer to the crossed truth
                       (less than half the straight assignment's error) and its true points lie
                       at least ``SWAP_MIN_APART`` x size apart: a left/right swap;
+  ``confidence``      (17,) mean confidence where found (``conf_logit0``);
   ``lag1_correlation`` the error's lag-1 autocorrelation over frames (``temporal_rho``);
   ``mean_error_px``, ``frames_missed`` (frames without any point).
 
@@ -64,7 +65,8 @@ def error_statistics(detected: np.ndarray, truth: np.ndarray) -> dict:
     return dict(
         joints=COCO17_NAMES, error_px=np.nanmean(dist, 0), p90_px=np.nanpercentile(dist, 90, axis=0),
         offset_px=offset, spread_px=spread, spread_rel=np.nanmean(spread, -1) / float(np.mean(size)),
-        missed=1.0 - found.mean(0), swapped=swapped.mean(0), lag1_correlation=_lag1(diff - offset),
+        missed=1.0 - found.mean(0), confidence=np.nanmean(np.where(found, detected[..., 2], np.nan), 0),
+        swapped=swapped.mean(0), lag1_correlation=_lag1(diff - offset),
         mean_error_px=float(np.nanmean(dist)), frames_missed=int((~found.any(-1)).sum()), frames=len(detected),
         person_size_px=float(np.mean(size)),
     )
@@ -72,13 +74,13 @@ def error_statistics(detected: np.ndarray, truth: np.ndarray) -> dict:
 
 def format_table(stats: dict) -> str:
     """The per-joint statistics as a markdown table, then the overall numbers."""
-    rows = ["| joint | mean error px | p90 px | offset x, y px | spread x, y px | spread / size | missed | swapped |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| joint | mean error px | p90 px | offset x, y px | spread x, y px | spread / size | confidence | missed "
+            "| swapped |", "|---|---|---|---|---|---|---|---|---|"]
     for j, name in enumerate(stats["joints"]):
         rows.append(f"| {name} | {stats['error_px'][j]:.1f} | {stats['p90_px'][j]:.1f} | "
                     f"{stats['offset_px'][j][0]:+.1f}, {stats['offset_px'][j][1]:+.1f} | "
                     f"{stats['spread_px'][j][0]:.1f}, {stats['spread_px'][j][1]:.1f} | "
-                    f"{stats['spread_rel'][j]:.4f} | {100 * stats['missed'][j]:.0f}% | "
+                    f"{stats['spread_rel'][j]:.4f} | {stats['confidence'][j]:.2f} | {100 * stats['missed'][j]:.0f}% | "
                     f"{100 * stats['swapped'][j]:.0f}% |")
     rows.append("")
     rows.append(f"Mean error {stats['mean_error_px']:.2f} px over {stats['frames']} frames "
