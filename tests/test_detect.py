@@ -21,7 +21,7 @@ from backend.detect.evaluate import error_statistics
 from backend.detect.tracking import GATE_GROWTH, REACQUIRE_GATE, PersonTracker, find_people
 from backend.io.errors import InputError
 from backend.io.keypoints import load_keypoints
-from backend.io.observations import load_observations
+from backend.io.observations import load_observations, validate_observations
 from backend.io.shot import load_shot
 from tests.test_io_footage import _rotated_mp4, _variable_rate_mp4, write_video
 
@@ -172,6 +172,7 @@ def test_detections_load_as_keypoints_observations_and_shot(example_detection, t
     path = write_keypoint_file(tmp_path / "kp.npz", data)
     seq = load_keypoints(path)
     assert np.array_equal(seq.keypoints, data["keypoints"]) and seq.report.missing_fraction == 0
+    assert validate_observations(data, "video")["keypoints"].shape == (1, 96, 17, 3)  # the dict itself, unsaved
     obs = load_observations(path, "video")
     assert obs["keypoints"].shape == (1, 96, 17, 3) and obs["fps"] == 24.0
     assert obs["image_size"].tolist() == [[640, 360]]

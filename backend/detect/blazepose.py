@@ -32,7 +32,7 @@ from backend.body.smpl_layout import COCO17_NAMES, FOOT6_NAMES
 
 __all__ = ["LANDMARK_NAMES", "COCO17_FROM_BLAZEPOSE", "FOOT6_FROM_BLAZEPOSE", "MODEL_COMPLEXITY",
            "MEDIAPIPE_VERSION", "DetectorUnavailable", "Person", "BlazePose", "person_box", "to_layouts",
-           "describe_detector"]
+           "describe_detector", "check_complexity"]
 
 LANDMARK_NAMES = (
     "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",

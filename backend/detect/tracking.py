@@ -31,7 +31,8 @@ import numpy as np
 
 from backend.detect.blazepose import Person
 
-__all__ = ["MATCH_IOU", "MAX_PEOPLE", "PersonTracker", "find_people", "grow_box", "box_iou", "centre_distance"]
+__all__ = ["MATCH_IOU", "MAX_PEOPLE", "PersonTracker", "find_people", "grow_box", "box_iou", "centre_distance",
+           "grey_inside", "grey_outside"]
 
 Detector = Callable[[np.ndarray], "Person | None"]
 
