@@ -5,6 +5,7 @@ videos made from its frames with OpenCV (cut, turned, enlarged, two people, gaps
 the tracker's rules also on a scripted stand-in for BlazePose.
 """
 import socket
+import sys
 import weakref
 from pathlib import Path
 
@@ -128,6 +129,14 @@ def test_models_that_would_download_are_refused(complexity, monkeypatch, tmp_pat
                          complexity)
     assert rc == 2 and err.count("\n") == 1 and "model_complexity=1" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_mediapipe_is_one_line_with_the_install_command(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # `import mediapipe` fails as if not installed
+    rc, _, err = run_cli(capsys, "--footage", FOOTAGE, "--out", tmp_path / "kp.npz", "--progress-lines")
+    assert rc == 2 and err.count("\n") == 1
+    assert "mediapipe==0.10.14" in err and "requirements/detect.txt" in err
+    assert not (tmp_path / "kp.npz").exists()
 
 
 # -- the example shot ----------------------------------------------------------------------------------
