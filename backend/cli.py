@@ -251,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="print machine-readable 'PROGRESS done/total' lines instead of a progress bar")
     p.set_defaults(run=cmd_refine)
 
+    from backend.detect import cli as detect_cli
+
+    detect_cli.add_parser(sub)
+
     for name, (_, _, text) in PASSTHROUGH.items():
         sub.add_parser(name, help=text + " (--help after the name)")  # listed here, dispatched above
 

@@ -29,5 +29,7 @@ echo "setup: installing pinned dependencies into $venv (first run downloads a fe
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt)
 "${pip[@]}" "$(grep -E '^torch==' requirements/constraints.txt)+cpu"
 "${pip[@]}" -r "$req" "${extra[@]}"
+# The detector (mediapipe): --no-deps, its real run-time needs are pinned in the file (see there).
+"${pip[@]}" --no-deps -r requirements/detect.txt
 rm -f "$venv"/.installed-*
 touch "$stamp"
