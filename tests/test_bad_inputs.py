@@ -16,10 +16,11 @@ from backend.body.body_model import BodyModel
 from backend.body.smpl_files import SMPLFileError
 from backend.engine.api import Engine, EngineOptions
 from backend.engine.scorehmr import LoopOptions
-from backend.io.errors import InputError
-from backend.io.observations import validate_observations
-from backend.io.results import read_results, write_results
-from backend.io.shot import load_shot, parse_frames
+from backend.contract.errors import InputError
+from backend.contract.observations import validate_observations
+from backend.contract.results import read_results, write_results
+from backend.contract.frames import FrameRange, parse_frames
+from backend.io.shot import load_shot
 from backend.models.denoiser import Denoiser
 from backend.models.regressor import KeypointRegressor
 from tests.smpl_standin import _small_pkl
@@ -113,7 +114,7 @@ def refine_cli(*args, cwd: Path):
 
 CLI_CASES = {
     "missing observations": (lambda d: d / "nowhere.npz", "nowhere.npz: file not found"),
-    "not an npz": (lambda d: write(d / "obs.npz", b"not a zip"), "not a readable .npz"),
+    "not an npz": (lambda d: write(d / "obs.npz", b"not a zip"), "obs.npz: holds text, not numpy arrays: expected a numpy .npz file"),
     "wrong keypoint shape": (lambda d: obs_file(d / "obs.npz", keypoints=np.zeros((12, 18, 3))),
                              r"shape \(12, 18, 3\), expected \(F, 17, 3\)"),
     "no frames": (lambda d: obs_file(d / "obs.npz", keypoints=np.zeros((0, 17, 3))), "has no frames"),

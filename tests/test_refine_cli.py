@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from backend.io.results import read_results
+from backend.contract.results import read_results
 from tests.test_bad_inputs import ENV, FOOTAGE, KEYPOINTS, ROOT, example_keypoints, needs_weights
 
 

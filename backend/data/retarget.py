@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel, forward_kinematics
-from backend.body.smpl_layout import SMPL_JOINT_NAMES, SMPL_PARENTS
+from backend.contract.layout import SMPL_JOINT_NAMES, SMPL_PARENTS
 from backend.data import cmu
 from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
 

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.body.smpl_layout import COCO17_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS
-from backend.io.errors import InputError
-from backend.io.results import _atomic_write, check_writable
+from backend.contract.layout import COCO17_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS
+from backend.contract.errors import InputError
+from backend.contract.results import _atomic_write, check_writable
 
 __all__ = ["COCO17_EDGES", "SMPL24_EDGES", "Layer", "project_points", "posed_vertices", "crop_box", "preview_frame",
            "iter_preview", "write_preview", "preview_frame_png"]
@@ -105,7 +105,7 @@ def posed_vertices(result: dict, body_model, chunk: int = 64) -> np.ndarray:
 # -- inputs ------------------------------------------------------------------------------------------
 def _camera(obs: dict) -> dict:
     """OBS (validated or raw) -> keypoints (V,F,17,3), image_size (V,2), focal (V,), principal (V,2)."""
-    from backend.io.observations import focal_from_fov
+    from backend.contract.observations import focal_from_fov
 
     if "keypoints" not in obs or "image_size" not in obs:
         raise InputError("the preview needs the observations' 'keypoints' and 'image_size'; pass the OBS arrays")
