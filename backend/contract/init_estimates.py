@@ -257,6 +257,6 @@ def slice_init(init: dict, frames: FrameRange, keypoint_frames: int, path="INIT"
         return init
     if have != keypoint_frames:
         raise InputError(f"has {have} frames but the keypoints have {keypoint_frames} (refining {frames.count}): "
-                         "give one initial estimate per keypoint frame", path)
+                         "give one initial estimate per keypoint frame, or per refined frame", path)
     return {key: value[frames.start:frames.stop] if np.ndim(value) == 2 and len(value) == have else value
             for key, value in init.items()}

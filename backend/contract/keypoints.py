@@ -47,7 +47,7 @@ from backend.contract.npz import read_arrays
 
 __all__ = [
     "FORMATS", "KeypointReport", "KeypointSequence", "TrackSelection",
-    "load_keypoints", "detect_format", "select_track",
+    "load_keypoints", "sequence_from_array", "detect_format", "select_track",
     "BODY25_TO_COCO17", "BODY25_TO_FOOT6", "COCO18_TO_COCO17", "openpose_to_coco17",
 ]
 
@@ -469,6 +469,15 @@ def detect_format(path) -> str:
         return "json"
     raise InputError(f"unknown keypoint file type '{suffix}'; use .npz/.npy, .json or an OpenPose folder, "
                      f"or choose the format (command line: --keypoint-format {'|'.join(FORMATS)})", p)
+
+
+def sequence_from_array(keypoints, source: str) -> KeypointSequence:
+    """A KeypointSequence (first frame 0) of an in-memory (F, 17, 3) array [x_px, y_px, confidence],
+    e.g. markers tracked in Blender; cleaned and reported like a file's."""
+    arr = np.asarray(keypoints, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1:] != (NUM_COCO, 3):
+        raise InputError(f"has shape {describe_shape(arr)}, expected {_SHAPE_HINT}", source)
+    return _assemble(source, "array", {f: arr[f][None] for f in range(len(arr))}, None)
 
 
 def load_keypoints(path, format: str | None = None, track: int | None = None,

@@ -18,8 +18,9 @@ with every mismatch explained.  numpy only: the footage's facts (:class:`Footage
   not fatal: they become missing points (confidence 0), reported in ``Shot.notes``.
 
 Every problem raises InputError: one line naming the file, what is wrong and the fix.  The fix
-names the front end's own controls through ``choose_frames`` (the command line's ``--frames``
-by default; the add-on says which scene frames to set).
+names the front end's own controls through ``choose_frames(FrameRange) -> str or None`` (the
+command line's ``--frames`` by default; the add-on says which scene frames to set; None: no range
+to suggest).
 """
 from __future__ import annotations
 
@@ -118,10 +119,11 @@ def _frame_range(frames, kp_first: int, kp_count: int, footage: FootageInfo | No
         return both
     if frames is None:
         if total is not None and have != FrameRange(0, total):
+            hint = choose_frames(both)
             raise InputError(
                 f"{footage.name} has {total} frames (0:{total}) but the keypoints cover {kp_count} (footage frames "
-                f"{have}): they must describe the same frames; re-run the detector on this footage, or refine "
-                f"the frames both cover ({choose_frames(both)})", kp_path)
+                f"{have}): they must describe the same frames; re-run the detector on this footage"
+                + (f", or refine the frames both cover ({hint})" if hint else ""), kp_path)
         return have
     if frames.count <= 0:
         raise InputError(f"frame range {frames} is empty; choose a range with frames in it, e.g. "
@@ -174,12 +176,14 @@ def evidence_gaps(keypoints: np.ndarray, min_points: int = MIN_EVIDENCE_POINTS) 
 def load_shot(footage: FootageInfo | None, keypoints, frames=None, *, mode: str = "video",
               fps: float | None = None, focal_length: float | None = None, principal_point=None,
               fov_deg: float = DEFAULT_FOV_DEG, keypoint_format: str | None = None, track: int | None = None,
-              choose_frames=cli_frames) -> Shot:
+              image_size=None, choose_frames=cli_frames) -> Shot:
     """Pairs ``footage`` with ``keypoints`` (a path, or a KeypointSequence already read); see the module
     docstring.
 
     ``fps`` / ``focal_length`` / ``principal_point`` override what the files say (a footage rate
-    cannot be overridden: it is what the frames are)."""
+    cannot be overridden: it is what the frames are); ``image_size`` (width, height) stands in for
+    the footage's when there is none.  ``choose_frames(FrameRange) -> str`` says how the user picks
+    frames, for the messages."""
     if mode not in ("frame", "video"):
         raise InputError(f"a shot is one camera: use mode 'frame' or 'video', not {mode!r}")
     if isinstance(keypoints, KeypointSequence):
@@ -205,10 +209,10 @@ def load_shot(footage: FootageInfo | None, keypoints, frames=None, *, mode: str 
             notes.append(f"{footage.name} has a variable frame rate; frames are taken in order at its "
                          f"mean rate {footage.fps:g} fps")
     else:
-        if "image_size" not in side:
+        if image_size is None and "image_size" not in side:
             raise InputError("no footage and the keypoint file has no image_size; pass the footage (or store "
                              "image_size [width, height] in the keypoint .npz)", keypoints)
-        size = side["image_size"].reshape(-1)[:2]
+        size = np.asarray(image_size if image_size is not None else side["image_size"], np.float64).reshape(-1)[:2]
         rate = fps if fps is not None else (float(side["fps"]) if "fps" in side else None)
 
     chosen = _frame_range(frames, seq.report.first_frame, seq.report.frames, footage, keypoints, choose_frames)
