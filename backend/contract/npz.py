@@ -20,6 +20,8 @@ def _kind(path: Path) -> str:
         return "cannot be read"
     if not head:
         return "is empty"
+    if head.startswith((b"PK", b"\x93NUMPY")):  # a real .npz / .npy whose arrays numpy refused
+        return "holds Python objects (object arrays), which are not loaded for safety"
     if head.startswith(b"\x80"):
         return "is a Python pickle, which is not loaded for safety"
     try:
@@ -43,5 +45,5 @@ def read_arrays(path, fix: str) -> dict:
             return {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         # numpy's own message ("pickled data when allow_pickle=False") is about its loader, not the file.
-        raise InputError(f"{_kind(path)}: expected a numpy .npz file" + (f"; {fix}" if fix else ""),
+        raise InputError(f"{_kind(path)}: expected a numpy .npz file of numeric arrays" + (f"; {fix}" if fix else ""),
                          path) from None

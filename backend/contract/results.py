@@ -124,8 +124,9 @@ def _checked_field(key: str, arr: np.ndarray, dims: dict, path) -> np.ndarray:
             want = " or ".join(str(tuple(pat)).replace("'", "") for pat in _SHAPES[key])
             per_frame = any("F" in pat for pat in _SHAPES[key])
             fix = "give it one row per frame, like global_orient" if per_frame else "write it in the contract's layout"
-            raise InputError(f"field '{key}' has shape {describe_shape(arr)}, expected {want}"
-                             + (f" with F={dims['F']}" if per_frame and "F" in dims else "") + f"; {fix}", path)
+            known = sorted({d for pat in _SHAPES[key] for d in pat if isinstance(d, str) and d in dims})
+            sizes = " with " + ", ".join(f"{d}={dims[d]}" for d in known) if known else ""
+            raise InputError(f"field '{key}' has shape {describe_shape(arr)}, expected {want}{sizes}; {fix}", path)
         dims.update(bound)
         finite = np.isfinite(arr) if key != "reprojection_error_px" else ~np.isinf(arr)
         if not np.all(finite):
