@@ -469,6 +469,39 @@ def test_initial_estimate_is_sliced_to_the_frame_range(shot, fake_engine, tmp_pa
     np.testing.assert_allclose(call["init"]["transl"][:, 0], [1, 2, 3])
 
 
+
+def test_openpose_folder_numbered_from_1_keeps_file_n_at_footage_frame_n(shot, fake_engine, tmp_path):
+    """Files 1..7 hold the detections of footage frames 1..7 (scene frames 2..8): refining scene frames
+    2-7 sends exactly those detections and keys from scene frame 2, as the command line maps them
+    (tests/test_refine_cli.py); the whole footage is refused with the frames both cover."""
+    from tests.test_refine_cli import write_openpose_folder
+
+    folder = write_openpose_folder(tmp_path / "openpose", shot["kp"][1:], first_number=1)
+    use_shot(shot, keypoints_path=str(folder))
+    assert_refused("the keypoints cover 7 \\(footage frames 1:8\\).*set Frame Start/End to scene frames 2-8\\)$",
+                   fake_engine)
+    use_shot(shot, keypoints_path=str(folder), frame_start=2, frame_end=7)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (call,) = fake_engine.calls
+    np.testing.assert_allclose(call["obs"]["keypoints"][0, :, :, :2], shot["kp"][1:7, :, :2], atol=1e-4)
+    rig = bpy.data.objects["shot"]
+    assert_action_is_result(rig, rig.animation_data.action, out_arrays(), first_frame=2)
+
+
+def test_a_gap_in_the_keypoints_is_reported_and_marked_in_the_timeline(shot, fake_engine, tmp_path, real_layout):  # noqa: F811
+    kp = shot["kp"].copy()
+    kp[3:5] = np.nan  # footage frames 3-4 (scene frames 4-5): no detection
+    use_shot(shot, keypoints_path=_write(tmp_path / "gap.npz", keypoints=kp))
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    markers = {m.name: m.frame for m in bpy.context.scene.timeline_markers}
+    assert markers == {"shot: no keypoints 4-5": 4}
+    warnings = list(jobs.LAST_WARNINGS)
+    assert any("gap.npz: 25.0% frames missing" in w for w in warnings), warnings
+    assert any(w.startswith("Few or no keypoints in scene frames 4-5") for w in warnings), warnings
+    from scorehmr_blender import panel
+    labels = draw(panel.draw_refine, real_layout, bpy.context)["labels"]
+    assert all(w in labels for w in warnings)  # the panel shows them until the next refinement
+
 # -- Multi-View: the main footage is view 0, the Views list the others -------------------------------
 
 @pytest.fixture(scope="module")

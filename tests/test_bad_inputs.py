@@ -134,7 +134,7 @@ SHOT_CASES = {
     "shot flags with OBS": (lambda d: ["--observations", obs_file(d / "obs.npz"), "--frames", "0:5"],
                             "--frames go with --keypoints"),
     "frame-count mismatch": (lambda d: ["--footage", FOOTAGE, "--keypoints", save_keypoints(
-        d / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])], "--frames 0:90 \\(or --frames overlap\\)"),
+        d / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])], "refine the frames both cover: --frames 0:90 or --frames overlap"),
     "range outside": (lambda d: ["--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--frames", "90:120"],
                       "outside the frames with both footage and keypoints"),
     "multiview shot": (lambda d: ["--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--mode", "multiview"],
@@ -321,7 +321,8 @@ def test_a_frame_count_mismatch_is_explained_and_the_overlap_offered(tmp_path):
     with pytest.raises(InputError) as info:
         load_shot(FOOTAGE, kp)
     msg = str(info.value)
-    assert "shot.mp4 has 96 frames (0-95) but the keypoints cover 90 (footage frames 0-89)" in msg
+    # One convention in the message and in --frames: footage frames from 0, START:STOP with STOP excluded.
+    assert "shot.mp4 has 96 frames (0:96) but the keypoints cover 90 (footage frames 0:90)" in msg
     assert "--frames 0:90" in msg and "\n" not in msg
     overlap = load_shot(FOOTAGE, kp, frames="overlap")
     assert (overlap.start, overlap.stop) == (0, 90)
@@ -338,7 +339,7 @@ def test_openpose_numbering_places_keypoints_in_the_footage(tmp_path):
         doc = {"people": [{"pose_keypoints_2d": body25.ravel().tolist()}]}
         (folder / f"shot_{i:012d}_keypoints.json").parent.mkdir(exist_ok=True)
         (folder / f"shot_{i:012d}_keypoints.json").write_text(json.dumps(doc))
-    with pytest.raises(InputError, match=r"cover 10 \(footage frames 5-14\).*--frames 5:15"):
+    with pytest.raises(InputError, match=r"cover 10 \(footage frames 5:15\).*--frames 5:15"):
         load_shot(FOOTAGE, folder)
     shot = load_shot(FOOTAGE, folder, frames=(6, 9))
     assert (shot.start, shot.frames) == (6, 3)
@@ -354,7 +355,7 @@ def test_bad_frame_ranges_are_refused(frames, message):
 
 
 def test_parse_frames():
-    assert parse_frames("3:40") == (3, 40) and parse_frames("overlap") == "overlap" and parse_frames(None) is None
+    assert parse_frames("3:40") == FrameRange(3, 40) and parse_frames("overlap") == "overlap" and parse_frames(None) is None
     with pytest.raises(InputError, match="not START:STOP"):
         parse_frames("3-40")
 

@@ -87,7 +87,7 @@ class Shot:
 
 def cli_frames(frames: FrameRange) -> str:
     """How the command line chooses ``frames``."""
-    return f"--frames {frames}"
+    return f"--frames {frames} or --frames overlap"
 
 
 def keypoint_side_fields(path) -> dict:
@@ -123,13 +123,13 @@ def _frame_range(frames, kp_first: int, kp_count: int, footage: FootageInfo | No
             raise InputError(
                 f"{footage.name} has {total} frames (0:{total}) but the keypoints cover {kp_count} (footage frames "
                 f"{have}): they must describe the same frames; re-run the detector on this footage"
-                + (f", or refine the frames both cover ({hint})" if hint else ""), kp_path)
+                + (f", or refine the frames both cover: {hint}" if hint else ""), kp_path)
         return have
     if frames.count <= 0:
         raise InputError(f"frame range {frames} is empty; choose a range with frames in it, e.g. "
                          f"{choose_frames(both)}")
     if frames.start < both.start or frames.stop > both.stop:
-        raise InputError(f"frame range {frames} is outside the footage frames with both footage and keypoints "
+        raise InputError(f"frame range {frames} is outside the frames with both footage and keypoints "
                          f"({both}); pick a range inside it: {choose_frames(both)}", kp_path)
     return frames
 
@@ -215,6 +215,8 @@ def load_shot(footage: FootageInfo | None, keypoints, frames=None, *, mode: str 
         size = np.asarray(image_size if image_size is not None else side["image_size"], np.float64).reshape(-1)[:2]
         rate = fps if fps is not None else (float(side["fps"]) if "fps" in side else None)
 
+    if isinstance(frames, tuple):  # (start, stop), as FrameRange
+        frames = FrameRange(*frames)
     chosen = _frame_range(frames, seq.report.first_frame, seq.report.frames, footage, keypoints, choose_frames)
     first = seq.report.first_frame
     data = dict(keypoints=seq.keypoints[chosen.start - first:chosen.stop - first], image_size=size)
