@@ -759,6 +759,11 @@ def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
      (f"long.npz: shot has {FRAMES} frames \\(0:{FRAMES}\\) but the keypoints cover {2 * FRAMES} \\(footage frames "
       f"0:{2 * FRAMES}\\): they must describe the same frames; re-run the detector on this footage$")),
     (lambda shot, tmp: dict(keypoints_path=_write_text(tmp / "kp.txt", "x")), "unknown keypoint file type '.txt'"),
+    # The command line's checks, run by the same contract: keypoints outside the image, another frame rate.
+    (lambda shot, tmp: dict(keypoints_path=_write(tmp / "big.npz", keypoints=shot["kp"] * [4, 4, 1])),
+     "big.npz: .*% of the keypoints lie outside the 320x240 frame"),
+    (lambda shot, tmp: dict(keypoints_path=_write(tmp / "k30.npz", keypoints=shot["kp"], fps=30.0)),
+     "k30.npz: the keypoint file says 30 fps but shot plays at 24 fps"),
     (lambda shot, tmp: dict(keypoints_path=_write_text(tmp / "kp.json", json.dumps({"foo": 1}))),
      "kp.json: has no field 'keypoints'"),
     (lambda shot, tmp: dict(keypoints_path=_write(tmp / "kp18.npz", keypoints=np.zeros((FRAMES, 18, 3)))),
