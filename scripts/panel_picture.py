@@ -31,8 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import scorehmr_blender  # noqa: E402
-from scorehmr_blender import panel, preferences  # noqa: E402
-from scorehmr_blender.runner import placement as engine_runner  # noqa: E402
+from scorehmr_blender import engine_runner, panel, preferences  # noqa: E402
 
 EXAMPLE_FOOTAGE = str(ROOT / "examples" / "shot" / "shot.mp4")  # as a file browser fills them in
 EXAMPLE_KEYPOINTS = str(ROOT / "examples" / "shot" / "keypoints.npz")

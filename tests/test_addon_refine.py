@@ -474,11 +474,9 @@ def test_openpose_folder_numbered_from_1_keeps_file_n_at_footage_frame_n(shot, f
     """Files 1..7 hold the detections of footage frames 1..7 (scene frames 2..8): refining scene frames
     2-7 sends exactly those detections and keys from scene frame 2, as the command line maps them
     (tests/test_refine_cli.py); the whole footage is refused with the frames both cover."""
-    from tests.test_refine_cli import write_openpose_folder
-
-    folder = write_openpose_folder(tmp_path / "openpose", shot["kp"][1:], first_number=1)
+    folder = result_fixture.write_openpose_folder(tmp_path / "openpose", shot["kp"][1:], first_number=1)
     use_shot(shot, keypoints_path=str(folder))
-    assert_refused("the keypoints cover 7 \\(footage frames 1:8\\).*set Frame Start/End to scene frames 2-8\\)$",
+    assert_refused("the keypoints cover 7 \\(footage frames 1:8\\).*set Frame Start/End to scene frames 2-8$",
                    fake_engine)
     use_shot(shot, keypoints_path=str(folder), frame_start=2, frame_end=7)
     assert bpy.ops.refinemotion.refine() == {'FINISHED'}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from backend.contract.results import read_results
+from tests.result_fixture import write_openpose_folder
 from tests.test_bad_inputs import ENV, FOOTAGE, KEYPOINTS, ROOT, example_keypoints, needs_weights
 
 
@@ -38,22 +39,6 @@ def test_refine_a_frame_range_of_the_example_shot_with_a_preview(tmp_path):
 
 
 # -- an OpenPose folder numbered from 1 (keypoint file numbers are footage frame numbers) -----------
-
-def write_openpose_folder(folder, keypoints, first_number):
-    """One OpenPose BODY_25 ``*_keypoints.json`` per frame of ``keypoints`` (F, 17, 3), numbered from
-    ``first_number``; returns the folder."""
-    import json
-
-    from backend.contract.keypoints import BODY25_TO_COCO17
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, kp in enumerate(keypoints):
-        body25 = np.zeros((25, 3))
-        body25[list(BODY25_TO_COCO17)] = kp
-        people = [{"pose_keypoints_2d": body25.reshape(-1).tolist()}]
-        (folder / f"shot_{first_number + i:012d}_keypoints.json").write_text(json.dumps({"people": people}))
-    return folder
-
 
 class RecordingEngine:
     """Engine.run's contract for the CLI: records the observations, returns fixture arrays for them."""

@@ -30,6 +30,10 @@ class FrameRange:
     def __str__(self) -> str:
         return f"{self.start}:{self.stop}"
 
+    def __iter__(self):
+        """``start, stop = frames``, as for a (start, stop) pair."""
+        return iter((self.start, self.stop))
+
 
 def parse_frames(text: str | None):
     """'START:STOP' -> FrameRange; 'overlap' -> 'overlap'; None -> None (the command line's --frames)."""
