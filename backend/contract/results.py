@@ -183,6 +183,31 @@ def check_writable(folder) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def replacing(path: Path, suffix: str = ".tmp"):
+    """A temporary file name beside ``path`` (in a checked folder); when the block ends without an
+    error the file takes ``path``'s place (with ``path``'s mode, else the umask's: mkstemp makes
+    0600 files), otherwise it is removed.  Readers never see a half-written ``path``."""
+    folder = check_writable(path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    except OSError as exc:
+        raise InputError(f"cannot create a file in the output folder ({exc.strerror}); choose another --out folder",
+                         folder) from None
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def _atomic_write(path, write, force: bool) -> Path:
     """Writes via ``write(binary file)`` to a temp file beside ``path``, then renames it over ``path``."""
     path = Path(path)
@@ -190,26 +215,10 @@ def _atomic_write(path, write, force: bool) -> Path:
         raise InputError("is a folder; give a file name for the output, e.g. out/result.npz", path)
     if path.exists() and not force:
         raise InputError("already exists; pass --force to overwrite it, or choose another --out", path)
-    folder = check_writable(path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise InputError(f"cannot create a file in the output folder ({exc.strerror}); choose another --out folder",
-                         folder) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with replacing(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
