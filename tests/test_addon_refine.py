@@ -486,11 +486,14 @@ def test_openpose_folder_numbered_from_1_keeps_file_n_at_footage_frame_n(shot, f
     assert_action_is_result(rig, rig.animation_data.action, out_arrays(), first_frame=2)
 
 
-def test_a_gap_in_the_keypoints_is_reported_and_marked_in_the_timeline(shot, fake_engine, tmp_path, real_layout):  # noqa: F811
+def test_a_gap_in_the_keypoints_is_reported_and_marked_in_the_timeline(shot, fake_engine, tmp_path, capfd,
+                                                                      real_layout):  # noqa: F811
     kp = shot["kp"].copy()
     kp[3:5] = np.nan  # footage frames 3-4 (scene frames 4-5): no detection
     use_shot(shot, keypoints_path=_write(tmp_path / "gap.npz", keypoints=kp))
     assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    reported = capfd.readouterr().out  # the operator's reports, as background Blender prints them
+    assert "Warning: Refine Motion: Few or no keypoints in scene frames 4-5" in reported, reported
     markers = {m.name: m.frame for m in bpy.context.scene.timeline_markers}
     assert markers == {"shot: no keypoints 4-5": 4}
     warnings = list(jobs.LAST_WARNINGS)

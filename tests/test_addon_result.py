@@ -127,5 +127,5 @@ def test_unreadable_files(tmp_path):
     with pytest.raises(ResultError, match="text.npz: holds text, not numpy arrays: expected a numpy .npz file"):
         load(tmp_path / "text.npz")
     np.savez(tmp_path / "objects.npz", info=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ResultError, match="objects.npz: holds Python objects \(object arrays\)"):
+    with pytest.raises(ResultError, match=r"objects.npz: holds Python objects \(object arrays\)"):
         load(tmp_path / "objects.npz")

@@ -97,8 +97,6 @@ def _calibration(data: dict, v: int, path) -> dict:
     return {}
 
 
-
-
 PER_VIEW_FIELDS = ("keypoints", "image_size", "focal_length", "principal_point")
 
 
