@@ -4,6 +4,8 @@
 import bpy
 
 from . import operators, preferences
+from .runner import job as jobs
+from .runner import placement
 
 
 class REFINEMOTION_PT_main(bpy.types.Panel):
@@ -59,9 +61,6 @@ class REFINEMOTION_PT_refine(bpy.types.Panel):
 def draw_refine(layout, context):
     """Footage, keypoints and engine inputs; the Refine button, or the running job's progress; the
     latest job's warnings."""
-    from .runner import job as jobs
-    from .runner import placement
-
     settings = context.scene.refine_motion
     multi_view = settings.mode == 'MULTI_VIEW'
     layout.use_property_split = True
