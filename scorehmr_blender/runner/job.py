@@ -48,14 +48,15 @@ class View:
 @dataclass
 class Request:
     """One refinement.  ``frames`` is a ``backend.contract.frames.FrameRange`` of footage frames
-    (0-based, stop excluded) inside what footage and keypoints both cover; None: every footage
-    frame, which the keypoints must cover exactly."""
+    (0-based, stop excluded) inside what footage and keypoints both cover, or ``"overlap"`` (all of
+    that part); None: every footage frame, which the keypoints must cover exactly.  The first
+    refined frame is the job's ``inputs.frames.start``."""
     views: list                        # View per camera: one (frame, video) or several (multiview), view 0 first
     fps: float                         # the footage's rate (a keypoint file's own fps must agree)
     mode: str = "video"                # engine mode: frame | video | multiview
     cameras: tuple = None              # calibrated multiview: (cam_R (V, 3, 3), cam_t (V, 3)) world -> OpenCV camera
     init: str = ""                     # optional INIT / HMR 2.0 file: one estimate per refined or per keypoint frame
-    frames: object = None              # FrameRange or None (see above)
+    frames: object = None              # FrameRange, "overlap" or None (see above)
     smpl_path: str = ""                # user SMPL file; '' = the free body model
     smoothing: float = 1.0             # engine scale of the temporal terms
     keypoint_trust: float = 1.0        # engine scale of the keypoint term
