@@ -449,7 +449,8 @@ def test_build_py_frame_count_mismatch(tmp_path):
     kp = save_keypoints(tmp_path / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])
     proc = build_py("--footage", FOOTAGE, "--keypoints", kp, "--out", tmp_path / "a.blend", cwd=tmp_path)
     line = failed_line(proc)
-    assert "has 90 frames of keypoints but the footage has 96" in line and "--frames overlap" in line
+    assert "shot has 96 frames (0:96) but the keypoints cover 90 (footage frames 0:90)" in line
+    assert "--frames 0:90 or --frames overlap" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kp90.npz"]
 
 
@@ -476,7 +477,7 @@ def test_build_py_refuses_a_bad_frame_range(tmp_path, frames):
 def test_build_py_openpose_json_with_no_people(tmp_path):
     folder = openpose_folder(tmp_path / "json", SHOT_FRAMES)
     proc = build_py("--footage", FOOTAGE, "--keypoints", folder, "--out", tmp_path / "a.blend", cwd=tmp_path)
-    assert "no keypoints in the frames to refine" in failed_line(proc)
+    assert "holds no detected person in any frame" in failed_line(proc)
     assert not (tmp_path / "a.blend").exists()
 
 

@@ -63,6 +63,8 @@ class Request:
     device: str = ""                   # 'cpu' | 'cuda' | '' (CUDA when available)
     iterations: int = None             # outer iterations; None: the engine's default
     footage_start: int = 0             # scene frame of footage frame 0 (messages name scene frames)
+    frames_option: str = ""            # how messages say to pick frames: '' the panel's Frame Start/End,
+                                       # else that command-line option (build.py: '--frames')
 
 
 @dataclass
@@ -96,7 +98,9 @@ def _view_shot(view, request, mode):
         footage = shot.FootageInfo(view.footage_name, view.footage_frames, float(request.fps), *view.image_size,
                                    frame_count_source="blender")
 
-    def choose_frames(frames):  # the fix in the panel's terms; none when that is every footage frame
+    def choose_frames(frames):  # the fix in the user's terms; none when that is every footage frame
+        if request.frames_option:
+            return f"{request.frames_option} {frames} or {request.frames_option} overlap"
         if frames.start == 0 and frames.stop == view.footage_frames:
             return None
         return f"set Frame Start/End to scene frames {scene_frames_text(frames, request.footage_start)}"
