@@ -10,6 +10,7 @@ contract (:func:`contract`); the engine proper (torch) loads only for in-process
 (:func:`load_engine`).
 """
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -20,8 +21,9 @@ class RefineError(Exception):
     """A problem the user can fix; the message is one line naming it and the fix."""
 
 
+@functools.cache
 def backend_root():
-    """The folder holding the engine package ``backend/`` (see the module docstring)."""
+    """The folder holding the engine package ``backend/`` (see the module docstring); found once."""
     here = Path(__file__).resolve().parent.parent
     for root in (here, here.parent):
         if (root / "backend" / "__init__.py").is_file():
