@@ -41,9 +41,10 @@ def cmd_build_body_model(args) -> int:
 
 def _refine_inputs(args):
     """(OBS dict, Shot or None) from --observations, or from --keypoints [--footage] (one camera)."""
-    from backend.io.errors import InputError
-    from backend.io.observations import load_observations
-    from backend.io.shot import load_shot, parse_frames
+    from backend.contract.errors import InputError
+    from backend.contract.frames import parse_frames
+    from backend.contract.observations import load_observations
+    from backend.io.shot import load_shot
 
     overrides = dict(focal_length=args.focal_length, principal_point=args.principal_point)
     if args.observations and args.keypoints:
@@ -72,21 +73,20 @@ def _refine_inputs(args):
 
 def _initial_estimate(args, obs: dict, shot):
     """INIT dict from --init (checked against the observed frames), or None for the built-in regressor."""
-    import numpy as np
-
-    from backend.io.errors import InputError
-    from backend.io.init_estimates import load_init
+    from backend.contract.errors import InputError
+    from backend.contract.frames import FrameRange
+    from backend.contract.init_estimates import load_init, slice_init
 
     if not args.init:
         return None
     views, frames = obs["keypoints"].shape[:2]
     init = load_init(args.init, image_size=obs["image_size"][0], focal_length=float(obs["focal_length"][0]))
-    have = init["global_orient"].reshape(-1, 3).shape[0]
-    if shot is not None and have == shot.keypoints.report.frames and have != frames:
-        # One estimate per keypoint frame: take the chosen --frames range.
-        first = shot.start - shot.keypoints.report.first_frame
-        return {k: (v[first:first + frames] if np.ndim(v) and len(v) == have else v) for k, v in init.items()}
+    if shot is not None:  # one estimate per refined frame, or per keypoint frame (then the --frames part)
+        first = shot.keypoints.report.first_frame
+        return slice_init(init, FrameRange(shot.start - first, shot.stop - first), shot.keypoints.report.frames,
+                          args.init)
     expected = views * frames if args.mode == "multiview" else frames
+    have = init["global_orient"].shape[0]
     if have != expected:
         raise InputError(f"has {have} frames but the observations have {expected}; give one initial estimate "
                          "per observed frame", path=args.init)
@@ -94,21 +94,35 @@ def _initial_estimate(args, obs: dict, shot):
 
 
 def _claim_output(path, force: bool, flag: str) -> None:
-    from backend.io.errors import InputError
-    from backend.io.results import check_writable
+    from backend.contract.errors import InputError
+    from backend.contract.results import check_writable
 
     if Path(path).exists() and not force:
         raise InputError(f"exists; pass --force to overwrite it or choose another {flag}", path=path)
     check_writable(Path(path).parent)
 
 
+def _progress(args):
+    """(progress callback, finish) for the refinement: PROGRESS lines or a progress bar."""
+    if args.progress_lines:
+        # One "PROGRESS done/total" line per outer iteration, for the Blender add-on's worker reader.
+        return (lambda done, total: print(f"PROGRESS {done}/{total}", flush=True)), (lambda: None)
+    from tqdm import tqdm
+
+    bar = tqdm(desc=f"refine ({args.mode})", unit="iter", file=sys.stdout, mininterval=1.0)
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(1)
+    return progress, bar.close
+
+
 def cmd_refine(args) -> int:
     import numpy as np
 
+    from backend import service
     from backend.body.smpl_files import SMPLFileError
-    from backend.engine.api import Engine, EngineOptions
-    from backend.io.errors import InputError
-    from backend.io.results import write_results
+    from backend.contract.errors import InputError
 
     try:
         _claim_output(args.out, args.force, "--out")
@@ -116,59 +130,14 @@ def cmd_refine(args) -> int:
             _claim_output(args.preview, args.force, "--preview")
         obs, shot = _refine_inputs(args)
         init = _initial_estimate(args, obs, shot)
-        from backend.body.body_model import BodyModel
-        from backend.models.train import PRIOR_PATH, REGRESSOR_PATH
-
-        BodyModel.load(args.smpl)  # a wrong model file is reported before anything heavy runs
-        missing = [p.name for p in (REGRESSOR_PATH, PRIOR_PATH) if not p.is_file()]
-        if missing:
-            raise InputError(f"trained weights missing ({', '.join(missing)}); train them with "
-                             "`python -m backend convert-cmu` then `python -m backend train all`")
-        engine = Engine.load(args.smpl, device=args.device)
-    except (InputError, SMPLFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    options = EngineOptions(variant=args.variant, smoothing=args.smoothing, keypoint_trust=args.keypoint_trust)
-    if args.iterations is not None:
-        from dataclasses import replace
-
-        loop, _ = options.resolved(args.mode)
-        options.loop = replace(loop, iterations=args.iterations)
-    if args.progress_lines:
-        # One "PROGRESS done/total" line per outer iteration, for the Blender add-on's worker reader.
-        bar = None
-
-        def progress(done, total):
-            print(f"PROGRESS {done}/{total}", flush=True)
-    else:
-        from tqdm import tqdm
-
-        bar = tqdm(desc=f"refine ({args.mode})", unit="iter", file=sys.stdout, mininterval=1.0)
-
-        def progress(done, total):
-            bar.total = total
-            bar.update(1)
-
-    if args.method == "scorehmr":
-        result = engine.run(obs, init, args.mode, options, progress=progress)
-    else:
-        from backend.engine.baselines import run_baseline
-
-        try:
-            result = run_baseline(engine, obs, init, args.mode, args.method)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    if bar is not None:
-        bar.close()
-    err, err0 = np.nanmean(result["reprojection_error_px"]), np.nanmean(result["init_reprojection_error_px"])
-    try:
-        if args.mode == "multiview":
-            from backend.io.results import flatten_multiview
-
-            write_results(args.out, flatten_multiview(result), force=args.force)
-        else:
-            write_results(args.out, result, force=args.force)
+        engine = service.load_engine(args.smpl, args.device)
+        options = service.engine_options(args.mode, variant=args.variant, smoothing=args.smoothing,
+                                         keypoint_trust=args.keypoint_trust, iterations=args.iterations)
+        progress, finish = _progress(args)
+        result = service.refine(engine, obs, init, args.mode, options, args.out, method=args.method,
+                                progress=progress, force=args.force)
+        finish()
+        err, err0 = np.nanmean(result["reprojection_error_px"]), np.nanmean(result["init_reprojection_error_px"])
         print(f"wrote {args.out}: reprojection error {err0:.1f} px -> {err:.1f} px")
         if args.preview:
             from backend.io.preview import posed_vertices, write_preview
@@ -179,7 +148,7 @@ def cmd_refine(args) -> int:
                           crop=args.preview_crop, force=args.force, **look)
             print(f"wrote {args.preview}: initial (left) and refined (right) over the "
                   + ("footage" if footage else "keypoints"))
-    except InputError as exc:
+    except (InputError, SMPLFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -227,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="array (npz/npy), coco (COCO results JSON), json (per-frame lists), openpose (folder of "
                    "*_keypoints.json); default: detected from the path")
     p.add_argument("--track", type=int, help="which person when several are detected: track index, 0 = the largest, most confident (default)")
-    p.add_argument("--frames", help="footage frames START:STOP to refine (STOP excluded), or 'overlap'")
+    p.add_argument("--frames", help="footage frames START:STOP to refine (counted from 0, STOP excluded), or 'overlap'")
     p.add_argument("--fps", type=float, help="frame rate when there is no footage")
     p.add_argument("--focal-length", type=float, help="focal length in pixels (default: the file's, else from --fov)")
     p.add_argument("--principal-point", type=float, nargs=2, metavar=("CX", "CY"),

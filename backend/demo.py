@@ -197,7 +197,7 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, smpl_path=Non
               device: str | None = None, steps: int = 6) -> dict:
     from backend.engine.api import EngineOptions
     from backend.io.preview import posed_vertices, preview_frame_png, write_preview
-    from backend.io.results import write_results
+    from backend.contract.results import write_results
     from backend.io.shot import load_shot
 
     shot_dir = examples / "shot"
@@ -258,9 +258,9 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, smpl_path=Non
 
 def run_multiview(out_dir: Path, engine, *, examples: Path = EXAMPLES, steps: int = 5) -> dict:
     from backend.engine.api import EngineOptions
-    from backend.io.observations import load_observations
+    from backend.contract.observations import load_observations
     from backend.io.preview import preview_frame_png, write_preview
-    from backend.io.results import flatten_multiview, write_results
+    from backend.contract.results import flatten_multiview, write_results
 
     mv_dir = examples / "multiview"
     times = {}
@@ -309,7 +309,7 @@ def run_demo(out_dir: Path, smpl_path: str | None = None, *, multiview: bool = F
 
     from backend.body.smpl_files import SMPLFileError
     from backend.engine.api import Engine
-    from backend.io.errors import InputError
+    from backend.contract.errors import InputError
 
     t_start = time.time()
     out_dir = Path(out_dir)

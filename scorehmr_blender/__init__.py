@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Refine Motion: refine 3D human motion from 2D keypoints in Blender.
 
-Blender glue only. The refinement engine (``backend``) is imported lazily by
-the code that needs it, never at add-on import time, so enabling the add-on
-stays fast and works without torch installed.  Likewise the numpy-based
-importer modules (result, convert, armature, keyframes, camera, importer) load
-when an operator first runs.
+Blender glue only. What the add-on reads and writes goes through the engine
+package's numpy-only contract (``backend.contract``); the engine itself (torch)
+is imported only inside an in-process refinement (``runner/``), never at add-on
+import time, so enabling the add-on stays fast and works without torch
+installed.  Likewise the numpy-based importer modules (result, convert,
+armature, keyframes, camera, importer) load when an operator first runs.
 """
 
 import bpy

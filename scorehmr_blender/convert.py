@@ -33,17 +33,14 @@ Bones (the armature object stays at the world origin, so armature space = world)
 
 import numpy as np
 
-# SMPL's skeleton (same as backend/body/smpl_layout.py; copied because the
-# add-on never imports the engine package).
-JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee",
-    "spine2", "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot",
-    "neck", "left_collar", "right_collar", "head", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hand", "right_hand",
-)
-PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
-NUM_JOINTS = len(JOINT_NAMES)
+from .runner.engine import contract
+
+_layout, _rotations = contract("layout"), contract("rotations")
+# SMPL's skeleton and the rotation helpers: the contract's, shared with the engine.
+JOINT_NAMES, PARENTS, NUM_JOINTS = _layout.SMPL_JOINT_NAMES, _layout.SMPL_PARENTS, _layout.NUM_JOINTS
+axis_angle_to_matrix = _rotations.axis_angle_to_matrix
+matrix_to_quaternion = _rotations.matrix_to_quaternion
+continuous_quaternions = _rotations.continuous_quaternions
 
 MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # C
 CAMERA_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])   # W
@@ -52,56 +49,6 @@ CAMERA_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 CAMERA_OBJECT_EULER = (np.pi / 2, 0.0, 0.0)
 # OpenCV camera axes (x right, y down, z forward) in a Blender camera's local axes.
 OPENCV_TO_BLENDER_CAMERA = np.diag([1.0, -1.0, -1.0])
-
-
-# -- rotations ------------------------------------------------------------------
-
-def axis_angle_to_matrix(aa):
-    """(..., 3) axis-angle -> (..., 3, 3) rotation matrices (Rodrigues)."""
-    aa = np.asarray(aa, dtype=np.float64)
-    sq = (aa * aa).sum(-1)[..., None, None]
-    t = np.sqrt(sq)
-    small = sq < 1e-12
-    safe = np.where(small, 1.0, t)
-    a = np.where(small, 1.0 - sq / 6.0, np.sin(safe) / safe)
-    b = np.where(small, 0.5 - sq / 24.0, 2.0 * (np.sin(safe / 2.0) / safe) ** 2)
-    x, y, z = aa[..., 0], aa[..., 1], aa[..., 2]
-    o = np.zeros_like(x)
-    K = np.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(aa.shape[:-1] + (3, 3))
-    return np.eye(3) + a * K + b * (K @ K)
-
-
-def matrix_to_quaternion(R):
-    """(..., 3, 3) rotations -> (..., 4) unit quaternions (w, x, y, z), w >= 0.
-
-    Shepperd's method: recover q from its largest component, never dividing by a
-    small number (accurate near 180 degrees)."""
-    R = np.asarray(R, dtype=np.float64)
-    m = R.reshape(R.shape[:-2] + (9,))
-    m00, m01, m02, m10, m11, m12, m20, m21, m22 = np.moveaxis(m, -1, 0)
-    # Row i is 4 q_i (w, x, y, z) for the pivot i in (w, x, y, z).
-    rows = np.stack([
-        np.stack([1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], -1),
-        np.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
-        np.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], -1),
-        np.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], -1),
-    ], -2)
-    pivot = np.diagonal(rows, axis1=-2, axis2=-1).argmax(-1)
-    q = np.take_along_axis(rows, pivot[..., None, None], -2)[..., 0, :]
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return np.where(q[..., :1] < 0, -q, q)
-
-
-def continuous_quaternions(q):
-    """Flip signs along axis 0 so successive quaternions have dot >= 0: (F, ..., 4).
-
-    q and -q are the same rotation, but F-curves interpolate the numbers: a sign
-    jump between two keys would swing the bone the long way round."""
-    q = np.array(q, dtype=np.float64)
-    for i in range(1, len(q)):
-        flip = (q[i] * q[i - 1]).sum(-1) < 0
-        q[i][flip] *= -1.0
-    return q
 
 
 # -- rest skeleton ----------------------------------------------------------------

@@ -74,7 +74,7 @@ def export_fbx(armature_obj, path, *, overwrite=False, frame_start=None, frame_e
 def _target_path(path, overwrite):
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+        raise FileExistsError(f"{path} exists: turn on Overwrite to replace it (overwrite=True in a script)")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist")
     return path

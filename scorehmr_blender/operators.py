@@ -7,8 +7,10 @@ import bpy
 from bpy.props import BoolProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from . import engine_runner, preferences
-from .engine_runner import RefineError
+from . import preferences
+from .runner import job as jobs
+from .runner import placement, worker_env
+from .runner.engine import RefineError
 
 
 class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
@@ -100,12 +102,12 @@ def _start_job(context, iterations):
     prefs = preferences.get(context)
     plan = refine.plan(context, context.scene.refine_motion,
                        smpl_file=prefs.smpl_path if prefs is not None else "", iterations=iterations)
-    runner = engine_runner.choose_runner(*preferences.engine_choice(prefs))
-    known = engine_runner.cached_device_text(runner)
+    runner = placement.choose_runner(*preferences.engine_choice(prefs))
+    known = placement.cached_device_text(runner)
     if plan.request.device == "cuda" and known is not None and not known.startswith("CUDA"):
         raise RefineError(f"Device is CUDA GPU but the engine's torch sees none ({known}): "
                           "set Device to Automatic or CPU")
-    return plan, engine_runner.Job(plan.request, runner, plan.name)
+    return plan, jobs.Job(plan.request, runner, plan.name)
 
 
 def _status_text(job):
@@ -140,7 +142,7 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if engine_runner.active_job() is not None:
+        if jobs.active_job() is not None:
             cls.poll_message_set("A refinement is running (Esc cancels it)")
             return False
         return context.scene is not None
@@ -190,6 +192,8 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
             traceback.print_exc()
             self.report({'ERROR'}, f"Refine Motion: unexpected {type(ex).__name__}: {ex}")
             return False
+        for warning in self._job.warnings:  # the keypoint reader's notes, frames without evidence
+            self.report({'WARNING'}, f"Refine Motion: {warning}")
         return True
 
     def _stop(self, context):
@@ -209,7 +213,7 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
             self.report({'ERROR'}, f"Refine Motion: {job.error}")
             return {'CANCELLED'}
         try:
-            imported = refine.import_result(context, self._plan, job.out_path)
+            imported = refine.import_result(context, self._plan, job)
         except Exception as ex:  # noqa: BLE001 -- the importer left nothing behind
             if not isinstance(ex, (result.ResultError, RuntimeError)):
                 traceback.print_exc()
@@ -255,9 +259,6 @@ class REFINEMOTION_OT_view_remove(bpy.types.Operator):
 
 # -- engine set-up (preferences) ------------------------------------------------------------------
 
-SETUP = []  # the latest SetupTask, shown in the preferences
-
-
 def online_access():
     """Whether Blender allows network access (Preferences > System > Network)."""
     return getattr(bpy.app, "online_access", True)
@@ -278,7 +279,8 @@ class REFINEMOTION_OT_setup_worker(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if SETUP and SETUP[0].state == "running":
+        task = worker_env.current_task()
+        if task is not None and task.state == "running":
             cls.poll_message_set("The set-up is running")
             return False
         return True
@@ -289,12 +291,11 @@ class REFINEMOTION_OT_setup_worker(bpy.types.Operator):
                                    "Preferences > System > Network, or run the commands shown by hand")
             return {'CANCELLED'}
         try:
-            commands = engine_runner.setup_commands()
+            commands = worker_env.setup_commands()
         except RefineError as ex:
             self.report({'ERROR'}, str(ex))
             return {'CANCELLED'}
-        task = engine_runner.SetupTask(commands, engine_runner.user_dir() / "worker-setup.log")
-        SETUP[:] = [task]
+        task = worker_env.SetupTask(commands, placement.user_dir() / "worker-setup.log")
         if bpy.app.background:
             task.run()
             return self._finish(task)
@@ -303,7 +304,7 @@ class REFINEMOTION_OT_setup_worker(bpy.types.Operator):
         return {'RUNNING_MODAL'}
 
     def modal(self, context, event):
-        task = SETUP[0]
+        task = worker_env.current_task()
         if event.type == 'ESC' and event.value == 'PRESS':
             task.cancel()
         elif event.type != 'TIMER':
@@ -315,9 +316,9 @@ class REFINEMOTION_OT_setup_worker(bpy.types.Operator):
         return self._finish(task)
 
     def _finish(self, task):
-        engine_runner.forget_devices()
+        placement.forget_devices()
         if task.state == "done":
-            self.report({'INFO'}, f"Worker environment ready: {engine_runner.default_worker_python()}")
+            self.report({'INFO'}, f"Worker environment ready: {placement.default_worker_python()}")
             return {'FINISHED'}
         if task.state == "cancelled":
             self.report({'WARNING'}, "Set Up Worker Environment: cancelled (run it again to finish)")
@@ -332,7 +333,7 @@ class REFINEMOTION_OT_check_device(bpy.types.Operator):
     bl_label = "Check Again"
 
     def execute(self, context):
-        engine_runner.forget_devices()
+        placement.forget_devices()
         _redraw_preferences(context)
         return {'FINISHED'}
 

@@ -4,6 +4,8 @@
 import bpy
 
 from . import operators, preferences
+from .runner import job as jobs
+from .runner import placement
 
 
 class REFINEMOTION_PT_main(bpy.types.Panel):
@@ -44,8 +46,6 @@ def draw_main(layout, context):
     layout.operator(operators.REFINEMOTION_OT_import_result.bl_idname, icon='IMPORT')
 
 
-# -- Refine sub-panel: inputs, the Refine button and its progress (refine helper's section) ------
-
 class REFINEMOTION_PT_refine(bpy.types.Panel):
     bl_idname = "REFINEMOTION_PT_refine"
     bl_label = "Refine"
@@ -59,9 +59,8 @@ class REFINEMOTION_PT_refine(bpy.types.Panel):
 
 
 def draw_refine(layout, context):
-    """Footage, keypoints and engine inputs; the Refine button, or the running job's progress."""
-    from . import engine_runner
-
+    """Footage, keypoints and engine inputs; the Refine button, or the running job's progress; the
+    latest job's warnings."""
     settings = context.scene.refine_motion
     multi_view = settings.mode == 'MULTI_VIEW'
     layout.use_property_split = True
@@ -78,12 +77,14 @@ def draw_refine(layout, context):
         draw_views(layout, settings)
 
     layout.separator()
-    job = engine_runner.active_job()
+    job = jobs.active_job()
     if job is None:
-        kind, _ = engine_runner.runner_summary(*preferences.engine_choice(preferences.get(context)))
+        kind, _, _ = placement.engine_status(*preferences.engine_choice(preferences.get(context)))
         if kind == "none":
             layout.label(text="Engine not set up: see the add-on preferences", icon='ERROR')
         layout.operator(operators.REFINEMOTION_OT_refine.bl_idname, icon='PLAY')
+        for warning in jobs.LAST_WARNINGS:
+            layout.label(text=warning, icon='ERROR')
         return
     done, total = job.progress
     text = ("Cancelling..." if job.cancelling else
@@ -129,11 +130,6 @@ def draw_views(layout, settings):
         draw_shot_inputs(layout.column(), settings.views[settings.active_view], with_camera=True)
 
 
-classes = (REFINEMOTION_UL_views, REFINEMOTION_PT_main, REFINEMOTION_PT_refine)
-
-
-# -- Retarget & Export sub-panel (retarget helper's section) ---------------------------------------
-
 class REFINEMOTION_PT_retarget(bpy.types.Panel):
     bl_idname = "REFINEMOTION_PT_retarget"
     bl_label = "Retarget & Export"
@@ -175,4 +171,4 @@ def draw_retarget(layout, context):
     row.operator(retarget_ops.REFINEMOTION_OT_export_fbx.bl_idname, text="FBX")
 
 
-classes += (REFINEMOTION_PT_retarget,)
+classes = (REFINEMOTION_UL_views, REFINEMOTION_PT_main, REFINEMOTION_PT_refine, REFINEMOTION_PT_retarget)

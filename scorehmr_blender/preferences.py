@@ -7,7 +7,8 @@ import os
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import engine_runner
+from .runner import placement, worker_env
+from .runner.engine import RefineError
 
 DEFAULT_BODY_MODEL = "Free default (Anny-based SMPL format)"
 
@@ -20,8 +21,8 @@ ENGINE_LOCATION_ITEMS = (
 def _setup_command(index):
     def get(_self):
         try:
-            return engine_runner.shell_line(engine_runner.setup_commands()[index])
-        except engine_runner.RefineError as ex:
+            return worker_env.shell_line(worker_env.setup_commands()[index])
+        except RefineError as ex:
             return str(ex)
     return get
 
@@ -72,15 +73,14 @@ def draw_preferences(layout, prefs):
 
 
 def draw_engine_status(layout, prefs):
-    """Where the engine runs and on which device (queried once per interpreter, cached)."""
-    kind, text = engine_runner.runner_summary(*engine_choice(prefs))
+    """Where the engine runs and on which device (both cached: nothing is read from disk here)."""
+    kind, text, runner = placement.engine_status(*engine_choice(prefs))
     col = layout.column(align=True)
     col.label(text=("Engine runs: " if kind != "none" else "") + text,
               icon='CHECKMARK' if kind != "none" else 'ERROR')
     if kind == "none":
         return
-    runner = engine_runner.choose_runner(*engine_choice(prefs))
-    device = engine_runner.device_text(runner)
+    device = placement.device_text(runner)
     row = col.row()
     row.label(text="Device: " + (device or "checking..."), icon='MEMORY')
     row.operator("refinemotion.check_device", icon='FILE_REFRESH')
@@ -89,18 +89,16 @@ def draw_engine_status(layout, prefs):
 
 
 def draw_worker_setup(layout, prefs):
-    from .operators import SETUP
-
     layout.label(text="Worker Environment", icon='CONSOLE')
-    task = SETUP[0] if SETUP else None
+    task = worker_env.current_task()
     if task is not None and task.state == "running":
-        layout.label(text=f"Step {task.step + 1}/{len(task.commands)}: {task.last_line()[:120]}", icon='SORTTIME')
+        layout.label(text=f"Step {task.step + 1}/{len(task.commands)}: {task.last_output[:120]}", icon='SORTTIME')
         layout.label(text="Esc cancels")
     else:
         layout.operator("refinemotion.setup_worker", icon='IMPORT')
         if task is not None and task.state != "done":
             layout.label(text=task.error, icon='ERROR')
-        layout.label(text=f"Makes {engine_runner.default_worker_python()} (downloads 1-3 GB)")
+        layout.label(text=f"Makes {placement.default_worker_python()} (downloads 1-3 GB)")
     col = layout.column(align=True)
     col.label(text="Or by hand, in a terminal (Ctrl+C over a line copies it):")
     for name in ("setup_command_venv", "setup_command_torch", "setup_command_engine"):
@@ -113,7 +111,7 @@ def _redraw_preferences_tick():
         for area in window.screen.areas:
             if area.type == 'PREFERENCES':
                 area.tag_redraw()
-    return 0.5 if engine_runner.device_query_running() else None
+    return 0.5 if placement.device_query_running() else None
 
 
 def _redraw_while_checking():
@@ -133,7 +131,7 @@ def get(context):
 
 
 def engine_choice(prefs):
-    """(engine location, worker python setting) for engine_runner.choose_runner."""
+    """(engine location, worker python setting) for runner.placement.choose_runner."""
     if prefs is None:
         return "AUTO", ""
     return prefs.engine_location, prefs.worker_python

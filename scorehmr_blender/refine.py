@@ -5,9 +5,12 @@
 
 Frames: footage frame i (0-based) sits at scene frame ``start + i``, where
 ``start`` is the Movie Clip's Start Frame, or the scene's start frame for a video
-file.  The frame range is in those scene frames (clamped to the footage).
-Everything is checked before the engine runs; nothing in bpy.data changes
-until :func:`import_result`.
+file (``backend.contract.frames``: ``from_scene`` / ``to_scene``).  A keypoint
+file's frame numbers are footage frame numbers: an OpenPose folder numbered from 1
+starts at scene frame ``start + 1``.  The frame range is in scene frames (clamped
+to the footage).  Everything is checked before the engine runs (by the contract,
+in ``runner.job.prepare_inputs``); nothing in bpy.data changes until
+:func:`import_result`, which also marks frames without evidence in the timeline.
 
 Multi-View: the main footage is view 0, the Views list views 1..V-1, all filming
 the same frames (frame i of every view is the same moment).  When every view has
@@ -23,15 +26,11 @@ import bpy
 import numpy as np
 
 from . import convert
-from .engine_runner import RefineError, Request, View, naming_view
+from .runner.engine import RefineError, contract
+from .runner.job import Request, View, naming_view, scene_frames_text
 
-# COCO-17 keypoint order (as backend/body/smpl_layout.py; the add-on reads it without the engine).
-COCO17_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
+COCO17_NAMES = contract("layout").COCO17_NAMES
+GAP_MARKER = "no keypoints"  # timeline markers at frames with little or no evidence: "<shot>: no keypoints ..."
 ENGINE_MODES = {'SINGLE_FRAME': "frame", 'VIDEO': "video", 'MULTI_VIEW': "multiview"}
 DEVICES = {'AUTO': "", 'CPU': "cpu", 'CUDA': "cuda"}
 # The panel's smoothing / keypoint trust value that means the engine's default weight (scale 1).
@@ -55,7 +54,6 @@ class Plan:
     request: Request
     footage: Footage
     name: str           # of the new armature and action
-    first_frame: int    # scene frame of the first refined frame
     messages: list = field(default_factory=list)  # (report level, text)
     camera_to_world: object = None  # calibrated multi-view: view 0's camera (4, 4), where the motion is keyed
 
@@ -132,7 +130,8 @@ def clip_keypoints(clip):
 
 
 def _frame_range(scene, settings, footage):
-    """(first, last) footage frames to refine, and a message when the range was clamped."""
+    """(FrameRange of footage frames to refine, or None for all of them; a message when the range was
+    clamped)."""
     start, count = footage.start, footage.frame_count
     end = start + count - 1
     if settings.mode == 'SINGLE_FRAME':
@@ -140,7 +139,7 @@ def _frame_range(scene, settings, footage):
         if not start <= frame <= end:
             raise RefineError(f"Frame {frame} is outside the footage (scene frames {start}-{end}): "
                               "go to a frame of the footage")
-        return (frame - start,) * 2, None
+        return contract("frames").from_scene(frame, frame, start), None
     first, last = max(settings.frame_start, start), min(settings.frame_end, end)
     if first > last:
         raise RefineError(f"Frames {settings.frame_start}-{settings.frame_end} miss the footage "
@@ -148,7 +147,8 @@ def _frame_range(scene, settings, footage):
     clamped = (first, last) != (settings.frame_start, settings.frame_end)
     note = (f"Frame range {settings.frame_start}-{settings.frame_end} clamped to the footage: refining "
             f"frames {first}-{last}") if clamped else None
-    return (first - start, last - start), note
+    whole = (first, last) == (start, end)
+    return None if whole else contract("frames").from_scene(first, last, start), note
 
 
 def _intrinsics(settings, footage):
@@ -196,7 +196,7 @@ def _view(settings, inputs, footage, camera):
                           "calibrated views need perspective cameras")
     else:
         focal, principal = convert.camera_intrinsics(camera.data, footage.size)
-    return View(keypoints, footage.size, focal, principal, footage.frame_count)
+    return View(keypoints, footage.size, focal, principal, footage.frame_count, footage.name)
 
 
 def _views(context, settings, footage):
@@ -264,9 +264,9 @@ def plan(context, settings, *, smpl_file="", iterations=None):
     request = Request(
         views=[view for view, _ in views], fps=footage.fps, mode=ENGINE_MODES[settings.mode],
         cameras=_world_to_cameras(poses) if poses is not None else None, init=init, frames=frames,
-        partial=frames != (0, footage.frame_count - 1), smpl_path=smpl_path,
-        smoothing=settings.smoothing / DEFAULT_FACTOR, keypoint_trust=settings.keypoint_trust / DEFAULT_FACTOR,
-        device=DEVICES[settings.device], iterations=iterations or None,
+        smpl_path=smpl_path, smoothing=settings.smoothing / DEFAULT_FACTOR,
+        keypoint_trust=settings.keypoint_trust / DEFAULT_FACTOR, device=DEVICES[settings.device],
+        iterations=iterations or None, footage_start=footage.start,
     )
     name = footage.clip.name if footage.clip is not None else footage.name
     messages = [('INFO', note)] if note else []
@@ -275,20 +275,22 @@ def plan(context, settings, *, smpl_file="", iterations=None):
                                  "cameras" if poses is not None else
                                  "Multi-View (uncalibrated): view 0's body, in front of a new camera for the main "
                                  "footage"))
-    return Plan(request, footage, Path(name).stem or name, footage.start + frames[0], messages,
-                poses[0] if poses is not None else None)
+    return Plan(request, footage, Path(name).stem or name, messages=messages,
+                camera_to_world=poses[0] if poses is not None else None)
 
 
-def import_result(context, plan, out_path):
-    """Import the engine's OUT.npz for ``plan``: a new armature, body, action and footage camera
-    (none in calibrated multi-view), keyed from the first refined frame.  Nothing is left behind on
-    failure (see importer)."""
+def import_result(context, plan, job):
+    """Import the OUT.npz of the finished ``job`` for ``plan``: a new armature, body, action and
+    footage camera (none in calibrated multi-view), keyed from the first refined frame; the job's
+    frames with little or no evidence get timeline markers.  Nothing is left behind on failure
+    (see importer)."""
     from . import importer
 
     footage = plan.footage
     placed = plan.camera_to_world is not None  # the user's cameras are there: no new one
+    first_frame = footage.start + job.inputs.frames.start
     imported = importer.import_result(
-        context, str(out_path), shot_name=plan.name, frame_start=plan.first_frame, add_camera=not placed,
+        context, str(job.out_path), shot_name=plan.name, frame_start=first_frame, add_camera=not placed,
         footage_path="" if placed else footage.path, update_scene_duration=True,
         camera_to_world=plan.camera_to_world)
     if imported.camera is not None:
@@ -296,5 +298,14 @@ def import_result(context, plan, out_path):
         for background in imported.camera.data.background_images:
             if background.clip is not None:
                 background.clip.frame_start = footage.start
-    imported.messages[:0] = plan.messages
+    imported.messages[:0] = plan.messages + [('WARNING', warning) for warning in job.warnings]
+    mark_gaps(context.scene, imported.armature.name, job.gaps, footage.start)
     return imported
+
+
+def mark_gaps(scene, name, gaps, footage_start):
+    """A timeline marker '<name>: no keypoints <a>-<b>' at the first scene frame of each run of
+    footage frames ``gaps`` (FrameRanges) with little or no evidence."""
+    for gap in gaps:
+        first, _ = contract("frames").to_scene(gap, footage_start)
+        scene.timeline_markers.new(f"{name}: {GAP_MARKER} {scene_frames_text(gap, footage_start)}", frame=first)

@@ -342,7 +342,7 @@ def save(path: Path, arrays: dict, force: bool) -> None:
 def make_shot(args, clip: dict, bm, shot_dir: Path) -> None:
     """examples/shot: the rendered footage, its keypoints and ground truth."""
     from backend.io.footage import probe
-    from backend.io.observations import focal_from_fov
+    from backend.contract.observations import focal_from_fov
 
     motion = cut(clip, args.start, args.frames)
     yaw = facing_yaw(motion["global_orient"]) + math.radians(CAMERA_SIDE_DEG)
@@ -412,7 +412,7 @@ def main(argv=None) -> int:
     import torch
 
     from backend.body.body_model import BodyModel
-    from backend.io.observations import DEFAULT_FOV_DEG
+    from backend.contract.observations import DEFAULT_FOV_DEG
 
     torch.set_num_threads(1)
     assert FOV_DEG == DEFAULT_FOV_DEG

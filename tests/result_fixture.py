@@ -129,3 +129,17 @@ def multiview_arrays(global_orient, body_pose, transl, betas, obs):
         R0, t0 = np.asarray(obs["cam_R"][0]), np.asarray(obs["cam_t"][0])
         out["joints_world"] = (out["joints"][0] - t0) @ R0
     return out
+
+
+def write_openpose_folder(folder, keypoints, first_number):
+    """One OpenPose BODY_25 ``*_keypoints.json`` per frame of ``keypoints`` (F, 17, 3), numbered from
+    ``first_number``; returns the folder."""
+    from backend.contract.keypoints import BODY25_TO_COCO17
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, kp in enumerate(keypoints):
+        body25 = np.zeros((25, 3))
+        body25[list(BODY25_TO_COCO17)] = kp
+        people = [{"pose_keypoints_2d": body25.reshape(-1).tolist()}]
+        (folder / f"shot_{first_number + i:012d}_keypoints.json").write_text(json.dumps({"people": people}))
+    return folder

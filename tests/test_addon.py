@@ -94,19 +94,36 @@ def test_addon_never_imports_the_engine_or_torch():
             assert name not in {"torch", "backend", "smplx", "cv2"}, f"{path.name} imports {name}"
 
 
+def _local_modules(path, package):
+    """Module-level relative imports of ``path`` as files of ``package`` (module.py or pkg/__init__.py)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = path.parent
+            for _ in range(node.level - 1):
+                base = base.parent
+            if node.module:
+                base = base.joinpath(*node.module.split("."))
+            targets = [base / alias.name for alias in node.names] if not node.module else [base]
+            targets += [base / alias.name for alias in node.names if (base / f"{alias.name}.py").is_file()]
+            for target in targets:
+                for file in (target.with_suffix(".py"), target / "__init__.py"):
+                    if file.is_file():
+                        yield file
+
+
 def test_enabling_the_addon_loads_no_numpy_modules():
     # numpy-based modules (result, convert, ...) load when an operator first runs.
     package = ROOT / "scorehmr_blender"
-    seen, todo = set(), ["__init__"]
+    seen, todo = set(), [package / "__init__.py"]
     while todo:
-        module = todo.pop()
-        seen.add(module)
-        for name in _imports(package / f"{module}.py", module_level_only=True):
-            assert name != "numpy", f"{module}.py imports numpy when the add-on is enabled"
-            if name.startswith(".") and name[1:] not in seen:
-                todo.append(name[1:])
-    assert {"__init__", "operators", "panel", "preferences", "properties"} <= seen
-    assert not seen & {"result", "convert", "armature", "keyframes", "camera", "importer"}
+        path = todo.pop()
+        seen.add(path)
+        for name in _imports(path, module_level_only=True):
+            assert name != "numpy", f"{path.relative_to(package)} imports numpy when the add-on is enabled"
+        todo += [file for file in _local_modules(path, package) if file not in seen]
+    names = {str(p.relative_to(package).with_suffix("")) for p in seen}
+    assert {"__init__", "operators", "panel", "preferences", "properties", "runner/placement"} <= names
+    assert not names & {"result", "convert", "armature", "keyframes", "camera", "importer"}
 
 
 # -- scene settings -----------------------------------------------------------

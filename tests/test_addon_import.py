@@ -330,9 +330,10 @@ def test_undo_after_an_import_restores_the_scene(shot):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"rest_vertices": None}, "field 'rest_vertices' is missing"),
-    ({"body_pose": np.zeros((24, 72))}, "'body_pose' has shape (24, 72), expected (24, 69)"),
-    ({"skin_weights": np.zeros((10, 24), dtype=np.float32)}, "'skin_weights' has shape (10, 24), expected (13718, 24)"),
+    ({"rest_vertices": None}, "has no field 'rest_vertices'"),
+    ({"body_pose": np.zeros((24, 72))}, "field 'body_pose' has shape (24, 72), expected (F, 69) with F=24"),
+    ({"skin_weights": np.zeros((10, 24), dtype=np.float32)},
+     "field 'skin_weights' has shape (10, 24), expected (V, 24) with V=13718"),
 ])
 def test_bad_result_reports_error_and_changes_nothing(shot, tmp_path, override, message):
     import_shot(shot[0])
@@ -371,8 +372,8 @@ def test_failure_while_building_removes_everything_made(shot, monkeypatch):
 
 def test_import_runs_without_torch_or_the_engine(shot):
     """In a fresh Blender Python: enabling the add-on and importing loads neither
-    torch nor the engine package (numpy only once the operator runs, where bpy
-    itself has not loaded it)."""
+    torch nor the engine, only its numpy contract (backend.contract; numpy only once
+    the operator runs, where bpy itself has not loaded it)."""
     script = f"""
 import os
 import sys
@@ -384,7 +385,9 @@ scorehmr_blender.register()
 assert numpy_with_bpy or "numpy" not in sys.modules, "numpy loaded by enabling the add-on"
 assert bpy.ops.refinemotion.import_result(filepath={str(shot[0])!r}) == {{'FINISHED'}}
 assert "Shot" in bpy.data.objects
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "backend", "smplx"))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "smplx", "cv2", "scipy")
+               or (m.startswith("backend.") and not m.startswith("backend.contract")))
+assert "backend.contract.results" in sys.modules
 assert not heavy, heavy
 print("ok", flush=True)
 # Skip interpreter teardown: the bpy 4.2 module segfaults at exit once a class with a

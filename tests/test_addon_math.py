@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from backend import rotations
-from backend.body import smpl_layout
+from backend.contract import layout
 from scorehmr_blender import convert
 
 C, W = convert.MODEL_TO_BLENDER, convert.CAMERA_TO_WORLD
@@ -18,9 +18,10 @@ def random_axis_angles(rng, n):
     return axes * angles[:, None]
 
 
-def test_skeleton_tables_match_the_engine():
-    assert convert.JOINT_NAMES == smpl_layout.SMPL_JOINT_NAMES
-    assert convert.PARENTS == smpl_layout.SMPL_PARENTS
+def test_skeleton_tables_are_the_contracts():
+    """One copy: the add-on's tables are the contract's objects, not equal copies."""
+    assert convert.JOINT_NAMES is layout.SMPL_JOINT_NAMES
+    assert convert.PARENTS is layout.SMPL_PARENTS
 
 
 def test_axis_angle_to_matrix_matches_engine():

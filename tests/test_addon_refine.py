@@ -21,7 +21,11 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Matrix, Vector
 
 import scorehmr_blender
-from scorehmr_blender import convert, engine_runner, operators, preferences, refine
+from backend import service
+from scorehmr_blender import convert, operators, preferences, refine
+from scorehmr_blender.runner import job as jobs
+from scorehmr_blender.runner import placement, worker_env
+from scorehmr_blender.runner.engine import RefineError
 from tests import result_fixture
 from tests.test_addon import CheckedLayout, real_layout  # noqa: F401 -- real_layout is a fixture
 from tests.test_addon_import import fcurves_of, keys, posed_heads
@@ -33,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ADDON = scorehmr_blender.__name__
 FPS, SIZE, FRAMES = 24.0, (320, 240), 8
 C, W = convert.MODEL_TO_BLENDER, convert.CAMERA_TO_WORLD
-WEIGHTS = [ROOT / "backend" / "assets" / name for name in engine_runner.WEIGHT_FILES]
+WEIGHTS = [ROOT / "backend" / "assets" / name for name in service.WEIGHT_FILES]
 MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"
 DATA_KINDS = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "images", "collections")
 
@@ -57,7 +61,7 @@ def addon():
 def scene(tmp_path, monkeypatch):
     """An empty scene at the footage's rate; job folders under tmp_path."""
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)  # keeps the add-on enabled
-    monkeypatch.setattr(engine_runner, "jobs_root", lambda: tmp_path / "jobs")
+    monkeypatch.setattr(jobs, "jobs_root", lambda: tmp_path / "jobs")
     (tmp_path / "jobs").mkdir()
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = int(FPS), 1.0
@@ -118,7 +122,7 @@ def snapshot():
 
 
 def job_folders():
-    return sorted(p for p in engine_runner.jobs_root().iterdir() if p.is_dir())
+    return sorted(p for p in jobs.jobs_root().iterdir() if p.is_dir())
 
 
 def assert_refused(message, fake_engine):
@@ -191,7 +195,7 @@ class FakeEngine:
 @pytest.fixture
 def fake_engine(monkeypatch):
     engine = FakeEngine()
-    monkeypatch.setattr(engine_runner, "load_engine", lambda root, smpl, device: engine)
+    monkeypatch.setattr(jobs, "load_engine", lambda root, smpl, device: engine)
     return engine
 
 
@@ -224,14 +228,14 @@ def fake_worker(tmp_path, monkeypatch):
     (root / "backend" / "assets").mkdir(parents=True)
     (root / "backend" / "__init__.py").write_text("")
     (root / "backend" / "__main__.py").write_text(FAKE_WORKER_MAIN)
-    for name in engine_runner.WEIGHT_FILES:
+    for name in service.WEIGHT_FILES:
         (root / "backend" / "assets" / name).write_bytes(b"")
     result = tmp_path / "fixture_out.npz"
     result_fixture.write_result(result, num_frames=FRAMES, fps=FPS, camera_in="arrays")
     monkeypatch.setenv("FAKE_RESULT", str(result))
     monkeypatch.setenv("FAKE_WORKER", "ok")
-    runner = engine_runner.Runner("worker", python=sys.executable, root=root)
-    monkeypatch.setattr(engine_runner, "choose_runner", lambda *args: runner)
+    runner = placement.Runner("worker", python=sys.executable, root=root)
+    monkeypatch.setattr(placement, "choose_runner", lambda *args: runner)
     return runner
 
 
@@ -286,12 +290,12 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
     s.mode = 'VIDEO'
 
     running = type("RunningJob", (), dict(progress=(3, 10), fraction=0.3, cancelling=False, finished=False))()
-    engine_runner._ACTIVE[:] = [running]
+    jobs._ACTIVE[:] = [running]
     try:
         assert not bpy.ops.refinemotion.refine.poll()  # one job at a time
         log = draw(panel.draw_refine, real_layout, bpy.context)
     finally:
-        engine_runner._ACTIVE.clear()
+        jobs._ACTIVE.clear()
     assert log["operators"] == [] and "Esc cancels" in log["labels"]
 
 
@@ -306,12 +310,12 @@ def test_preferences_show_mode_device_and_setup_commands(real_layout):  # noqa: 
     assert "requirements/engine.txt" in prefs.setup_command_engine.replace("\\", "/")
 
     running = type("Task", (), dict(state="running", step=1, commands=[[], [], []],
-                                    last_line=lambda self: "Downloading torch"))()
-    operators.SETUP[:] = [running]
+                                    last_output="Downloading torch"))()
+    worker_env.SETUP[:] = [running]
     try:
         log = draw(preferences.draw_preferences, real_layout, prefs)
     finally:
-        operators.SETUP.clear()
+        worker_env.SETUP.clear()
     assert "refinemotion.setup_worker" not in log["operators"]
     assert "Step 2/3: Downloading torch" in log["labels"]
 
@@ -319,45 +323,46 @@ def test_preferences_show_mode_device_and_setup_commands(real_layout):  # noqa: 
 # -- choosing where the engine runs ----------------------------------------------------------------
 
 def test_choose_runner_in_blender_worker_or_not_configured(tmp_path, monkeypatch):
-    assert engine_runner.torch_in_blender()
-    assert engine_runner.choose_runner("AUTO", "").kind == "in_process"
-    runner = engine_runner.choose_runner("WORKER", sys.executable)
+    assert placement.torch_in_blender()
+    assert placement.choose_runner("AUTO", "").kind == "in_process"
+    runner = placement.choose_runner("WORKER", sys.executable)
     assert (runner.kind, runner.python, runner.root) == ("worker", sys.executable, ROOT)
 
-    monkeypatch.setattr(engine_runner, "default_worker_python", lambda: tmp_path / "no-venv" / "bin" / "python")
-    with pytest.raises(engine_runner.RefineError, match="Set Up Worker Environment"):
-        engine_runner.choose_runner("WORKER", "")
-    with pytest.raises(engine_runner.RefineError, match="Worker Python not found"):
-        engine_runner.choose_runner("WORKER", str(tmp_path / "python9"))
-    assert engine_runner.runner_summary("WORKER", "")[0] == "none"
+    monkeypatch.setattr(placement, "default_worker_python", lambda: tmp_path / "no-venv" / "bin" / "python")
+    with pytest.raises(RefineError, match="Set Up Worker Environment"):
+        placement.choose_runner("WORKER", "")
+    with pytest.raises(RefineError, match="Worker Python not found"):
+        placement.choose_runner("WORKER", str(tmp_path / "python9"))
+    placement.forget_devices()  # the status is cached for draw(); "Check Again" asks again
+    assert placement.engine_status("WORKER", "")[0] == "none"
 
     venv_python = tmp_path / "venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
     venv_python.write_text("")
-    monkeypatch.setattr(engine_runner, "default_worker_python", lambda: venv_python)
-    assert engine_runner.choose_runner("WORKER", "").python == str(venv_python)  # the set-up environment
+    monkeypatch.setattr(placement, "default_worker_python", lambda: venv_python)
+    assert placement.choose_runner("WORKER", "").python == str(venv_python)  # the set-up environment
 
 
 def test_device_is_queried_once_through_the_worker_python():
-    engine_runner.forget_devices()
-    runner = engine_runner.Runner("worker", python=str(MAIN_PYTHON if MAIN_PYTHON.is_file() else sys.executable))
-    assert engine_runner.device_text(runner) is None  # the query runs in the background
+    placement.forget_devices()
+    runner = placement.Runner("worker", python=str(MAIN_PYTHON if MAIN_PYTHON.is_file() else sys.executable))
+    assert placement.device_text(runner) is None  # the query runs in the background
     deadline = time.time() + 120
-    while engine_runner.device_query_running() and time.time() < deadline:
+    while placement.device_query_running() and time.time() < deadline:
         time.sleep(0.1)
-    text = engine_runner.device_text(runner)
+    text = placement.device_text(runner)
     expected = f"CUDA GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
     assert text.startswith(expected)
-    assert engine_runner.cached_device_text(runner) == text
+    assert placement.cached_device_text(runner) == text
 
 
 def test_job_folders_keep_the_newest(tmp_path):
-    root = engine_runner.jobs_root()
-    for i in range(engine_runner.KEEP_JOBS + 2):
+    root = jobs.jobs_root()
+    for i in range(jobs.KEEP_JOBS + 2):
         (root / f"20200101-0000{i:02d}-old").mkdir()
-    folder = engine_runner.new_job_folder("my shot!")
+    folder = jobs.new_job_folder("my shot!")
     kept = sorted(p.name for p in root.iterdir())
-    assert len(kept) == engine_runner.KEEP_JOBS and kept[-1] == folder.name
+    assert len(kept) == jobs.KEEP_JOBS and kept[-1] == folder.name
     assert kept[0] == "20200101-000003-old" and "-my_shot_-" in folder.name
 
 
@@ -463,6 +468,40 @@ def test_initial_estimate_is_sliced_to_the_frame_range(shot, fake_engine, tmp_pa
     (call,) = fake_engine.calls
     np.testing.assert_allclose(call["init"]["transl"][:, 0], [1, 2, 3])
 
+
+
+def test_openpose_folder_numbered_from_1_keeps_file_n_at_footage_frame_n(shot, fake_engine, tmp_path):
+    """Files 1..7 hold the detections of footage frames 1..7 (scene frames 2..8): refining scene frames
+    2-7 sends exactly those detections and keys from scene frame 2, as the command line maps them
+    (tests/test_refine_cli.py); the whole footage is refused with the frames both cover."""
+    folder = result_fixture.write_openpose_folder(tmp_path / "openpose", shot["kp"][1:], first_number=1)
+    use_shot(shot, keypoints_path=str(folder))
+    assert_refused("the keypoints cover 7 \\(footage frames 1:8\\).*set Frame Start/End to scene frames 2-8$",
+                   fake_engine)
+    use_shot(shot, keypoints_path=str(folder), frame_start=2, frame_end=7)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (call,) = fake_engine.calls
+    np.testing.assert_allclose(call["obs"]["keypoints"][0, :, :, :2], shot["kp"][1:7, :, :2], atol=1e-4)
+    rig = bpy.data.objects["shot"]
+    assert_action_is_result(rig, rig.animation_data.action, out_arrays(), first_frame=2)
+
+
+def test_a_gap_in_the_keypoints_is_reported_and_marked_in_the_timeline(shot, fake_engine, tmp_path, capfd,
+                                                                      real_layout):  # noqa: F811
+    kp = shot["kp"].copy()
+    kp[3:5] = np.nan  # footage frames 3-4 (scene frames 4-5): no detection
+    use_shot(shot, keypoints_path=_write(tmp_path / "gap.npz", keypoints=kp))
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    reported = capfd.readouterr().out  # the operator's reports, as background Blender prints them
+    assert "Warning: Refine Motion: Few or no keypoints in scene frames 4-5" in reported, reported
+    markers = {m.name: m.frame for m in bpy.context.scene.timeline_markers}
+    assert markers == {"shot: no keypoints 4-5": 4}
+    warnings = list(jobs.LAST_WARNINGS)
+    assert any("gap.npz: 25.0% frames missing" in w for w in warnings), warnings
+    assert any(w.startswith("Few or no keypoints in scene frames 4-5") for w in warnings), warnings
+    from scorehmr_blender import panel
+    labels = draw(panel.draw_refine, real_layout, bpy.context)["labels"]
+    assert all(w in labels for w in warnings)  # the panel shows them until the next refinement
 
 # -- Multi-View: the main footage is view 0, the Views list the others -------------------------------
 
@@ -606,7 +645,8 @@ def test_views_list_add_and_remove():
                       r"\(calibrated\) or none \(uncalibrated\)$")),
     ("shared camera", "Views 0 and 2 share the Blender camera 'Cam0': give each view its own camera$"),
     ("missing keypoints", "View 2: Keypoint file not found: .*missing.npz; check the Keypoint File path"),
-    ("keypoint frames", "View 1: long.npz has 10 frames of keypoints but the footage has 8"),
+    ("keypoint frames", r"View 1: \S*long.npz: cam1 has 8 frames \(0:8\) but the keypoints cover 10 \(footage "
+                        r"frames 0:10\): they must describe the same frames; re-run the detector on this footage$"),
     ("initial SMPL", "Initial SMPL is for one camera: clear it for Multi-View"),
 ])
 def test_bad_multi_view_input_reports_one_line_and_changes_nothing(shot, other_views, long_shot, fake_engine,
@@ -677,7 +717,7 @@ def test_esc_in_the_modal_refine_cancels_and_changes_nothing(shot, monkeypatch):
             for i in range(600):  # until cancelled
                 progress(i + 1, 600)
                 time.sleep(0.05)
-    monkeypatch.setattr(engine_runner, "load_engine", lambda *args: SlowEngine())
+    monkeypatch.setattr(jobs, "load_engine", lambda *args: SlowEngine())
     use_shot(shot)
     before = snapshot()
     context = ModalContext()
@@ -688,19 +728,19 @@ def test_esc_in_the_modal_refine_cancels_and_changes_nothing(shot, monkeypatch):
     assert modal('ESC') == {'CANCELLED'}
     assert op.reports == [('WARNING', "Refine Motion: cancelled; nothing was changed")]
     op._job._thread.join(10)
-    assert op._job.state == "cancelled" and engine_runner.active_job() is None
+    assert op._job.state == "cancelled" and jobs.active_job() is None
     assert snapshot() == before
 
 
 # -- cancelling and bad inputs leave the file as it was --------------------------------------------
 
 def cancel_on_first_progress(monkeypatch):
-    real = engine_runner.Job._set_progress
+    real = jobs.Job._set_progress
 
     def set_progress(self, done, total):
         real(self, done, total)
         self.cancel()  # what Esc does in the modal operator
-    monkeypatch.setattr(engine_runner.Job, "_set_progress", set_progress)
+    monkeypatch.setattr(jobs.Job, "_set_progress", set_progress)
 
 
 def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
@@ -709,7 +749,7 @@ def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
     cancel_on_first_progress(monkeypatch)
     assert bpy.ops.refinemotion.refine() == {'CANCELLED'}
     assert snapshot() == before
-    assert len(fake_engine.calls) == 1 and engine_runner.active_job() is None
+    assert len(fake_engine.calls) == 1 and jobs.active_job() is None
     assert not (job_folders()[0] / "OUT.npz").exists()
 
 
@@ -717,9 +757,14 @@ def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
     (lambda shot, tmp: dict(keypoints_path=str(tmp / "missing.json")),
      "Keypoint file not found: .*missing.json; check the Keypoint File path"),
     (lambda shot, tmp: dict(keypoints_path=_write(tmp / "long.npz", keypoints=np.tile(shot["kp"], (2, 1, 1)))),
-     (f"long.npz has {2 * FRAMES} frames of keypoints but the footage has {FRAMES}: use keypoints detected on "
-      "this footage")),
+     (f"long.npz: shot has {FRAMES} frames \\(0:{FRAMES}\\) but the keypoints cover {2 * FRAMES} \\(footage frames "
+      f"0:{2 * FRAMES}\\): they must describe the same frames; re-run the detector on this footage$")),
     (lambda shot, tmp: dict(keypoints_path=_write_text(tmp / "kp.txt", "x")), "unknown keypoint file type '.txt'"),
+    # The command line's checks, run by the same contract: keypoints outside the image, another frame rate.
+    (lambda shot, tmp: dict(keypoints_path=_write(tmp / "big.npz", keypoints=shot["kp"] * [4, 4, 1])),
+     "big.npz: .*% of the keypoints lie outside the 320x240 frame"),
+    (lambda shot, tmp: dict(keypoints_path=_write(tmp / "k30.npz", keypoints=shot["kp"], fps=30.0)),
+     "k30.npz: the keypoint file says 30 fps but shot plays at 24 fps"),
     (lambda shot, tmp: dict(keypoints_path=_write_text(tmp / "kp.json", json.dumps({"foo": 1}))),
      "kp.json: has no field 'keypoints'"),
     (lambda shot, tmp: dict(keypoints_path=_write(tmp / "kp18.npz", keypoints=np.zeros((FRAMES, 18, 3)))),
@@ -733,7 +778,8 @@ def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
     (lambda shot, tmp: dict(keypoints_source='TRACKS'), "Keypoints from Clip Tracks need the footage as a Movie Clip"),
     (lambda shot, tmp: dict(init_path=_write(tmp / "init.npz", global_orient=np.zeros((3, 3)), body_pose=np.zeros((3, 69)),
                                              betas=np.zeros(10), transl=np.tile([0, 0, 4.0], (3, 1)))),
-     f"init.npz has 3 frames but the footage has {FRAMES}"),
+     f"init.npz: has 3 frames but the keypoints have {FRAMES} \\(refining {FRAMES}\\): give one initial estimate per "
+     "keypoint frame, or per refined frame"),
 ])
 def test_bad_input_reports_one_line_error_and_changes_nothing(shot, tmp_path, fake_engine, change, message):
     use_shot(shot, **change(shot, tmp_path))
@@ -763,7 +809,7 @@ def test_engine_failure_reports_and_changes_nothing(shot, monkeypatch):
     class Broken:
         def run(self, *args, **kwargs):
             raise RuntimeError("CUDA out of memory")
-    monkeypatch.setattr(engine_runner, "load_engine", lambda *args: Broken())
+    monkeypatch.setattr(jobs, "load_engine", lambda *args: Broken())
     use_shot(shot)
     before = snapshot()
     with pytest.raises(RuntimeError, match="Refine Motion: The engine failed: RuntimeError: CUDA out of memory "
@@ -774,12 +820,13 @@ def test_engine_failure_reports_and_changes_nothing(shot, monkeypatch):
 
 
 def test_missing_weights_are_named(shot, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine_runner, "choose_runner",
-                        lambda *args: engine_runner.Runner("in_process", root=ROOT))
-    monkeypatch.setattr(engine_runner, "missing_weights", lambda root: ["prior.pt"])
-    monkeypatch.setattr(engine_runner, "_ENGINE", {})  # no engine loaded earlier
+    monkeypatch.setattr(placement, "choose_runner",
+                        lambda *args: placement.Runner("in_process", root=ROOT))
+    monkeypatch.setattr(service, "missing_weights", lambda: ["prior.pt"])
+    monkeypatch.setattr(service, "_ENGINE", {})  # no engine loaded earlier
     use_shot(shot)
-    with pytest.raises(RuntimeError, match=r"trained weights are missing \(prior.pt in backend/assets\)"):
+    with pytest.raises(RuntimeError, match=r"trained weights are missing \(prior.pt in .*backend/assets\): "
+                                           "reinstall the extension"):
         bpy.ops.refinemotion.refine()
 
 
@@ -812,7 +859,7 @@ def test_worker_refines_multi_view_with_the_cli(shot, other_views, fake_worker):
 def test_worker_progress_lines_reach_the_job(shot, fake_worker):
     use_shot(shot)
     plan = refine.plan(bpy.context, bpy.context.scene.refine_motion)
-    job = engine_runner.Job(plan.request, fake_worker, plan.name)
+    job = jobs.Job(plan.request, fake_worker, plan.name)
     seen = []
     assert job.run(on_progress=lambda done, total: seen.append((done, total))) == "done"
     assert seen == [(1, 3), (2, 3), (3, 3)] and job.fraction == 1.0
@@ -826,7 +873,7 @@ def test_worker_cancel_terminates_it_and_changes_nothing(shot, fake_worker, monk
     started = time.time()
     assert bpy.ops.refinemotion.refine() == {'CANCELLED'}
     assert time.time() - started < 30
-    assert snapshot() == before and engine_runner.active_job() is None
+    assert snapshot() == before and jobs.active_job() is None
 
 
 @pytest.mark.parametrize("behaviour, message", [
@@ -844,8 +891,8 @@ def test_worker_errors_are_reported_in_one_line(shot, fake_worker, monkeypatch, 
 
 
 def test_worker_python_that_cannot_start(shot, fake_worker, monkeypatch, tmp_path):
-    broken = engine_runner.Runner("worker", python=str(tmp_path / "nothing" / "python"), root=fake_worker.root)
-    monkeypatch.setattr(engine_runner, "choose_runner", lambda *args: broken)
+    broken = placement.Runner("worker", python=str(tmp_path / "nothing" / "python"), root=fake_worker.root)
+    monkeypatch.setattr(placement, "choose_runner", lambda *args: broken)
     use_shot(shot)
     with pytest.raises(RuntimeError, match="Cannot start the worker Python .*nothing/python"):
         bpy.ops.refinemotion.refine()
@@ -855,8 +902,8 @@ def test_worker_python_that_cannot_start(shot, fake_worker, monkeypatch, tmp_pat
 
 def test_setup_commands_make_a_venv_then_pinned_torch_then_the_engine(tmp_path):
     venv = tmp_path / "venv"
-    commands = engine_runner.setup_commands(venv, base_python="/usr/bin/python3.11")
-    python = str(engine_runner.venv_python(venv))
+    commands = worker_env.setup_commands(venv, base_python="/usr/bin/python3.11")
+    python = str(placement.venv_python(venv))
     assert commands[0] == ["/usr/bin/python3.11", "-m", "venv", str(venv)]
     assert commands[1] == [python, "-m", "pip", "install", "--disable-pip-version-check", "torch==2.13.0"]
     assert commands[2] == [python, "-m", "pip", "install", "--disable-pip-version-check",
@@ -869,14 +916,14 @@ def test_setup_operator_runs_the_steps_in_order_and_reports(monkeypatch, tmp_pat
     step = lambda text, code=0: [sys.executable, "-c",
                                  f"open({str(marker)!r}, 'a').write({text!r}); print({text!r}); raise SystemExit({code})"]
     monkeypatch.setattr(operators, "online_access", lambda: True)
-    monkeypatch.setattr(engine_runner, "setup_commands", lambda: [step("venv "), step("torch "), step("engine")])
+    monkeypatch.setattr(worker_env, "setup_commands", lambda: [step("venv "), step("torch "), step("engine")])
     assert bpy.ops.refinemotion.setup_worker() == {'FINISHED'}
     assert marker.read_text() == "venv torch engine"
-    task = operators.SETUP[0]
+    task = worker_env.current_task()
     assert task.state == "done" and "$ " in task.log_path.read_text()
 
     marker.unlink()
-    monkeypatch.setattr(engine_runner, "setup_commands", lambda: [step("venv "), step("torch ", 3), step("engine")])
+    monkeypatch.setattr(worker_env, "setup_commands", lambda: [step("venv "), step("torch ", 3), step("engine")])
     with pytest.raises(RuntimeError, match=r"Step 2 failed \(exit code 3\): torch"):
         bpy.ops.refinemotion.setup_worker()
     assert marker.read_text() == "venv torch "  # stopped at the failing step
@@ -884,7 +931,7 @@ def test_setup_operator_runs_the_steps_in_order_and_reports(monkeypatch, tmp_pat
 
 def test_setup_needs_online_access(monkeypatch):
     monkeypatch.setattr(operators, "online_access", lambda: False)
-    monkeypatch.setattr(engine_runner, "setup_commands", lambda: pytest.fail("must not run"))
+    monkeypatch.setattr(worker_env, "setup_commands", lambda: pytest.fail("must not run"))
     with pytest.raises(RuntimeError, match="needs the internet: allow Online Access"):
         bpy.ops.refinemotion.setup_worker()
 
@@ -982,6 +1029,7 @@ def test_installed_extension_refines_with_its_own_engine_package(shot, tmp_path)
         jobs = tmp_path / "user" / "extensions" / ".user" / "user_default" / "refine_motion" / "jobs"
         assert [p.name for p in jobs.glob("*/OUT.npz")]
     else:
-        assert out["result"] == ("Error: Refine Motion: The engine's trained weights are missing (regressor.pt, "
-                                 "prior.pt in backend/assets): reinstall the extension")
+        assert out["result"].startswith("Error: Refine Motion: the engine's trained weights are missing "
+                                        "(regressor.pt, prior.pt in ")
+        assert "backend/assets): reinstall the extension" in out["result"]
         assert "shot" not in out["objects"]

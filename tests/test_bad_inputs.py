@@ -16,10 +16,11 @@ from backend.body.body_model import BodyModel
 from backend.body.smpl_files import SMPLFileError
 from backend.engine.api import Engine, EngineOptions
 from backend.engine.scorehmr import LoopOptions
-from backend.io.errors import InputError
-from backend.io.observations import validate_observations
-from backend.io.results import read_results, write_results
-from backend.io.shot import load_shot, parse_frames
+from backend.contract.errors import InputError
+from backend.contract.observations import validate_observations
+from backend.contract.results import read_results, write_results
+from backend.contract.frames import FrameRange, parse_frames
+from backend.io.shot import load_shot
 from backend.models.denoiser import Denoiser
 from backend.models.regressor import KeypointRegressor
 from tests.smpl_standin import _small_pkl
@@ -113,7 +114,7 @@ def refine_cli(*args, cwd: Path):
 
 CLI_CASES = {
     "missing observations": (lambda d: d / "nowhere.npz", "nowhere.npz: file not found"),
-    "not an npz": (lambda d: write(d / "obs.npz", b"not a zip"), "not a readable .npz"),
+    "not an npz": (lambda d: write(d / "obs.npz", b"not a zip"), "obs.npz: holds text, not numpy arrays: expected a numpy .npz file"),
     "wrong keypoint shape": (lambda d: obs_file(d / "obs.npz", keypoints=np.zeros((12, 18, 3))),
                              r"shape \(12, 18, 3\), expected \(F, 17, 3\)"),
     "no frames": (lambda d: obs_file(d / "obs.npz", keypoints=np.zeros((0, 17, 3))), "has no frames"),
@@ -133,7 +134,7 @@ SHOT_CASES = {
     "shot flags with OBS": (lambda d: ["--observations", obs_file(d / "obs.npz"), "--frames", "0:5"],
                             "--frames go with --keypoints"),
     "frame-count mismatch": (lambda d: ["--footage", FOOTAGE, "--keypoints", save_keypoints(
-        d / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])], "--frames 0:90 \\(or --frames overlap\\)"),
+        d / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])], "refine the frames both cover: --frames 0:90 or --frames overlap"),
     "range outside": (lambda d: ["--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--frames", "90:120"],
                       "outside the frames with both footage and keypoints"),
     "multiview shot": (lambda d: ["--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--mode", "multiview"],
@@ -320,7 +321,8 @@ def test_a_frame_count_mismatch_is_explained_and_the_overlap_offered(tmp_path):
     with pytest.raises(InputError) as info:
         load_shot(FOOTAGE, kp)
     msg = str(info.value)
-    assert "shot.mp4 has 96 frames (0-95) but the keypoints cover 90 (footage frames 0-89)" in msg
+    # One convention in the message and in --frames: footage frames from 0, START:STOP with STOP excluded.
+    assert "shot.mp4 has 96 frames (0:96) but the keypoints cover 90 (footage frames 0:90)" in msg
     assert "--frames 0:90" in msg and "\n" not in msg
     overlap = load_shot(FOOTAGE, kp, frames="overlap")
     assert (overlap.start, overlap.stop) == (0, 90)
@@ -337,7 +339,7 @@ def test_openpose_numbering_places_keypoints_in_the_footage(tmp_path):
         doc = {"people": [{"pose_keypoints_2d": body25.ravel().tolist()}]}
         (folder / f"shot_{i:012d}_keypoints.json").parent.mkdir(exist_ok=True)
         (folder / f"shot_{i:012d}_keypoints.json").write_text(json.dumps(doc))
-    with pytest.raises(InputError, match=r"cover 10 \(footage frames 5-14\).*--frames 5:15"):
+    with pytest.raises(InputError, match=r"cover 10 \(footage frames 5:15\).*--frames 5:15"):
         load_shot(FOOTAGE, folder)
     shot = load_shot(FOOTAGE, folder, frames=(6, 9))
     assert (shot.start, shot.frames) == (6, 3)
@@ -353,7 +355,7 @@ def test_bad_frame_ranges_are_refused(frames, message):
 
 
 def test_parse_frames():
-    assert parse_frames("3:40") == (3, 40) and parse_frames("overlap") == "overlap" and parse_frames(None) is None
+    assert parse_frames("3:40") == FrameRange(3, 40) and parse_frames("overlap") == "overlap" and parse_frames(None) is None
     with pytest.raises(InputError, match="not START:STOP"):
         parse_frames("3-40")
 
@@ -447,7 +449,8 @@ def test_build_py_frame_count_mismatch(tmp_path):
     kp = save_keypoints(tmp_path / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])
     proc = build_py("--footage", FOOTAGE, "--keypoints", kp, "--out", tmp_path / "a.blend", cwd=tmp_path)
     line = failed_line(proc)
-    assert "has 90 frames of keypoints but the footage has 96" in line and "--frames overlap" in line
+    assert "shot has 96 frames (0:96) but the keypoints cover 90 (footage frames 0:90)" in line
+    assert "--frames 0:90 or --frames overlap" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kp90.npz"]
 
 
@@ -474,7 +477,7 @@ def test_build_py_refuses_a_bad_frame_range(tmp_path, frames):
 def test_build_py_openpose_json_with_no_people(tmp_path):
     folder = openpose_folder(tmp_path / "json", SHOT_FRAMES)
     proc = build_py("--footage", FOOTAGE, "--keypoints", folder, "--out", tmp_path / "a.blend", cwd=tmp_path)
-    assert "no keypoints in the frames to refine" in failed_line(proc)
+    assert "holds no detected person in any frame" in failed_line(proc)
     assert not (tmp_path / "a.blend").exists()
 
 

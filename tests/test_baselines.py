@@ -200,7 +200,7 @@ def test_temporal_smplify_is_smoother_than_per_frame_smplify(bm):
 def test_run_baseline_keeps_the_engine_contract_in_calibrated_multiview(bm):
     """Triangulation + fit behind the OUT contract: one body, expressed consistently in every view."""
     from backend.engine.api import Engine
-    from backend.io.observations import validate_observations
+    from backend.contract.observations import validate_observations
     from backend.models.regressor import KeypointRegressor
     from backend.sim.observations import engine_obs, multiview_observations
 

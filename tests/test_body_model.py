@@ -6,7 +6,7 @@ import torch
 from backend.body import free_model
 from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.body.example_poses import example_pose
-from backend.body.smpl_layout import COCO17_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS
+from backend.contract.layout import COCO17_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS
 from backend.rotations import axis_angle_to_matrix
 from tests.smpl_standin import write_standin_smpl
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from backend import demo
-from backend.io.results import flatten_multiview
+from backend.contract.results import flatten_multiview
 from backend.body.body_model import BodyModel
 from backend.engine.api import Engine
 from backend.io.footage import probe
-from backend.io.results import read_results
+from backend.contract.results import read_results
 from backend.models.denoiser import Denoiser
 from backend.models.regressor import KeypointRegressor
 

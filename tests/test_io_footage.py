@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from backend.io.errors import InputError
+from backend.contract.errors import InputError
 from backend.io.footage import fps_fraction, is_variable_rate, iter_frames, probe
 
 W, H = 64, 48

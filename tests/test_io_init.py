@@ -1,4 +1,4 @@
-"""Tests for backend.io.init_estimates: HMR 2.0 style and INIT-layout initial estimates."""
+"""Tests for backend.contract.init_estimates: HMR 2.0 style and INIT-layout initial estimates."""
 
 import os
 import pickle
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.io.errors import InputError
-from backend.io.init_estimates import (
+from backend.contract.errors import InputError
+from backend.contract.init_estimates import (
     cam_crop_to_full,
     hmr2_focal_length,
     load_init,
@@ -210,5 +210,5 @@ def test_file_errors(tmp_path):
     with pytest.raises(InputError, match="unknown initial-estimate file type '.json'"):
         load_init(tmp_path / "x.json")
     (tmp_path / "x.npz").write_text("not a zip")
-    with pytest.raises(InputError, match="cannot read as .npz"):
+    with pytest.raises(InputError, match="holds text, not numpy arrays: expected a numpy .npz file"):
         load_init(tmp_path / "x.npz")

@@ -1,4 +1,4 @@
-"""Tests for backend.io.keypoints on detector outputs generated in tmp_path."""
+"""Tests for backend.contract.keypoints on detector outputs generated in tmp_path."""
 
 import json
 import re
@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from backend.body.smpl_layout import COCO17_NAMES, FOOT6_NAMES
-from backend.io.errors import InputError
-from backend.io.keypoints import _boxes, detect_format, load_keypoints, select_track
+from backend.contract.layout import COCO17_NAMES, FOOT6_NAMES
+from backend.contract.errors import InputError
+from backend.contract.keypoints import _boxes, detect_format, load_keypoints, select_track
 
 # OpenPose's own point names (output doc, BODY_25 and COCO-18 models).
 BODY25_NAMES = ["Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
@@ -281,7 +281,7 @@ def test_array_shape_errors_name_the_field_and_fix(tmp_path):
         load_keypoints(tmp_path / "k18.npz")
     msg = str(exc.value)
     assert "k18.npz: field 'keypoints' has shape (10, 18, 3)" in msg
-    assert "expected (F, 17, 3) COCO-17 [x, y, confidence]" in msg and "--format openpose" in msg
+    assert "expected (F, 17, 3) COCO-17 [x, y, confidence]" in msg and "--keypoint-format openpose" in msg
     np.savez(tmp_path / "k2.npz", keypoints=np.zeros((10, 17, 2)))
     with pytest.raises(InputError, match="'keypoints' has shape \\(10, 17, 2\\).*confidence column"):
         load_keypoints(tmp_path / "k2.npz")
@@ -289,7 +289,7 @@ def test_array_shape_errors_name_the_field_and_fix(tmp_path):
     with pytest.raises(InputError, match="no field 'keypoints' \\(fields: a, b\\)"):
         load_keypoints(tmp_path / "two.npz")
     (tmp_path / "text.npz").write_text("hello")
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="text.npz: holds text, not numpy arrays"):
         load_keypoints(tmp_path / "text.npz")
 
 
@@ -301,7 +301,7 @@ def test_openpose_arrays_with_format_override(tmp_path):
     seq = load_keypoints(tmp_path / "b25.npz", format="openpose")
     np.testing.assert_allclose(seq.keypoints, np.stack(ps)[:, :17], atol=1e-6)
     np.testing.assert_allclose(seq.feet, np.stack(ps)[:, 17:], atol=1e-6)
-    with pytest.raises(InputError, match="--format openpose"):
+    with pytest.raises(InputError, match="--keypoint-format openpose"):
         load_keypoints(tmp_path / "b25.npz")
 
 
@@ -309,7 +309,7 @@ def test_detection_and_path_errors(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_keypoints(tmp_path / "nope.json")
     (tmp_path / "kp.txt").write_text("1 2 3")
-    with pytest.raises(InputError, match="unknown keypoint file type '.txt'.*--format"):
+    with pytest.raises(InputError, match="unknown keypoint file type '.txt'.*--keypoint-format"):
         load_keypoints(tmp_path / "kp.txt")
     with pytest.raises(InputError, match="unknown keypoint format 'mmpose'"):
         load_keypoints(tmp_path / "kp.txt", format="mmpose")

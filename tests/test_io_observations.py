@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from backend.io.errors import InputError
-from backend.io.observations import focal_from_fov, load_observations, validate_observations
+from backend.contract.errors import InputError
+from backend.contract.observations import focal_from_fov, load_observations, validate_observations
 
 
 def _obs(frames=4, views=None):
@@ -69,8 +69,24 @@ def test_files(tmp_path):
         load_observations(tmp_path / "nope.npz", "video")
     bad = tmp_path / "bad.npz"
     bad.write_text("not numpy")
-    with pytest.raises(InputError, match="not a readable .npz"):
+    with pytest.raises(InputError, match="holds text, not numpy arrays"):
         load_observations(bad, "video")
     good = tmp_path / "obs.npz"
     np.savez(good, **_obs(), fps=29.97)
     assert load_observations(good, "video")["fps"] == pytest.approx(29.97)
+
+
+def test_a_text_file_named_npz_is_named_as_text_not_pickled_data(tmp_path):
+    """numpy's own message ("Cannot load file containing pickled data when allow_pickle=False") talks
+    about its loader; every reader says what the file holds instead."""
+    from backend.contract.init_estimates import load_init
+    from backend.contract.keypoints import load_keypoints
+    from backend.contract.results import read_results
+
+    text = tmp_path / "notes.npz"
+    text.write_text("frame,x,y\n0,1,2\n")
+    for read in (lambda p: load_observations(p, "video"), load_keypoints, load_init, read_results):
+        with pytest.raises(InputError) as err:
+            read(text)
+        assert "notes.npz: holds text, not numpy arrays" in str(err.value)
+        assert "pickle" not in str(err.value)

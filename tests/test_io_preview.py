@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from backend.io import preview
-from backend.io.errors import InputError
+from backend.contract.errors import InputError
 from backend.io.footage import probe
 
 W, H, FOCAL, PP = 160, 90, 100.0, (80.0, 45.0)

@@ -1,4 +1,4 @@
-"""Tests for backend.io.results: OUT.npz writing/reading and the per-frame JSON export."""
+"""Tests for backend.contract.results: OUT.npz writing/reading and the per-frame JSON export."""
 
 import json
 import os
@@ -7,10 +7,11 @@ import stat
 import numpy as np
 import pytest
 
-from backend.body.smpl_layout import SMPL_JOINT_NAMES
-from backend.io import results as results_mod
-from backend.io.errors import InputError
-from backend.io.results import (
+from backend.contract.layout import SMPL_JOINT_NAMES
+from backend.contract import results as results_mod
+from backend.contract.errors import InputError
+from backend.contract.results import (
+    CORE_KEYS,
     export_frames_json,
     read_results,
     validate_results,
@@ -118,16 +119,16 @@ def test_validation_names_the_field(tmp_path, change, match):
 
 
 def test_read_checks_the_file(tmp_path):
-    with pytest.raises(InputError, match="result file not found"):
+    with pytest.raises(InputError, match="none.npz: file not found"):
         read_results(tmp_path / "none.npz")
     (tmp_path / "junk.npz").write_text("junk")
-    with pytest.raises(InputError, match="cannot read as .npz"):
+    with pytest.raises(InputError, match="holds text, not numpy arrays"):
         read_results(tmp_path / "junk.npz")
     core = {k: v for k, v in make_results().items() if k not in results_mod.ADDON_KEYS}
     np.savez(tmp_path / "core.npz", **core)
     with pytest.raises(InputError, match="has no field 'rest_joints'"):
         read_results(tmp_path / "core.npz")
-    assert read_results(tmp_path / "core.npz", require_addon=False)["global_orient"].shape == (F, 3)
+    assert read_results(tmp_path / "core.npz", required=CORE_KEYS)["global_orient"].shape == (F, 3)
     assert validate_results(dict(make_results(), keypoints3d=np.zeros((F, 23, 3))))["keypoints3d"].shape == (F, 23, 3)
 
 

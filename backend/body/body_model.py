@@ -21,7 +21,7 @@ import torch
 
 from backend.body import free_model
 from backend.body.smpl_files import SMPLFileError, load_smpl_arrays, smpl_data_struct
-from backend.body.smpl_layout import (
+from backend.contract.layout import (
     COCO17_NAMES, NUM_JOINTS, SMPL_COCO_BODY_JOINTS, SMPL_COCO_FACE_VERTICES, SMPL_PARENTS,
 )
 from backend.rotations import axis_angle_to_matrix

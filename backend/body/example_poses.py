@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from backend.body.smpl_layout import NUM_JOINTS, SMPL_JOINT_NAMES
+from backend.contract.layout import NUM_JOINTS, SMPL_JOINT_NAMES
 
 _DEG = math.pi / 180
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.body.smpl_layout import NUM_JOINTS
+from backend.contract.layout import NUM_JOINTS
 
 FREE_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "free_body_model.npz"
 NUM_POSE_BASIS = (NUM_JOINTS - 1) * 9

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from backend.body.smpl_layout import (
+from backend.contract.layout import (
     COCO17_NAMES, FOOT6_NAMES, NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS, SMPL_REST_PELVIS,
 )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.body.smpl_layout import SMPL_JOINT_NAMES
+from backend.contract.layout import SMPL_JOINT_NAMES
 from backend.data.dataset import FPS, load_split
 
 # Joint rotations (deg, relative to the parent) shown in the pose figure, and the share of frames

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel, forward_kinematics
-from backend.body.smpl_layout import SMPL_JOINT_NAMES, SMPL_PARENTS
+from backend.contract.layout import SMPL_JOINT_NAMES, SMPL_PARENTS
+from backend.contract.rotations import rotation_between
 from backend.data import cmu
 from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
 
@@ -169,14 +170,6 @@ def mocap_targets(sk: cmu.Skeleton, P: np.ndarray, G: np.ndarray, offsets: np.nd
     return P[:, pts] + INHERIT_MATRIX @ np.einsum("fpij,pj->fpi", G[:, anchors], offsets)
 
 
-def _min_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation taking direction a to direction b (both (3,))."""
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    v, c = np.cross(a, b), float(a @ b)
-    K = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + K + K @ K / (1 + c)
-
-
 def transfer_constants(sk: cmu.Skeleton, smpl_rest_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-SMPL-joint mocap segment index (24,) (-1: none) and A_j = G_m_rest^T Q_j (24,3,3)."""
     P_rest, G_rest = cmu.rest_pose(sk)
@@ -188,7 +181,7 @@ def transfer_constants(sk: cmu.Skeleton, smpl_rest_joints: np.ndarray) -> tuple[
         if smpl_child is not None:
             b_s = smpl_rest_joints[SMPL[smpl_child]] - smpl_rest_joints[j]
             b_m = G_rest[m][:, 0] if mocap_child is None else P_rest[sk.index(mocap_child)] - P_rest[m]
-            Q = _min_rotation(b_s, b_m)
+            Q = rotation_between(b_s, b_m)
         seg[j], A[j] = m, G_rest[m].T @ Q
     return seg, A
 

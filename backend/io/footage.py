@@ -25,13 +25,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from backend.io.errors import InputError
+from backend.contract.errors import InputError
+from backend.contract.shot import FootageInfo
 
 __all__ = ["FootageInfo", "probe", "iter_frames", "fps_fraction", "is_variable_rate"]
 
@@ -43,25 +43,6 @@ VFR_TOLERANCE = 0.15
 _NTSC_RATES = tuple(Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240))
 
 _REENCODE_FIX = "re-encode it, e.g. ffmpeg -i INPUT -c:v libx264 -pix_fmt yuv420p OUTPUT.mp4"
-
-
-@dataclass(frozen=True)
-class FootageInfo:
-    path: str
-    frame_count: int
-    fps: float
-    fps_fraction: str
-    width: int
-    height: int
-    rotation_deg: int
-    variable_rate: bool
-    duration_s: float
-    frame_count_source: str  # "container" (reported and seek-checked) or "counted" (decoded to the end)
-
-    def summary(self) -> str:
-        rate = "variable" if self.variable_rate else "constant"
-        return (f"{Path(self.path).name}: {self.frame_count} frames, {self.fps:.6g} fps ({self.fps_fraction}, {rate} "
-                f"rate), {self.width}x{self.height}, rotation {self.rotation_deg} deg, {self.duration_s:.3f} s")
 
 
 def fps_fraction(fps: float) -> Fraction:
@@ -193,7 +174,7 @@ def probe(path, timing_frames: int = TIMING_FRAMES, count_frames: bool = False) 
     return FootageInfo(
         path=str(p), frame_count=int(frame_count), fps=float(rate), fps_fraction=f"{rate.numerator}/{rate.denominator}",
         width=int(width), height=int(height), rotation_deg=rotation, variable_rate=bool(is_variable_rate(stamps)),
-        duration_s=float(frame_count / rate), frame_count_source=source,
+        frame_count_source=source,
     )
 
 

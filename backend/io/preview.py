@@ -23,18 +23,15 @@ file is kept unless ``force``.  Problems raise InputError (one line, with the fi
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from backend.body.smpl_layout import COCO17_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS
-from backend.io.errors import InputError
-from backend.io.results import _atomic_write, check_writable
+from backend.contract.layout import COCO17_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS
+from backend.contract.errors import InputError
+from backend.contract.results import _atomic_write, check_writable, replacing
 
 __all__ = ["COCO17_EDGES", "SMPL24_EDGES", "Layer", "project_points", "posed_vertices", "crop_box", "preview_frame",
            "iter_preview", "write_preview", "preview_frame_png"]
@@ -105,7 +102,7 @@ def posed_vertices(result: dict, body_model, chunk: int = 64) -> np.ndarray:
 # -- inputs ------------------------------------------------------------------------------------------
 def _camera(obs: dict) -> dict:
     """OBS (validated or raw) -> keypoints (V,F,17,3), image_size (V,2), focal (V,), principal (V,2)."""
-    from backend.io.observations import focal_from_fov
+    from backend.contract.observations import focal_from_fov
 
     if "keypoints" not in obs or "image_size" not in obs:
         raise InputError("the preview needs the observations' 'keypoints' and 'image_size'; pass the OBS arrays")
@@ -376,9 +373,7 @@ def write_preview(path, result: dict, obs: dict, footage=None, *, fps: float | N
     frames = iter_preview(result, obs, footage, **kw)
     first = next(frames)  # checks the inputs before any file is created
     total = _camera(obs)["keypoints"].shape[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path, suffix=path.suffix) as tmp:
         writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*CODECS[path.suffix.lower()]), fps,
                                  (first.shape[1], first.shape[0]))
         if not writer.isOpened():
@@ -391,24 +386,12 @@ def write_preview(path, result: dict, obs: dict, footage=None, *, fps: float | N
                     bar.update(1)
         finally:
             writer.release()
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return path
 
 
 def _chain(first, rest):
     yield first
     yield from rest
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def preview_frame_png(path, result: dict, obs: dict, frame: int, footage=None, *, force: bool = False,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel
-from backend.body.smpl_layout import SMPL_JOINT_NAMES
+from backend.contract.layout import SMPL_JOINT_NAMES
 from backend.models import train
 from backend.models.diffusion import cosine_alphas_cumprod, ddim_sample
 from backend.models.regressor import normalise_keypoints

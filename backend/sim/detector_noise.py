@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from backend.body.smpl_layout import COCO17_NAMES, FOOT6_NAMES
+from backend.contract.layout import COCO17_NAMES, FOOT6_NAMES
 from backend.sim.cameras import torch_generator
 
 KEYPOINT_NAMES = COCO17_NAMES + FOOT6_NAMES

@@ -27,17 +27,23 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.body.smpl_layout import COCO17_NAMES, FOOT6_NAMES, SMPL_JOINT_NAMES
-from backend.io.errors import InputError, describe_shape
+from backend.contract.layout import COCO17_NAMES, FOOT6_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS
+from backend.contract.errors import InputError, describe_shape
+from backend.contract.npz import read_arrays
 
 __all__ = [
-    "CORE_KEYS", "ADDON_KEYS", "JSON_FORMAT",
+    "CORE_KEYS", "ADDON_KEYS", "ENGINE_KEYS", "IMPORT_KEYS", "CAMERA_FIELDS", "JSON_FORMAT",
     "check_writable", "flatten_multiview", "validate_results", "write_results", "read_results", "export_frames_json",
 ]
 
 CORE_KEYS = ("global_orient", "body_pose", "betas", "transl", "joints", "keypoints3d", "init_joints",
              "reprojection_error_px", "info")
 ADDON_KEYS = ("rest_joints", "rest_vertices", "faces", "skin_weights", "fps")
+ENGINE_KEYS = CORE_KEYS + ADDON_KEYS  # what the engine writes
+# What the add-on's importer needs: the motion, the rest body and the rate.
+IMPORT_KEYS = ("global_orient", "body_pose", "betas", "transl", "joints") + ADDON_KEYS
+# Footage intrinsics for the camera: top-level arrays, or keys of the info JSON.
+CAMERA_FIELDS = ("image_size", "focal_length", "principal_point")
 JSON_FORMAT = "scorehmr-frames/1"
 _DECIMALS = 6  # micrometres / micro-radians: far below the estimates' accuracy
 
@@ -63,6 +69,7 @@ _SHAPES = {
     "joints": [("F", 24, 3)], "keypoints3d": [("F", 17, 3), ("F", 23, 3)], "init_joints": [("F", 24, 3)],
     "reprojection_error_px": [("F",)], "rest_joints": [(24, 3)], "rest_vertices": [("V", 3)],
     "faces": [("C", 3)], "skin_weights": [("V", 24)], "fps": [()],
+    "image_size": [(2,)], "focal_length": [()], "principal_point": [(2,)],
 }
 
 
@@ -79,55 +86,82 @@ def _info_dict(value, path) -> dict:
     return info
 
 
-def validate_results(results: dict, path="OUT", require_addon: bool = True) -> dict:
-    """Checks an OUT dict against the contract; returns arrays (float32, faces int32, fps float64), info as dict."""
-    required = CORE_KEYS + (ADDON_KEYS if require_addon else ())
+def validate_results(results: dict, path="OUT", required=ENGINE_KEYS) -> dict:
+    """Checks an OUT dict against the contract (``required`` fields present, every field's shape and
+    values); returns arrays (float32, faces int32, fps float64), info as a dict ({} when absent), the
+    footage intrinsics (``CAMERA_FIELDS``) taken from the info JSON when not top-level arrays."""
     missing = [k for k in required if k not in results]
     if missing:
         raise InputError(f"has no field '{missing[0]}' (missing: {', '.join(missing)}); write every OUT.npz field "
                          f"of the engine contract", path)
-    out, dims = {}, {}
+    out, dims = {"info": {}}, {}
     # Contract keys first, so F is bound by global_orient and V by rest_vertices.
-    known = CORE_KEYS + ADDON_KEYS
-    order = [k for k in known if k in results] + [k for k in results if k not in known]
+    order = [k for k in ENGINE_KEYS if k in results] + [k for k in results if k not in ENGINE_KEYS]
     for key in order:
         value = results[key]
         if key == "info":
             out[key] = _info_dict(value, path)
             continue
-        arr = np.asarray(value)
-        if arr.dtype == object:
-            raise InputError(f"field '{key}' is an object array; store plain numeric arrays", path)
-        if key in _SHAPES:
-            if not np.issubdtype(arr.dtype, np.number):
-                raise InputError(f"field '{key}' has dtype {arr.dtype}, expected numbers", path)
-            bound = _match(arr.shape, _SHAPES[key], dims)
-            if bound is None:
-                want = " or ".join(str(tuple(pat)).replace("'", "") for pat in _SHAPES[key])
-                per_frame = any("F" in pat for pat in _SHAPES[key])
-                fix = "give it one row per frame, like global_orient" if per_frame else "write it in the contract's layout"
-                raise InputError(f"field '{key}' has shape {describe_shape(arr)}, expected {want}"
-                                 + (f" with F={dims['F']}" if per_frame and "F" in dims else "") + f"; {fix}", path)
-            dims = bound
-            finite = np.isfinite(arr) if key != "reprojection_error_px" else ~np.isinf(arr)
-            if not np.all(finite):
-                raise InputError(f"field '{key}' has {int(np.sum(~finite))} NaN/inf values; the result is unusable, "
-                                 f"re-run the refinement", path)
-        if key == "faces":
-            vertices = dims.get("V", np.iinfo(np.int64).max)
-            if not np.issubdtype(arr.dtype, np.integer) or (arr.size and (arr.min() < 0 or arr.max() >= vertices)):
-                raise InputError(f"field 'faces' must hold integer vertex indices below the vertex count {vertices}; "
-                                 f"write the body model's faces array", path)
-            arr = arr.astype(np.int32)
-        elif key == "fps":
-            if not float(arr) > 0:
-                raise InputError(f"field 'fps' is {float(arr)}, expected a positive frame rate; pass the footage fps",
-                                 path)
-            arr = np.float64(arr)
-        elif np.issubdtype(arr.dtype, np.floating):
-            arr = arr.astype(np.float32)
-        out[key] = arr
+        out[key] = _checked_field(key, np.asarray(value), dims, path)
+    if dims.get("F") == 0:
+        raise InputError("the result has no frames; re-run the refinement on frames with keypoints", path)
+    for name in CAMERA_FIELDS:
+        if name not in out and name in out["info"]:
+            out[name] = _checked_field(name, np.asarray(out["info"][name]), dims, path)
+    _check_body(out, path)
     return out
+
+
+def _checked_field(key: str, arr: np.ndarray, dims: dict, path) -> np.ndarray:
+    """One field checked (dtype, shape against ``_SHAPES`` binding ``dims``, finite values) and converted."""
+    if arr.dtype == object:
+        raise InputError(f"field '{key}' is an object array; store plain numeric arrays", path)
+    if key in _SHAPES:
+        if not np.issubdtype(arr.dtype, np.number):
+            raise InputError(f"field '{key}' has dtype {arr.dtype}, expected numbers", path)
+        bound = _match(arr.shape, _SHAPES[key], dims)
+        if bound is None:
+            want = " or ".join(str(tuple(pat)).replace("'", "") for pat in _SHAPES[key])
+            per_frame = any("F" in pat for pat in _SHAPES[key])
+            fix = "give it one row per frame, like global_orient" if per_frame else "write it in the contract's layout"
+            known = sorted({d for pat in _SHAPES[key] for d in pat if isinstance(d, str) and d in dims})
+            sizes = " with " + ", ".join(f"{d}={dims[d]}" for d in known) if known else ""
+            raise InputError(f"field '{key}' has shape {describe_shape(arr)}, expected {want}{sizes}; {fix}", path)
+        dims.update(bound)
+        finite = np.isfinite(arr) if key != "reprojection_error_px" else ~np.isinf(arr)
+        if not np.all(finite):
+            raise InputError(f"field '{key}' has {int(np.sum(~finite))} NaN/inf values; the result is unusable, "
+                             f"re-run the refinement", path)
+    if key == "faces":
+        vertices = dims.get("V", np.iinfo(np.int64).max)
+        if not np.issubdtype(arr.dtype, np.integer) or (arr.size and (arr.min() < 0 or arr.max() >= vertices)):
+            raise InputError(f"field 'faces' must hold integer vertex indices below the vertex count {vertices}; "
+                             f"write the body model's faces array", path)
+        return arr.astype(np.int32)
+    if key in ("fps", "focal_length", "image_size"):
+        if not np.all(arr > 0):
+            raise InputError(f"field '{key}' is {arr.tolist()}, expected positive numbers"
+                             + ("; pass the footage fps" if key == "fps" else ""), path)
+        return np.float64(arr) if key == "fps" else arr.astype(np.float64)
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr.astype(np.float32)
+    return arr
+
+
+def _check_body(out: dict, path) -> None:
+    """The rest body an importer builds a rig from: skin weights that blend, bones of some length."""
+    if "skin_weights" in out:
+        weights = out["skin_weights"]
+        bad = np.flatnonzero((weights < 0).any(1) | (np.abs(weights.sum(1) - 1) > 1e-3))
+        if len(bad):
+            raise InputError(f"field 'skin_weights' of vertex {bad[0]} are negative or do not sum to 1; write "
+                             "the body model's weights", path)
+    if "rest_joints" in out:
+        rest = out["rest_joints"]
+        for j, p in enumerate(SMPL_PARENTS[1:], start=1):
+            if np.linalg.norm(rest[j] - rest[p]) < 1e-4:
+                raise InputError(f"field 'rest_joints': {SMPL_JOINT_NAMES[j]} sits on its parent "
+                                 f"{SMPL_JOINT_NAMES[p]}; write the body's rest joints", path)
 
 
 # ---------------------------------------------------------------------------
@@ -149,6 +183,31 @@ def check_writable(folder) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def replacing(path: Path, suffix: str = ".tmp"):
+    """A temporary file name beside ``path`` (in a checked folder); when the block ends without an
+    error the file takes ``path``'s place (with ``path``'s mode, else the umask's: mkstemp makes
+    0600 files), otherwise it is removed.  Readers never see a half-written ``path``."""
+    folder = check_writable(path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    except OSError as exc:
+        raise InputError(f"cannot create a file in the output folder ({exc.strerror}); choose another --out folder",
+                         folder) from None
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def _atomic_write(path, write, force: bool) -> Path:
     """Writes via ``write(binary file)`` to a temp file beside ``path``, then renames it over ``path``."""
     path = Path(path)
@@ -156,32 +215,16 @@ def _atomic_write(path, write, force: bool) -> Path:
         raise InputError("is a folder; give a file name for the output, e.g. out/result.npz", path)
     if path.exists() and not force:
         raise InputError("already exists; pass --force to overwrite it, or choose another --out", path)
-    folder = check_writable(path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise InputError(f"cannot create a file in the output folder ({exc.strerror}); choose another --out folder",
-                         folder) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with replacing(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
-def write_results(path, results: dict, force: bool = False, require_addon: bool = True) -> Path:
+def write_results(path, results: dict, force: bool = False, required=ENGINE_KEYS) -> Path:
     """Validates ``results`` (see module docstring) and writes them to ``path`` atomically."""
-    arrays = validate_results(results, path, require_addon)
+    arrays = validate_results(results, path, required)
     arrays["info"] = np.array(json.dumps(arrays["info"], sort_keys=True))
     return _atomic_write(path, lambda fh: np.savez(fh, **arrays), force)
 
@@ -190,17 +233,11 @@ def write_results(path, results: dict, force: bool = False, require_addon: bool 
 # Reading and export
 # ---------------------------------------------------------------------------
 
-def read_results(path, require_addon: bool = True) -> dict:
+def read_results(path, required=ENGINE_KEYS) -> dict:
     """Reads and validates an OUT.npz; ``info`` comes back as a dict."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError("result file not found; run `python -m backend refine ... --out` first or fix the path", p)
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data}
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read as .npz ({exc}); the file is damaged, run the refinement again", p) from None
-    return validate_results(arrays, p, require_addon)
+    arrays = read_arrays(p, "give the OUT.npz the refinement wrote (python -m backend refine ... --out)")
+    return validate_results(arrays, p, required)
 
 
 def _rounded(arr):
@@ -217,8 +254,8 @@ def export_frames_json(results, json_path, force: bool = False) -> Path:
     "global_orient", "body_pose", "betas", "transl", "joints", "keypoints3d", "reprojection_error_px"}]}``;
     ``time_s`` is null without an fps.
     """
-    r = read_results(results, require_addon=False) if isinstance(results, (str, os.PathLike)) \
-        else validate_results(results, "results", require_addon=False)
+    r = read_results(results, required=CORE_KEYS) if isinstance(results, (str, os.PathLike)) \
+        else validate_results(results, "results", required=CORE_KEYS)
     frames = r["global_orient"].shape[0]
     fps = float(r["fps"]) if "fps" in r else None
     betas = r["betas"] if r["betas"].ndim == 2 else np.broadcast_to(r["betas"], (frames, 10))

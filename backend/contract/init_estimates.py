@@ -31,11 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.io.errors import InputError, describe_shape
+from backend.contract.errors import InputError, describe_shape
+from backend.contract.frames import FrameRange
+from backend.contract.npz import read_arrays
+from backend.contract.rotations import matrix_to_axis_angle
 
 __all__ = [
     "INIT_KEYS", "HMR2_FOCAL_LENGTH", "HMR2_IMAGE_SIZE",
-    "load_init", "validate_init", "cam_crop_to_full", "hmr2_focal_length", "matrix_to_axis_angle",
+    "load_init", "validate_init", "slice_init", "cam_crop_to_full", "hmr2_focal_length",
 ]
 
 INIT_KEYS = ("global_orient", "body_pose", "betas", "transl")
@@ -71,37 +74,6 @@ def cam_crop_to_full(pred_cam, box_center, box_size, image_size, focal_length) -
     tx = cam[:, 1] + 2.0 * (center[:, 0] - wh[:, 0] / 2.0) / bs
     ty = cam[:, 2] + 2.0 * (center[:, 1] - wh[:, 1] / 2.0) / bs
     return np.stack([tx, ty, np.broadcast_to(tz, tx.shape)], axis=-1)
-
-
-def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices -> (..., 3) axis-angle, via a unit quaternion (Shepperd's method).
-
-    Each matrix uses the best-conditioned of the four quaternion formulas, so
-    angles near 0 and near pi are both accurate.
-    """
-    R = np.asarray(R, dtype=np.float64)
-    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
-    d21, d02, d10 = R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]
-    s01, s02, s12 = R[..., 0, 1] + R[..., 1, 0], R[..., 0, 2] + R[..., 2, 0], R[..., 1, 2] + R[..., 2, 1]
-    diag = np.stack([m00 + m11 + m22, m00 - m11 - m22, -m00 + m11 - m22, -m00 - m11 + m22], axis=-1)
-    sq = 1.0 + diag  # 4 w^2, 4 x^2, 4 y^2, 4 z^2
-    # Candidate quaternions (w, x, y, z) times 4w, 4x, 4y, 4z; the largest component divides best.
-    cands = np.stack([
-        np.stack([sq[..., 0], d21, d02, d10], -1),
-        np.stack([d21, sq[..., 1], s01, s02], -1),
-        np.stack([d02, s01, sq[..., 2], s12], -1),
-        np.stack([d10, s02, s12, sq[..., 3]], -1),
-    ], axis=-2)
-    best = np.argmax(diag, axis=-1)
-    q = np.take_along_axis(cands, best[..., None, None], axis=-2)[..., 0, :]
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    q = np.where(q[..., :1] < 0, -q, q)  # w >= 0: angle in [0, pi]
-    v = q[..., 1:]
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    angle = 2.0 * np.arctan2(n, q[..., :1])
-    # angle / n -> 2 / w as n -> 0.
-    scale = np.where(n > 1e-8, angle / np.maximum(n, 1e-300), 2.0 / q[..., :1])
-    return v * scale
 
 
 # ---------------------------------------------------------------------------
@@ -146,11 +118,7 @@ def _read_file(path: Path) -> dict:
     if not path.is_file():
         raise InputError("initial-estimate file not found; check the path", path)
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data}
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read as .npz ({exc}); save the arrays with numpy.savez", path) from None
+        return read_arrays(path, "save the arrays with numpy.savez")
     if suffix in (".pkl", ".pickle"):
         try:
             with open(path, "rb") as fh:
@@ -278,3 +246,17 @@ def load_init(path, image_size=None, focal_length=None) -> dict:
                              f"{', '.join(sorted(data)) or 'none'}; add the camera translation", p)
         data["transl"] = _hmr2_transl(data, p, image_size, focal_length)
     return validate_init(data, p)
+
+
+def slice_init(init: dict, frames: FrameRange, keypoint_frames: int, path="INIT") -> dict:
+    """The initial estimate for ``frames`` (indices into the ``keypoint_frames`` keypoint frames):
+    ``init`` as it is when it has one estimate per chosen frame, its rows ``frames`` when it has one
+    per keypoint frame (betas (10,) are kept); InputError otherwise."""
+    have = len(init["global_orient"])
+    if have == frames.count:
+        return init
+    if have != keypoint_frames:
+        raise InputError(f"has {have} frames but the keypoints have {keypoint_frames} (refining {frames.count}): "
+                         "give one initial estimate per keypoint frame, or per refined frame", path)
+    return {key: value[frames.start:frames.stop] if np.ndim(value) == 2 and len(value) == have else value
+            for key, value in init.items()}

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.io.errors import InputError, describe_shape
+from backend.contract.errors import InputError, describe_shape
+from backend.contract.npz import read_arrays
 
 DEFAULT_FOV_DEG = 55.0  # horizontal-ish field of view of a typical phone/camcorder lens (~35 mm equivalent)
 
@@ -77,6 +78,12 @@ def validate_observations(data: dict, mode: str, path="OBS", fov_deg: float = DE
         if not (math.isfinite(fps) and fps > 0):
             raise InputError(f"field 'fps' must be positive, got {fps}", path=path)
         out["fps"] = fps
+    out.update(_calibration(data, v, path))
+    return out
+
+
+def _calibration(data: dict, v: int, path) -> dict:
+    """{'cam_R' (V, 3, 3), 'cam_t' (V, 3)} world -> OpenCV camera when ``data`` has them, else {}."""
     if ("cam_R" in data) != ("cam_t" in data):
         raise InputError("calibrated views need both 'cam_R' (V, 3, 3) and 'cam_t' (V, 3)", path=path)
     if "cam_R" in data:
@@ -86,20 +93,44 @@ def validate_observations(data: dict, mode: str, path="OBS", fov_deg: float = DE
                              f"expected ({v}, 3, 3)/({v}, 3) world-to-camera", path=path)
         if np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max() > 1e-4:
             raise InputError("field 'cam_R' must hold rotation matrices", path=path)
-        out["cam_R"], out["cam_t"] = R, t
+        return {"cam_R": R, "cam_t": t}
+    return {}
+
+
+PER_VIEW_FIELDS = ("keypoints", "image_size", "focal_length", "principal_point")
+
+
+def combine_views(views: list[dict], cameras=None, path="views") -> dict:
+    """One multi-view OBS dict from validated one-camera OBS dicts (each V = 1, the same frames, view 0
+    first); ``cameras`` = (cam_R (V, 3, 3), cam_t (V, 3)) world -> OpenCV camera for calibrated views."""
+    frames = {obs["keypoints"].shape[1] for obs in views}
+    if len(frames) != 1:
+        raise InputError(f"the views have different frame counts ({', '.join(str(n) for n in sorted(frames))}); "
+                         "give every view the same frames", path)
+    out = {key: np.concatenate([obs[key] for obs in views]) for key in PER_VIEW_FIELDS}
+    out["missing_points"] = sum(obs["missing_points"] for obs in views)
+    out["focal_source"] = views[0]["focal_source"]
+    if "fps" in views[0]:
+        out["fps"] = views[0]["fps"]
+    if cameras is not None:
+        out.update(_calibration(dict(cam_R=cameras[0], cam_t=cameras[1]), len(views), path))
     return out
+
+
+def file_arrays(obs: dict, mode: str) -> dict:
+    """A validated OBS dict as OBS.npz stores it (``numpy.savez(path, **arrays)``): one camera without
+    the view axis, bookkeeping fields (missing_points, focal_source) left out."""
+    keep = PER_VIEW_FIELDS + ("cam_R", "cam_t")
+    arrays = {key: obs[key] if mode == "multiview" else obs[key][0] for key in keep if key in obs}
+    if "fps" in obs:
+        arrays["fps"] = np.float64(obs["fps"])
+    return arrays
 
 
 def load_observations(path, mode: str, fov_deg: float = DEFAULT_FOV_DEG, **overrides) -> dict:
     """Reads and validates OBS.npz; ``overrides`` (e.g. focal_length, principal_point; None = keep the
     file's) replace fields of the file before validation."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found; pass the observations with --observations OBS.npz", path=path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:  # numpy raises several kinds for non-npz files
-        raise InputError(f"not a readable .npz file ({type(exc).__name__}); write it with numpy.savez", path=path)
+    data = read_arrays(path, "write the observations with numpy.savez (see README, OBS.npz)")
     data.update({k: v for k, v in overrides.items() if v is not None})
     return validate_observations(data, mode, path=path, fov_deg=fov_deg)

@@ -41,12 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.body.smpl_layout import COCO17_NAMES, FOOT6_NAMES
-from backend.io.errors import InputError, describe_shape
+from backend.contract.layout import COCO17_NAMES, FOOT6_NAMES
+from backend.contract.errors import InputError, describe_shape
+from backend.contract.npz import read_arrays
 
 __all__ = [
     "FORMATS", "KeypointReport", "KeypointSequence", "TrackSelection",
-    "load_keypoints", "detect_format", "select_track",
+    "load_keypoints", "sequence_from_array", "detect_format", "select_track",
     "BODY25_TO_COCO17", "BODY25_TO_FOOT6", "COCO18_TO_COCO17", "openpose_to_coco17",
 ]
 
@@ -64,7 +65,7 @@ BODY25_TO_FOOT6 = (19, 22, 20, 23, 21, 24)  # l/r big toe, l/r small toe, l/r he
 COCO18_TO_COCO17 = (0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10)
 
 _SHAPE_HINT = "(F, 17, 3) COCO-17 [x, y, confidence]"
-_OPENPOSE_FIX = "convert OpenPose BODY_25/COCO-18 with --format openpose"
+_OPENPOSE_FIX = "read OpenPose BODY_25/COCO-18 with --keypoint-format openpose"
 # Points below this confidence do not count towards a person's bounding box.
 BOX_MIN_CONF = 0.05
 # A detection continues a track when its box overlaps the track's last box by this much.
@@ -295,21 +296,12 @@ def _as_people(value, source, where: str, openpose: bool = False) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 def _read_array(path: Path, track, openpose: bool) -> KeypointSequence:
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read as a numpy .npz/.npy file ({exc}); save it with numpy.savez", path) from None
-    name = "keypoints"
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            keys = list(data.keys())
-            if "keypoints" not in keys and len(keys) != 1:
-                raise InputError(f"has no field 'keypoints' (fields: {', '.join(keys) or 'none'}); "
-                                 f"save the (F, 17, 3) array as numpy.savez(path, keypoints=array)", path)
-            name = "keypoints" if "keypoints" in keys else keys[0]
-            arr = data[name]
-    else:
-        arr = data
+    data = read_arrays(path, "save the keypoints with numpy.savez(path, keypoints=array)")
+    if "keypoints" not in data and len(data) != 1:
+        raise InputError(f"has no field 'keypoints' (fields: {', '.join(data) or 'none'}); "
+                         f"save the (F, 17, 3) array as numpy.savez(path, keypoints=array)", path)
+    name = "keypoints" if "keypoints" in data or "" in data else next(iter(data))
+    arr = data[name if name in data else ""]
     counts = (25, 18) if openpose else (NUM_COCO,)
     if not np.issubdtype(arr.dtype, np.number) or arr.ndim not in (3, 4) or arr.shape[-1] != 3 \
             or arr.shape[-2] not in counts:
@@ -346,7 +338,7 @@ def _natural_key(value):
 def _read_coco(path: Path, data, track, image_ids) -> KeypointSequence:
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
         raise InputError("is not a COCO results file (expected a JSON list of {image_id, keypoints, score} "
-                         "objects); pass the right --format", path)
+                         "objects); choose the right keypoint format (command line: --keypoint-format)", path)
     dets = [d for d in data if d.get("category_id", 1) == 1]  # persons only
     for i, d in enumerate(dets):
         for key in ("image_id", "keypoints"):
@@ -393,7 +385,7 @@ def _read_plain_json(path: Path, data, track) -> KeypointSequence:
         items = [(int(d.get("frame", d.get("frame_index", i))), d["keypoints"]) for i, d in enumerate(data)]
     else:
         raise InputError("has no field 'keypoints'; write {\"keypoints\": [[[x, y, c] * 17] per frame]} or "
-                         "pass the right --format", path)
+                         "choose the right keypoint format (command line: --keypoint-format)", path)
     frames = {}
     for f, value in items:
         if f in frames:
@@ -476,7 +468,16 @@ def detect_format(path) -> str:
             return "openpose"
         return "json"
     raise InputError(f"unknown keypoint file type '{suffix}'; use .npz/.npy, .json or an OpenPose folder, "
-                     f"or pass --format ({'/'.join(FORMATS)})", p)
+                     f"or choose the format (command line: --keypoint-format {'|'.join(FORMATS)})", p)
+
+
+def sequence_from_array(keypoints, source: str) -> KeypointSequence:
+    """A KeypointSequence (first frame 0) of an in-memory (F, 17, 3) array [x_px, y_px, confidence],
+    e.g. markers tracked in Blender; cleaned and reported like a file's."""
+    arr = np.asarray(keypoints, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1:] != (NUM_COCO, 3):
+        raise InputError(f"has shape {describe_shape(arr)}, expected {_SHAPE_HINT}", source)
+    return _assemble(source, "array", {f: arr[f][None] for f in range(len(arr))}, None)
 
 
 def load_keypoints(path, format: str | None = None, track: int | None = None,

@@ -1,0 +1,13 @@
+"""The contract between the Blender add-on and the engine: numpy only.
+
+Everything both sides read, write or name lives here, once: the SMPL / COCO-17
+layouts (``layout``), numpy rotation helpers (``rotations``), frame ranges
+(``frames``), reading 2D keypoints (``keypoints``), validating observations
+(``observations``), pairing footage facts with keypoints (``shot``), initial
+estimates (``init_estimates``), the OUT.npz result file (``results``) and the
+one error type (``errors``).
+
+Only the standard library and numpy are imported here, so Blender's own Python
+can use this package without torch, scipy, OpenCV or smplx
+(tests/test_contract.py checks that in a subprocess where they cannot import).
+"""

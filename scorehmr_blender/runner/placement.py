@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Which Python runs the engine, and on which device.
+
+    in-process  torch imports in Blender's own Python: the engine package is imported on first
+                use and runs in a thread (in the caller's thread in background mode).
+    worker      ``<worker python> -m backend refine ... --progress-lines`` as a subprocess, with
+                the engine package's parent folder as its cwd and PYTHONPATH.
+
+What the panel and the preferences draw comes from caches (:func:`engine_status`,
+:func:`device_text`), refreshed by :func:`forget_devices` ("Check Again", after a set-up), so
+no ``draw()`` touches the disk.
+"""
+
+import functools
+import importlib
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from .engine import RefineError, backend_root
+
+WORKER_VENV = "worker-venv"
+# One line per query: what the engine's torch would run on.
+DEVICE_SCRIPT = ("import torch; print('CUDA GPU: ' + torch.cuda.get_device_name(0) "
+                 "if torch.cuda.is_available() else 'CPU (no CUDA GPU visible to torch)')")
+NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window per subprocess on Windows
+ADDON_PACKAGE = __package__.rpartition(".")[0]
+
+
+def user_dir(*parts, create=True):
+    """A folder in the extension's user data folder, or in a temp folder when the add-on is
+    not installed as an extension; made unless ``create`` is False."""
+    try:
+        base = Path(bpy.utils.extension_path_user(ADDON_PACKAGE, create=create))
+    except ValueError:  # "does not name an extension": imported as a plain module
+        base = Path(tempfile.gettempdir()) / "refine_motion"
+    path = base.joinpath(*parts)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Runner:
+    kind: str          # 'in_process' | 'worker'
+    python: str = ""   # the worker's interpreter
+    root: Path = None  # folder holding backend/ (default: backend_root())
+
+    def describe(self):
+        return "in Blender" if self.kind == "in_process" else f"worker {self.python}"
+
+
+@functools.cache
+def torch_in_blender():
+    """Whether ``import torch`` can work in Blender's Python (found, not imported: that is slow)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def venv_python(venv):
+    return Path(venv) / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def default_worker_python():
+    """The interpreter of the environment 'Set Up Worker Environment' makes."""
+    return venv_python(user_dir(WORKER_VENV, create=False))
+
+
+def worker_python(setting):
+    """The worker interpreter: ``setting`` (a path) when given, else the set-up environment's
+    when it exists, else ''."""
+    if setting.strip():
+        return bpy.path.abspath(setting.strip())
+    default = default_worker_python()
+    return str(default) if default.is_file() else ""
+
+
+def choose_runner(location="AUTO", worker_setting=""):
+    """The Runner for the preferences' choice: 'AUTO' (in Blender when torch is there, else
+    the worker) or 'WORKER'.  RefineError when neither is available."""
+    if location == "AUTO" and torch_in_blender():
+        return Runner("in_process", root=backend_root())
+    python = worker_python(worker_setting)
+    if not python:
+        raise RefineError("The engine is not set up: install its worker in Preferences > Add-ons > "
+                          "Refine Motion (Set Up Worker Environment), or set a Worker Python with torch")
+    if not Path(python).is_file():
+        raise RefineError(f"Worker Python not found: {python}; fix the path in the add-on preferences")
+    return Runner("worker", python=python, root=backend_root())
+
+
+_STATUS = {}  # (location, worker setting) -> (kind, text, Runner or None)
+
+
+def engine_status(location="AUTO", worker_setting=""):
+    """(kind, text, runner) for the panel and the preferences, cached: kind is 'in_process',
+    'worker' or 'none' (then runner is None and text says why)."""
+    key = (location, worker_setting)
+    if key not in _STATUS:
+        try:
+            runner = choose_runner(location, worker_setting)
+        except RefineError as ex:
+            _STATUS[key] = ("none", str(ex), None)
+        else:
+            text = ("In Blender (torch imports in Blender's Python)" if runner.kind == "in_process"
+                    else f"Worker Python: {runner.python}")
+            _STATUS[key] = (runner.kind, text, runner)
+    return _STATUS[key]
+
+
+# -- device query (cached per interpreter) -----------------------------------------------------
+
+_DEVICES = {}  # interpreter ('' = Blender's own) -> text, or None while the query runs
+
+
+def device_text(runner):
+    """What ``runner``'s torch runs on ('CUDA GPU: name' / 'CPU ...'), or None while that is
+    being found out: the first call starts a background query, answered from a cache after."""
+    key = runner.python if runner.kind == "worker" else ""
+    if key not in _DEVICES:
+        _DEVICES[key] = None
+        threading.Thread(target=_query_device, args=(runner, key), daemon=True).start()
+    return _DEVICES[key]
+
+
+def cached_device_text(runner):
+    """The device text if already known (no query started), else None."""
+    return _DEVICES.get(runner.python if runner.kind == "worker" else "")
+
+
+def device_query_running():
+    return None in _DEVICES.values()
+
+
+def forget_devices():
+    """Ask again: which Python runs the engine and on which device."""
+    _DEVICES.clear()
+    _STATUS.clear()
+
+
+def _query_device(runner, key):
+    try:
+        if runner.kind == "in_process":
+            torch = importlib.import_module("torch")
+            text = (f"CUDA GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+                    else "CPU (no CUDA GPU visible to torch)")
+        else:
+            proc = subprocess.run([runner.python, "-c", DEVICE_SCRIPT], capture_output=True, text=True,
+                                  timeout=300, creationflags=NO_WINDOW, check=False)
+            lines = (proc.stdout if proc.returncode == 0 else proc.stderr).strip().splitlines()
+            text = lines[-1] if lines else f"unknown (exit code {proc.returncode})"
+            if proc.returncode != 0:
+                text = "not usable: " + text
+    except Exception as ex:  # noqa: BLE001 -- shown to the user as the device line
+        text = f"not usable: {type(ex).__name__}: {ex}"
+    _DEVICES[key] = text
