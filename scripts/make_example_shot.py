@@ -62,7 +62,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from anywhere
 CMU_CREDIT = ("The data used in this project was obtained from mocap.cs.cmu.edu. "
               "The database was created with funding from NSF EIA-0196217.")
 IMAGE_SIZE = (640, 360)
-FOV_DEG = 55.0                 # = backend.io.observations.DEFAULT_FOV_DEG (checked in main)
+FOV_DEG = 55.0                 # = backend.contract.observations.DEFAULT_FOV_DEG (checked in main)
 CAMERA_SIDE_DEG = 30.0         # camera yaw from the person's mean facing direction
 PITCH_DEG = (5.0, 10.0)
 FILL = (0.62, 0.66)            # the motion's projected height / frame height

@@ -13,16 +13,16 @@ import cv2
 import numpy as np
 import pytest
 
-from backend.body.smpl_layout import COCO17_NAMES, FOOT6_NAMES
+from backend.contract.layout import COCO17_NAMES, FOOT6_NAMES
 from backend.cli import main as cli_main
 from backend.detect import DetectionCancelled, DetectorUnavailable, detect_footage, write_keypoint_file
 from backend.detect.blazepose import (COCO17_FROM_BLAZEPOSE, FOOT6_FROM_BLAZEPOSE, LANDMARK_NAMES, BlazePose,
                                       Person, to_layouts)
 from backend.detect.evaluate import error_statistics
 from backend.detect.tracking import GATE_GROWTH, REACQUIRE_GATE, PersonTracker, find_people
-from backend.io.errors import InputError
-from backend.io.keypoints import load_keypoints
-from backend.io.observations import load_observations, validate_observations
+from backend.contract.errors import InputError
+from backend.contract.keypoints import load_keypoints
+from backend.contract.observations import load_observations, validate_observations
 from backend.io.shot import load_shot
 from tests.test_io_footage import _rotated_mp4, _variable_rate_mp4, write_video
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.body.smpl_layout import COCO17_NAMES, FOOT6_NAMES
+from backend.contract.layout import COCO17_NAMES, FOOT6_NAMES
 
 __all__ = ["LANDMARK_NAMES", "COCO17_FROM_BLAZEPOSE", "FOOT6_FROM_BLAZEPOSE", "MODEL_COMPLEXITY",
            "MEDIAPIPE_VERSION", "DetectorUnavailable", "Person", "BlazePose", "person_box", "to_layouts",

@@ -43,8 +43,8 @@ def _progress(args):
 
 
 def _claim_out(path, force: bool) -> None:
-    from backend.io.errors import InputError
-    from backend.io.results import check_writable
+    from backend.contract.errors import InputError
+    from backend.contract.results import check_writable
 
     p = Path(path)
     if p.suffix.lower() != ".npz":
@@ -61,8 +61,8 @@ def run(args) -> int:
     from backend.detect.blazepose import DetectorUnavailable, check_complexity
     from backend.detect.footage import check_footage, detect_footage, write_keypoint_file
     from backend.detect.preview import DetectionPreview
-    from backend.io.errors import InputError
-    from backend.io.shot import parse_frames
+    from backend.contract.errors import InputError
+    from backend.contract.frames import parse_frames
 
     bar = None
     try:

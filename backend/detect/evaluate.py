@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.body.smpl_layout import COCO17_NAMES
+from backend.contract.layout import COCO17_NAMES
 
 __all__ = ["FOUND_CONF", "error_statistics", "format_table", "main"]
 

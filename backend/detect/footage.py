@@ -7,7 +7,7 @@ Frames are decoded one at a time (``backend.io.footage.iter_frames``) and droppe
 detection, so memory grows with the clip only by the per-frame results (under 1 KB a frame: 33
 landmarks x [x, y, confidence] and x [x, y, z] in float32).
 
-The keypoint dict (``write_keypoint_file`` saves it as .npz; ``backend.io.keypoints.load_keypoints``
+The keypoint dict (``write_keypoint_file`` saves it as .npz; ``backend.contract.keypoints.load_keypoints``
 and ``--observations`` read it):
   ``keypoints``        (F, 17, 3) float32 COCO-17 [x_px, y_px, confidence]; confidence = BlazePose's
                        visibility x presence; every point 0 in frames without the person.
@@ -35,7 +35,7 @@ import numpy as np
 from backend.detect.blazepose import (LANDMARK_NAMES, MODEL_COMPLEXITY, BlazePose, Person, describe_detector,
                                       to_layouts)
 from backend.detect.tracking import MAX_PEOPLE, PersonTracker
-from backend.io.errors import InputError
+from backend.contract.errors import InputError
 from backend.io.footage import FootageInfo, iter_frames, probe
 
 __all__ = ["DetectReport", "DetectionCancelled", "detect_footage", "write_keypoint_file", "check_footage"]
@@ -179,7 +179,7 @@ def detect_footage(path, frames=None, track: int | None = None,
 def write_keypoint_file(path, data: dict, force: bool = False) -> Path:
     """Saves a ``detect_footage`` dict as .npz, atomically (temp file, then rename); an existing file is kept
     unless ``force``."""
-    from backend.io.results import _atomic_write
+    from backend.contract.results import _atomic_write
 
     path = Path(path)
     if path.suffix.lower() != ".npz":

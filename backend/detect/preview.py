@@ -15,7 +15,7 @@ import tempfile
 import numpy as np
 
 from backend.detect.blazepose import Person, to_layouts
-from backend.io.errors import InputError
+from backend.contract.errors import InputError
 from backend.io.preview import CODECS, _draw_detections, _draw_skeleton, _target, _Window
 
 __all__ = ["DetectionPreview", "MIN_DRAWN_CONF"]

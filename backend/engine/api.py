@@ -3,8 +3,8 @@
     engine = Engine.load()                        # free body model, committed weights, CPU or GPU
     result = engine.run(obs, init=None, mode="video")
 
-``obs`` is a validated OBS dict (backend.io.observations), ``init`` an INIT dict or None (then the
-built-in regressor makes it).  The result follows the OUT.npz contract (backend.io.results).
+``obs`` is a validated OBS dict (backend.contract.observations), ``init`` an INIT dict or None (then the
+built-in regressor makes it).  The result follows the OUT.npz contract (backend.contract.results).
 """
 from __future__ import annotations
 
