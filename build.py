@@ -151,7 +151,10 @@ def build_package(out_dir, tool):
     with tempfile.TemporaryDirectory(prefix=".build-", dir=out_dir) as work:
         source, built = Path(work) / "source", Path(work) / final.name
         stage(source)
-        run_extension_tool(tool, "build", "--source-dir", source, "--output-filepath", built)
+        try:
+            run_extension_tool(tool, "build", "--source-dir", source, "--output-filepath", built)
+        except BuildError as ex:  # name the manifest the user edits, not its staged copy
+            raise BuildError(str(ex).replace(str(source / "blender_manifest.toml"), str(MANIFEST))) from None
         run_extension_tool(tool, "validate", built)
         check_zip(built)
         os.chmod(built, ZIP_MODE)
