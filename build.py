@@ -142,9 +142,13 @@ def manifest_id_version():
     return manifest.get("id", "extension"), manifest.get("version", "0")
 
 
-def build_package(out_dir, tool):
-    """Build, check and return the path of refine_motion-<version>.zip (mode 644) in ``out_dir``; nothing
-    is left in ``out_dir`` when a step fails."""
+def build_package(out_dir, tool=None):
+    """Build, check and return the path of refine_motion-<version>.zip (mode 644) in ``out_dir`` with
+    ``tool`` (default: :func:`extension_tool`); nothing is left in ``out_dir`` when a step fails."""
+    tool = tool or extension_tool()
+    if tool is None:
+        raise BuildError("building the extension needs Blender's `extension build`: pass --blender PATH, put "
+                         "blender on PATH, or install the bpy module (pip install -r requirements/dev.txt)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / "{}-{}.zip".format(*manifest_id_version())
@@ -182,9 +186,6 @@ def cmd_package(args):
     if opts.blender and not (shutil.which(opts.blender) or Path(opts.blender).is_file()):
         raise BuildError(f"Blender executable not found: {opts.blender}")
     tool = extension_tool(opts.blender)
-    if tool is None:
-        raise BuildError("building the extension needs Blender's `extension build`: pass --blender PATH, put "
-                         "blender on PATH, or install the bpy module (pip install -r requirements/dev.txt)")
     zip_path = build_package(opts.out, tool)
     with zipfile.ZipFile(zip_path) as zf:
         infos = zf.infolist()
