@@ -26,8 +26,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import bpy
+import numpy as np
 
-from . import refine, result
+from . import export, refine, result, retarget
 # Everything the batch takes from the engine runner, in one place.
 from .engine_runner import Job, RefineError, Request, View, backend_module, choose_runner, write_inputs
 
@@ -240,8 +241,6 @@ def _keypoint_file_fields(shot, footage):
 def _focal_length(options, side, size, keypoints_name):
     """(focal length px, where it comes from): --focal-length, --fov, the keypoint file's, else the
     engine's default field of view."""
-    import numpy as np
-
     observations = backend_module("io.observations")
     if options.focal_length is not None:
         return float(options.focal_length), "--focal-length"
@@ -259,7 +258,10 @@ def _footage_frames(options, shot, footage):
     if options.frames is None:
         return (0, count - 1), False
     if options.frames == "overlap":
-        keypoint_frames = backend_module("io.keypoints").load_keypoints(shot.keypoints).report.frames
+        try:
+            keypoint_frames = backend_module("io.keypoints").load_keypoints(shot.keypoints).report.frames
+        except backend_module("io.errors").InputError as ex:
+            raise RefineError(str(ex)) from None
         return (0, min(count, keypoint_frames) - 1), True
     start, stop = options.frames
     if stop > count:
@@ -327,8 +329,6 @@ def load_character(path):
 def bone_mapping(character, preset):
     """The retarget bone mapping onto ``character`` ({SMPL joint: bone}); BatchError when the preset is
     unknown or maps no bone of it."""
-    from . import retarget
-
     try:
         mapping, _ = retarget.build_mapping(character, preset)
     except ValueError as ex:
@@ -341,8 +341,6 @@ def bone_mapping(character, preset):
 
 def _export_functions(options):
     """The export functions the options need (checked before any shot runs)."""
-    from . import export
-
     functions = {}
     for kind in EXPORTS:
         if getattr(options, kind):
@@ -413,8 +411,6 @@ def refine_result(plan, runner):
 
 def _mean_reprojection_error(out_path):
     """The result's mean reprojection error (px), or None when it does not say."""
-    import numpy as np
-
     with np.load(out_path) as out:
         return float(np.nanmean(out["reprojection_error_px"])) if "reprojection_error_px" in out.files else None
 
@@ -436,8 +432,6 @@ def run_shot(context, options, shot, runner, exporters):
     if options.retarget:
         exported = load_character(options.retarget)
         mapping = bone_mapping(exported, options.preset)
-        from . import retarget
-
         try:
             retarget.retarget(imported.armature, exported, mapping=mapping)
         except ValueError as ex:
