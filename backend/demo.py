@@ -10,8 +10,9 @@ motion rendered with the free body model, detector-like keypoints, ground truth)
 3. the initial estimate from the built-in regressor -> ``init.npz`` (INIT layout);
 4. ScoreHMR refinement in video mode (``backend.engine.api.Engine``) -> ``refined.npz`` (OUT.npz);
 5. the preview video and one frame as PNG (``backend.io.preview``) -> ``preview.mp4``, ``preview.png``;
-6. a .blend with the animated SMPL armature over the footage, through ``build.py``'s batch mode
-   with the bpy module (``python build.py -- --footage ... --keypoints ... --out shot.blend``);
+6. a .blend with the animated SMPL armature over the footage: ``refined.npz`` imported as it is by
+   ``build.py``'s batch mode with the bpy module (``python build.py -- --result refined.npz --footage
+   shot.mp4 --out shot.blend``), so the .blend, ``refined.npz`` and the preview show one motion;
 
 then prints before/after numbers (reprojection error, jitter, acceleration error and, since the
 example has ground truth, MPJPE / PA-MPJPE) and writes them to ``summary.json``.
@@ -27,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import subprocess
 import sys
 import time
@@ -160,41 +159,25 @@ def _save_npz(path: Path, arrays: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def blend_with_build_py(blend: Path, footage: Path, keypoints: Path, smpl_path, log: Path,
-                        device: str | None) -> float:
-    """Runs ``python build.py -- --footage ... --keypoints ... --out blend`` (bpy module); returns seconds.
-
-    Its output goes to ``log``; DemoError with the last lines when it fails."""
-    from tqdm import tqdm
-
-    cmd = [sys.executable, str(ROOT / "build.py"), "--", "--footage", str(footage), "--keypoints", str(keypoints),
+def blend_with_build_py(blend: Path, result: Path, footage: Path, log: Path) -> float:
+    """Imports the written ``result`` (OUT.npz) as it is into ``blend`` with ``python build.py -- --result ...
+    --footage ... --out blend`` (bpy module): the .blend holds the very motion of refined.npz and the preview.
+    Returns seconds; its output goes to ``log``; DemoError with the last lines when it fails."""
+    cmd = [sys.executable, str(ROOT / "build.py"), "--", "--result", str(result), "--footage", str(footage),
            "--out", str(blend), "--force"]
-    cmd += ["--smpl", str(smpl_path)] if smpl_path else []
-    cmd += ["--device", device] if device else []
     t0 = time.time()
-    lines = []
-    with tqdm(desc="build.py (Blender)", unit="iter", file=sys.stdout, mininterval=0.5) as bar:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # torch in Blender: one thread, as in run_demo
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            lines.append(line)
-            m = re.search(r"iteration (\d+)/(\d+)", line)
-            if m:
-                bar.total = int(m.group(2))
-                bar.n = int(m.group(1))
-                bar.refresh()
-        code = proc.wait()
-    log.write_text("$ " + " ".join(cmd) + "\n" + "".join(lines))
-    if code != 0 or not blend.is_file():
-        said = [x.strip() for x in lines if x.strip()]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    output = proc.stdout + proc.stderr
+    log.write_text("$ " + " ".join(cmd) + "\n" + output)
+    if proc.returncode != 0 or not blend.is_file():
+        said = [x.strip() for x in output.splitlines() if x.strip()]
         tail = next((x for x in reversed(said) if "FAILED" in x or "error" in x), said[-1] if said else "no output")
-        raise DemoError(f"build.py could not make {blend.name} (exit {code}): {tail}; full log in {log}")
+        raise DemoError(f"build.py could not make {blend.name} (exit {proc.returncode}): {tail}; full log in {log}")
     return time.time() - t0
 
 
 # -- the two demos -------------------------------------------------------------------------------------
-def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, smpl_path=None, blend: bool = True,
-              device: str | None = None, steps: int = 6) -> dict:
+def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool = True, steps: int = 6) -> dict:
     from backend.engine.api import EngineOptions
     from backend.io.preview import posed_vertices, preview_frame_png, write_preview
     from backend.contract.results import write_results
@@ -242,9 +225,9 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, smpl_path=Non
     times["preview"] = time.time() - t0
 
     if blend:
-        _step(6, steps, "Blender scene with the animated SMPL armature (build.py, bpy module)")
-        times["blend"] = blend_with_build_py(out_dir / "shot.blend", footage, keypoints, smpl_path,
-                                             out_dir / "build_py.log", device)
+        _step(6, steps, "Blender scene with the animated SMPL armature: refined.npz imported (build.py, bpy module)")
+        times["blend"] = blend_with_build_py(out_dir / "shot.blend", out_dir / "refined.npz", footage,
+                                             out_dir / "build_py.log")
 
     gt = truth["joints"].astype(np.float64)
     numbers = dict(initial=motion_numbers(result["init_joints"], result["init_reprojection_error_px"], gt),
@@ -333,8 +316,7 @@ def run_demo(out_dir: Path, smpl_path: str | None = None, *, multiview: bool = F
         if multiview:
             summary = run_multiview(out_dir, engine, examples=examples, steps=steps)
         else:
-            summary = run_video(out_dir, engine, examples=examples, smpl_path=smpl_path, blend=blend,
-                                device=device, steps=steps)
+            summary = run_video(out_dir, engine, examples=examples, blend=blend, steps=steps)
     except (DemoError, InputError, SMPLFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,14 +1,19 @@
-"""`build.py` batch mode: refine shots headless into .blend files (`python build.py -- --footage ...`)."""
+"""`build.py` batch mode: refine shots headless into .blend files (`python build.py -- --footage ...`), or
+import engine results as they are (`--result`); every argument is checked before any engine work."""
 
 import importlib.util
+import math
 import os
+import re
 import subprocess
 import sys
-from argparse import Namespace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+
+from scorehmr_blender import batch
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = [ROOT / "backend" / "assets" / name for name in ("regressor.pt", "prior.pt")]
@@ -28,9 +33,7 @@ def run_build(*args):
 
 
 def options(**given):
-    opts = vars(build.refine_parser().parse_args(["--footage", "x", "--keypoints", "y"]))
-    opts.update(given)
-    return Namespace(**opts)
+    return batch.Options(**vars(build.refine_parser().parse_args(["--footage", "x", "--keypoints", "y"])) | given)
 
 
 def touch(path, text="x"):
@@ -39,16 +42,26 @@ def touch(path, text="x"):
     return path
 
 
-# -- pairing shots and outputs (no Blender needed) --------------------------------------------------
+def paths(shot):
+    return dict(footage=shot.footage, keypoints=shot.keypoints, init=shot.init, result=shot.result,
+                blend=shot.blend, bvh=shot.bvh, fbx=shot.fbx)
+
+
+def engine_started(proc):
+    return "engine:" in proc.stdout or "iteration" in proc.stdout
+
+
+# -- pairing shots and outputs (paths only) -----------------------------------------------------------------
 
 def test_one_shot_outputs_default_next_to_the_footage(tmp_path):
     video, kp = touch(tmp_path / "a.mp4"), touch(tmp_path / "kp.json")
-    (shot,) = build.batch_shots(options(footage=[str(video)], keypoints=[str(kp)]))
-    assert shot == dict(footage=video, keypoints=kp, init=None, blend=tmp_path / "a.blend", bvh=None, fbx=None)
-    (shot,) = build.batch_shots(options(footage=[str(video)], keypoints=[str(kp)], out=str(tmp_path / "o.blend"),
-                                        bvh=str(tmp_path / "exports") + "/", fbx=str(tmp_path / "a.fbx")))
-    assert (shot["blend"], shot["bvh"], shot["fbx"]) == (tmp_path / "o.blend", tmp_path / "exports" / "a.bvh",
-                                                         tmp_path / "a.fbx")
+    (shot,) = batch.shots(options(footage=[str(video)], keypoints=[str(kp)]))
+    assert paths(shot) == dict(footage=video, keypoints=kp, init=None, result=None, blend=tmp_path / "a.blend",
+                               bvh=None, fbx=None)
+    (shot,) = batch.shots(options(footage=[str(video)], keypoints=[str(kp)], out=str(tmp_path / "o.blend"),
+                                  bvh=str(tmp_path / "exports") + "/", fbx=str(tmp_path / "a.fbx")))
+    assert (shot.blend, shot.bvh, shot.fbx) == (tmp_path / "o.blend", tmp_path / "exports" / "a.bvh",
+                                                tmp_path / "a.fbx")
 
 
 def test_folders_pair_keypoints_and_init_by_footage_name(tmp_path):
@@ -57,10 +70,9 @@ def test_folders_pair_keypoints_and_init_by_footage_name(tmp_path):
     kp_a = touch(tmp_path / "kp" / "a.json")
     openpose_b = touch(tmp_path / "kp" / "b" / "b_000000000000_keypoints.json").parent
     init_a, init_b = touch(tmp_path / "init" / "a.npz"), touch(tmp_path / "init" / "b.pkl")
-    shots = build.batch_shots(options(footage=[str(tmp_path / "shots")], keypoints=[str(tmp_path / "kp")],
-                                      init=[str(tmp_path / "init")], out=str(tmp_path / "out"),
-                                      bvh=str(tmp_path / "bvh")))
-    assert [(s["footage"].name, s["keypoints"], s["init"], s["blend"], s["bvh"]) for s in shots] == [
+    shots = batch.shots(options(footage=[str(tmp_path / "shots")], keypoints=[str(tmp_path / "kp")],
+                                init=[str(tmp_path / "init")], out=str(tmp_path / "out"), bvh=str(tmp_path / "bvh")))
+    assert [(s.footage.name, s.keypoints, s.init, s.blend, s.bvh) for s in shots] == [
         ("a.mp4", kp_a, init_a, tmp_path / "out" / "a.blend", tmp_path / "bvh" / "a.bvh"),
         ("b.mov", openpose_b, init_b, tmp_path / "out" / "b.blend", tmp_path / "bvh" / "b.bvh"),
     ]
@@ -69,8 +81,16 @@ def test_folders_pair_keypoints_and_init_by_footage_name(tmp_path):
 def test_an_openpose_folder_belongs_to_the_one_shot(tmp_path):
     video = touch(tmp_path / "a.mp4")
     openpose = touch(tmp_path / "json" / "a_000000000000_keypoints.json").parent
-    (shot,) = build.batch_shots(options(footage=[str(video)], keypoints=[str(openpose)]))
-    assert shot["keypoints"] == openpose
+    (shot,) = batch.shots(options(footage=[str(video)], keypoints=[str(openpose)]))
+    assert shot.keypoints == openpose
+
+
+def test_results_are_shots_named_after_their_footage(tmp_path):
+    result, video = touch(tmp_path / "refined.npz"), touch(tmp_path / "shot.mp4")
+    (shot,) = batch.shots(options(keypoints=None, result=[str(result)], footage=[str(video)]))
+    assert (shot.name, shot.result, shot.footage, shot.blend) == ("shot", result, video, tmp_path / "shot.blend")
+    (shot,) = batch.shots(options(keypoints=None, footage=None, result=[str(result)]))
+    assert (shot.name, shot.footage, shot.blend) == ("refined", None, tmp_path / "refined.blend")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -81,44 +101,56 @@ def test_an_openpose_folder_belongs_to_the_one_shot(tmp_path):
     (dict(footage=["a.mp4"], keypoints=["a.json"], out="a.txt"), "--out a.txt: expected a .blend file"),
     (dict(footage=["a.mp4"], keypoints=["a.json"], out="exists.blend"), "output exists: .*exists.blend; pass --force"),
     (dict(footage=["empty"], keypoints=["kp"]), "--footage empty: no video files"),
+    (dict(keypoints=None), "give --keypoints to refine footage"),
+    (dict(preset="rigify"), "--preset goes with --retarget"),
+    (dict(focal_length=800.0, fov=40.0), "--focal-length or --fov, not both"),
+    (dict(keypoints=None, result=["a.json"], smoothing=0.5), "--result imports .*--smoothing would change nothing"),
+    (dict(keypoints=None, result=["missing.npz"]), "--result missing.npz: not found"),
+    (dict(keypoints=None, result=["a.json", "b.json"], footage=["a.mp4"]), r"give one per --result \(2\) or none"),
 ])
 def test_bad_batch_arguments(tmp_path, monkeypatch, change, message):
     monkeypatch.chdir(tmp_path)
     for name in ("a.mp4", "b.mp4", "other/a.mp4", "a.json", "b.json", "kp/a.json", "exists.blend"):
         touch(tmp_path / name)
     (tmp_path / "empty").mkdir()
-    given = dict(footage=["a.mp4", "b.mp4"], keypoints=["a.json", "b.json"])
-    given.update(change)
-    with pytest.raises(build.BuildError, match=message):
-        build.batch_shots(options(**given))
+    with pytest.raises(batch.BatchError, match=message):
+        batch.shots(options(**dict(footage=["a.mp4", "b.mp4"], keypoints=["a.json", "b.json"]) | change))
 
 
 def test_force_allows_existing_outputs(tmp_path):
     video, kp = touch(tmp_path / "a.mp4"), touch(tmp_path / "a.json")
     touch(tmp_path / "a.blend")
-    (shot,) = build.batch_shots(options(footage=[str(video)], keypoints=[str(kp)], force=True))
-    assert shot["blend"] == tmp_path / "a.blend"
-
-
-def test_missing_add_on_modules_are_named():
-    with pytest.raises(build.BuildError, match="no_such_module is not available in this version of the add-on"):
-        build._addon_module("no_such_module")
+    (shot,) = batch.shots(options(footage=[str(video)], keypoints=[str(kp)], force=True))
+    assert shot.blend == tmp_path / "a.blend"
 
 
 def test_scene_rate_keeps_ntsc_exact():
-    assert build._scene_rate(24.0) == (24, 1.0)
-    fps, base = build._scene_rate(30000 / 1001)
+    assert batch._scene_rate(24.0) == (24, 1.0)
+    fps, base = batch._scene_rate(30000 / 1001)
     assert fps == 30 and fps / base == pytest.approx(30000 / 1001, rel=1e-12)
 
 
-def test_usage_and_argument_errors_exit_2_before_blender_starts(tmp_path):
+@pytest.mark.parametrize("given, side, expected, source", [
+    (dict(focal_length=800.0), {"focal_length": np.array(700.0)}, 800.0, "--focal-length"),
+    (dict(fov=90.0), {"focal_length": np.array(700.0)}, 320.0, "--fov 90"),  # 640 px wide: tan(45 deg) = 1
+    ({}, {"focal_length": np.array(700.0)}, 700.0, "kp.npz"),
+    ({}, {}, 320 / math.tan(math.radians(27.5)), "default 55 deg field of view"),
+])
+def test_the_focal_length_comes_from_the_options_then_the_keypoint_file(given, side, expected, source):
+    focal, used = batch._focal_length(options(**given), side, (640, 360), "kp.npz")
+    assert focal == pytest.approx(expected) and used == source
+
+
+def test_usage_and_argument_errors_exit_before_any_work(tmp_path):
+    proc = run_build("--footage", tmp_path / "a.mp4", "--frames", "7:3")
+    assert proc.returncode == 2 and "--frames" in proc.stderr
     proc = run_build("--footage", tmp_path / "a.mp4")
-    assert proc.returncode == 2 and "the following arguments are required: --keypoints" in proc.stderr
+    assert proc.returncode == 1 and "give --keypoints to refine footage" in proc.stderr
     proc = run_build("--footage", tmp_path / "a.mp4", "--keypoints", tmp_path / "a.json")
     assert proc.returncode == 1 and f"build.py: error: --footage {tmp_path / 'a.mp4'}: not found" in proc.stderr
     proc = subprocess.run([sys.executable, str(ROOT / "build.py"), "--help"], capture_output=True, text=True,
                           check=False)
-    assert proc.returncode == 0 and "--footage" in proc.stdout
+    assert proc.returncode == 0 and "--footage" in proc.stdout and "--result" in proc.stdout
 
 
 # -- headless runs (bpy module) ------------------------------------------------------------------------
@@ -131,6 +163,49 @@ def shots(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("batch")
     return [make_shot(root, name=name, seed=seed) for seed, name in enumerate(("one", "two"))]
+
+
+@pytest.fixture(scope="module")
+def short_shot(tmp_path_factory):
+    """A 6-frame shot short.avi / short.npz (the others have 8)."""
+    from tests.test_addon_refine import make_shot
+
+    return make_shot(tmp_path_factory.mktemp("short"), name="short", frames=6, seed=2)
+
+
+def at_rate(video, fps, out):
+    """A copy of ``video`` playing at ``fps`` (the same frames)."""
+    reader = cv2.VideoCapture(str(video))
+    frames = []
+    while (frame := reader.read()[1]) is not None:
+        frames.append(frame)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return out
+
+
+def character_blend(path):
+    """A .blend holding a Rigify-like character armature (and nothing else)."""
+    import bpy
+
+    from tests.test_addon_retarget import rigify_rig
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    rigify_rig()
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    return path
+
+
+def job_focal_lengths(proc):
+    """{shot: focal length (px) of the OBS.npz its job handed to the engine}, from the job folders printed."""
+    found = {}
+    for name, folder in re.findall(r"\[\d+/\d+\] (\w+): refining.*?\n  engine: .*?, job folder (\S+)", proc.stdout):
+        with np.load(Path(folder) / "OBS.npz") as obs:
+            found[name] = float(obs["focal_length"])
+    return found
 
 
 @pytest.mark.slow
@@ -160,7 +235,8 @@ def test_batch_refines_a_folder_of_shots_into_blend_files_that_load_back(shots, 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "summary: 2 of 2 shots refined" in proc.stdout
     for name in ("one", "two"):
-        assert f"{name}: 8 frames, reprojection error" in proc.stdout
+        assert f"{name}: 8 frames, focal length 307.4 px (default 55 deg field of view), reprojection error" \
+            in proc.stdout
         assert "Frames: 8" in (tmp_path / "bvh" / f"{name}.bvh").read_text()
         bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "out" / f"{name}.blend"))
         rig = bpy.data.objects[name]
@@ -195,3 +271,94 @@ def test_batch_retargets_onto_a_character_and_exports_it(shots, tmp_path):
     assert action is not None and action.frame_range[:] == pytest.approx((1, 8))
     assert bpy.data.objects["one"].animation_data.action.name == "one"
     bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@pytest.mark.slow
+def test_every_shot_is_checked_before_any_engine_work(shots, short_shot, tmp_path):
+    """--frames 0:8 fits shot one (8 frames) but not shot two (6): the batch stops before refining one."""
+    proc = run_build("--footage", shots[0]["video"], short_shot["video"], "--keypoints", shots[0]["keypoints"],
+                     short_shot["keypoints"], "--frames", "0:8", "--out", tmp_path / "out", "--iterations", "1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[2/2] short: FAILED: --frames 0:8 runs past the footage's 6 frames" in proc.stderr
+    assert "summary: 0 of 2 shots refined; failed: short" in proc.stdout
+    assert not engine_started(proc) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("character, preset, message", [
+    ("rig", "foo", "--preset: unknown preset 'foo' (use one of rigify"),
+    ("text", None, "character.blend: not a .blend file Blender can read"),
+    ("empty", None, "character.blend: has no armature object"),
+    ("missing", None, "character.blend: file not found"),
+])
+def test_a_bad_character_or_preset_fails_before_any_engine_work(shots, tmp_path, character, preset, message):
+    import bpy
+
+    path = tmp_path / "character.blend"
+    if character == "rig":
+        character_blend(path)
+    elif character == "text":
+        path.write_text("not a blend file")
+    elif character == "empty":
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    proc = run_build("--footage", shots[0]["video"], "--keypoints", shots[0]["keypoints"], "--out",
+                     tmp_path / "one.blend", "--retarget", path, *(["--preset", preset] if preset else []))
+    assert proc.returncode == 1 and message in proc.stderr, proc.stdout + proc.stderr
+    assert not engine_started(proc) and not (tmp_path / "one.blend").exists()
+
+
+@pytest.mark.slow
+def test_keypoints_recorded_at_another_rate_than_the_footage_are_refused(shots, tmp_path):
+    """Footage at 30 fps with keypoints recorded at 24 fps: refused, naming both rates and the fix."""
+    video = at_rate(shots[0]["video"], 30.0, tmp_path / "fast.avi")
+    keypoints = tmp_path / "fast.npz"
+    np.savez(keypoints, keypoints=shots[0]["kp"], fps=24.0)
+    proc = run_build("--footage", video, "--keypoints", keypoints, "--out", tmp_path / "fast.blend")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert ("fast.npz says its keypoints are 24 fps but fast.avi plays at 30 fps" in proc.stderr
+            and "ffmpeg -i IN -r 24" in proc.stderr)
+    assert not engine_started(proc) and not (tmp_path / "fast.blend").exists()
+
+
+@pytest.mark.slow
+@needs_weights
+def test_the_keypoint_files_focal_length_and_the_options_reach_the_engine(shots, tmp_path):
+    """one.npz stores focal_length 700 px: the engine gets it (not the 55 deg default); two.npz stores
+    none: the default (320 px wide); --focal-length overrides both."""
+    with_focal = tmp_path / "kp" / "one.npz"
+    with_focal.parent.mkdir()
+    np.savez(with_focal, keypoints=shots[0]["kp"], focal_length=700.0)
+    args = ("--footage", shots[0]["video"], shots[1]["video"], "--keypoints", with_focal, shots[1]["keypoints"],
+            "--iterations", "1", "--device", "cpu", "--force")
+    proc = run_build(*args, "--out", tmp_path / "a")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    default = 160 / math.tan(math.radians(27.5))
+    assert job_focal_lengths(proc) == pytest.approx(dict(one=700.0, two=default))
+    assert "focal length 700.0 px (one.npz)" in proc.stdout
+    proc = run_build(*args, "--out", tmp_path / "b", "--focal-length", "500")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert job_focal_lengths(proc) == pytest.approx(dict(one=500.0, two=500.0))
+
+
+@pytest.mark.slow
+def test_a_result_is_imported_as_it_is_and_checked_against_its_footage(shots, tmp_path):
+    import bpy
+
+    from tests.result_fixture import write_result
+
+    result = tmp_path / "one.npz"
+    write_result(result, num_frames=8, fps=24.0)  # 1280x720 image, the footage is 320x240
+    proc = run_build("--result", result, "--footage", shots[0]["video"], "--out", tmp_path / "one.blend")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "importing" in proc.stdout and "summary: 1 of 1 shots imported" in proc.stdout
+    assert not engine_started(proc)
+    assert "  one: warning: Scene resolution 320x240 differs from the footage's 1280x720" in proc.stdout
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "one.blend"))
+    assert bpy.data.objects["one"].animation_data.action.frame_range[:] == pytest.approx((1, 8))
+    assert bpy.context.scene.render.fps == 24
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+    fast = at_rate(shots[0]["video"], 30.0, tmp_path / "fast.avi")
+    proc = run_build("--result", result, "--footage", fast, "--out", tmp_path / "fast.blend")
+    assert proc.returncode == 1 and "one.npz is 24 fps but fast.avi plays at 30 fps" in proc.stderr

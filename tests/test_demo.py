@@ -118,6 +118,49 @@ def blend_summary(path: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# Evaluated SMPL bone heads of the .blend's 'shot' rig at every result frame, in the OpenCV frame of its
+# footage camera 'shot_camera' (so a rig and camera placed anywhere in the world compare alike).
+BLEND_JOINTS = """
+import sys
+import bpy
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+from scorehmr_blender import convert
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
+scene = bpy.context.scene
+joints = []
+for i in range(int(sys.argv[4])):
+    scene.frame_set(scene.frame_start + i)
+    rig = bpy.data.objects['shot'].evaluated_get(bpy.context.evaluated_depsgraph_get())
+    world_to_camera = np.linalg.inv(np.array(bpy.data.objects['shot_camera'].matrix_world))
+    heads = np.array([list(rig.matrix_world @ rig.pose.bones[name].head) + [1.0] for name in convert.JOINT_NAMES])
+    joints.append((heads @ world_to_camera.T)[:, :3] * [1.0, -1.0, -1.0])  # Blender camera -> OpenCV
+np.save(sys.argv[2], np.array(joints))
+"""
+
+
+def blend_camera_joints(blend: Path, frames: int, tmp_path: Path) -> np.ndarray:
+    """(frames, 24, 3) joints of the .blend's rig in its footage camera's OpenCV frame (metres)."""
+    out = tmp_path / "blend_joints.npy"
+    proc = subprocess.run([sys.executable, "-c", BLEND_JOINTS, str(blend), str(out), str(ROOT), str(frames)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return np.load(out)
+
+
+@pytest.mark.slow
+def test_the_demo_blend_holds_the_refined_result_it_wrote(tmp_path):
+    """One result, one truth: the .blend imports refined.npz as it is (no second engine run), so its
+    armature's joints are refined.npz's, frame by frame, to well under a millimetre."""
+    out = tmp_path / "demo"
+    assert demo.run_demo(out, engine=tiny_engine(), blend=True) == 0
+    refined = read_results(out / "refined.npz")["joints"]
+    joints = blend_camera_joints(out / "shot.blend", len(refined), tmp_path)
+    assert joints.shape == refined.shape == (96, 24, 3)
+    assert np.abs(joints - refined).max() < 1e-3
+    assert "--result" in (out / "build_py.log").read_text()
+
+
 @pytest.mark.slow
 @needs_weights
 def test_demo_end_to_end(tmp_path):

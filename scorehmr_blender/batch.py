@@ -1,0 +1,503 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Headless batch refinement (``build.py``'s batch mode): shots -> .blend files (+ BVH / FBX).
+
+One shot is footage + keypoints refined by the engine, or an engine result (OUT.npz) imported
+as it is (``--result``; the demo's .blend is made so).  The run has two passes:
+
+1. :func:`check_shots` checks EVERY argument of every shot before any engine work: outputs,
+   the character and its bone preset, footage, keypoints (through the job's own input check,
+   :func:`engine_runner.write_inputs`, into a scratch folder), frame rates, frame ranges; it
+   builds each shot's :class:`refine.Plan` with the same :class:`Request` the Refine operator
+   makes from the panel, built here directly from the options.
+2. :func:`run_shot` runs each job (:class:`engine_runner.Job`) and imports its OUT.npz with
+   :func:`refine.import_result` (the operator's import), retargets, exports and saves.
+
+Frames: footage frame i (0-based) is scene frame 1 + i; ``--frames START:STOP`` are footage
+frames, STOP excluded.
+"""
+
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import bpy
+import numpy as np
+
+from . import export, refine, result, retarget
+# Everything the batch takes from the engine runner, in one place.
+from .engine_runner import Job, RefineError, Request, View, backend_module, choose_runner, write_inputs
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".mts", ".mxf"}
+KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
+INIT_SUFFIXES = (".npz", ".pkl")
+EXPORTS = ("bvh", "fbx")
+# Options that only mean something when the engine runs (not with --result).
+ENGINE_OPTIONS = ("keypoints", "init", "smpl", "frames", "iterations", "device", "smoothing", "keypoint_trust",
+                  "focal_length", "fov", "worker")
+
+
+class BatchError(Exception):
+    """A problem with the batch's arguments: one line naming it and the fix."""
+
+
+@dataclass
+class Options:
+    """The batch's options (build.py's command line; None = not given)."""
+    footage: list = None            # video files or folders of videos
+    keypoints: list = None          # keypoint files / OpenPose folders, or one folder of them
+    result: list = None             # engine results (OUT.npz) to import instead of refining
+    init: list = None               # initial SMPL estimates, paired like keypoints
+    smpl: str = None                # SMPL model file (default: the free body model)
+    out: str = None                 # .blend file (one shot) or folder
+    bvh: str = None
+    fbx: str = None
+    retarget: str = None            # character .blend: its first armature receives the motion
+    preset: str = None              # bone-name preset for retarget
+    mode: str = "video"             # video | frame
+    frames: object = None           # (start, stop) footage frames, 'overlap' or None (all)
+    iterations: int = None
+    device: str = None              # cpu | cuda | None (CUDA when available)
+    smoothing: float = None         # engine scale of the temporal terms (None: 1)
+    keypoint_trust: float = None    # engine scale of the keypoint term (None: 1)
+    focal_length: float = None      # px
+    fov: float = None               # degrees across the long side of the image
+    worker: str = None              # worker Python (default: here when torch imports)
+    force: bool = False             # overwrite existing outputs
+
+
+@dataclass
+class Shot:
+    """One shot's inputs and outputs (paths), and once checked its plan."""
+    name: str
+    footage: Path = None
+    keypoints: Path = None
+    init: Path = None
+    result: Path = None             # an OUT.npz to import (no engine run)
+    blend: Path = None
+    bvh: Path = None
+    fbx: Path = None
+    plan: refine.Plan = None        # set by check_shots
+    notes: list = field(default_factory=list)  # lines for the per-shot report (e.g. the focal length used)
+
+
+# -- pairing shots and outputs (paths only) ---------------------------------------------------------------
+
+def _videos(paths):
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise BatchError(f"--footage {path}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+            found += videos
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise BatchError(f"--footage {path}: not found")
+    return found
+
+
+def _existing_files(option, paths):
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise BatchError(f"{option} {path}: not found")
+    return [Path(p) for p in paths]
+
+
+def _paired(option, given, names, suffixes):
+    """One path per shot name from ``given``: as many paths as shots, or one folder looked up by name."""
+    given = [Path(p) for p in given]
+    folder = given[0] if len(given) == 1 and given[0].is_dir() else None
+    openpose = folder is not None and any(folder.glob("*_keypoints.json"))
+    if len(given) == len(names) and not (folder and not openpose):
+        return given
+    if folder is None:
+        raise BatchError(f"{option}: give one per footage ({len(names)}) or one folder")
+    paired = []
+    for name in names:
+        candidates = [folder / (name + suffix) for suffix in suffixes] + [folder / name]
+        match = next((c for c in candidates if c.exists()), None)
+        if match is None:
+            raise BatchError(f"{option} {folder}: nothing for shot '{name}' (looked for "
+                             f"{name}{'/'.join(suffixes)} or {name}/)")
+        paired.append(match)
+    return paired
+
+
+def _output(option, value, name, suffix, several):
+    """The output file of shot ``name`` for an option naming a file (one shot) or a folder."""
+    path = Path(value)
+    if several or path.is_dir() or value.endswith(("/", os.sep)):
+        return path / (name + suffix)
+    if path.suffix.lower() != suffix:
+        raise BatchError(f"{option} {value}: expected a {suffix} file")
+    return path
+
+
+def _blocked_by_a_file(path):
+    """The first existing ancestor of ``path`` that is a regular file (then nothing can be written there)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None
+
+
+def _check_outputs(shots, force):
+    outputs = [getattr(s, kind) for s in shots for kind in ("blend", *EXPORTS) if getattr(s, kind) is not None]
+    if len(set(outputs)) != len(outputs):
+        raise BatchError("two outputs have the same path; give each shot its own outputs")
+    for out in outputs:
+        if blocker := _blocked_by_a_file(out):
+            raise BatchError(f"cannot write {out}: {blocker} is a file, not a folder; choose outputs inside a folder")
+    existing = [str(out) for out in outputs if out.exists()]
+    if existing and not force:
+        raise BatchError(f"output exists: {', '.join(existing[:3])}{' ...' if len(existing) > 3 else ''}; "
+                         "pass --force to overwrite or choose other outputs")
+
+
+def _check_option_combinations(options):
+    if options.preset and not options.retarget:
+        raise BatchError("--preset goes with --retarget")
+    if options.focal_length is not None and options.fov is not None:
+        raise BatchError("give --focal-length or --fov, not both")
+    if options.result:
+        given = [name for name in ENGINE_OPTIONS if getattr(options, name) is not None]
+        if given:
+            raise BatchError(f"--result imports an engine result as it is: --{given[0].replace('_', '-')} "
+                             "would change nothing; leave it out (or refine with --keypoints instead)")
+    elif not options.keypoints:
+        raise BatchError("give --keypoints to refine footage (or --result OUT.npz to import a result)")
+    if not options.result and not options.footage:
+        raise BatchError("give --footage with --keypoints")
+
+
+def shots(options):
+    """The :class:`Shot` list of ``options``, their outputs checked (paths only, no Blender data)."""
+    _check_option_combinations(options)
+    if options.result:
+        results = _existing_files("--result", options.result)
+        footage = _videos(options.footage) if options.footage else [None] * len(results)
+        if len(footage) != len(results):
+            raise BatchError(f"--footage: give one per --result ({len(results)}) or none")
+        found = [Shot((video or out).stem, footage=video, result=out) for video, out in zip(footage, results)]
+    else:
+        footage = _videos(options.footage)
+        names = [video.stem for video in footage]
+        keypoints = _paired("--keypoints", options.keypoints, names, KEYPOINT_SUFFIXES)
+        inits = _paired("--init", options.init, names, INIT_SUFFIXES) if options.init else [None] * len(names)
+        found = [Shot(video.stem, footage=video, keypoints=kp, init=init)
+                 for video, kp, init in zip(footage, keypoints, inits)]
+    names = [shot.name for shot in found]
+    if len(set(names)) != len(names):
+        raise BatchError("two shots have the same name; outputs are named after the footage, rename one")
+    several = len(found) > 1
+    for shot in found:
+        default = (shot.footage or shot.result).with_name(shot.name + ".blend")
+        shot.blend = _output("--out", options.out, shot.name, ".blend", several) if options.out else default
+        for kind in EXPORTS:
+            if value := getattr(options, kind):
+                setattr(shot, kind, _output(f"--{kind}", value, shot.name, f".{kind}", several))
+    _check_outputs(found, options.force)
+    return found
+
+
+# -- checking each shot before any engine work (Blender data) ------------------------------------------
+
+def _footage(context, path):
+    """refine.footage_of for a video file (the panel's Video File source), placed at scene frame 1."""
+    settings = SimpleNamespace(footage_source='FILE', footage_path=str(path))
+    return replace(refine.footage_of(context, settings), start=1)
+
+
+def _rates_differ(a, b):
+    return not math.isclose(a, b, rel_tol=backend_module("io.shot").FPS_TOLERANCE)
+
+
+def _keypoint_file_fields(shot, footage):
+    """The OBS fields stored beside the keypoints (an .npz's image_size, focal_length, principal_point,
+    fps), checked against the footage."""
+    side = backend_module("io.shot").keypoint_side_fields(shot.keypoints)
+    name = shot.keypoints.name
+    if "fps" in side and _rates_differ(float(side["fps"]), footage.fps):
+        rate = float(side["fps"])
+        raise RefineError(
+            f"{name} says its keypoints are {rate:g} fps but {shot.footage.name} plays at {footage.fps:g} fps: "
+            f"the keypoint frames would not line up with the footage frames; detect the keypoints on this "
+            f"footage, or conform the footage to {rate:g} fps (e.g. ffmpeg -i IN -r {rate:g} OUT.mp4)")
+    if "image_size" in side:
+        width, height = side["image_size"].reshape(-1)[:2]
+        if (round(width), round(height)) != tuple(footage.size):
+            raise RefineError(f"{name} says its image is {width:.0f}x{height:.0f} but {shot.footage.name} is "
+                              f"{footage.size[0]}x{footage.size[1]}: detect on this footage, or fix the file's "
+                              "image_size")
+    return side
+
+
+def _focal_length(options, side, size, keypoints_name):
+    """(focal length px, where it comes from): --focal-length, --fov, the keypoint file's, else the
+    engine's default field of view."""
+    observations = backend_module("io.observations")
+    if options.focal_length is not None:
+        return float(options.focal_length), "--focal-length"
+    if options.fov is not None:
+        return float(observations.focal_from_fov(np.asarray(size, float), options.fov)), f"--fov {options.fov:g}"
+    if "focal_length" in side:
+        return float(side["focal_length"].reshape(-1)[0]), keypoints_name
+    fov = observations.DEFAULT_FOV_DEG
+    return float(observations.focal_from_fov(np.asarray(size, float), fov)), f"default {fov:g} deg field of view"
+
+
+def _footage_frames(options, shot, footage):
+    """(first, last) footage frames to refine (inclusive) and whether they are a part chosen by the user."""
+    count = footage.frame_count
+    if options.frames is None:
+        return (0, count - 1), False
+    if options.frames == "overlap":
+        try:
+            keypoint_frames = backend_module("io.keypoints").load_keypoints(shot.keypoints).report.frames
+        except backend_module("io.errors").InputError as ex:
+            raise RefineError(str(ex)) from None
+        return (0, min(count, keypoint_frames) - 1), True
+    start, stop = options.frames
+    if stop > count:
+        raise RefineError(f"--frames {start}:{stop} runs past the footage's {count} frames "
+                          f"(0:{count} is all of {shot.footage.name})")
+    return (start, stop - 1), True
+
+
+def _refine_plan(context, options, shot):
+    """The plan of a shot to refine: the Refine operator's Request, from the options."""
+    footage = _footage(context, shot.footage)
+    side = _keypoint_file_fields(shot, footage)
+    focal, focal_from = _focal_length(options, side, footage.size, shot.keypoints.name)
+    principal = tuple(float(x) for x in side["principal_point"].reshape(-1)[:2]) if "principal_point" in side \
+        else None
+    frames, partial = _footage_frames(options, shot, footage)
+    request = Request(
+        views=[View(str(shot.keypoints), footage.size, focal, principal, footage.frame_count)], fps=footage.fps,
+        mode=options.mode, init=str(shot.init or ""), frames=frames, partial=partial,
+        smpl_path=str(options.smpl or ""), smoothing=1.0 if options.smoothing is None else options.smoothing,
+        keypoint_trust=1.0 if options.keypoint_trust is None else options.keypoint_trust,
+        device=options.device or "", iterations=options.iterations)
+    with tempfile.TemporaryDirectory(prefix="refine-motion-check-") as scratch:
+        write_inputs(request, Path(scratch))  # the job's own input checks, before any engine runs
+    shot.notes.append(f"focal length {focal:.1f} px ({focal_from})")
+    return refine.Plan(request, footage, shot.name, footage.start + frames[0])
+
+
+def _import_plan(context, shot):
+    """The plan of a shot importing an existing result: its frames from scene frame 1."""
+    res = result.load(shot.result)
+    if shot.footage is None:
+        size = tuple(int(x) for x in res.image_size) if res.has_camera else (0, 0)
+        footage = refine.Footage(shot.name, res.num_frames, res.fps, size, 1, "")
+    else:
+        footage = _footage(context, shot.footage)
+        if _rates_differ(res.fps, footage.fps):
+            raise RefineError(f"{shot.result.name} is {res.fps:g} fps but {shot.footage.name} plays at "
+                              f"{footage.fps:g} fps: give the footage the result was refined from")
+        if res.num_frames > footage.frame_count:
+            raise RefineError(f"{shot.result.name} has {res.num_frames} frames but {shot.footage.name} only "
+                              f"{footage.frame_count}: give the footage the result was refined from")
+    return refine.Plan(None, footage, shot.name, footage.start)
+
+
+def load_character(path):
+    """Append the objects of a character .blend to the scene; returns its first armature object."""
+    path = Path(path)
+    if not path.is_file():
+        raise BatchError(f"--retarget {path}: file not found")
+    try:
+        with bpy.data.libraries.load(str(path), link=False) as (source, loaded):
+            loaded.objects = list(source.objects)
+    except OSError as ex:
+        raise BatchError(f"--retarget {path.name}: not a .blend file Blender can read ({ex})") from None
+    armatures = [obj for obj in loaded.objects if obj is not None and obj.type == 'ARMATURE']
+    if not armatures:
+        raise BatchError(f"--retarget {path.name}: has no armature object")
+    for obj in loaded.objects:
+        if obj is not None:
+            bpy.context.scene.collection.objects.link(obj)
+    return armatures[0]
+
+
+def bone_mapping(character, preset):
+    """The retarget bone mapping onto ``character`` ({SMPL joint: bone}); BatchError when the preset is
+    unknown or maps no bone of it."""
+    try:
+        mapping, _ = retarget.build_mapping(character, preset)
+    except ValueError as ex:
+        raise BatchError(f"--preset: {ex}") from None
+    if not mapping:
+        how = f"the preset '{preset}'" if preset else "automatic mapping"
+        raise BatchError(f"--retarget {character.name}: {how} maps none of its bones; try another --preset")
+    return mapping
+
+
+def _export_functions(options):
+    """The export functions the options need (checked before any shot runs)."""
+    functions = {}
+    for kind in EXPORTS:
+        if getattr(options, kind):
+            functions[kind] = getattr(export, f"export_{kind}", None)
+            if functions[kind] is None:
+                raise BatchError(f"--{kind} is not available: scorehmr_blender.export.export_{kind} is missing")
+    return functions
+
+
+def check_shots(context, options, shots_):
+    """Check every shot before any engine work: sets each shot's plan; returns {shot name: error} of
+    those that cannot run."""
+    failed = {}
+    for shot in shots_:
+        try:
+            shot.plan = _import_plan(context, shot) if shot.result else _refine_plan(context, options, shot)
+        except (RefineError, result.ResultError, BatchError, OSError) as ex:
+            failed[shot.name] = str(ex)
+    return failed
+
+
+def check_character(options):
+    """Check --retarget / --preset on the character (loaded into the current scene, which the first shot
+    replaces)."""
+    if options.retarget:
+        bone_mapping(load_character(options.retarget), options.preset)
+
+
+# -- running -----------------------------------------------------------------------------------------------
+
+def _scene_rate(fps):
+    """(fps, fps_base) for a frame rate: 30000/1001 -> (30, 1.001)."""
+    whole = max(1, round(fps))
+    return whole, (1.0 if abs(whole - fps) < 1e-6 else whole / fps)
+
+
+def fresh_scene(footage):
+    """An empty scene at the footage's rate, size and frames (scene frame 1 = footage frame 0)."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = _scene_rate(footage.fps)
+    if min(footage.size) > 0:
+        scene.render.resolution_x, scene.render.resolution_y = footage.size
+    scene.frame_start, scene.frame_end = 1, footage.frame_count
+    scene.frame_current = 1
+    return scene
+
+
+def _progress_printer():
+    last = [0.0]
+
+    def progress(done, total):
+        if time.time() - last[0] > 5 or done == total:
+            last[0] = time.time()
+            print(f"  iteration {done}/{total}", flush=True)
+
+    return progress
+
+
+def refine_result(plan, runner):
+    """Run the engine on ``plan``'s request; returns (OUT.npz path, the reader's warnings)."""
+    job = Job(plan.request, runner, plan.name)
+    print(f"  engine: {runner.describe()}, job folder {job.folder}", flush=True)
+    if job.run(on_progress=_progress_printer()) != "done":
+        raise RefineError(job.error or f"the engine run was {job.state}")
+    return job.out_path, list(getattr(job, "warnings", None) or [])
+
+
+def _mean_reprojection_error(out_path):
+    """The result's mean reprojection error (px), or None when it does not say."""
+    with np.load(out_path) as out:
+        return float(np.nanmean(out["reprojection_error_px"])) if "reprojection_error_px" in out.files else None
+
+
+def run_shot(context, options, shot, runner, exporters):
+    """Refine (or take the result of) one checked shot in a fresh scene, import it, retarget, export and
+    save.  Returns (summary line, warnings)."""
+    started = time.time()
+    fresh_scene(shot.plan.footage)
+    warnings = []
+    if shot.result is None:
+        out_path, warnings = refine_result(shot.plan, runner)
+    else:
+        out_path = shot.result
+    imported = refine.import_result(context, shot.plan, out_path)
+    warnings += [text for level, text in imported.messages if level == 'WARNING']
+    error = _mean_reprojection_error(out_path)
+    exported = imported.armature
+    if options.retarget:
+        exported = load_character(options.retarget)
+        mapping = bone_mapping(exported, options.preset)
+        try:
+            retarget.retarget(imported.armature, exported, mapping=mapping)
+        except ValueError as ex:
+            raise RefineError(f"retarget onto {exported.name}: {ex}") from None
+        warnings += retarget.mapping_warnings(exported, mapping)
+    written = [shot.blend]
+    for kind, export in exporters.items():
+        path = getattr(shot, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            export(exported, str(path), overwrite=options.force)
+        except (ValueError, FileExistsError, RuntimeError) as ex:
+            raise RefineError(f"{kind.upper()} export: {ex}") from None
+        written.append(path)
+    shot.blend.parent.mkdir(parents=True, exist_ok=True)
+    if bpy.ops.wm.save_as_mainfile(filepath=str(shot.blend)) != {'FINISHED'}:
+        raise RefineError(f"could not save {shot.blend}")
+    numbers = [f"{imported.frames.size} frames", *shot.notes]
+    numbers += [f"reprojection error {error:.1f} px"] if error is not None else []
+    line = f"{', '.join(numbers)}, {time.time() - started:.0f} s -> {', '.join(str(p) for p in written)}"
+    return line, warnings
+
+
+def _runner(options, shots_):
+    """The engine's runner when any shot refines (None when all import results)."""
+    if all(shot.result is not None for shot in shots_):
+        return None
+    try:
+        return choose_runner("WORKER" if options.worker else "AUTO", options.worker or "")
+    except RefineError as ex:
+        raise BatchError(f"{ex} (or pass --worker PYTHON)") from None
+
+
+def run(options):
+    """The batch: check everything, then refine / import shot after shot.  Prints a line per shot and a
+    summary (with each shot's warnings); returns the exit code (1 if any shot failed)."""
+    found = shots(options)
+    exporters = _export_functions(options)
+    context = bpy.context
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    check_character(options)
+    runner = _runner(options, found)
+    failed = check_shots(context, options, found)
+    count = len(found)
+    for number, shot in enumerate(found, 1):
+        if shot.name in failed:
+            print(f"[{number}/{count}] {shot.name}: FAILED: {failed[shot.name]}", file=sys.stderr, flush=True)
+    if failed:
+        print(f"summary: 0 of {count} shots {'imported' if options.result else 'refined'}; failed: {', '.join(failed)} "
+              "(checked before any engine work: nothing was refined)", flush=True)
+        return 1
+
+    warnings = {}
+    for number, shot in enumerate(found, 1):
+        what = f"importing {shot.result}" if shot.result else f"refining {shot.footage} with {shot.keypoints}"
+        print(f"[{number}/{count}] {shot.name}: {what}", flush=True)
+        try:
+            line, warnings[shot.name] = run_shot(context, options, shot, runner, exporters)
+            print(f"[{number}/{count}] {shot.name}: {line}", flush=True)
+        except (BatchError, RefineError, result.ResultError, RuntimeError, OSError) as ex:
+            failed[shot.name] = str(ex)
+            print(f"[{number}/{count}] {shot.name}: FAILED: {ex}", file=sys.stderr, flush=True)
+    done = "imported" if options.result else "refined"
+    print(f"summary: {count - len(failed)} of {count} shots {done}"
+          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    for name, lines in warnings.items():
+        for line in lines:
+            print(f"  {name}: warning: {line}", flush=True)
+    return 1 if failed else 0
