@@ -313,7 +313,7 @@ class Bench:
                 "+DPoser-style": (lambda s=start: bl.dposer_style(
                     e.body, e.prior, e.alphas, ctx, kp, focal, pp, size, s, self.dposer_opts,
                     torch.Generator().manual_seed(cfg.seed + SEED_DPOSER)), lambda r: r["denoiser_evaluations"]),
-                "+ScoreHMR": (lambda s=start: e._frames(kp, focal, pp, size, s, ctx, loop, w, None),
+                "+ScoreHMR": (lambda s=start: e._frames(modes.Observations(kp, focal, pp, size), s, ctx, loop, w),
                               lambda r: r["evaluations"]),
             }
             for method, (fn, evals) in methods.items():
@@ -351,6 +351,7 @@ class Bench:
             reg = e.initial(kp, focal, pp)
             start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
             ctx = e.context(kp)
+            clip = modes.Observations(kp, focal, pp, size)
 
             def filtered(s=start):
                 R, tr = bl.temporal_filter(s["rotmats"], s["transl"])
@@ -364,10 +365,10 @@ class Bench:
                     lambda r: r["denoiser_evaluations"]),
                 "temporal SMPLify": (lambda: bl.temporal_smplify(e.body, self.prior, kp, focal, pp, size, start,
                                                                  self.smplify_opts), None),
-                "ScoreHMR (paper)": (lambda: e._video(kp, focal, pp, size, start, ctx, loop_paper, w_paper,
-                                                      opts_paper, None), lambda r: r["evaluations"]),
-                "ScoreHMR (ours)": (lambda: e._video(kp, focal, pp, size, start, ctx, loop_ours, w_ours,
-                                                     opts_ours, None), lambda r: r["evaluations"]),
+                "ScoreHMR (paper)": (lambda: e._video(clip, start, ctx, loop_paper, w_paper, opts_paper),
+                                     lambda r: r["evaluations"]),
+                "ScoreHMR (ours)": (lambda: e._video(clip, start, ctx, loop_ours, w_ours, opts_ours),
+                                    lambda r: r["evaluations"]),
             }
             for method, (fn, evals) in methods.items():
                 # The first clip's ScoreHMR (ours) run is also timed piece by piece (the wrappers cost ~nothing).
@@ -447,17 +448,17 @@ class Bench:
             def calibrated():
                 out = []
                 for b in range(n):
-                    one = lambda x: x[b][:, None]                                    # (V,1,...)
                     s = {k: v.reshape(views, n, *v.shape[1:])[:, b] for k, v in start_all.items()}
                     c = ctx.reshape(views, n, -1)[:, b]
-                    cams = dict(cam_R=R[b].numpy(), cam_t=t[b].numpy())
-                    out.append(e._calibrated(one(kp), one(focal), one(pp), one(size), s, c, cams, loop, w, None))
+                    one = modes.Observations(kp[b][:, None], focal[b][:, None], pp[b][:, None], size[b][:, None],
+                                             self._t(R[b]), self._t(t[b]))                 # (V,1,...)
+                    out.append(e._calibrated(one, s, c, loop, w))
                 cat = lambda k: torch.stack([o[k].reshape(views, -1, *o[k].shape[1:])[0, 0] for o in out])
                 return dict(rotmats=cat("rotmats"), betas=cat("betas"), transl=cat("transl"),
                             evaluations=sum(o["evaluations"] for o in out))
 
             def uncalibrated():
-                return e._multiview(vm(kp), vm(focal), vm(pp), vm(size), start_all, ctx, loop, w, None)
+                return e._multiview(modes.Observations(kp, focal, pp, size).transpose01(), start_all, ctx, loop, w)
 
             evals = lambda r: r["evaluations"]
             cal_fit, s_fit = self.measure(f"multiview {views} views (calibrated)", "triangulate + fit", n, tri_fit,

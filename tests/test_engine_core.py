@@ -162,6 +162,7 @@ def test_calibrated_views_start_at_the_triangulated_hips():
     from backend.body.body_model import BodyModel
     from backend.engine.api import Engine
     from backend.engine.guidance import project
+    from backend.engine.modes import Observations
     from backend.models.regressor import KeypointRegressor
 
     bm = BodyModel.load()
@@ -185,8 +186,8 @@ def test_calibrated_views_start_at_the_triangulated_hips():
     kp = torch.stack([torch.cat([project(kp3d @ R[v].T + t[v], focal[v], pp[v]), torch.ones(f, 17, 1)], -1)
                       for v in range(3)])
     wrong_depth = truth + torch.tensor([0.0, 0.0, 1.5])
-    start = engine._triangulated_translation(kp, focal, pp, R, t, rotmats, betas, wrong_depth)
+    obs = Observations(kp, focal, pp, torch.full((3, f, 2), 1000.0), R, t)
+    start = engine._triangulated_translation(obs, rotmats, betas, wrong_depth)
     torch.testing.assert_close(start, truth, atol=1e-3, rtol=0)
     kp[1:, :, 11:13, 2] = 0.0  # hips seen by one view only: nothing to triangulate, the start stays
-    torch.testing.assert_close(engine._triangulated_translation(kp, focal, pp, R, t, rotmats, betas, wrong_depth),
-                               wrong_depth)
+    torch.testing.assert_close(engine._triangulated_translation(obs, rotmats, betas, wrong_depth), wrong_depth)

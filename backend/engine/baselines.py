@@ -23,6 +23,7 @@ import torch
 
 from backend.engine import guidance
 from backend.engine.gmm import MaxMixturePrior
+from backend.engine.modes import Observations
 from backend.engine.views import in_every_view, relative_cameras, triangulate
 from backend.models.diffusion import predict_x0
 from backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
@@ -264,8 +265,8 @@ def per_frame_then_filter(engine, keypoints: torch.Tensor, focal: torch.Tensor, 
     from backend.engine.api import EngineOptions
 
     loop, weights = (options or EngineOptions()).resolved("frame")
-    res = engine._frames(keypoints, focal, principal, image_size, start, engine.context(keypoints), loop, weights,
-                         None)
+    res = engine._frames(Observations(keypoints, focal, principal, image_size), start, engine.context(keypoints),
+                         loop, weights)
     rotmats, transl = temporal_filter(res["rotmats"], res["transl"], filt)
     return dict(rotmats=rotmats, transl=transl, betas=res["betas"], denoiser_evaluations=res["evaluations"])
 
@@ -350,21 +351,17 @@ def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, p
         prior = MaxMixturePrior(GMM.load())
     if prior is not None:
         prior = prior.to(engine.device)
-    kp = engine._t(obs["keypoints"])                                    # (V,F,17,3)
-    v, f = kp.shape[:2]
-    focal = engine._t(obs["focal_length"])[:, None].expand(v, f)
-    pp = engine._t(obs["principal_point"])[:, None].expand(v, f, 2)
-    size = engine._t(obs["image_size"])[:, None].expand(v, f, 2)
-    flat = lambda x: x.reshape(v * f, *x.shape[2:])
-    start = engine._init_tensors(init if mode != "multiview" or init is None else
-                                 {k: np.asarray(x).reshape(v * f, -1) if k != "betas" else x for k, x in init.items()},
-                                 flat(kp), flat(focal), flat(pp))
-    args = (flat(kp), flat(focal), flat(pp), flat(size))
+    o = engine.observations(obs)                                        # (V,F,...)
+    v, f = o.focal.shape
+    kp, focal, pp = o.keypoints, o.focal, o.principal
+    start = engine.start(o, init, mode)
+    flat = o.reshape(v * f)
+    args = (flat.keypoints, flat.focal, flat.principal, flat.image_size)
     extra = {}
     if method == "smplify" and kind == "video":
         out = temporal_smplify(engine.body, prior, *args, start)
     elif method == "smplify" and kind == "calibrated":
-        R, t = engine._t(obs["cam_R"]), engine._t(obs["cam_t"])
+        R, t = o.cam_R, o.cam_t
         pts, wts = triangulate(kp.transpose(0, 1), focal.T, pp.transpose(0, 1), R.expand(f, v, 3, 3),
                                t.expand(f, v, 3))
         pts0 = pts @ R[0].T + t[0]                                      # world -> view 0's camera
@@ -385,4 +382,4 @@ def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, p
     info = dict(mode=mode, method=method, runs=WHAT_RUNS[(method, kind)], init=start["source"],
                 device=str(engine.device), seconds=round(time.time() - t0, 3), frames=f, views=v,
                 focal_source=obs.get("focal_source", "given"), models=engine.meta, **extra)
-    return engine._assemble(out, start, kp, focal, pp, info, obs)
+    return engine._assemble(out, start, o, info, obs)
