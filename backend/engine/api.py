@@ -10,22 +10,31 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.engine import modes
-from backend.engine.guidance import project
+from backend.engine.guidance import contact_weights, project
 from backend.engine.scorehmr import LoopOptions
-from backend.engine.views import in_every_view, relative_cameras, triangulate
+from backend.engine.views import in_every_view, relative_cameras
 from backend.models.diffusion import cosine_alphas_cumprod
 from backend.models.regressor import estimate_initial, normalise_keypoints
 from backend.rotations import matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 
 NUM_KP = 17
-HIP_KP = (11, 12)  # COCO left/right hip
+
+
+# Loop settings that differ from the paper's single-frame defaults (LoopOptions()).
+MODE_LOOPS = {
+    # Eq. 13, the authors' settings; the step bound (LoopOptions.max_step_curvature) keeps tau 100's
+    # first guided step inside the stable range.
+    "multiview": LoopOptions(tau=100, step=10, iterations=2),
+    # One body per instant fitted to the triangulation first; its translation stays where the 3D fit put it.
+    "calibrated": LoopOptions(optimise_translation=False),
+}
 
 
 @dataclass
@@ -41,7 +50,10 @@ class EngineOptions:
     keypoint_trust: float = 1.0           # scales the keypoint term (N-panel "keypoint trust")
 
     def resolved(self, mode: str) -> tuple[LoopOptions, modes.GuidanceWeights]:
-        loop = self.loop or (LoopOptions(tau=100, step=10, iterations=2) if mode == "multiview" else LoopOptions())
+        """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
+        loop = self.loop or MODE_LOOPS.get(mode, LoopOptions())
+        if mode == "calibrated":   # the translation is the triangulation fit's (Engine._calibrated)
+            loop = replace(loop, optimise_translation=False)
         w = self.weights or (modes.ours_weights() if self.variant == "ours" else modes.paper_weights())
         w = modes.GuidanceWeights(keypoints=w.keypoints * self.keypoint_trust, temporal=w.temporal * self.smoothing,
                                   multiview=w.multiview, translation=w.translation * self.smoothing,
@@ -147,8 +159,8 @@ class Engine:
             progress=None) -> dict:
         options = options or EngineOptions()
         t0 = time.time()
-        loop, weights = options.resolved(mode)
         o = self.observations(obs)
+        loop, weights = options.resolved("calibrated" if mode == "multiview" and o.cam_R is not None else mode)
         v, f = o.focal.shape
         start = self.start(o, init, mode)
         ctx = self.context(o.reshape(v * f).keypoints)
@@ -191,10 +203,12 @@ class Engine:
         idx = torch.stack([torch.arange(s, s + window, device=self.device) for s in starts])  # (W,window)
         x6 = torch.zeros(f, 24, 6, device=self.device)
         transl = torch.zeros(f, 3, device=self.device)
+        feet = self.body.joints_fast(start["rotmats"], betas, start["transl"]).joints[:, list(modes.FOOT_JOINTS)]
         iters, evals = [], 0
         for b in range(0, len(starts), options.windows_per_batch):
             ids = idx[b:b + options.windows_per_batch]
-            res = modes.run(self.prior, self.alphas, modes.video_loss(self.body, o[ids], betas[ids], w),
+            contact = contact_weights(feet[ids])
+            res = modes.run(self.prior, self.alphas, modes.video_loss(self.body, o[ids], betas[ids], w, contact),
                             start["rotmats"][ids], start["transl"][ids], ctx[ids], loop, progress)
             wts = blend[b:b + options.windows_per_batch]
             x6.index_add_(0, ids.reshape(-1), (matrix_to_rot6d(res["rotmats"]) * wts[..., None, None]).reshape(-1, 24, 6))
@@ -216,34 +230,33 @@ class Engine:
                     iterations=res["iterations"], evaluations=res["denoiser_evaluations"])
 
     def _calibrated(self, o: modes.Observations, start, ctx, loop, w, progress=None):
-        """Calibrated views: o (V,F,...) with cam_R/cam_t; one body per instant, solved in view 0's frame."""
+        """Calibrated views: o (V,F,...) with cam_R/cam_t; one body per instant, solved in view 0's frame.
+
+        Starts from the body fitted to the triangulated keypoints (view 0's estimate as the fit's start),
+        then refines the pose with the prior and the reprojection into every view; the translation stays
+        the fit's (EngineOptions.resolved turns its optimisation off: the triangulation fixes it better
+        than an Adam step on the reprojection, which pushed it away)."""
+        from backend.engine.baselines import triangulate_and_fit
+
         v, f = o.focal.shape
         R, t = o.cam_R, o.cam_t
         rel_R, rel_t = relative_cameras(R, t)
-        betas = start["betas"].mean(0, keepdim=True).expand(f, 1, 10)
-        transl0 = self._triangulated_translation(o, start["rotmats"][:f], betas[:, 0], start["transl"][:f])
+        fit = triangulate_and_fit(self.body, self.pose_gmm(), o, start)
+        betas = fit["betas"][:, None]
         res = modes.run(self.prior, self.alphas,
                         modes.calibrated_loss(self.body, o.transpose01(), betas, rel_R, rel_t, w),
-                        start["rotmats"][:f, None], transl0[:, None], ctx[:f, None], loop, progress)
+                        fit["rotmats"][:, None], fit["transl"][:, None], ctx[:f, None], loop, progress)
         rotmats, transl = in_every_view(self.body, res["rotmats"][:, 0], res["transl"][:, 0], betas[:, 0], rel_R, rel_t)
         return dict(rotmats=rotmats, transl=transl, betas=betas[:, 0].repeat(v, 1), iterations=res["iterations"],
                     evaluations=res["denoiser_evaluations"], world_from_view0=(R[0], t[0]))
 
-    def _triangulated_translation(self, o: modes.Observations, rotmats, betas, transl) -> torch.Tensor:
-        """View 0's starting translation (F,3) moved so the body's hip centre sits on the triangulated one.
+    def pose_gmm(self):
+        """SMPLify's pose prior (backend/assets/pose_gmm.npz) for the triangulation fit, loaded once."""
+        if getattr(self, "_pose_gmm", None) is None:
+            from backend.engine.gmm import GMM, MaxMixturePrior
 
-        A single view's depth is its weakest estimate; with calibrated views the hips' 3D position is
-        known, so the refinement starts there (frames where a hip cannot be triangulated keep view 0's)."""
-        f = o.focal.shape[1]
-        hips = list(HIP_KP)
-        R, t = o.cam_R, o.cam_t
-        by_frame = o.transpose01()
-        pts, wts = triangulate(by_frame.keypoints[:, :, hips], by_frame.focal, by_frame.principal,
-                               R.expand(f, -1, -1, -1), t.expand(f, -1, -1))
-        target = (pts @ R[0].T + t[0]).mean(1)                          # world -> view 0's camera
-        body = self.body.joints_fast(rotmats, betas, transl).keypoints[:, hips].mean(1)
-        ok = (wts > 0).all(1)[:, None]
-        return torch.where(ok, transl + target - body, transl)
+            self._pose_gmm = MaxMixturePrior(GMM.load()).to(self.device)
+        return self._pose_gmm
 
     # -- output ----------------------------------------------------------------------------------
     @torch.no_grad()

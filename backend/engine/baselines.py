@@ -317,6 +317,22 @@ def fit_to_3d(body_model, prior: MaxMixturePrior, points: torch.Tensor, weights:
     return out
 
 
+def triangulate_and_fit(body_model, prior: MaxMixturePrior, o: Observations, start: dict,
+                        opts: Fit3DOptions = Fit3DOptions()) -> dict:
+    """Calibrated views: triangulate the keypoints, then fit the body to the 3D points from ``start``.
+
+    o (V,F,...) with cam_R (V,3,3) / cam_t (V,3); start rotmats/betas/transl (F,...) (view 0's estimate).
+    Everything is in view 0's camera frame.  Returns :func:`fit_to_3d`'s dict plus the triangulated
+    points (F,17,3) and their weights (F,17) (0: not triangulated)."""
+    v, f = o.focal.shape
+    R, t = o.cam_R, o.cam_t
+    by_frame = o.transpose01()
+    pts, wts = triangulate(by_frame.keypoints, by_frame.focal, by_frame.principal, R.expand(f, v, 3, 3),
+                           t.expand(f, v, 3))
+    points = pts @ R[0].T + t[0]                                        # world -> view 0's camera
+    fit = fit_to_3d(body_model, prior, points, wts, {k: start[k][:f] for k in ("rotmats", "betas", "transl")}, opts)
+    return dict(fit, points=points, weights=wts)
+
 
 # -- the engine's contract ---------------------------------------------------------------------------
 METHODS = ("smplify", "dposer", "per-frame-filter")
@@ -353,7 +369,6 @@ def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, p
         prior = prior.to(engine.device)
     o = engine.observations(obs)                                        # (V,F,...)
     v, f = o.focal.shape
-    kp, focal, pp = o.keypoints, o.focal, o.principal
     start = engine.start(o, init, mode)
     flat = o.reshape(v * f)
     args = (flat.keypoints, flat.focal, flat.principal, flat.image_size)
@@ -362,13 +377,10 @@ def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, p
         out = temporal_smplify(engine.body, prior, *args, start)
     elif method == "smplify" and kind == "calibrated":
         R, t = o.cam_R, o.cam_t
-        pts, wts = triangulate(kp.transpose(0, 1), focal.T, pp.transpose(0, 1), R.expand(f, v, 3, 3),
-                               t.expand(f, v, 3))
-        pts0 = pts @ R[0].T + t[0]                                      # world -> view 0's camera
-        fit = fit_to_3d(engine.body, prior, pts0, wts, {k: x[:f] for k, x in start.items() if k != "source"})
+        fit = triangulate_and_fit(engine.body, prior, o, start)
         rot, tr = in_every_view(engine.body, fit["rotmats"], fit["transl"], fit["betas"], *relative_cameras(R, t))
         out = dict(rotmats=rot, transl=tr, betas=fit["betas"].repeat(v, 1), world_from_view0=(R[0], t[0]))
-        extra["triangulated_points"] = int((wts > 0).sum())
+        extra["triangulated_points"] = int((fit["weights"] > 0).sum())
     elif method == "smplify":
         out = smplify(engine.body, prior, *args, start)
     elif method == "dposer":

@@ -102,8 +102,12 @@ def frame_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWe
     return loss
 
 
-def video_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights):
-    """Video windows (S=frames): keypoints + pose smoothness (+ ours: translation and feet)."""
+def video_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights,
+               contact: torch.Tensor | None = None):
+    """Video windows (S=frames): keypoints + pose smoothness (+ ours: translation and feet).
+
+    contact (G,S-1,len(FOOT_JOINTS)): guidance.contact_weights of the starting estimate (needed when
+    w.foot_skating is set)."""
     shaped = shaped_bodies(body_model, betas)
 
     def loss(rotmats, rot6d, transl, groups):
@@ -112,7 +116,7 @@ def video_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWe
         if w.translation:
             total = total + w.translation * guidance.acceleration(transl)
         if w.foot_skating:
-            total = total + w.foot_skating * guidance.foot_skating(joints[:, :, list(FOOT_JOINTS)])
+            total = total + w.foot_skating * guidance.foot_skating(joints[:, :, list(FOOT_JOINTS)], contact[groups])
         return total
     return loss
 
@@ -143,7 +147,7 @@ def calibrated_loss(body_model, obs: Observations, betas: torch.Tensor, rel_R: t
         v = rel_R.shape[0]
         L = guidance.keypoint_reprojection(
             per_view.flatten(0, 1), *_flat_obs(obs, groups))
-        return w.keypoints * L.reshape(g, v).sum(1)
+        return w.keypoints * L.reshape(g, v).mean(1)   # a mean: the step must not grow with the views
     return loss
 
 
