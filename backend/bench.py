@@ -438,6 +438,7 @@ class Bench:
             ctx = e.context(flat_vm(kp))
             gt_vm = np.swapaxes(gt, 0, 1).reshape(views * n, 24, 3)
             _, loop, w = self.options("multiview")
+            _, loop_cal, w_cal = self.options("calibrated")
 
             def tri_fit():
                 pts, wts = triangulate(kp, focal, pp, R.float().to(self.dev), t.float().to(self.dev))
@@ -452,7 +453,7 @@ class Bench:
                     c = ctx.reshape(views, n, -1)[:, b]
                     one = modes.Observations(kp[b][:, None], focal[b][:, None], pp[b][:, None], size[b][:, None],
                                              self._t(R[b]), self._t(t[b]))                 # (V,1,...)
-                    out.append(e._calibrated(one, s, c, loop, w))
+                    out.append(e._calibrated(one, s, c, loop_cal, w_cal))
                 cat = lambda k: torch.stack([o[k].reshape(views, -1, *o[k].shape[1:])[0, 0] for o in out])
                 return dict(rotmats=cat("rotmats"), betas=cat("betas"), transl=cat("transl"),
                             evaluations=sum(o["evaluations"] for o in out))
