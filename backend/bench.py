@@ -61,6 +61,27 @@ LONG_CLIP_FPS = 30
 SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER = 101, 202, 303, 404, 505
 
 
+# The validation subjects in two parts: settings (weights, loop constants, thresholds) are chosen on the
+# tuning part; the committed report is measured on the report part.
+SUBJECT_PARTS = dict(tuning=(8, 17, 24, 31, 106), report=(108, 115, 132, 135))
+
+
+def select_subjects(data: dict, subjects) -> dict:
+    """The clips of the given subjects from a load_split dict (per-frame arrays cut, clip indices renumbered)."""
+    keep = np.isin(data["subject"], list(subjects))                      # (C,)
+    frames = keep[data["clip_index"]]                                     # (N,)
+    out = dict(data)
+    for k in ("global_orient", "body_pose", "transl", "clip_index", "frame_index"):
+        out[k] = data[k][frames]
+    for k in ("clip_ids", "clip_start", "clip_length", "subject", "residual_mm", "residual_p95_mm",
+              "ground_shift_mm"):
+        if k in data:
+            out[k] = data[k][keep]
+    out["clip_index"] = (np.cumsum(keep) - 1)[out["clip_index"]].astype(data["clip_index"].dtype)
+    out["clip_start"] = np.concatenate([[0], np.cumsum(out["clip_length"])[:-1]]).astype(data["clip_start"].dtype)
+    return out
+
+
 @dataclass
 class BenchConfig:
     frames: int = 256                  # single-frame table
@@ -71,6 +92,7 @@ class BenchConfig:
     sections: tuple[str, ...] = SECTIONS   # a subset is for development; the committed report has all
     long_minutes: float = 10.0             # long-clip memory check: minutes at 30 fps
     level: str = "medium"              # detector noise preset (backend.sim.detector_noise.PRESETS)
+    subjects: str = "report"           # a part of SUBJECT_PARTS or 'all' validation subjects
     seed: int = 0
     quick: bool = False
     # Smoke runs only (--quick): fewer ScoreHMR outer iterations / fitting steps; None = the methods' defaults.
@@ -565,7 +587,8 @@ def markdown(report: dict) -> str:
     parts = [
         "# Benchmark: ScoreHMR and baselines on held-out CMU motion",
         "",
-        f"`python -m backend bench` (seed {cfg['seed']}, detector noise `{cfg['level']}`"
+        f"`python -m backend bench` (seed {cfg['seed']}, detector noise `{cfg['level']}`, "
+        f"validation subjects: {cfg.get('subjects', 'all')}"
         f"{', --quick' if cfg['quick'] else ''}); models: {trained}; device {env['device']} ({env['device_name']}), "
         f"torch {env['torch']}, {env['threads']} threads; {report['seconds']:.0f} s in all.",
         "Errors in mm (MPJPE pelvis-aligned, PA-MPJPE after similarity Procrustes) on 14 LSP / 24 SMPL joints; "
@@ -651,6 +674,9 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="1-2 minute smoke run: tiny sizes, 2 ScoreHMR iterations, 15 fitting steps")
+    p.add_argument("--subjects", default="report", choices=[*SUBJECT_PARTS, "all"],
+                   help="validation subjects: 'tuning' (choose settings on these), 'report' (default: the "
+                        "committed numbers) or 'all'")
     p.add_argument("--dataset", default=None, help="folder with cmu_smpl_val.npz (default cache/dataset)")
     p.add_argument("--gmm", default=str(GMM_PATH), help="pose GMM (python -m backend fit-gmm)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -662,7 +688,8 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    cfg = BenchConfig(level=args.level, seed=args.seed, quick=args.quick, **(QUICK if args.quick else {}))
+    cfg = BenchConfig(level=args.level, seed=args.seed, quick=args.quick, subjects=args.subjects,
+                      **(QUICK if args.quick else {}))
     for key in ("frames", "videos", "video_length", "instants", "views", "sections"):
         if getattr(args, key) is not None:
             value = getattr(args, key)
@@ -672,6 +699,8 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
             from backend.data.dataset import load_split
 
             data = load_split("val", args.dataset)
+            if cfg.subjects != "all":
+                data = select_subjects(data, SUBJECT_PARTS[cfg.subjects])
         if gmm is None:
             if not Path(args.gmm).is_file():
                 raise FileNotFoundError(f"{args.gmm} not found; run `python -m backend fit-gmm` first")
