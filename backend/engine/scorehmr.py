@@ -80,7 +80,7 @@ def guidance_steps(alphas_cumprod: torch.Tensor, down: list[int]) -> torch.Tenso
     down: timesteps tau, ..., 0 -> (len(down) - 1,)."""
     a = alphas_cumprod.double()
     sigma = ((1 - a) / a).sqrt()
-    t, t_next = torch.tensor(down[:-1]), torch.tensor(down[1:])
+    t, t_next = (torch.tensor(x, device=a.device) for x in (down[:-1], down[1:]))
     return sigma[t] * (sigma[t] - sigma[t_next])
 
 
