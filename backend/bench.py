@@ -591,6 +591,8 @@ def markdown(report: dict) -> str:
         f"validation subjects: {cfg.get('subjects', 'all')}"
         f"{', --quick' if cfg['quick'] else ''}); models: {trained}; device {env['device']} ({env['device_name']}), "
         f"torch {env['torch']}, {env['threads']} threads; {report['seconds']:.0f} s in all.",
+        f"Validation subjects {SUBJECT_PARTS}: loop settings and weights were chosen on 'tuning', this report "
+        "is measured on the subjects named above.",
         "Errors in mm (MPJPE pelvis-aligned, PA-MPJPE after similarity Procrustes) on 14 LSP / 24 SMPL joints; "
         "'change' is the relative PA-MPJPE-14 change against the start.",
         "",
