@@ -61,6 +61,27 @@ LONG_CLIP_FPS = 30
 SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER = 101, 202, 303, 404, 505
 
 
+# The validation subjects in two parts: settings (weights, loop constants, thresholds) are chosen on the
+# tuning part; the committed report is measured on the report part.
+SUBJECT_PARTS = dict(tuning=(8, 17, 24, 31, 106), report=(108, 115, 132, 135))
+
+
+def select_subjects(data: dict, subjects) -> dict:
+    """The clips of the given subjects from a load_split dict (per-frame arrays cut, clip indices renumbered)."""
+    keep = np.isin(data["subject"], list(subjects))                      # (C,)
+    frames = keep[data["clip_index"]]                                     # (N,)
+    out = dict(data)
+    for k in ("global_orient", "body_pose", "transl", "clip_index", "frame_index"):
+        out[k] = data[k][frames]
+    for k in ("clip_ids", "clip_start", "clip_length", "subject", "residual_mm", "residual_p95_mm",
+              "ground_shift_mm"):
+        if k in data:
+            out[k] = data[k][keep]
+    out["clip_index"] = (np.cumsum(keep) - 1)[out["clip_index"]].astype(data["clip_index"].dtype)
+    out["clip_start"] = np.concatenate([[0], np.cumsum(out["clip_length"])[:-1]]).astype(data["clip_start"].dtype)
+    return out
+
+
 @dataclass
 class BenchConfig:
     frames: int = 256                  # single-frame table
@@ -71,6 +92,7 @@ class BenchConfig:
     sections: tuple[str, ...] = SECTIONS   # a subset is for development; the committed report has all
     long_minutes: float = 10.0             # long-clip memory check: minutes at 30 fps
     level: str = "medium"              # detector noise preset (backend.sim.detector_noise.PRESETS)
+    subjects: str = "report"           # a part of SUBJECT_PARTS or 'all' validation subjects
     seed: int = 0
     quick: bool = False
     # Smoke runs only (--quick): fewer ScoreHMR outer iterations / fitting steps; None = the methods' defaults.
@@ -313,7 +335,7 @@ class Bench:
                 "+DPoser-style": (lambda s=start: bl.dposer_style(
                     e.body, e.prior, e.alphas, ctx, kp, focal, pp, size, s, self.dposer_opts,
                     torch.Generator().manual_seed(cfg.seed + SEED_DPOSER)), lambda r: r["denoiser_evaluations"]),
-                "+ScoreHMR": (lambda s=start: e._frames(kp, focal, pp, size, s, ctx, loop, w, None),
+                "+ScoreHMR": (lambda s=start: e._frames(modes.Observations(kp, focal, pp, size), s, ctx, loop, w),
                               lambda r: r["evaluations"]),
             }
             for method, (fn, evals) in methods.items():
@@ -351,6 +373,7 @@ class Bench:
             reg = e.initial(kp, focal, pp)
             start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
             ctx = e.context(kp)
+            clip = modes.Observations(kp, focal, pp, size)
 
             def filtered(s=start):
                 R, tr = bl.temporal_filter(s["rotmats"], s["transl"])
@@ -364,10 +387,10 @@ class Bench:
                     lambda r: r["denoiser_evaluations"]),
                 "temporal SMPLify": (lambda: bl.temporal_smplify(e.body, self.prior, kp, focal, pp, size, start,
                                                                  self.smplify_opts), None),
-                "ScoreHMR (paper)": (lambda: e._video(kp, focal, pp, size, start, ctx, loop_paper, w_paper,
-                                                      opts_paper, None), lambda r: r["evaluations"]),
-                "ScoreHMR (ours)": (lambda: e._video(kp, focal, pp, size, start, ctx, loop_ours, w_ours,
-                                                     opts_ours, None), lambda r: r["evaluations"]),
+                "ScoreHMR (paper)": (lambda: e._video(clip, start, ctx, loop_paper, w_paper, opts_paper),
+                                     lambda r: r["evaluations"]),
+                "ScoreHMR (ours)": (lambda: e._video(clip, start, ctx, loop_ours, w_ours, opts_ours),
+                                    lambda r: r["evaluations"]),
             }
             for method, (fn, evals) in methods.items():
                 # The first clip's ScoreHMR (ours) run is also timed piece by piece (the wrappers cost ~nothing).
@@ -437,6 +460,7 @@ class Bench:
             ctx = e.context(flat_vm(kp))
             gt_vm = np.swapaxes(gt, 0, 1).reshape(views * n, 24, 3)
             _, loop, w = self.options("multiview")
+            _, loop_cal, w_cal = self.options("calibrated")
 
             def tri_fit():
                 pts, wts = triangulate(kp, focal, pp, R.float().to(self.dev), t.float().to(self.dev))
@@ -447,17 +471,17 @@ class Bench:
             def calibrated():
                 out = []
                 for b in range(n):
-                    one = lambda x: x[b][:, None]                                    # (V,1,...)
                     s = {k: v.reshape(views, n, *v.shape[1:])[:, b] for k, v in start_all.items()}
                     c = ctx.reshape(views, n, -1)[:, b]
-                    cams = dict(cam_R=R[b].numpy(), cam_t=t[b].numpy())
-                    out.append(e._calibrated(one(kp), one(focal), one(pp), one(size), s, c, cams, loop, w, None))
+                    one = modes.Observations(kp[b][:, None], focal[b][:, None], pp[b][:, None], size[b][:, None],
+                                             self._t(R[b]), self._t(t[b]))                 # (V,1,...)
+                    out.append(e._calibrated(one, s, c, loop_cal, w_cal))
                 cat = lambda k: torch.stack([o[k].reshape(views, -1, *o[k].shape[1:])[0, 0] for o in out])
                 return dict(rotmats=cat("rotmats"), betas=cat("betas"), transl=cat("transl"),
                             evaluations=sum(o["evaluations"] for o in out))
 
             def uncalibrated():
-                return e._multiview(vm(kp), vm(focal), vm(pp), vm(size), start_all, ctx, loop, w, None)
+                return e._multiview(modes.Observations(kp, focal, pp, size).transpose01(), start_all, ctx, loop, w)
 
             evals = lambda r: r["evaluations"]
             cal_fit, s_fit = self.measure(f"multiview {views} views (calibrated)", "triangulate + fit", n, tri_fit,
@@ -563,9 +587,12 @@ def markdown(report: dict) -> str:
     parts = [
         "# Benchmark: ScoreHMR and baselines on held-out CMU motion",
         "",
-        f"`python -m backend bench` (seed {cfg['seed']}, detector noise `{cfg['level']}`"
+        f"`python -m backend bench` (seed {cfg['seed']}, detector noise `{cfg['level']}`, "
+        f"validation subjects: {cfg.get('subjects', 'all')}"
         f"{', --quick' if cfg['quick'] else ''}); models: {trained}; device {env['device']} ({env['device_name']}), "
         f"torch {env['torch']}, {env['threads']} threads; {report['seconds']:.0f} s in all.",
+        f"Validation subjects {SUBJECT_PARTS}: loop settings and weights were chosen on 'tuning', this report "
+        "is measured on the subjects named above.",
         "Errors in mm (MPJPE pelvis-aligned, PA-MPJPE after similarity Procrustes) on 14 LSP / 24 SMPL joints; "
         "'change' is the relative PA-MPJPE-14 change against the start.",
         "",
@@ -649,6 +676,9 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="1-2 minute smoke run: tiny sizes, 2 ScoreHMR iterations, 15 fitting steps")
+    p.add_argument("--subjects", default="report", choices=[*SUBJECT_PARTS, "all"],
+                   help="validation subjects: 'tuning' (choose settings on these), 'report' (default: the "
+                        "committed numbers) or 'all'")
     p.add_argument("--dataset", default=None, help="folder with cmu_smpl_val.npz (default cache/dataset)")
     p.add_argument("--gmm", default=str(GMM_PATH), help="pose GMM (python -m backend fit-gmm)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -660,7 +690,8 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    cfg = BenchConfig(level=args.level, seed=args.seed, quick=args.quick, **(QUICK if args.quick else {}))
+    cfg = BenchConfig(level=args.level, seed=args.seed, quick=args.quick, subjects=args.subjects,
+                      **(QUICK if args.quick else {}))
     for key in ("frames", "videos", "video_length", "instants", "views", "sections"):
         if getattr(args, key) is not None:
             value = getattr(args, key)
@@ -670,6 +701,8 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
             from backend.data.dataset import load_split
 
             data = load_split("val", args.dataset)
+            if cfg.subjects != "all":
+                data = select_subjects(data, SUBJECT_PARTS[cfg.subjects])
         if gmm is None:
             if not Path(args.gmm).is_file():
                 raise FileNotFoundError(f"{args.gmm} not found; run `python -m backend fit-gmm` first")

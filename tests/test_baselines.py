@@ -110,14 +110,34 @@ def test_dposer_style_runs_and_lowers_the_loss(bm):
     torch.testing.assert_close(again["rotmats"], res["rotmats"])  # seeded
 
 
-def test_dposer_prior_gradient_is_the_weighted_score_difference():
-    """The surrogate's gradient 0.5 d/dx ||x - sg(x0_hat)||^2 equals w(t) (eps_phi - eps), w = sqrt((1-a)/a)."""
-    from backend.models.diffusion import predict_x0
+class _PointMassDenoiser(torch.nn.Module):
+    """The exact denoiser of a prior concentrated on one 6D pose: eps = (x_t - sqrt(a_t) pose) / sqrt(1 - a_t)."""
 
-    a = cosine_alphas_cumprod()[40]
-    x, noise, eps_hat = (torch.randn(3, 144, generator=_gen(i), dtype=torch.float64) for i in range(3))
-    x0_hat = predict_x0(a.sqrt() * x + (1 - a).sqrt() * noise, eps_hat, a)
-    torch.testing.assert_close(x - x0_hat, ((1 - a) / a).sqrt() * (eps_hat - noise))
+    def __init__(self, pose: torch.Tensor):
+        super().__init__()
+        self.pose, self.a = pose, cosine_alphas_cumprod().float()
+
+    def forward(self, x, t, c):
+        a = self.a[t].reshape(-1, 1)
+        return (x - a.sqrt() * self.pose) / (1 - a).sqrt()
+
+
+def test_dposer_prior_term_pulls_towards_the_prior_and_a_null_denoiser_does_not(bm):
+    """Prior term only (keypoint weight 0): its gradient w(t) (eps_phi - eps) moves the pose to the prior's
+    mode when eps_phi is the point mass's exact denoiser; with eps_phi = 0 it is zero-mean noise."""
+    from backend.rotations import matrix_to_rot6d
+
+    s = _scene(bm, seed=2)
+    target = matrix_to_rot6d(s["R"][:1]).reshape(1, 144)
+    opts = bl.DPoserOptions(steps=60, lr=0.02, keypoint_weight=0.0)
+    dist = lambda rotmats: (matrix_to_rot6d(rotmats).reshape(-1, 144) - target).norm(dim=1)
+    run = lambda model: bl.dposer_style(bm, model, cosine_alphas_cumprod().float(), torch.zeros(2, 8), s["kp"],
+                                        s["focal"], s["pp"], s["size"], s["start"], opts, _gen(4))
+    before = dist(s["start"]["rotmats"])
+    pulled = dist(run(_PointMassDenoiser(target))["rotmats"])
+    null = dist(run(lambda x, t, c: torch.zeros_like(x))["rotmats"])
+    assert (pulled < 0.3 * before).all()
+    assert (null > 0.7 * before).all()
 
 
 def test_triangulation_recovers_known_points_from_three_calibrated_views():

@@ -105,3 +105,17 @@ def test_bench_reports_missing_inputs(tmp_path, capsys):
     assert bench.main(["--gmm", str(tmp_path / "none.npz"), "--out", str(tmp_path / "out")],
                       data=synthetic_val()) == 2
     assert "fit-gmm" in capsys.readouterr().err
+
+
+def test_select_subjects_keeps_whole_clips_of_those_subjects():
+    lengths, subjects = np.array([2, 3, 4]), np.array([1, 2, 1])
+    n = lengths.sum()
+    data = dict(global_orient=np.arange(n)[:, None] * np.ones(3), body_pose=np.zeros((n, 69)), transl=np.zeros((n, 3)),
+                clip_index=np.repeat(np.arange(3), lengths), frame_index=np.concatenate([np.arange(k) for k in lengths]),
+                clip_ids=np.array(["a", "b", "c"]), clip_start=np.array([0, 2, 5]), clip_length=lengths,
+                subject=subjects, meta={})
+    out = bench.select_subjects(data, (1,))
+    assert out["global_orient"][:, 0].tolist() == [0, 1, 5, 6, 7, 8]
+    assert out["clip_index"].tolist() == [0, 0, 1, 1, 1, 1] and out["clip_ids"].tolist() == ["a", "c"]
+    assert out["clip_start"].tolist() == [0, 2] and out["clip_length"].tolist() == [2, 4]
+    assert set(bench.SUBJECT_PARTS["tuning"]).isdisjoint(bench.SUBJECT_PARTS["report"])

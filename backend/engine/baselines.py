@@ -23,6 +23,7 @@ import torch
 
 from backend.engine import guidance
 from backend.engine.gmm import MaxMixturePrior
+from backend.engine.modes import Observations
 from backend.engine.views import in_every_view, relative_cameras, triangulate
 from backend.models.diffusion import predict_x0
 from backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
@@ -264,8 +265,8 @@ def per_frame_then_filter(engine, keypoints: torch.Tensor, focal: torch.Tensor, 
     from backend.engine.api import EngineOptions
 
     loop, weights = (options or EngineOptions()).resolved("frame")
-    res = engine._frames(keypoints, focal, principal, image_size, start, engine.context(keypoints), loop, weights,
-                         None)
+    res = engine._frames(Observations(keypoints, focal, principal, image_size), start, engine.context(keypoints),
+                         loop, weights)
     rotmats, transl = temporal_filter(res["rotmats"], res["transl"], filt)
     return dict(rotmats=rotmats, transl=transl, betas=res["betas"], denoiser_evaluations=res["evaluations"])
 
@@ -316,6 +317,22 @@ def fit_to_3d(body_model, prior: MaxMixturePrior, points: torch.Tensor, weights:
     return out
 
 
+def triangulate_and_fit(body_model, prior: MaxMixturePrior, o: Observations, start: dict,
+                        opts: Fit3DOptions = Fit3DOptions()) -> dict:
+    """Calibrated views: triangulate the keypoints, then fit the body to the 3D points from ``start``.
+
+    o (V,F,...) with cam_R (V,3,3) / cam_t (V,3); start rotmats/betas/transl (F,...) (view 0's estimate).
+    Everything is in view 0's camera frame.  Returns :func:`fit_to_3d`'s dict plus the triangulated
+    points (F,17,3) and their weights (F,17) (0: not triangulated)."""
+    v, f = o.focal.shape
+    R, t = o.cam_R, o.cam_t
+    by_frame = o.transpose01()
+    pts, wts = triangulate(by_frame.keypoints, by_frame.focal, by_frame.principal, R.expand(f, v, 3, 3),
+                           t.expand(f, v, 3))
+    points = pts @ R[0].T + t[0]                                        # world -> view 0's camera
+    fit = fit_to_3d(body_model, prior, points, wts, {k: start[k][:f] for k in ("rotmats", "betas", "transl")}, opts)
+    return dict(fit, points=points, weights=wts)
+
 
 # -- the engine's contract ---------------------------------------------------------------------------
 METHODS = ("smplify", "dposer", "per-frame-filter")
@@ -350,28 +367,20 @@ def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, p
         prior = MaxMixturePrior(GMM.load())
     if prior is not None:
         prior = prior.to(engine.device)
-    kp = engine._t(obs["keypoints"])                                    # (V,F,17,3)
-    v, f = kp.shape[:2]
-    focal = engine._t(obs["focal_length"])[:, None].expand(v, f)
-    pp = engine._t(obs["principal_point"])[:, None].expand(v, f, 2)
-    size = engine._t(obs["image_size"])[:, None].expand(v, f, 2)
-    flat = lambda x: x.reshape(v * f, *x.shape[2:])
-    start = engine._init_tensors(init if mode != "multiview" or init is None else
-                                 {k: np.asarray(x).reshape(v * f, -1) if k != "betas" else x for k, x in init.items()},
-                                 flat(kp), flat(focal), flat(pp))
-    args = (flat(kp), flat(focal), flat(pp), flat(size))
+    o = engine.observations(obs)                                        # (V,F,...)
+    v, f = o.focal.shape
+    start = engine.start(o, init, mode)
+    flat = o.reshape(v * f)
+    args = (flat.keypoints, flat.focal, flat.principal, flat.image_size)
     extra = {}
     if method == "smplify" and kind == "video":
         out = temporal_smplify(engine.body, prior, *args, start)
     elif method == "smplify" and kind == "calibrated":
-        R, t = engine._t(obs["cam_R"]), engine._t(obs["cam_t"])
-        pts, wts = triangulate(kp.transpose(0, 1), focal.T, pp.transpose(0, 1), R.expand(f, v, 3, 3),
-                               t.expand(f, v, 3))
-        pts0 = pts @ R[0].T + t[0]                                      # world -> view 0's camera
-        fit = fit_to_3d(engine.body, prior, pts0, wts, {k: x[:f] for k, x in start.items() if k != "source"})
+        R, t = o.cam_R, o.cam_t
+        fit = triangulate_and_fit(engine.body, prior, o, start)
         rot, tr = in_every_view(engine.body, fit["rotmats"], fit["transl"], fit["betas"], *relative_cameras(R, t))
         out = dict(rotmats=rot, transl=tr, betas=fit["betas"].repeat(v, 1), world_from_view0=(R[0], t[0]))
-        extra["triangulated_points"] = int((wts > 0).sum())
+        extra["triangulated_points"] = int((fit["weights"] > 0).sum())
     elif method == "smplify":
         out = smplify(engine.body, prior, *args, start)
     elif method == "dposer":
@@ -385,4 +394,4 @@ def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, p
     info = dict(mode=mode, method=method, runs=WHAT_RUNS[(method, kind)], init=start["source"],
                 device=str(engine.device), seconds=round(time.time() - t0, 3), frames=f, views=v,
                 focal_source=obs.get("focal_source", "given"), models=engine.meta, **extra)
-    return engine._assemble(out, start, kp, focal, pp, info, obs)
+    return engine._assemble(out, start, o, info, obs)

@@ -48,10 +48,6 @@ class GMM:
             return GMM(z["weights"].astype(np.float64), z["means"].astype(np.float64),
                        z["covariances"].astype(np.float64))
 
-    def log_likelihood(self, x: np.ndarray) -> np.ndarray:
-        """Exact mixture log-density of x (N,D) -> (N,)."""
-        return _logsumexp(_component_log_prob(x, self.weights, self.means, self.covariances), axis=1)
-
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         k = rng.choice(len(self.weights), size=n, p=self.weights / self.weights.sum())
         chol = np.linalg.cholesky(self.covariances)

@@ -55,12 +55,20 @@ def acceleration(x: torch.Tensor) -> torch.Tensor:
     return (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]).pow(2).flatten(1).sum(1)
 
 
-def foot_skating(feet: torch.Tensor, still_speed: float = 0.01) -> torch.Tensor:
-    """Feet that barely move stay put: weighted squared frame-to-frame displacement.
+def contact_weights(feet: torch.Tensor, still_speed: float = 0.01) -> torch.Tensor:
+    """How planted each foot point is between consecutive frames: exp(-(speed / still_speed)^2).
 
-    feet (W,F,P,3) camera-frame foot points in metres.  The weight exp(-(v / still_speed)^2) of each
-    step is computed from the current estimate without gradient, so moving feet are left free and
-    near-still (planted) ones are pulled to zero speed.  Needs no ground plane.  -> (W,)."""
+    feet (W,F,P,3) camera-frame foot points in metres (m/frame) -> (W,F-1,P) in (0, 1]."""
+    return torch.exp(-((feet[:, 1:] - feet[:, :-1]).norm(dim=-1) / still_speed) ** 2)
+
+
+def foot_skating(feet: torch.Tensor, contact: torch.Tensor) -> torch.Tensor:
+    """Planted feet stay put: contact-weighted squared frame-to-frame displacement.
+
+    feet (W,F,P,3) metres, contact (W,F-1,P) from :func:`contact_weights` of the *starting* estimate,
+    held fixed through the loop: recomputing them from the current estimate made a switch (a foot
+    slowing below still_speed gets pulled to zero speed, which slows it further) that turned sub-pixel
+    input differences into centimetres of output.  With fixed weights the term is a convex quadratic.
+    Needs no ground plane.  -> (W,)."""
     step = feet[:, 1:] - feet[:, :-1]
-    weight = torch.exp(-(step.detach().norm(dim=-1) / still_speed) ** 2)
-    return (weight[..., None] * step.pow(2)).sum((1, 2, 3))
+    return (contact[..., None] * step.pow(2)).sum((1, 2, 3))

@@ -24,7 +24,13 @@ class LoopOptions:
     step: int = 2                 # DDIM stride, both ways
     iterations: int = 10          # outer iterations (OPTIM_ITERS)
     guidance_scale: float = 1.0   # eps' = eps + sqrt(1 - a_t) * scale * grad
-    stop_threshold: float = 1e-5  # |L_prev - L| / max(L_prev, L, 1)
+    # Early stop when |L_prev - L| / max(L_prev, L, 1) < stop_threshold.  The paper's 1e-5 never triggers:
+    # an outer iteration moves x0 by a fixed total step (sum_t eta_t, guidance_steps), and on validation
+    # frames the loss still falls 1-7% per iteration at the 10th.  At 1e-2 samples stop after 7.8
+    # iterations on average with the same 3D error (64 tuning frames, medium noise: PA-MPJPE-14 53.31 vs
+    # 53.34 mm for all 10).
+    stop_threshold: float = 1e-2
+    max_step_curvature: float = 1.0  # bound on eta_t * scale * curvature of the guidance loss (0 = no bound)
     camera_lr: float = 1e-2       # Adam on the camera translation, one step per guided step
     optimise_translation: bool = True
 
@@ -65,6 +71,55 @@ def _evaluate(problem: Problem, x0: torch.Tensor, transl: torch.Tensor, groups: 
     return problem.loss(rotmats, x0, transl, groups)
 
 
+def guidance_steps(alphas_cumprod: torch.Tensor, down: list[int]) -> torch.Tensor:
+    """The gradient-descent step each guided DDIM step takes on x0 per unit of guidance scale (float64).
+
+    With y_t = x_t / sqrt(a_t) = x0_hat + sigma_t eps (sigma_t = sqrt((1 - a_t) / a_t)), the guided move
+    t -> t' is y_t' = y_t - (sigma_t - sigma_t') eps' with eps' = eps + sigma_t * scale * grad L(x0_hat), so
+    the guidance moves x0 by -eta_t * scale * grad L with eta_t = sigma_t (sigma_t - sigma_t').
+    down: timesteps tau, ..., 0 -> (len(down) - 1,)."""
+    a = alphas_cumprod.double()
+    sigma = ((1 - a) / a).sqrt()
+    t, t_next = (torch.tensor(x, device=a.device) for x in (down[:-1], down[1:]))
+    return sigma[t] * (sigma[t] - sigma[t_next])
+
+
+def guidance_curvature(problem: Problem, x0: torch.Tensor, transl: torch.Tensor, groups: torch.Tensor,
+                       iterations: int = 10) -> torch.Tensor:
+    """Largest curvature (Hessian eigenvalue) of each group's guidance loss over its pose, (g,).
+
+    Power iteration with Hessian-vector products (double backward); groups are independent, so one
+    batched iteration serves them all.  The start vector is fixed (all ones): the estimate is a smooth,
+    deterministic function of the inputs.  Negative curvature (a robust term past its scale) counts as 0."""
+    x = x0.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(_evaluate(problem, x, transl.detach(), groups).sum(), x, create_graph=True)
+    v = torch.ones_like(x)
+    lam = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    if not grad.requires_grad:                     # a loss linear in the pose: no curvature
+        return lam
+    for _ in range(iterations):
+        v = v / v.flatten(1).norm(dim=1).clamp_min(1e-30).reshape(-1, 1, 1)
+        (hv,) = torch.autograd.grad(grad, x, v, retain_graph=True)
+        lam = (hv * v).flatten(1).sum(1)
+        v = hv.detach()
+    return lam.detach().clamp_min(0.0)
+
+
+def stable_scales(problem: Problem, x0: torch.Tensor, transl: torch.Tensor, eta_max: float,
+                  opts: "LoopOptions") -> torch.Tensor:
+    """Per-group guidance scale (G,): opts.guidance_scale, lowered where the largest guided step would
+    exceed eta * scale * curvature = opts.max_step_curvature (plain descent diverges above 2 and
+    overshoots above 1).  This is what keeps a result from jumping with sub-pixel input noise: a
+    weight whose step is past the stable range makes the loop amplify any difference."""
+    scale = torch.full((x0.shape[0],), float(opts.guidance_scale), dtype=x0.dtype, device=x0.device)
+    if opts.max_step_curvature <= 0:
+        return scale
+    groups = torch.arange(x0.shape[0], device=x0.device)
+    with torch.enable_grad():
+        lam = guidance_curvature(problem, x0, transl, groups)
+    return torch.minimum(scale, opts.max_step_curvature / (eta_max * lam).clamp_min(1e-30))
+
+
 def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: LoopOptions = LoopOptions(),
            progress: Callable[[int, int], None] | None = None) -> dict:
     """Run the loop. Returns x0 (G,S,144), transl (G,S,3), loss (G,), iterations (G,) and evaluation counts."""
@@ -81,6 +136,7 @@ def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: Loop
     evaluations = 0
     down = timesteps(opts.tau, 0, opts.step)
     flat = lambda t: t.reshape(-1, *t.shape[2:])
+    scales = stable_scales(problem, x0, transl, float(guidance_steps(alphas_cumprod, down).max()), opts)
 
     for it in range(opts.iterations):
         groups = all_groups[active]
@@ -90,6 +146,7 @@ def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: Loop
         ctx = flat(problem.context[groups])
         x = ddim_invert(eps_model, flat(x0[groups]), ctx, a, opts.tau, opts.step)
         tr = transl[groups].clone()
+        scale = scales[groups].repeat_interleave(S)[:, None]
         for t, t_prev in zip(down[:-1], down[1:]):
             with torch.no_grad():
                 eps = eps_model(x, torch.tensor(t, device=x.device), ctx)
@@ -100,7 +157,7 @@ def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: Loop
             grads = torch.autograd.grad(L, [x0_hat, tr] if opts.optimise_translation else [x0_hat])
             grad_x = grads[0] / a[t].sqrt()
             with torch.no_grad():
-                eps = eps + (1 - a[t]).sqrt() * opts.guidance_scale * grad_x
+                eps = eps + (1 - a[t]).sqrt() * scale * grad_x
                 x = ddim_move(predict_x0(x, eps, a[t]), eps, a[t_prev])
                 if opts.optimise_translation:
                     adam.step(transl, grads[1], groups)
@@ -118,4 +175,5 @@ def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: Loop
             active[groups[converged]] = False
         if progress:
             progress(it + 1, opts.iterations)
-    return dict(x0=x0, transl=transl, loss=loss, iterations=iterations, denoiser_evaluations=evaluations)
+    return dict(x0=x0, transl=transl, loss=loss, iterations=iterations, denoiser_evaluations=evaluations,
+                guidance_scale=scales)
