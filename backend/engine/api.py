@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
-from backend.engine import modes
+from backend.engine import gaps, modes
 from backend.engine.guidance import project
 from backend.engine.scorehmr import LoopOptions
 from backend.engine.views import in_every_view, relative_cameras, triangulate
@@ -141,6 +141,8 @@ class Engine:
                                    {k: np.asarray(x).reshape(v * f, -1) if k != "betas" else x
                                     for k, x in init.items()}, flat(kp), flat(focal), flat(pp))
         ctx = self.context(flat(kp))
+        if mode == "video":  # frames without keypoints start from their seen neighbours
+            start, ctx = gaps.bridge(start, ctx, kp[0])
         if mode == "frame":
             out = self._frames(kp[0], focal[0], pp[0], size[0], start, ctx, loop, weights, progress)
         elif mode == "video":

@@ -30,6 +30,8 @@ FOOT_JOINTS = (7, 8, 10, 11)
 DEFAULT_SOLE_OFFSETS_M = (0.074, 0.074, 0.027, 0.027)
 CONTACT_HEIGHT_M = 0.05        # sole within this of the floor ...
 CONTACT_SPEED_M_S = 0.3        # ... and the joint slower than this: it bears weight
+ESTIMATE_CONTACT_SPEED_M_S = 0.5  # an estimate's planted foot slides with its errors: read it more loosely
+CONTACT_SMOOTH_FRAMES = 5     # speeds of estimates are measured on positions averaged over this
 CANDIDATE_SPEED_M_S = 0.5      # slow enough to be a floor point when fitting the plane
 # Pull of the plane normal towards the body's up: (foot point noise / body up uncertainty)^2 =
 # (0.02 m / 0.1 rad)^2, against the foot points' scatter counted once per contact run (the
@@ -44,7 +46,7 @@ DRIFT_MAX_M = 0.3
 # Foot planting weights (least squares, metres): contact pins, smoothness of the root shift,
 # and how much the shift may move the body across the camera's view (depth is cheap to change).
 PIN_WEIGHT = 1.0
-SMOOTH_WEIGHT = 30.0
+SMOOTH_WEIGHT = 2.0
 ACROSS_VIEW_WEIGHT = 0.3
 ALONG_VIEW_WEIGHT = 0.01
 PLANT_STRETCH = 240            # frames solved at once (dense least squares)
@@ -130,14 +132,25 @@ def camera_angles(ground: Ground) -> tuple[float, float]:
     its x axis rises to the right (the horizon tilts)."""
     n = ground.normal                              # up, in camera coordinates (y down)
     pitch = np.degrees(np.arcsin(np.clip(-n[2], -1, 1)))
-    roll = np.degrees(np.arcsin(np.clip(-n[0], -1, 1)))
+    roll = np.degrees(np.arcsin(np.clip(n[0], -1, 1)))
     return float(pitch), float(roll)
 
 
-def foot_contacts(feet_world: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M) -> np.ndarray:
-    """Contact (F,4) bool of world foot joints (F,4,3) (Y up, floor 0): sole near the floor and slow."""
+def foot_contacts(feet_world: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M,
+                  max_speed: float = CONTACT_SPEED_M_S) -> np.ndarray:
+    """Contact (F,4) bool of world foot joints (F,4,3) (Y up, floor 0): sole near the floor and
+    slower than ``max_speed`` (m/s; estimates slide, so they are read with ESTIMATE_CONTACT_SPEED_M_S)."""
     heights = feet_world[..., 1] - np.asarray(offsets)
-    return (heights < CONTACT_HEIGHT_M) & (speeds(feet_world, fps) < CONTACT_SPEED_M_S)
+    return (heights < CONTACT_HEIGHT_M) & (speeds(_box(feet_world, CONTACT_SMOOTH_FRAMES), fps) < max_speed)
+
+
+def _box(x: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over ``width`` frames of (F,...) (edges padded with the end values)."""
+    if len(x) < width:
+        return x
+    pad = np.concatenate([np.repeat(x[:1], width // 2, 0), x, np.repeat(x[-1:], width // 2, 0)])
+    c = np.cumsum(np.concatenate([np.zeros_like(x[:1]), pad]), 0)
+    return (c[width:] - c[:-width]) / width
 
 
 def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -220,7 +233,7 @@ def camera_is_static(joints: np.ndarray, fps: float, ground: Ground, offsets=DEF
     tilt, shift = 0.0, 0.0
     for s in range(0, max(len(joints) - n + 1, 1), max(n // 2, 1)):
         part = joints[s:s + n]
-        g = fit_ground(part, fps, offsets, up=ground.normal)
+        g = fit_ground(part, fps, offsets)
         if g.points < 8:
             continue
         tilt = max(tilt, float(np.degrees(np.arccos(np.clip(g.normal @ ground.normal, -1, 1)))))
@@ -253,7 +266,7 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
     R, t = world_from_camera(ground, joints[0, 0])
     world = joints @ R.T + t
     feet = world[:, list(FOOT_JOINTS)]
-    contacts = foot_contacts(feet, fps, offsets)
+    contacts = foot_contacts(feet, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S)
     shift = plant_feet(feet, contacts, _unit(world[:, 0] - t), offsets) if plant else np.zeros((len(world), 3))
     pitch, roll = camera_angles(ground)
     out.update(joints_world=world + shift[:, None], root_shift=shift, contacts=contacts, world_R=R, world_t=t,
