@@ -137,3 +137,36 @@ def test_jitter_of_smooth_and_shaking_motion():
     world, _ = walker()
     shaking = world + np.random.default_rng(0).normal(0, 0.01, world.shape)
     assert M.jitter(shaking) > 3 * M.jitter(world)
+
+
+def test_out_fields_world_body_matches_world_joints():
+    """The world SMPL parameters pose the same body as joints_world (body model rotates about J0)."""
+    import torch
+
+    from backend.body.body_model import BodyModel, pose_to_rotmats
+
+    bm = BodyModel.load()
+    world, _ = walker(frames=48)
+    R, t = camera(10.0, 1.5)
+    # A real SMPL body walking the walker's pelvis path, seen from the camera.
+    f = len(world)
+    go = torch.zeros(f, 3, dtype=torch.float64)
+    bp = torch.zeros(f, 69, dtype=torch.float64)
+    betas = torch.zeros(f, 10)
+    rest = bm(torch.eye(3).expand(1, 24, 3, 3), betas[:1])
+    transl_w = torch.as_tensor(world[:, 0] - world[0, 0] * [1, 0, 1], dtype=torch.float32)
+    transl_w[:, 1] = float(-rest.vertices[0, :, 1].min())
+    from backend.sim.observations import camera_frame_params
+    orient_c, transl_c = camera_frame_params(bm, go.float(), transl_w, betas, torch.as_tensor(R).float().expand(f, 3, 3),
+                                             torch.as_tensor(t).float().expand(f, 3))
+    joints_c = bm.joints_fast(pose_to_rotmats(orient_c, bp.float()), betas, transl_c).joints.numpy()
+    result = dict(joints=joints_c, global_orient=orient_c.numpy(), transl=transl_c.numpy(),
+                  rest_joints=rest.joints[0].numpy(), rest_vertices=rest.vertices[0].numpy(), fps=np.float32(FPS))
+    fields, summary = W.out_fields(result)
+    assert summary["status"] == "ok"
+    posed = bm.joints_fast(pose_to_rotmats(torch.as_tensor(fields["global_orient_world"]), bp.float()), betas,
+                           torch.as_tensor(fields["transl_world"])).joints.numpy()
+    assert np.abs(posed - fields["joints_world"]).max() < 1e-4
+    assert fields["camera_height"] == pytest.approx(1.5, abs=0.05)
+    assert (fields["joints_world"][:, list(W.FOOT_JOINTS), 1] - np.asarray(W.sole_offsets(
+        result["rest_joints"], result["rest_vertices"]))).min() > -0.005

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
-from backend.engine import gaps, modes
+from backend.engine import gaps, modes, world
 from backend.engine.guidance import project
 from backend.engine.scorehmr import LoopOptions
 from backend.engine.views import in_every_view, relative_cameras, triangulate
@@ -161,7 +161,11 @@ class Engine:
                                  overlap=options.overlap, smoothing=options.smoothing,
                                  keypoint_trust=options.keypoint_trust),
                     focal_source=obs.get("focal_source", "given"), models=self.meta)
-        return self._assemble(out, start, kp, focal, pp, info, obs)
+        result = self._assemble(out, start, kp, focal, pp, info, obs)
+        if mode == "video":  # the world frame on the floor (backend.engine.world), or why not
+            fields, info["world"] = world.out_fields(result)
+            result.update(fields, info=np.array(json.dumps(info)))
+        return result
 
     def _frames(self, kp, focal, pp, size, start, ctx, loop, w, progress):
         o = modes.Observations(kp[:, None], focal[:, None], pp[:, None], size[:, None])

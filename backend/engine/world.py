@@ -289,3 +289,31 @@ def world_smpl(global_orient: np.ndarray, transl: np.ndarray, rest_pelvis: np.nd
     orient = matrix_to_axis_angle(torch.as_tensor(world_R) @ G).numpy()
     j0 = np.asarray(rest_pelvis, np.float64)
     return orient, (j0 + np.asarray(transl, np.float64)) @ world_R.T + world_t + root_shift - j0
+
+
+def out_fields(result: dict) -> tuple[dict, dict]:
+    """The optional OUT.npz world fields for an assembled single-view video result, and a summary
+    for its info JSON.  result needs joints (F,24,3), global_orient (F,3), transl (F,3), rest_joints,
+    rest_vertices and fps.  A moving camera gives no fields, only the summary saying so.
+
+    Fields: ``joints_world`` (F,24,3) m, Y up, floor Y = 0; ``global_orient_world`` /
+    ``transl_world`` (F,3) (the same SMPL body posed in the world); ``foot_contacts`` (F,4) bool
+    (left/right ankle, left/right ball of the foot); ``camera_R_world`` (3,3) camera-to-world
+    rotation of the OpenCV camera axes and ``camera_position`` (3,) in the world;
+    ``camera_height`` (m), ``camera_pitch_deg`` (> 0 looking down), ``camera_roll_deg``."""
+    offsets = sole_offsets(result["rest_joints"], result["rest_vertices"])
+    est = estimate_world(result["joints"], float(result["fps"]), offsets)
+    summary = {k: est[k] for k in ("status", "drift_deg", "drift_m")}
+    if est["status"] != "ok":
+        return {}, summary
+    orient, transl = world_smpl(result["global_orient"], result["transl"], result["rest_joints"][0],
+                                est["world_R"], est["world_t"], est["root_shift"])
+    f32 = lambda x: np.asarray(x, np.float32)
+    fields = dict(joints_world=f32(est["joints_world"]), global_orient_world=f32(orient), transl_world=f32(transl),
+                  foot_contacts=est["contacts"], camera_R_world=f32(est["world_R"]),
+                  camera_position=f32(est["camera_position"]), camera_height=np.float32(est["camera_height"]),
+                  camera_pitch_deg=np.float32(est["camera_pitch_deg"]),
+                  camera_roll_deg=np.float32(est["camera_roll_deg"]))
+    summary.update(camera_height=round(float(est["camera_height"]), 3),
+                   camera_pitch_deg=round(float(est["camera_pitch_deg"]), 2), floor_points=est["floor_points"])
+    return fields, summary
