@@ -110,6 +110,61 @@ def _sole_offsets(engine, betas) -> tuple[float, ...]:
     return W.sole_offsets(rest.joints[0].cpu().numpy(), rest.vertices[0].cpu().numpy())
 
 
+def _reprojection_change(est: dict, joints_cam: np.ndarray, focal, pp) -> float:
+    """Mean image distance (px) between the world joints taken back into the camera and the
+    camera-frame result's joints: what the world output's changes (planting) cost in the image."""
+    back = (est["joints_world"] - est["world_t"]) @ est["world_R"]
+    f, c = float(focal[0]), pp[0].cpu().double().numpy()
+    proj = lambda x: f * x[..., :2] / x[..., 2:3] + c
+    return float(np.linalg.norm(proj(back) - proj(joints_cam), axis=-1).mean())
+
+
+def planted_world(engine, res: dict, joints: np.ndarray) -> dict:
+    """The engine's full world output (root shift and leg IK, world.world_result) for a result dict."""
+    from backend.bench import FPS
+    from backend.rotations import matrix_to_axis_angle
+
+    aa = matrix_to_axis_angle(res["rotmats"]).reshape(len(joints), 72).cpu().double().numpy()
+    betas = res["betas"].reshape(-1, 10).mean(0, keepdim=True)
+    rest = engine.body(torch.eye(3, device=engine.device).expand(1, 24, 3, 3), betas)
+    return W.world_result(joints, aa[:, :3], aa[:, 3:], res["transl"].cpu().double().numpy(),
+                          rest.joints[0].cpu().double().numpy(), rest.vertices[0].cpu().double().numpy(), FPS)
+
+
+def clip_methods(bench, obs: dict, i: int):
+    """Clip i of video observations as engine tensors and the video table's methods on it:
+    (kp, focal, pp, size, {name: (run, denoiser evaluations of its result or None)})."""
+    e, f = bench.engine, obs["keypoints"].shape[1]
+    kp = bench._t(obs["keypoints"][i])
+    focal = bench._t(obs["focal_length"][i]).expand(f)
+    pp = bench._t(obs["principal_point"][i]).expand(f, 2)
+    size = bench._t(obs["image_size"][i]).expand(f, 2)
+    reg = e.initial(kp, focal, pp)
+    start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
+    ctx = e.context(kp)
+    opts_paper, loop_paper, w_paper = bench.options("video", "paper")
+    opts_ours, loop_ours, w_ours = bench.options("video", "ours")
+    opts_frame = bench.options("frame")[0]
+
+    def filtered():
+        R, tr = bl.temporal_filter(start["rotmats"], start["transl"])
+        return dict(rotmats=R, transl=tr, betas=start["betas"])
+
+    evals = lambda r: r["evaluations"]
+    return kp, focal, pp, size, {
+        "start": (lambda: start, None),
+        "start + filter": (filtered, None),
+        "per-frame ScoreHMR + filter": (lambda: bl.per_frame_then_filter(e, kp, focal, pp, size, start, opts_frame),
+                                        lambda r: r["denoiser_evaluations"]),
+        "temporal SMPLify": (lambda: bl.temporal_smplify(e.body, bench.prior, kp, focal, pp, size, start,
+                                                         bench.smplify_opts), None),
+        "ScoreHMR (paper)": (lambda: e._video(kp, focal, pp, size, start, ctx, loop_paper, w_paper, opts_paper, None),
+                             evals),
+        "ScoreHMR (ours)": (lambda: e._video(kp, focal, pp, size, start, ctx, loop_ours, w_ours, opts_ours, None),
+                            evals),
+    }
+
+
 def animator(bench) -> dict:
     """The section: rows per method (means over clips) and gap rows."""
     from backend.bench import FPS, joints_of
@@ -118,48 +173,28 @@ def animator(bench) -> dict:
     obs, gt_world = _clips(bench)
     offsets = _sole_offsets(e, bench.data["betas"])
     f = cfg.video_length
-    opts_paper, loop_paper, w_paper = bench.options("video", "paper")
     opts_ours, loop_ours, w_ours = bench.options("video", "ours")
-    opts_frame = bench.options("frame")[0]
     per_method: dict[str, list] = {}
     gap_rows: list[dict] = []
     for i in range(len(gt_world)):
-        kp = bench._t(obs["keypoints"][i])
-        focal = bench._t(obs["focal_length"][i]).expand(f)
-        pp = bench._t(obs["principal_point"][i]).expand(f, 2)
-        size = bench._t(obs["image_size"][i]).expand(f, 2)
+        kp, focal, pp, size, methods = clip_methods(bench, obs, i)
         gt_cam = obs["gt_joints"][i].double().numpy()
         contacts = W.foot_contacts(gt_world[i][:, list(W.FOOT_JOINTS)], FPS, offsets)
         cam_h, cam_pitch = _true_camera(obs["cam_R"][i].double().numpy(), obs["cam_t"][i].double().numpy())
-        reg = e.initial(kp, focal, pp)
-        start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
-        ctx = e.context(kp)
-
-        def filtered(s=start):
-            R, tr = bl.temporal_filter(s["rotmats"], s["transl"])
-            return dict(rotmats=R, transl=tr, betas=s["betas"])
-
-        methods = {
-            "start": lambda: start,
-            "start + filter": filtered,
-            "per-frame ScoreHMR + filter": lambda: bl.per_frame_then_filter(e, kp, focal, pp, size, start, opts_frame),
-            "temporal SMPLify": lambda: bl.temporal_smplify(e.body, bench.prior, kp, focal, pp, size, start,
-                                                            bench.smplify_opts),
-            "ScoreHMR (paper)": lambda: e._video(kp, focal, pp, size, start, ctx, loop_paper, w_paper, opts_paper, None),
-            "ScoreHMR (ours)": lambda: e._video(kp, focal, pp, size, start, ctx, loop_ours, w_ours, opts_ours, None),
-        }
         per_method.setdefault(TRUTH, []).append(dict(camera_row(gt_cam, gt_cam),
                                                      **world_row(gt_world[i], gt_world[i], contacts, offsets),
                                                      status="ok"))
-        for name, fn in methods.items():
-            pred = joints_of(e, fn())
+        for name, (fn, _) in methods.items():
+            res = fn()
+            pred = joints_of(e, res)
             for label, plant in ((name, False),) + (((PLANTED, True),) if name == "ScoreHMR (ours)" else ()):
-                est = W.estimate_world(pred, FPS, offsets, plant=plant)
+                est = planted_world(e, res, pred) if plant else W.estimate_world(pred, FPS, offsets, plant=False)
                 row = dict(camera_row(pred, gt_cam), status=est["status"])
                 if est["status"] == "ok":
                     row.update(world_row(est["joints_world"], gt_world[i], contacts, offsets),
                                camera_height_error=abs(est["camera_height"] - cam_h),
-                               camera_pitch_error=abs(est["camera_pitch_deg"] - cam_pitch))
+                               camera_pitch_error=abs(est["camera_pitch_deg"] - cam_pitch),
+                               reprojection_change_px=_reprojection_change(est, pred, focal, pp))
                 per_method.setdefault(label, []).append(row)
         up = obs["cam_R"][i].double().numpy() @ np.array([0.0, 1.0, 0.0])   # the world's up in the camera
         gap_rows += gap_measures(bench, kp, focal, pp, size, gt_cam, up, loop_ours, w_ours, opts_ours)
@@ -217,7 +252,8 @@ def _gap_summary(rows: list[dict]) -> list[dict]:
 COLS = (("method", "method"), ("pa_mpjpe14", "PA-MPJPE 14"), ("accel", "accel"), ("accel_world", "accel world"),
         ("jitter", "jitter"), ("skating", "skating mm/frame"), ("penetration", "below mm"), ("floating", "above mm"),
         ("beyond_2cm", "share >2 cm"), ("worst_floor_mm", "worst mm"), ("root_error", "root mm"),
-        ("camera_height_error", "cam height err m"), ("camera_pitch_error", "cam pitch err deg"), ("static", "static"))
+        ("camera_height_error", "cam height err m"), ("camera_pitch_error", "cam pitch err deg"),
+        ("reprojection_change_px", "reproj change px"), ("static", "static"))
 GAP_COLS = (("gap", "gap frames"), ("start", "start"), ("clips", "clips"), ("in_gap", "MPJPE-14 in gap"),
             ("elsewhere", "elsewhere"), ("ratio", "ratio"), ("facing_jump_deg", "max facing jump deg"),
             ("true_facing_jump_deg", "true max jump deg"), ("clips_facing_ok", "clips not jumping more"))

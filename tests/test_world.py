@@ -160,13 +160,57 @@ def test_out_fields_world_body_matches_world_joints():
     orient_c, transl_c = camera_frame_params(bm, go.float(), transl_w, betas, torch.as_tensor(R).float().expand(f, 3, 3),
                                              torch.as_tensor(t).float().expand(f, 3))
     joints_c = bm.joints_fast(pose_to_rotmats(orient_c, bp.float()), betas, transl_c).joints.numpy()
-    result = dict(joints=joints_c, global_orient=orient_c.numpy(), transl=transl_c.numpy(),
+    result = dict(joints=joints_c, global_orient=orient_c.numpy(), body_pose=bp.numpy(), transl=transl_c.numpy(),
                   rest_joints=rest.joints[0].numpy(), rest_vertices=rest.vertices[0].numpy(), fps=np.float32(FPS))
     fields, summary = W.out_fields(result)
     assert summary["status"] == "ok"
-    posed = bm.joints_fast(pose_to_rotmats(torch.as_tensor(fields["global_orient_world"]), bp.float()), betas,
+    posed = bm.joints_fast(pose_to_rotmats(torch.as_tensor(fields["global_orient_world"]),
+                                           torch.as_tensor(fields["body_pose_world"])), betas,
                            torch.as_tensor(fields["transl_world"])).joints.numpy()
     assert np.abs(posed - fields["joints_world"]).max() < 1e-4
     assert fields["camera_height"] == pytest.approx(1.5, abs=0.05)
     assert (fields["joints_world"][:, list(W.FOOT_JOINTS), 1] - np.asarray(W.sole_offsets(
         result["rest_joints"], result["rest_vertices"]))).min() > -0.005
+
+
+def test_leg_ik_pins_a_foot_that_the_pose_slides():
+    """A standing body whose left leg swings sideways (the pose, not the root, slides the foot):
+    moving the root cannot pin it, the leg IK does, and the world SMPL parameters still pose
+    exactly the world joints."""
+    import torch
+
+    from backend.body.body_model import BodyModel, pose_to_rotmats
+    from backend.sim.observations import camera_frame_params
+
+    bm = BodyModel.load()
+    f = 72
+    t = torch.arange(f, dtype=torch.float32)
+    bp = torch.zeros(f, 69)
+    bp[:, 0 * 3 + 2] = 0.12 * torch.sin(2 * np.pi * t / 48)          # left hip (joint 1) about z
+    betas = torch.zeros(f, 10)
+    rest = bm(torch.eye(3).expand(1, 24, 3, 3), betas[:1])
+    transl_w = torch.zeros(f, 3)
+    transl_w[:, 1] = float(-rest.vertices[0, :, 1].min())
+    go = torch.zeros(f, 3)
+    truth_world = bm.joints_fast(pose_to_rotmats(go, bp), betas, transl_w).joints.numpy()
+    R, tc = camera(10.0, 1.5)
+    orient_c, transl_c = camera_frame_params(bm, go, transl_w, betas, torch.as_tensor(R).float().expand(f, 3, 3),
+                                             torch.as_tensor(tc).float().expand(f, 3))
+    joints_c = bm.joints_fast(pose_to_rotmats(orient_c, bp), betas, transl_c).joints.numpy()
+    args = (joints_c, orient_c.numpy(), bp.numpy(), transl_c.numpy(), rest.joints[0].numpy(),
+            rest.vertices[0].numpy(), FPS)
+    plain, planted = W.world_result(*args, ik=False), W.world_result(*args, ik=True)
+    left_on_floor = np.zeros((f, 4), bool)
+    left_on_floor[:, [0, 2]] = True
+    feet = lambda r: r["joints_world"][:, list(W.FOOT_JOINTS)]
+    before, after = M.foot_skating(feet(plain), left_on_floor), M.foot_skating(feet(planted), left_on_floor)
+    assert before > 3.0 and after < 0.3 * before
+    posed = bm.joints_fast(pose_to_rotmats(torch.as_tensor(planted["global_orient_world"]).float(),
+                                           torch.as_tensor(planted["body_pose_world"]).float()), betas,
+                           torch.as_tensor(planted["transl_world"]).float()).joints.numpy()
+    assert np.abs(posed - planted["joints_world"]).max() < 1e-4
+    # The upper body is untouched by the IK (only the legs move, plus a common root shift).
+    upper = [3, 6, 9, 12, 15, 16, 17]
+    rel = lambda j: j[:, upper] - j[:, :1]
+    assert np.abs(rel(planted["joints_world"]) - rel(plain["joints_world"])).max() < 1e-4
+    assert truth_world.shape == planted["joints_world"].shape

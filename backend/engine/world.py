@@ -30,7 +30,12 @@ FOOT_JOINTS = (7, 8, 10, 11)
 DEFAULT_SOLE_OFFSETS_M = (0.074, 0.074, 0.027, 0.027)
 CONTACT_HEIGHT_M = 0.05        # sole within this of the floor ...
 CONTACT_SPEED_M_S = 0.3        # ... and the joint slower than this: it bears weight
-ESTIMATE_CONTACT_SPEED_M_S = 0.5  # an estimate's planted foot slides with its errors: read it more loosely
+# An estimate's planted foot shakes with its errors (ScoreHMR video: ~30 mm/frame^2 of jitter):
+# read it more loosely.  Chosen on the tuning subjects (3 clips x 96 frames, seed 1): 0.5 m/s /
+# 5 cm found 83% of the true contacts and left 14-30 mm/frame of skating; 1.2 m/s / 8 cm finds
+# 79-97% and leaves 2-11; 1.6 m/s pins more feet that still move.
+ESTIMATE_CONTACT_SPEED_M_S = 1.2
+ESTIMATE_CONTACT_HEIGHT_M = 0.08
 CONTACT_SMOOTH_FRAMES = 5     # speeds of estimates are measured on positions averaged over this
 CANDIDATE_SPEED_M_S = 0.5      # slow enough to be a floor point when fitting the plane
 # Pull of the plane normal towards the body's up: (foot point noise / body up uncertainty)^2 =
@@ -137,11 +142,12 @@ def camera_angles(ground: Ground) -> tuple[float, float]:
 
 
 def foot_contacts(feet_world: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M,
-                  max_speed: float = CONTACT_SPEED_M_S) -> np.ndarray:
-    """Contact (F,4) bool of world foot joints (F,4,3) (Y up, floor 0): sole near the floor and
-    slower than ``max_speed`` (m/s; estimates slide, so they are read with ESTIMATE_CONTACT_SPEED_M_S)."""
+                  max_speed: float = CONTACT_SPEED_M_S, max_height: float = CONTACT_HEIGHT_M) -> np.ndarray:
+    """Contact (F,4) bool of world foot joints (F,4,3) (Y up, floor 0): sole lower than
+    ``max_height`` (m) and slower than ``max_speed`` (m/s).  The defaults read the truth;
+    estimates shake and float, so they are read with the ESTIMATE_CONTACT_* thresholds."""
     heights = feet_world[..., 1] - np.asarray(offsets)
-    return (heights < CONTACT_HEIGHT_M) & (speeds(_box(feet_world, CONTACT_SMOOTH_FRAMES), fps) < max_speed)
+    return (heights < max_height) & (speeds(_box(feet_world, CONTACT_SMOOTH_FRAMES), fps) < max_speed)
 
 
 def _box(x: np.ndarray, width: int) -> np.ndarray:
@@ -226,6 +232,98 @@ def plant_feet(feet_world: np.ndarray, contacts: np.ndarray, view_dirs: np.ndarr
     return shift
 
 
+# Legs for the foot IK: (hip, knee, ankle, ball) per side, SMPL indices; FOOT_JOINTS order is
+# (left ankle, right ankle, left ball, right ball).
+LEGS = ((1, 4, 7, 10), (2, 5, 8, 11))
+IK_RAMP_FRAMES = 3             # a foot eases onto / off its floor anchor over this many frames
+
+
+def _rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(N,3,3) smallest rotations turning directions u (N,3) onto v (N,3) (Rodrigues)."""
+    u, v = _unit(u), _unit(v)
+    axis = np.cross(u, v)
+    s, c = np.linalg.norm(axis, axis=-1), (u * v).sum(-1)
+    return _axis_angle_matrix(_unit(axis), np.arctan2(s, c))
+
+
+def _axis_angle_matrix(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """(N,3,3) rotations by ``angle`` (N,) about unit ``axis`` (N,3)."""
+    k = np.zeros(axis.shape[:-1] + (3, 3))
+    k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
+    k = k - np.swapaxes(k, -1, -2)
+    a = angle[..., None, None]
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
+
+
+def foot_targets(feet: np.ndarray, contacts: np.ndarray, offsets) -> tuple[np.ndarray, np.ndarray]:
+    """Floor anchors (F,4,3) and weights (F,4) in [0, 1] for the foot IK.
+
+    Each contact run of a joint gets one anchor: its median floor position, at its sole height.
+    The weight is 1 during the run and ramps to 0 over IK_RAMP_FRAMES on both sides."""
+    f = len(feet)
+    targets, weights = feet.copy(), np.zeros(contacts.shape)
+    for j in range(feet.shape[1]):
+        for a, b in _segments(contacts[:, j]):
+            anchor = np.median(feet[a:b, j], axis=0)
+            anchor[1] = offsets[j]
+            lo, hi = max(a - IK_RAMP_FRAMES, 0), min(b + IK_RAMP_FRAMES, f)
+            t = np.arange(lo, hi)
+            w = np.clip(1 - np.maximum(a - t, t - (b - 1)) / (IK_RAMP_FRAMES + 1), 0, 1)
+            better = w > weights[lo:hi, j]
+            weights[lo:hi, j] = np.where(better, w, weights[lo:hi, j])
+            targets[lo:hi, j] = np.where(better[:, None], anchor, targets[lo:hi, j])
+    return targets, weights
+
+
+def leg_ik(global_rot: np.ndarray, local_rot: np.ndarray, joints: np.ndarray, rest_joints: np.ndarray,
+           targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-bone IK of both legs towards foot targets; the pelvis and everything else stay.
+
+    global_rot (F,24,3,3) world rotations of the joints, local_rot (F,24,3,3) SMPL's local ones,
+    joints (F,24,3) world positions, rest_joints (24,3), targets (F,4,3) / weights (F,4) in
+    FOOT_JOINTS order.  The ankle goes to its weighted target (or follows the ball's when only
+    the ball is pinned: a raised heel); the knee bends about its current axis to reach it, the hip
+    swings onto it, the foot keeps its world orientation unless the ball is pinned, then it turns
+    towards it.  Returns the new local rotations and world joints."""
+    local_rot, joints = local_rot.copy(), joints.copy()
+    for side, (hip, knee, ankle, ball) in enumerate(LEGS):
+        w_ankle, w_ball = weights[:, side, None], weights[:, side + 2, None]
+        if not (w_ankle.any() or w_ball.any()):
+            continue
+        J1, J4, J7, J10 = (joints[:, k] for k in (hip, knee, ankle, ball))
+        want7 = J7 + w_ankle * (targets[:, side] - J7) + (1 - w_ankle) * w_ball * (targets[:, side + 2] - J10)
+        want10 = J10 + (want7 - J7)
+        want10 = want10 + w_ball * (targets[:, side + 2] - want10)
+        thigh = np.linalg.norm(rest_joints[knee] - rest_joints[hip])
+        shin = np.linalg.norm(rest_joints[ankle] - rest_joints[knee])
+        reach = np.clip(np.linalg.norm(want7 - J1, axis=-1), abs(thigh - shin) + 1e-4, thigh + shin - 1e-4)
+        # Bend: angle between the thigh's direction and the shin's, now and wanted.
+        u, v = J4 - J1, J7 - J4
+        axis = np.cross(u, v)
+        fallback = global_rot[:, hip, :, 0]                       # the hip's x axis: the knee's hinge at rest
+        axis = np.where(np.linalg.norm(axis, axis=-1, keepdims=True) > 1e-6, axis, fallback)
+        axis = _unit(axis)
+        bend_now = np.arctan2(np.linalg.norm(np.cross(u, v), axis=-1), (u * v).sum(-1))
+        bend_want = np.pi - np.arccos(np.clip((thigh ** 2 + shin ** 2 - reach ** 2) / (2 * thigh * shin), -1, 1))
+        K = _axis_angle_matrix(axis, bend_want - bend_now)
+        new7 = J4 + (K @ v[..., None])[..., 0]
+        Q = _rotation_between(new7 - J1, want7 - J1)               # swing the hip onto the target
+        G1 = Q @ global_rot[:, hip]
+        G4 = Q @ K @ global_rot[:, knee]
+        # The foot keeps its world orientation, turned towards a pinned ball.
+        foot_now = global_rot[:, ankle] @ (rest_joints[ball] - rest_joints[ankle])
+        G7 = np.where(w_ball[..., None] > 0, _rotation_between(foot_now, want10 - want7) @ global_rot[:, ankle],
+                      global_rot[:, ankle])
+        parent = global_rot[:, 0]
+        local_rot[:, hip] = np.swapaxes(parent, -1, -2) @ G1
+        local_rot[:, knee] = np.swapaxes(G1, -1, -2) @ G4
+        local_rot[:, ankle] = np.swapaxes(G4, -1, -2) @ G7
+        joints[:, knee] = J1 + (G1 @ (rest_joints[knee] - rest_joints[hip])[:, None])[..., 0]
+        joints[:, ankle] = joints[:, knee] + (G4 @ (rest_joints[ankle] - rest_joints[knee])[:, None])[..., 0]
+        joints[:, ball] = joints[:, ankle] + (G7 @ (rest_joints[ball] - rest_joints[ankle])[:, None])[..., 0]
+    return local_rot, joints
+
+
 def camera_is_static(joints: np.ndarray, fps: float, ground: Ground, offsets=DEFAULT_SOLE_OFFSETS_M) -> dict:
     """Floor fitted per window of DRIFT_WINDOW_S against the whole clip's: the largest tilt (deg)
     and shift (m) and whether both stay within DRIFT_MAX_DEG / DRIFT_MAX_M."""
@@ -266,7 +364,7 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
     R, t = world_from_camera(ground, joints[0, 0])
     world = joints @ R.T + t
     feet = world[:, list(FOOT_JOINTS)]
-    contacts = foot_contacts(feet, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S)
+    contacts = foot_contacts(feet, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S, ESTIMATE_CONTACT_HEIGHT_M)
     shift = plant_feet(feet, contacts, _unit(world[:, 0] - t), offsets) if plant else np.zeros((len(world), 3))
     pitch, roll = camera_angles(ground)
     out.update(joints_world=world + shift[:, None], root_shift=shift, contacts=contacts, world_R=R, world_t=t,
@@ -291,25 +389,67 @@ def world_smpl(global_orient: np.ndarray, transl: np.ndarray, rest_pelvis: np.nd
     return orient, (j0 + np.asarray(transl, np.float64)) @ world_R.T + world_t + root_shift - j0
 
 
+def global_rotations(local_rot: np.ndarray, parents) -> np.ndarray:
+    """(F,24,3,3) world rotations of every joint from SMPL's local ones (parents before children)."""
+    out = local_rot.copy()
+    for j in range(1, local_rot.shape[1]):
+        out[:, j] = out[:, parents[j]] @ local_rot[:, j]
+    return out
+
+
+def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.ndarray, transl: np.ndarray,
+                 rest_joints: np.ndarray, rest_vertices: np.ndarray, fps: float, ik: bool = True) -> dict:
+    """estimate_world for a camera-frame SMPL result (F,24,3 joints; F,3 / F,69 / F,3 axis-angle and
+    transl), plus the world body: ``global_orient_world``, ``body_pose_world`` (the legs moved by
+    leg_ik onto the feet's floor anchors when ``ik``), ``transl_world`` and ``joints_world`` to match."""
+    import torch
+
+    from backend.body.body_model import SMPL_PARENTS
+    from backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+    offsets = sole_offsets(rest_joints, rest_vertices)
+    est = estimate_world(joints, fps, offsets)
+    if est["status"] != "ok":
+        return est
+    orient, transl_w = world_smpl(global_orient, transl, rest_joints[0], est["world_R"], est["world_t"],
+                                  est["root_shift"])
+    aa = np.concatenate([orient, np.asarray(body_pose, np.float64)], -1).reshape(len(orient), 24, 3)
+    local = axis_angle_to_matrix(torch.as_tensor(aa)).numpy()
+    world_joints = est["joints_world"]
+    if ik:
+        targets, weights = foot_targets(world_joints[:, list(FOOT_JOINTS)], est["contacts"], offsets)
+        local, world_joints = leg_ik(global_rotations(local, SMPL_PARENTS), local, world_joints,
+                                     np.asarray(rest_joints, np.float64), targets, weights)
+        # The legs' new reach may put a sole below the floor: lift those frames.
+        lift = np.maximum(0.0, -(world_joints[:, list(FOOT_JOINTS), 1] - np.asarray(offsets)).min(1))
+        world_joints = world_joints + lift[:, None, None] * [0, 1, 0]
+        transl_w = transl_w + lift[:, None] * [0, 1, 0]
+    pose = matrix_to_axis_angle(torch.as_tensor(local)).numpy().reshape(len(local), 72)
+    est.update(joints_world=world_joints, global_orient_world=pose[:, :3], body_pose_world=pose[:, 3:],
+               transl_world=transl_w, sole_offsets=offsets)
+    return est
+
+
 def out_fields(result: dict) -> tuple[dict, dict]:
     """The optional OUT.npz world fields for an assembled single-view video result, and a summary
-    for its info JSON.  result needs joints (F,24,3), global_orient (F,3), transl (F,3), rest_joints,
-    rest_vertices and fps.  A moving camera gives no fields, only the summary saying so.
+    for its info JSON.  result needs joints (F,24,3), global_orient (F,3), body_pose (F,69),
+    transl (F,3), rest_joints, rest_vertices and fps.  A moving camera gives no fields, only the
+    summary saying so.
 
-    Fields: ``joints_world`` (F,24,3) m, Y up, floor Y = 0; ``global_orient_world`` /
-    ``transl_world`` (F,3) (the same SMPL body posed in the world); ``foot_contacts`` (F,4) bool
-    (left/right ankle, left/right ball of the foot); ``camera_R_world`` (3,3) camera-to-world
-    rotation of the OpenCV camera axes and ``camera_position`` (3,) in the world;
-    ``camera_height`` (m), ``camera_pitch_deg`` (> 0 looking down), ``camera_roll_deg``."""
-    offsets = sole_offsets(result["rest_joints"], result["rest_vertices"])
-    est = estimate_world(result["joints"], float(result["fps"]), offsets)
+    Fields: ``joints_world`` (F,24,3) m, Y up, floor Y = 0; ``global_orient_world`` (F,3),
+    ``body_pose_world`` (F,69) (legs planted on the floor), ``transl_world`` (F,3): the SMPL body
+    posed in the world; ``foot_contacts`` (F,4) bool (left/right ankle, left/right ball of the
+    foot); ``camera_R_world`` (3,3) camera-to-world rotation of the OpenCV camera axes and
+    ``camera_position`` (3,) in the world; ``camera_height`` (m), ``camera_pitch_deg`` (> 0
+    looking down), ``camera_roll_deg``."""
+    est = world_result(result["joints"], result["global_orient"], result["body_pose"], result["transl"],
+                       result["rest_joints"], result["rest_vertices"], float(result["fps"]))
     summary = {k: est[k] for k in ("status", "drift_deg", "drift_m")}
     if est["status"] != "ok":
         return {}, summary
-    orient, transl = world_smpl(result["global_orient"], result["transl"], result["rest_joints"][0],
-                                est["world_R"], est["world_t"], est["root_shift"])
     f32 = lambda x: np.asarray(x, np.float32)
-    fields = dict(joints_world=f32(est["joints_world"]), global_orient_world=f32(orient), transl_world=f32(transl),
+    fields = dict(joints_world=f32(est["joints_world"]), global_orient_world=f32(est["global_orient_world"]),
+                  body_pose_world=f32(est["body_pose_world"]), transl_world=f32(est["transl_world"]),
                   foot_contacts=est["contacts"], camera_R_world=f32(est["world_R"]),
                   camera_position=f32(est["camera_position"]), camera_height=np.float32(est["camera_height"]),
                   camera_pitch_deg=np.float32(est["camera_pitch_deg"]),
