@@ -96,3 +96,11 @@ def test_engine_video_carries_the_body_across_a_gap():
     inside = np.zeros(frames, bool)
     inside[a:a + gap] = True
     assert err[inside].mean() < 1.5 * err[~inside].mean()
+    # The same run delivers the world frame on the floor (backend.engine.world) or says why not.
+    import json
+
+    info = json.loads(str(res["info"]))
+    assert info["world"]["status"] in ("ok", "moving camera")
+    if info["world"]["status"] == "ok":
+        assert res["joints_world"].shape == (frames, 24, 3) and res["body_pose_world"].shape == (frames, 69)
+        assert res["joints_world"][:, [7, 8, 10, 11], 1].min() > 0.0     # joints above the floor
