@@ -31,11 +31,13 @@ DEFAULT_SOLE_OFFSETS_M = (0.074, 0.074, 0.027, 0.027)
 CONTACT_HEIGHT_M = 0.05        # sole within this of the floor ...
 CONTACT_SPEED_M_S = 0.3        # ... and the joint slower than this: it bears weight
 # An estimate's planted foot shakes with its errors (ScoreHMR video: ~30 mm/frame^2 of jitter):
-# read it more loosely.  Chosen on the tuning subjects (3 clips x 96 frames, seed 1): 0.5 m/s /
-# 5 cm found 83% of the true contacts and left 14-30 mm/frame of skating; 1.2 m/s / 8 cm finds
-# 79-97% and leaves 2-11; 1.6 m/s pins more feet that still move.
+# read it more loosely.  Chosen on the tuning subjects (3 clips x 96 frames, seed 1; skating
+# after planting per clip, mm/frame): 0.5 m/s, 5 cm, 5 frames: 15 / 21 / 30; 1.2 m/s, 8 cm,
+# 5 frames: 2.4 / 8.8 / 10.9; 1.2 m/s, 8 cm, 13 frames: 0.2 / 0.1 / 6.9 (finding 100% of the
+# true contacts; on the third clip it also pins frames the truth has in the air).
 ESTIMATE_CONTACT_SPEED_M_S = 1.2
 ESTIMATE_CONTACT_HEIGHT_M = 0.08
+ESTIMATE_CONTACT_SMOOTH_FRAMES = 13
 CONTACT_SMOOTH_FRAMES = 5     # speeds of estimates are measured on positions averaged over this
 CANDIDATE_SPEED_M_S = 0.5      # slow enough to be a floor point when fitting the plane
 # Pull of the plane normal towards the body's up: (foot point noise / body up uncertainty)^2 =
@@ -142,12 +144,14 @@ def camera_angles(ground: Ground) -> tuple[float, float]:
 
 
 def foot_contacts(feet_world: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M,
-                  max_speed: float = CONTACT_SPEED_M_S, max_height: float = CONTACT_HEIGHT_M) -> np.ndarray:
+                  max_speed: float = CONTACT_SPEED_M_S, max_height: float = CONTACT_HEIGHT_M,
+                  smooth_frames: int = CONTACT_SMOOTH_FRAMES) -> np.ndarray:
     """Contact (F,4) bool of world foot joints (F,4,3) (Y up, floor 0): sole lower than
-    ``max_height`` (m) and slower than ``max_speed`` (m/s).  The defaults read the truth;
-    estimates shake and float, so they are read with the ESTIMATE_CONTACT_* thresholds."""
+    ``max_height`` (m) and slower than ``max_speed`` (m/s) on positions averaged over
+    ``smooth_frames``.  The defaults read the truth; estimates shake and float, so they are read
+    with the ESTIMATE_CONTACT_* thresholds."""
     heights = feet_world[..., 1] - np.asarray(offsets)
-    return (heights < max_height) & (speeds(_box(feet_world, CONTACT_SMOOTH_FRAMES), fps) < max_speed)
+    return (heights < max_height) & (speeds(_box(feet_world, smooth_frames), fps) < max_speed)
 
 
 def _box(x: np.ndarray, width: int) -> np.ndarray:
@@ -364,7 +368,8 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
     R, t = world_from_camera(ground, joints[0, 0])
     world = joints @ R.T + t
     feet = world[:, list(FOOT_JOINTS)]
-    contacts = foot_contacts(feet, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S, ESTIMATE_CONTACT_HEIGHT_M)
+    contacts = foot_contacts(feet, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S, ESTIMATE_CONTACT_HEIGHT_M,
+                             ESTIMATE_CONTACT_SMOOTH_FRAMES)
     shift = plant_feet(feet, contacts, _unit(world[:, 0] - t), offsets) if plant else np.zeros((len(world), 3))
     pitch, roll = camera_angles(ground)
     out.update(joints_world=world + shift[:, None], root_shift=shift, contacts=contacts, world_R=R, world_t=t,
