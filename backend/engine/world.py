@@ -221,7 +221,8 @@ def plant_feet(feet_world: np.ndarray, contacts: np.ndarray, view_dirs: np.ndarr
     for s in starts:
         e = min(s + PLANT_STRETCH, f)
         A, b = _shift_system(feet_world[s:e], contacts[s:e], view_dirs[s:e], off)
-        sol = np.linalg.lstsq(A, b, rcond=None)[0][:3 * (e - s)].reshape(e - s, 3)
+        # Normal equations: every unknown is tied down (shifts by staying put, anchors by their pins).
+        sol = np.linalg.solve(A.T @ A, A.T @ b)[:3 * (e - s)].reshape(e - s, 3)
         ramp = np.minimum(np.arange(1, e - s + 1), PLANT_OVERLAP + 1).astype(float)
         ramp = np.minimum(ramp, ramp[::-1]) if len(starts) > 1 else np.ones(e - s)
         if s == 0:
