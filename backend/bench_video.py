@@ -262,12 +262,13 @@ GAP_COLS = (("gap", "gap frames"), ("start", "start"), ("clips", "clips"), ("in_
             ("clips_facing_ok", "clips not jumping more"))
 
 
-def markdown(section: dict, cfg) -> str:
+def markdown(section: dict, video_length: int, level: str) -> str:
+    """The section's tables (backend.bench's report calls it with its config's video_length and level)."""
     from backend.bench import _table
 
     return "\n".join([
-        f"## Animator measures: {section['rows'][0]['clips']} clips x {cfg.video_length} frames, detector noise "
-        f"`{cfg.level}`, world estimated from each result",
+        f"## Animator measures: {section['rows'][0]['clips']} clips x {video_length} frames, detector noise "
+        f"`{level}`, world estimated from each result",
         "Accel / jitter in mm/frame^2; skating, below/above the floor (feet in true contact), root path in mm; "
         "world measures after turning about the vertical and sliding along the floor onto the truth.",
         "", _table(section["rows"], list(COLS)), "",
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"animator_{args.level}.json").write_text(json.dumps(dict(config=vars(args), **section), indent=1))
-    text = markdown(section, cfg)
+    text = markdown(section, cfg.video_length, cfg.level)
     (out / f"animator_{args.level}.md").write_text(text)
     print(text)
     return 0

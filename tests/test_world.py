@@ -214,3 +214,18 @@ def test_leg_ik_pins_a_foot_that_the_pose_slides():
     rel = lambda j: j[:, upper] - j[:, :1]
     assert np.abs(rel(planted["joints_world"]) - rel(plain["joints_world"])).max() < 1e-4
     assert truth_world.shape == planted["joints_world"].shape
+
+
+def test_bench_rows_and_true_camera():
+    """The animator benchmark's per-clip measures: zero error for the truth itself, the known
+    camera read back from its extrinsics."""
+    from backend.bench_video import _true_camera, world_row
+
+    world, contacts = walker()
+    row = world_row(world, world, contacts, OFF)
+    assert row["accel_world"] < 1e-9 and row["root_error"] < 1e-9 and row["skating"] < 1e-6
+    moved = world.copy()
+    moved[:, :, 1] -= 0.05                                           # the whole body 5 cm into the floor
+    assert world_row(moved, world, contacts, OFF)["penetration"] == pytest.approx(50.0, abs=1e-6)
+    R, t = camera(17.0, 2.2)
+    assert _true_camera(R, t) == pytest.approx((2.2, 17.0))
