@@ -104,3 +104,14 @@ def test_engine_video_carries_the_body_across_a_gap():
     if info["world"]["status"] == "ok":
         assert res["joints_world"].shape == (frames, 24, 3) and res["body_pose_world"].shape == (frames, 69)
         assert res["joints_world"][:, [7, 8, 10, 11], 1].min() > 0.0     # joints above the floor
+
+
+def test_a_given_start_stays_and_only_the_context_is_bridged():
+    start, _ = turning_start(10)
+    kp = torch.ones(10, 17, 3)
+    kp[4:6, :, 2] = 0
+    ctx = torch.arange(10, dtype=torch.float64)[:, None]
+    ctx_broken = ctx.clone()
+    ctx_broken[4:6] = -1.0
+    same, bridged_ctx = G.bridge(start, ctx_broken, kp, bridge_start=False)
+    assert same is start and torch.allclose(bridged_ctx, ctx)

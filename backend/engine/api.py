@@ -141,8 +141,8 @@ class Engine:
                                    {k: np.asarray(x).reshape(v * f, -1) if k != "betas" else x
                                     for k, x in init.items()}, flat(kp), flat(focal), flat(pp))
         ctx = self.context(flat(kp))
-        if mode == "video":  # frames without keypoints start from their seen neighbours
-            start, ctx = gaps.bridge(start, ctx, kp[0])
+        if mode == "video":  # frames without keypoints start from their seen neighbours (a given init stays)
+            start, ctx = gaps.bridge(start, ctx, kp[0], bridge_start=init is None)
         if mode == "frame":
             out = self._frames(kp[0], focal[0], pp[0], size[0], start, ctx, loop, weights, progress)
         elif mode == "video":

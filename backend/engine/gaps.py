@@ -53,19 +53,24 @@ def slerp(q0: torch.Tensor, q1: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return q / q.norm(dim=-1, keepdim=True)
 
 
-def bridge(start: dict, context: torch.Tensor, keypoints: torch.Tensor) -> tuple[dict, torch.Tensor]:
+def bridge(start: dict, context: torch.Tensor, keypoints: torch.Tensor,
+           bridge_start: bool = True) -> tuple[dict, torch.Tensor]:
     """Start (rotmats (F,24,3,3), betas (F,10), transl (F,3), ...) and context (F,C) with every
     empty frame of keypoints (F,K,3) interpolated from its seen neighbours; unchanged when no
-    frame is empty or none is seen."""
+    frame is empty or none is seen.  ``bridge_start=False`` bridges the context only (a start
+    given by the caller is their estimate for every frame and stays)."""
     empty = empty_frames(keypoints)
     if not empty.any() or empty.all():
         return start, context
     before, after, w = neighbours(empty)
     lerp = lambda x: x[before] + w.view(-1, *([1] * (x.dim() - 1))).to(x.dtype) * (x[after] - x[before])
+    keep = (~empty).view(-1, 1)
+    context = torch.where(keep, context, lerp(context))
+    if not bridge_start:
+        return start, context
     q = matrix_to_quaternion(start["rotmats"])
     rot = quaternion_to_matrix(slerp(q[before], q[after], w.view(-1, 1, 1).to(q.dtype))).to(start["rotmats"].dtype)
-    keep = (~empty).view(-1, 1, 1, 1)
-    bridged = dict(start, rotmats=torch.where(keep, start["rotmats"], rot),
-                   transl=torch.where(keep[:, :, 0, 0], start["transl"], lerp(start["transl"])),
-                   betas=torch.where(keep[:, :, 0, 0], start["betas"], lerp(start["betas"])))
-    return bridged, torch.where(keep[:, :, 0, 0], context, lerp(context))
+    bridged = dict(start, rotmats=torch.where(keep[:, :, None, None], start["rotmats"], rot),
+                   transl=torch.where(keep, start["transl"], lerp(start["transl"])),
+                   betas=torch.where(keep, start["betas"], lerp(start["betas"])))
+    return bridged, context
