@@ -10,12 +10,16 @@ From camera-frame joints (OpenCV: x right, y down, z forward, metres) of one cli
    camera looks along -Z with pitch and roll only), origin on the floor under the first pelvis;
 3. :func:`foot_contacts` marks per foot joint and frame whether it bears weight (near the floor
    and slow: one rule for estimates and ground truth, see backend.metrics);
-4. :func:`plant_feet` moves the root (translation only, poses untouched) so that joints in
-   contact stay put and sit on the floor, smoothly, and lifts any frame whose feet would go below;
-5. :func:`camera_is_static` fits the floor in shorter windows: when it drifts the camera moved
+4. :func:`plant_feet` moves the root (translation only) so that joints in contact stay put and
+   sit on the floor, smoothly, and lifts any frame whose feet would go below;
+5. :func:`leg_ik` bends the legs (hip, knee, ankle; nothing else) onto each contact run's floor
+   anchor (:func:`foot_targets`), easing on and off over a few frames;
+6. :func:`camera_is_static` fits the floor in shorter windows: when it drifts the camera moved
    and no world frame is produced (a moving camera is out of scope; say so instead).
 
-:func:`estimate_world` runs the whole chain and returns the optional OUT.npz fields.
+:func:`estimate_world` runs 1-4 and 6 on joints; :func:`world_result` adds the world SMPL body
+and 5; :func:`out_fields` gives the optional OUT.npz fields.  The camera-frame result is never
+changed.
 """
 from __future__ import annotations
 
