@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend import bench_video
 from backend.engine import baselines as bl
 from backend.engine.views import triangulate
 from backend.engine import modes
@@ -56,7 +57,7 @@ NEAR_ROT_DEG = 3.0                    # RMS per-joint rotation noise added to th
 NEAR_TRANSL_M = (0.01, 0.01, 0.01)
 STARTS = ("regressor", "weak", "near-perfect")
 # Seeds of the sections (added to --seed) so that each section's data does not depend on the others' sizes.
-SECTIONS = ("single_frame", "video", "multiview", "long_clip")
+SECTIONS = ("single_frame", "video", "multiview", "long_clip", "animator")
 LONG_CLIP_FPS = 30
 SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER = 101, 202, 303, 404, 505
 
@@ -360,38 +361,10 @@ class Bench:
                                  torch.Generator().manual_seed(cfg.seed + SEED_VIDEO), cfg.level, fps=FPS)
         gt = obs["gt_joints"].double().numpy()
         f = cfg.video_length
-        opts_paper, loop_paper, w_paper = self.options("video", "paper")
-        opts_ours, loop_ours, w_ours = self.options("video", "ours")
-        opts_frame = self.options("frame")[0]
         preds: dict[str, list] = {}
         times: dict[str, float] = {}
         for i in range(len(chosen)):
-            kp = self._t(obs["keypoints"][i])
-            focal = self._t(obs["focal_length"][i]).expand(f)
-            pp = self._t(obs["principal_point"][i]).expand(f, 2)
-            size = self._t(obs["image_size"][i]).expand(f, 2)
-            reg = e.initial(kp, focal, pp)
-            start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
-            ctx = e.context(kp)
-            clip = modes.Observations(kp, focal, pp, size)
-
-            def filtered(s=start):
-                R, tr = bl.temporal_filter(s["rotmats"], s["transl"])
-                return dict(rotmats=R, transl=tr, betas=s["betas"])
-
-            methods = {
-                "start": (lambda: start, None),
-                "start + filter": (filtered, None),
-                "per-frame ScoreHMR + filter": (
-                    lambda: bl.per_frame_then_filter(e, kp, focal, pp, size, start, opts_frame),
-                    lambda r: r["denoiser_evaluations"]),
-                "temporal SMPLify": (lambda: bl.temporal_smplify(e.body, self.prior, kp, focal, pp, size, start,
-                                                                 self.smplify_opts), None),
-                "ScoreHMR (paper)": (lambda: e._video(clip, start, ctx, loop_paper, w_paper, opts_paper),
-                                     lambda r: r["evaluations"]),
-                "ScoreHMR (ours)": (lambda: e._video(clip, start, ctx, loop_ours, w_ours, opts_ours),
-                                    lambda r: r["evaluations"]),
-            }
+            _, methods = bench_video.clip_methods(self, obs, i)
             for method, (fn, evals) in methods.items():
                 # The first clip's ScoreHMR (ours) run is also timed piece by piece (the wrappers cost ~nothing).
                 profile = profile_video(e) if i == 0 and method == "ScoreHMR (ours)" else contextlib.nullcontext()
@@ -533,7 +506,7 @@ class Bench:
         t0 = time.perf_counter()
         report = dict(config=asdict(self.cfg), environment=environment(self.dev), models=self.engine.meta)
         for name, fn in (("single_frame", self.single_frame), ("video", self.video), ("multiview", self.multiview),
-                         ("long_clip", self.long_clip)):
+                         ("long_clip", self.long_clip), ("animator", lambda: bench_video.animator(self))):
             if name not in self.cfg.sections:
                 report[name] = []
                 continue
@@ -646,6 +619,8 @@ def markdown(report: dict) -> str:
                   f"a time, one outer iteration (memory does not grow with iterations): {r['memory']} "
                   f"{r['peak_mb']:.0f} MB (the process held {r['rss_before_mb']:.0f} MB before the run: models, "
                   f"data, earlier tables); {r['seconds']:.0f} s; every output finite: {r['finite']}.", ""]
+    if report.get("animator"):
+        parts += [bench_video.markdown(report["animator"], cfg["video_length"], cfg["level"]), ""]
     if report["video_breakdown"]:
         parts += [f"### Where the time goes: ScoreHMR (ours), one {report['video_breakdown'][0]['frames']}-frame clip",
                   "", _table(report["video_breakdown"], [("part", "part"), ("seconds", "s"), ("share", "share"),

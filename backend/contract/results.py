@@ -7,7 +7,10 @@ OUT.npz (the engine contract):
 ``init_joints`` (F, 24, 3), ``reprojection_error_px`` (F,) (NaN where a frame
 had no keypoints), ``info`` (JSON object string), and for the add-on
 ``rest_joints`` (24, 3), ``rest_vertices`` (V, 3), ``faces`` (Fc, 3) int32,
-``skin_weights`` (V, 24) float32, ``fps`` (scalar).  Other arrays are kept.
+``skin_weights`` (V, 24) float32, ``fps`` (scalar).  Optional world frame (Y up, floor at 0):
+``joints_world`` (F, 24, 3), ``global_orient_world``, ``body_pose_world``, ``transl_world``,
+``foot_contacts`` (F, 4) bool, ``camera_R_world`` (3, 3), ``camera_position`` (3,),
+``camera_height``, ``camera_pitch_deg``, ``camera_roll_deg``.  Other arrays are kept.
 
 ``write_results(path, results, force=False)``  validates, writes a temp file in the
     destination folder and ``os.replace``s it into place, so readers never see
@@ -70,6 +73,10 @@ _SHAPES = {
     "reprojection_error_px": [("F",)], "rest_joints": [(24, 3)], "rest_vertices": [("V", 3)],
     "faces": [("C", 3)], "skin_weights": [("V", 24)], "fps": [()],
     "image_size": [(2,)], "focal_length": [()], "principal_point": [(2,)],
+    # Optional world frame (video on a static camera: backend.engine.world; calibrated views: joints_world).
+    "joints_world": [("F", 24, 3)], "global_orient_world": [("F", 3)], "body_pose_world": [("F", 69)],
+    "transl_world": [("F", 3)], "camera_R_world": [(3, 3)], "camera_position": [(3,)],
+    "camera_height": [()], "camera_pitch_deg": [()], "camera_roll_deg": [()],
 }
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
-from backend.engine import modes
+from backend.engine import gaps, modes, world
 from backend.engine.guidance import contact_weights, project
 from backend.engine.scorehmr import LoopOptions
 from backend.engine.views import in_every_view, relative_cameras
@@ -168,6 +168,8 @@ class Engine:
         v, f = o.focal.shape
         start = self.start(o, init, mode)
         ctx = self.context(o.reshape(v * f).keypoints)
+        if mode == "video":  # frames without keypoints start from their seen neighbours (a given init stays)
+            start, ctx = gaps.bridge(start, ctx, o.keypoints[0], bridge_start=init is None)
         if mode == "frame":
             out = self._frames(o[0], start, ctx, loop, weights, progress)
         elif mode == "video":
@@ -186,7 +188,11 @@ class Engine:
                                  overlap=options.overlap, smoothing=options.smoothing,
                                  keypoint_trust=options.keypoint_trust),
                     focal_source=obs.get("focal_source", "given"), models=self.meta)
-        return self._assemble(out, start, o, info, obs)
+        result = self._assemble(out, start, o, info, obs)
+        if mode == "video":  # the world frame on the floor (backend.engine.world), or why not
+            fields, info["world"] = world.out_fields(result)
+            result.update(fields, info=np.array(json.dumps(info)))
+        return result
 
     def _frames(self, o: modes.Observations, start, ctx, loop, w, progress=None):
         """Independent frames: o (F,...), start tensors (F,...), ctx (F,C)."""
