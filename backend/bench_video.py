@@ -25,6 +25,7 @@ data, the baselines' options and the timing).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -195,32 +196,35 @@ def animator(bench) -> dict:
                     row.update(world_row(est["joints_world"], gt_world[i], contacts, offsets),
                                camera_height_error=abs(est["camera_height"] - cam_h),
                                camera_pitch_error=abs(est["camera_pitch_deg"] - cam_pitch),
-                               reprojection_change_px=_reprojection_change(est, pred, focal, pp))
+                               reprojection_change_px=_reprojection_change(est, pred, clip.focal, clip.principal))
                 per_method.setdefault(label, []).append(row)
         up = obs["cam_R"][i].double().numpy() @ np.array([0.0, 1.0, 0.0])   # the world's up in the camera
-        gap_rows += gap_measures(bench, kp, focal, pp, size, gt_cam, up, loop_ours, w_ours, opts_ours)
+        gap_rows += gap_measures(bench, clip, gt_cam, up, loop_ours, w_ours, opts_ours)
     rows = [dict(method=m, clips=len(r), **_mean_rows(r)) for m, r in per_method.items()]
     return dict(rows=rows, gaps=_gap_summary(gap_rows))
 
 
-def gap_measures(bench, kp, focal, pp, size, gt_cam, up, loop, w, opts) -> list[dict]:
-    """For each gap length: ours refined from the plain start and from the bridged start."""
+def gap_measures(bench, clip: modes.Observations, gt_cam, up, loop, w, opts) -> list[dict]:
+    """For each gap length: ours refined from the plain start and from the bridged start (clip (F,...))."""
     from backend.bench import joints_of
 
-    e = bench.engine
+    e, kp = bench.engine, clip.keypoints
     f = kp.shape[0]
     lsp = list(M.SMPL24_TO_LSP14)
     true_facing = np.unwrap(M.facing_angles(gt_cam, up))
     rows = []
     for length in GAP_LENGTHS:
+        if length > f - 4:  # a gap needs seen frames on both sides to be measured against
+            continue
         a = (f - length) // 2
         holed = kp.clone()
         holed[a:a + length] = 0.0
-        reg = e.initial(holed, focal, pp)
+        holed_clip = replace(clip, keypoints=holed)
+        reg = e.initial(holed, clip.focal, clip.principal)
         plain = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
         ctx = e.context(holed)
         for name, (start, c) in (("fixed-pose fill (old)", (plain, ctx)), ("bridged", G.bridge(plain, ctx, holed))):
-            pred = joints_of(e, e._video(holed, focal, pp, size, start, c, loop, w, opts, None))
+            pred = joints_of(e, e._video(holed_clip, start, c, loop, w, opts))
             err = M.mpjpe(pred[:, lsp], gt_cam[:, lsp], root=0)
             inside = np.zeros(f, bool)
             inside[a:a + length] = True

@@ -28,7 +28,7 @@ def synthetic_val(clips=2, length=30, seed=0) -> dict:
         tr.append(np.stack([0.3 * t[:, 0], np.zeros(length), np.zeros(length)], 1))
     f32 = lambda xs: np.concatenate(xs).astype(np.float32)
     return dict(global_orient=f32(go), body_pose=f32(bp), transl=f32(tr), clip_start=np.arange(clips) * length,
-                clip_length=np.full(clips, length), meta={})
+                clip_length=np.full(clips, length), betas=np.zeros(10, np.float32), meta={})
 
 
 def tiny_engine() -> Engine:

@@ -72,7 +72,7 @@ def test_engine_video_carries_the_body_across_a_gap():
     from backend.body.body_model import BodyModel
     from backend.engine.api import Engine, EngineOptions
     from backend.engine.scorehmr import LoopOptions
-    from backend.io.observations import validate_observations
+    from backend.contract.observations import validate_observations
     from backend.sim.observations import engine_obs, video_observations
 
     try:

@@ -271,7 +271,7 @@ class Engine:
     # -- output ----------------------------------------------------------------------------------
     @torch.no_grad()
     def _assemble(self, out, start, o: modes.Observations, info, obs) -> dict:
-        """The OUT dict (backend.io.results) of a mode's output for observations o (V,F,...)."""
+        """The OUT dict (backend.contract.results) of a mode's output for observations o (V,F,...)."""
         v, f = o.focal.shape
         kp, focal, pp = o.keypoints, o.focal, o.principal
         body = self.body.joints_fast(out["rotmats"], out["betas"], out["transl"])
