@@ -17,7 +17,13 @@ report, frame by frame or over a video window (frames are then correlated):
 4. Confidence: ``sigmoid(conf_logit0 - CONF_SLOPE * err / (CONF_ERR_SCALE * size) +
    conf_noise * n)`` with ``err`` the point's localisation error in pixels and ``n`` an
    AR(1) unit normal; so confidence falls with the error.
-5. Missing points, reported as (0, 0, 0) as OpenPose-style detectors do, with a status code:
+   With ``level.conf_slope`` in place of ``CONF_SLOPE`` when a preset sets it.
+5. Calibrated presets (``"blazepose"``, fitted by ``backend.sim.calibrate`` on rendered frames) also set
+   ``joint_sigma`` (per-joint jitter std, fraction of size, replacing ``jitter x JOINT_SIGMA_SCALE``),
+   ``joint_bias`` (a systematic per-joint shift in the body frame of ``body_axes``: towards the
+   person's left side and towards the shoulders, fractions of size; not counted in the confidence's
+   error) and ``always_missing`` (points the detector never reports, e.g. BlazePose's small toes).
+6. Missing points, reported as (0, 0, 0) as OpenPose-style detectors do, with a status code:
    - OCCLUDED: random dropouts in runs (mean ``level.occlusion_run`` frames), per joint
      (``dropout_rate``) and per limb (``limb_occlusion_rate``, whole ``OCCLUSION_LIMBS``);
    - SELF_OCCLUDED: face points hidden by the head (``level.face_self_occlusion``): nose and
@@ -31,8 +37,10 @@ Shapes: pixels (B,F,K,2) for video windows or (B,K,2) for independent frames, de
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -76,10 +84,16 @@ class NoiseLevel:
     conf_logit0: float = math.inf     # confidence logit of a perfect point (inf: confidence 1)
     conf_noise: float = 0.0           # std of the confidence logit noise
     face_self_occlusion: bool = False
+    conf_slope: float = CONF_SLOPE    # confidence logit lost per unit of normalised error
+    joint_sigma: tuple[float, ...] | None = None            # (K,) per-joint jitter std (x size); None: jitter x scale
+    joint_bias: tuple[tuple[float, float], ...] | None = None  # (K,2) [left, up] shift in body_axes (x size)
+    always_missing: tuple[str, ...] = ()                     # keypoint names never reported (OCCLUDED)
 
     @staticmethod
     def preset(name: str) -> NoiseLevel:
-        """One of PRESETS: "clean", "low", "medium", "high"; vary one with dataclasses.replace."""
+        """One of PRESETS: "clean", "low", "medium", "high", "blazepose"; vary one with dataclasses.replace."""
+        if name == "blazepose" and name not in PRESETS:
+            PRESETS[name] = _blazepose_preset()
         return PRESETS[name]
 
 
@@ -95,6 +109,31 @@ PRESETS = {
                        limb_occlusion_rate=0.06, occlusion_run=10.0, swap_rate=0.05, swap_run=5.0,
                        conf_logit0=2.5, conf_noise=0.8, face_self_occlusion=True),
 }
+
+
+CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "docs" / "detector_calibration.json"
+
+
+def _blazepose_preset() -> NoiseLevel:
+    """The preset fitted to BlazePose on rendered frames (``preset`` in CALIBRATION_PATH, written by
+    ``python -m backend calibrate-detector stats``)."""
+    fitted = json.loads(CALIBRATION_PATH.read_text())["preset"]
+    tuples = {k: tuple(tuple(v) if isinstance(v, list) else v for v in fitted[k])
+              for k in ("joint_sigma", "joint_bias", "always_missing")}
+    return NoiseLevel(**dict(fitted, **tuples))
+
+
+def body_axes(uv: torch.Tensor) -> torch.Tensor:
+    """(...,K,2) COCO-ordered clean pixels -> (...,2,2) unit image directions [left, up] of the body:
+    ``up`` from the hips' midpoint to the shoulders' midpoint, ``left`` perpendicular to it, towards
+    the person's left side (its sign follows the left minus right shoulder and hip)."""
+    shoulders, hips = uv[..., 5:7, :].mean(-2), uv[..., 11:13, :].mean(-2)
+    up = shoulders - hips
+    up = up / up.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    side = torch.stack([-up[..., 1], up[..., 0]], -1)
+    to_left = uv[..., 5, :] + uv[..., 11, :] - uv[..., 6, :] - uv[..., 12, :]
+    side = side * torch.where((side * to_left).sum(-1, keepdim=True) < 0, -1.0, 1.0)
+    return torch.stack([side, up], -2)
 
 
 @dataclass
@@ -218,12 +257,17 @@ def simulate_detections(pixels: torch.Tensor, depth: torch.Tensor, image_size: t
     box = (torch.where(in_front[..., None], uv, small).amax(2) - torch.where(in_front[..., None], uv, big).amin(2))
     size = box.amax(-1).nan_to_num(1.0, 1.0, 1.0).clamp_min(1.0)[..., None]  # (B,F,1)
 
-    sigma = level.jitter * size * joint_sigma_scale(k)                                   # (B,F,K)
+    scale = (level.jitter * joint_sigma_scale(k) if level.joint_sigma is None
+             else torch.tensor(level.joint_sigma[:k], dtype=torch.float64))
+    sigma = scale * size                                                                 # (B,F,K)
     offset = sigma[..., None] * ar1_normal((b, k, 2), frames, level.temporal_rho, g)
     outlier = torch.rand((b, frames, k), generator=g) < level.outlier_rate
     wild = OUTLIER_SCALE * size[..., None] * torch.randn((b, frames, k, 2), generator=g, dtype=torch.float64)
     offset = torch.where(outlier[..., None], wild, offset)
     err = offset.norm(dim=-1)
+    if level.joint_bias is not None:  # systematic: shifts the point, not the detector's doubt
+        bias = torch.tensor(level.joint_bias[:k], dtype=torch.float64)                  # (K,2)
+        offset = offset + size[..., None] * torch.einsum("kc,bfcd->bfkd", bias, body_axes(uv))
     logit_noise = ar1_normal((b, k), frames, level.temporal_rho, g)
 
     # Swaps: a slot reports its partner's (noisy) point, with that point's visibility.
@@ -232,8 +276,9 @@ def simulate_detections(pixels: torch.Tensor, depth: torch.Tensor, image_size: t
     noisy, err, outlier, sigma = take(uv + offset), take(err), take(outlier), take(sigma)
     in_front, inside, face_hidden = take(in_front), take(inside), take(_face_hidden(z))
     occluded = _occluded(b, frames, k, level, g)
+    occluded[..., [i for i, n in enumerate(KEYPOINT_NAMES[:k]) if n in level.always_missing]] = True
 
-    logit = level.conf_logit0 - CONF_SLOPE * err / (CONF_ERR_SCALE * size) + level.conf_noise * logit_noise
+    logit = level.conf_logit0 - level.conf_slope * err / (CONF_ERR_SCALE * size) + level.conf_noise * logit_noise
     conf = torch.sigmoid(logit)
     status = torch.full((b, frames, k), VISIBLE, dtype=torch.int8)
     for code, mask in ((OCCLUDED, occluded), (SELF_OCCLUDED, face_hidden & level.face_self_occlusion),
