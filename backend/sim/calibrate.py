@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -294,6 +295,12 @@ def detector_statistics(uv: np.ndarray, depth: np.ndarray, detected: np.ndarray,
     ``body_axes`` ([left, up]) as fractions of the person's size (larger side of the true points' box).
     Left/right groups (arm, leg) count as swapped when the crossed assignment is under half the
     straight one's error; swapped groups are un-swapped before the jitter statistics."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # joints never found: NaN means, reported as such
+        return _statistics(uv, depth, detected, image_size)
+
+
+def _statistics(uv, depth, detected, image_size) -> dict:
     e, length, k, _ = uv.shape
     inside = ((uv >= 0) & (uv <= image_size[:, None, None])).all(-1) & (depth > 0.05)
     size = (uv.max(2) - uv.min(2)).max(-1)                                   # (E,L)
