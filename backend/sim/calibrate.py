@@ -228,7 +228,7 @@ def render_main(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     excerpts = choose_excerpts(args.split, args.excerpts, args.length, args.seed)
     chunks = [excerpts[i:i + args.chunk] for i in range(0, len(excerpts), args.chunk)]
-    todo = [c for c in range(len(chunks)) if not (out / f"chunk_{c:04d}.npz").is_file()]
+    todo = [c for c in range(len(chunks)) if not (out / f"chunk_{c:04d}.npz").is_file()][:args.max_chunks]
     print(f"{len(excerpts)} excerpts x {args.length} frames of {args.split} subjects in {len(chunks)} chunks; "
           f"{len(todo)} to do", flush=True)
     if not todo:
@@ -438,7 +438,7 @@ def stats_main(args) -> int:
     command = json.loads((folder / "command.json").read_text()) if (folder / "command.json").is_file() else {}
     preset = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(level).items()}
     report = dict(
-        command="python -m backend calibrate-detector stats " + " ".join(sys.argv[2:]), render=command,
+        command="python -m backend calibrate-detector " + " ".join(sys.argv[2:]), render=command,
         seconds_per_frame=dict(fit=seconds[0] / frames, render=seconds[1] / frames, detect=seconds[2] / frames),
         preset=preset, tolerances=TOLERANCES, fit_part=measured_fit, heldout_part=measured_held,
         heldout_discrepancy=comparisons,
@@ -447,6 +447,87 @@ def stats_main(args) -> int:
     np.savez_compressed(args.heldout, **{k: held_part[k] for k in ("uv", "depth", "image_size")})
     print(json.dumps(dict(preset=preset, heldout_within_tolerance=report["heldout_within_tolerance"],
                           heldout_discrepancy=comparisons), indent=1, default=float))
+    return 0
+
+
+# -- the models on real detections -------------------------------------------------------------------
+def truth_joints(bm, chunk: dict) -> np.ndarray:
+    """(E,L,24,3) true joints in each excerpt's camera frame (metres)."""
+    from backend.body.body_model import pose_to_rotmats
+
+    e, length = chunk["global_orient"].shape[:2]
+    t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64).reshape(e * length, -1)
+    with torch.no_grad():
+        j = bm.joints_fast(pose_to_rotmats(t(chunk["global_orient"]), t(chunk["body_pose"])),
+                           t(np.repeat(chunk["betas"], length, 0)), t(chunk["transl"])).joints.numpy()
+    j = j.reshape(e, length, 24, 3)
+    return np.einsum("eij,elkj->elki", chunk["cam_R"], j) + chunk["cam_t"][:, None, None]
+
+
+def excerpt_obs(chunk: dict, i: int, mode: str) -> dict:
+    """Excerpt i's BlazePose COCO-17 detections as a validated OBS (principal point at the centre, 24 fps)."""
+    from backend.io.observations import validate_observations
+
+    size = chunk["image_size"][i].astype(np.float64)
+    return validate_observations(dict(keypoints=chunk["detected"][i, :, :17].astype(np.float64), image_size=size,
+                                      focal_length=np.float64(chunk["focal_length"][i]), principal_point=size / 2,
+                                      fps=np.float64(24.0)), mode)
+
+
+def evaluate_engine(engine, folder: Path, modes_: tuple[str, ...] = ("frame", "video"), limit: int | None = None) -> dict:
+    """MPJPE / PA-MPJPE (mm, 24 joints, pelvis-aligned) on the detections of ``folder``'s chunks: the
+    regressor's start on every usable excerpt ("start"), and the start and each engine mode (default
+    EngineOptions) on the first ``limit`` of them ("start_subset", modes).  Excerpts with a frame where
+    BlazePose found no one are left out (the start of such a frame means nothing)."""
+    from backend.body.body_model import BodyModel
+    from backend.metrics import mpjpe, pa_mpjpe
+
+    data = load_chunks(folder)
+    gt = truth_joints(BodyModel.load(None, dtype=torch.float64), data)
+    keep = [i for i in range(len(gt)) if (data["detected"][i, :, :17, 2] > 0).any(-1).all()]
+    score = lambda pred, truth: (mpjpe(pred, truth).mean(), pa_mpjpe(pred, truth).mean())
+    errors = {name: [] for name in ("start", "start_subset") + modes_}
+    t0 = time.time()
+    for i in keep:
+        obs = excerpt_obs(data, i, "frame")
+        kp = engine._t(obs["keypoints"][0])
+        f = kp.shape[0]
+        est = engine.initial(kp, engine._t(obs["focal_length"]).expand(f), engine._t(obs["principal_point"]).expand(f, 2))
+        start = engine.body.joints_fast(est["rotmats"], est["betas"], est["transl"]).joints.cpu().numpy()
+        errors["start"].append(score(start, gt[i]))
+    for i in keep[:limit]:
+        for mode in modes_:
+            out = engine.run(excerpt_obs(data, i, mode), mode=mode)
+            if mode == modes_[0]:
+                errors["start_subset"].append(score(out["init_joints"], gt[i]))
+            errors[mode].append(score(out["joints"], gt[i]))
+    result = {name: dict(mpjpe=float(np.mean([e[0] for e in v])), pa_mpjpe=float(np.mean([e[1] for e in v])),
+                         excerpts=len(v)) for name, v in errors.items() if v}
+    return dict(result, excerpts_total=int(len(gt)), excerpts_usable=len(keep), frames_per_excerpt=int(gt.shape[1]),
+                seconds=round(time.time() - t0, 1))
+
+
+def load_engine(regressor_path: Path | None = None):
+    """The engine with the committed weights, or with another regressor (same prior)."""
+    from backend.body.body_model import BodyModel
+    from backend.engine.api import Engine
+    from backend.models.train import load_prior, load_regressor
+
+    if regressor_path is None:
+        return Engine.load(device="cpu")
+    reg, _ = load_regressor(regressor_path)
+    prior, mean, std, _ = load_prior()
+    return Engine(BodyModel.load(), reg, prior, mean, std, "cpu")
+
+
+def evaluate_main(args) -> int:
+    engine = load_engine(Path(args.regressor) if args.regressor else None)
+    result = evaluate_engine(engine, Path(args.folder), tuple(args.modes), args.limit)
+    result["regressor"] = args.regressor or "backend/assets/regressor.pt"
+    result["command"] = "python -m backend calibrate-detector " + " ".join(sys.argv[2:])
+    print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
 
 
@@ -460,13 +541,20 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--chunk", type=int, default=8, help="excerpts per Blender process")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", default=str(ROOT / "cache" / "calibration" / "train"))
+    r.add_argument("--max-chunks", type=int, help="render at most this many chunks now (resume later)")
     s = sub.add_parser("stats", help="statistics, fitted preset and held-out check -> json")
     s.add_argument("folder")
     s.add_argument("--json", default=str(ROOT / "docs" / "detector_calibration.json"))
     s.add_argument("--heldout", default=str(ROOT / "docs" / "detector_calibration_heldout.npz"))
+    v = sub.add_parser("evaluate", help="the models' accuracy on the rendered frames' BlazePose detections")
+    v.add_argument("folder")
+    v.add_argument("--regressor", help="regressor checkpoint (default: the committed one)")
+    v.add_argument("--modes", nargs="+", default=["frame", "video"], choices=["frame", "video"])
+    v.add_argument("--limit", type=int, help="first N usable excerpts only")
+    v.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    return render_main(args) if args.what == "render" else stats_main(args)
+    return dict(render=render_main, stats=stats_main, evaluate=evaluate_main)[args.what](args)
 
 
 if __name__ == "__main__":
