@@ -333,6 +333,9 @@ def _statistics(uv, depth, detected, image_size) -> dict:
     logit = np.log(conf / (1 - conf))
     x, y = dev[fine & ~swapped_any], logit[fine & ~swapped_any]
     slope, intercept = np.polyfit(x, y, 1) if len(x) > 2 else (0.0, 0.0)
+    noise = float(np.std(y - (intercept + slope * x))) if len(x) > 2 else 0.0
+    mean_conf = np.nanmean(np.where(found, detected[..., 2], np.nan), axis=(0, 1))
+    joint_logit0 = [joint_conf_logit0(dev[..., j][fine[..., j]], mean_conf[j], -slope, noise) for j in range(k)]
     missed = inside & ~found
     far = depth - depth[..., 11:13].mean(-1, keepdims=True) > FAR_DEPTH_M
     near = depth - depth[..., 11:13].mean(-1, keepdims=True) < -FAR_DEPTH_M
@@ -352,19 +355,34 @@ def _statistics(uv, depth, detected, image_size) -> dict:
         missed_run=_runs(np.moveaxis(missed, 1, -1)),
         swap_rate=swap_rate, swap_run=swap_run,
         lag1_correlation=_lag1(centred, fine[..., None] & np.ones(2, bool)),
-        mean_confidence=np.nanmean(np.where(found, detected[..., 2], np.nan), axis=(0, 1)).tolist(),
-        confidence_fit=dict(logit0=float(intercept), slope=float(-slope),
-                            noise=float(np.std(y - (intercept + slope * x))) if len(x) > 2 else 0.0),
+        mean_confidence=mean_conf.tolist(),
+        confidence_fit=dict(logit0=float(intercept), slope=float(-slope), noise=noise, joint_logit0=joint_logit0),
         depth_effect=dict(far_side_dev=float(dev_px[fine & far].mean()), near_side_dev=float(dev_px[fine & near].mean()),
                           by_person_size=by_size),
     )
+
+
+def joint_conf_logit0(dev: np.ndarray, mean_conf: float, slope: float, noise: float) -> float | None:
+    """The logit0 at which the simulator's mean confidence, sigmoid(logit0 - slope dev + noise n) over
+    this joint's deviations ``dev`` (N,) and unit normals n, equals ``mean_conf`` (bisection; None
+    for a joint never found)."""
+    if len(dev) == 0 or not np.isfinite(mean_conf):
+        return None
+    n = np.random.default_rng(0).standard_normal(64)
+    mean = lambda a: float(np.mean(1 / (1 + np.exp(-(a - slope * dev[:, None] + noise * n)))))
+    lo, hi = -10.0, 20.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mean(mid) < mean_conf else (lo, mid)
+    return round((lo + hi) / 2, 4)
 
 
 def fit_noise_level(stats: dict) -> NoiseLevel:
     """A NoiseLevel reproducing ``stats`` (detector_statistics): per-joint sigma and bias as measured,
     outliers from the gross-error share (an outlier of std OUTLIER_SCALE per axis lies beyond
     GROSS_ERR with probability exp(-GROSS_ERR^2 / (2 OUTLIER_SCALE^2))), dropouts from the misses,
-    swaps, AR(1) coefficient and confidence as measured.  Never-found points are ``always_missing``."""
+    swaps, AR(1) coefficient and confidence as measured (per-joint dropouts and confidence logits).
+    Never-found points are ``always_missing``."""
     names = stats["joints"]
     missed = np.array(stats["missed_rate"])
     never = tuple(n for n, m in zip(names, missed) if m > 0.99)
@@ -383,6 +401,8 @@ def fit_noise_level(stats: dict) -> NoiseLevel:
                                                                      else np.nanmean(stats["swap_run"])),
         conf_logit0=round(fit["logit0"], 4), conf_noise=round(fit["noise"], 4), conf_slope=round(fit["slope"], 4),
         face_self_occlusion=False,
+        joint_dropout=tuple(round(float(m), 5) if ok else 0.0 for m, ok in zip(missed, seen)),
+        joint_conf_logit0=tuple(fit["logit0"] if a is None else a for a in fit["joint_logit0"]),
         joint_sigma=tuple(round(float(s), 5) for s in sigma),
         joint_bias=tuple((round(b[0], 5), round(b[1], 5)) for b in stats["bias"]), always_missing=never)
 
@@ -403,10 +423,22 @@ TOLERANCES = dict(sigma_rel=0.25, bias_abs=0.01, missed_abs=0.04, gross_abs=0.03
                   lag1_abs=0.15, confidence_abs=0.06)
 
 
+def _joint_groups(names) -> np.ndarray:
+    """(G,K) 0/1 rows averaging each joint kind (left and right, or the face points) together."""
+    kind = lambda n: "face" if n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear") else \
+        n.removeprefix("left_").removeprefix("right_")
+    kinds = list(dict.fromkeys(kind(n) for n in names))
+    rows = np.array([[kind(n) == k for n in names] for k in kinds], float)
+    return rows / rows.sum(1, keepdims=True)
+
+
 def compare(measured: dict, simulated: dict) -> dict:
-    """Largest discrepancies (same keys as TOLERANCES) over the joints the detector reports."""
+    """Largest discrepancies (same keys as TOLERANCES) over the joint kinds the detector reports (left
+    and right pooled, the face's five points pooled: a few hundred correlated frames leave single
+    joints too noisy to compare)."""
     seen = np.array(measured["missed_rate"]) <= 0.99
-    arr = lambda s, key: np.array(s[key], dtype=float)[seen]
+    groups = _joint_groups([n for n, ok in zip(measured["joints"], seen) if ok])
+    arr = lambda s, key: np.tensordot(groups, np.array(s[key], dtype=float)[seen], axes=1)
     conf = lambda s: np.nan_to_num(arr(s, "mean_confidence"))
     return dict(
         sigma_rel=float(np.max(np.abs(arr(simulated, "sigma") / arr(measured, "sigma") - 1))),

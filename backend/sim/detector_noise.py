@@ -22,7 +22,8 @@ report, frame by frame or over a video window (frames are then correlated):
    ``joint_sigma`` (per-joint jitter std, fraction of size, replacing ``jitter x JOINT_SIGMA_SCALE``),
    ``joint_bias`` (a systematic per-joint shift in the body frame of ``body_axes``: towards the
    person's left side and towards the shoulders, fractions of size; not counted in the confidence's
-   error) and ``always_missing`` (points the detector never reports, e.g. BlazePose's small toes).
+   error), ``always_missing`` (points the detector never reports, e.g. BlazePose's small toes),
+   ``joint_dropout`` (per-joint dropout rates) and ``joint_conf_logit0`` (per-joint confidence logit).
 6. Missing points, reported as (0, 0, 0) as OpenPose-style detectors do, with a status code:
    - OCCLUDED: random dropouts in runs (mean ``level.occlusion_run`` frames), per joint
      (``dropout_rate``) and per limb (``limb_occlusion_rate``, whole ``OCCLUSION_LIMBS``);
@@ -88,6 +89,8 @@ class NoiseLevel:
     joint_sigma: tuple[float, ...] | None = None            # (K,) per-joint jitter std (x size); None: jitter x scale
     joint_bias: tuple[tuple[float, float], ...] | None = None  # (K,2) [left, up] shift in body_axes (x size)
     always_missing: tuple[str, ...] = ()                     # keypoint names never reported (OCCLUDED)
+    joint_dropout: tuple[float, ...] | None = None           # (K,) per-joint dropout rates; None: dropout_rate
+    joint_conf_logit0: tuple[float, ...] | None = None       # (K,) per-joint conf_logit0; None: conf_logit0
 
     @staticmethod
     def preset(name: str) -> NoiseLevel:
@@ -119,7 +122,7 @@ def _blazepose_preset() -> NoiseLevel:
     ``python -m backend calibrate-detector stats``)."""
     fitted = json.loads(CALIBRATION_PATH.read_text())["preset"]
     tuples = {k: tuple(tuple(v) if isinstance(v, list) else v for v in fitted[k])
-              for k in ("joint_sigma", "joint_bias", "always_missing")}
+              for k in ("joint_sigma", "joint_bias", "always_missing", "joint_dropout", "joint_conf_logit0")}
     return NoiseLevel(**dict(fitted, **tuples))
 
 
@@ -183,10 +186,11 @@ def ar1_normal(shape, frames: int, rho: float, g: torch.Generator, dtype=torch.f
 def markov_runs(shape, frames: int, rate: float, mean_run: float, g: torch.Generator) -> torch.Tensor:
     """(shape[0], frames, *shape[1:]) bool on/off chains: stationary P(on) = rate, runs of
     on-frames last ``mean_run`` frames on average.  One frame: Bernoulli(rate)."""
-    if rate <= 0.0:
+    rate = torch.as_tensor(rate, dtype=torch.float64)  # a float, or per-element rates broadcast to shape
+    if (rate <= 0.0).all():
         return torch.zeros((shape[0], frames, *shape[1:]), dtype=torch.bool)
     p_off = 1.0 / max(mean_run, 1.0)
-    p_on = min(1.0, rate * p_off / (1.0 - rate))  # balances the flow on <-> off at P(on) = rate
+    p_on = (rate * p_off / (1.0 - rate)).clamp(max=1.0)  # balances the flow on <-> off at P(on) = rate
     state = torch.rand(shape, generator=g) < rate
     out = [state]
     for _ in range(frames - 1):
@@ -224,7 +228,8 @@ def _swap_source(b: int, frames: int, k: int, level: NoiseLevel, g: torch.Genera
 def _occluded(b: int, frames: int, k: int, level: NoiseLevel, g: torch.Generator) -> torch.Tensor:
     """(B,F,K) random dropouts: per joint and per whole limb, in runs."""
     names = KEYPOINT_NAMES[:k]
-    occ = markov_runs((b, k), frames, level.dropout_rate, level.occlusion_run, g)
+    rate = level.dropout_rate if level.joint_dropout is None else torch.tensor(level.joint_dropout[:k])
+    occ = markov_runs((b, k), frames, rate, level.occlusion_run, g)
     for parts in OCCLUSION_LIMBS.values():
         for side in _pairs(names, parts):
             on = markov_runs((b,), frames, level.limb_occlusion_rate, level.occlusion_run, g)
@@ -278,7 +283,9 @@ def simulate_detections(pixels: torch.Tensor, depth: torch.Tensor, image_size: t
     occluded = _occluded(b, frames, k, level, g)
     occluded[..., [i for i, n in enumerate(KEYPOINT_NAMES[:k]) if n in level.always_missing]] = True
 
-    logit = level.conf_logit0 - level.conf_slope * err / (CONF_ERR_SCALE * size) + level.conf_noise * logit_noise
+    logit0 = (level.conf_logit0 if level.joint_conf_logit0 is None
+              else take(torch.tensor(level.joint_conf_logit0[:k], dtype=torch.float64).expand(b, frames, k)))
+    logit = logit0 - level.conf_slope * err / (CONF_ERR_SCALE * size) + level.conf_noise * logit_noise
     conf = torch.sigmoid(logit)
     status = torch.full((b, frames, k), VISIBLE, dtype=torch.int8)
     for code, mask in ((OCCLUDED, occluded), (SELF_OCCLUDED, face_hidden & level.face_self_occlusion),
