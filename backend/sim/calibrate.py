@@ -40,12 +40,14 @@ import torch
 
 from backend.sim.detector_noise import (
     CONF_ERR_SCALE,
+    FAR_SIDE_M,
     KEYPOINT_NAMES,
     OUTLIER_SCALE,
     SWAP_GROUPS,
     NoiseLevel,
     _pairs,
     body_axes,
+    far_side,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +59,6 @@ BETA_CLIP = 2.5
 FOUND_CONF = 0.1          # a point below this confidence counts as missed (as backend.detect.evaluate)
 GROSS_ERR = 0.1           # an error this large (x size) is a gross error, not jitter
 SWAP_MIN_APART = 0.05     # a left/right group can be told swapped when its true points are this far apart (x size)
-FAR_DEPTH_M = 0.10        # a point this much deeper / nearer than the pelvis counts as far / near side
 # Blender (Z up) from the body model's frame (Y up): (x, y, z) -> (x, -z, y).
 MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 # Clothes by body part (SMPL joint of largest skinning weight): skin, shirt, trousers, shoes;
@@ -327,7 +328,14 @@ def _statistics(uv, depth, detected, image_size) -> dict:
     nan_fine = np.where(fine[..., None], res, np.nan)
     bias = np.nan_to_num(np.nanmean(nan_fine, axis=(0, 1)))                 # (K,2)
     centred = np.where(fine[..., None], res - bias, 0.0)
-    sigma = np.sqrt((centred ** 2).sum((0, 1)) / np.maximum(fine.sum((0, 1)), 1)[:, None]).mean(-1)  # (K,)
+    far = far_side(torch.as_tensor(depth)).numpy()
+    # Per-joint std on the near side, robust (1.4826 x median absolute deviation: outliers that land
+    # near the truth do not inflate it); the far side's pooled factor on top (far_sigma_scale).
+    near_fine = fine & ~far
+    mad = lambda x: 1.4826 * float(np.median(np.abs(x))) if x.size else 0.0
+    sigma = np.array([mad(centred[..., j, :][near_fine[..., j]]) for j in range(k)])       # (K,)
+    z = centred / np.maximum(sigma, 1e-6)[:, None]                          # (E,L,K,2) z-scores
+    far_scale = mad(z[fine & far]) / mad(z[near_fine]) if (fine & far).any() else 1.0
     dev = np.linalg.norm(centred, axis=-1) / CONF_ERR_SCALE
     conf = detected[..., 2].clip(1e-3, 1 - 1e-3)
     logit = np.log(conf / (1 - conf))
@@ -335,10 +343,9 @@ def _statistics(uv, depth, detected, image_size) -> dict:
     slope, intercept = np.polyfit(x, y, 1) if len(x) > 2 else (0.0, 0.0)
     noise = float(np.std(y - (intercept + slope * x))) if len(x) > 2 else 0.0
     mean_conf = np.nanmean(np.where(found, detected[..., 2], np.nan), axis=(0, 1))
-    joint_logit0 = [joint_conf_logit0(dev[..., j][fine[..., j]], mean_conf[j], -slope, noise) for j in range(k)]
+    joint_conf = [joint_confidence(dev[..., j][fine[..., j]], mean_conf[j], -slope, noise) for j in range(k)]
     missed = inside & ~found
-    far = depth - depth[..., 11:13].mean(-1, keepdims=True) > FAR_DEPTH_M
-    near = depth - depth[..., 11:13].mean(-1, keepdims=True) < -FAR_DEPTH_M
+    near = depth - depth[..., 11:13].mean(-1, keepdims=True) < -FAR_SIDE_M
     dev_px = np.linalg.norm(centred, axis=-1)
     by_size = {}
     for lo, hi in ((0, 150), (150, 250), (250, 10_000)):
@@ -356,25 +363,29 @@ def _statistics(uv, depth, detected, image_size) -> dict:
         swap_rate=swap_rate, swap_run=swap_run,
         lag1_correlation=_lag1(centred, fine[..., None] & np.ones(2, bool)),
         mean_confidence=mean_conf.tolist(),
-        confidence_fit=dict(logit0=float(intercept), slope=float(-slope), noise=noise, joint_logit0=joint_logit0),
-        depth_effect=dict(far_side_dev=float(dev_px[fine & far].mean()), near_side_dev=float(dev_px[fine & near].mean()),
+        confidence_fit=dict(logit0=float(intercept), slope=float(-slope), noise=noise,
+                            joint_logit0=[c[0] for c in joint_conf], joint_low_share=[c[1] for c in joint_conf]),
+        depth_effect=dict(far_sigma_scale=far_scale, far_side_dev=float(dev_px[fine & far].mean()), near_side_dev=float(dev_px[fine & near].mean()),
                           by_person_size=by_size),
     )
 
 
-def joint_conf_logit0(dev: np.ndarray, mean_conf: float, slope: float, noise: float) -> float | None:
-    """The logit0 at which the simulator's mean confidence, sigmoid(logit0 - slope dev + noise n) over
-    this joint's deviations ``dev`` (N,) and unit normals n, equals ``mean_conf`` (bisection; None
-    for a joint never found)."""
+def joint_confidence(dev: np.ndarray, mean_conf: float, slope: float, noise: float) -> tuple:
+    """(logit0, low share) for one joint: the logit0 at which the simulator's confidences
+    sigmoid(logit0 - slope dev + noise n), over this joint's deviations ``dev`` (N,) and unit normals n,
+    have the measured mean ``mean_conf`` among those >= FOUND_CONF (bisection), and the share of them
+    below FOUND_CONF (points the simulator's confidence alone makes missed).  (None, 0) if never found."""
     if len(dev) == 0 or not np.isfinite(mean_conf):
-        return None
+        return None, 0.0
     n = np.random.default_rng(0).standard_normal(64)
-    mean = lambda a: float(np.mean(1 / (1 + np.exp(-(a - slope * dev[:, None] + noise * n)))))
+    conf = lambda a: 1 / (1 + np.exp(-(a - slope * dev[:, None] + noise * n)))
+    found_mean = lambda c: float(c[c >= FOUND_CONF].mean()) if (c >= FOUND_CONF).any() else 0.0
     lo, hi = -10.0, 20.0
     for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if mean(mid) < mean_conf else (lo, mid)
-    return round((lo + hi) / 2, 4)
+        lo, hi = (mid, hi) if found_mean(conf(mid)) < mean_conf else (lo, mid)
+    a = (lo + hi) / 2
+    return round(a, 4), float((conf(a) < FOUND_CONF).mean())
 
 
 def fit_noise_level(stats: dict) -> NoiseLevel:
@@ -400,8 +411,11 @@ def fit_noise_level(stats: dict) -> NoiseLevel:
                                                                      if np.all(np.isnan(stats["swap_run"]))
                                                                      else np.nanmean(stats["swap_run"])),
         conf_logit0=round(fit["logit0"], 4), conf_noise=round(fit["noise"], 4), conf_slope=round(fit["slope"], 4),
-        face_self_occlusion=False,
-        joint_dropout=tuple(round(float(m), 5) if ok else 0.0 for m, ok in zip(missed, seen)),
+        face_self_occlusion=False, confident_outliers=True, far_sigma_scale=round(stats["depth_effect"]["far_sigma_scale"], 4),
+        # The simulator's low confidences miss points too: drop only the rest at random.
+        joint_dropout=tuple(round(float(max(0.0, (m - low) / (1 - low))), 5) if ok else 0.0
+                            for m, low, ok in zip(missed, fit["joint_low_share"], seen)),
+        joint_outlier_rate=tuple(round(float(r) / p_beyond, 5) for r in stats["gross_rate"]),
         joint_conf_logit0=tuple(fit["logit0"] if a is None else a for a in fit["joint_logit0"]),
         joint_sigma=tuple(round(float(s), 5) for s in sigma),
         joint_bias=tuple((round(b[0], 5), round(b[1], 5)) for b in stats["bias"]), always_missing=never)

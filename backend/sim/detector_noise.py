@@ -23,7 +23,8 @@ report, frame by frame or over a video window (frames are then correlated):
    ``joint_bias`` (a systematic per-joint shift in the body frame of ``body_axes``: towards the
    person's left side and towards the shoulders, fractions of size; not counted in the confidence's
    error), ``always_missing`` (points the detector never reports, e.g. BlazePose's small toes),
-   ``joint_dropout`` (per-joint dropout rates) and ``joint_conf_logit0`` (per-joint confidence logit).
+   ``joint_dropout`` and ``joint_outlier_rate`` (per-joint rates), ``joint_conf_logit0`` (per-joint confidence logit) and
+   ``far_sigma_scale`` (jitter factor of points on the body's far side, ``far_side``).
 6. Missing points, reported as (0, 0, 0) as OpenPose-style detectors do, with a status code:
    - OCCLUDED: random dropouts in runs (mean ``level.occlusion_run`` frames), per joint
      (``dropout_rate``) and per limb (``limb_occlusion_rate``, whole ``OCCLUSION_LIMBS``);
@@ -61,6 +62,7 @@ OCCLUSION_LIMBS = {"arm": ("elbow", "wrist"), "leg": ("knee", "ankle", "big_toe"
 OUTLIER_SCALE = 0.15        # outlier offset std per axis, fraction of person size
 CONF_SLOPE = 2.0            # confidence logit lost per unit of normalised error
 CONF_ERR_SCALE = 0.03       # error normaliser, fraction of person size
+FAR_SIDE_M = 0.10          # a point this much deeper than the hips' mean lies on the body's far side
 NEAR_PLANE_M = 0.05         # points closer than this (or behind) are not seen
 FACE_AWAY_MARGIN_M = 0.02   # nose this much deeper than the ears' midpoint: face turned away (> ~100 deg)
 EYE_HIDE_MARGIN_M = 0.05    # an eye this much deeper than the other is hidden (eyes ~6 cm apart: > ~55 deg)
@@ -89,6 +91,9 @@ class NoiseLevel:
     joint_sigma: tuple[float, ...] | None = None            # (K,) per-joint jitter std (x size); None: jitter x scale
     joint_bias: tuple[tuple[float, float], ...] | None = None  # (K,2) [left, up] shift in body_axes (x size)
     always_missing: tuple[str, ...] = ()                     # keypoint names never reported (OCCLUDED)
+    confident_outliers: bool = False  # outliers keep a jitter-sized confidence (BlazePose: confidently wrong)
+    far_sigma_scale: float = 1.0      # jitter std factor of far-side points (FAR_SIDE_M behind the hips)
+    joint_outlier_rate: tuple[float, ...] | None = None      # (K,) per-joint outlier rates; None: outlier_rate
     joint_dropout: tuple[float, ...] | None = None           # (K,) per-joint dropout rates; None: dropout_rate
     joint_conf_logit0: tuple[float, ...] | None = None       # (K,) per-joint conf_logit0; None: conf_logit0
 
@@ -122,8 +127,14 @@ def _blazepose_preset() -> NoiseLevel:
     ``python -m backend calibrate-detector stats``)."""
     fitted = json.loads(CALIBRATION_PATH.read_text())["preset"]
     tuples = {k: tuple(tuple(v) if isinstance(v, list) else v for v in fitted[k])
-              for k in ("joint_sigma", "joint_bias", "always_missing", "joint_dropout", "joint_conf_logit0")}
+              for k in ("joint_sigma", "joint_bias", "always_missing", "joint_dropout", "joint_conf_logit0",
+                                                               "joint_outlier_rate")}
     return NoiseLevel(**dict(fitted, **tuples))
+
+
+def far_side(depth: torch.Tensor) -> torch.Tensor:
+    """(...,K) COCO-ordered depths -> (...,K) bool: deeper than the hips' mean by more than FAR_SIDE_M."""
+    return depth - depth[..., 11:13].mean(-1, keepdim=True) > FAR_SIDE_M
 
 
 def body_axes(uv: torch.Tensor) -> torch.Tensor:
@@ -265,11 +276,16 @@ def simulate_detections(pixels: torch.Tensor, depth: torch.Tensor, image_size: t
     scale = (level.jitter * joint_sigma_scale(k) if level.joint_sigma is None
              else torch.tensor(level.joint_sigma[:k], dtype=torch.float64))
     sigma = scale * size                                                                 # (B,F,K)
+    if level.far_sigma_scale != 1.0:  # limbs behind the body are seen worse (depth-dependent)
+        sigma = torch.where(far_side(z), level.far_sigma_scale * sigma, sigma)
     offset = sigma[..., None] * ar1_normal((b, k, 2), frames, level.temporal_rho, g)
-    outlier = torch.rand((b, frames, k), generator=g) < level.outlier_rate
+    outlier_rate = (level.outlier_rate if level.joint_outlier_rate is None
+                    else torch.tensor(level.joint_outlier_rate[:k], dtype=torch.float64))
+    outlier = torch.rand((b, frames, k), generator=g) < outlier_rate
     wild = OUTLIER_SCALE * size[..., None] * torch.randn((b, frames, k, 2), generator=g, dtype=torch.float64)
+    jitter_err = offset.norm(dim=-1)
     offset = torch.where(outlier[..., None], wild, offset)
-    err = offset.norm(dim=-1)
+    err = jitter_err if level.confident_outliers else offset.norm(dim=-1)
     if level.joint_bias is not None:  # systematic: shifts the point, not the detector's doubt
         bias = torch.tensor(level.joint_bias[:k], dtype=torch.float64)                  # (K,2)
         offset = offset + size[..., None] * torch.einsum("kc,bfcd->bfkd", bias, body_axes(uv))
