@@ -560,23 +560,39 @@ def evaluate_engine(engine, folder: Path, modes_: tuple[str, ...] = ("frame", "v
                 seconds=round(time.time() - t0, 1))
 
 
-def load_engine(regressor_path: Path | None = None):
-    """The engine with the committed weights, or with another regressor (same prior)."""
+VAL_FOLDER = ROOT / "cache" / "calibration" / "val"
+
+
+def bench_rows(engine, folder: Path = VAL_FOLDER, limit: int | None = 20) -> list[dict]:
+    """Benchmark rows (method, excerpts, frames, PA-MPJPE / MPJPE 24 in mm) of ``evaluate_engine`` on
+    the rendered validation-subject detections; [] when they have not been rendered."""
+    if not any(Path(folder).glob("chunk_*.npz")):
+        return []
+    result = evaluate_engine(engine, Path(folder), ("frame", "video"), limit)
+    return [dict(method=name, excerpts=result[name]["excerpts"],
+                 frames=result[name]["excerpts"] * result["frames_per_excerpt"],
+                 pa_mpjpe24=result[name]["pa_mpjpe"], mpjpe24=result[name]["mpjpe"])
+            for name in ("start", "start_subset", "frame", "video")]
+
+
+def load_engine(regressor_path: Path | None = None, prior_path: Path | None = None):
+    """The engine with the committed weights, or with another regressor and/or prior."""
     from backend.body.body_model import BodyModel
     from backend.engine.api import Engine
     from backend.models.train import load_prior, load_regressor
 
-    if regressor_path is None:
+    if regressor_path is None and prior_path is None:
         return Engine.load(device="cpu")
-    reg, _ = load_regressor(regressor_path)
-    prior, mean, std, _ = load_prior()
+    reg, _ = load_regressor(*([regressor_path] if regressor_path else []))
+    prior, mean, std, _ = load_prior(*([prior_path] if prior_path else []))
     return Engine(BodyModel.load(), reg, prior, mean, std, "cpu")
 
 
 def evaluate_main(args) -> int:
-    engine = load_engine(Path(args.regressor) if args.regressor else None)
+    engine = load_engine(Path(args.regressor) if args.regressor else None, Path(args.prior) if args.prior else None)
     result = evaluate_engine(engine, Path(args.folder), tuple(args.modes), args.limit)
     result["regressor"] = args.regressor or "backend/assets/regressor.pt"
+    result["prior"] = args.prior or "backend/assets/prior.pt"
     result["command"] = "python -m backend calibrate-detector " + " ".join(sys.argv[2:])
     print(json.dumps(result, indent=1))
     if args.json:
@@ -602,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("evaluate", help="the models' accuracy on the rendered frames' BlazePose detections")
     v.add_argument("folder")
     v.add_argument("--regressor", help="regressor checkpoint (default: the committed one)")
+    v.add_argument("--prior", help="prior checkpoint (default: the committed one)")
     v.add_argument("--modes", nargs="+", default=["frame", "video"], choices=["frame", "video"])
     v.add_argument("--limit", type=int, help="first N usable excerpts only")
     v.add_argument("--json", help="also write the numbers here")
