@@ -96,3 +96,35 @@ def test_choose_excerpts_is_seeded_and_keeps_to_the_split():
         assert picked == calibrate.choose_excerpts(split, 20, 8, seed=3)
         assert all(dataset.split_of(clips[c].subject) == split for c, _ in picked)
     assert calibrate.choose_excerpts("train", 20, 8, seed=3) != calibrate.choose_excerpts("train", 20, 8, seed=4)
+
+
+def test_blender_render_lines_up_with_the_projected_truth(tmp_path):
+    """The Workbench worker (real bpy) draws the body where the chunk's truth projects it: with a white
+    body on a black floor, the torso's keypoints fall on bright pixels and points half a person
+    size beside the body do not."""
+    import cv2
+
+    from backend.body.body_model import BodyModel
+
+    pytest.importorskip("bpy")
+    bm = BodyModel.load(None, dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    motion = dict(global_orient=np.zeros((1, 2, 3)), body_pose=0.05 * rng.standard_normal((1, 2, 69)),
+                  transl=np.zeros((1, 2, 3)))
+    job, _ = calibrate.make_chunk(bm, motion, np.random.default_rng(1), seed=0)
+    motion["transl"][..., 1] = -job["vertices"][..., 2].min()  # feet on the floor (Blender's z = model's y)
+    job, truth = calibrate.make_chunk(bm, motion, np.random.default_rng(1), seed=0)
+    job.update(vertex_colors=np.ones_like(job["vertex_colors"]), floor_color=np.zeros_like(job["floor_color"]))
+    calibrate.render_frames(job, tmp_path)
+    torso = [KEYPOINT_NAMES.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
+    for f in range(2):
+        rgba = cv2.imread(str(tmp_path / f"000_{f:03d}.png"), cv2.IMREAD_UNCHANGED).astype(float)
+        assert rgba.shape[1::-1] == tuple(int(x) for x in truth["image_size"][0])
+        bright = rgba[..., :3].mean(-1) * rgba[..., 3] / 255 > 100               # body, not floor or sky
+        uv = truth["uv"][0, f]
+        width = uv[:, 0].max() - uv[:, 0].min()
+        for dx, expected in ((0.0, True), (-0.5, False), (0.5, False)):
+            x = np.round(uv[torso, 0] + dx * width + np.sign(dx) * width).astype(int)
+            y = np.round(uv[torso, 1]).astype(int)
+            ok = (x >= 0) & (x < bright.shape[1])
+            assert (bright[y[ok], x[ok]] == expected).all(), (f, dx)
