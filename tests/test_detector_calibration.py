@@ -128,3 +128,27 @@ def test_blender_render_lines_up_with_the_projected_truth(tmp_path):
             y = np.round(uv[torso, 1]).astype(int)
             ok = (x >= 0) & (x < bright.shape[1])
             assert (bright[y[ok], x[ok]] == expected).all(), (f, dx)
+
+
+def test_stats_command_fits_a_preset_that_passes_its_own_heldout_check(tmp_path):
+    """`calibrate-detector stats` on chunks of a known simulated detector: the written preset is close to
+    it and within tolerance on the held-out (odd) chunks."""
+    truth = _standing_truth(excerpts=96, frames=8, seed=1)
+    k = len(KEYPOINT_NAMES)
+    level = NoiseLevel(temporal_rho=0.8, conf_logit0=4.0, conf_noise=1.0, dropout_rate=0.05, occlusion_run=4.0,
+                       joint_sigma=(0.01,) * k, joint_bias=((0.0, 0.01),) * k,
+                       always_missing=("left_small_toe", "right_small_toe"))
+    det = simulate_detections(torch.as_tensor(truth["uv"]), torch.as_tensor(truth["depth"]),
+                              torch.as_tensor(truth["image_size"]), level, torch.Generator().manual_seed(2))
+    folder = tmp_path / "renders"
+    folder.mkdir()
+    for c in range(4):
+        part = slice(24 * c, 24 * (c + 1))
+        np.savez(folder / f"chunk_{c:04d}.npz", detected=det.keypoints.numpy()[part], seconds=np.ones(3),
+                 **{key: truth[key][part] for key in ("uv", "depth", "image_size")})
+    out = tmp_path / "calibration.json"
+    assert calibrate.main(["stats", str(folder), "--json", str(out), "--heldout", str(tmp_path / "h.npz")]) == 0
+    report = json.loads(out.read_text())
+    assert all(report["heldout_within_tolerance"]["blazepose"].values()), report["heldout_discrepancy"]
+    assert np.median(report["preset"]["joint_sigma"]) == pytest.approx(0.01, rel=0.15)
+    assert report["preset"]["temporal_rho"] == pytest.approx(0.8, abs=0.1)
