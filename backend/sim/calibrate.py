@@ -1,7 +1,9 @@
 """Calibrate the detector simulator against BlazePose on rendered frames (docs/detector_calibration.md).
 
-    python -m backend calibrate-detector render --split train --excerpts 200 --seed 0 --out cache/calibration/train
-    python -m backend calibrate-detector stats cache/calibration/train --json docs/detector_calibration.json
+    python -m backend calibrate-detector render --split train --excerpts 160 --seed 0 --out cache/calibration/train
+    python -m backend calibrate-detector stats cache/calibration/train      # -> docs/detector_calibration.json
+    python -m backend calibrate-detector render --split val --excerpts 40 --seed 1 --out cache/calibration/val
+    python -m backend calibrate-detector evaluate cache/calibration/val --limit 20 [--regressor R] [--prior P]
 
 ``render`` (seeded, resumable: chunks already on disk are skipped):
 1. Motion: ``--excerpts`` short excerpts (``--length`` consecutive 24 fps frames) of randomly chosen
