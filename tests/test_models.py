@@ -87,3 +87,49 @@ def test_committed_prior_reproduces_its_reported_numbers_and_round_trip():
     assert got["roundtrip_mean_abs"] < 1e-3
     assert got["val_loss"] < 0.2
     assert got["roundtrip_max_abs"] == pytest.approx(meta["val"]["roundtrip_max_abs"], rel=0.05)
+
+
+def _tiny_motion(n: int = 64) -> dict:
+    rng = np.random.default_rng(0)
+    return dict(global_orient=(0.3 * rng.standard_normal((n, 3))).astype(np.float32),
+                body_pose=(0.2 * rng.standard_normal((n, 69))).astype(np.float32))
+
+
+def test_interrupted_and_resumed_training_ends_with_the_same_weights(tmp_path, monkeypatch):
+    """Checkpoint every 2 of 5 steps, stop during step 4, resume: same weights as 5 uninterrupted steps."""
+    torch.set_num_threads(1)
+    data, start = _tiny_motion(), KeypointRegressor(width=32, blocks=1, feature_dim=16)
+    run = lambda **kw: train.train_regressor(data, data, 5, seed=3, batch=4, init=start, trainable="all", **kw)[0]
+    monkeypatch.setattr(train, "evaluate_regressor", lambda *a, **k: {})
+    straight = run()
+
+    calls = {"n": 0}
+    observe = train._observe
+
+    def failing(*args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return observe(*args)
+
+    state = tmp_path / "reg.state"
+    monkeypatch.setattr(train, "_observe", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run(checkpoint=state, checkpoint_every=2)
+    monkeypatch.setattr(train, "_observe", observe)
+    assert torch.load(state, weights_only=True)["step"] == 2
+    resumed = run(checkpoint=state, checkpoint_every=2, resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(straight.pose_head.weight, start.pose_head.weight)  # it did train
+
+
+def test_head_fine_tuning_leaves_the_features_unchanged(monkeypatch):
+    """trainable="head" keeps the backbone (the prior's context) exactly and moves the heads."""
+    torch.set_num_threads(1)
+    monkeypatch.setattr(train, "evaluate_regressor", lambda *a, **k: {})
+    data, start = _tiny_motion(), KeypointRegressor(width=32, blocks=1, feature_dim=16)
+    tuned = train.train_regressor(data, data, 3, seed=0, batch=4, init=start, trainable="head",
+                                  levels=("medium",))[0]
+    for (name, a), b in zip(start.state_dict().items(), tuned.state_dict().values()):
+        assert torch.equal(a, b) == name.startswith("backbone"), name

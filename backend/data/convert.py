@@ -124,10 +124,13 @@ class ClipFitter:
         self.soles = retarget.Soles.build(self.bm, calib.betas)
         self.loader = _SubjectCache(root)
 
-    def fit_job(self, job: list[cmu.ClipInfo]) -> list[dict]:
+    def fit_job(self, job: list[cmu.ClipInfo], windows: list[tuple[int, int]] | None = None) -> list[dict]:
+        """Fits whole clips, or only the resampled frames [start, stop) of ``windows`` (one per clip)."""
         targets, init, lengths = [], [], []
-        for c in job:
+        for i, c in enumerate(job):
             P, G = clip_mocap(self.sk, *self.loader.get(c), c)
+            if windows is not None:
+                P, G = P[slice(*windows[i])], G[slice(*windows[i])]
             targets.append(retarget.mocap_targets(self.sk, P, G, self.calib.offsets))
             init.append(retarget.transfer_rotations(G, self.seg, self.A))
             lengths.append(len(P))

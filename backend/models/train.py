@@ -2,6 +2,12 @@
 
     python -m backend train regressor --seed 0     # 8000 steps
     python -m backend train prior --seed 0         # 12000 steps, on the frozen regressor
+    python -m backend train regressor --init backend/assets/regressor.pt --levels blazepose --trainable head \
+        --steps 1500 --lr 3e-4 --checkpoint cache/train/regressor_ft.state --resume   # fine-tuning
+
+Long runs are resumable: ``--checkpoint PATH`` writes the whole training state (weights, optimiser,
+random generators, curve) every ``--checkpoint-every`` steps and ``--resume`` continues from it; an
+interrupted and resumed run ends with the same weights as an uninterrupted one.
 
 Every batch is made on the fly: motion frames from the training subjects, a random body shape
 (betas ~ N(0, I)), a random camera and detector noise (backend.sim).  Weights are written with
@@ -12,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +38,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 REGRESSOR_PATH = ASSETS / "regressor.pt"
 PRIOR_PATH = ASSETS / "prior.pt"
 TRAIN_LEVELS = ("low", "medium", "high")
-VAL_LEVELS = ("clean", "low", "medium", "high")
+VAL_LEVELS = ("clean", "low", "medium", "high", "blazepose")
+TRAINABLE = ("all", "head")  # fine-tune everything, or only the layers after the features (the prior's context)
 CONTEXT_DROPOUT = 0.1  # also trains the unconditional prior eps(x, t, 0)
 
 
@@ -123,6 +131,7 @@ def evaluate_prior(model: Denoiser, reg: KeypointRegressor, mean, std, bm: BodyM
 
 
 def _cosine_lr(opt, step, total, base, warmup=500):
+    warmup = min(warmup, max(total // 10, 1))  # short fine-tuning runs warm up over their first tenth
     lr = base * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
     for group in opt.param_groups:
         group["lr"] = lr
@@ -134,30 +143,74 @@ def _progress(total, desc):
     return tqdm(total=total, desc=desc, unit="step", file=sys.stdout, mininterval=2.0, dynamic_ncols=True)
 
 
+def trainable_parameters(reg: KeypointRegressor, trainable: str) -> list[torch.nn.Parameter]:
+    """All parameters, or only the heads after the features ("head": the prior's context stays as it is)."""
+    if trainable not in TRAINABLE:
+        raise ValueError(f"trainable must be one of {TRAINABLE}, got {trainable!r}")
+    return list(reg.parameters()) if trainable == "all" else [*reg.pose_head.parameters(),
+                                                               *reg.betas_head.parameters()]
+
+
+def save_training_state(path: Path, step: int, model, opt, g: torch.Generator, rng: np.random.Generator,
+                        curve: list) -> None:
+    """Everything a resumed run needs to continue exactly (written beside, then renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(dict(step=step, model=model.state_dict(), optimizer=opt.state_dict(), generator=g.get_state(),
+                    rng=json.dumps(rng.bit_generator.state), torch_rng=torch.get_rng_state(),
+                    curve=json.dumps(curve)), tmp)
+    os.replace(tmp, path)
+
+
+def load_training_state(path: Path, model, opt, g: torch.Generator, rng: np.random.Generator) -> tuple[int, list]:
+    """Restores ``save_training_state``'s state in place; returns (next step, curve)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    g.set_state(state["generator"])
+    rng.bit_generator.state = json.loads(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), json.loads(state["curve"])
+
+
 def train_regressor(train: dict, val_batch: dict, steps: int, seed: int, batch: int = 256, lr: float = 1e-3,
-                    log_every: int = 250) -> tuple[KeypointRegressor, dict]:
+                    log_every: int = 250, *, levels: tuple[str, ...] = TRAIN_LEVELS,
+                    init: KeypointRegressor | None = None, trainable: str = "all", checkpoint: Path | None = None,
+                    checkpoint_every: int = 500, resume: bool = False) -> tuple[KeypointRegressor, dict]:
+    """Trains from scratch, or fine-tunes ``init`` (a copy) on ``levels``; see the module doc for resuming."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     bm = BodyModel.load()
-    reg = KeypointRegressor()
-    opt = torch.optim.AdamW(reg.parameters(), lr=lr, weight_decay=1e-4)
-    curve = []
+    reg = KeypointRegressor() if init is None else copy.deepcopy(init).train()
+    params = trainable_parameters(reg, trainable)
+    reg.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    curve, start = [], 0
+    if resume and checkpoint is not None and checkpoint.is_file():
+        start, curve = load_training_state(checkpoint, reg, opt, g, rng)
+        print(f"resuming from step {start} ({checkpoint})", flush=True)
     bar = _progress(steps, "regressor")
-    for step in range(steps):
+    bar.update(start)
+    for step in range(start, steps):
         idx = rng.integers(0, len(train["global_orient"]), batch)
-        obs = _observe(bm, train, idx, g, TRAIN_LEVELS[step % len(TRAIN_LEVELS)])
+        obs = _observe(bm, train, idx, g, levels[step % len(levels)])
         loss, terms = regressor_loss(reg, bm, obs)
         _cosine_lr(opt, step, steps, lr)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(reg.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step % log_every == 0 or step == steps - 1:
             curve.append(dict(step=step, loss=float(loss), **{k: float(v) for k, v in terms.items()}))
             bar.set_postfix(loss=f"{float(loss):.3f}", joints_mm=f"{1000 * float(terms['joints']):.0f}")
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0:
+            save_training_state(checkpoint, step + 1, reg, opt, g, rng, curve)
         bar.update(1)
     bar.close()
+    reg.requires_grad_(True)
     return reg, dict(curve=curve, val=evaluate_regressor(reg, bm, val_batch))
 
 
@@ -218,7 +271,6 @@ def train_prior(reg: KeypointRegressor, train: dict, steps: int, seed: int, batc
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict, extra: dict | None = None) -> None:
-    import os
     import tempfile
 
     payload = dict(config=model.config, state_dict=model.state_dict(), meta=meta, **(extra or {}))
@@ -257,14 +309,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parameterisation", choices=["eps", "v"], default="v",
                    help="what the prior's network predicts: the paper's eps, or v (better at high noise)")
     p.add_argument("--dataset", default="cache/dataset")
+    p.add_argument("--init", help="regressor checkpoint to fine-tune (default: train from scratch)")
+    p.add_argument("--levels", nargs="+", default=list(TRAIN_LEVELS),
+                   help=f"noise presets cycled over the regressor's steps (default {' '.join(TRAIN_LEVELS)})")
+    p.add_argument("--trainable", choices=TRAINABLE, default="all",
+                   help="head: only the layers after the features, so the prior's context is unchanged")
+    p.add_argument("--lr", type=float, default=1e-3, help="regressor peak learning rate")
+    p.add_argument("--checkpoint", type=Path, help="training state written every --checkpoint-every steps")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
     p.add_argument("--out", default=str(ASSETS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train = load_split("train", args.dataset)
-    val_batch = make_val_batch(load_split("val", args.dataset))
-    np.savez_compressed(out / VAL_BATCH_PATH.name, **val_batch)
+    if args.init:  # fine-tuning is measured on the same frames as the weights it starts from
+        val_batch = dict(np.load(VAL_BATCH_PATH))
+    else:
+        val_batch = make_val_batch(load_split("val", args.dataset))
+        np.savez_compressed(out / VAL_BATCH_PATH.name, **val_batch)
     data_meta = train.get("meta", {})
     base_meta = dict(command="python -m backend train " + " ".join(argv if argv is not None else sys.argv[1:]),
                      seed=args.seed, data_version=data_meta.get("data_version", "unknown"),
@@ -272,8 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.which in ("regressor", "all"):
         steps = args.steps or 8000
         t0 = time.time()
-        reg, log = train_regressor(train, val_batch, steps, args.seed)
-        meta = dict(base_meta, steps=steps, seconds=round(time.time() - t0), val=log["val"], curve=log["curve"],
+        init, init_meta = load_regressor(Path(args.init)) if args.init else (None, {})
+        reg, log = train_regressor(train, val_batch, steps, args.seed, lr=args.lr, levels=tuple(args.levels),
+                                   init=init, trainable=args.trainable, checkpoint=args.checkpoint,
+                                   checkpoint_every=args.checkpoint_every, resume=args.resume)
+        meta = dict(base_meta, steps=steps, levels=args.levels, trainable=args.trainable, lr=args.lr,
+                    init=(dict(path=args.init, **{k: init_meta.get(k) for k in ("command", "seed", "steps",
+                                                                                "data_version")})
+                          if args.init else None), seconds=round(time.time() - t0), val=log["val"], curve=log["curve"],
                     parameters=sum(p.numel() for p in reg.parameters()))
         save_checkpoint(out / REGRESSOR_PATH.name, reg, meta)
         print(json.dumps(dict(regressor_val=log["val"], seconds=meta["seconds"]), indent=1))

@@ -17,7 +17,15 @@ report, frame by frame or over a video window (frames are then correlated):
 4. Confidence: ``sigmoid(conf_logit0 - CONF_SLOPE * err / (CONF_ERR_SCALE * size) +
    conf_noise * n)`` with ``err`` the point's localisation error in pixels and ``n`` an
    AR(1) unit normal; so confidence falls with the error.
-5. Missing points, reported as (0, 0, 0) as OpenPose-style detectors do, with a status code:
+   With ``level.conf_slope`` in place of ``CONF_SLOPE`` when a preset sets it.
+5. Calibrated presets (``"blazepose"``, fitted by ``backend.sim.calibrate`` on rendered frames) also set
+   ``joint_sigma`` (per-joint jitter std, fraction of size, replacing ``jitter x JOINT_SIGMA_SCALE``),
+   ``joint_bias`` (a systematic per-joint shift in the body frame of ``body_axes``: towards the
+   person's left side and towards the shoulders, fractions of size; not counted in the confidence's
+   error), ``always_missing`` (points the detector never reports, e.g. BlazePose's small toes),
+   ``joint_dropout`` and ``joint_outlier_rate`` (per-joint rates), ``joint_conf_logit0`` (per-joint confidence logit) and
+   ``far_sigma_scale`` (jitter factor of points on the body's far side, ``far_side``).
+6. Missing points, reported as (0, 0, 0) as OpenPose-style detectors do, with a status code:
    - OCCLUDED: random dropouts in runs (mean ``level.occlusion_run`` frames), per joint
      (``dropout_rate``) and per limb (``limb_occlusion_rate``, whole ``OCCLUSION_LIMBS``);
    - SELF_OCCLUDED: face points hidden by the head (``level.face_self_occlusion``): nose and
@@ -31,8 +39,10 @@ Shapes: pixels (B,F,K,2) for video windows or (B,K,2) for independent frames, de
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -52,6 +62,7 @@ OCCLUSION_LIMBS = {"arm": ("elbow", "wrist"), "leg": ("knee", "ankle", "big_toe"
 OUTLIER_SCALE = 0.15        # outlier offset std per axis, fraction of person size
 CONF_SLOPE = 2.0            # confidence logit lost per unit of normalised error
 CONF_ERR_SCALE = 0.03       # error normaliser, fraction of person size
+FAR_SIDE_M = 0.10          # a point this much deeper than the hips' mean lies on the body's far side
 NEAR_PLANE_M = 0.05         # points closer than this (or behind) are not seen
 FACE_AWAY_MARGIN_M = 0.02   # nose this much deeper than the ears' midpoint: face turned away (> ~100 deg)
 EYE_HIDE_MARGIN_M = 0.05    # an eye this much deeper than the other is hidden (eyes ~6 cm apart: > ~55 deg)
@@ -76,10 +87,21 @@ class NoiseLevel:
     conf_logit0: float = math.inf     # confidence logit of a perfect point (inf: confidence 1)
     conf_noise: float = 0.0           # std of the confidence logit noise
     face_self_occlusion: bool = False
+    conf_slope: float = CONF_SLOPE    # confidence logit lost per unit of normalised error
+    joint_sigma: tuple[float, ...] | None = None            # (K,) per-joint jitter std (x size); None: jitter x scale
+    joint_bias: tuple[tuple[float, float], ...] | None = None  # (K,2) [left, up] shift in body_axes (x size)
+    always_missing: tuple[str, ...] = ()                     # keypoint names never reported (OCCLUDED)
+    confident_outliers: bool = False  # outliers keep a jitter-sized confidence (BlazePose: confidently wrong)
+    far_sigma_scale: float = 1.0      # jitter std factor of far-side points (FAR_SIDE_M behind the hips)
+    joint_outlier_rate: tuple[float, ...] | None = None      # (K,) per-joint outlier rates; None: outlier_rate
+    joint_dropout: tuple[float, ...] | None = None           # (K,) per-joint dropout rates; None: dropout_rate
+    joint_conf_logit0: tuple[float, ...] | None = None       # (K,) per-joint conf_logit0; None: conf_logit0
 
     @staticmethod
     def preset(name: str) -> NoiseLevel:
-        """One of PRESETS: "clean", "low", "medium", "high"; vary one with dataclasses.replace."""
+        """One of PRESETS: "clean", "low", "medium", "high", "blazepose"; vary one with dataclasses.replace."""
+        if name == "blazepose" and name not in PRESETS:
+            PRESETS[name] = _blazepose_preset()
         return PRESETS[name]
 
 
@@ -95,6 +117,37 @@ PRESETS = {
                        limb_occlusion_rate=0.06, occlusion_run=10.0, swap_rate=0.05, swap_run=5.0,
                        conf_logit0=2.5, conf_noise=0.8, face_self_occlusion=True),
 }
+
+
+CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "docs" / "detector_calibration.json"
+
+
+def _blazepose_preset() -> NoiseLevel:
+    """The preset fitted to BlazePose on rendered frames (``preset`` in CALIBRATION_PATH, written by
+    ``python -m backend calibrate-detector stats``)."""
+    fitted = json.loads(CALIBRATION_PATH.read_text())["preset"]
+    tuples = {k: tuple(tuple(v) if isinstance(v, list) else v for v in fitted[k])
+              for k in ("joint_sigma", "joint_bias", "always_missing", "joint_dropout", "joint_conf_logit0",
+                                                               "joint_outlier_rate")}
+    return NoiseLevel(**dict(fitted, **tuples))
+
+
+def far_side(depth: torch.Tensor) -> torch.Tensor:
+    """(...,K) COCO-ordered depths -> (...,K) bool: deeper than the hips' mean by more than FAR_SIDE_M."""
+    return depth - depth[..., 11:13].mean(-1, keepdim=True) > FAR_SIDE_M
+
+
+def body_axes(uv: torch.Tensor) -> torch.Tensor:
+    """(...,K,2) COCO-ordered clean pixels -> (...,2,2) unit image directions [left, up] of the body:
+    ``up`` from the hips' midpoint to the shoulders' midpoint, ``left`` perpendicular to it, towards
+    the person's left side (its sign follows the left minus right shoulder and hip)."""
+    shoulders, hips = uv[..., 5:7, :].mean(-2), uv[..., 11:13, :].mean(-2)
+    up = shoulders - hips
+    up = up / up.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    side = torch.stack([-up[..., 1], up[..., 0]], -1)
+    to_left = uv[..., 5, :] + uv[..., 11, :] - uv[..., 6, :] - uv[..., 12, :]
+    side = side * torch.where((side * to_left).sum(-1, keepdim=True) < 0, -1.0, 1.0)
+    return torch.stack([side, up], -2)
 
 
 @dataclass
@@ -144,10 +197,11 @@ def ar1_normal(shape, frames: int, rho: float, g: torch.Generator, dtype=torch.f
 def markov_runs(shape, frames: int, rate: float, mean_run: float, g: torch.Generator) -> torch.Tensor:
     """(shape[0], frames, *shape[1:]) bool on/off chains: stationary P(on) = rate, runs of
     on-frames last ``mean_run`` frames on average.  One frame: Bernoulli(rate)."""
-    if rate <= 0.0:
+    rate = torch.as_tensor(rate, dtype=torch.float64)  # a float, or per-element rates broadcast to shape
+    if (rate <= 0.0).all():
         return torch.zeros((shape[0], frames, *shape[1:]), dtype=torch.bool)
     p_off = 1.0 / max(mean_run, 1.0)
-    p_on = min(1.0, rate * p_off / (1.0 - rate))  # balances the flow on <-> off at P(on) = rate
+    p_on = (rate * p_off / (1.0 - rate)).clamp(max=1.0)  # balances the flow on <-> off at P(on) = rate
     state = torch.rand(shape, generator=g) < rate
     out = [state]
     for _ in range(frames - 1):
@@ -185,7 +239,8 @@ def _swap_source(b: int, frames: int, k: int, level: NoiseLevel, g: torch.Genera
 def _occluded(b: int, frames: int, k: int, level: NoiseLevel, g: torch.Generator) -> torch.Tensor:
     """(B,F,K) random dropouts: per joint and per whole limb, in runs."""
     names = KEYPOINT_NAMES[:k]
-    occ = markov_runs((b, k), frames, level.dropout_rate, level.occlusion_run, g)
+    rate = level.dropout_rate if level.joint_dropout is None else torch.tensor(level.joint_dropout[:k])
+    occ = markov_runs((b, k), frames, rate, level.occlusion_run, g)
     for parts in OCCLUSION_LIMBS.values():
         for side in _pairs(names, parts):
             on = markov_runs((b,), frames, level.limb_occlusion_rate, level.occlusion_run, g)
@@ -218,12 +273,22 @@ def simulate_detections(pixels: torch.Tensor, depth: torch.Tensor, image_size: t
     box = (torch.where(in_front[..., None], uv, small).amax(2) - torch.where(in_front[..., None], uv, big).amin(2))
     size = box.amax(-1).nan_to_num(1.0, 1.0, 1.0).clamp_min(1.0)[..., None]  # (B,F,1)
 
-    sigma = level.jitter * size * joint_sigma_scale(k)                                   # (B,F,K)
+    scale = (level.jitter * joint_sigma_scale(k) if level.joint_sigma is None
+             else torch.tensor(level.joint_sigma[:k], dtype=torch.float64))
+    sigma = scale * size                                                                 # (B,F,K)
+    if level.far_sigma_scale != 1.0:  # limbs behind the body are seen worse (depth-dependent)
+        sigma = torch.where(far_side(z), level.far_sigma_scale * sigma, sigma)
     offset = sigma[..., None] * ar1_normal((b, k, 2), frames, level.temporal_rho, g)
-    outlier = torch.rand((b, frames, k), generator=g) < level.outlier_rate
+    outlier_rate = (level.outlier_rate if level.joint_outlier_rate is None
+                    else torch.tensor(level.joint_outlier_rate[:k], dtype=torch.float64))
+    outlier = torch.rand((b, frames, k), generator=g) < outlier_rate
     wild = OUTLIER_SCALE * size[..., None] * torch.randn((b, frames, k, 2), generator=g, dtype=torch.float64)
+    jitter_err = offset.norm(dim=-1)
     offset = torch.where(outlier[..., None], wild, offset)
-    err = offset.norm(dim=-1)
+    err = jitter_err if level.confident_outliers else offset.norm(dim=-1)
+    if level.joint_bias is not None:  # systematic: shifts the point, not the detector's doubt
+        bias = torch.tensor(level.joint_bias[:k], dtype=torch.float64)                  # (K,2)
+        offset = offset + size[..., None] * torch.einsum("kc,bfcd->bfkd", bias, body_axes(uv))
     logit_noise = ar1_normal((b, k), frames, level.temporal_rho, g)
 
     # Swaps: a slot reports its partner's (noisy) point, with that point's visibility.
@@ -232,8 +297,11 @@ def simulate_detections(pixels: torch.Tensor, depth: torch.Tensor, image_size: t
     noisy, err, outlier, sigma = take(uv + offset), take(err), take(outlier), take(sigma)
     in_front, inside, face_hidden = take(in_front), take(inside), take(_face_hidden(z))
     occluded = _occluded(b, frames, k, level, g)
+    occluded[..., [i for i, n in enumerate(KEYPOINT_NAMES[:k]) if n in level.always_missing]] = True
 
-    logit = level.conf_logit0 - CONF_SLOPE * err / (CONF_ERR_SCALE * size) + level.conf_noise * logit_noise
+    logit0 = (level.conf_logit0 if level.joint_conf_logit0 is None
+              else take(torch.tensor(level.joint_conf_logit0[:k], dtype=torch.float64).expand(b, frames, k)))
+    logit = logit0 - level.conf_slope * err / (CONF_ERR_SCALE * size) + level.conf_noise * logit_noise
     conf = torch.sigmoid(logit)
     status = torch.full((b, frames, k), VISIBLE, dtype=torch.int8)
     for code, mask in ((OCCLUDED, occluded), (SELF_OCCLUDED, face_hidden & level.face_self_occlusion),
