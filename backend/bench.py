@@ -42,6 +42,7 @@ from backend import bench_video
 from backend.engine import baselines as bl
 from backend.engine.views import triangulate
 from backend.engine import modes
+from backend.sim import calibrate
 from backend.engine.gmm import GMM, GMM_PATH, MaxMixturePrior
 from backend.metrics import accel_error
 from backend.models.train import joint_errors
@@ -57,7 +58,7 @@ NEAR_ROT_DEG = 3.0                    # RMS per-joint rotation noise added to th
 NEAR_TRANSL_M = (0.01, 0.01, 0.01)
 STARTS = ("regressor", "weak", "near-perfect")
 # Seeds of the sections (added to --seed) so that each section's data does not depend on the others' sizes.
-SECTIONS = ("single_frame", "video", "multiview", "long_clip", "animator")
+SECTIONS = ("single_frame", "video", "multiview", "long_clip", "animator", "detector")
 LONG_CLIP_FPS = 30
 SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER = 101, 202, 303, 404, 505
 
@@ -506,7 +507,8 @@ class Bench:
         t0 = time.perf_counter()
         report = dict(config=asdict(self.cfg), environment=environment(self.dev), models=self.engine.meta)
         for name, fn in (("single_frame", self.single_frame), ("video", self.video), ("multiview", self.multiview),
-                         ("long_clip", self.long_clip), ("animator", lambda: bench_video.animator(self))):
+                         ("long_clip", self.long_clip), ("animator", lambda: bench_video.animator(self)),
+                         ("detector", lambda: calibrate.bench_rows(self.engine))):
             if name not in self.cfg.sections:
                 report[name] = []
                 continue
@@ -619,6 +621,12 @@ def markdown(report: dict) -> str:
                   f"a time, one outer iteration (memory does not grow with iterations): {r['memory']} "
                   f"{r['peak_mb']:.0f} MB (the process held {r['rss_before_mb']:.0f} MB before the run: models, "
                   f"data, earlier tables); {r['seconds']:.0f} s; every output finite: {r['finite']}.", ""]
+    if report.get("detector"):
+        parts += ["### Real detections: BlazePose on Workbench renders of validation-subject motion",
+                  "(`python -m backend calibrate-detector render --split val ...`, docs/detector_calibration.md; "
+                  "empty when not rendered)", "",
+                  _table(report["detector"], [("method", "method"), ("excerpts", "excerpts"), ("frames", "frames"),
+                                              ("pa_mpjpe24", "PA-MPJPE-24"), ("mpjpe24", "MPJPE-24")]), ""]
     if report.get("animator"):
         parts += [bench_video.markdown(report["animator"], cfg["video_length"], cfg["level"]), ""]
     if report["video_breakdown"]:

@@ -521,7 +521,7 @@ def truth_joints(bm, chunk: dict) -> np.ndarray:
 
 def excerpt_obs(chunk: dict, i: int, mode: str) -> dict:
     """Excerpt i's BlazePose COCO-17 detections as a validated OBS (principal point at the centre, 24 fps)."""
-    from backend.io.observations import validate_observations
+    from backend.contract.observations import validate_observations
 
     size = chunk["image_size"][i].astype(np.float64)
     return validate_observations(dict(keypoints=chunk["detected"][i, :, :17].astype(np.float64), image_size=size,
