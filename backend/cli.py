@@ -55,9 +55,11 @@ def _refine_inputs(args):
         if shot_only:
             raise InputError(f"{', '.join(shot_only)} go with --keypoints; OBS.npz already holds what they set")
         return load_observations(args.observations, args.mode, fov_deg=args.fov, **overrides), None
+    if not args.keypoints and args.footage:
+        args.keypoints = str(_detect_keypoints(args))
     if not args.keypoints:
-        raise InputError("nothing to refine: give --observations OBS.npz, or --keypoints KEYPOINTS "
-                         "(with --footage VIDEO for its size and rate)")
+        raise InputError("nothing to refine: give --observations OBS.npz, --footage VIDEO (keypoints are then "
+                         "detected), or --keypoints KEYPOINTS (with --footage VIDEO for its size and rate)")
     if args.mode == "multiview":
         raise InputError("--mode multiview takes --observations OBS.npz with every view's keypoints "
                          "((V,F,17,3), see README); --keypoints/--footage are one camera")
@@ -69,6 +71,27 @@ def _refine_inputs(args):
     for note in shot.notes:
         _say(f"note: {note}")
     return shot.obs, shot
+
+
+def _detect_keypoints(args) -> Path:
+    """--footage without --keypoints: BlazePose (backend.detect) over the whole footage, written beside
+    --out as OUT.keypoints.npz (reusable with --keypoints; kept unless --force), --frames applied after."""
+    from backend.detect import cli as detect_cli
+    from backend.detect import footage as detect
+
+    path = Path(args.out).with_suffix(".keypoints.npz")
+    _claim_output(str(path), args.force, "the detections file")
+    _say(f"no --keypoints: detecting the person in {Path(args.footage).name} (BlazePose)")
+    progress, bar = detect_cli.progress_reporter(args)
+    try:
+        data, report = detect.detect_footage(args.footage, track=args.track, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    detect.write_keypoint_file(path, data, force=args.force)
+    _say(f"{report.summary()}; wrote {path}")
+    args.track = None  # the detections hold one person already
+    return path
 
 
 def _initial_estimate(args, obs: dict, shot):

@@ -27,7 +27,7 @@ def add_parser(subparsers):
     return p
 
 
-def _progress(args):
+def progress_reporter(args):
     """(progress callback, bar or None): a tqdm bar on stderr, or PROGRESS lines on stdout."""
     if args.progress_lines:
         return (lambda done, total: print(f"PROGRESS {done}/{total}", flush=True)), None
@@ -75,7 +75,7 @@ def run(args) -> int:
         print(f"  {info.summary()}", flush=True)
         preview = DetectionPreview(args.preview, info.fps, (info.width, info.height), args.force) \
             if args.preview else None
-        progress, bar = _progress(args)
+        progress, bar = progress_reporter(args)
         with preview if preview is not None else contextlib.nullcontext():
             data, report = detect_footage(info, frames, args.track, progress=progress, on_frame=preview)
         if bar is not None:
