@@ -200,15 +200,20 @@ def cmd_package(args):
 
 
 def _frames_option(text):
-    if text == "overlap":
-        return text
+    """--frames: the contract's parser ('START:STOP' footage frames -> FrameRange, or 'overlap'); an
+    empty or negative range is refused here, before Blender loads anything."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from backend.contract.errors import InputError
+    from backend.contract.frames import parse_frames
+
     try:
-        start, stop = (int(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP (e.g. 0:96) or 'overlap'") from None
-    if not 0 <= start < stop:
+        frames = parse_frames(text)
+    except InputError as ex:
+        raise argparse.ArgumentTypeError(str(ex)) from None
+    if frames != "overlap" and not 0 <= frames.start < frames.stop:
         raise argparse.ArgumentTypeError(f"{text!r} is empty or negative; give START:STOP with 0 <= START < STOP")
-    return start, stop
+    return frames
 
 
 def _positive(text):
