@@ -241,7 +241,7 @@ def _refine_plan(context, options, shot):
     side = contract("shot").keypoint_side_fields(shot.keypoints)
     focal, focal_from = _focal_length(options, side, footage.size, shot.keypoints.name)
     request = Request(
-        views=[View(str(shot.keypoints), footage.size, focal, None, footage.frame_count, shot.footage.name)],
+        views=[View(str(shot.keypoints), footage.size, focal, None, footage.frame_count, footage.name)],
         fps=footage.fps, mode=options.mode, init=str(shot.init or ""), frames=options.frames,
         smpl_path=str(options.smpl or ""), smoothing=1.0 if options.smoothing is None else options.smoothing,
         keypoint_trust=1.0 if options.keypoint_trust is None else options.keypoint_trust,

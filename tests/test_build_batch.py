@@ -219,7 +219,7 @@ def test_failing_shots_are_summarised_and_exit_1(shots, tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "summary: 0 of 2 shots refined; failed: one, two" in proc.stdout
     assert "[1/2] one: FAILED: " in proc.stderr
-    assert ("long.npz: one.avi has 8 frames (0:8) but the keypoints cover 16 (footage frames 0:16)" in proc.stderr
+    assert ("long.npz: one has 8 frames (0:8) but the keypoints cover 16 (footage frames 0:16)" in proc.stderr
             and "--frames 0:8 or --frames overlap" in proc.stderr)
     assert "[2/2] two: FAILED: " in proc.stderr and "bad.json: has no field 'keypoints'" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -320,7 +320,7 @@ def test_keypoints_recorded_at_another_rate_than_the_footage_are_refused(shots, 
     np.savez(keypoints, keypoints=shots[0]["kp"], fps=24.0)
     proc = run_build("--footage", video, "--keypoints", keypoints, "--out", tmp_path / "fast.blend")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert ("fast.npz: the keypoint file says 24 fps but fast.avi plays at 30 fps" in proc.stderr
+    assert ("fast.npz: the keypoint file says 24 fps but fast plays at 30 fps" in proc.stderr
             and "re-run the detector on this footage" in proc.stderr)
     assert not engine_started(proc) and not (tmp_path / "fast.blend").exists()
 
