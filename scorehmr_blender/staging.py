@@ -104,13 +104,14 @@ def whole_frame_keys(frames, quaternions, locations):
     upper = np.clip(np.searchsorted(frames, whole, side="right"), 1, len(frames) - 1)
     lower = upper - 1
     t = np.clip((whole - frames[lower]) / (frames[upper] - frames[lower]), 0.0, 1.0)
-    q = slerp(quaternions[lower], quaternions[upper], t[:, None])
+    quaternions = np.asarray(quaternions, np.float64)
+    q = slerp(quaternions[lower], quaternions[upper], t.reshape((-1,) + (1,) * (quaternions.ndim - 1)))
     loc = locations[lower] + t[:, None] * (locations[upper] - locations[lower])
     return whole, q, loc
 
 
 def slerp(q0, q1, t):
-    """Spherical interpolation of unit quaternions (..., 4) at t (..., 1), the short way."""
+    """Spherical interpolation of unit quaternions (..., 4) at t (broadcasting to (..., 1)), the short way."""
     q0, q1 = np.asarray(q0, np.float64), np.asarray(q1, np.float64)
     dot = (q0 * q1).sum(-1, keepdims=True)
     q1 = np.where(dot < 0, -q1, q1)
