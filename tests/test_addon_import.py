@@ -512,6 +512,10 @@ def test_operator_imports_and_is_undoable(shot):
 
 
 def test_undo_after_an_import_restores_the_scene(shot):
+    """Blender's own undo, headless: ed.undo() runs in background bpy once the undo stack has a
+    step to go back to (its poll fails only on an empty stack, e.g. right after loading a file),
+    so the user's work is pushed first.  An operator without 'UNDO' in bl_options pushes no step
+    and ed.undo() then fails here; the redo brings the whole import back."""
     bpy.data.objects.new("UserThing", None)
     bpy.context.scene.collection.objects.link(bpy.data.objects["UserThing"])
     bpy.ops.ed.undo_push(message="the user's work")
@@ -519,9 +523,14 @@ def test_undo_after_an_import_restores_the_scene(shot):
     # 'EXEC_DEFAULT', True: run and push an undo step, as a click in the UI does
     assert bpy.ops.refinemotion.import_result('EXEC_DEFAULT', True, filepath=str(shot[0]), shot_name="Op") \
         == {'FINISHED'}
-    assert "Op" in bpy.data.objects and "Op" in bpy.data.actions
-    bpy.ops.ed.undo()
+    after = {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in DATA_KINDS}
+    assert {"Op", "Op_body", "Op_camera", *MADE_FOR_THE_SCENE} <= set(after["objects"]) - set(before["objects"])
+    assert bpy.ops.ed.undo() == {'FINISHED'}
     assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in DATA_KINDS} == before
+    assert bpy.context.scene.world is None
+    assert bpy.ops.ed.redo() == {'FINISHED'}
+    assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in DATA_KINDS} == after
+    assert bpy.data.objects["Op"].animation_data.action.name == "Op"
 
 
 @pytest.mark.parametrize("override, message", [
