@@ -150,6 +150,10 @@ def test_bvh_z_up_on_request_and_a_turned_scaled_rig(smpl, tmp_path):
     with pytest.raises(ValueError, match="up_axis"):
         export.export_bvh(smpl, tmp_path / "x.bvh", up_axis='X')
 
+    bpy.context.view_layer.objects.active = smpl  # the Export BVH operator passes its Up Axis on
+    assert bpy.ops.refinemotion.export_bvh(filepath=str(tmp_path / "op.bvh"), up_axis='Z') == {'FINISHED'}
+    assert (tmp_path / "op.bvh").read_text() == path.read_text()
+
 
 def test_fbx_round_trip_keeps_every_frame_and_pose(tmp_path):
     """Unsimplified: every bone head of every frame of a 96-frame motion comes back (the FBX

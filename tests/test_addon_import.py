@@ -509,6 +509,14 @@ def test_operator_imports_and_is_undoable(shot):
     # Without an explicit start frame, the scene's start is used.
     fc = fcurves_of(bpy.data.actions["Op"])['pose.bones["pelvis"].location', 0]
     assert fc.keyframe_points[0].co.x == bpy.context.scene.frame_start
+    assert bpy.data.objects["Op_camera"].location.length > 1  # placed on the floor with the body
+
+    blender_scene.fresh_scene(SCENE_FPS, 10)
+    assert bpy.ops.refinemotion.import_result(filepath=str(shot[0]), shot_name="Op", placement='CAMERA',
+                                              timing='EXACT', prepare_scene=False) == {'FINISHED'}
+    assert bpy.data.objects["Op_camera"].location.length == 0 and bpy.context.scene.world is None
+    times = keys(fcurves_of(bpy.data.actions["Op"])['pose.bones["pelvis"].location', 0])[0]
+    assert times[1] - times[0] == pytest.approx(SCENE_FPS / FOOTAGE_FPS)
 
 
 def test_undo_after_an_import_restores_the_scene(shot):
