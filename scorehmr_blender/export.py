@@ -74,17 +74,21 @@ def export_bvh(armature_obj, path, *, overwrite=False, frame_start=None, frame_e
 
 def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_only):
     """The BVH file's text for frames first..last of ``obj`` (see the module docstring)."""
-    bones = [b for b in obj.data.bones if b.parent is None]
-    if len(bones) != 1:
-        raise ValueError(f"'{obj.name}' has {len(bones)} root bones; BVH needs exactly one")
-    bones = _depth_first(bones[0])
+    roots = [b for b in obj.data.bones if b.parent is None]
+    bones = [bone for root in roots for bone in _depth_first(root)]
     order = {b.name: _euler_order(obj.pose.bones[b.name], rotate_mode) for b in bones}
     moves = {b.name: b.parent is None or not (b.use_connect or root_transform_only) for b in bones}
 
     world = obj.matrix_world.copy()
     rest_heads = {b.name: world @ b.head_local for b in bones}
     lines = ["HIERARCHY"]
-    _bvh_joint(lines, bones[0], rest_heads, world, axes, scale, order, moves, 0)
+    if len(roots) == 1:
+        _bvh_joint(lines, roots[0], rest_heads, world, axes, scale, order, moves, 0)
+    else:  # BVH has one root: a still one at the origin holds the armature's root bones (as Blender's exporter)
+        lines += [f"ROOT {_unused_name(rest_heads)}", "{", "\tOFFSET 0.000000 0.000000 0.000000", "\tCHANNELS 0"]
+        for root in roots:
+            _bvh_joint(lines, root, rest_heads, world, axes, scale, order, moves, 1)
+        lines.append("}")
     lines += ["MOTION", f"Frames: {last - first + 1}", f"Frame Time: {1.0 / fps:.6f}"]
 
     rest = {b.name: _rotation(world @ b.matrix_local) for b in bones}
@@ -116,7 +120,7 @@ def _bvh_joint(lines, bone, rest_heads, world, axes, scale, order, moves, depth)
     indent = "\t" * depth
     head = rest_heads[bone.name]
     offset = head if bone.parent is None else head - rest_heads[bone.parent.name]
-    lines.append(f"{indent}{'JOINT' if bone.parent else 'ROOT'} {bone.name}")
+    lines.append(f"{indent}{'JOINT' if depth else 'ROOT'} {bone.name}")
     lines.append(f"{indent}{{")
     lines.append(f"{indent}\tOFFSET {_vector(axes @ offset * scale)}")
     rotations = " ".join(f"{axis}rotation" for axis in order[bone.name])
@@ -129,6 +133,10 @@ def _bvh_joint(lines, bone, rest_heads, world, axes, scale, order, moves, depth)
         lines += [f"{indent}\tEnd Site", f"{indent}\t{{", f"{indent}\t\tOFFSET {_vector(axes @ tail * scale)}",
                   f"{indent}\t}}"]
     lines.append(f"{indent}}}")
+
+
+def _unused_name(names):
+    return next(name for name in (f"__{i}" for i in range(len(names) + 1)) if name not in names)
 
 
 def _depth_first(bone):

@@ -155,6 +155,19 @@ def test_bvh_z_up_on_request_and_a_turned_scaled_rig(smpl, tmp_path):
     assert (tmp_path / "op.bvh").read_text() == path.read_text()
 
 
+def test_bvh_of_a_rig_with_several_root_bones(smpl, tmp_path):
+    """BVH has one root: a still one at the origin holds them (as Blender's own exporter does)."""
+    bpy.context.view_layer.objects.active = smpl
+    bpy.ops.object.mode_set(mode='EDIT')
+    prop = smpl.data.edit_bones.new("prop")
+    prop.head, prop.tail = (0.5, 0.0, 0.0), (0.5, 0.0, 0.3)
+    bpy.ops.object.mode_set(mode='OBJECT')
+    text = export.export_bvh(smpl, tmp_path / "two_roots.bvh").read_text()
+    assert text.startswith("HIERARCHY\nROOT __0\n{\n\tOFFSET 0.000000 0.000000 0.000000\n\tCHANNELS 0\n")
+    copy = import_bvh(tmp_path / "two_roots.bvh")
+    assert worst_head_distance(smpl, copy, all_frames(), [*convert.JOINT_NAMES, "prop"]) < 1e-4
+
+
 def test_fbx_round_trip_keeps_every_frame_and_pose(tmp_path):
     """Unsimplified: every bone head of every frame of a 96-frame motion comes back (the FBX
     exporter's default simplify factor 1 loses 4.9 mm here, 2.0 mm on the example shot).
