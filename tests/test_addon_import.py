@@ -16,7 +16,7 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Matrix, Vector
 
-from scorehmr_blender import convert, importer, keyframes, operators, scene_setup
+from scorehmr_blender import convert, importer, keyframes, operators, scene_setup, staging
 from tests import blender_scene, result_fixture
 from tests.blender_scene import fcurves_of, keys
 
@@ -57,19 +57,6 @@ def to_world(imported, points):
 
 def data_counts():
     return {kind: len(getattr(bpy.data, kind)) for kind in DATA_KINDS}
-
-
-def smpl_forward_kinematics(arrays):
-    """World rotations G (F,24,3,3) and posed joints P (F,24,3), camera frame."""
-    R = convert.local_rotations(arrays["global_orient"], arrays["body_pose"])
-    rest, G, P = arrays["rest_joints"], np.empty_like(R), np.empty(R.shape[:2] + (3,))
-    for j, p in enumerate(convert.PARENTS):
-        if p < 0:
-            G[:, j], P[:, j] = R[:, j], rest[j] + arrays["transl"]
-        else:
-            G[:, j] = G[:, p] @ R[:, j]
-            P[:, j] = P[:, p] + G[:, p] @ (rest[j] - rest[p])
-    return G, P
 
 
 def go_to(frame):
@@ -181,7 +168,8 @@ def test_skinned_body_follows_linear_blend_skinning(shot):
     skinning (no pose correctives) of the rest vertices, in the world."""
     path, arrays = shot
     imported = import_shot(path, timing='EXACT')
-    G, P = smpl_forward_kinematics(arrays)
+    G, P = staging.forward_kinematics(arrays["global_orient"], arrays["body_pose"], arrays["transl"],
+                                      arrays["rest_joints"])
     rest_v, rest_j, weights = arrays["rest_vertices"], arrays["rest_joints"], arrays["skin_weights"]
     for i in (0, 13):
         per_joint = np.einsum("jab,vjb->vja", G[i], rest_v[:, None] - rest_j[None]) + P[i][None]
