@@ -47,14 +47,17 @@ def action_frame_range(armature_obj):
 
 
 def export_bvh(armature_obj, path, *, overwrite=False, frame_start=None, frame_end=None, global_scale=1.0,
-               rotate_mode='NATIVE', root_transform_only=False, up_axis='Y'):
+               rotate_mode='NATIVE', root_transform_only=True, up_axis='Y'):
     """Write ``armature_obj``'s animation to the BVH file ``path``; returns the Path.
 
     Frames default to the action's range.  up_axis 'Y' (default; what Blender's
     BVH importer and other programs expect) or 'Z'.  rotate_mode: the Euler order
     of the rotation channels ('XYZ' ...; 'NATIVE': the bone's own Euler order, XYZ
-    for quaternion bones).  Bones not connected to their parent get position
-    channels too, unless root_transform_only.  Raises FileExistsError for an
+    for quaternion bones).  Only the root has position channels, its rest OFFSET
+    zero and its positions absolute (as in CMU's files: programs that add the
+    offset and programs that replace it read the same); root_transform_only=False
+    gives bones not connected to their parent position channels too (their offset
+    replaced, as Blender's importer reads it).  Raises FileExistsError for an
     existing file unless ``overwrite``, ValueError without an armature or action
     or for an unknown up_axis."""
     if up_axis not in AXES:
@@ -119,7 +122,7 @@ def _bvh_joint(lines, bone, rest_heads, world, axes, scale, order, moves, depth)
     """Append the HIERARCHY block of ``bone`` and its children (rest offsets in file axes)."""
     indent = "\t" * depth
     head = rest_heads[bone.name]
-    offset = head if bone.parent is None else head - rest_heads[bone.parent.name]
+    offset = head * 0.0 if bone.parent is None else head - rest_heads[bone.parent.name]
     lines.append(f"{indent}{'JOINT' if depth else 'ROOT'} {bone.name}")
     lines.append(f"{indent}{{")
     lines.append(f"{indent}\tOFFSET {_vector(axes @ offset * scale)}")

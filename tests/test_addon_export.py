@@ -120,7 +120,8 @@ def test_bvh_opens_upright_where_the_character_stands(smpl, tmp_path):
     path = export.export_bvh(smpl, tmp_path / "shot.bvh")
     text = path.read_text()
     assert f"Frames: {NUM_FRAMES}\n" in text and f"Frame Time: {1 / FPS:.6f}" in text
-    assert text.count("JOINT ") == 23 and "ROOT pelvis" in text
+    assert text.count("JOINT ") == 23 and "ROOT pelvis\n{\n\tOFFSET 0.000000 0.000000 0.000000\n" in text
+    assert text.count("CHANNELS 6 ") == 1  # positions on the root only, absolute (as in CMU's files)
 
     copy = import_bvh(path)
     assert frame_count(copy.animation_data.action) == (NUM_FRAMES, START)
@@ -137,9 +138,13 @@ def test_bvh_opens_upright_where_the_character_stands(smpl, tmp_path):
 
 
 def test_bvh_z_up_on_request_and_a_turned_scaled_rig(smpl, tmp_path):
-    """up_axis='Z' reads back with a Z-up import; a Mixamo-like rig (object turned and scaled
-    like an FBX import) is written in the world, its object transform included."""
-    path = export.export_bvh(smpl, tmp_path / "z.bvh", up_axis='Z')
+    """up_axis='Z' reads back with a Z-up import (here with position channels on every bone not
+    connected to its parent too); a Mixamo-like rig (object turned and scaled like an FBX
+    import) is written in the world, its object transform included."""
+    path = export.export_bvh(smpl, tmp_path / "z.bvh", up_axis='Z', root_transform_only=False)
+    loose = [b.name for b in smpl.data.bones if not b.use_connect]
+    assert sorted(loose) == ["left_collar", "left_hip", "pelvis", "right_collar", "right_hip"]
+    assert path.read_text().count("CHANNELS 6 ") == len(loose)
     assert worst_head_distance(smpl, import_bvh(path, axis_forward='Y', axis_up='Z'), all_frames()) < 1e-4
 
     rig = build_rig("MixamoLike", mixamo_like_bones(), MIXAMO_OBJECT)
@@ -152,7 +157,7 @@ def test_bvh_z_up_on_request_and_a_turned_scaled_rig(smpl, tmp_path):
 
     bpy.context.view_layer.objects.active = smpl  # the Export BVH operator passes its Up Axis on
     assert bpy.ops.refinemotion.export_bvh(filepath=str(tmp_path / "op.bvh"), up_axis='Z') == {'FINISHED'}
-    assert (tmp_path / "op.bvh").read_text() == path.read_text()
+    assert (tmp_path / "op.bvh").read_text() == export.export_bvh(smpl, tmp_path / "z2.bvh", up_axis='Z').read_text()
 
 
 def test_bvh_of_a_rig_with_several_root_bones(smpl, tmp_path):
