@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 
-from . import export, refine, result, retarget
+from . import export, refine, result, retarget, staging
 # Everything the batch takes from the engine runner, in one place.
 from .runner.engine import RefineError, contract
 from .runner.job import Job, Request, View, prepare_inputs
@@ -340,17 +340,11 @@ def check_character(options):
 
 # -- running -----------------------------------------------------------------------------------------------
 
-def _scene_rate(fps):
-    """(fps, fps_base) for a frame rate: 30000/1001 -> (30, 1.001)."""
-    whole = max(1, round(fps))
-    return whole, (1.0 if abs(whole - fps) < 1e-6 else whole / fps)
-
-
 def fresh_scene(footage):
     """An empty scene at the footage's rate, size and frames (scene frame 1 = footage frame 0)."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = _scene_rate(footage.fps)
+    scene.render.fps, scene.render.fps_base = staging.scene_rate(footage.fps)
     if min(footage.size) > 0:
         scene.render.resolution_x, scene.render.resolution_y = footage.size
     scene.frame_start, scene.frame_end = 1, footage.frame_count

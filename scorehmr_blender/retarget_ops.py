@@ -261,7 +261,15 @@ class REFINEMOTION_OT_export_bvh(bpy.types.Operator, _ExportArmature):
     filter_glob: StringProperty(default="*.bvh", options={'HIDDEN'})
 
     def write(self, export, obj):
-        return export.export_bvh(obj, self.filepath, overwrite=self.overwrite)
+        return export.export_bvh(obj, self.filepath, overwrite=self.overwrite, up_axis=self.up_axis)
+
+    up_axis: EnumProperty(
+        name="Up Axis",
+        description="The file's up axis (the armature is written where it stands in the world)",
+        items=(('Y', "Y Up", "What Blender's BVH import and most programs expect"),
+               ('Z', "Z Up", "Blender's own axes (import it with Up Z, Forward Y)")),
+        default='Y',
+    )
 
 
 class REFINEMOTION_OT_export_fbx(bpy.types.Operator, _ExportArmature):

@@ -124,12 +124,6 @@ def test_force_allows_existing_outputs(tmp_path):
     assert shot.blend == tmp_path / "a.blend"
 
 
-def test_scene_rate_keeps_ntsc_exact():
-    assert batch._scene_rate(24.0) == (24, 1.0)
-    fps, base = batch._scene_rate(30000 / 1001)
-    assert fps == 30 and fps / base == pytest.approx(30000 / 1001, rel=1e-12)
-
-
 @pytest.mark.parametrize("given, side, expected, source", [
     (dict(focal_length=800.0), {"focal_length": np.array(700.0)}, 800.0, "--focal-length"),
     (dict(fov=90.0), {"focal_length": np.array(700.0)}, 320.0, "--fov 90"),  # 640 px wide: tan(45 deg) = 1
