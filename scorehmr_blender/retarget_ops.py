@@ -54,6 +54,10 @@ class RetargetSettings(bpy.types.PropertyGroup):
                          description="How Build Mapping pairs the bones")
     pairs: CollectionProperty(type=RetargetPair)
     active_pair: IntProperty(name="Active Pair")
+    in_place: BoolProperty(
+        name="In Place", default=False,
+        description="Keep the character over its rest position (only its height follows the motion) "
+                    "instead of travelling like the SMPL rig (root motion)")
     action_name: StringProperty(
         name="Action Name",
         description="Name of the new action (default: the SMPL action's name + '_retarget'); "
@@ -211,7 +215,8 @@ class REFINEMOTION_OT_retarget(bpy.types.Operator):
                 mapping, _ = retarget.build_mapping(target, None if settings.preset == 'AUTO'
                                                     else settings.preset.lower())
                 fill_pairs(settings, mapping)
-            action = retarget.retarget(source, target, mapping=mapping, name=settings.action_name.strip() or None)
+            action = retarget.retarget(source, target, mapping=mapping, name=settings.action_name.strip() or None,
+                                       in_place=settings.in_place)
         except ValueError as ex:  # MappingError included
             self.report({'ERROR'}, f"Retarget: {ex}")
             return {'CANCELLED'}
