@@ -335,7 +335,8 @@ def skeleton_mapping(bones):
         return {}
     low = {n: min(p[2] for p in sk.points(n)) for n in sk.parent}
     legs_of = {n: [c for c in sk.children[n] if low[c] < sk.floor + LOW * sk.height] for n in sk.parent}
-    hips = [n for n in sk.parent if len(legs_of[n]) >= 2]
+    top = sk.floor + (1.0 - LOW) * sk.height  # the hips carry the head too (a foot has two low children)
+    hips = [n for n in sk.parent if len(legs_of[n]) >= 2 and max(p[2] for p in sk.points(n)) > top]
     if not hips:
         return {}
     pelvis = max(hips, key=lambda n: (_depth(n, sk.parent), n))
