@@ -277,7 +277,7 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
     Q, posed = pose_rotations(rest4[:, :3, :3], plan["parents"], _scatter(plan, wanted), plan["mapped"])
     Q = Q[:, plan["target_rows"]]
 
-    heads_armature, locations = None, None
+    heads_armature, locations, feet_low = None, None, None
     if plan["root"] is not None:
         src_root, tgt_root = plan["root"]
         floor = src_heads[:, len(plan["sources"]):, 2].min() if feet else plan["src_foot_rest"]
@@ -288,7 +288,7 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
         locations = root_locations(rest4, plan["parents"], posed, plan["order"].index(tgt_root), heads_armature)
         if feet and plan["tgt_feet"]:  # the lowest foot joint's height over the floor, scaled
             src_low = src_heads[:, len(plan["sources"]):, 2].min(axis=1)
-            heads_armature = (heads_armature, plan["tgt_floor"] + plan["ratio"] * (src_low - src_low.min()))
+            feet_low = plan["tgt_floor"] + plan["ratio"] * (src_low - src_low.min())
 
     switches = [(bone, prop, value) for bone, prop, value in retarget_presets.fk_switches(mapping)
                 if bone in target.pose.bones and prop in target.pose.bones[bone]]
@@ -302,7 +302,7 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
     if previous is not None and not previous.use_fake_user:
         previous.use_fake_user = True  # unassigned, it would be lost on save
     keyframes.assign(target, new)
-    _follow_evaluation(target, frames, plan, wanted, heads_armature, Q, locations, curves)
+    _follow_evaluation(target, frames, plan, wanted, heads_armature, feet_low, Q, locations, curves)
     return new
 
 
@@ -328,53 +328,58 @@ def _switch_channels(target, switches, frames):
             for bone, prop, value in switches]
 
 
-def _follow_evaluation(target, frames, plan, wanted, heads, Q, locations, curves):
+def _follow_evaluation(target, frames, plan, wanted, heads, feet_low, Q, locations, curves):
     """Re-key until the evaluated rig matches: each mapped bone's rotation is solved
     from its parent's evaluated matrix, so bones a parent follows through constraints
     (a Rigify control under its MCH bones) still reach the wanted rotation.  A rig
     without such constraints is already right (one check pass); each further pass
     settles one more level of the chain.
 
-    heads: the root head's wanted positions (F, 3), armature space, or (those, wanted
-    world height (F,) of the lowest mapped foot joint): the root is then moved up or
-    down until the evaluated feet are there."""
-    feet_low = None
-    if isinstance(heads, tuple):
-        heads, feet_low = heads
-        names_now = target.pose.bones.keys()
-        foot_rows = [names_now.index(t) for t in plan["tgt_feet"]]
-        world = np.array(target.matrix_world)
-        up = np.linalg.inv(world)[:3, :3] @ np.array([0.0, 0.0, 1.0])  # world +Z in armature space
-    bones = target.data.bones
-    names = target.pose.bones.keys()
-    parent_rows = [names.index(bones[t].parent.name) if bones[t].parent else -1 for t in plan["targets"]]
-    rest = np.array([np.array(bones[t].matrix_local) for t in plan["targets"]])
-    parent_rest = np.array([np.array(bones[t].parent.matrix_local) if bones[t].parent else np.eye(4)
-                            for t in plan["targets"]])
-    root = plan["targets"].index(plan["root"][1]) if locations is not None else None
+    wanted (F, N, 3, 3) armature-space rotations of plan["targets"]; heads (F, 3) the
+    pelvis bone's wanted heads, armature space, or None (no root motion); feet_low
+    (F,) the wanted world height of the lowest mapped foot joint, or None: the pelvis
+    bone moves up or down until the evaluated feet are there."""
+    bones, names = target.data.bones, target.pose.bones.keys()
+    world = np.array(target.matrix_world)
+    up = np.linalg.inv(world)[:3, :3] @ np.array([0.0, 0.0, 1.0])  # world +Z in armature space
+    foot_rows = [names.index(t) for t in plan["tgt_feet"]]
     scale = max(b.length for b in bones)
     for _ in range(MAX_PASSES):
         evaluated = evaluated_matrices(target, frames)[0]
-        parents = np.where(np.array(parent_rows)[None, :, None, None] >= 0,
-                           evaluated[:, parent_rows], np.eye(4))  # (F, N, 4, 4) armature space
         # Blender: M_b = M_p P^-1 B Q_b, so Q_b = B^T P M_p^T M_b (rotations).
-        frame_of_bone = parents @ np.linalg.inv(parent_rest) @ rest  # X: where the bone sits before its own pose
-        new_Q = np.swapaxes(world_rotation(frame_of_bone), -1, -2) @ wanted
+        new_Q = np.swapaxes(world_rotation(_unposed(evaluated, bones, names, plan["targets"])), -1, -2) @ wanted
         change = np.abs(new_Q - Q).max()
         new_locations = locations
-        if feet_low is not None:
-            low = (evaluated[:, foot_rows][..., :3, 3] @ world[2, :3] + world[2, 3]).min(axis=1)  # world Z
-            heads = heads + (feet_low - low)[:, None] * up
-        if root is not None:
-            X = frame_of_bone[:, root]
-            new_locations = np.einsum("fij,fj->fi", np.linalg.inv(X)[:, :3, :3], heads - X[:, :3, 3])
+        if heads is not None:
+            if feet_low is not None:
+                low = (evaluated[:, foot_rows][..., :3, 3] @ world[2, :3] + world[2, 3]).min(axis=1)  # world Z
+                heads = heads + (feet_low - low)[:, None] * up
+            root = plan["root"][1]
+            X = _unposed(evaluated, bones, names, [root])[:, 0]  # its head is X (location)
+            miss = heads - evaluated[:, names.index(root), :3, 3]
+            new_locations = locations + np.einsum("fij,fj->fi", np.linalg.inv(X[:, :3, :3]), miss)
             change = max(change, np.abs(new_locations - locations).max() / scale)
         if change < CONVERGED:
             return
         Q, locations = new_Q, new_locations
-        for bone, path, values in _channels(target, plan, Q, locations):
+        for _bone, path, values in _channels(target, plan, Q, locations):
             for axis in range(values.shape[1]):
                 _set_keys(curves[path, axis], frames, values[:, axis])
+
+
+def _unposed(evaluated, bones, names, which):
+    """Where bones ``which`` sit before their own pose, X = M_p P^-1 B (F, K, 4, 4),
+    from the evaluated pose matrices (F, B, 4, 4) of all bones (``names`` order)."""
+    out = np.empty((len(evaluated), len(which), 4, 4))
+    for k, name in enumerate(which):
+        bone = bones[name]
+        rest = np.array(bone.matrix_local)
+        if bone.parent is None:
+            out[:, k] = rest
+        else:
+            out[:, k] = evaluated[:, names.index(bone.parent.name)] @ np.linalg.inv(
+                np.array(bone.parent.matrix_local)) @ rest
+    return out
 
 
 def _set_keys(fcurve, frames, values):
