@@ -1,7 +1,7 @@
 """Retargeting the SMPL armature onto character rigs, in real bpy (5.x and 4.2).
 
 The SMPL rig comes from a fixture result (tests/result_fixture.py) through the
-importer.  The character rigs are built here: a Rigify-like deform rig (metres,
+importer.  The character rigs come from tests/retarget_rigs.py: a Rigify-like deform rig (metres,
 Z up, twist segments, two neck bones, extra unmapped bones) and a Mixamo-like rig
 (centimetres, Y up data under a 90 deg X rotation and 0.01 scale, like an FBX
 import), both in an A-pose (arms ~45 deg down) with their own proportions and

@@ -5,9 +5,8 @@ human metarig and a Mixamo-style rig follow the example shot's SMPL rig (its gro
 motion, 96 frames, through the importer): the deforming bones point like SMPL's and the
 feet stay on the character's floor.  Automatic mapping is checked on those and on UE5-,
 Japanese- and Bone.001-named rigs (tests/retarget_rigs.py builds them)."""
-import math
+import time
 
-import bpy
 import numpy as np
 import pytest
 
@@ -45,16 +44,11 @@ def shot(addon, tmp_path_factory):
     seconds = {}
     for name, (rig, _) in rigs.items():
         start = scene.frame_current
-        clock = _clock()
+        clock = time.perf_counter()
         retarget.retarget(smpl, rig)
-        seconds[name] = _clock() - clock
+        seconds[name] = time.perf_counter() - clock
         assert scene.frame_current == start
     return rigs, smpl, seconds
-
-
-def _clock():
-    import time
-    return time.perf_counter()
 
 
 def world_pose(rig):
@@ -94,7 +88,7 @@ def measure(smpl, rig, deform):
         rest = retarget.world_rotation(np.array(rig_.matrix_world) @ np.array(rig_.data.bones[bone].matrix_local))
         return retarget.world_rotation(M[:, rows[bone]]) @ rest.T @ np.array([0.0, 0.0, 1.0])
     out["head"] = angles_deg(skull_up(S, si, smpl, "head"), skull_up(T, ti, rig, deform["head"]) @ facing.T).max()
-    for a, b in CHAINS:
+    for a, b in CHAINS + (("pelvis", "neck"),):
         want = S[:, si[b], :3, 3] - S[:, si[a], :3, 3]
         got = T[:, ti[deform[b]], :3, 3] - T[:, ti[deform[a]], :3, 3]
         out[f"{a}>{b}"] = angles_deg(want, got @ facing.T).max()
@@ -113,7 +107,9 @@ def test_characters_follow_the_example_shot(shot, name):
           + ", ".join(f"{k} {v:.2f}" for k, v in worst.items())
           + f"; feet over floor: min {feet.min() * 1000:.1f} mm, max at SMPL contact "
           f"{feet[smpl_feet < 0.01].max() * 1000:.1f} mm")
+    spine = worst.pop("pelvis>neck")  # the whole back: rigs spread a bend over their own spine bones
     assert max(worst.values()) < MAX_DEG, worst
+    assert spine < 1.5 * MAX_DEG
     assert abs(feet.min()) < 0.005  # the lowest foot joint reaches the floor, never below
     assert feet[smpl_feet < 0.01].max() < 0.02  # and is on it whenever SMPL's is
     # The deforming bones really move (a Rigify DEF bone keyed under its constraints did not).
