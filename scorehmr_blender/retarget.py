@@ -16,10 +16,16 @@ mapped ancestor's A).  ``Y^T`` turns the result back to the target's facing.
 So in the clip every mapped chain bone points where its SMPL bone points.
 
 The world rotations become pose rotations through the target's hierarchy, parents
-first (unmapped bones stay at rest, so they follow their parents).  The bone
-mapped to SMPL's pelvis also moves: its head follows the pelvis's displacement
-from rest, scaled by the legs' length ratio (target hip-knee-ankle length over
-SMPL's) and turned by Y^T.
+first (unmapped bones stay at rest, so they follow their parents); then the rig is
+evaluated and every mapped bone re-solved from its parent's evaluated matrix until
+nothing changes, so controls that hang under constraint-driven bones (a generated
+Rigify rig) reach their rotations too.  The bone mapped to SMPL's pelvis also
+moves, with the legs' length ratio (target hip-knee-ankle length over SMPL's) as
+scale: across, it travels like the pelvis since the first frame, turned by Y^T (or
+stays in place); up and down, it puts the target's lowest mapped foot joint on the
+target's floor (its rest height) wherever SMPL's lowest foot joint is on SMPL's
+floor (its lowest over the clip), the height in between scaled.  Nothing depends
+on where the SMPL rig is placed.
 
 Maths: numpy functions at the top (rotations (..., 3, 3), positions (..., 3));
 Blender glue below.  Keys go in with keyframes' bulk helpers (4.2 legacy and

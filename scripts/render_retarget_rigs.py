@@ -65,8 +65,8 @@ def main():
     rigs[2][0].location = (3.3, 0.0, 0.0)
     for rig, prefix, color in rigs:
         retarget.retarget(smpl, rig)
-        face = set(b.name for b in rig.data.bones["face"].children_recursive) | {"face"} \
-            if "face" in rig.data.bones else set()
+        head = rig.data.bones.get(prefix + "spine.006")  # Rigify: the face hangs from the head
+        face = {b.name for b in head.children_recursive} if head else set()
         bone_boxes(rig, [b.name for b in rig.data.bones if b.name.startswith(prefix) and b.use_deform
                          and b.name not in face and not b.name.startswith(("DEF-breast", "DEF-pelvis"))], color)
     for child in smpl.children:
