@@ -19,7 +19,8 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import retarget_presets
 
 PRESET_ITEMS = (
-    ('AUTO', "Automatic", "Use a preset whose bone names the character has, else map by bone names"),
+    ('AUTO', "Automatic", "Use a preset whose bone names the character has, else map by the skeleton's shape "
+              "(topology and bone lengths)"),
     *((key.upper(), label, f"Map onto the {label} bone names") for key, label in retarget_presets.PRESET_LABELS.items()),
 )
 MAPPING_FOLDER = "retarget_mappings"
@@ -122,7 +123,7 @@ class REFINEMOTION_OT_retarget_build_mapping(bpy.types.Operator):
         preset = None if settings.preset == 'AUTO' else settings.preset.lower()
         mapping, used = retarget.build_mapping(settings.target, preset)
         fill_pairs(settings, mapping)
-        how = f"preset {retarget_presets.PRESET_LABELS[used]}" if used else "bone names"
+        how = f"preset {retarget_presets.PRESET_LABELS[used]}" if used else "the skeleton's shape"
         self.report({'INFO'}, f"Mapped {len(mapping)} of {len(retarget_presets.SMPL_BONES)} SMPL bones "
                               f"onto '{settings.target.name}' by {how}")
         return {'FINISHED'}
