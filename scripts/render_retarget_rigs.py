@@ -20,6 +20,10 @@ from scorehmr_blender import retarget  # noqa: E402
 from tests import retarget_rigs  # noqa: E402
 
 
+# Rigify bones drawn (not the face, fingers, breasts or pelvis wings).
+RIGIFY_BODY = {"spine", "shoulder", "upper_arm", "forearm", "hand", "thigh", "shin", "foot", "toe"}
+
+
 def bone_boxes(rig, names, color):
     """A thin box along each bone in ``names``, parented to the bone (so it follows the pose)."""
     material = bpy.data.materials.new(rig.name + "Bones")
@@ -65,10 +69,8 @@ def main():
     rigs[2][0].location = (3.3, 0.0, 0.0)
     for rig, prefix, color in rigs:
         retarget.retarget(smpl, rig)
-        head = rig.data.bones.get(prefix + "spine.006")  # Rigify: the face hangs from the head
-        face = {b.name for b in head.children_recursive} if head else set()
         bone_boxes(rig, [b.name for b in rig.data.bones if b.name.startswith(prefix) and b.use_deform
-                         and b.name not in face and not b.name.startswith(("DEF-breast", "DEF-pelvis"))], color)
+                         and (prefix == "mixamorig:" or b.name[len(prefix):].split(".")[0] in RIGIFY_BODY)], color)
     for child in smpl.children:
         if child.type == 'MESH':
             child.hide_render = False
