@@ -20,8 +20,9 @@ first (unmapped bones stay at rest, so they follow their parents); then the rig 
 evaluated and every mapped bone re-solved from its parent's evaluated matrix until
 nothing changes, so controls that hang under constraint-driven bones (a generated
 Rigify rig) reach their rotations too.  The bone mapped to SMPL's pelvis also
-moves, with the legs' length ratio (target hip-knee-ankle length over SMPL's) as
-scale: across, it travels like the pelvis since the first frame, turned by Y^T (or
+moves (through its own location, or that of the control that carries it:
+retarget_presets.MOTION_ROOTS), with the legs' length ratio (target hip-knee-ankle
+length over SMPL's) as scale: across, it travels like the pelvis since the first frame, turned by Y^T (or
 stays in place); up and down, it puts the target's lowest mapped foot joint on the
 target's floor (its rest height) wherever SMPL's lowest foot joint is on SMPL's
 floor (its lowest over the clip), the height in between scaled.  Nothing depends
@@ -291,7 +292,10 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
                            plan["tgt_rest_heads"][tgt_root], plan["ratio"], plan["facing"], in_place)
         inverse = np.linalg.inv(np.array(target.matrix_world))
         heads_armature = heads @ inverse[:3, :3].T + inverse[:3, 3]
-        locations = root_locations(rest4, plan["parents"], posed, plan["order"].index(tgt_root), heads_armature)
+        if plan["motion_root"] == tgt_root:
+            locations = root_locations(rest4, plan["parents"], posed, plan["order"].index(tgt_root), heads_armature)
+        else:  # a separate root control: found against the evaluated rig
+            locations = np.zeros((len(frames), 3))
         if feet and plan["tgt_feet"]:  # the lowest foot joint's height over the floor, scaled
             src_low = src_heads[:, len(plan["sources"]):, 2].min(axis=1)
             feet_low = plan["tgt_floor"] + plan["ratio"] * (src_low - src_low.min())
@@ -323,7 +327,7 @@ def _channels(target, plan, Q, locations):
     """[(bone, data path, values (F, k))]: every mapped bone's rotation and the root's location."""
     channels = [(t, *_rotation_channel(target.pose.bones[t], Q[:, k])) for k, t in enumerate(plan["targets"])]
     if locations is not None:
-        root = plan["root"][1]
+        root = plan["motion_root"]
         channels.append((root, target.pose.bones[root].path_from_id("location"), locations))
     return channels
 
@@ -343,8 +347,8 @@ def _follow_evaluation(target, frames, plan, wanted, heads, feet_low, Q, locatio
 
     wanted (F, N, 3, 3) armature-space rotations of plan["targets"]; heads (F, 3) the
     pelvis bone's wanted heads, armature space, or None (no root motion); feet_low
-    (F,) the wanted world height of the lowest mapped foot joint, or None: the pelvis
-    bone moves up or down until the evaluated feet are there."""
+    (F,) the wanted world height of the lowest mapped foot joint, or None: the motion
+    root (plan["motion_root"]) moves until the pelvis bone's head and the feet are there."""
     bones, names = target.data.bones, target.pose.bones.keys()
     world = np.array(target.matrix_world)
     up = np.linalg.inv(world)[:3, :3] @ np.array([0.0, 0.0, 1.0])  # world +Z in armature space
@@ -360,9 +364,9 @@ def _follow_evaluation(target, frames, plan, wanted, heads, feet_low, Q, locatio
             if feet_low is not None:
                 low = (evaluated[:, foot_rows][..., :3, 3] @ world[2, :3] + world[2, 3]).min(axis=1)  # world Z
                 heads = heads + (feet_low - low)[:, None] * up
-            root = plan["root"][1]
-            X = _unposed(evaluated, bones, names, [root])[:, 0]  # its head is X (location)
-            miss = heads - evaluated[:, names.index(root), :3, 3]
+            # The motion root's location moves the pelvis bone rigidly (the root keeps its rotation).
+            X = _unposed(evaluated, bones, names, [plan["motion_root"]])[:, 0]
+            miss = heads - evaluated[:, names.index(plan["root"][1]), :3, 3]
             new_locations = locations + np.einsum("fij,fj->fi", np.linalg.inv(X[:, :3, :3]), miss)
             change = max(change, np.abs(new_locations - locations).max() / scale)
         if change < CONVERGED:
@@ -441,6 +445,7 @@ def _plan(source, target, mapping):
     return {"order": order, "parents": parents, "sources": sources, "targets": targets, "offsets": offsets,
             "target_rows": [position[t] for t in targets], "mapped": mapped,
             "facing": facing, "root": roots[0] if roots else None, "ratio": ratio,
+            "motion_root": retarget_presets.motion_root(roots[0][1], tgt_bones.keys()) if roots else None,
             "src_foot_rest": foot_rest, "src_standing": root_height, "tgt_rest_heads": tgt_heads,
             "tgt_feet": tgt_feet, "tgt_floor": min((tgt_heads[t][2] for t in tgt_feet), default=0.0)}
 

@@ -44,19 +44,23 @@ _LIMBS = ("left_collar", "left_shoulder", "left_elbow", "left_wrist",
 
 # Rigify's generated rig, driven through its controls: the DEF and ORG bones follow
 # them by constraints, so keys on those would be overridden.  The limbs take the FK
-# controls (retarget() sets their IK/FK switches to FK, RIGIFY_FK_SWITCHES); the
-# torso carries the pelvis (and the root motion), the FK spine controls above the
-# torso's pivot the upper spine (the FK chain below the pivot hangs downwards from
-# it, so spine1 stays with the torso).  A tuple lists names to try in turn
+# controls (retarget() sets their IK/FK switches to FK, RIGIFY_FK_SWITCHES).  The
+# spine turns about the torso's pivot at the waist: the torso takes the lower back
+# (spine1) and the root motion (MOTION_ROOTS), the hips control the pelvis, the FK
+# spine controls above the pivot the upper spine.  A tuple lists names to try in turn
 # (older Rigify versions have one shared toe control).
 RIGIFY = _mirrored({
-    "pelvis": "torso", "spine2": "spine_fk.002", "spine3": "spine_fk.003", "neck": "neck", "head": "head",
+    "pelvis": "hips", "spine1": "torso", "spine2": "spine_fk.002", "spine3": "spine_fk.003",
+    "neck": "neck", "head": "head",
     **dict(zip(_LIMBS, ("shoulder.L", "upper_arm_fk.L", "forearm_fk.L", "hand_fk.L",
                         "thigh_fk.L", "shin_fk.L", "foot_fk.L", ("toe_fk.L", "toe.L")))),
 }, lambda t: tuple(n[:-2] + ".R" for n in t) if isinstance(t, tuple) else t[:-2] + ".R")
 # Rigify limb property bones: {switch bone: the FK control that must be followed}.
 RIGIFY_FK_SWITCHES = {f"{limb}_parent.{side}": f"{limb}_fk.{side}" for limb in ("upper_arm", "thigh") for side in "LR"}
 RIGIFY_SWITCH = ("IK_FK", 1.0)  # 1 = FK
+# {pelvis bone: the bone whose location carries the root motion instead} (a control that
+# does not carry the whole body; otherwise the pelvis bone itself).
+MOTION_ROOTS = {"hips": "torso"}
 
 # Rigify's human metarig (before generation): spine = hips, .001-.003 = torso to chest,
 # .004/.005 = neck, .006 = head; face bones hang from the head and are not mapped.
@@ -123,6 +127,12 @@ def resolve(preset_pairs, bone_names):
                 found[source] = target if target in exact else bare[_bare(target)]
                 break
     return found
+
+
+def motion_root(pelvis_bone, bone_names):
+    """The bone whose location carries the root motion when SMPL's pelvis maps to ``pelvis_bone``."""
+    root = MOTION_ROOTS.get(pelvis_bone)
+    return root if root is not None and root in set(bone_names) else pelvis_bone
 
 
 def fk_switches(mapping):
