@@ -261,7 +261,8 @@ def refine_parser():
     parser.add_argument("--fbx", help="also export the motion as FBX: a file (one shot) or folder")
     parser.add_argument("--retarget", metavar="CHARACTER.blend",
                         help="retarget onto the first armature of this .blend (BVH/FBX then export it)")
-    parser.add_argument("--preset", help="bone-name preset for --retarget (e.g. rigify; default: automatic)")
+    parser.add_argument("--preset", help="bone preset for --retarget: rigify, rigify_metarig, rigify_deform, mixamo "
+                                         "or ue5 (default: detected, else by the skeleton's shape)")
     parser.add_argument("--mode", choices=("video", "frame"), default="video", help="engine mode")
     parser.add_argument("--frames", type=_frames_option, metavar="START:STOP|overlap",
                         help="footage frames to refine (0-based, STOP excluded), or 'overlap': the frames both "

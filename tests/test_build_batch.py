@@ -258,7 +258,7 @@ def test_batch_retargets_onto_a_character_and_exports_it(shots, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "character.blend"))
     proc = run_build("--footage", shots[0]["video"], "--keypoints", shots[0]["keypoints"], "--out",
                      tmp_path / "one.blend", "--bvh", tmp_path / "one.bvh", "--fbx", tmp_path / "one.fbx",
-                     "--retarget", tmp_path / "character.blend", "--preset", "rigify", "--iterations", "1")
+                     "--retarget", tmp_path / "character.blend", "--preset", "rigify_deform", "--iterations", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ROOT DEF-" in (tmp_path / "one.bvh").read_text()  # the character's motion, not SMPL's
     assert (tmp_path / "one.fbx").stat().st_size > 0
@@ -284,7 +284,7 @@ def test_every_shot_is_checked_before_any_engine_work(shots, short_shot, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("character, preset, message", [
-    ("rig", "foo", "--preset: unknown preset 'foo' (use one of rigify"),
+    ("rig", "foo", "--preset: unknown preset 'foo' (use one of rigify, rigify_metarig, rigify_deform, mixamo, ue5)"),
     ("text", None, "character.blend: not a .blend file Blender can read"),
     ("empty", None, "character.blend: has no armature object"),
     ("missing", None, "character.blend: file not found"),
