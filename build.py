@@ -200,15 +200,20 @@ def cmd_package(args):
 
 
 def _frames_option(text):
-    if text == "overlap":
-        return text
+    """--frames: the contract's parser ('START:STOP' footage frames -> FrameRange, or 'overlap'); an
+    empty or negative range is refused here, before Blender loads anything."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from backend.contract.errors import InputError
+    from backend.contract.frames import parse_frames
+
     try:
-        start, stop = (int(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP (e.g. 0:96) or 'overlap'") from None
-    if not 0 <= start < stop:
+        frames = parse_frames(text)
+    except InputError as ex:
+        raise argparse.ArgumentTypeError(str(ex)) from None
+    if frames != "overlap" and not 0 <= frames.start < frames.stop:
         raise argparse.ArgumentTypeError(f"{text!r} is empty or negative; give START:STOP with 0 <= START < STOP")
-    return start, stop
+    return frames
 
 
 def _positive(text):
@@ -256,7 +261,8 @@ def refine_parser():
     parser.add_argument("--fbx", help="also export the motion as FBX: a file (one shot) or folder")
     parser.add_argument("--retarget", metavar="CHARACTER.blend",
                         help="retarget onto the first armature of this .blend (BVH/FBX then export it)")
-    parser.add_argument("--preset", help="bone-name preset for --retarget (e.g. rigify; default: automatic)")
+    parser.add_argument("--preset", help="bone preset for --retarget: rigify, rigify_metarig, rigify_deform, mixamo "
+                                         "or ue5 (default: detected, else by the skeleton's shape)")
     parser.add_argument("--mode", choices=("video", "frame"), default="video", help="engine mode")
     parser.add_argument("--frames", type=_frames_option, metavar="START:STOP|overlap",
                         help="footage frames to refine (0-based, STOP excluded), or 'overlap': the frames both "

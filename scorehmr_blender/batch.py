@@ -5,11 +5,11 @@ One shot is footage + keypoints refined by the engine, or an engine result (OUT.
 as it is (``--result``; the demo's .blend is made so).  The run has two passes:
 
 1. :func:`check_shots` checks EVERY argument of every shot before any engine work: outputs,
-   the character and its bone preset, footage, keypoints (through the job's own input check,
-   :func:`engine_runner.write_inputs`, into a scratch folder), frame rates, frame ranges; it
-   builds each shot's :class:`refine.Plan` with the same :class:`Request` the Refine operator
-   makes from the panel, built here directly from the options.
-2. :func:`run_shot` runs each job (:class:`engine_runner.Job`) and imports its OUT.npz with
+   the character and its bone preset, footage, and keypoints, frame rates and frame ranges
+   through the job's own input check (:func:`runner.job.prepare_inputs`, the contract's
+   ``load_shot``); it builds each shot's :class:`refine.Plan` with the same :class:`Request` the
+   Refine operator makes from the panel, built here directly from the options.
+2. :func:`run_shot` runs each job (:class:`runner.job.Job`) and imports its OUT.npz with
    :func:`refine.import_result` (the operator's import), retargets, exports and saves.
 
 Frames: footage frame i (0-based) is scene frame 1 + i; ``--frames START:STOP`` are footage
@@ -28,9 +28,11 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 
-from . import export, refine, result, retarget
+from . import export, refine, result, retarget, staging
 # Everything the batch takes from the engine runner, in one place.
-from .engine_runner import Job, RefineError, Request, View, backend_module, choose_runner, write_inputs
+from .runner.engine import RefineError, contract
+from .runner.job import Job, Request, View, prepare_inputs
+from .runner.placement import choose_runner
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".mts", ".mxf"}
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
@@ -59,7 +61,7 @@ class Options:
     retarget: str = None            # character .blend: its first armature receives the motion
     preset: str = None              # bone-name preset for retarget
     mode: str = "video"             # video | frame
-    frames: object = None           # (start, stop) footage frames, 'overlap' or None (all)
+    frames: object = None           # FrameRange of footage frames, 'overlap' or None (all)
     iterations: int = None
     device: str = None              # cpu | cuda | None (CUDA when available)
     smoothing: float = None         # engine scale of the temporal terms (None: 1)
@@ -215,33 +217,13 @@ def _footage(context, path):
 
 
 def _rates_differ(a, b):
-    return not math.isclose(a, b, rel_tol=backend_module("io.shot").FPS_TOLERANCE)
-
-
-def _keypoint_file_fields(shot, footage):
-    """The OBS fields stored beside the keypoints (an .npz's image_size, focal_length, principal_point,
-    fps), checked against the footage."""
-    side = backend_module("io.shot").keypoint_side_fields(shot.keypoints)
-    name = shot.keypoints.name
-    if "fps" in side and _rates_differ(float(side["fps"]), footage.fps):
-        rate = float(side["fps"])
-        raise RefineError(
-            f"{name} says its keypoints are {rate:g} fps but {shot.footage.name} plays at {footage.fps:g} fps: "
-            f"the keypoint frames would not line up with the footage frames; detect the keypoints on this "
-            f"footage, or conform the footage to {rate:g} fps (e.g. ffmpeg -i IN -r {rate:g} OUT.mp4)")
-    if "image_size" in side:
-        width, height = side["image_size"].reshape(-1)[:2]
-        if (round(width), round(height)) != tuple(footage.size):
-            raise RefineError(f"{name} says its image is {width:.0f}x{height:.0f} but {shot.footage.name} is "
-                              f"{footage.size[0]}x{footage.size[1]}: detect on this footage, or fix the file's "
-                              "image_size")
-    return side
+    return not math.isclose(a, b, rel_tol=contract("shot").FPS_TOLERANCE)
 
 
 def _focal_length(options, side, size, keypoints_name):
-    """(focal length px, where it comes from): --focal-length, --fov, the keypoint file's, else the
-    engine's default field of view."""
-    observations = backend_module("io.observations")
+    """(focal length px, where it comes from): --focal-length, --fov, the keypoint file's (``side``: its
+    stored OBS fields), else the engine's default field of view."""
+    observations = contract("observations")
     if options.focal_length is not None:
         return float(options.focal_length), "--focal-length"
     if options.fov is not None:
@@ -252,42 +234,22 @@ def _focal_length(options, side, size, keypoints_name):
     return float(observations.focal_from_fov(np.asarray(size, float), fov)), f"default {fov:g} deg field of view"
 
 
-def _footage_frames(options, shot, footage):
-    """(first, last) footage frames to refine (inclusive) and whether they are a part chosen by the user."""
-    count = footage.frame_count
-    if options.frames is None:
-        return (0, count - 1), False
-    if options.frames == "overlap":
-        try:
-            keypoint_frames = backend_module("io.keypoints").load_keypoints(shot.keypoints).report.frames
-        except backend_module("io.errors").InputError as ex:
-            raise RefineError(str(ex)) from None
-        return (0, min(count, keypoint_frames) - 1), True
-    start, stop = options.frames
-    if stop > count:
-        raise RefineError(f"--frames {start}:{stop} runs past the footage's {count} frames "
-                          f"(0:{count} is all of {shot.footage.name})")
-    return (start, stop - 1), True
-
-
 def _refine_plan(context, options, shot):
-    """The plan of a shot to refine: the Refine operator's Request, from the options."""
+    """The plan of a shot to refine: the Refine operator's Request, from the options, checked by the
+    contract (keypoints readable, their rate, image size and frames agreeing with the footage's)."""
     footage = _footage(context, shot.footage)
-    side = _keypoint_file_fields(shot, footage)
+    side = contract("shot").keypoint_side_fields(shot.keypoints)
     focal, focal_from = _focal_length(options, side, footage.size, shot.keypoints.name)
-    principal = tuple(float(x) for x in side["principal_point"].reshape(-1)[:2]) if "principal_point" in side \
-        else None
-    frames, partial = _footage_frames(options, shot, footage)
     request = Request(
-        views=[View(str(shot.keypoints), footage.size, focal, principal, footage.frame_count)], fps=footage.fps,
-        mode=options.mode, init=str(shot.init or ""), frames=frames, partial=partial,
+        views=[View(str(shot.keypoints), footage.size, focal, None, footage.frame_count, footage.name)],
+        fps=footage.fps, mode=options.mode, init=str(shot.init or ""), frames=options.frames,
         smpl_path=str(options.smpl or ""), smoothing=1.0 if options.smoothing is None else options.smoothing,
         keypoint_trust=1.0 if options.keypoint_trust is None else options.keypoint_trust,
-        device=options.device or "", iterations=options.iterations)
-    with tempfile.TemporaryDirectory(prefix="refine-motion-check-") as scratch:
-        write_inputs(request, Path(scratch))  # the job's own input checks, before any engine runs
+        device=options.device or "", iterations=options.iterations, footage_start=footage.start,
+        frames_option="--frames")
+    prepare_inputs(request)  # the job's own input checks, before any engine runs
     shot.notes.append(f"focal length {focal:.1f} px ({focal_from})")
-    return refine.Plan(request, footage, shot.name, footage.start + frames[0])
+    return refine.Plan(request, footage, shot.name)
 
 
 def _import_plan(context, shot):
@@ -304,7 +266,14 @@ def _import_plan(context, shot):
         if res.num_frames > footage.frame_count:
             raise RefineError(f"{shot.result.name} has {res.num_frames} frames but {shot.footage.name} only "
                               f"{footage.frame_count}: give the footage the result was refined from")
-    return refine.Plan(None, footage, shot.name, footage.start)
+    return refine.Plan(None, footage, shot.name)
+
+
+def _given_result(path):
+    """An engine result given as it is (--result), standing in for a finished Job in
+    :func:`refine.import_result`: all its frames from footage frame 0, no warnings, no gaps."""
+    frames = contract("frames").FrameRange(0, result.load(path).num_frames)
+    return SimpleNamespace(out_path=Path(path), inputs=SimpleNamespace(frames=frames), warnings=[], gaps=[])
 
 
 def load_character(path):
@@ -371,17 +340,11 @@ def check_character(options):
 
 # -- running -----------------------------------------------------------------------------------------------
 
-def _scene_rate(fps):
-    """(fps, fps_base) for a frame rate: 30000/1001 -> (30, 1.001)."""
-    whole = max(1, round(fps))
-    return whole, (1.0 if abs(whole - fps) < 1e-6 else whole / fps)
-
-
 def fresh_scene(footage):
     """An empty scene at the footage's rate, size and frames (scene frame 1 = footage frame 0)."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = _scene_rate(footage.fps)
+    scene.render.fps, scene.render.fps_base = staging.scene_rate(footage.fps)
     if min(footage.size) > 0:
         scene.render.resolution_x, scene.render.resolution_y = footage.size
     scene.frame_start, scene.frame_end = 1, footage.frame_count
@@ -401,12 +364,13 @@ def _progress_printer():
 
 
 def refine_result(plan, runner):
-    """Run the engine on ``plan``'s request; returns (OUT.npz path, the reader's warnings)."""
+    """Run the engine on ``plan``'s request; returns the finished :class:`Job` (its ``warnings``: the
+    keypoint reader's notes and frames without evidence)."""
     job = Job(plan.request, runner, plan.name)
     print(f"  engine: {runner.describe()}, job folder {job.folder}", flush=True)
     if job.run(on_progress=_progress_printer()) != "done":
         raise RefineError(job.error or f"the engine run was {job.state}")
-    return job.out_path, list(getattr(job, "warnings", None) or [])
+    return job
 
 
 def _mean_reprojection_error(out_path):
@@ -420,14 +384,13 @@ def run_shot(context, options, shot, runner, exporters):
     save.  Returns (summary line, warnings)."""
     started = time.time()
     fresh_scene(shot.plan.footage)
-    warnings = []
     if shot.result is None:
-        out_path, warnings = refine_result(shot.plan, runner)
+        job = refine_result(shot.plan, runner)
     else:
-        out_path = shot.result
-    imported = refine.import_result(context, shot.plan, out_path)
-    warnings += [text for level, text in imported.messages if level == 'WARNING']
-    error = _mean_reprojection_error(out_path)
+        job = _given_result(shot.result)
+    imported = refine.import_result(context, shot.plan, job)
+    warnings = [text for level, text in imported.messages if level == 'WARNING']  # the job's warnings too
+    error = _mean_reprojection_error(job.out_path)
     exported = imported.armature
     if options.retarget:
         exported = load_character(options.retarget)

@@ -1,21 +1,27 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The footage camera: a Blender camera matching the result's intrinsics (glue;
-maths in convert.camera_settings).  It sits at the world origin looking along +Y,
-the pose convert.CAMERA_TO_WORLD assumes, so the imported body lines up with the
-footage seen through it."""
+maths in convert.camera_settings).  It looks along +Y, the pose
+convert.CAMERA_TO_WORLD assumes, from the world origin or from where the floor
+placement moved it (staging.floor_placement), so the imported body lines up with
+the footage seen through it."""
 
 import bpy
+import numpy as np
+from mathutils import Matrix
 
-from .convert import CAMERA_OBJECT_EULER, camera_settings
+from .convert import OPENCV_TO_BLENDER_CAMERA, camera_settings
 
 
-def new_camera(name, image_size, focal_px, principal_point=None):
-    """A camera object (not linked to any collection) for pinhole intrinsics in pixels."""
+def new_camera(name, image_size, focal_px, principal_point, camera_to_world):
+    """A camera object (not linked to any collection) for pinhole intrinsics in pixels,
+    placed where ``camera_to_world`` (4, 4), an OpenCV camera -> world transform, puts it."""
     data = bpy.data.cameras.new(name)
     for key, value in camera_settings(image_size, focal_px, principal_point).items():
         setattr(data, key, value)
     obj = bpy.data.objects.new(name, data)
-    obj.rotation_euler = CAMERA_OBJECT_EULER
+    pose = np.array(camera_to_world, dtype=np.float64)
+    pose[:3, :3] = pose[:3, :3] @ OPENCV_TO_BLENDER_CAMERA  # Blender cameras look down -Z, +Y up
+    obj.matrix_world = Matrix(pose.tolist())
     return obj
 
 

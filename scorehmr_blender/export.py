@@ -1,10 +1,27 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Export an animated armature as BVH or FBX through Blender's own exporters.
+"""Export an animated armature as BVH (written here) or FBX (Blender's exporter).
 
-Both exporters work on the context (the active object for BVH, the selected
-objects for FBX) and bake the scene's frame range, so the calls here run under
-``context.temp_override`` with the armature active and selected, over the frame
-range of its action; the scene's frame range and frame are restored after.
+Both write the armature where it is in the world (its object transform
+included), so a file opens with the character standing where it stands in
+Blender: on the floor, at the origin after a default import.
+
+BVH: Blender's own BVH exporter writes armature space (Z up, object transform
+left out), which every other program, and Blender's importer at its defaults,
+reads lying on its back.  :func:`export_bvh` writes Y up by default (X right,
+the character's front +Z: Blender's Z-up -Y-front world turned by AXES['Y']),
+or Z up; positions in metres times global_scale.  Each joint has its rest
+orientation along the file's axes (BVH's convention) and rotates by its pose's
+change from rest relative to its parent's.
+
+FBX: Blender's exporter, unsimplified (bake_anim_simplify_factor=0: its default
+of 1 drops keys, losing up to 11.5 mm on the example shot).  It writes frame f
+at time f / fps; Blender's FBX importer adds its Animation Offset (1 frame by
+default: import with anim_offset=0 to get the frames back as they were).  The
+exporter works on the context (the selected objects) and bakes the scene's
+frame range, so it runs under ``context.temp_override`` with the armature
+active and selected, over its action's frame range; the scene's frame range,
+frame and selection are restored after.
+
 Neither writes over an existing file unless asked to.
 """
 
@@ -14,6 +31,10 @@ from pathlib import Path
 
 import addon_utils
 import bpy
+from mathutils import Matrix
+
+# World (Blender: Z up, -Y front) -> BVH file axes, per up axis.
+AXES = {'Y': Matrix(((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))), 'Z': Matrix.Identity(3)}
 
 
 def action_frame_range(armature_obj):
@@ -26,21 +47,125 @@ def action_frame_range(armature_obj):
 
 
 def export_bvh(armature_obj, path, *, overwrite=False, frame_start=None, frame_end=None, global_scale=1.0,
-               rotate_mode='NATIVE', root_transform_only=False):
+               rotate_mode='NATIVE', root_transform_only=True, up_axis='Y'):
     """Write ``armature_obj``'s animation to the BVH file ``path``; returns the Path.
 
-    Frames default to the action's range.  Blender's exporter writes armature
-    space as it is (Z up, object transform left out): import it back with
-    axis_forward='Y', axis_up='Z'.  Raises FileExistsError for an existing file
-    unless ``overwrite``, ValueError without an armature or action."""
+    Frames default to the action's range.  up_axis 'Y' (default; what Blender's
+    BVH importer and other programs expect) or 'Z'.  rotate_mode: the Euler order
+    of the rotation channels ('XYZ' ...; 'NATIVE': the bone's own Euler order, XYZ
+    for quaternion bones).  Only the root has position channels, its rest OFFSET
+    zero and its positions absolute (as in CMU's files: programs that add the
+    offset and programs that replace it read the same); root_transform_only=False
+    gives bones not connected to their parent position channels too (their offset
+    replaced, as Blender's importer reads it).  Raises FileExistsError for an
+    existing file unless ``overwrite``, ValueError without an armature or action
+    or for an unknown up_axis."""
+    if up_axis not in AXES:
+        raise ValueError(f"up_axis must be 'Y' or 'Z', not {up_axis!r}")
     path = _target_path(path, overwrite)
     first, last = _frames(armature_obj, frame_start, frame_end)
-    _ensure_addon("io_anim_bvh", "export_anim", "bvh")
-    with _exporting(armature_obj, [armature_obj]) as override, bpy.context.temp_override(**override):
-        result = bpy.ops.export_anim.bvh(filepath=str(path), check_existing=False, frame_start=first,
-                                         frame_end=last, global_scale=global_scale,
-                                         rotate_mode=rotate_mode, root_transform_only=root_transform_only)
-    return _written(result, path, "BVH")
+    scene = bpy.context.scene
+    kept_frame = scene.frame_current, scene.frame_subframe
+    try:
+        text = _bvh_text(armature_obj, first, last, scene.render.fps / scene.render.fps_base, AXES[up_axis],
+                         global_scale, rotate_mode, root_transform_only)
+    finally:
+        scene.frame_set(kept_frame[0], subframe=kept_frame[1])
+    path.write_text(text, encoding="utf-8", newline="\n")
+    return path
+
+
+def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_only):
+    """The BVH file's text for frames first..last of ``obj`` (see the module docstring)."""
+    roots = [b for b in obj.data.bones if b.parent is None]
+    bones = [bone for root in roots for bone in _depth_first(root)]
+    order = {b.name: _euler_order(obj.pose.bones[b.name], rotate_mode) for b in bones}
+    moves = {b.name: b.parent is None or not (b.use_connect or root_transform_only) for b in bones}
+
+    world = obj.matrix_world.copy()
+    rest_heads = {b.name: world @ b.head_local for b in bones}
+    lines = ["HIERARCHY"]
+    if len(roots) == 1:
+        _bvh_joint(lines, roots[0], rest_heads, world, axes, scale, order, moves, 0)
+    else:  # BVH has one root: a still one at the origin holds the armature's root bones (as Blender's exporter)
+        lines += [f"ROOT {_unused_name(rest_heads)}", "{", "\tOFFSET 0.000000 0.000000 0.000000", "\tCHANNELS 0"]
+        for root in roots:
+            _bvh_joint(lines, root, rest_heads, world, axes, scale, order, moves, 1)
+        lines.append("}")
+    lines += ["MOTION", f"Frames: {last - first + 1}", f"Frame Time: {1.0 / fps:.6f}"]
+
+    rest = {b.name: _rotation(world @ b.matrix_local) for b in bones}
+    previous = {}
+    scene = bpy.context.scene
+    for frame in range(first, last + 1):
+        scene.frame_set(frame)
+        world = obj.matrix_world
+        posed = {b.name: world @ obj.pose.bones[b.name].matrix for b in bones}
+        change = {name: _rotation(m) @ rest[name].transposed() for name, m in posed.items()}  # world axes
+        values = []
+        for bone in bones:
+            name, parent = bone.name, bone.parent
+            local = change[name] if parent is None else change[parent.name].transposed() @ change[name]
+            if moves[name]:
+                offset = posed[name].translation if parent is None else (
+                    change[parent.name].transposed() @ (posed[name].translation - posed[parent.name].translation))
+                values += list(axes @ offset * scale)
+            # Euler order reversed: Blender's 'ZYX' is R = X Y Z, what channels "X Y Z" mean in BVH.
+            compatible = (previous[name],) if name in previous else ()  # no jumps between frames
+            euler = previous[name] = (axes @ local @ axes.transposed()).to_euler(order[name][::-1], *compatible)
+            values += [math.degrees(euler["XYZ".index(axis)]) for axis in order[name]]
+        lines.append(" ".join(f"{v:.6f}" for v in values))
+    return "\n".join(lines) + "\n"
+
+
+def _bvh_joint(lines, bone, rest_heads, world, axes, scale, order, moves, depth):
+    """Append the HIERARCHY block of ``bone`` and its children (rest offsets in file axes)."""
+    indent = "\t" * depth
+    head = rest_heads[bone.name]
+    offset = head * 0.0 if bone.parent is None else head - rest_heads[bone.parent.name]
+    lines.append(f"{indent}{'JOINT' if depth else 'ROOT'} {bone.name}")
+    lines.append(f"{indent}{{")
+    lines.append(f"{indent}\tOFFSET {_vector(axes @ offset * scale)}")
+    rotations = " ".join(f"{axis}rotation" for axis in order[bone.name])
+    positions = "Xposition Yposition Zposition " if moves[bone.name] else ""
+    lines.append(f"{indent}\tCHANNELS {6 if moves[bone.name] else 3} {positions}{rotations}")
+    for child in bone.children:
+        _bvh_joint(lines, child, rest_heads, world, axes, scale, order, moves, depth + 1)
+    if not bone.children:
+        tail = world @ bone.tail_local - head
+        lines += [f"{indent}\tEnd Site", f"{indent}\t{{", f"{indent}\t\tOFFSET {_vector(axes @ tail * scale)}",
+                  f"{indent}\t}}"]
+    lines.append(f"{indent}}}")
+
+
+def _unused_name(names):
+    return next(name for name in (f"__{i}" for i in range(len(names) + 1)) if name not in names)
+
+
+def _depth_first(bone):
+    """``bone`` and its descendants in the order BVH writes them."""
+    out = [bone]
+    for child in bone.children:
+        out += _depth_first(child)
+    return out
+
+
+def _euler_order(pose_bone, rotate_mode):
+    if rotate_mode != 'NATIVE':
+        return rotate_mode
+    return pose_bone.rotation_mode if pose_bone.rotation_mode in _EULER_ORDERS else 'XYZ'
+
+
+_EULER_ORDERS = ('XYZ', 'XZY', 'YXZ', 'YZX', 'ZXY', 'ZYX')
+
+
+def _rotation(matrix):
+    """The rotation (3x3) of a 4x4 transform, its scale left out."""
+    return matrix.to_3x3().normalized()
+
+
+def _vector(v):
+    return " ".join(f"{x:.6f}" for x in v)
 
 
 def export_fbx(armature_obj, path, *, overwrite=False, frame_start=None, frame_end=None, include_meshes=True,
@@ -58,7 +183,7 @@ def export_fbx(armature_obj, path, *, overwrite=False, frame_start=None, frame_e
     meshes = [c for c in armature_obj.children if c.type == 'MESH'] if include_meshes else []
     options = {"use_selection": True, "object_types": {'ARMATURE', 'MESH'} if meshes else {'ARMATURE'},
                "bake_anim": True, "bake_anim_use_all_actions": False, "bake_anim_use_nla_strips": False,
-               "add_leaf_bones": add_leaf_bones, **fbx_options}
+               "bake_anim_simplify_factor": 0.0, "add_leaf_bones": add_leaf_bones, **fbx_options}
     scene = bpy.context.scene
     kept = scene.frame_start, scene.frame_end
     with _exporting(armature_obj, [armature_obj, *meshes]) as override:

@@ -1,5 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Import an engine result: SMPL armature, skinned body, action and footage camera.
+"""Import an engine result: SMPL armature, skinned body, action and footage camera,
+staged in the scene (staging.py: on a floor, on whole scene frames) with a World,
+light and ground plane where the scene lacks them (scene_setup.py).
 
 Everything is checked first (result file, target rig, footage) and built after;
 if building fails, whatever was created is removed again, so a failed import
@@ -11,11 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
+import numpy as np
 
-from . import armature, camera, convert, keyframes, result
+from . import armature, camera, convert, keyframes, result, scene_setup, staging
 
 # bpy.data collections an import adds to (removed again on failure).
-_DATA = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips")
+_DATA = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "worlds", "lights", "collections")
+# Where a result without a world frame goes: its lowest contact on the floor Z = 0 and its first
+# pelvis above the origin, on the floor only, or in front of a camera at the origin (as filmed).
+PLACEMENTS = ('ORIGIN', 'FLOOR', 'CAMERA')
+# When its keys go: every whole scene frame, the result's own frames (fractional scene frames when
+# the rates differ), or the result's frames with the scene's rate set to the result's.
+TIMINGS = ('RESAMPLE', 'EXACT', 'SCENE_RATE')
 
 
 @dataclass
@@ -25,20 +34,29 @@ class Imported:
     action: bpy.types.Action
     camera: bpy.types.Object | None
     frames: object  # (F,) scene frame of each result frame
+    key_frames: object  # (N,) scene frames keyed (whole frames unless timing='EXACT')
+    camera_to_world: object  # (4, 4) OpenCV camera frame of the result -> Blender world
     messages: list = field(default_factory=list)  # (report level, text)
 
 
 def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig=None, add_camera=True,
-                  footage_path="", set_resolution=False, update_scene_duration=True, camera_to_world=None):
+                  footage_path="", set_resolution=False, update_scene_duration=True, camera_to_world=None,
+                  placement='ORIGIN', timing='RESAMPLE', prepare_scene=True):
     """Import ``filepath`` (OUT.npz) into ``context.scene``; returns :class:`Imported`.
 
     onto_rig: an armature from an earlier import to give the new action to,
     instead of building a new rig and body (it keeps its own rest shape).
     camera_to_world: (4, 4) where the result's camera already is in the world
     (convert.opencv_camera_to_world of a calibrated view 0); the motion is keyed
-    there.  Default: in front of a camera at the world origin (the one add_camera adds).
+    there.  Without it the result has no world frame and ``placement`` (one of
+    PLACEMENTS) says where it goes; the footage camera moves with the body.
+    timing: one of TIMINGS.  update_scene_duration: set the scene's frame range
+    to the keys.  prepare_scene: a World and a sun where the scene has none, and
+    a ground plane on the floor when the motion was placed on one.
     Raises result.ResultError for a bad result and RuntimeError for a bad rig or
     unreadable footage, leaving the file unchanged."""
+    if placement not in PLACEMENTS or timing not in TIMINGS:
+        raise ValueError(f"placement must be one of {PLACEMENTS} and timing one of {TIMINGS}")
     res = result.load(filepath)
     if onto_rig is not None and not armature.is_smpl_rig(onto_rig):
         raise RuntimeError(f"'{onto_rig.name}' is not a Refine Motion armature (it needs the 24 SMPL bones)")
@@ -46,17 +64,22 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     name = shot_name.strip() or Path(filepath).stem
     start = scene.frame_start if frame_start is None else frame_start
     scene_fps = scene.render.fps / scene.render.fps_base
-    frames = convert.scene_frames(res.num_frames, start, res.fps, scene_fps)
+    key_fps = res.fps if timing == 'SCENE_RATE' else scene_fps
+    frames = convert.scene_frames(res.num_frames, start, res.fps, key_fps)
     with_camera = add_camera and res.has_camera
-    messages = []
-    if not math.isclose(res.fps, scene_fps, rel_tol=1e-6):
-        drift = "; the background footage plays at the scene rate" if footage_path else ""
-        messages.append(('WARNING', (f"Footage is {res.fps:g} fps, the scene {scene_fps:g} fps: "
-                                     f"keys are retimed to scene frames{drift}")))
+    messages = _timing_messages(res.fps, scene_fps, timing, footage_path)
     if add_camera and not res.has_camera:
         messages.append(('WARNING', "No camera added: the result has no image_size and focal_length"))
     if footage_path and not with_camera:
         messages.append(('WARNING', "Footage not shown: it needs the footage camera"))
+
+    on_floor = camera_to_world is None and placement != 'CAMERA'
+    if camera_to_world is None:
+        camera_to_world = staging.default_camera_to_world()
+        if on_floor:
+            camera_to_world = staging.floor_placement(res, to_origin=placement == 'ORIGIN') @ camera_to_world
+            messages.append(('INFO', ("Placed on the floor (Z = 0) with its camera, which sits at "
+                                      f"{_xyz(camera_to_world[:3, 3])} m")))
 
     before = {kind: set(getattr(bpy.data, kind)) for kind in _DATA}
     if context.mode != 'OBJECT':
@@ -68,7 +91,10 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
                 clip = camera.load_clip(footage_path)
             except RuntimeError as ex:
                 raise RuntimeError(f"Cannot load the footage: {ex}") from None
-        imported = _build(context, res, name, frames, onto_rig, with_camera, clip, camera_to_world)
+        imported = _build(context, res, name, frames, onto_rig, with_camera, clip, camera_to_world,
+                          resample=timing == 'RESAMPLE')
+        if prepare_scene:
+            messages += _prepare_scene(context, res, camera_to_world, on_floor)
     except BaseException:
         bpy.data.batch_remove([item for kind in _DATA for item in getattr(bpy.data, kind)
                                if item not in before[kind]])
@@ -88,21 +114,39 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
             messages.append(('WARNING', problem))
         if scene.camera is None:
             scene.camera = imported.camera
-    if update_scene_duration and frames[-1] > scene.frame_end:
-        scene.frame_end = math.ceil(frames[-1])
+    if timing == 'SCENE_RATE':
+        scene.render.fps, scene.render.fps_base = staging.scene_rate(res.fps)
+    keyed = imported.key_frames
+    if update_scene_duration:
+        scene.frame_start, scene.frame_end = math.floor(keyed[0]), math.ceil(keyed[-1])
 
     for obj in context.view_layer.objects:
         obj.select_set(False)
     rig.select_set(True)
     context.view_layer.objects.active = rig
 
-    messages.append(('INFO', (f"Imported '{name}': {res.num_frames} frames at scene frames "
-                              f"{frames[0]:g}-{frames[-1]:g}, action '{imported.action.name}'")))
+    messages.append(('INFO', (f"Imported '{name}': {res.num_frames} frames, keyed on scene frames "
+                              f"{keyed[0]:g}-{keyed[-1]:g}, action '{imported.action.name}'")))
     imported.messages = messages
     return imported
 
 
-def _build(context, res, name, frames, rig, with_camera, clip, camera_to_world):
+def _timing_messages(result_fps, scene_fps, timing, footage_path):
+    if math.isclose(result_fps, scene_fps, rel_tol=1e-6):
+        return []
+    rates = f"Footage is {result_fps:g} fps, the scene {scene_fps:g} fps"
+    if timing == 'SCENE_RATE':
+        return [('INFO', f"{rates}: the scene's frame rate is set to {result_fps:g} fps")]
+    drift = "; the background footage plays at the scene rate" if footage_path else ""
+    how = "resampled onto whole scene frames" if timing == 'RESAMPLE' else "retimed to (fractional) scene frames"
+    return [('WARNING', f"{rates}: keys are {how}{drift}")]
+
+
+def _xyz(vector):
+    return "(" + ", ".join(f"{v:.2f}" for v in vector) + ")"
+
+
+def _build(context, res, name, frames, rig, with_camera, clip, camera_to_world, resample):
     """Create the rig and body (unless ``rig`` is given), the action and the camera."""
     collection = context.collection
     body = None
@@ -115,12 +159,32 @@ def _build(context, res, name, frames, rig, with_camera, clip, camera_to_world):
     quaternions = convert.pose_quaternions(res.global_orient, res.body_pose, rest, camera_to_world)
     root_head = rig.data.bones[convert.JOINT_NAMES[0]].head_local
     locations = convert.root_locations(res.transl, res.rest_joints[0], rest[0], root_head, camera_to_world)
-    action = keyframes.new_action(name, rig, frames, quaternions, locations)
+    key_frames = frames
+    if resample:
+        key_frames, quaternions, locations = staging.whole_frame_keys(frames, quaternions, locations)
+    action = keyframes.new_action(name, rig, key_frames, quaternions, locations)
 
     cam = None
     if with_camera:
-        cam = camera.new_camera(name + "_camera", res.image_size, res.focal_length, res.principal_point)
+        cam = camera.new_camera(name + "_camera", res.image_size, res.focal_length, res.principal_point,
+                                camera_to_world)
         collection.objects.link(cam)
         if clip is not None:
             camera.show_footage(cam, clip, round(frames[0]))
-    return Imported(rig, body, action, cam, frames)
+    return Imported(rig, body, action, cam, frames, key_frames, camera_to_world)
+
+
+def _prepare_scene(context, res, camera_to_world, on_floor):
+    """World, sun and ground plane where missing (scene_setup); returns INFO messages."""
+    scene = context.scene
+    made = []
+    if scene_setup.ensure_world(scene) is not None:
+        made.append("a grey World")
+    if scene_setup.ensure_light(scene, context.collection) is not None:
+        made.append(f"a sun ('{scene_setup.LIGHT_NAME}')")
+    if on_floor:
+        M = camera_to_world
+        pelvis = (res.rest_joints[0] + res.transl) @ M[:3, :3].T + M[:3, 3]
+        if scene_setup.ensure_ground(scene, np.vstack([pelvis, M[None, :3, 3]])) is not None:
+            made.append(f"a ground plane (collection '{scene_setup.GROUND_NAME}', hide it there)")
+    return [('INFO', "Added " + ", ".join(made))] if made else []

@@ -4,7 +4,7 @@
 import traceback
 
 import bpy
-from bpy.props import BoolProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from . import preferences
@@ -42,7 +42,7 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
     )
     add_camera: BoolProperty(
         name="Add Camera",
-        description="Add a camera at the world origin matching the footage's intrinsics",
+        description="Add a camera matching the footage's intrinsics, placed with the body (see Placement)",
         default=True,
     )
     footage_path: StringProperty(
@@ -57,7 +57,7 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
     )
     update_scene_duration: BoolProperty(
         name="Update Scene Duration",
-        description="Extend the scene's end frame to the end of the motion",
+        description="Set the scene's frame range to the motion's frames",
         default=True,
     )
 
@@ -75,7 +75,8 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
                 context, self.filepath, shot_name=self.shot_name, frame_start=start,
                 onto_rig=self._target_rig(context), add_camera=self.add_camera,
                 footage_path=self.footage_path, set_resolution=self.set_resolution,
-                update_scene_duration=self.update_scene_duration)
+                update_scene_duration=self.update_scene_duration, placement=self.placement,
+                timing=self.timing, prepare_scene=self.prepare_scene)
         except Exception as ex:  # noqa: BLE001 -- any failure: nothing was left behind, report and cancel
             if not isinstance(ex, (result.ResultError, RuntimeError)):
                 traceback.print_exc()
@@ -91,6 +92,32 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
         if context.active_object is None:
             raise RuntimeError("'Onto Active Rig' needs an active armature")
         return context.active_object
+
+    # -- staging in the scene (importer.PLACEMENTS, importer.TIMINGS, scene_setup) --
+    placement: EnumProperty(
+        name="Placement",
+        description="Where a result without a world frame goes (a calibrated multi-view result stays in its "
+                    "cameras' world); the footage camera moves with the body, so the overlay still lines up",
+        items=(('ORIGIN', "Floor at Origin", "The clip's lowest contact on the floor (Z = 0), its first frame "
+                                              "above the world origin"),
+               ('FLOOR', "Floor", "The clip's lowest contact on the floor (Z = 0), the camera above the origin"),
+               ('CAMERA', "As Filmed", "In front of a camera at the world origin, as the footage saw it")),
+        default='ORIGIN',
+    )
+    timing: EnumProperty(
+        name="Timing",
+        description="Where the keys go when the result's frame rate differs from the scene's",
+        items=(('RESAMPLE', "Whole Frames", "A key on every whole scene frame, the motion resampled"),
+               ('EXACT', "Original Timing", "A key per result frame at its own time (fractional scene frames)"),
+               ('SCENE_RATE', "Set Scene Rate", "Set the scene's frame rate to the result's, a key per frame")),
+        default='RESAMPLE',
+    )
+    prepare_scene: BoolProperty(
+        name="Prepare Scene",
+        description="Add a grey World and a sun where the scene has none, and a ground plane on the floor "
+                    "(collection 'Refine Motion Ground'), so it renders right away",
+        default=True,
+    )
 
 
 # -- Refine ---------------------------------------------------------------------------------------

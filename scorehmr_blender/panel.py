@@ -155,6 +155,7 @@ def draw_retarget(layout, context):
     col.prop(settings, "source")
     col.prop(settings, "target")
     col.prop(settings, "preset")
+    col.prop(settings, "in_place")
     layout.operator(retarget_ops.REFINEMOTION_OT_retarget_build_mapping.bl_idname, icon='BONE_DATA')
     layout.template_list(retarget_ops.REFINEMOTION_UL_retarget_pairs.__name__, "", settings, "pairs",
                          settings, "active_pair", rows=6)

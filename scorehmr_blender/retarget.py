@@ -16,10 +16,17 @@ mapped ancestor's A).  ``Y^T`` turns the result back to the target's facing.
 So in the clip every mapped chain bone points where its SMPL bone points.
 
 The world rotations become pose rotations through the target's hierarchy, parents
-first (unmapped bones stay at rest, so they follow their parents).  The bone
-mapped to SMPL's pelvis also moves: its head follows the pelvis's displacement
-from rest, scaled by the legs' length ratio (target hip-knee-ankle length over
-SMPL's) and turned by Y^T.
+first (unmapped bones stay at rest, so they follow their parents); then the rig is
+evaluated and every mapped bone re-solved from its parent's evaluated matrix until
+nothing changes, so controls that hang under constraint-driven bones (a generated
+Rigify rig) reach their rotations too.  The bone mapped to SMPL's pelvis also
+moves (through its own location, or that of the control that carries it:
+retarget_presets.MOTION_ROOTS), with the legs' length ratio (target hip-knee-ankle
+length over SMPL's) as scale: across, it travels like the pelvis since the first frame, turned by Y^T (or
+stays in place); up and down, it puts the target's lowest mapped foot joint on the
+target's floor (its rest height) wherever SMPL's lowest foot joint is on SMPL's
+floor (its lowest over the clip), the height in between scaled.  Nothing depends
+on where the SMPL rig is placed.
 
 Maths: numpy functions at the top (rotations (..., 3, 3), positions (..., 3));
 Blender glue below.  Keys go in with keyframes' bulk helpers (4.2 legacy and
@@ -34,9 +41,17 @@ import numpy as np
 from mathutils import Matrix
 
 from . import convert, keyframes, retarget_presets
+from .runner.engine import contract
+
+rotation_between = contract("rotations").rotation_between  # smallest rotation (3, 3) taking a direction onto another
 
 # SMPL's leg chains (hip, knee, ankle) for the root-motion scale.
 LEG_CHAINS = (("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle"))
+# SMPL's foot joints: their lowest point over the clip is the source's floor.
+FOOT_JOINTS = ("left_ankle", "right_ankle", "left_foot", "right_foot")
+# The bake re-keys against the evaluated rig until no rotation entry moves more than
+# CONVERGED (and the root no more than CONVERGED x the longest bone), MAX_PASSES at most.
+CONVERGED, MAX_PASSES = 1e-5, 16
 # Bone pairs whose left-right vector gives a rig's facing: hips, else shoulders.
 SIDE_PAIRS = (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"), ("left_collar", "right_collar"))
 
@@ -46,17 +61,6 @@ SIDE_PAIRS = (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"), ("
 def unit(v):
     v = np.asarray(v, dtype=np.float64)
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def swing(a, b):
-    """Smallest rotation (3, 3) taking direction ``a`` (3,) onto direction ``b`` (3,)."""
-    a, b = unit(a), unit(b)
-    v, c = np.cross(a, b), float(a @ b)
-    if c < -1.0 + 1e-9:  # opposite: half a turn about any axis perpendicular to a
-        axis = unit(np.cross(a, np.eye(3)[np.argmin(np.abs(a))]))
-        return 2.0 * np.outer(axis, axis) - np.eye(3)
-    K = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-    return np.eye(3) + K + K @ K / (1.0 + c)
 
 
 def yaw_between(a, b):
@@ -79,7 +83,7 @@ def alignments(src_dirs, tgt_dirs, inherit, facing):
     A = np.empty((len(src_dirs), 3, 3))
     for i in range(len(src_dirs)):
         if not np.isnan(tgt_dirs[i]).any():
-            A[i] = swing(facing @ tgt_dirs[i], src_dirs[i]) @ facing
+            A[i] = rotation_between(facing @ tgt_dirs[i], src_dirs[i]) @ facing
         else:
             A[i] = A[inherit[i]] if inherit[i] >= 0 else facing
     return A
@@ -137,9 +141,20 @@ def root_locations(rest4, parents, posed, bone, heads):
     return np.einsum("fji,fj->fi", X, heads - head)
 
 
-def root_heads(src_heads, src_rest_head, tgt_rest_head, ratio, facing):
-    """Target root head positions (F, 3), world: rest + ratio * Y^T (source displacement)."""
-    return tgt_rest_head + ratio * (np.asarray(src_heads) - src_rest_head) @ facing
+def root_heads(src_heads, src_standing_z, tgt_rest_head, ratio, facing, in_place=False):
+    """Target root head positions (F, 3), world, from the source root's (F, 3).
+
+    Height: the target's rest height plus ``ratio`` times the source root's height
+    over its standing height ``src_standing_z`` (its floor plus its rest height over
+    its feet), so a standing source puts the target's feet on the target's floor.
+    Across: the target's rest position plus ``ratio`` times the source's travel since
+    the first frame turned by Y^T, or none ``in_place``."""
+    src_heads = np.asarray(src_heads, dtype=np.float64)
+    travel = ratio * (src_heads - src_heads[0]) @ facing
+    if in_place:
+        travel[:, :2] = 0.0
+    travel[:, 2] = ratio * (src_heads[:, 2] - src_standing_z)
+    return np.asarray(tgt_rest_head) + travel
 
 
 def chain_length(points):
@@ -156,24 +171,31 @@ def world_rotation(matrix):
 # -- mapping ---------------------------------------------------------------------------------
 
 def candidate_bones(obj):
-    """[(name, parent)] for auto mapping: the deform bones (all bones if none deform),
-    each parented to its nearest candidate ancestor."""
-    bones = obj.data.bones
+    """[(name, parent, head, tail)] for auto mapping: the deform bones (all bones if none
+    deform), each parented to its nearest candidate ancestor; rest heads and tails (3,)
+    in world space (Z up)."""
+    bones, world = obj.data.bones, obj.matrix_world
     keep = {b.name for b in bones if b.use_deform} or {b.name for b in bones}
-    pairs = []
+    rows = []
     for bone in bones:
         if bone.name in keep:
             parent = bone.parent
             while parent is not None and parent.name not in keep:
                 parent = parent.parent
-            pairs.append((bone.name, parent.name if parent else None))
-    return pairs
+            rows.append((bone.name, parent.name if parent else None,
+                         tuple(world @ bone.head_local), tuple(world @ bone.tail_local)))
+    return rows
 
 
 def build_mapping(target, preset=None):
-    """(mapping, preset used or None) for ``target``: ``preset`` ("rigify", "mixamo",
-    "ue5") resolved on its bones, or with None a detected preset or name_mapping()."""
+    """(mapping, preset used or None) for ``target``: ``preset`` (a key of
+    retarget_presets.PRESETS) resolved on its bones, or with None a detected preset,
+    else the skeleton's shape (retarget_presets.auto_mapping())."""
     if preset is None:
+        names = target.data.bones.keys()
+        detected = retarget_presets.detect_preset(names)
+        if detected is not None:  # over all bones: a generated Rigify rig's controls do not deform
+            return retarget_presets.resolve(retarget_presets.PRESETS[detected], names), detected
         return retarget_presets.auto_mapping(candidate_bones(target))
     key = preset.lower()
     if key not in retarget_presets.PRESETS:
@@ -213,15 +235,19 @@ def mapping_warnings(target, mapping):
 
 # -- Blender glue --------------------------------------------------------------------------------
 
-def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None, *, frames=None, name=None):
+def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None, *, frames=None, name=None,
+             in_place=False):
     """Bake ``source_armature_obj``'s action onto ``target_armature_obj`` as a new action.
 
     mapping {source bone: target bone} wins over ``preset``; with neither, the
     mapping is automatic (build_mapping()).  frames: scene frames to key (default:
     every whole frame of the source action's range).  name: the new action's
     (default "<source action>_retarget"; an existing action of that name is kept
-    and the new one gets a .001 suffix).  The action is assigned to the target;
-    its previous action, if any, gets a fake user.  Returns the new Action."""
+    and the new one gets a .001 suffix).  in_place: keep the character over its
+    rest position (only the height moves) instead of travelling like the source.
+    The action is assigned to the target; its previous action, if any, gets a fake
+    user.  Rigify IK/FK switches of mapped FK controls are set to FK and keyed.
+    Returns the new Action."""
     source, target = source_armature_obj, target_armature_obj
     for obj in (source, target):
         if obj is None or obj.type != 'ARMATURE':
@@ -242,38 +268,127 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
     frames = np.asarray(frames, dtype=np.float64)
 
     plan = _plan(source, target, mapping)
-    src_world, src_heads = sample_pose(source, plan["sources"], frames)
-    world = target_world_rotations(src_world, plan["offsets"], plan["facing"])
-
-    order, parents = plan["order"], plan["parents"]
-    index = {n: i for i, n in enumerate(order)}
+    feet = [j for j in FOOT_JOINTS if j in source.data.bones]
+    src_world, src_heads = sample_pose(source, plan["sources"] + feet, frames)
     to_armature = world_rotation(np.array(target.matrix_world)).T
-    posed_mapped = np.broadcast_to(np.eye(3), (len(frames), len(order), 3, 3)).copy()
-    mapped = np.zeros(len(order), dtype=bool)
-    for k, t in enumerate(plan["targets"]):
-        posed_mapped[:, index[t]] = to_armature @ world[:, k]
-        mapped[index[t]] = True
-    rest4 = np.array([np.array(target.data.bones[n].matrix_local) for n in order])
-    Q, posed = pose_rotations(rest4[:, :3, :3], parents, posed_mapped, mapped)
+    wanted = to_armature @ target_world_rotations(src_world[:, :len(plan["sources"])], plan["offsets"], plan["facing"])
+    rest4 = np.array([np.array(target.data.bones[n].matrix_local) for n in plan["order"]])
+    Q, posed = pose_rotations(rest4[:, :3, :3], plan["parents"], _scatter(plan, wanted), plan["mapped"])
+    Q = Q[:, plan["target_rows"]]
 
-    channels = [(t, *_rotation_channel(target.pose.bones[t], Q[:, index[t]])) for t in plan["targets"]]
+    heads_armature, locations, feet_low = None, None, None
     if plan["root"] is not None:
         src_root, tgt_root = plan["root"]
-        heads = root_heads(src_heads[:, plan["sources"].index(src_root)], plan["src_rest_heads"][src_root],
-                           plan["tgt_rest_heads"][tgt_root], plan["ratio"], plan["facing"])
+        floor = src_heads[:, len(plan["sources"]):, 2].min() if feet else plan["src_foot_rest"]
+        heads = root_heads(src_heads[:, plan["sources"].index(src_root)], floor + plan["src_standing"],
+                           plan["tgt_rest_heads"][tgt_root], plan["ratio"], plan["facing"], in_place)
         inverse = np.linalg.inv(np.array(target.matrix_world))
-        heads_arm = heads @ inverse[:3, :3].T + inverse[:3, 3]
-        locations = root_locations(rest4, parents, posed, index[tgt_root], heads_arm)
-        channels.append((tgt_root, target.pose.bones[tgt_root].path_from_id("location"), locations))
+        heads_armature = heads @ inverse[:3, :3].T + inverse[:3, 3]
+        if plan["motion_root"] == tgt_root:
+            locations = root_locations(rest4, plan["parents"], posed, plan["order"].index(tgt_root), heads_armature)
+        else:  # a separate root control: found against the evaluated rig
+            locations = np.zeros((len(frames), 3))
+        if feet and plan["tgt_feet"]:  # the lowest foot joint's height over the floor, scaled
+            src_low = src_heads[:, len(plan["sources"]):, 2].min(axis=1)
+            feet_low = plan["tgt_floor"] + plan["ratio"] * (src_low - src_low.min())
 
-    new = _new_action(name or f"{action.name}_retarget", target, frames, channels)
+    switches = [(bone, prop, value) for bone, prop, value in retarget_presets.fk_switches(mapping)
+                if bone in target.pose.bones and prop in target.pose.bones[bone]]
+    new, curves = _new_action(name or f"{action.name}_retarget", target, frames,
+                              _channels(target, plan, Q, locations) + _switch_channels(target, switches, frames))
     for pose_bone in target.pose.bones:  # unkeyed channels rest, so unmapped bones stay at rest
         pose_bone.matrix_basis = Matrix.Identity(4)
+    for bone, prop, value in switches:
+        target.pose.bones[bone][prop] = value
     previous = target.animation_data.action if target.animation_data else None
     if previous is not None and not previous.use_fake_user:
         previous.use_fake_user = True  # unassigned, it would be lost on save
     keyframes.assign(target, new)
+    _follow_evaluation(target, frames, plan, wanted, heads_armature, feet_low, Q, locations, curves)
     return new
+
+
+def _scatter(plan, wanted):
+    """Wanted rotations (F, N, 3, 3) of the mapped bones laid out over plan["order"] (F, M, 3, 3)."""
+    out = np.broadcast_to(np.eye(3), (len(wanted), len(plan["order"]), 3, 3)).copy()
+    out[:, plan["target_rows"]] = wanted
+    return out
+
+
+def _channels(target, plan, Q, locations):
+    """[(bone, data path, values (F, k))]: every mapped bone's rotation and the root's location."""
+    channels = [(t, *_rotation_channel(target.pose.bones[t], Q[:, k])) for k, t in enumerate(plan["targets"])]
+    if locations is not None:
+        root = plan["motion_root"]
+        channels.append((root, target.pose.bones[root].path_from_id("location"), locations))
+    return channels
+
+
+def _switch_channels(target, switches, frames):
+    """Channels holding each switch (bone, property, value) at its value over the clip."""
+    return [(bone, target.pose.bones[bone].path_from_id(f'["{prop}"]'), np.full((len(frames), 1), value))
+            for bone, prop, value in switches]
+
+
+def _follow_evaluation(target, frames, plan, wanted, heads, feet_low, Q, locations, curves):
+    """Re-key until the evaluated rig matches: each mapped bone's rotation is solved
+    from its parent's evaluated matrix, so bones a parent follows through constraints
+    (a Rigify control under its MCH bones) still reach the wanted rotation.  A rig
+    without such constraints is already right (one check pass); each further pass
+    settles one more level of the chain.
+
+    wanted (F, N, 3, 3) armature-space rotations of plan["targets"]; heads (F, 3) the
+    pelvis bone's wanted heads, armature space, or None (no root motion); feet_low
+    (F,) the wanted world height of the lowest mapped foot joint, or None: the motion
+    root (plan["motion_root"]) moves until the pelvis bone's head and the feet are there."""
+    bones, names = target.data.bones, target.pose.bones.keys()
+    world = np.array(target.matrix_world)
+    up = np.linalg.inv(world)[:3, :3] @ np.array([0.0, 0.0, 1.0])  # world +Z in armature space
+    foot_rows = [names.index(t) for t in plan["tgt_feet"]]
+    scale = max(b.length for b in bones)
+    for _ in range(MAX_PASSES):
+        evaluated = evaluated_matrices(target, frames)[0]
+        # Blender: M_b = M_p P^-1 B Q_b, so Q_b = B^T P M_p^T M_b (rotations).
+        new_Q = np.swapaxes(world_rotation(_unposed(evaluated, bones, names, plan["targets"])), -1, -2) @ wanted
+        change = np.abs(new_Q - Q).max()
+        new_locations = locations
+        if heads is not None:
+            if feet_low is not None:
+                low = (evaluated[:, foot_rows][..., :3, 3] @ world[2, :3] + world[2, 3]).min(axis=1)  # world Z
+                heads = heads + (feet_low - low)[:, None] * up
+            # The motion root's location moves the pelvis bone rigidly (the root keeps its rotation).
+            X = _unposed(evaluated, bones, names, [plan["motion_root"]])[:, 0]
+            miss = heads - evaluated[:, names.index(plan["root"][1]), :3, 3]
+            new_locations = locations + np.einsum("fij,fj->fi", np.linalg.inv(X[:, :3, :3]), miss)
+            change = max(change, np.abs(new_locations - locations).max() / scale)
+        if change < CONVERGED:
+            return
+        Q, locations = new_Q, new_locations
+        for _bone, path, values in _channels(target, plan, Q, locations):
+            for axis in range(values.shape[1]):
+                _set_keys(curves[path, axis], frames, values[:, axis])
+
+
+def _unposed(evaluated, bones, names, which):
+    """Where bones ``which`` sit before their own pose, X = M_p P^-1 B (F, K, 4, 4),
+    from the evaluated pose matrices (F, B, 4, 4) of all bones (``names`` order)."""
+    out = np.empty((len(evaluated), len(which), 4, 4))
+    for k, name in enumerate(which):
+        bone = bones[name]
+        rest = np.array(bone.matrix_local)
+        if bone.parent is None:
+            out[:, k] = rest
+        else:
+            out[:, k] = evaluated[:, names.index(bone.parent.name)] @ np.linalg.inv(
+                np.array(bone.parent.matrix_local)) @ rest
+    return out
+
+
+def _set_keys(fcurve, frames, values):
+    co = np.empty(2 * len(frames), dtype=np.float32)
+    co[0::2], co[1::2] = frames, values
+    fcurve.keyframe_points.foreach_set("co", co)
+    fcurve.update()
 
 
 def _plan(source, target, mapping):
@@ -313,9 +428,18 @@ def _plan(source, target, mapping):
     lengths = [(chain_length([src_heads[j] for j in chain]), chain_length([tgt_heads[mapping[j]] for j in chain]))
                for chain in LEG_CHAINS if all(j in mapping for j in chain)]
     ratio = sum(t for _, t in lengths) / sum(s for s, _ in lengths) if lengths else 1.0
+    mapped = np.zeros(len(order), dtype=bool)
+    mapped[[position[t] for t in targets]] = True
+    tgt_feet = [mapping[j] for j in FOOT_JOINTS if j in mapping]
+    feet = [src_heads[j][2] for j in FOOT_JOINTS if j in src_heads]
+    foot_rest = min(feet) if feet else min(h[2] for h in src_heads.values())
+    root_height = src_heads[roots[0][0]][2] - foot_rest if roots else 0.0
     return {"order": order, "parents": parents, "sources": sources, "targets": targets, "offsets": offsets,
+            "target_rows": [position[t] for t in targets], "mapped": mapped,
             "facing": facing, "root": roots[0] if roots else None, "ratio": ratio,
-            "src_rest_heads": src_heads, "tgt_rest_heads": tgt_heads}
+            "motion_root": retarget_presets.motion_root(roots[0][1], tgt_bones.keys()) if roots else None,
+            "src_foot_rest": foot_rest, "src_standing": root_height, "tgt_rest_heads": tgt_heads,
+            "tgt_feet": tgt_feet, "tgt_floor": min((tgt_heads[t][2] for t in tgt_feet), default=0.0)}
 
 
 def leg_ratio(source, target, mapping):
@@ -371,16 +495,16 @@ def _world_rest(obj, names):
     return ({n: world_rotation(m) for n, m in rest.items()}, {n: m[:3, 3] for n, m in rest.items()})
 
 
-def sample_pose(obj, names, frames):
-    """World rotations (F, N, 3, 3) and heads (F, N, 3) of bones ``names`` at scene
-    ``frames`` (fractional frames allowed), evaluated; the scene's frame is restored."""
+def evaluated_matrices(obj, frames):
+    """Armature-space pose matrices (F, B, 4, 4) of all of ``obj``'s bones (pose.bones
+    order) and the object's world matrices (F, 4, 4) at scene ``frames`` (fractional
+    allowed), evaluated with constraints and drivers; the scene's frame is restored."""
     scene = bpy.context.scene
     if obj.name not in scene.objects:
         raise ValueError(f"'{obj.name}' is not in the scene '{scene.name}'")
-    pose_bones = obj.pose.bones
-    index = [pose_bones.find(n) for n in names]
-    buffer = np.empty(len(pose_bones) * 16, dtype=np.float32)
-    rotations, heads = np.empty((len(frames), len(names), 3, 3)), np.empty((len(frames), len(names), 3))
+    count = len(obj.pose.bones)
+    buffer = np.empty(count * 16, dtype=np.float32)
+    out, world = np.empty((len(frames), count, 4, 4)), np.empty((len(frames), 4, 4))
     kept = scene.frame_current, scene.frame_subframe
     try:
         for i, frame in enumerate(frames):
@@ -388,12 +512,19 @@ def sample_pose(obj, names, frames):
             scene.frame_set(whole, subframe=float(frame - whole))
             evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
             evaluated.pose.bones.foreach_get("matrix", buffer)
-            # foreach_get gives the matrices column by column.
-            world = np.array(evaluated.matrix_world) @ np.swapaxes(buffer.reshape(-1, 4, 4), -1, -2)[index]
-            rotations[i], heads[i] = world_rotation(world), world[:, :3, 3]
+            out[i] = np.swapaxes(buffer.reshape(-1, 4, 4), -1, -2)  # foreach_get gives columns first
+            world[i] = np.array(evaluated.matrix_world)
     finally:
         scene.frame_set(kept[0], subframe=kept[1])
-    return rotations, heads
+    return out, world
+
+
+def sample_pose(obj, names, frames):
+    """World rotations (F, N, 3, 3) and heads (F, N, 3) of bones ``names`` at scene ``frames``."""
+    index = [obj.pose.bones.find(n) for n in names]
+    pose, object_world = evaluated_matrices(obj, frames)
+    world = object_world[:, None] @ pose[:, index]
+    return world_rotation(world), world[..., :3, 3]
 
 
 def _rotation_channel(pose_bone, Q):
@@ -416,10 +547,13 @@ def _rotation_channel(pose_bone, Q):
 
 
 def _new_action(name, obj, frames, channels):
-    """A new action for ``obj`` keying channels [(bone, data path, values (F, k))] at ``frames``."""
+    """A new action for ``obj`` keying channels [(bone, data path, values (F, k))] at
+    ``frames``; returns it and its F-curves {(data path, index): FCurve}."""
     action = bpy.data.actions.new(name)
     new_fcurve = keyframes.fcurve_factory(action, obj)
+    curves = {}
     for bone, path, values in channels:
         for axis in range(values.shape[1]):
-            keyframes.fill_fcurve(new_fcurve(path, axis, bone), frames, values[:, axis])
-    return action
+            curves[path, axis] = new_fcurve(path, axis, bone)
+            keyframes.fill_fcurve(curves[path, axis], frames, values[:, axis])
+    return action, curves

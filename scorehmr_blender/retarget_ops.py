@@ -19,7 +19,8 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from . import retarget_presets
 
 PRESET_ITEMS = (
-    ('AUTO', "Automatic", "Use a preset whose bone names the character has, else map by bone names"),
+    ('AUTO', "Automatic", "Use a preset whose bone names the character has, else map by the skeleton's shape "
+              "(topology and bone lengths)"),
     *((key.upper(), label, f"Map onto the {label} bone names") for key, label in retarget_presets.PRESET_LABELS.items()),
 )
 MAPPING_FOLDER = "retarget_mappings"
@@ -54,6 +55,10 @@ class RetargetSettings(bpy.types.PropertyGroup):
                          description="How Build Mapping pairs the bones")
     pairs: CollectionProperty(type=RetargetPair)
     active_pair: IntProperty(name="Active Pair")
+    in_place: BoolProperty(
+        name="In Place", default=False,
+        description="Keep the character over its rest position (only its height follows the motion) "
+                    "instead of travelling like the SMPL rig (root motion)")
     action_name: StringProperty(
         name="Action Name",
         description="Name of the new action (default: the SMPL action's name + '_retarget'); "
@@ -118,7 +123,7 @@ class REFINEMOTION_OT_retarget_build_mapping(bpy.types.Operator):
         preset = None if settings.preset == 'AUTO' else settings.preset.lower()
         mapping, used = retarget.build_mapping(settings.target, preset)
         fill_pairs(settings, mapping)
-        how = f"preset {retarget_presets.PRESET_LABELS[used]}" if used else "bone names"
+        how = f"preset {retarget_presets.PRESET_LABELS[used]}" if used else "the skeleton's shape"
         self.report({'INFO'}, f"Mapped {len(mapping)} of {len(retarget_presets.SMPL_BONES)} SMPL bones "
                               f"onto '{settings.target.name}' by {how}")
         return {'FINISHED'}
@@ -211,7 +216,8 @@ class REFINEMOTION_OT_retarget(bpy.types.Operator):
                 mapping, _ = retarget.build_mapping(target, None if settings.preset == 'AUTO'
                                                     else settings.preset.lower())
                 fill_pairs(settings, mapping)
-            action = retarget.retarget(source, target, mapping=mapping, name=settings.action_name.strip() or None)
+            action = retarget.retarget(source, target, mapping=mapping, name=settings.action_name.strip() or None,
+                                       in_place=settings.in_place)
         except ValueError as ex:  # MappingError included
             self.report({'ERROR'}, f"Retarget: {ex}")
             return {'CANCELLED'}
@@ -261,7 +267,15 @@ class REFINEMOTION_OT_export_bvh(bpy.types.Operator, _ExportArmature):
     filter_glob: StringProperty(default="*.bvh", options={'HIDDEN'})
 
     def write(self, export, obj):
-        return export.export_bvh(obj, self.filepath, overwrite=self.overwrite)
+        return export.export_bvh(obj, self.filepath, overwrite=self.overwrite, up_axis=self.up_axis)
+
+    up_axis: EnumProperty(
+        name="Up Axis",
+        description="The file's up axis (the armature is written where it stands in the world)",
+        items=(('Y', "Y Up", "What Blender's BVH import and most programs expect"),
+               ('Z', "Z Up", "Blender's own axes (import it with Up Z, Forward Y)")),
+        default='Y',
+    )
 
 
 class REFINEMOTION_OT_export_fbx(bpy.types.Operator, _ExportArmature):

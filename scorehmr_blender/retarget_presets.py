@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Bone mappings from the SMPL armature onto character rigs: presets, automatic
-mapping by bone names, and the mapping JSON format.  Plain Python (no bpy, no
-numpy), so the add-on can list presets without loading anything heavy.
+mapping by the skeleton's shape (topology and bone lengths) or by bone names, and
+the mapping JSON format.  Plain Python (no bpy, no numpy), so the add-on can list
+presets without loading anything heavy (the contract's ``layout`` is plain Python too).
 
 A mapping is a dict {SMPL bone name: target bone name}; every target bone is
 used at most once.  SMPL's ``left_hand``/``right_hand`` bones (the leaf past
@@ -11,14 +12,10 @@ the wrist) have no counterpart on the usual rigs and stay unmapped.
 import json
 import re
 
-# SMPL's bones (the joints, in SMPL order; convert.JOINT_NAMES without numpy).
-SMPL_BONES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee",
-    "spine2", "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot",
-    "neck", "left_collar", "right_collar", "head", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hand", "right_hand",
-)
+from .runner.engine import contract
+
+# SMPL's bones: the joints, in SMPL order (the contract's layout, the names the engine writes).
+SMPL_BONES = contract("layout").SMPL_JOINT_NAMES
 # SMPL bone -> (body part, side) for name matching; spine1..3 are handled as a chain.
 SMPL_PARTS = {
     "pelvis": ("pelvis", None), "neck": ("neck", None), "head": ("head", None),
@@ -41,14 +38,37 @@ def _mirrored(left_pairs, to_right):
 _LIMBS = ("left_collar", "left_shoulder", "left_elbow", "left_wrist",
           "left_hip", "left_knee", "left_ankle", "left_foot")
 
-# Rigify's deform bones (the generated rig's DEF- layer, named after the human
-# metarig): spine = hips, .001-.003 = torso to chest, .004/.005 = neck, .006 = head.
+# Rigify's generated rig, driven through its controls: the DEF and ORG bones follow
+# them by constraints, so keys on those would be overridden.  The limbs take the FK
+# controls (retarget() sets their IK/FK switches to FK, RIGIFY_FK_SWITCHES).  The
+# spine turns about the torso's pivot at the waist: the torso takes the lower back
+# (spine1) and the root motion (MOTION_ROOTS), the hips control the pelvis, the FK
+# spine controls above the pivot the upper spine.  A tuple lists names to try in turn
+# (older Rigify versions have one shared toe control).
 RIGIFY = _mirrored({
-    "pelvis": "DEF-spine", "spine1": "DEF-spine.001", "spine2": "DEF-spine.002", "spine3": "DEF-spine.003",
-    "neck": "DEF-spine.004", "head": "DEF-spine.006",
-    **dict(zip(_LIMBS, ("DEF-shoulder.L", "DEF-upper_arm.L", "DEF-forearm.L", "DEF-hand.L",
-                        "DEF-thigh.L", "DEF-shin.L", "DEF-foot.L", "DEF-toe.L"))),
+    "pelvis": "hips", "spine1": "torso", "spine2": "spine_fk.002", "spine3": "spine_fk.003",
+    "neck": "neck", "head": "head",
+    **dict(zip(_LIMBS, ("shoulder.L", "upper_arm_fk.L", "forearm_fk.L", "hand_fk.L",
+                        "thigh_fk.L", "shin_fk.L", "foot_fk.L", ("toe_fk.L", "toe.L")))),
+}, lambda t: tuple(n[:-2] + ".R" for n in t) if isinstance(t, tuple) else t[:-2] + ".R")
+# Rigify limb property bones: {switch bone: the FK control that must be followed}.
+RIGIFY_FK_SWITCHES = {f"{limb}_parent.{side}": f"{limb}_fk.{side}" for limb in ("upper_arm", "thigh") for side in "LR"}
+RIGIFY_SWITCH = ("IK_FK", 1.0)  # 1 = FK
+# {pelvis bone: the bone whose location carries the root motion instead} (a control that
+# does not carry the whole body; otherwise the pelvis bone itself).
+MOTION_ROOTS = {"hips": "torso"}
+
+# Rigify's human metarig (before generation): spine = hips, .001-.003 = torso to chest,
+# .004/.005 = neck, .006 = head; face bones hang from the head and are not mapped.
+RIGIFY_METARIG = _mirrored({
+    "pelvis": "spine", "spine1": "spine.001", "spine2": "spine.002", "spine3": "spine.003",
+    "neck": "spine.004", "head": "spine.006",
+    **dict(zip(_LIMBS, ("shoulder.L", "upper_arm.L", "forearm.L", "hand.L",
+                        "thigh.L", "shin.L", "foot.L", "toe.L"))),
 }, lambda t: t[:-2] + ".R")
+
+# A rig with only Rigify's deform bones (exported for a game engine: no constraints).
+RIGIFY_DEFORM = {s: "DEF-" + t for s, t in RIGIFY_METARIG.items()}
 
 # Mixamo: names carry a namespace ("mixamorig:", "mixamorig1:", ...) that resolve() ignores.
 MIXAMO = _mirrored({
@@ -67,8 +87,13 @@ UE5 = _mirrored({
                         "thigh_l", "calf_l", "foot_l", "ball_l"))),
 }, lambda t: t[:-2] + "_r")
 
-PRESETS = {"rigify": RIGIFY, "mixamo": MIXAMO, "ue5": UE5}
-PRESET_LABELS = {"rigify": "Rigify (DEF bones)", "mixamo": "Mixamo", "ue5": "Unreal Mannequin (UE5)"}
+# Detection tries them in this order (a generated Rigify rig has the deform and the
+# control names: the controls win).
+PRESETS = {"rigify": RIGIFY, "rigify_metarig": RIGIFY_METARIG, "rigify_deform": RIGIFY_DEFORM,
+           "mixamo": MIXAMO, "ue5": UE5}
+PRESET_LABELS = {"rigify": "Rigify (generated rig, FK controls)", "rigify_metarig": "Rigify metarig",
+                 "rigify_deform": "Rigify deform bones only (DEF-)", "mixamo": "Mixamo",
+                 "ue5": "Unreal Mannequin (UE5)"}
 
 # A preset counts as detected when this share of its bones resolve on the rig.
 DETECT_SHARE = 0.8
@@ -92,21 +117,33 @@ def resolve(preset_pairs, bone_names):
     for name in names:
         bare.setdefault(_bare(name), name)
     found = {}
-    for source, target in preset_pairs.items():
-        if target in exact:
-            found[source] = target
-        elif _bare(target) in bare:
-            found[source] = bare[_bare(target)]
+    for source, targets in preset_pairs.items():
+        for target in (targets if isinstance(targets, tuple) else (targets,)):
+            if target in exact or _bare(target) in bare:
+                found[source] = target if target in exact else bare[_bare(target)]
+                break
     return found
+
+
+def motion_root(pelvis_bone, bone_names):
+    """The bone whose location carries the root motion when SMPL's pelvis maps to ``pelvis_bone``."""
+    root = MOTION_ROOTS.get(pelvis_bone)
+    return root if root is not None and root in set(bone_names) else pelvis_bone
+
+
+def fk_switches(mapping):
+    """[(bone, property, value)]: Rigify IK/FK switches to set so the mapped FK controls lead."""
+    used = set(mapping.values())
+    return [(bone, *RIGIFY_SWITCH) for bone, control in RIGIFY_FK_SWITCHES.items() if control in used]
 
 
 def detect_preset(bone_names):
     """The preset key whose bones the rig has (most of), or None."""
     names = list(bone_names)
     best, best_share = None, DETECT_SHARE
-    for key, pairs in PRESETS.items():
+    for key, pairs in PRESETS.items():  # the first of equal shares wins
         share = len(resolve(pairs, names)) / len(pairs)
-        if share >= best_share:
+        if share > best_share or (best is None and share == best_share):
             best, best_share = key, share
     return best
 
@@ -216,12 +253,204 @@ def name_mapping(bones):
 
 
 def auto_mapping(bones):
-    """(mapping, preset key or None): a detected preset's mapping, else name_mapping()."""
-    names = [name for name, _ in bones]
+    """(mapping, preset key or None): a detected preset's mapping, else skeleton_mapping()
+    (the rest pose's shape), else name_mapping().
+
+    bones: [(name, parent or None, head (x, y, z), tail (x, y, z))], world rest, Z up."""
+    names = [name for name, *_ in bones]
     preset = detect_preset(names)
     if preset is not None:
         return resolve(PRESETS[preset], names), preset
-    return name_mapping(bones), None
+    return skeleton_mapping(bones) or name_mapping([(name, parent) for name, parent, *_ in bones]), None
+
+
+# -- automatic mapping by the skeleton's shape ---------------------------------------------------
+
+# Shares of the rig's height: legs reach below LOW, arms reach out further than WIDE
+# from the pelvis, a first arm bone shorter than COLLAR is a clavicle, the head spans HEAD.
+LOW, WIDE, COLLAR, HEAD = 0.25, 0.2, 0.11, 0.93
+
+
+def _sub(a, b):
+    return tuple(x - y for x, y in zip(a, b))
+
+
+def _norm(v):
+    return sum(x * x for x in v) ** 0.5
+
+
+class _Skeleton:
+    """Rest geometry and topology of a rig: bones {name: (parent, head, tail)}."""
+
+    def __init__(self, bones):
+        self.parent = {n: p for n, p, _h, _t in bones}
+        self.head = {n: tuple(h) for n, _p, h, _t in bones}
+        self.tail = {n: tuple(t) for n, _p, _h, t in bones}
+        self.children = {n: [] for n in self.parent}
+        for name, parent in self.parent.items():
+            if parent in self.children:
+                self.children[parent].append(name)
+        zs = [p[2] for n in self.parent for p in (self.head[n], self.tail[n])]
+        self.floor, self.height = min(zs), max(zs) - min(zs)
+
+    def length(self, name):
+        return _norm(_sub(self.tail[name], self.head[name]))
+
+    def subtree(self, name):
+        todo, out = [name], []
+        while todo:
+            out.append(todo.pop())
+            todo.extend(self.children[out[-1]])
+        return out
+
+    def points(self, name):
+        return [p for n in self.subtree(name) for p in (self.head[n], self.tail[n])]
+
+    def longest(self, name):
+        """Length of the longest bone path from ``name`` down."""
+        return self.length(name) + max((self.longest(c) for c in self.children[name]), default=0.0)
+
+    def connected(self, name):
+        return [c for c in self.children[name] if _norm(_sub(self.head[c], self.tail[name])) < 1e-3 * self.height]
+
+    def path(self, name, key=None):
+        """Bones from ``name`` down the chain: connected children first, then the best by
+        ``key`` (default: the longest path below)."""
+        key = key or self.longest
+        chain = [name]
+        while self.children[chain[-1]]:
+            options = self.connected(chain[-1]) or self.children[chain[-1]]
+            chain.append(max(options, key=lambda c: (key(c), c)))
+        return chain
+
+
+def skeleton_mapping(bones):
+    """Map SMPL bones by the rest pose's topology and bone lengths, names unread.
+
+    bones: [(name, parent or None, head, tail)] in world space, Z up, standing.  The
+    pelvis is the deepest bone with two subtrees reaching the floor (the legs), the
+    chest the deepest with two reaching out sideways (the arms); the spine runs
+    between them, the neck and head continue the chest up to the top.  In a leg the
+    ankle is where the chain turns forward and the knee the joint half-way along;
+    in an arm a bone shorter than COLLAR x height first is the clavicle, the hand is
+    the first bone with three or more children (else at 3/4 of the arm) and the
+    elbow half-way to it (twist segments lie at quarters).  Left is on the left of
+    the feet's forward direction.  Returns {} when no legs and arms are found."""
+    sk = _Skeleton(bones)
+    if sk.height <= 0:
+        return {}
+    low = {n: min(p[2] for p in sk.points(n)) for n in sk.parent}
+    legs_of = {n: [c for c in sk.children[n] if low[c] < sk.floor + LOW * sk.height] for n in sk.parent}
+    top = sk.floor + (1.0 - LOW) * sk.height  # the hips carry the head too (a foot has two low children)
+    hips = [n for n in sk.parent if len(legs_of[n]) >= 2 and max(p[2] for p in sk.points(n)) > top]
+    if not hips:
+        return {}
+    pelvis = max(hips, key=lambda n: (_depth(n, sk.parent), n))
+    origin = sk.head[pelvis]
+
+    def outward(n):
+        """The horizontal offset from the pelvis of ``n``'s subtree point farthest out."""
+        return max((_sub(p, origin)[:2] for p in sk.points(n)), key=_norm)
+
+    def reach(n):
+        return _norm(outward(n))
+
+    def arm_pair(n):
+        """The two children of ``n`` reaching furthest out on opposite sides, or None."""
+        out = [c for c in sk.children[n] if low[c] > sk.floor + LOW * sk.height and reach(c) > WIDE * sk.height]
+        pairs = [(a, b) for a in out for b in out if a < b
+                 and outward(a)[0] * outward(b)[0] + outward(a)[1] * outward(b)[1] < 0]
+        return max(pairs, key=lambda ab: reach(ab[0]) + reach(ab[1]), default=None)
+
+    arms_of = {n: arm_pair(n) for n in sk.subtree(pelvis)}
+    chests = [n for n, pair in arms_of.items() if pair]
+    if not chests:
+        return {}
+    chest = max(chests, key=lambda n: (_depth(n, sk.parent), n))
+
+    legs = [_leg(sk, sk.path(c)) for c in sorted(legs_of[pelvis], key=lambda c: low[c])[:2]]
+    arms = [_arm(sk, sk.path(c, reach)) for c in arms_of[chest]]
+    forward = _forward(sk, legs)
+    left = (-forward[1], forward[0], 0.0)  # up x forward
+
+    def side_of(limb):
+        point = sk.head[next(iter(limb.values()))]
+        return "left" if sum(a * b for a, b in zip(_sub(point, origin), left)) > 0 else "right"
+
+    mapping = {"pelvis": pelvis}
+    for limb in (*legs, *arms):
+        mapping.update({f"{side_of(limb)}_{part}": bone for part, bone in limb.items()})
+    mapping.update(_spread_spine(_chain_between(pelvis, chest, sk.parent)))
+    mapping.update(_neck_and_head(sk, chest, {b for limb in arms for b in limb.values()} | set(arms_of[chest])))
+    return _unique_targets(mapping)
+
+
+def _leg(sk, chain):
+    """{part: bone} of one leg chain (hip first): hip, knee, ankle, foot (toe)."""
+    ankle = next((i for i in range(1, len(chain))
+                  if abs(_sub(sk.tail[chain[i]], sk.head[chain[i]])[2])
+                  < _norm(_sub(sk.tail[chain[i]], sk.head[chain[i]])[:2])), None)
+    leg = {"hip": chain[0]}
+    if ankle is None:
+        return leg
+    leg["knee"] = _halfway(sk, chain[:ankle], sk.head[chain[ankle]])
+    leg["ankle"] = chain[ankle]
+    if ankle + 1 < len(chain):
+        leg["foot"] = chain[ankle + 1]
+    return leg
+
+
+def _arm(sk, chain):
+    """{part: bone} of one arm chain (from the chest's child): collar, shoulder, elbow, wrist."""
+    arm = {}
+    if len(chain) > 3 and sk.length(chain[0]) < COLLAR * sk.height:
+        arm["collar"], chain = chain[0], chain[1:]
+    arm["shoulder"] = chain[0]
+    hand = next((i for i in range(1, len(chain)) if len(sk.children[chain[i]]) >= 3), None)
+    if hand is None:  # no fingers to tell: the hand starts about 3/4 along
+        total = sum(sk.length(b) for b in chain)
+        along = [sum(sk.length(b) for b in chain[:i]) / total for i in range(len(chain))]
+        hand = min(range(2, len(chain)), key=lambda i: abs(along[i] - 0.75), default=None)
+    if hand is None:
+        return arm
+    arm["elbow"] = _halfway(sk, chain[:hand], sk.head[chain[hand]])
+    arm["wrist"] = chain[hand]
+    return arm
+
+
+def _halfway(sk, chain, end):
+    """The bone of ``chain`` (after the first) starting nearest half-way from its head to ``end``."""
+    start = sk.head[chain[0]]
+    half = _norm(_sub(end, start)) / 2
+    return min(chain[1:] or chain[:1], key=lambda b: abs(_norm(_sub(sk.head[b], start)) - half))
+
+
+def _forward(sk, legs):
+    """Unit horizontal forward direction from the feet (ankle to toe), else -Y (Blender's)."""
+    total = [0.0, 0.0]
+    for leg in legs:
+        if "ankle" in leg:
+            d = _sub(sk.tail[leg["ankle"]], sk.head[leg["ankle"]])
+            total = [total[0] + d[0], total[1] + d[1]]
+    n = _norm(total)
+    return (total[0] / n, total[1] / n) if n > 1e-9 else (0.0, -1.0)
+
+
+def _neck_and_head(sk, chest, arm_bones):
+    """{neck, head}: the chain from the chest up to the top; the head is the bone
+    spanning HEAD of the chain's height above the floor."""
+    ups = [c for c in sk.children[chest] if c not in arm_bones]
+    if not ups:
+        return {}
+
+    def top(n):
+        return max(p[2] for p in sk.points(n))
+
+    chain = sk.path(max(ups, key=lambda c: (top(c), c)), top)
+    level = sk.floor + HEAD * (top(chain[0]) - sk.floor)
+    head = min(chain, key=lambda b: 0.0 if sk.head[b][2] <= level <= sk.tail[b][2]
+               else min(abs(sk.head[b][2] - level), abs(sk.tail[b][2] - level)))
+    return {"head": head} if head == chain[0] else {"neck": chain[0], "head": head}
 
 
 def _depth(name, parent):

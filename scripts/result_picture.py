@@ -316,6 +316,17 @@ def save_small(image, path, max_bytes=MAX_BYTES):
     return path.stat().st_size
 
 
+def hide_ground():
+    """Hide the importer's ground plane (scene_setup.GROUND_NAME) from the renders: it would cover the
+    footage in the left picture, and the right one has its own floor."""
+    sys.path.insert(0, str(ROOT))
+    from scorehmr_blender.scene_setup import GROUND_NAME
+
+    ground = bpy.data.collections.get(GROUND_NAME)
+    if ground is not None:
+        ground.hide_render = True
+
+
 def make_picture(blend, frame, out):
     blend = Path(blend)
     if not blend.is_file():
@@ -323,6 +334,7 @@ def make_picture(blend, frame, out):
     bpy.ops.wm.open_mainfile(filepath=str(blend.resolve()))
     scene = bpy.context.scene
     cam, rig, bodies, clip = find_scene_parts(scene)
+    hide_ground()
     width, height = clip.size
     set_up_render(scene, width, height)
     scene.frame_set(frame)

@@ -1,5 +1,9 @@
-"""Import Refined Motion, in real bpy (5.x and 4.2), on result files made by the real
-body model (tests/result_fixture.py; synthetic motion, not engine output)."""
+"""Import Refined Motion, in real bpy (5.x, 4.5 and 4.2), on result files made by the real
+body model (tests/result_fixture.py; synthetic motion, not engine output).
+
+The maths tests import with timing='EXACT' (one key per result frame, at its own
+scene time) and map the result's camera frame to the world with the import's
+camera_to_world (the footage camera's W, moved onto the floor by default)."""
 
 import math
 import subprocess
@@ -12,7 +16,7 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Matrix, Vector
 
-from scorehmr_blender import convert, importer, keyframes, operators
+from scorehmr_blender import convert, importer, keyframes, operators, scene_setup, staging
 from tests import blender_scene, result_fixture
 from tests.blender_scene import fcurves_of, keys
 
@@ -20,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 C, W = convert.MODEL_TO_BLENDER, convert.CAMERA_TO_WORLD
 FOOTAGE_FPS, SCENE_FPS = 30.0, 24
 START = 5
-DATA_KINDS = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "images")
+DATA_KINDS = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "images", "worlds", "lights",
+              "collections")
+MADE_FOR_THE_SCENE = {scene_setup.LIGHT_NAME, scene_setup.GROUND_NAME}
 
 
 addon = pytest.fixture(scope="module", autouse=True)(blender_scene.registered_addon)
@@ -43,21 +49,14 @@ def import_shot(path, **options):
     return importer.import_result(bpy.context, str(path), **options)
 
 
+def to_world(imported, points):
+    """Camera-frame points (..., 3) where the import put them in the world."""
+    M = imported.camera_to_world
+    return np.asarray(points) @ M[:3, :3].T + M[:3, 3]
+
+
 def data_counts():
     return {kind: len(getattr(bpy.data, kind)) for kind in DATA_KINDS}
-
-
-def smpl_forward_kinematics(arrays):
-    """World rotations G (F,24,3,3) and posed joints P (F,24,3), camera frame."""
-    R = convert.local_rotations(arrays["global_orient"], arrays["body_pose"])
-    rest, G, P = arrays["rest_joints"], np.empty_like(R), np.empty(R.shape[:2] + (3,))
-    for j, p in enumerate(convert.PARENTS):
-        if p < 0:
-            G[:, j], P[:, j] = R[:, j], rest[j] + arrays["transl"]
-        else:
-            G[:, j] = G[:, p] @ R[:, j]
-            P[:, j] = P[:, p] + G[:, p] @ (rest[j] - rest[p])
-    return G, P
 
 
 def go_to(frame):
@@ -65,6 +64,11 @@ def go_to(frame):
     whole = math.floor(frame)
     bpy.context.scene.frame_set(whole, subframe=float(frame - whole))
     return bpy.context.evaluated_depsgraph_get()
+
+
+def posed_heads(rig, frame):
+    rig = rig.evaluated_get(go_to(frame))
+    return np.array([rig.matrix_world @ rig.pose.bones[name].head for name in convert.JOINT_NAMES])
 
 
 # -- what gets built ---------------------------------------------------------------
@@ -103,20 +107,22 @@ def test_import_builds_rig_body_action_and_camera(shot):
     assert imported.action.name == "Shot" and rig.animation_data.action == imported.action
     assert len(fcurves_of(imported.action)) == 24 * 4 + 3
     assert cam.type == 'CAMERA' and cam.name == "Shot_camera"
-    assert {o.name for o in bpy.context.scene.objects} == {"Shot", "Shot_body", "Shot_camera"}
+    assert {o.name for o in bpy.context.scene.objects} == {"Shot", "Shot_body", "Shot_camera", *MADE_FOR_THE_SCENE}
     assert bpy.context.view_layer.objects.active == rig and rig.select_get() and not body.select_get()
 
 
 def test_fcurves_hold_the_converted_rotations_at_retimed_scene_frames(shot):
     path, arrays = shot
-    imported = import_shot(path)
+    imported = import_shot(path, timing='EXACT')
     rig, frames = imported.armature, len(arrays["transl"])
     expected_frames = START + np.arange(frames) * SCENE_FPS / FOOTAGE_FPS  # 5, 5.8, 6.6, ...
     np.testing.assert_allclose(imported.frames, expected_frames)
     curves = fcurves_of(imported.action)
 
     # Expected values with mathutils, from the documented formulas:
-    # Q_0 = B_0^T W R_0 C^T B_0, Q_j = B_j^T C R_j C^T B_j, location = B_0^T (W (J_0 + t) - C J_0).
+    # Q_0 = B_0^T W R_0 C^T B_0, Q_j = B_j^T C R_j C^T B_j, location = B_0^T (M (J_0 + t) - C J_0),
+    # M the camera -> world transform: W, then a translation onto the floor.
+    np.testing.assert_allclose(imported.camera_to_world[:3, :3], W)
     R = convert.axis_angle_to_matrix(
         np.concatenate([arrays["global_orient"], arrays["body_pose"]], 1).reshape(frames, 24, 3))
     for j, name in enumerate(convert.JOINT_NAMES):
@@ -135,7 +141,7 @@ def test_fcurves_hold_the_converted_rotations_at_retimed_scene_frames(shot):
 
     B0 = np.array(rig.data.bones["pelvis"].matrix_local.to_3x3())
     pelvis = arrays["rest_joints"][0]
-    want = ((arrays["transl"] + pelvis) @ W.T - C @ pelvis) @ B0
+    want = (to_world(imported, arrays["transl"] + pelvis) - C @ pelvis) @ B0
     for axis in range(3):
         times, values = keys(curves['pose.bones["pelvis"].location', axis])
         np.testing.assert_allclose(times, expected_frames, atol=1e-5)
@@ -145,14 +151,14 @@ def test_fcurves_hold_the_converted_rotations_at_retimed_scene_frames(shot):
 
 def test_posed_armature_joints_equal_result_joints_in_world(shot):
     """The proof of the rotation maths: evaluated bone heads at every key equal the
-    result's camera-frame joints mapped to the world (W), to 0.1 mm."""
+    result's camera-frame joints mapped to the world (W and the floor placement), to 0.1 mm."""
     path, arrays = shot
-    imported = import_shot(path)
+    imported = import_shot(path, timing='EXACT')
     worst = 0.0
     for i, frame in enumerate(imported.frames):
         rig = imported.armature.evaluated_get(go_to(frame))
         heads = np.array([rig.matrix_world @ rig.pose.bones[name].head for name in convert.JOINT_NAMES])
-        worst = max(worst, np.abs(heads - arrays["joints"][i] @ W.T).max())
+        worst = max(worst, np.abs(heads - to_world(imported, arrays["joints"][i])).max())
     assert worst < 1e-4
     assert np.ptp(arrays["joints"][:, 0], axis=0).max() > 0.5  # the motion really moves
 
@@ -161,47 +167,62 @@ def test_skinned_body_follows_linear_blend_skinning(shot):
     """The vertex groups carry skin_weights: the evaluated mesh is SMPL's linear blend
     skinning (no pose correctives) of the rest vertices, in the world."""
     path, arrays = shot
-    imported = import_shot(path)
-    G, P = smpl_forward_kinematics(arrays)
+    imported = import_shot(path, timing='EXACT')
+    G, P = staging.forward_kinematics(arrays["global_orient"], arrays["body_pose"], arrays["transl"],
+                                      arrays["rest_joints"])
     rest_v, rest_j, weights = arrays["rest_vertices"], arrays["rest_joints"], arrays["skin_weights"]
     for i in (0, 13):
         per_joint = np.einsum("jab,vjb->vja", G[i], rest_v[:, None] - rest_j[None]) + P[i][None]
-        expected = np.einsum("vj,vja->va", weights, per_joint) @ W.T
+        expected = to_world(imported, np.einsum("vj,vja->va", weights, per_joint))
         mesh = imported.body.evaluated_get(go_to(imported.frames[i])).data
         co = np.empty(3 * len(mesh.vertices), dtype=np.float32)
         mesh.vertices.foreach_get("co", co)
         np.testing.assert_allclose(co.reshape(-1, 3), expected, atol=1e-4)
 
 
-def test_camera_sees_joints_where_the_footage_intrinsics_put_them(shot):
+@pytest.mark.parametrize("placement", importer.PLACEMENTS)
+def test_camera_sees_the_posed_joints_where_the_footage_intrinsics_put_them(shot, placement):
+    """Blender's posed bone heads, seen through the imported camera, land on the pixels where
+    the OpenCV pinhole puts the result's joints, wherever the placement moved body and camera."""
     path, arrays = shot
     scene = bpy.context.scene
-    imported = import_shot(path, set_resolution=True)
-    bpy.context.view_layer.update()  # the camera's matrix_world
+    imported = import_shot(path, set_resolution=True, timing='EXACT', placement=placement)
     assert (scene.render.resolution_x, scene.render.resolution_y) == (1280, 720)
     assert scene.camera == imported.camera
     cam = imported.camera
-    assert cam.data.sensor_fit == 'HORIZONTAL' and cam.location.length == 0
+    assert cam.data.sensor_fit == 'HORIZONTAL'
+    np.testing.assert_allclose(cam.location, imported.camera_to_world[:3, 3], atol=1e-6)
+    assert (cam.location.length == 0) == (placement == 'CAMERA')
     fx = result_fixture.FOCAL_PX
     cx, cy = result_fixture.PRINCIPAL_POINT
     width, height = result_fixture.IMAGE_SIZE
     for i in (0, 11, 23):
-        for joint in arrays["joints"][i]:
+        for joint, head in zip(arrays["joints"][i], posed_heads(imported.armature, imported.frames[i])):
             u, v = fx * joint[0] / joint[2] + cx, fx * joint[1] / joint[2] + cy   # OpenCV pinhole
-            ndc = world_to_camera_view(scene, cam, Vector(W @ joint))                     # Blender's camera
-            assert ndc.z == pytest.approx(joint[2], abs=1e-5)
-            assert ndc.x * width == pytest.approx(u, abs=1e-3)
-            assert (1 - ndc.y) * height == pytest.approx(v, abs=1e-3)
+            ndc = world_to_camera_view(scene, cam, Vector(head))                    # Blender's camera
+            assert ndc.z == pytest.approx(joint[2], abs=1e-4)
+            assert ndc.x * width == pytest.approx(u, abs=0.05)
+            assert (1 - ndc.y) * height == pytest.approx(v, abs=0.05)
 
 
 def test_messages_report_retiming_and_resolution(shot):
     path, _ = shot
     imported = import_shot(path)
     texts = {text.split(" ")[0]: (level, text) for level, text in imported.messages}
-    assert texts["Footage"] == ('WARNING', "Footage is 30 fps, the scene 24 fps: keys are retimed to scene frames")
+    assert texts["Footage"] == ('WARNING', "Footage is 30 fps, the scene 24 fps: keys are resampled onto whole "
+                                           "scene frames")
     assert texts["Scene"][0] == 'WARNING' and "1920x1080 differs from the footage's 1280x720" in texts["Scene"][1]
-    assert texts["Imported"] == ('INFO', "Imported 'Shot': 24 frames at scene frames 5-23.4, action 'Shot'")
-    assert bpy.context.scene.frame_end == 24  # extended to the motion's end
+    assert texts["Imported"] == ('INFO', "Imported 'Shot': 24 frames, keyed on scene frames 5-23, action 'Shot'")
+    assert texts["Placed"][0] == 'INFO' and texts["Placed"][1].startswith("Placed on the floor (Z = 0) with its camera")
+    assert texts["Added"] == ('INFO', f"Added a grey World, a sun ('{scene_setup.LIGHT_NAME}'), a ground plane "
+                                      f"(collection '{scene_setup.GROUND_NAME}', hide it there)")
+    scene = bpy.context.scene
+    assert (scene.frame_start, scene.frame_end) == (5, 23)  # the motion's keys, not the scene's 1-10
+
+    exact = import_shot(path, timing='EXACT')
+    assert ('WARNING', "Footage is 30 fps, the scene 24 fps: keys are retimed to (fractional) scene frames") \
+        in exact.messages
+    assert scene.frame_end == 24
 
 
 def test_same_fps_keys_on_whole_frames_and_says_nothing(tmp_path):
@@ -211,7 +232,8 @@ def test_same_fps_keys_on_whole_frames_and_says_nothing(tmp_path):
     scene.render.resolution_x, scene.render.resolution_y = 1280, 720
     imported = import_shot(path, frame_start=None, update_scene_duration=False)
     np.testing.assert_array_equal(imported.frames, [1, 2, 3, 4])
-    assert [level for level, _ in imported.messages] == ['INFO']
+    np.testing.assert_array_equal(imported.key_frames, [1, 2, 3, 4])
+    assert {level for level, _ in imported.messages} == {'INFO'}
     assert scene.frame_end == 10
 
 
@@ -240,6 +262,171 @@ def test_footage_shows_behind_the_camera(tmp_path, shot):
     assert background.source == 'MOVIE_CLIP' and background.clip.frame_start == START
 
 
+# -- staged in the scene: on a floor, on whole frames, lit -----------------------------
+
+def standing_result(path, num_frames=20, sunk_frame=None, fps=SCENE_FPS):
+    """Write a result of a body standing upright (arms down) and stepping sideways 3.5-4.5 m in
+    front of the camera, its feet always at the same camera height; ``sunk_frame``'s estimate
+    dips 0.3 m through the floor (an outlier).  Returns the arrays."""
+    import torch
+
+    from backend.body.example_poses import example_pose
+
+    t = torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)
+    global_orient = torch.tensor([[math.pi, 0.0, 0.0]], dtype=torch.float64).expand(num_frames, 3)
+    body_pose = example_pose("arms_down", torch.float64)[1:].reshape(1, 69).expand(num_frames, 69)
+    transl = torch.stack([0.8 * t - 0.4, torch.full_like(t, 0.3), 3.5 + t], -1)
+    if sunk_frame is not None:
+        transl[sunk_frame, 1] += 0.3  # camera y points down
+    betas = torch.zeros(10, dtype=torch.float64)
+    arrays = result_fixture.result_arrays(global_orient, body_pose, transl, betas, fps)
+    np.savez(path, **arrays)
+    return arrays
+
+
+def lowest_vertex_heights(imported, frames):
+    """World Z of the evaluated (skinned) body's lowest vertex at each scene frame."""
+    heights = []
+    for frame in frames:
+        mesh = imported.body.evaluated_get(go_to(frame)).data
+        co = np.empty(3 * len(mesh.vertices), dtype=np.float32)
+        mesh.vertices.foreach_get("co", co)
+        world = np.array(imported.body.matrix_world)
+        heights.append((co.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3])[:, 2].min())
+    return np.array(heights)
+
+
+def test_lowest_contact_goes_on_the_floor_and_the_start_on_the_origin(tmp_path):
+    """The default placement: the feet of every frame but the outlier on Z = 0 (read back from
+    Blender's skinned mesh), the first frame's pelvis above the origin, and the camera moved with
+    the body, so a joint projects onto the same pixel as before (checked for every placement
+    by test_camera_sees_the_posed_joints_...)."""
+    path = tmp_path / "Standing.npz"
+    standing_result(path, sunk_frame=7)
+    imported = import_shot(path)
+    heights = lowest_vertex_heights(imported, imported.key_frames)
+    print(f"\nlowest vertex on the floor: max |z| {np.abs(np.delete(heights, 7)).max() * 1000:.3f} mm "
+          f"(the outlier frame {heights[7]:.3f} m)")
+    assert np.abs(np.delete(heights, 7)).max() < 0.02  # the contact feet on the floor, within 2 cm
+    assert heights[7] == pytest.approx(-0.3, abs=0.02)  # one frame through the floor does not lift the rest
+    heads = posed_heads(imported.armature, imported.key_frames[0])
+    names = convert.JOINT_NAMES
+    np.testing.assert_allclose(heads[names.index("pelvis")][:2], 0.0, atol=1e-4)
+    assert all(0.03 < heads[names.index(ankle)][2] < 0.15 for ankle in ("left_ankle", "right_ankle"))
+    assert heads[names.index("head")][2] > 1.4
+
+
+
+@pytest.mark.parametrize("placement", ['FLOOR', 'CAMERA'])
+def test_other_placements(tmp_path, placement):
+    path = tmp_path / "Standing.npz"
+    standing_result(path)
+    imported = import_shot(path, placement=placement)
+    heights = lowest_vertex_heights(imported, imported.key_frames[:3])
+    camera_xy = np.array(imported.camera.location)[:2]
+    np.testing.assert_allclose(camera_xy, 0.0, atol=1e-6)  # the camera stays above the origin
+    if placement == 'FLOOR':
+        np.testing.assert_allclose(heights, 0.0, atol=0.02)
+        assert imported.camera.location.z > 0.5
+    else:  # as filmed: the camera at the origin, the feet where its height puts them
+        assert imported.camera.location.length == 0 and heights.max() < -1.0
+        assert scene_setup.GROUND_NAME not in bpy.data.objects
+
+
+def test_keys_on_whole_frames_in_a_30_fps_scene(tmp_path):
+    """A 24 fps result in a 30 fps, 250-frame scene: by default every key on a whole scene frame
+    (the motion resampled), the frame range the motion's; 'EXACT' keeps the result's timing,
+    'SCENE_RATE' sets the scene to 24 fps."""
+    path = tmp_path / "Film.npz"
+    arrays = result_fixture.write_result(path, num_frames=24, fps=24.0)
+    scene = blender_scene.fresh_scene(30, 250)
+    imported = import_shot(path, frame_start=1)
+    np.testing.assert_allclose(imported.frames, 1 + 1.25 * np.arange(24))
+    np.testing.assert_array_equal(imported.key_frames, np.arange(1, 30))  # 23 / 24 s = 28.75 scene frames
+    for fcurve in fcurves_of(imported.action).values():
+        times = keys(fcurve)[0]
+        assert len(times) == 29 and (times == np.round(times)).all()
+    assert (scene.frame_start, scene.frame_end) == (1, 29)
+    for i in (0, 8, 20):  # result frames on whole scene frames (1, 11, 26): the result's pose exactly
+        np.testing.assert_allclose(posed_heads(imported.armature, imported.frames[i]),
+                                   to_world(imported, arrays["joints"][i]), atol=1e-4)
+    # Between them, a pose between its two neighbours (scene frame 2 is result frame 0.8).
+    between = posed_heads(imported.armature, 2)
+    blend = to_world(imported, 0.2 * arrays["joints"][0] + 0.8 * arrays["joints"][1])
+    assert np.abs(between - blend).max() < 0.01
+
+    exact = import_shot(path, frame_start=1, timing='EXACT')
+    np.testing.assert_allclose(keys(fcurves_of(exact.action)['pose.bones["pelvis"].location', 0])[0],
+                               imported.frames, atol=1e-5)
+    rate = import_shot(path, frame_start=1, timing='SCENE_RATE')
+    assert scene.render.fps / scene.render.fps_base == 24
+    np.testing.assert_array_equal(rate.key_frames, np.arange(1, 25))
+
+
+def test_scene_gets_only_the_world_light_and_ground_it_lacks(shot):
+    path, arrays = shot
+    scene = bpy.context.scene
+    imported = import_shot(path)
+    world, sun = scene.world, bpy.data.objects[scene_setup.LIGHT_NAME]
+    assert world.name == scene_setup.WORLD_NAME and sun.data.type == 'SUN'
+    ground = bpy.data.objects[scene_setup.GROUND_NAME]
+    assert [c.name for c in ground.users_collection] == [scene_setup.GROUND_NAME]  # hide it in one click
+    assert ground.display_type == 'WIRE'  # the footage stays visible behind the camera view
+    co = np.empty(3 * len(ground.data.vertices))
+    ground.data.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    assert (co[:, 2] == 0).all()
+    pelvis = to_world(imported, arrays["transl"] + arrays["rest_joints"][0])
+    assert (co[:, :2].min(0) < pelvis[:, :2].min(0) - 1).all() and (co[:, :2].max(0) > pelvis[:, :2].max(0) + 1).all()
+
+    counts = data_counts()
+    import_shot(path)  # a second import adds no second World, sun or ground
+    assert {kind: n - counts[kind] for kind, n in data_counts().items() if n != counts[kind]} == {
+        "objects": 3, "armatures": 1, "meshes": 1, "actions": 1, "cameras": 1}
+    assert scene.world == world
+
+    blender_scene.fresh_scene(SCENE_FPS, 10)
+    bpy.ops.object.light_add(type='POINT')
+    user_world = bpy.context.scene.world = bpy.data.worlds.new("Mine")
+    import_shot(path, placement='CAMERA')  # the user's light and World; no floor known: no ground
+    assert bpy.context.scene.world == user_world
+    assert not bpy.data.lights.get(scene_setup.LIGHT_NAME) and scene_setup.GROUND_NAME not in bpy.data.objects
+
+    blender_scene.fresh_scene(SCENE_FPS, 10)
+    import_shot(path, prepare_scene=False)
+    assert bpy.context.scene.world is None and not bpy.data.lights and not bpy.data.collections
+
+
+def render_mean(scene, path):
+    """Render the scene's camera view to ``path``; returns its pixels (H, W, 3) in 0..1."""
+    scene.render.filepath = str(path)
+    assert bpy.ops.render.render(write_still=True) == {'FINISHED'}
+    image = bpy.data.images.load(str(path))
+    pixels = np.array(image.pixels[:]).reshape(image.size[1], image.size[0], 4)[..., :3]
+    bpy.data.images.remove(image)
+    return pixels
+
+
+def test_f12_renders_the_lit_body_not_black(shot, tmp_path):
+    """A batch-like scene (empty, no World, no light): after the import, rendering through the
+    footage camera shows a lit grey scene with the body in it.  Cycles on the CPU with few
+    samples (EEVEE compiles its shaders for minutes on a machine without a GPU)."""
+    path, _ = shot
+    scene = bpy.context.scene
+    imported = import_shot(path, set_resolution=True)
+    scene.render.engine = 'CYCLES'
+    scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.device = 4, False, 'CPU'
+    scene.render.resolution_percentage = 12  # 153 x 86
+    scene.frame_set(START + 8)
+    shown = render_mean(scene, tmp_path / "render.png")
+    imported.body.hide_render = True
+    empty = render_mean(scene, tmp_path / "without_body.png")
+    body_pixels = (np.abs(shown - empty).max(-1) > 0.05).mean()
+    print(f"\nrender: mean brightness {shown.mean():.3f}, body covers {100 * body_pixels:.1f}% of the image")
+    assert shown.mean() > 0.15
+    assert body_pixels > 0.03
+
+
 # -- never overwrite -----------------------------------------------------------------
 
 def test_reimport_makes_a_new_action_and_leaves_the_first_alone(shot):
@@ -265,11 +452,6 @@ def test_existing_action_of_the_shot_name_is_kept(shot):
     assert bpy.data.actions["Walk"] == walk and walk.users == 1  # only its fake user
 
 
-def posed_heads(rig, frame):
-    rig = rig.evaluated_get(go_to(frame))
-    return np.array([rig.matrix_world @ rig.pose.bones[name].head for name in convert.JOINT_NAMES])
-
-
 def test_reimport_onto_the_active_rig_swaps_in_a_new_action(shot, tmp_path):
     path, arrays = shot
     first = import_shot(path)
@@ -284,16 +466,17 @@ def test_reimport_onto_the_active_rig_swaps_in_a_new_action(shot, tmp_path):
     assert first.action.use_fake_user  # unassigned now: kept from being lost on save
     for key, (times, values) in before.items():
         np.testing.assert_array_equal(keys(fcurves_of(first.action)[key])[1], values)
-    for i in (0, 17):
-        np.testing.assert_allclose(posed_heads(rig, first.frames[i]), arrays["joints"][i] @ W.T, atol=1e-4)
+    for i in (0, 15):  # result frames on whole scene frames (4 scene frames per 5 result frames)
+        np.testing.assert_allclose(posed_heads(rig, first.frames[i]), to_world(first, arrays["joints"][i]), atol=1e-4)
 
     # A result for another body shape: the rig keeps its bones, the pelvis follows the result.
     other = result_fixture.write_result(tmp_path / "Other.npz", num_frames=24, seed=5)
     assert np.abs(other["rest_joints"] - arrays["rest_joints"]).max() > 0.01
     imported = import_shot(tmp_path / "Other.npz", onto_rig=rig, add_camera=False)
     assert imported.armature == rig and imported.body is None
-    for i in (0, 9):
-        np.testing.assert_allclose(posed_heads(rig, imported.frames[i])[0], W @ other["joints"][i, 0], atol=1e-4)
+    for i in (0, 10):
+        np.testing.assert_allclose(posed_heads(rig, imported.frames[i])[0], to_world(imported, other["joints"][i, 0]),
+                                   atol=1e-4)
 
 
 def test_onto_rig_needs_a_refine_motion_armature(shot):
@@ -314,9 +497,21 @@ def test_operator_imports_and_is_undoable(shot):
     # Without an explicit start frame, the scene's start is used.
     fc = fcurves_of(bpy.data.actions["Op"])['pose.bones["pelvis"].location', 0]
     assert fc.keyframe_points[0].co.x == bpy.context.scene.frame_start
+    assert bpy.data.objects["Op_camera"].location.length > 1  # placed on the floor with the body
+
+    blender_scene.fresh_scene(SCENE_FPS, 10)
+    assert bpy.ops.refinemotion.import_result(filepath=str(shot[0]), shot_name="Op", placement='CAMERA',
+                                              timing='EXACT', prepare_scene=False) == {'FINISHED'}
+    assert bpy.data.objects["Op_camera"].location.length == 0 and bpy.context.scene.world is None
+    times = keys(fcurves_of(bpy.data.actions["Op"])['pose.bones["pelvis"].location', 0])[0]
+    assert times[1] - times[0] == pytest.approx(SCENE_FPS / FOOTAGE_FPS)
 
 
 def test_undo_after_an_import_restores_the_scene(shot):
+    """Blender's own undo, headless: ed.undo() runs in background bpy once the undo stack has a
+    step to go back to (its poll fails only on an empty stack, e.g. right after loading a file),
+    so the user's work is pushed first.  An operator without 'UNDO' in bl_options pushes no step
+    and ed.undo() then fails here; the redo brings the whole import back."""
     bpy.data.objects.new("UserThing", None)
     bpy.context.scene.collection.objects.link(bpy.data.objects["UserThing"])
     bpy.ops.ed.undo_push(message="the user's work")
@@ -324,9 +519,14 @@ def test_undo_after_an_import_restores_the_scene(shot):
     # 'EXEC_DEFAULT', True: run and push an undo step, as a click in the UI does
     assert bpy.ops.refinemotion.import_result('EXEC_DEFAULT', True, filepath=str(shot[0]), shot_name="Op") \
         == {'FINISHED'}
-    assert "Op" in bpy.data.objects and "Op" in bpy.data.actions
-    bpy.ops.ed.undo()
+    after = {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in DATA_KINDS}
+    assert {"Op", "Op_body", "Op_camera", *MADE_FOR_THE_SCENE} <= set(after["objects"]) - set(before["objects"])
+    assert bpy.ops.ed.undo() == {'FINISHED'}
     assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in DATA_KINDS} == before
+    assert bpy.context.scene.world is None
+    assert bpy.ops.ed.redo() == {'FINISHED'}
+    assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in DATA_KINDS} == after
+    assert bpy.data.objects["Op"].animation_data.action.name == "Op"
 
 
 @pytest.mark.parametrize("override, message", [

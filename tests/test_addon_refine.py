@@ -22,7 +22,7 @@ from mathutils import Matrix, Vector
 
 import scorehmr_blender
 from backend import service
-from scorehmr_blender import convert, operators, preferences, refine
+from scorehmr_blender import convert, operators, preferences, refine, result, scene_setup, staging
 from scorehmr_blender.runner import job as jobs
 from scorehmr_blender.runner import placement, worker_env
 from scorehmr_blender.runner.engine import RefineError
@@ -164,7 +164,9 @@ def assert_action_is_result(rig, action, arrays, first_frame):
             assert abs(np.dot(q[i], want)) == pytest.approx(1.0, abs=1e-5), (name, i)
     B0 = np.array(rig.data.bones["pelvis"].matrix_local.to_3x3())
     pelvis = arrays["rest_joints"][0]
-    want = ((arrays["transl"] + pelvis) @ W.T - C @ pelvis) @ B0
+    # Placed on the floor by the importer (staging.floor_placement, tested in test_addon_staging.py).
+    shift = staging.floor_placement(result.from_arrays(arrays))[:3, 3]
+    want = ((arrays["transl"] + pelvis) @ W.T + shift - C @ pelvis) @ B0
     for axis in range(3):
         times, values = keys(curves['pose.bones["pelvis"].location', axis])
         np.testing.assert_allclose(times, expected_frames, atol=1e-5)
@@ -599,7 +601,7 @@ def test_calibrated_multi_view_matches_the_blender_cameras(shot, other_views, fa
     # joints_world, and every Blender camera sees them where that view's refined body projects.
     out = out_arrays()
     rig = bpy.data.objects["shot"]
-    assert set(bpy.data.objects.keys()) - before == {"shot", "shot_body"}
+    assert set(bpy.data.objects.keys()) - before == {"shot", "shot_body", scene_setup.LIGHT_NAME}
     for i in (0, 4):
         heads = posed_heads(rig, 2 + i)
         np.testing.assert_allclose(heads, out["joints_world"][i], atol=1e-4)
@@ -707,7 +709,7 @@ def test_modal_refine_polls_the_job_shows_progress_and_imports(shot, fake_engine
     assert result == {'FINISHED'}
     assert context.status[-1] is None  # the status bar is given back
     assert all(text.startswith("Refine Motion: ") and "Esc cancels" in text for text in context.status[:-1])
-    assert ('INFO', "Imported 'shot': 8 frames at scene frames 1-8, action 'shot'") in op.reports
+    assert ('INFO', "Imported 'shot': 8 frames, keyed on scene frames 1-8, action 'shot'") in op.reports
     assert bpy.data.objects["shot"].animation_data.action.name == "shot"
 
 

@@ -47,7 +47,8 @@ def test_registered_with_a_sub_panel_and_scene_settings():
     settings = bpy.context.scene.refine_motion_retarget
     assert settings.preset == 'AUTO' and len(settings.pairs) == 0
     assert {i.identifier for i in settings.bl_rna.properties["preset"].enum_items} == {
-        'AUTO', 'RIGIFY', 'MIXAMO', 'UE5'}
+        'AUTO', 'RIGIFY', 'RIGIFY_METARIG', 'RIGIFY_DEFORM', 'MIXAMO', 'UE5'}
+    assert settings.in_place is False  # root motion by default
     assert not bpy.ops.refinemotion.retarget.poll()  # no rigs chosen yet
 
 

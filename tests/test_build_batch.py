@@ -124,12 +124,6 @@ def test_force_allows_existing_outputs(tmp_path):
     assert shot.blend == tmp_path / "a.blend"
 
 
-def test_scene_rate_keeps_ntsc_exact():
-    assert batch._scene_rate(24.0) == (24, 1.0)
-    fps, base = batch._scene_rate(30000 / 1001)
-    assert fps == 30 and fps / base == pytest.approx(30000 / 1001, rel=1e-12)
-
-
 @pytest.mark.parametrize("given, side, expected, source", [
     (dict(focal_length=800.0), {"focal_length": np.array(700.0)}, 800.0, "--focal-length"),
     (dict(fov=90.0), {"focal_length": np.array(700.0)}, 320.0, "--fov 90"),  # 640 px wide: tan(45 deg) = 1
@@ -218,7 +212,9 @@ def test_failing_shots_are_summarised_and_exit_1(shots, tmp_path):
                      "--out", tmp_path / "out", "--iterations", "1")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "summary: 0 of 2 shots refined; failed: one, two" in proc.stdout
-    assert "[1/2] one: FAILED: long.npz has 16 frames of keypoints but the footage has 8" in proc.stderr
+    assert "[1/2] one: FAILED: " in proc.stderr
+    assert ("long.npz: one has 8 frames (0:8) but the keypoints cover 16 (footage frames 0:16)" in proc.stderr
+            and "--frames 0:8 or --frames overlap" in proc.stderr)
     assert "[2/2] two: FAILED: " in proc.stderr and "bad.json: has no field 'keypoints'" in proc.stderr
     assert not (tmp_path / "out").exists()
 
@@ -262,7 +258,7 @@ def test_batch_retargets_onto_a_character_and_exports_it(shots, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "character.blend"))
     proc = run_build("--footage", shots[0]["video"], "--keypoints", shots[0]["keypoints"], "--out",
                      tmp_path / "one.blend", "--bvh", tmp_path / "one.bvh", "--fbx", tmp_path / "one.fbx",
-                     "--retarget", tmp_path / "character.blend", "--preset", "rigify", "--iterations", "1")
+                     "--retarget", tmp_path / "character.blend", "--preset", "rigify_deform", "--iterations", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ROOT DEF-" in (tmp_path / "one.bvh").read_text()  # the character's motion, not SMPL's
     assert (tmp_path / "one.fbx").stat().st_size > 0
@@ -279,14 +275,16 @@ def test_every_shot_is_checked_before_any_engine_work(shots, short_shot, tmp_pat
     proc = run_build("--footage", shots[0]["video"], short_shot["video"], "--keypoints", shots[0]["keypoints"],
                      short_shot["keypoints"], "--frames", "0:8", "--out", tmp_path / "out", "--iterations", "1")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "[2/2] short: FAILED: --frames 0:8 runs past the footage's 6 frames" in proc.stderr
+    assert "[2/2] short: FAILED: " in proc.stderr
+    assert ("short.npz: frame range 0:8 is outside the frames with both footage and keypoints (0:6); "
+            "pick a range inside it: --frames 0:6 or --frames overlap") in proc.stderr
     assert "summary: 0 of 2 shots refined; failed: short" in proc.stdout
     assert not engine_started(proc) and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("character, preset, message", [
-    ("rig", "foo", "--preset: unknown preset 'foo' (use one of rigify"),
+    ("rig", "foo", "--preset: unknown preset 'foo' (use one of rigify, rigify_metarig, rigify_deform, mixamo, ue5)"),
     ("text", None, "character.blend: not a .blend file Blender can read"),
     ("empty", None, "character.blend: has no armature object"),
     ("missing", None, "character.blend: file not found"),
@@ -316,8 +314,8 @@ def test_keypoints_recorded_at_another_rate_than_the_footage_are_refused(shots, 
     np.savez(keypoints, keypoints=shots[0]["kp"], fps=24.0)
     proc = run_build("--footage", video, "--keypoints", keypoints, "--out", tmp_path / "fast.blend")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert ("fast.npz says its keypoints are 24 fps but fast.avi plays at 30 fps" in proc.stderr
-            and "ffmpeg -i IN -r 24" in proc.stderr)
+    assert ("fast.npz: the keypoint file says 24 fps but fast plays at 30 fps" in proc.stderr
+            and "re-run the detector on this footage" in proc.stderr)
     assert not engine_started(proc) and not (tmp_path / "fast.blend").exists()
 
 
@@ -339,6 +337,22 @@ def test_the_keypoint_files_focal_length_and_the_options_reach_the_engine(shots,
     proc = run_build(*args, "--out", tmp_path / "b", "--focal-length", "500")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert job_focal_lengths(proc) == pytest.approx(dict(one=500.0, two=500.0))
+
+
+@pytest.mark.slow
+@needs_weights
+def test_the_summary_shows_the_jobs_warnings(shots, tmp_path):
+    """Keypoints with no person in footage frames 3-4: the shot is refined and the summary warns that
+    scene frames 4-5 (footage frame i is scene frame 1 + i) are guessed."""
+    gap = shots[0]["kp"].copy()
+    gap[3:5] = 0.0
+    keypoints = tmp_path / "one.npz"
+    np.savez(keypoints, keypoints=gap)
+    proc = run_build("--footage", shots[0]["video"], "--keypoints", keypoints, "--out", tmp_path / "one.blend",
+                     "--iterations", "1", "--device", "cpu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = proc.stdout[proc.stdout.index("summary: 1 of 1 shots refined"):]
+    assert "  one: warning: Few or no keypoints in scene frames 4-5" in summary
 
 
 @pytest.mark.slow
