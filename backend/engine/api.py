@@ -252,7 +252,9 @@ class Engine:
         R, t = o.cam_R, o.cam_t
         rel_R, rel_t = relative_cameras(R, t)
         fit = triangulate_and_fit(self.body, self.pose_gmm(), o, start)
-        betas = fit["betas"][:, None]
+        # One body for the clip (the paper averages shape over views and frames; an armature has one rest
+        # shape, so per-instant shapes would put the keyed rig centimetres off joints_world).
+        betas = fit["betas"].mean(0, keepdim=True).expand(f, -1)[:, None]
         res = modes.run(self.prior, self.alphas,
                         modes.calibrated_loss(self.body, o.transpose01(), betas, rel_R, rel_t, w),
                         fit["rotmats"][:, None], fit["transl"][:, None], ctx[:f, None], loop, progress)
