@@ -152,7 +152,7 @@ def test_panel_draws_the_mapping_list_and_buttons(rigs, real_layout):
     panel.REFINEMOTION_PT_retarget.draw(types.SimpleNamespace(layout=ListCheckedLayout(real_layout, log)),
                                         bpy.context)
     assert log["lists"] == [("REFINEMOTION_UL_retarget_pairs", "pairs", "active_pair")]
-    assert log["props"] == ["source", "target", "preset", "action_name"]
+    assert log["props"] == ["source", "target", "preset", "in_place", "action_name"]
     assert log["operators"] == ["refinemotion.retarget_build_mapping", "refinemotion.retarget_mapping_load",
                                 "refinemotion.retarget_mapping_save", "refinemotion.retarget",
                                 "refinemotion.export_bvh", "refinemotion.export_fbx"]
