@@ -216,14 +216,19 @@ def _frames_option(text):
     return frames
 
 
-def _positive(text):
+def _number(text, accept, what):
+    """``text`` as a float for argparse, or an error saying it is not a number / ``what`` it must be."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"{text!r} {what}")
     return value
+
+
+def _positive(text):
+    return _number(text, lambda v: 0 < v < float("inf"), "must be positive")
 
 
 def _field_of_view(text):
@@ -234,13 +239,7 @@ def _field_of_view(text):
 
 
 def _scale(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 2:
-        raise argparse.ArgumentTypeError(f"{text!r} is outside 0-2")
-    return value
+    return _number(text, lambda v: 0 <= v <= 2, "is outside 0-2")
 
 
 def refine_parser():
