@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "blender_manifest.toml"
 ADDON_DIR = ROOT / "scorehmr_blender"
 BACKEND_DIR = ROOT / "backend"
-REQUIREMENT_FILES = ("engine.txt", "constraints.txt")
+REQUIREMENT_FILES = ("engine.txt", "detect.txt", "constraints.txt")
 MAX_FILE_BYTES = 20 * 1024 * 1024  # per file: the engine's weights are a few MB, torch must never be inside
 ZIP_MODE = 0o644                   # readable by everyone, like any downloaded file
 

@@ -138,12 +138,11 @@ def _start_job(context, iterations):
 
 
 def _status_text(job):
-    done, total = job.progress
     if job.cancelling:
         return "Refine Motion: cancelling..."
-    if not total:
+    if not job.progress[1]:
         return f"Refine Motion: starting the engine ({job.runner.describe()})...  Esc cancels"
-    return f"Refine Motion: {100 * job.fraction:.0f}% (iteration {done}/{total})  Esc cancels"
+    return f"Refine Motion: {100 * job.fraction:.0f}% ({jobs.progress_text(job)})  Esc cancels"
 
 
 def _redraw_panels(context):

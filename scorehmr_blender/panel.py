@@ -86,9 +86,7 @@ def draw_refine(layout, context):
         for warning in jobs.LAST_WARNINGS:
             layout.label(text=warning, icon='ERROR')
         return
-    done, total = job.progress
-    text = ("Cancelling..." if job.cancelling else
-            f"Refining: iteration {done}/{total}" if total else "Starting the engine...")
+    text = "Cancelling..." if job.cancelling else jobs.progress_text(job)
     if "progress" in bpy.types.UILayout.bl_rna.functions:  # Blender 4.0+
         layout.progress(factor=job.fraction, type='BAR', text=text)
     else:
@@ -103,6 +101,8 @@ def draw_shot_inputs(layout, inputs, with_camera):
     layout.prop(inputs, "keypoints_source")
     if inputs.keypoints_source == 'FILE':
         layout.prop(inputs, "keypoints_path")
+    elif inputs.keypoints_source == 'DETECT':
+        layout.prop(inputs, "detect_markers")
     if with_camera:
         layout.prop(inputs, "camera_object")
 

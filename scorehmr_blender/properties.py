@@ -3,6 +3,7 @@
 
 import bpy
 from bpy.props import (
+    BoolProperty,
     CollectionProperty,
     EnumProperty,
     FloatProperty,
@@ -28,6 +29,8 @@ KEYPOINT_ITEMS = (
     ('TRACKS', "Clip Tracks", ("Tracking markers of the Movie Clip named after COCO joints (nose, left_eye, "
                                "right_eye, left_ear, right_ear, left_shoulder, ..., right_ankle); "
                                "frames without a marker count as not detected")),
+    ('DETECT', "Detect from Footage", ("Find the person in the footage with the built-in detector (MediaPipe "
+                                       "BlazePose) as the first stage of the refinement")),
 )
 INTRINSICS_ITEMS = (
     ('ESTIMATE', "Estimate", "Assume a 55 degree field of view (a typical phone or camcorder lens)"),
@@ -85,6 +88,13 @@ class ShotInputs:
         description="COCO-17 keypoints (.npz/.npy/.json) or an OpenPose --write_json folder, one entry per "
                     "footage frame",
         subtype='FILE_PATH',
+    )
+    detect_markers: BoolProperty(
+        name="Write Tracking Markers",
+        description="Write the detections as tracking markers of the Movie Clip (tracks named after COCO "
+                    "joints), to inspect and correct them there; Keypoints set to Clip Tracks then refines "
+                    "from the corrected markers",
+        default=False,
     )
     camera_object: PointerProperty(
         name="Blender Camera",

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import convert
 from .runner.engine import RefineError, contract
-from .runner.job import Request, View, naming_view, scene_frames_text
+from .runner.job import Detect, Request, View, naming_view, scene_frames_text
 
 COCO17_NAMES = contract("layout").COCO17_NAMES
 GAP_MARKER = "no keypoints"  # timeline markers at frames with little or no evidence: "<shot>: no keypoints ..."
@@ -36,6 +36,9 @@ DEVICES = {'AUTO': "", 'CPU': "cpu", 'CUDA': "cuda"}
 # The panel's smoothing / keypoint trust value that means the engine's default weight (scale 1).
 DEFAULT_FACTOR = 0.5
 _REENCODE = "re-encode it, e.g. ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4"
+# A detection becomes a tracking marker from this confidence on (BlazePose's own drawing threshold on its
+# visibility); a marker reads back as a sure point (confidence 1), a point below it as not detected.
+MARKER_MIN_CONFIDENCE = 0.5
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Plan:
     name: str           # of the new armature and action
     messages: list = field(default_factory=list)  # (report level, text)
     camera_to_world: object = None  # calibrated multi-view: view 0's camera (4, 4), where the motion is keyed
+    marker_clips: dict = field(default_factory=dict)  # view index -> Movie Clip that receives its detections
 
 
 def footage_of(context, settings):
@@ -107,14 +111,7 @@ def clip_keypoints(clip):
     Markers sit at clip frames 1..F, in normalised coordinates with y up."""
     import numpy as np
 
-    tracks = {}
-    for obj in clip.tracking.objects:
-        for track in obj.tracks:
-            name = _normalised(track.name)
-            if name in COCO17_NAMES:
-                if name in tracks:
-                    raise RefineError(f"Two tracks of {clip.name} are named '{name}': rename one")
-                tracks[name] = track
+    tracks = _coco_tracks(clip)
     if not tracks:
         raise RefineError(f"{clip.name} has no tracks named after COCO joints (nose, left_shoulder, "
                           "right_knee, ...): rename the tracks, or use a keypoint file")
@@ -127,6 +124,40 @@ def clip_keypoints(clip):
             if not marker.mute and 0 <= i < frames:
                 kp[i, j] = (marker.co[0] * width, (1.0 - marker.co[1]) * height, 1.0)
     return kp
+
+
+def _coco_tracks(clip):
+    """{COCO joint name: the clip's track of that (normalised) name}, from any tracking object."""
+    tracks = {}
+    for obj in clip.tracking.objects:
+        for track in obj.tracks:
+            name = _normalised(track.name)
+            if name in COCO17_NAMES:
+                if name in tracks:
+                    raise RefineError(f"Two tracks of {clip.name} are named '{name}': rename one")
+                tracks[name] = track
+    return tracks
+
+
+def write_clip_markers(clip, keypoints):
+    """The inverse of :func:`clip_keypoints`: keypoints (F, 17, 3) [x_px, y_px, confidence] of footage
+    frames 0..F-1 as markers of the clip's tracks named after COCO joints (made where missing, their old
+    markers replaced); a point below MARKER_MIN_CONFIDENCE gets no marker (a muted one where Blender
+    keeps a track's last marker)."""
+    tracks = _coco_tracks(clip)
+    width, height = clip.size
+    for j, name in enumerate(COCO17_NAMES):
+        track = tracks.get(name) or clip.tracking.tracks.new(name=name, frame=1)
+        seen = np.flatnonzero(keypoints[:, j, 2] >= MARKER_MIN_CONFIDENCE)
+        for i in seen:
+            x, y = keypoints[i, j, :2]
+            marker = track.markers.insert_frame(int(i) + 1, co=(float(x) / width, 1.0 - float(y) / height))
+            marker.mute = False
+        keep = set((seen + 1).tolist())
+        for frame in [marker.frame for marker in track.markers if marker.frame not in keep]:
+            track.markers.delete_frame(frame)
+        for marker in track.markers:
+            marker.mute = marker.frame not in keep
 
 
 def _frame_range(scene, settings, footage):
@@ -174,6 +205,11 @@ def _existing_file(path, what, fix):
 
 def _keypoints(inputs, footage):
     """A view's keypoints: a file or OpenPose folder path, or the clip's tracked markers (array)."""
+    if inputs.keypoints_source == 'DETECT':
+        if inputs.detect_markers and footage.clip is None:
+            raise RefineError("Write Tracking Markers needs the footage as a Movie Clip: switch Footage to Movie "
+                              "Clip (or turn the option off)")
+        return Detect(_existing_file(footage.path, "Footage", "detection needs the video file on disk"))
     if inputs.keypoints_source == 'TRACKS':
         if footage.clip is None:
             raise RefineError("Keypoints from Clip Tracks need the footage as a Movie Clip: "
@@ -200,10 +236,11 @@ def _view(settings, inputs, footage, camera):
 
 
 def _views(context, settings, footage):
-    """(View, Blender camera or None) per camera: the main shot, then in Multi-View the Views list,
-    whose footage must have the main footage's frames.  Errors name the view."""
+    """(View, Blender camera or None, Movie Clip for its detections' markers or None) per camera: the main
+    shot, then in Multi-View the Views list, whose footage must have the main footage's frames.  Errors
+    name the view."""
     if settings.mode != 'MULTI_VIEW':
-        return [(_view(settings, settings, footage, None), None)]
+        return [(_view(settings, settings, footage, None), None, _marker_clip(settings, footage))]
     if not settings.views:
         raise RefineError("Multi-View needs the other cameras: add each one's footage and keypoints to the "
                           "Views list (+)")
@@ -215,8 +252,15 @@ def _views(context, settings, footage):
                 raise RefineError(f"{shot.name} has {shot.frame_count} frames but the main footage has "
                                   f"{footage.frame_count}: give every view the same frames (trim the clips to "
                                   "the same take)")
-            views.append((_view(settings, inputs, shot, inputs.camera_object), inputs.camera_object))
+            views.append((_view(settings, inputs, shot, inputs.camera_object), inputs.camera_object,
+                          _marker_clip(inputs, shot)))
     return views
+
+
+def _marker_clip(inputs, footage):
+    """The Movie Clip that receives a view's detections as tracking markers, or None."""
+    detecting = inputs.keypoints_source == 'DETECT' and inputs.detect_markers
+    return footage.clip if detecting else None
 
 
 def _calibration(cameras):
@@ -250,7 +294,7 @@ def plan(context, settings, *, smpl_file="", iterations=None):
     scene = context.scene
     footage = footage_of(context, settings)
     views = _views(context, settings, footage)
-    poses = _calibration([camera for _, camera in views]) if len(views) > 1 else None
+    poses = _calibration([camera for _, camera, _ in views]) if len(views) > 1 else None
 
     smpl_path = (_existing_file(smpl_file, "SMPL model file", "fix or clear the path in the add-on preferences")
                  if smpl_file.strip() else "")
@@ -262,7 +306,7 @@ def plan(context, settings, *, smpl_file="", iterations=None):
 
     frames, note = _frame_range(scene, settings, footage)
     request = Request(
-        views=[view for view, _ in views], fps=footage.fps, mode=ENGINE_MODES[settings.mode],
+        views=[view for view, _, _ in views], fps=footage.fps, mode=ENGINE_MODES[settings.mode],
         cameras=_world_to_cameras(poses) if poses is not None else None, init=init, frames=frames,
         smpl_path=smpl_path, smoothing=settings.smoothing / DEFAULT_FACTOR,
         keypoint_trust=settings.keypoint_trust / DEFAULT_FACTOR, device=DEVICES[settings.device],
@@ -276,7 +320,8 @@ def plan(context, settings, *, smpl_file="", iterations=None):
                                  "Multi-View (uncalibrated): view 0's body, in front of a new camera for the main "
                                  "footage"))
     return Plan(request, footage, Path(name).stem or name, messages=messages,
-                camera_to_world=poses[0] if poses is not None else None)
+                camera_to_world=poses[0] if poses is not None else None,
+                marker_clips={i: clip for i, (_, _, clip) in enumerate(views) if clip is not None})
 
 
 def import_result(context, plan, job):
@@ -300,7 +345,20 @@ def import_result(context, plan, job):
                 background.clip.frame_start = footage.start
     imported.messages[:0] = plan.messages + [('WARNING', warning) for warning in job.warnings]
     mark_gaps(context.scene, imported.armature.name, job.gaps, footage.start)
+    imported.messages += write_detection_markers(plan, job)
     return imported
+
+
+def write_detection_markers(plan, job):
+    """The job's detections as tracking markers of the clips the plan names (Write Tracking Markers);
+    returns the report lines saying where they went."""
+    messages = []
+    for index, clip in plan.marker_clips.items():
+        with np.load(job.detections[index]) as detections:
+            write_clip_markers(clip, detections["keypoints"])
+        messages.append(('INFO', f"Detections written as tracking markers of {clip.name}: correct them in the "
+                                 "Movie Clip Editor, then refine with Keypoints set to Clip Tracks"))
+    return messages
 
 
 def mark_gaps(scene, name, gaps, footage_start):

@@ -125,8 +125,9 @@ def job_folders():
     return sorted(p for p in jobs.jobs_root().iterdir() if p.is_dir())
 
 
-def assert_refused(message, fake_engine):
-    """Refine stops with one line matching ``message`` before any job starts; the file is unchanged."""
+def assert_refused(message, fake_engine, job_started=False):
+    """Refine stops with one line matching ``message`` before any job starts (``job_started``: in the job's
+    detection stage, before the engine, so without a result); the file is unchanged."""
     before = snapshot()
     with pytest.raises(RuntimeError) as err:
         bpy.ops.refinemotion.refine()
@@ -134,7 +135,11 @@ def assert_refused(message, fake_engine):
     assert text.startswith("Error: Refine Motion: ") and "\n" not in text, text
     assert re.search(message, text), text
     assert snapshot() == before
-    assert fake_engine.calls == [] and job_folders() == []
+    assert fake_engine.calls == []
+    if job_started:
+        assert not any((folder / "OUT.npz").exists() for folder in job_folders())
+    else:
+        assert job_folders() == []
 
 
 def out_arrays():
@@ -291,7 +296,8 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
     assert row_log["labels"] == ["View 1: side.mp4", "Side"]
     s.mode = 'VIDEO'
 
-    running = type("RunningJob", (), dict(progress=(3, 10), fraction=0.3, cancelling=False, finished=False))()
+    running = type("RunningJob", (), dict(progress=(3, 10), fraction=0.3, cancelling=False, finished=False,
+                                          stage="refine"))()
     jobs._ACTIVE[:] = [running]
     try:
         assert not bpy.ops.refinemotion.refine.poll()  # one job at a time
@@ -902,7 +908,7 @@ def test_worker_python_that_cannot_start(shot, fake_worker, monkeypatch, tmp_pat
 
 # -- worker environment set-up ----------------------------------------------------------------------
 
-def test_setup_commands_make_a_venv_then_pinned_torch_then_the_engine(tmp_path):
+def test_setup_commands_make_a_venv_then_pinned_torch_then_the_engine_then_the_detector(tmp_path):
     venv = tmp_path / "venv"
     commands = worker_env.setup_commands(venv, base_python="/usr/bin/python3.11")
     python = str(placement.venv_python(venv))
@@ -911,6 +917,10 @@ def test_setup_commands_make_a_venv_then_pinned_torch_then_the_engine(tmp_path):
     assert commands[2] == [python, "-m", "pip", "install", "--disable-pip-version-check",
                            "-r", str(ROOT / "requirements" / "engine.txt"),
                            "-c", str(ROOT / "requirements" / "constraints.txt")]
+    assert commands[3] == [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
+                           "-r", str(ROOT / "requirements" / "detect.txt"),
+                           "-c", str(ROOT / "requirements" / "constraints.txt")]
+    assert len(commands) == 4
 
 
 def test_setup_operator_runs_the_steps_in_order_and_reports(monkeypatch, tmp_path):

@@ -75,7 +75,7 @@ def test_package_zip_contents(built, manifest):
                   for p in (ROOT / "backend").rglob("*.py") if "__pycache__" not in p.parts}
     assert backend_py <= names
     assert {"backend/assets/prior.pt", "backend/assets/regressor.pt", "requirements/engine.txt",
-            "requirements/constraints.txt"} <= names
+            "requirements/detect.txt", "requirements/constraints.txt"} <= names
     assert "built " in proc.stdout and "Blender's extension build and validate: passed" in proc.stdout
 
 

@@ -8,7 +8,13 @@ Blender's Movie Clip) and validated by ``backend.contract.shot`` / ``observation
 :func:`prepare_inputs`.  In Blender that validated dict goes to ``backend.service.refine``; for the
 worker it is written as OBS.npz and read by the same contract in ``python -m backend refine``.
 
-Job folders (OBS.npz, INIT.npz, OUT.npz, engine.log) live in the extension's user data folder (a
+Keypoints to detect (:class:`Detect`, the panel's "Detect from Footage", the batch without keypoints)
+are a first stage of the same job: BlazePose (``backend.detect``) runs where
+``placement.detector_python`` says (Blender's Python when mediapipe imports there, else the worker's
+``python -m backend detect``), writes ``view<i>.keypoints.npz`` in the job folder, and only then
+are the inputs checked and written; a problem there ends the job with its one-line ``error``.
+
+Job folders (view<i>.keypoints.npz, OBS.npz, INIT.npz, OUT.npz, engine.log) live in the extension's user data folder (a
 temp folder when the add-on is imported as a plain module, as in tests and build.py).
 """
 
@@ -20,11 +26,11 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .engine import RefineError, backend_module, backend_root, contract, load_engine
-from .placement import NO_WINDOW, user_dir
+from .placement import NO_WINDOW, detector_python, user_dir
 
 KEEP_JOBS = 10  # job folders kept on disk (newest first); older ones are removed
 
@@ -33,11 +39,17 @@ class Cancelled(Exception):
     """The job was cancelled: the engine stopped, nothing was imported."""
 
 
+@dataclass(frozen=True)
+class Detect:
+    """Keypoints not given but to be detected in ``footage`` (a video file) by the job's first stage."""
+    footage: str
+
+
 @dataclass
 class View:
     """One camera's keypoints and intrinsics.  Keypoint frame i is footage frame ``first_frame + i``,
     the first frame number read from the keypoint file (OpenPose file numbers; 0 for arrays)."""
-    keypoints: object                  # file / OpenPose folder path, or (F, 17, 3) array [x_px, y_px, conf]
+    keypoints: object                  # file / OpenPose folder path, (F, 17, 3) array [x_px, y_px, conf], or Detect
     image_size: tuple                  # (width, height) px
     focal_length: float = None         # px; None: the engine's default field of view
     principal_point: tuple = None      # (cx, cy) px, OpenCV (y down); None: the image centre
@@ -207,27 +219,40 @@ class Job:
     FrameRanges of footage frames with little or no evidence."""
 
     def __init__(self, request, runner, name="shot"):
-        """Checks the inputs and writes them (RefineError if they are bad; nothing is left behind then)."""
+        """Checks the inputs and writes them (RefineError if they are bad; nothing is left behind then).
+        Keypoints still to detect are checked and written by the job's detection stage instead."""
         self.request, self.runner = request, runner
         self.root = runner.root or backend_root()
-        self.inputs = prepare_inputs(request)
-        self.warnings, self.gaps = self.inputs.warnings, self.inputs.gaps
-        LAST_WARNINGS[:] = self.warnings
+        self.to_detect = {i: view.keypoints.footage for i, view in enumerate(request.views)
+                          if isinstance(view.keypoints, Detect)}
+        self.detections = {}  # view index -> the keypoint file the detection stage wrote
+        self.inputs, self.warnings, self.gaps = None, [], []
+        if not self.to_detect:
+            self._take_inputs(prepare_inputs(request))
         self.folder = new_job_folder(name)
-        try:
-            self.obs_path, self.init_path = write_inputs(self.inputs, request.mode, self.folder)
-        except BaseException:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            raise
         self.out_path = self.folder / "OUT.npz"
         self.log_path = self.folder / "engine.log"
+        if not self.to_detect:
+            self._write_inputs()
         self.state = "ready"
+        self.stage = "detect" if self.to_detect else "refine"  # what ``progress`` counts: frames or iterations
         self.progress = (0, 0)
         self.error = ""
         self._cancel = threading.Event()
         self._process = None
         self._thread = None
         self._on_progress = None
+
+    def _take_inputs(self, inputs):
+        self.inputs, self.warnings, self.gaps = inputs, inputs.warnings, inputs.gaps
+        LAST_WARNINGS[:] = self.warnings
+
+    def _write_inputs(self):
+        try:
+            self.obs_path, self.init_path = write_inputs(self.inputs, self.request.mode, self.folder)
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
 
     @property
     def finished(self):
@@ -276,6 +301,8 @@ class Job:
 
     def _run_safely(self):
         try:
+            if self.to_detect:
+                self._detect_all()
             if self.runner.kind == "in_process":
                 self._run_in_process()
             else:
@@ -299,6 +326,36 @@ class Job:
         self.progress = (done, total)
         if self._on_progress is not None:
             self._on_progress(done, total)
+
+    # detection stage
+    def _detect_all(self):
+        """Detect every view's keypoints, then check and write the inputs as if they had been given."""
+        python = detector_python(self.runner)
+        views = list(self.request.views)
+        for index, footage in self.to_detect.items():
+            out = self.folder / f"view{index}.keypoints.npz"
+            if python is None:
+                self._detect_in_process(footage, out)
+            else:
+                self._run_worker([python, "-m", "backend", "detect", "--footage", footage, "--out", str(out),
+                                  "--progress-lines", "--force"])
+            if self._cancel.is_set():
+                raise Cancelled
+            self.detections[index] = out
+            views[index] = replace(views[index], keypoints=str(out))
+        self._take_inputs(prepare_inputs(replace(self.request, views=views)))
+        self._write_inputs()
+        self.stage, self.progress = "refine", (0, 0)
+
+    def _detect_in_process(self, footage, out):
+        detect = backend_module("detect", self.root)
+        try:
+            data, _ = detect.detect_footage(footage, progress=self._set_progress, cancel=self._cancel.is_set)
+        except detect.DetectionCancelled:
+            raise Cancelled from None
+        except (contract("errors").InputError, detect.DetectorUnavailable) as ex:
+            raise RefineError(_one_line(ex)) from None
+        detect.write_keypoint_file(out, data, force=True)
 
     # in-process
     def _run_in_process(self):
@@ -334,14 +391,15 @@ class Job:
             cmd += ["--iterations", str(request.iterations)]
         return cmd
 
-    def _run_worker(self):
+    def _run_worker(self, command=None):
+        """Run ``command`` (default: the refinement's) in the worker; its PROGRESS lines set ``progress``."""
         env = {key: value for key, value in os.environ.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
         env["PYTHONPATH"] = str(self.root)  # so `-m backend` finds this add-on's engine package
         env["PYTHONUNBUFFERED"] = "1"
-        with open(self.log_path, "w", encoding="utf-8") as log:
+        with open(self.log_path, "a", encoding="utf-8") as log:
             try:
                 self._process = subprocess.Popen(
-                    self.command(), cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=log,
+                    command or self.command(), cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=log,
                     stdin=subprocess.DEVNULL, text=True, creationflags=NO_WINDOW)
             except OSError as ex:
                 raise RefineError(f"Cannot start the worker Python {self.runner.python} ({ex.strerror or ex}): "
@@ -363,12 +421,22 @@ class Job:
         lines = [line.strip() for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
                  if line.strip() and not line.startswith(" ")]
         last = lines[-1] if lines else f"exit code {code}"
-        if "No module named 'torch'" in last or "No module named 'numpy'" in last:
+        if any(f"No module named '{name}" in last for name in ("torch", "numpy", "mediapipe")):
             return (f"The worker Python has no engine packages ({last}): run Set Up Worker Environment in "
                     "the add-on preferences, or pick a Python with torch")
         if last.startswith("error: "):
             return last[len("error: "):]
         return f"The engine failed: {last} (log: {self.log_path})"
+
+
+def progress_text(job):
+    """What a running job is doing, for the panel and the status bar."""
+    done, total = job.progress
+    if not total:
+        return "Starting the engine..."
+    if job.stage == "detect":
+        return f"Detecting the person: frame {done}/{total}"
+    return f"Refining: iteration {done}/{total}"
 
 
 def _progress_line(line):

@@ -49,7 +49,8 @@ def user_dir(*parts, create=True):
 @dataclass(frozen=True)
 class Runner:
     kind: str          # 'in_process' | 'worker'
-    python: str = ""   # the worker's interpreter
+    python: str = ""   # the worker's interpreter ('' none); an in-process runner keeps the configured one
+                       # for the detector when mediapipe does not import in Blender (detector_python)
     root: Path = None  # folder holding backend/ (default: backend_root())
 
     def describe(self):
@@ -84,7 +85,7 @@ def choose_runner(location="AUTO", worker_setting=""):
     """The Runner for the preferences' choice: 'AUTO' (in Blender when torch is there, else
     the worker) or 'WORKER'.  RefineError when neither is available."""
     if location == "AUTO" and torch_in_blender():
-        return Runner("in_process", root=backend_root())
+        return Runner("in_process", python=worker_python(worker_setting), root=backend_root())
     python = worker_python(worker_setting)
     if not python:
         raise RefineError("The engine is not set up: install its worker in Preferences > Add-ons > "
@@ -92,6 +93,29 @@ def choose_runner(location="AUTO", worker_setting=""):
     if not Path(python).is_file():
         raise RefineError(f"Worker Python not found: {python}; fix the path in the add-on preferences")
     return Runner("worker", python=python, root=backend_root())
+
+
+@functools.cache
+def detector_in_blender():
+    """Whether the detector's mediapipe imports in Blender's Python (imported to know: a wheel can be
+    found yet miss what it imports; Blender 5.1+'s Python 3.13 has no legacy mediapipe at all)."""
+    try:
+        importlib.import_module("mediapipe.python.solutions.pose")
+    except Exception:  # noqa: BLE001 -- any import failure means: detect in the worker
+        return False
+    return True
+
+
+def detector_python(runner):
+    """Where a job detects keypoints: None for Blender's own Python (in-process runner, mediapipe
+    imports here), else the worker interpreter.  RefineError when neither can."""
+    if runner.kind == "in_process" and detector_in_blender():
+        return None
+    if runner.python:
+        return runner.python
+    raise RefineError("Detect from Footage needs the detector (mediapipe), which does not import in Blender's "
+                      "Python: run Set Up Worker Environment in the add-on preferences, or set a Worker Python "
+                      "with the engine's packages")
 
 
 _STATUS = {}  # (location, worker setting) -> (kind, text, Runner or None)

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Making the worker Python environment: a venv in the add-on's user folder with the pinned torch
-and the engine's requirements (:func:`setup_commands`), run step by step by :class:`SetupTask`."""
+"""Making the worker Python environment: a venv in the add-on's user folder with the pinned torch,
+the engine's requirements and the detector's (:func:`setup_commands`), run step by step by
+:class:`SetupTask`."""
 
 import functools
 import os
@@ -22,27 +23,30 @@ def current_task():
 
 @functools.cache
 def _requirements(root):
-    """(engine.txt, constraints.txt, the pinned torch line) shipped next to the engine package."""
+    """(engine.txt, detect.txt, constraints.txt, the pinned torch line) shipped next to the engine package."""
     folder = root / "requirements"
-    engine_txt, constraints = folder / "engine.txt", folder / "constraints.txt"
-    if not (engine_txt.is_file() and constraints.is_file()):
+    engine_txt, detect_txt, constraints = folder / "engine.txt", folder / "detect.txt", folder / "constraints.txt"
+    if not (engine_txt.is_file() and detect_txt.is_file() and constraints.is_file()):
         raise RefineError(f"The engine's requirement files are missing from {folder}: reinstall the extension")
     for line in constraints.read_text().splitlines():
         if line.strip().startswith("torch"):
-            return engine_txt, constraints, line.strip()
+            return engine_txt, detect_txt, constraints, line.strip()
     raise RefineError(f"{constraints} pins no torch version: reinstall the extension")
 
 
 def setup_commands(venv=None, base_python=None):
     """The commands that make the worker environment: a venv, pinned torch first, then the
-    engine's pinned requirements (torch kept at its pin).  The requirement files are read once."""
+    engine's pinned requirements (torch kept at its pin), then the detector's with --no-deps (as
+    scripts/setup_venv.sh does: mediapipe's declared requirements would add a second OpenCV and jax;
+    detect.txt pins what it really needs).  The requirement files are read once."""
     venv = Path(venv or user_dir(WORKER_VENV, create=False))
-    engine_txt, constraints, torch_line = _requirements(backend_root())
+    engine_txt, detect_txt, constraints, torch_line = _requirements(backend_root())
     pip = [str(venv_python(venv)), "-m", "pip", "install", "--disable-pip-version-check"]
     return [
         [base_python or sys.executable, "-m", "venv", str(venv)],
         pip + [torch_line],
         pip + ["-r", str(engine_txt), "-c", str(constraints)],
+        pip + ["--no-deps", "-r", str(detect_txt), "-c", str(constraints)],
     ]
 
 
