@@ -40,57 +40,101 @@ def cmd_build_body_model(args) -> int:
 
 
 def _refine_inputs(args):
-    """(OBS dict, Shot or None) from --observations, or from --keypoints [--footage] (one camera)."""
+    """(OBS dict, Shot or None) from --observations, from --keypoints [--footage] (one camera), from
+    --footage alone (keypoints detected first), or for --mode multiview from one --footage per view."""
     from backend.contract.errors import InputError
-    from backend.contract.frames import parse_frames
     from backend.contract.observations import load_observations
-    from backend.io.shot import load_shot
 
-    overrides = dict(focal_length=args.focal_length, principal_point=args.principal_point)
-    if args.observations and args.keypoints:
+    footage, keypoints = args.footage or [], args.keypoints or []
+    if args.observations and keypoints:
         raise InputError("give either --observations OBS.npz or --keypoints (with --footage), not both")
     if args.observations:
         shot_only = [f"--{n.replace('_', '-')}" for n in ("footage", "keypoint_format", "track", "frames", "fps")
                      if getattr(args, n) is not None]
         if shot_only:
             raise InputError(f"{', '.join(shot_only)} go with --keypoints; OBS.npz already holds what they set")
-        return load_observations(args.observations, args.mode, fov_deg=args.fov, **overrides), None
-    if not args.keypoints and args.footage:
-        args.keypoints = str(_detect_keypoints(args))
-    if not args.keypoints:
+        return load_observations(args.observations, args.mode, fov_deg=args.fov, **_intrinsics(args)), None
+    if args.mode == "multiview":
+        return _multiview_inputs(args, footage, keypoints), None
+    if len(footage) > 1 or len(keypoints) > 1:
+        raise InputError("several --footage / --keypoints are the views of one shot: add --mode multiview "
+                         "(or give one of each)")
+    if not keypoints and not footage:
         raise InputError("nothing to refine: give --observations OBS.npz, --footage VIDEO (keypoints are then "
                          "detected), or --keypoints KEYPOINTS (with --footage VIDEO for its size and rate)")
-    if args.mode == "multiview":
-        raise InputError("--mode multiview takes --observations OBS.npz with every view's keypoints "
-                         "((V,F,17,3), see README); --keypoints/--footage are one camera")
-    shot = load_shot(args.footage, args.keypoints, parse_frames(args.frames), mode=args.mode, fps=args.fps,
-                     fov_deg=args.fov, keypoint_format=args.keypoint_format, track=args.track, **overrides)
+    video = footage[0] if footage else None
+    if keypoints:
+        return _view_shot(args, video, keypoints[0], args.track)
+    path = _detections_path(args.out)
+    _claim_output(str(path), args.force, "the detections file")
+    return _view_shot(args, video, _detect_keypoints(args, video, path), None)
+
+
+def _intrinsics(args) -> dict:
+    return dict(focal_length=args.focal_length, principal_point=args.principal_point)
+
+
+def _view_shot(args, footage, keypoints, track, mode=None, label=""):
+    """(OBS dict, Shot) of one camera: ``keypoints`` paired with ``footage`` (or None), --frames applied;
+    its summary printed (each line after ``label``)."""
+    from backend.contract.frames import parse_frames
+    from backend.io.shot import load_shot
+
+    shot = load_shot(footage, keypoints, parse_frames(args.frames), mode=mode or args.mode, fps=args.fps,
+                     fov_deg=args.fov, keypoint_format=args.keypoint_format, track=track, **_intrinsics(args))
     if shot.footage is not None:
-        _say(shot.footage.summary())
-    _say(shot.keypoints.report.summary())
+        _say(label + shot.footage.summary())
+    _say(label + shot.keypoints.report.summary())
     for note in shot.notes:
-        _say(f"note: {note}")
+        _say(f"{label}note: {note}")
     return shot.obs, shot
 
 
-def _detect_keypoints(args) -> Path:
-    """--footage without --keypoints: BlazePose (backend.detect) over the whole footage, written beside
-    --out as OUT.keypoints.npz (reusable with --keypoints; kept unless --force), --frames applied after."""
+def _multiview_inputs(args, footage: list, keypoints: list) -> dict:
+    """The uncalibrated multi-view OBS of one --footage per view (view 0 first), each with its --keypoints
+    or, with none given, its detections (written as OUT.view<i>.keypoints.npz, all claimed first)."""
+    from backend.contract.errors import InputError
+    from backend.contract.observations import combine_views
+
+    if len(footage) < 2:
+        raise InputError("--mode multiview takes --observations OBS.npz with every view's keypoints ((V,F,17,3), "
+                         "see README), or one --footage per camera (two or more; keypoints detected, or one "
+                         "--keypoints per --footage)")
+    if keypoints and len(keypoints) != len(footage):
+        raise InputError(f"give one --keypoints per --footage ({len(footage)}) or none (then each view is detected)")
+    if not keypoints:
+        paths = [_detections_path(args.out, view) for view in range(len(footage))]
+        for path in paths:
+            _claim_output(str(path), args.force, "the detections file")
+        keypoints = [_detect_keypoints(args, video, path) for video, path in zip(footage, paths)]
+        track = None
+    else:
+        track = args.track
+    views = [_view_shot(args, video, kp, track, mode="video", label=f"view {view}: ")[0]
+             for view, (video, kp) in enumerate(zip(footage, keypoints))]
+    return combine_views(views, path="the --footage views")
+
+
+def _detections_path(out, view: int | None = None) -> Path:
+    """Where refine keeps the detections: OUT.keypoints.npz, or OUT.view<i>.keypoints.npz per view."""
+    return Path(out).with_suffix(".keypoints.npz" if view is None else f".view{view}.keypoints.npz")
+
+
+def _detect_keypoints(args, footage, path: Path) -> Path:
+    """--footage without --keypoints: BlazePose (backend.detect) over the whole ``footage`` (the person of
+    --track), written to ``path`` (reusable with --keypoints; kept unless --force), --frames applied after."""
     from backend.detect import cli as detect_cli
     from backend.detect import footage as detect
 
-    path = Path(args.out).with_suffix(".keypoints.npz")
-    _claim_output(str(path), args.force, "the detections file")
-    _say(f"no --keypoints: detecting the person in {Path(args.footage).name} (BlazePose)")
+    _say(f"no --keypoints: detecting the person in {Path(footage).name} (BlazePose)")
     progress, bar = detect_cli.progress_reporter(args)
     try:
-        data, report = detect.detect_footage(args.footage, track=args.track, progress=progress)
+        data, report = detect.detect_footage(footage, track=args.track, progress=progress)
     finally:
         if bar is not None:
             bar.close()
     detect.write_keypoint_file(path, data, force=args.force)
     _say(f"{report.summary()}; wrote {path}")
-    args.track = None  # the detections hold one person already
     return path
 
 
@@ -146,6 +190,7 @@ def cmd_refine(args) -> int:
     from backend import service
     from backend.body.smpl_files import SMPLFileError
     from backend.contract.errors import InputError
+    from backend.detect import DetectorUnavailable
 
     try:
         _claim_output(args.out, args.force, "--out")
@@ -171,7 +216,7 @@ def cmd_refine(args) -> int:
                           crop=args.preview_crop, force=args.force, **look)
             print(f"wrote {args.preview}: initial (left) and refined (right) over the "
                   + ("footage" if footage else "keypoints"))
-    except (InputError, SMPLFileError) as exc:
+    except (InputError, SMPLFileError, DetectorUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -213,9 +258,14 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("refine", help="refine SMPL motion from keypoints (ScoreHMR)")
     p.add_argument("--observations", help="OBS.npz: keypoints, image_size, [focal_length, ...] (see README)")
-    p.add_argument("--keypoints", help="instead of OBS.npz: 2D keypoints (COCO-17 npz/npy/JSON, COCO results "
-                   "JSON, or an OpenPose *_keypoints.json folder)")
-    p.add_argument("--footage", help="the video the keypoints were detected on (gives size, frame count, fps)")
+    p.add_argument("--keypoints", action="append",
+                   help="instead of OBS.npz: 2D keypoints (COCO-17 npz/npy/JSON, COCO results JSON, or an OpenPose "
+                   "*_keypoints.json folder); default with --footage: detected (BlazePose), kept as "
+                   "OUT.keypoints.npz. --mode multiview: one per --footage")
+    p.add_argument("--footage", action="append",
+                   help="the video the keypoints were detected on (gives size, frame count, fps). --mode multiview: "
+                   "one per camera, view 0 first (uncalibrated; each view detected as OUT.view<i>.keypoints.npz "
+                   "when no --keypoints are given)")
     p.add_argument("--keypoint-format", choices=["array", "coco", "json", "openpose"], default=None,
                    help="array (npz/npy), coco (COCO results JSON), json (per-frame lists), openpose (folder of "
                    "*_keypoints.json); default: detected from the path")

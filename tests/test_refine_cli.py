@@ -1,4 +1,5 @@
 """The refine CLI on footage + keypoints: a frame range, an outside initial estimate, a preview video."""
+import re
 import subprocess
 import sys
 
@@ -76,3 +77,72 @@ def test_openpose_folder_numbered_from_1_maps_file_n_to_footage_frame_n(tmp_path
     (obs,) = engine.calls
     np.testing.assert_allclose(obs["keypoints"][0, :, :, :2], kp[1:, :, :2], atol=1e-3)
     assert read_results(tmp_path / "OUT.npz")["joints"].shape == (95, 24, 3)
+
+
+# -- multi-view from footage alone: each view detected, then refined together --------------------------
+
+class MultiViewRecordingEngine(RecordingEngine):
+    """RecordingEngine for --mode multiview (per-view fields with a leading view axis)."""
+
+    def run(self, obs, init, mode, options, progress=None):
+        import torch
+
+        from tests import result_fixture
+
+        self.calls.append(obs)
+        motion = result_fixture.synthetic_motion(obs["keypoints"].shape[1])
+        return result_fixture.multiview_arrays(*motion, torch.zeros(10, dtype=torch.float64), obs)
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("mediapipe"), reason="no mediapipe (detect.txt)")
+def test_multiview_footage_without_keypoints_detects_each_view(tmp_path, monkeypatch, capsys):
+    """Two cameras' footage (the example shot and its mirror image, 24 frames): each is detected into
+    OUT.view<i>.keypoints.npz, and the engine gets both views' detections, view 0 first; a second run
+    refuses to overwrite the detections before detecting anything."""
+    from backend import cli, service
+    from backend.contract.keypoints import load_keypoints
+    from tests.test_detect import shot_frames, truth2d, write_clip
+
+    frames = shot_frames(24)
+    front = write_clip(tmp_path / "front.mp4", frames)
+    mirror = write_clip(tmp_path / "mirror.mp4", [np.ascontiguousarray(f[:, ::-1]) for f in frames])
+    engine = MultiViewRecordingEngine()
+    monkeypatch.setattr(service, "load_engine", lambda smpl, device: engine)
+    out = tmp_path / "OUT.npz"
+    args = ["refine", "--footage", str(front), "--footage", str(mirror), "--mode", "multiview", "--out", str(out),
+            "--progress-lines"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    views = [load_keypoints(tmp_path / f"OUT.view{i}.keypoints.npz").keypoints for i in (0, 1)]
+    (obs,) = engine.calls
+    assert obs["keypoints"].shape == (2, 24, 17, 3) and "cam_R" not in obs
+    for v in (0, 1):
+        np.testing.assert_allclose(obs["keypoints"][v, ..., :2], views[v][..., :2], atol=1e-3)
+    truth = truth2d(24)
+    width = frames[0].shape[1]
+    # View 0 near the true keypoints; view 1 near their mirror image (x -> width - 1 - x, left <-> right
+    # is the detector's business: compare the nose, which has no side).
+    assert np.linalg.norm(views[0][..., :2] - truth, axis=-1).mean() < 8.0
+    mirrored_nose = np.stack([width - 1 - truth[:, 0, 0], truth[:, 0, 1]], -1)
+    assert np.linalg.norm(views[1][:, 0, :2] - mirrored_nose, axis=-1).mean() < 8.0
+    assert read_results(out)["view_joints"].shape[:2] == (2, 24)
+    printed = capsys.readouterr().out
+    assert "view 0: front.mp4" in printed and "view 1: mirror.mp4" in printed
+
+    out.unlink()  # the detections are still there: refused before anything is detected
+    assert cli.main(args) == 2
+    assert "OUT.view0.keypoints.npz: exists; pass --force" in capsys.readouterr().err and len(engine.calls) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--footage", "B.mp4"], "several --footage / --keypoints are the views of one shot: add --mode multiview"),
+    (["--footage", "B.mp4", "--mode", "multiview", "--keypoints", "K.npz"],
+     r"give one --keypoints per --footage \(2\) or none"),
+])
+def test_several_footage_files_need_multiview_and_matching_keypoints(tmp_path, capsys, extra, message):
+    from backend import cli
+
+    assert cli.main(["refine", "--footage", "A.mp4", *extra, "--out", str(tmp_path / "OUT.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and re.search(message, err), err
+    assert list(tmp_path.iterdir()) == []
