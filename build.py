@@ -8,7 +8,7 @@
         Blender itself when this runs inside it, `blender` on PATH, or the copy of the tool
         shipped in the installed `bpy` module.
 
-    blender -b -P build.py -- --footage SHOT.mp4 --keypoints KP.json [options]
+    blender -b -P build.py -- --footage SHOT.mp4 [--keypoints KP.json] [options]
     python build.py -- --footage ... (the same, with the bpy module)
     python build.py -- --result OUT.npz [--footage SHOT.mp4] --out SHOT.blend
         Batch mode: the add-on's scorehmr_blender.batch refines each shot (or imports an engine
@@ -40,13 +40,14 @@ ZIP_MODE = 0o644                   # readable by everyone, like any downloaded f
 USAGE = """\
 usage: python build.py package [--out DIR] [--blender PATH]
        blender -b -P build.py -- package [--out DIR]
-       blender -b -P build.py -- --footage SHOT.mp4 --keypoints KP.json [options]
-       python build.py -- --footage SHOT.mp4 --keypoints KP.json [options]
+       blender -b -P build.py -- --footage SHOT.mp4|FOLDER [--keypoints KP.json] [options]
+       python build.py -- --footage SHOT.mp4|FOLDER [--keypoints KP.json] [options]
        python build.py -- --result OUT.npz [--footage SHOT.mp4] --out SHOT.blend
 
 commands:
   package      build and validate refine_motion-<version>.zip
-  --footage    refine shots headless into .blend files (--help after -- for the options)
+  --footage    refine shots headless into .blend files, keypoints detected unless given
+               (--help after -- for the options)
   --result     import engine results as they are into .blend files"""
 
 
@@ -249,7 +250,8 @@ def refine_parser():
     parser.add_argument("--footage", nargs="+", help="video file(s), or a folder of videos: one shot each")
     parser.add_argument("--keypoints", nargs="+",
                         help="one keypoint file (COCO-17 .npz/.npy/.json) or OpenPose folder per footage, "
-                             "or one folder holding <footage name>.npz/.npy/.json or <footage name>/")
+                             "or one folder holding <footage name>.npz/.npy/.json or <footage name>/ "
+                             "(default: detected in each footage with BlazePose)")
     parser.add_argument("--result", nargs="+", metavar="OUT.npz",
                         help="import these engine results as they are (no engine run); --footage, one per "
                              "result, is optional and shown behind the camera")

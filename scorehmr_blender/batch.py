@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Headless batch refinement (``build.py``'s batch mode): shots -> .blend files (+ BVH / FBX).
 
-One shot is footage + keypoints refined by the engine, or an engine result (OUT.npz) imported
-as it is (``--result``; the demo's .blend is made so).  The run has two passes:
+One shot is footage + keypoints refined by the engine (without ``--keypoints`` the job detects
+them first, :class:`runner.job.Detect`), or an engine result (OUT.npz) imported as it is
+(``--result``; the demo's .blend is made so).  The run has two passes:
 
 1. :func:`check_shots` checks EVERY argument of every shot before any engine work: outputs,
    the character and its bone preset, footage, and keypoints, frame rates and frame ranges
@@ -31,8 +32,8 @@ import numpy as np
 from . import export, refine, result, retarget, staging
 # Everything the batch takes from the engine runner, in one place.
 from .runner.engine import RefineError, contract
-from .runner.job import Job, Request, View, prepare_inputs
-from .runner.placement import choose_runner
+from .runner.job import Detect, Job, Request, View, prepare_inputs, progress_text
+from .runner.placement import choose_runner, detector_python
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".mts", ".mxf"}
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
@@ -51,7 +52,7 @@ class BatchError(Exception):
 class Options:
     """The batch's options (build.py's command line; None = not given)."""
     footage: list = None            # video files or folders of videos
-    keypoints: list = None          # keypoint files / OpenPose folders, or one folder of them
+    keypoints: list = None          # keypoint files / OpenPose folders, or one folder of them (None: detected)
     result: list = None             # engine results (OUT.npz) to import instead of refining
     init: list = None               # initial SMPL estimates, paired like keypoints
     smpl: str = None                # SMPL model file (default: the free body model)
@@ -77,7 +78,7 @@ class Shot:
     """One shot's inputs and outputs (paths), and once checked its plan."""
     name: str
     footage: Path = None
-    keypoints: Path = None
+    keypoints: Path = None          # None: detected in the footage by the job
     init: Path = None
     result: Path = None             # an OUT.npz to import (no engine run)
     blend: Path = None
@@ -172,10 +173,9 @@ def _check_option_combinations(options):
         if given:
             raise BatchError(f"--result imports an engine result as it is: --{given[0].replace('_', '-')} "
                              "would change nothing; leave it out (or refine with --keypoints instead)")
-    elif not options.keypoints:
-        raise BatchError("give --keypoints to refine footage (or --result OUT.npz to import a result)")
     if not options.result and not options.footage:
-        raise BatchError("give --footage with --keypoints")
+        raise BatchError("give --footage to refine (its keypoints are detected unless --keypoints gives them), or "
+                         "--result OUT.npz to import a result")
 
 
 def shots(options):
@@ -190,7 +190,8 @@ def shots(options):
     else:
         footage = _videos(options.footage)
         names = [video.stem for video in footage]
-        keypoints = _paired("--keypoints", options.keypoints, names, KEYPOINT_SUFFIXES)
+        keypoints = (_paired("--keypoints", options.keypoints, names, KEYPOINT_SUFFIXES) if options.keypoints
+                     else [None] * len(names))
         inits = _paired("--init", options.init, names, INIT_SUFFIXES) if options.init else [None] * len(names)
         found = [Shot(video.stem, footage=video, keypoints=kp, init=init)
                  for video, kp, init in zip(footage, keypoints, inits)]
@@ -234,20 +235,36 @@ def _focal_length(options, side, size, keypoints_name):
     return float(observations.focal_from_fov(np.asarray(size, float), fov)), f"default {fov:g} deg field of view"
 
 
-def _refine_plan(context, options, shot):
+def _check_detectable(options, footage, runner):
+    """What can be checked of a shot whose keypoints the job will detect: a detector to run them, and
+    --frames inside the footage."""
+    detector_python(runner)
+    frames = options.frames
+    if frames not in (None, "overlap") and frames.stop > footage.frame_count:
+        raise RefineError(f"--frames {frames} is outside {footage.name}'s {footage.frame_count} frames; give "
+                          f"START:STOP with STOP <= {footage.frame_count}")
+
+
+def _refine_plan(context, options, shot, runner):
     """The plan of a shot to refine: the Refine operator's Request, from the options, checked by the
-    contract (keypoints readable, their rate, image size and frames agreeing with the footage's)."""
+    contract (keypoints readable, their rate, image size and frames agreeing with the footage's), or
+    for keypoints still to detect by :func:`_check_detectable`."""
     footage = _footage(context, shot.footage)
-    side = contract("shot").keypoint_side_fields(shot.keypoints)
-    focal, focal_from = _focal_length(options, side, footage.size, shot.keypoints.name)
+    detect = shot.keypoints is None
+    side = {} if detect else contract("shot").keypoint_side_fields(shot.keypoints)
+    focal, focal_from = _focal_length(options, side, footage.size, "" if detect else shot.keypoints.name)
+    keypoints = Detect(str(shot.footage)) if detect else str(shot.keypoints)
     request = Request(
-        views=[View(str(shot.keypoints), footage.size, focal, None, footage.frame_count, footage.name)],
+        views=[View(keypoints, footage.size, focal, None, footage.frame_count, footage.name)],
         fps=footage.fps, mode=options.mode, init=str(shot.init or ""), frames=options.frames,
         smpl_path=str(options.smpl or ""), smoothing=1.0 if options.smoothing is None else options.smoothing,
         keypoint_trust=1.0 if options.keypoint_trust is None else options.keypoint_trust,
         device=options.device or "", iterations=options.iterations, footage_start=footage.start,
         frames_option="--frames")
-    prepare_inputs(request)  # the job's own input checks, before any engine runs
+    if detect:
+        _check_detectable(options, footage, runner)
+    else:
+        prepare_inputs(request)  # the job's own input checks, before any engine runs
     shot.notes.append(f"focal length {focal:.1f} px ({focal_from})")
     return refine.Plan(request, footage, shot.name)
 
@@ -273,7 +290,8 @@ def _given_result(path):
     """An engine result given as it is (--result), standing in for a finished Job in
     :func:`refine.import_result`: all its frames from footage frame 0, no warnings, no gaps."""
     frames = contract("frames").FrameRange(0, result.load(path).num_frames)
-    return SimpleNamespace(out_path=Path(path), inputs=SimpleNamespace(frames=frames), warnings=[], gaps=[])
+    return SimpleNamespace(out_path=Path(path), inputs=SimpleNamespace(frames=frames), warnings=[], gaps=[],
+                           detections={})
 
 
 def load_character(path):
@@ -319,13 +337,14 @@ def _export_functions(options):
     return functions
 
 
-def check_shots(context, options, shots_):
+def check_shots(context, options, shots_, runner=None):
     """Check every shot before any engine work: sets each shot's plan; returns {shot name: error} of
-    those that cannot run."""
+    those that cannot run.  ``runner``: the engine's (where keypoints are detected)."""
     failed = {}
     for shot in shots_:
         try:
-            shot.plan = _import_plan(context, shot) if shot.result else _refine_plan(context, options, shot)
+            shot.plan = (_import_plan(context, shot) if shot.result
+                         else _refine_plan(context, options, shot, runner))
         except (RefineError, result.ResultError, BatchError, OSError) as ex:
             failed[shot.name] = str(ex)
     return failed
@@ -352,13 +371,13 @@ def fresh_scene(footage):
     return scene
 
 
-def _progress_printer():
+def _progress_printer(job):
     last = [0.0]
 
     def progress(done, total):
         if time.time() - last[0] > 5 or done == total:
             last[0] = time.time()
-            print(f"  iteration {done}/{total}", flush=True)
+            print(f"  {progress_text(job)}", flush=True)
 
     return progress
 
@@ -368,7 +387,7 @@ def refine_result(plan, runner):
     keypoint reader's notes and frames without evidence)."""
     job = Job(plan.request, runner, plan.name)
     print(f"  engine: {runner.describe()}, job folder {job.folder}", flush=True)
-    if job.run(on_progress=_progress_printer()) != "done":
+    if job.run(on_progress=_progress_printer(job)) != "done":
         raise RefineError(job.error or f"the engine run was {job.state}")
     return job
 
@@ -413,6 +432,7 @@ def run_shot(context, options, shot, runner, exporters):
     if bpy.ops.wm.save_as_mainfile(filepath=str(shot.blend)) != {'FINISHED'}:
         raise RefineError(f"could not save {shot.blend}")
     numbers = [f"{imported.frames.size} frames", *shot.notes]
+    numbers += [f"detections {path}" for path in job.detections.values()]
     numbers += [f"reprojection error {error:.1f} px"] if error is not None else []
     line = f"{', '.join(numbers)}, {time.time() - started:.0f} s -> {', '.join(str(p) for p in written)}"
     return line, warnings
@@ -437,7 +457,7 @@ def run(options):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     check_character(options)
     runner = _runner(options, found)
-    failed = check_shots(context, options, found)
+    failed = check_shots(context, options, found, runner)
     count = len(found)
     for number, shot in enumerate(found, 1):
         if shot.name in failed:
@@ -449,7 +469,8 @@ def run(options):
 
     warnings = {}
     for number, shot in enumerate(found, 1):
-        what = f"importing {shot.result}" if shot.result else f"refining {shot.footage} with {shot.keypoints}"
+        what = (f"importing {shot.result}" if shot.result else
+                f"refining {shot.footage} with {shot.keypoints or 'keypoints detected in it (BlazePose)'}")
         print(f"[{number}/{count}] {shot.name}: {what}", flush=True)
         try:
             line, warnings[shot.name] = run_shot(context, options, shot, runner, exporters)

@@ -101,7 +101,7 @@ def test_results_are_shots_named_after_their_footage(tmp_path):
     (dict(footage=["a.mp4"], keypoints=["a.json"], out="a.txt"), "--out a.txt: expected a .blend file"),
     (dict(footage=["a.mp4"], keypoints=["a.json"], out="exists.blend"), "output exists: .*exists.blend; pass --force"),
     (dict(footage=["empty"], keypoints=["kp"]), "--footage empty: no video files"),
-    (dict(keypoints=None), "give --keypoints to refine footage"),
+    (dict(footage=None, keypoints=None), "give --footage to refine .*or --result OUT.npz"),
     (dict(preset="rigify"), "--preset goes with --retarget"),
     (dict(focal_length=800.0, fov=40.0), "--focal-length or --fov, not both"),
     (dict(keypoints=None, result=["a.json"], smoothing=0.5), "--result imports .*--smoothing would change nothing"),
@@ -115,6 +115,14 @@ def test_bad_batch_arguments(tmp_path, monkeypatch, change, message):
     (tmp_path / "empty").mkdir()
     with pytest.raises(batch.BatchError, match=message):
         batch.shots(options(**dict(footage=["a.mp4", "b.mp4"], keypoints=["a.json", "b.json"]) | change))
+
+
+def test_without_keypoints_each_footage_of_a_folder_is_a_shot_to_detect(tmp_path):
+    for name in ("b.mov", "a.mp4", "notes.txt"):
+        touch(tmp_path / "shots" / name)
+    shots = batch.shots(options(footage=[str(tmp_path / "shots")], keypoints=None, out=str(tmp_path / "out")))
+    assert [(s.name, s.keypoints, s.blend) for s in shots] == [("a", None, tmp_path / "out" / "a.blend"),
+                                                                ("b", None, tmp_path / "out" / "b.blend")]
 
 
 def test_force_allows_existing_outputs(tmp_path):
@@ -138,10 +146,11 @@ def test_the_focal_length_comes_from_the_options_then_the_keypoint_file(given, s
 def test_usage_and_argument_errors_exit_before_any_work(tmp_path):
     proc = run_build("--footage", tmp_path / "a.mp4", "--frames", "7:3")
     assert proc.returncode == 2 and "--frames" in proc.stderr
-    proc = run_build("--footage", tmp_path / "a.mp4")
-    assert proc.returncode == 1 and "give --keypoints to refine footage" in proc.stderr
-    proc = run_build("--footage", tmp_path / "a.mp4", "--keypoints", tmp_path / "a.json")
-    assert proc.returncode == 1 and f"build.py: error: --footage {tmp_path / 'a.mp4'}: not found" in proc.stderr
+    proc = run_build("--out", tmp_path / "a.blend")
+    assert proc.returncode == 1 and "give --footage to refine" in proc.stderr
+    for keypoints in ([], ["--keypoints", tmp_path / "a.json"]):  # detected or given: the footage must be there
+        proc = run_build("--footage", tmp_path / "a.mp4", *keypoints)
+        assert proc.returncode == 1 and f"build.py: error: --footage {tmp_path / 'a.mp4'}: not found" in proc.stderr
     proc = subprocess.run([sys.executable, str(ROOT / "build.py"), "--help"], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0 and "--footage" in proc.stdout and "--result" in proc.stdout
@@ -376,3 +385,73 @@ def test_a_result_is_imported_as_it_is_and_checked_against_its_footage(shots, tm
     fast = at_rate(shots[0]["video"], 30.0, tmp_path / "fast.avi")
     proc = run_build("--result", result, "--footage", fast, "--out", tmp_path / "fast.blend")
     assert proc.returncode == 1 and "one.npz is 24 fps but fast.avi plays at 30 fps" in proc.stderr
+
+
+# -- footage alone: the keypoints detected by the job (BlazePose) -------------------------------------------
+
+@pytest.fixture(scope="module")
+def example_cuts(tmp_path_factory):
+    """A folder of two 24-frame cuts of the example shot (early.mp4: frames 0-23, late.mp4: 48-71)."""
+    pytest.importorskip("mediapipe", reason="the detector's mediapipe (requirements/detect.txt) is not installed")
+    from tests.test_detect import shot_frames, write_clip
+
+    folder = tmp_path_factory.mktemp("cuts")
+    frames = shot_frames(72)
+    write_clip(folder / "early.mp4", frames[:24])
+    write_clip(folder / "late.mp4", frames[48:])
+    return folder
+
+
+def job_detections(proc):
+    """{shot: (detections (F, 17, 3), the keypoints of the OBS.npz its job handed to the engine)}."""
+    found = {}
+    for name, folder in re.findall(r"\[\d+/\d+\] (\w+): refining.*?\n  engine: .*?, job folder (\S+)", proc.stdout):
+        with np.load(Path(folder) / "view0.keypoints.npz") as kp, np.load(Path(folder) / "OBS.npz") as obs:
+            found[name] = kp["keypoints"], obs["keypoints"]
+    return found
+
+
+@pytest.mark.slow
+@needs_weights
+def test_a_folder_of_footage_alone_is_detected_and_refined_shot_by_shot(example_cuts, tmp_path):
+    import bpy
+
+    from tests.test_detect import truth2d
+
+    proc = run_build("--footage", example_cuts, "--out", tmp_path / "out", "--iterations", "1", "--device", "cpu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "refining " + str(example_cuts / "early.mp4") + " with keypoints detected in it (BlazePose)" in proc.stdout
+    assert "Detecting the person: frame 24/24" in proc.stdout and "summary: 2 of 2 shots refined" in proc.stdout
+    detections = job_detections(proc)
+    for name, start in (("early", 0), ("late", 48)):
+        kp, given = detections[name]
+        np.testing.assert_allclose(given[..., :2], kp[..., :2], atol=1e-3)  # the engine refined the detections
+        assert np.linalg.norm(kp[..., :2] - truth2d(24, start), axis=-1).mean() < 8.0
+        bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "out" / f"{name}.blend"))
+        assert bpy.data.objects[name].animation_data.action.frame_range[:] == pytest.approx((1, 24))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@pytest.mark.slow
+def test_detection_problems_are_one_line_per_shot_and_leave_no_output(example_cuts, tmp_path):
+    """--frames beyond a clip fails every shot before any detection; a clip without a person fails in its
+    detection stage, without a .blend, while the other shot is refined."""
+    proc = run_build("--footage", example_cuts, "--frames", "0:30", "--out", tmp_path / "a")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[1/2] early: FAILED: --frames 0:30 is outside early's 24 frames" in proc.stderr
+    assert not engine_started(proc) and not (tmp_path / "a").exists()
+
+    if not WEIGHTS[0].is_file():
+        return
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "early.mp4").symlink_to(example_cuts / "early.mp4")
+    writer = cv2.VideoWriter(str(mixed / "nobody.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 24.0, (160, 120))
+    for _ in range(6):
+        writer.write(np.full((120, 160, 3), 90, np.uint8))
+    writer.release()
+    proc = run_build("--footage", mixed, "--out", tmp_path / "b", "--iterations", "1", "--device", "cpu")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[2/2] nobody: FAILED: " in proc.stderr and "no person found in any of the 6 frames 0-5" in proc.stderr
+    assert "summary: 1 of 2 shots refined; failed: nobody" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["early.blend"]
