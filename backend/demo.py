@@ -1,20 +1,24 @@
 """The README's main job: the whole product on the embedded example, with before/after numbers.
 
-    python -m backend demo [--out out/demo] [--smpl PATH] [--multiview] [--no-blend] [--device cpu|cuda]
+    python -m backend demo [--out out/demo] [--keypoints detect|simulated] [--smpl PATH] [--multiview]
+                           [--no-blend] [--device cpu|cuda]
 
 Video (default), on ``examples/shot`` (made by ``scripts/make_example_shot.py``: 4 s of held-out CMU
-motion rendered with the free body model, detector-like keypoints, ground truth):
+motion rendered with the free body model, simulated detector-like keypoints, ground truth):
 
 1. load the body model (the free default, or ``--smpl``) and the trained engine weights;
-2. read the footage and the keypoints and pair them (``backend.io.shot``);
-3. the initial estimate from the built-in regressor -> ``init.npz`` (INIT layout);
-4. ScoreHMR refinement in video mode (``backend.engine.api.Engine``) -> ``refined.npz`` (OUT.npz);
-5. the preview video and one frame as PNG (``backend.io.preview``) -> ``preview.mp4``, ``preview.png``;
-6. a .blend with the animated SMPL armature over the footage: ``refined.npz`` imported as it is by
+2. detect the person in the footage with MediaPipe BlazePose (``backend.detect``) -> ``detections.npz``,
+   and print its error against the example's true 2D keypoints (``--keypoints simulated`` skips this
+   and takes the example's simulated ``keypoints.npz`` instead);
+3. read the footage and the keypoints and pair them (``backend.io.shot``);
+4. the initial estimate from the built-in regressor -> ``init.npz`` (INIT layout);
+5. ScoreHMR refinement in video mode (``backend.engine.api.Engine``) -> ``refined.npz`` (OUT.npz);
+6. the preview video and one frame as PNG (``backend.io.preview``) -> ``preview.mp4``, ``preview.png``;
+7. a .blend with the animated SMPL armature over the footage: ``refined.npz`` imported as it is by
    ``build.py``'s batch mode with the bpy module (``python build.py -- --result refined.npz --footage
    shot.mp4 --out shot.blend``), so the .blend, ``refined.npz`` and the preview show one motion;
 
-then prints before/after numbers (reprojection error, jitter, acceleration error and, since the
+then prints the keypoints' error against the true 2D keypoints and before/after numbers (reprojection error, jitter, acceleration error and, since the
 example has ground truth, MPJPE / PA-MPJPE) and writes them to ``summary.json``.
 
 ``--multiview`` runs ``examples/multiview`` instead (4 calibrated views, keypoints only): calibrated
@@ -40,7 +44,8 @@ EXAMPLES = ROOT / "examples"
 TRAIN_COMMAND = ("python -m backend.data.convert --out cache/dataset && "
                  "python -m backend train all --seed 0")
 PREVIEW_FRAME = 30          # the PNG shows this frame (the knee bend of the default example)
-DEMO_FILES = ("init.npz", "refined.npz", "preview.mp4", "preview.png", "shot.blend", "build_py.log", "summary.json")
+KEYPOINT_SOURCES = ("detect", "simulated")
+DEMO_FILES = ("detections.npz", "init.npz", "refined.npz", "preview.mp4", "preview.png", "shot.blend", "build_py.log", "summary.json")
 
 
 class DemoError(Exception):
@@ -118,17 +123,48 @@ def numbers_table(before: dict, after: dict, truth: dict | None = None) -> str:
 
 
 # -- pieces ------------------------------------------------------------------------------------------
-def _progress_bar(desc: str):
-    """(tqdm bar, engine progress callback(done, total))."""
+def _progress_bar(desc: str, unit: str = "iter"):
+    """(tqdm bar, progress callback(done, total) called once per iteration or frame)."""
     from tqdm import tqdm
 
-    bar = tqdm(desc=desc, unit="iter", file=sys.stdout, mininterval=0.5)
+    bar = tqdm(desc=desc, unit=unit, file=sys.stdout, mininterval=0.5)
 
     def progress(done, total):
         bar.total = total
         bar.update(1)
 
     return bar, progress
+
+
+def detect_example(footage: Path, out: Path) -> dict:
+    """BlazePose over ``footage`` -> the keypoint file ``out`` (what ``refine --keypoints`` reads); returns
+    what it found: frames, missed frames, speed."""
+    from backend.detect import detect_footage, write_keypoint_file
+
+    bar, progress = _progress_bar("detect", unit="frame")
+    data, report = detect_footage(footage, progress=progress)
+    bar.close()
+    write_keypoint_file(out, data, force=True)
+    print(f"      {report.summary()}")
+    return dict(frames=report.frames, missed=report.missed, frames_per_second=round(report.frames_per_second, 1))
+
+
+def keypoint_error(keypoints: np.ndarray, truth2d: np.ndarray) -> dict:
+    """The keypoints' (F, 17, 3) error against the true 2D keypoints (F, 17, 2): mean and worst joint, px."""
+    from backend.detect.evaluate import error_statistics
+
+    stats = error_statistics(keypoints, truth2d)
+    worst = int(np.nanargmax(stats["error_px"]))
+    return dict(mean_error_px=round(stats["mean_error_px"], 2), worst_joint=stats["joints"][worst],
+                worst_joint_error_px=round(float(stats["error_px"][worst]), 2))
+
+
+def keypoints_line(keypoints: dict) -> str:
+    """One line on the keypoints the refinement was given (``run_video``'s summary["keypoints"])."""
+    what = ("detected by MediaPipe BlazePose" if keypoints["source"] == "detect" else "simulated (the example's "
+            "keypoints.npz)")
+    return (f"keypoints {what}: mean error {keypoints['mean_error_px']:.1f} px against the example's true 2D "
+            f"keypoints (worst joint {keypoints['worst_joint']} {keypoints['worst_joint_error_px']:.1f} px)")
 
 
 def initial_estimate(engine, obs: dict) -> tuple[dict, np.ndarray]:
@@ -177,19 +213,30 @@ def blend_with_build_py(blend: Path, result: Path, footage: Path, log: Path) -> 
 
 
 # -- the two demos -------------------------------------------------------------------------------------
-def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool = True, steps: int = 6) -> dict:
+def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool = True, steps: int = 7,
+              keypoints: str = "detect") -> dict:
     from backend.engine.api import EngineOptions
     from backend.io.preview import posed_vertices, preview_frame_png, write_preview
     from backend.contract.results import write_results
     from backend.io.shot import load_shot
 
     shot_dir = examples / "shot"
-    footage, keypoints = shot_dir / "shot.mp4", shot_dir / "keypoints.npz"
-    times = {}
+    footage = shot_dir / "shot.mp4"
+    step = iter(range(2, steps + 1))
+    times, detection = {}, {}
+
+    if keypoints == "detect":
+        t0 = time.time()
+        _step(next(step), steps, f"detecting the person in {_rel(footage)} (MediaPipe BlazePose)")
+        detection = detect_example(footage, out_dir / "detections.npz")
+        keypoint_file = out_dir / "detections.npz"
+        times["detect"] = time.time() - t0
+    else:
+        keypoint_file = shot_dir / "keypoints.npz"
 
     t0 = time.time()
-    _step(2, steps, f"reading the example shot {_rel(shot_dir)}")
-    shot = load_shot(footage, keypoints)
+    _step(next(step), steps, f"reading the example shot {_rel(shot_dir)} with {_rel(keypoint_file)}")
+    shot = load_shot(footage, keypoint_file)
     truth = dict(np.load(shot_dir / "ground_truth.npz"))
     meta = json.loads(str(truth["meta"]))
     print(f"      {shot.footage.summary()}")
@@ -197,16 +244,18 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool =
     for note in shot.notes:
         print(f"      note: {note}")
     print(f"      motion: CMU {meta['clip']} \"{meta['description']}\" (subject {meta['subject']}, held out)")
+    used = dict(source=keypoints, **keypoint_error(shot.keypoints.keypoints, truth["keypoints2d"]), **detection)
+    print(f"      {keypoints_line(used)}")
     times["read"] = time.time() - t0
 
     t0 = time.time()
-    _step(3, steps, "initial estimate (built-in regressor)")
+    _step(next(step), steps, "initial estimate (built-in regressor)")
     init, init_kp3d = initial_estimate(engine, shot.obs)
     _save_npz(out_dir / "init.npz", init)
     times["initial"] = time.time() - t0
 
     t0 = time.time()
-    _step(4, steps, "refining (ScoreHMR, video mode)")
+    _step(next(step), steps, "refining (ScoreHMR, video mode)")
     bar, progress = _progress_bar("refine (video)")
     result = engine.run(shot.obs, init, "video", EngineOptions(), progress=progress)
     bar.close()
@@ -217,7 +266,7 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool =
     times["refine"] = time.time() - t0
 
     t0 = time.time()
-    _step(5, steps, "preview video")
+    _step(next(step), steps, "preview video")
     obs = dict(shot.obs, fps=shot.footage.fps)
     look = dict(init_keypoints3d=init_kp3d, silhouette=posed_vertices(result, engine.body), crop=True, force=True)
     write_preview(out_dir / "preview.mp4", result, obs, footage, **look)
@@ -225,7 +274,8 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool =
     times["preview"] = time.time() - t0
 
     if blend:
-        _step(6, steps, "Blender scene with the animated SMPL armature: refined.npz imported (build.py, bpy module)")
+        _step(next(step), steps, "Blender scene with the animated SMPL armature: refined.npz imported (build.py, "
+                                 "bpy module)")
         times["blend"] = blend_with_build_py(out_dir / "shot.blend", out_dir / "refined.npz", footage,
                                              out_dir / "build_py.log")
 
@@ -233,9 +283,10 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool =
     numbers = dict(initial=motion_numbers(result["init_joints"], result["init_reprojection_error_px"], gt),
                    refined=motion_numbers(result["joints"], result["reprojection_error_px"], gt),
                    truth=dict(jitter_mm_f2=round(jitter_mm(gt), 2)))
-    return dict(example=str(shot_dir), frames=shot.frames, fps=shot.footage.fps, numbers=numbers,
+    return dict(example=str(shot_dir), frames=shot.frames, fps=shot.footage.fps, keypoints=used, numbers=numbers,
                 engine_seconds=info["seconds"], seconds={k: round(v, 1) for k, v in times.items()},
-                outputs=[str(out_dir / n) for n in ("init.npz", "refined.npz", "preview.mp4", "preview.png")]
+                outputs=[str(out_dir / n) for n in ("detections.npz",) * bool(detection)
+                         + ("init.npz", "refined.npz", "preview.mp4", "preview.png")]
                 + ([str(out_dir / "shot.blend")] if blend else []), motion=meta["clip"])
 
 
@@ -286,17 +337,19 @@ def run_multiview(out_dir: Path, engine, *, examples: Path = EXAMPLES, steps: in
 
 
 def run_demo(out_dir: Path, smpl_path: str | None = None, *, multiview: bool = False, blend: bool = True,
-             device: str | None = None, force: bool = False, engine=None, examples: Path = EXAMPLES) -> int:
+             device: str | None = None, force: bool = False, engine=None, examples: Path = EXAMPLES,
+             keypoints: str = "detect") -> int:
     """Runs the demo (see module docstring); ``engine`` replaces the trained one (tests)."""
     import torch
 
     from backend.body.smpl_files import SMPLFileError
     from backend.engine.api import Engine
     from backend.contract.errors import InputError
+    from backend.detect import DetectorUnavailable
 
     t_start = time.time()
     out_dir = Path(out_dir)
-    steps = 4 if multiview else (6 if blend else 5)
+    steps = 4 if multiview else 5 + blend + (keypoints == "detect")
     try:
         claim_folder(out_dir, force)
         if engine is None:
@@ -316,8 +369,8 @@ def run_demo(out_dir: Path, smpl_path: str | None = None, *, multiview: bool = F
         if multiview:
             summary = run_multiview(out_dir, engine, examples=examples, steps=steps)
         else:
-            summary = run_video(out_dir, engine, examples=examples, blend=blend, steps=steps)
-    except (DemoError, InputError, SMPLFileError) as exc:
+            summary = run_video(out_dir, engine, examples=examples, blend=blend, steps=steps, keypoints=keypoints)
+    except (DemoError, InputError, SMPLFileError, DetectorUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary.update(demo="multiview" if multiview else "video", total_seconds=round(time.time() - t_start, 1),
@@ -328,8 +381,10 @@ def run_demo(out_dir: Path, smpl_path: str | None = None, *, multiview: bool = F
     n = summary["numbers"]
     what = f"{summary['views']} views x {summary['frames']} frames" if multiview else \
         f"{summary['frames']} frames at {summary['fps']:g} fps"
-    print(f"\ndone in {summary['total_seconds']:.0f} s ({what}; engine {summary['engine_seconds']:.1f} s). "
-          f"Before (built-in regressor) and after (ScoreHMR), against the example's ground truth:")
+    print(f"\ndone in {summary['total_seconds']:.0f} s ({what}; engine {summary['engine_seconds']:.1f} s).")
+    if "keypoints" in summary:
+        print(f"  {keypoints_line(summary['keypoints'])}")
+    print("Before (built-in regressor) and after (ScoreHMR), against the example's ground truth:")
     print(numbers_table(n["initial"], n["refined"], n["truth"]))
     if "world_position_error_mm" in n["refined"]:
         print(f"  world position error of the calibrated fit: {n['refined']['world_position_error_mm']:.1f} mm")
@@ -343,13 +398,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m backend demo", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--smpl", default=None, help="your own SMPL model file instead of the free default")
+    p.add_argument("--keypoints", choices=KEYPOINT_SOURCES, default="detect",
+                   help="detect (default): BlazePose on the example footage; simulated: the example's keypoints.npz")
     p.add_argument("--multiview", action="store_true", help="run the multi-view example instead")
     p.add_argument("--no-blend", action="store_true", help="skip the Blender scene (build.py)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when available")
     p.add_argument("--force", action="store_true", help="write into an --out folder holding other files")
     args = p.parse_args(argv)
     return run_demo(Path(args.out), args.smpl, multiview=args.multiview, blend=not args.no_blend,
-                    device=args.device, force=args.force)
+                    device=args.device, force=args.force, keypoints=args.keypoints)
 
 
 if __name__ == "__main__":

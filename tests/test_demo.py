@@ -26,7 +26,7 @@ needs_weights = pytest.mark.skipif(not all(p.is_file() for p in WEIGHTS),
                                    reason="trained weights (backend/assets/regressor.pt, prior.pt) not there yet; "
                                           "train them with `python -m backend train all --seed 0`")
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-VIDEO_FILES = ["init.npz", "preview.mp4", "preview.png", "refined.npz", "summary.json"]
+VIDEO_FILES = ["detections.npz", "init.npz", "preview.mp4", "preview.png", "refined.npz", "summary.json"]
 NUMBER_KEYS = {"reprojection_px", "jitter_mm_f2", "accel_error_mm_f2", "mpjpe14", "pa_mpjpe14", "mpjpe24",
                "pa_mpjpe24", "position_mm"}
 
@@ -56,6 +56,27 @@ def test_video_demo_writes_every_output_with_a_small_engine(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "PA-MPJPE, 14 joints (mm)" in printed and str(out / "preview.mp4") in printed
     demo.claim_folder(out, force=False)  # a second run may replace the demo's own files
+    # Footage in: BlazePose found the person in every frame, near the true 2D keypoints, and refine read them.
+    used = summary["keypoints"]
+    assert (used["source"], used["frames"], used["missed"]) == ("detect", 96, 0) and used["mean_error_px"] < 8.0
+    assert f"keypoints detected by MediaPipe BlazePose: mean error {used['mean_error_px']:.1f} px" in printed
+    with np.load(out / "detections.npz") as detections:
+        truth = np.load(ROOT / "examples" / "shot" / "ground_truth.npz")["keypoints2d"]
+        error = np.linalg.norm(detections["keypoints"][..., :2] - truth, axis=-1).mean()
+    assert error == pytest.approx(used["mean_error_px"], abs=0.01)
+
+
+def test_simulated_keypoints_remain_an_option(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert demo.run_demo(out, engine=tiny_engine(), blend=False, keypoints="simulated") == 0
+    assert sorted(p.name for p in out.iterdir()) == [n for n in VIDEO_FILES if n != "detections.npz"]
+    used = json.loads((out / "summary.json").read_text())["keypoints"]
+    with np.load(ROOT / "examples" / "shot" / "keypoints.npz") as simulated:
+        truth = np.load(ROOT / "examples" / "shot" / "ground_truth.npz")["keypoints2d"]
+        found = simulated["keypoints"][..., 2] >= 0.1
+        error = np.linalg.norm(simulated["keypoints"][..., :2] - truth, axis=-1)[found].mean()
+    assert used["source"] == "simulated" and used["mean_error_px"] == pytest.approx(error, abs=0.01)
+    assert "keypoints simulated (the example's keypoints.npz): mean error" in capsys.readouterr().out
 
 
 def test_multiview_demo_writes_its_outputs_with_a_small_engine(tmp_path):
@@ -85,7 +106,7 @@ def test_a_folder_with_other_files_is_refused_unless_forced(tmp_path, capsys):
     assert demo.run_demo(tmp_path, engine=tiny_engine(), blend=False) == 2
     assert "thesis.tex" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
-    assert demo.run_demo(tmp_path, engine=tiny_engine(), blend=False, force=True) == 0
+    assert demo.run_demo(tmp_path, engine=tiny_engine(), blend=False, force=True, keypoints="simulated") == 0
     assert (tmp_path / "thesis.tex").read_text() == "precious"
 
 
@@ -177,6 +198,7 @@ def test_demo_end_to_end(tmp_path):
     assert after["pa_mpjpe14"] < before["pa_mpjpe14"]
     assert blend_summary(out / "shot.blend") == dict(type="ARMATURE", frames=[1.0, 96.0], bones=24, fps=24)
     assert "PA-MPJPE" in proc.stdout and str(out / "shot.blend") in proc.stdout
+    assert summary["keypoints"]["source"] == "detect" and "keypoints detected by MediaPipe BlazePose" in proc.stdout
 
 
 @pytest.mark.slow
