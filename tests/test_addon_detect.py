@@ -3,6 +3,8 @@ the example shot (MediaPipe BlazePose, in Blender's Python when it imports there
 Python), refines (a stand-in engine: the detections are what it is given), writes the detections as
 tracking markers, and a re-run from the edited markers refines what the animator corrected."""
 
+import time
+
 import bpy
 import numpy as np
 import pytest
@@ -13,8 +15,8 @@ from scorehmr_blender.runner import job as jobs
 from scorehmr_blender.runner import placement
 from tests.test_addon import real_layout  # noqa: F401 -- a fixture
 from tests.test_addon_refine import (  # noqa: F401 -- addon, scene, fake_engine are fixtures
-    MAIN_PYTHON, ROOT, addon, assert_action_is_result, assert_refused, cancel_on_first_progress, fake_engine,
-    job_folders, out_arrays, scene, snapshot)
+    MAIN_PYTHON, ROOT, ModalContext, addon, assert_action_is_result, assert_refused, cancel_on_first_progress,
+    fake_engine, job_folders, modal_operator, out_arrays, scene, snapshot)
 
 cv2 = pytest.importorskip("cv2")
 
@@ -105,8 +107,39 @@ def test_detection_in_the_worker_python_when_mediapipe_does_not_import_in_blende
     assert "person found in 96 of 96" in job.log_path.read_text()  # the worker's `python -m backend detect`
 
 
+@needs_a_detector
+def test_modal_refine_detects_in_its_background_thread_and_shows_the_stage(fake_engine):  # noqa: F811
+    detect_settings(clip=False)
+    context = ModalContext()
+    modal, op = modal_operator(context)
+    deadline = time.time() + 120
+    while (result := modal('TIMER')) == {'PASS_THROUGH'} and time.time() < deadline:
+        time.sleep(0.05)
+    assert result == {'FINISHED'} and len(fake_engine.calls) == 1
+    assert any("Detecting the person: frame" in (text or "") for text in context.status)
+    assert any("Refining: iteration" in (text or "") for text in context.status)
+    assert_detected_the_person(detections())
+
+
+@needs_a_detector
+def test_multi_view_detects_every_view(fake_engine):  # noqa: F811
+    detect_settings(clip=False, mode='MULTI_VIEW')
+    settings = bpy.context.scene.refine_motion
+    view = settings.views.add()
+    view.footage_source, view.footage_path, view.keypoints_source = 'FILE', str(FOOTAGE), 'DETECT'
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (folder,) = job_folders()
+    given = fake_engine.calls[0]["obs"]["keypoints"]
+    assert given.shape == (2, FRAMES, 17, 3)
+    for index in (0, 1):
+        with np.load(folder / f"view{index}.keypoints.npz") as npz:
+            np.testing.assert_allclose(given[index, ..., :2], npz["keypoints"][..., :2], atol=1e-3)
+
+
 def test_progress_says_which_stage_runs():
-    job = type("RunningJob", (), dict(progress=(12, 96), stage="detect"))()
+    job = type("RunningJob", (), dict(progress=(0, 0), stage="detect"))()
+    assert jobs.progress_text(job) == "Starting the detector..."
+    job.progress = (12, 96)
     assert jobs.progress_text(job) == "Detecting the person: frame 12/96"
     job.stage, job.progress = "refine", (2, 5)
     assert jobs.progress_text(job) == "Refining: iteration 2/5"

@@ -227,6 +227,7 @@ class Job:
                           if isinstance(view.keypoints, Detect)}
         self.detections = {}  # view index -> the keypoint file the detection stage wrote
         self.inputs, self.warnings, self.gaps = None, [], []
+        LAST_WARNINGS.clear()
         if not self.to_detect:
             self._take_inputs(prepare_inputs(request))
         self.folder = new_job_folder(name)
@@ -433,7 +434,7 @@ def progress_text(job):
     """What a running job is doing, for the panel and the status bar."""
     done, total = job.progress
     if not total:
-        return "Starting the engine..."
+        return "Starting the detector..." if job.stage == "detect" else "Starting the engine..."
     if job.stage == "detect":
         return f"Detecting the person: frame {done}/{total}"
     return f"Refining: iteration {done}/{total}"
