@@ -253,7 +253,7 @@ def _refine_plan(context, options, shot, runner):
     detect = shot.keypoints is None
     side = {} if detect else contract("shot").keypoint_side_fields(shot.keypoints)
     focal, focal_from = _focal_length(options, side, footage.size, "" if detect else shot.keypoints.name)
-    keypoints = Detect(str(shot.footage)) if detect else str(shot.keypoints)
+    keypoints = Detect(str(shot.footage.absolute())) if detect else str(shot.keypoints)
     request = Request(
         views=[View(keypoints, footage.size, focal, None, footage.frame_count, footage.name)],
         fps=footage.fps, mode=options.mode, init=str(shot.init or ""), frames=options.frames,

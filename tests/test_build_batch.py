@@ -389,16 +389,36 @@ def test_a_result_is_imported_as_it_is_and_checked_against_its_footage(shots, tm
 
 # -- footage alone: the keypoints detected by the job (BlazePose) -------------------------------------------
 
+EXAMPLE = ROOT / "examples" / "shot"
+MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    """The batch options that give the job a detector: none where mediapipe imports in this Python, else
+    the main venv as the worker (the bpy 4.2 / 4.5 test venvs)."""
+    from scorehmr_blender.runner import placement
+
+    if placement.detector_in_blender():
+        return []
+    if not MAIN_PYTHON.is_file():
+        pytest.skip("mediapipe imports neither here nor in the main venv (.venv)")
+    return ["--worker", MAIN_PYTHON]
+
+
 @pytest.fixture(scope="module")
 def example_cuts(tmp_path_factory):
     """A folder of two 24-frame cuts of the example shot (early.mp4: frames 0-23, late.mp4: 48-71)."""
-    pytest.importorskip("mediapipe", reason="the detector's mediapipe (requirements/detect.txt) is not installed")
-    from tests.test_detect import shot_frames, write_clip
-
     folder = tmp_path_factory.mktemp("cuts")
-    frames = shot_frames(72)
-    write_clip(folder / "early.mp4", frames[:24])
-    write_clip(folder / "late.mp4", frames[48:])
+    reader = cv2.VideoCapture(str(EXAMPLE / "shot.mp4"))
+    frames = [reader.read()[1] for _ in range(72)]
+    reader.release()
+    for name, cut in (("early", frames[:24]), ("late", frames[48:])):
+        writer = cv2.VideoWriter(str(folder / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 24.0,
+                                 cut[0].shape[1::-1])
+        for frame in cut:
+            writer.write(frame)
+        writer.release()
     return folder
 
 
@@ -413,12 +433,12 @@ def job_detections(proc):
 
 @pytest.mark.slow
 @needs_weights
-def test_a_folder_of_footage_alone_is_detected_and_refined_shot_by_shot(example_cuts, tmp_path):
+def test_a_folder_of_footage_alone_is_detected_and_refined_shot_by_shot(example_cuts, detector, tmp_path):
     import bpy
 
-    from tests.test_detect import truth2d
-
-    proc = run_build("--footage", example_cuts, "--out", tmp_path / "out", "--iterations", "1", "--device", "cpu")
+    truth2d = np.load(EXAMPLE / "ground_truth.npz")["keypoints2d"]
+    proc = run_build("--footage", example_cuts, "--out", tmp_path / "out", "--iterations", "1", "--device", "cpu",
+                     *detector)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "refining " + str(example_cuts / "early.mp4") + " with keypoints detected in it (BlazePose)" in proc.stdout
     assert "Detecting the person: frame 24/24" in proc.stdout and "summary: 2 of 2 shots refined" in proc.stdout
@@ -426,17 +446,17 @@ def test_a_folder_of_footage_alone_is_detected_and_refined_shot_by_shot(example_
     for name, start in (("early", 0), ("late", 48)):
         kp, given = detections[name]
         np.testing.assert_allclose(given[..., :2], kp[..., :2], atol=1e-3)  # the engine refined the detections
-        assert np.linalg.norm(kp[..., :2] - truth2d(24, start), axis=-1).mean() < 8.0
+        assert np.linalg.norm(kp[..., :2] - truth2d[start:start + 24], axis=-1).mean() < 8.0
         bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "out" / f"{name}.blend"))
         assert bpy.data.objects[name].animation_data.action.frame_range[:] == pytest.approx((1, 24))
     bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
 @pytest.mark.slow
-def test_detection_problems_are_one_line_per_shot_and_leave_no_output(example_cuts, tmp_path):
+def test_detection_problems_are_one_line_per_shot_and_leave_no_output(example_cuts, detector, tmp_path):
     """--frames beyond a clip fails every shot before any detection; a clip without a person fails in its
     detection stage, without a .blend, while the other shot is refined."""
-    proc = run_build("--footage", example_cuts, "--frames", "0:30", "--out", tmp_path / "a")
+    proc = run_build("--footage", example_cuts, "--frames", "0:30", "--out", tmp_path / "a", *detector)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[1/2] early: FAILED: --frames 0:30 is outside early's 24 frames" in proc.stderr
     assert not engine_started(proc) and not (tmp_path / "a").exists()
@@ -450,7 +470,7 @@ def test_detection_problems_are_one_line_per_shot_and_leave_no_output(example_cu
     for _ in range(6):
         writer.write(np.full((120, 160, 3), 90, np.uint8))
     writer.release()
-    proc = run_build("--footage", mixed, "--out", tmp_path / "b", "--iterations", "1", "--device", "cpu")
+    proc = run_build("--footage", mixed, "--out", tmp_path / "b", "--iterations", "1", "--device", "cpu", *detector)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[2/2] nobody: FAILED: " in proc.stderr and "no person found in any of the 6 frames 0-5" in proc.stderr
     assert "summary: 1 of 2 shots refined; failed: nobody" in proc.stdout

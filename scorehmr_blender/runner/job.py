@@ -14,8 +14,8 @@ are a first stage of the same job: BlazePose (``backend.detect``) runs where
 ``python -m backend detect``), writes ``view<i>.keypoints.npz`` in the job folder, and only then
 are the inputs checked and written; a problem there ends the job with its one-line ``error``.
 
-Job folders (view<i>.keypoints.npz, OBS.npz, INIT.npz, OUT.npz, engine.log) live in the extension's user data folder (a
-temp folder when the add-on is imported as a plain module, as in tests and build.py).
+Job folders (view<i>.keypoints.npz, OBS.npz, INIT.npz, OUT.npz, engine.log) live in the extension's
+user data folder (a temp folder when the add-on is imported as a plain module, as in tests and build.py).
 """
 
 import contextlib
@@ -234,7 +234,11 @@ class Job:
         self.out_path = self.folder / "OUT.npz"
         self.log_path = self.folder / "engine.log"
         if not self.to_detect:
-            self._write_inputs()
+            try:
+                self._write_inputs()
+            except BaseException:  # nothing is left behind
+                shutil.rmtree(self.folder, ignore_errors=True)
+                raise
         self.state = "ready"
         self.stage = "detect" if self.to_detect else "refine"  # what ``progress`` counts: frames or iterations
         self.progress = (0, 0)
@@ -249,11 +253,7 @@ class Job:
         LAST_WARNINGS[:] = self.warnings
 
     def _write_inputs(self):
-        try:
-            self.obs_path, self.init_path = write_inputs(self.inputs, self.request.mode, self.folder)
-        except BaseException:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            raise
+        self.obs_path, self.init_path = write_inputs(self.inputs, self.request.mode, self.folder)
 
     @property
     def finished(self):
