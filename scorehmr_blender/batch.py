@@ -238,7 +238,10 @@ def _focal_length(options, side, size, keypoints_name):
 def _check_detectable(options, footage, runner):
     """What can be checked of a shot whose keypoints the job will detect: a detector to run them, and
     --frames inside the footage."""
-    detector_python(runner)
+    try:
+        detector_python(runner)
+    except RefineError as ex:
+        raise RefineError(f"{ex} (or pass --worker PYTHON)") from None
     frames = options.frames
     if frames not in (None, "overlap") and frames.stop > footage.frame_count:
         raise RefineError(f"--frames {frames} is outside {footage.name}'s {footage.frame_count} frames; give "

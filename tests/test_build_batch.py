@@ -475,3 +475,17 @@ def test_detection_problems_are_one_line_per_shot_and_leave_no_output(example_cu
     assert "[2/2] nobody: FAILED: " in proc.stderr and "no person found in any of the 6 frames 0-5" in proc.stderr
     assert "summary: 1 of 2 shots refined; failed: nobody" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["early.blend"]
+
+
+def test_without_a_detector_anywhere_each_shot_fails_before_any_work(example_cuts, tmp_path, monkeypatch):
+    import bpy
+
+    from scorehmr_blender.runner import placement
+
+    monkeypatch.setattr(placement, "detector_in_blender", lambda: False)
+    given = options(footage=[str(example_cuts)], keypoints=None, out=str(tmp_path / "out"))
+    found = batch.shots(given)
+    failed = batch.check_shots(bpy.context, given, found, placement.Runner("in_process", root=ROOT))
+    assert sorted(failed) == ["early", "late"]
+    assert re.match(r"Detect from Footage needs the detector \(mediapipe\).*\(or pass --worker PYTHON\)$",
+                    failed["early"]), failed["early"]
