@@ -66,5 +66,9 @@ print(f"steps {m['steps_done']} in {m['seconds']} s, hidden {ck['config']['hidde
 PYEOF
 done
 ls -la "$OUT"/*/prior.pt
+echo "== examples/shot, frame mode, 32 frames (engine loads each prior; the committed one first)"
+priors=()
+for v in $VARIANTS; do priors+=("$OUT/$v/prior.pt"); done
+$PY scripts/prior_shot_check.py backend/assets/prior.pt "${priors[@]}" --device cpu || status=1
 rm -rf "$SCRATCH"
 exit $status

@@ -9,6 +9,16 @@ Long runs are resumable: ``--checkpoint PATH`` writes the whole training state (
 random generators, curve) every ``--checkpoint-every`` steps and ``--resume`` continues from it; an
 interrupted and resumed run ends with the same weights as an uninterrupted one.
 
+Prior variants (issue 12): ``--t-max 200`` trains on the timesteps the refinement loop visits
+(``--full-fraction`` of them still over 0..999), ``--width 1024`` is the paper's width,
+``--context features+camera`` adds where the person's box sits in the camera (backend.models.context;
+the checkpoint records the layout and the engine builds the same context).  On a GPU machine:
+
+    python -m backend train pack --out out/pack_train.npz --stride 4 --float16   # ~19 MiB, travels
+    python -m backend train prior --dataset out/pack_train.npz --device cuda --batch 1024 --max-seconds 400 ...
+
+(scripts/device_train_prior.sh trains several variants side by side.)
+
 Every batch is made on the fly: motion frames from the training subjects, a random body shape
 (betas ~ N(0, I)), a random camera and detector noise (backend.sim).  Weights are written with
 the command, seed, data version and validation numbers that produced them.
