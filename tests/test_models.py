@@ -95,14 +95,9 @@ def _tiny_motion(n: int = 64) -> dict:
                 body_pose=(0.2 * rng.standard_normal((n, 69))).astype(np.float32))
 
 
-def test_interrupted_and_resumed_training_ends_with_the_same_weights(tmp_path, monkeypatch):
-    """Checkpoint every 2 of 5 steps, stop during step 4, resume: same weights as 5 uninterrupted steps."""
-    torch.set_num_threads(1)
-    data, start = _tiny_motion(), KeypointRegressor(width=32, blocks=1, feature_dim=16)
-    run = lambda **kw: train.train_regressor(data, data, 5, seed=3, batch=4, init=start, trainable="all", **kw)[0]
-    monkeypatch.setattr(train, "evaluate_regressor", lambda *a, **k: {})
+def _straight_and_resumed(run, state, monkeypatch):
+    """``run(**kw)`` uninterrupted, then checkpointed every 2 steps, stopped during step 4 and resumed."""
     straight = run()
-
     calls = {"n": 0}
     observe = train._observe
 
@@ -112,7 +107,6 @@ def test_interrupted_and_resumed_training_ends_with_the_same_weights(tmp_path, m
             raise KeyboardInterrupt
         return observe(*args)
 
-    state = tmp_path / "reg.state"
     monkeypatch.setattr(train, "_observe", failing)
     with pytest.raises(KeyboardInterrupt):
         run(checkpoint=state, checkpoint_every=2)
@@ -121,7 +115,31 @@ def test_interrupted_and_resumed_training_ends_with_the_same_weights(tmp_path, m
     resumed = run(checkpoint=state, checkpoint_every=2, resume=True)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+    return straight
+
+
+def test_interrupted_and_resumed_training_ends_with_the_same_weights(tmp_path, monkeypatch):
+    """Checkpoint every 2 of 5 steps, stop during step 4, resume: same weights as 5 uninterrupted steps."""
+    torch.set_num_threads(1)
+    data, start = _tiny_motion(), KeypointRegressor(width=32, blocks=1, feature_dim=16)
+    run = lambda **kw: train.train_regressor(data, data, 5, seed=3, batch=4, init=start, trainable="all", **kw)[0]
+    monkeypatch.setattr(train, "evaluate_regressor", lambda *a, **k: {})
+    straight = _straight_and_resumed(run, tmp_path / "reg.state", monkeypatch)
     assert not torch.equal(straight.pose_head.weight, start.pose_head.weight)  # it did train
+
+
+def test_interrupted_and_resumed_prior_training_ends_with_the_same_weights(tmp_path, monkeypatch):
+    """The same for the prior, with loop-range timesteps and the camera context (model, EMA and optimiser)."""
+    from backend.models.context import CAMERA_DIM
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    data, reg = _tiny_motion(), KeypointRegressor(width=32, blocks=1, feature_dim=16).eval()
+    raw_dim = 16 + CAMERA_DIM
+    monkeypatch.setattr(train, "context_stats", lambda *a, **k: (torch.zeros(raw_dim), torch.ones(raw_dim)))
+    run = lambda **kw: train.train_prior(reg, data, 5, seed=3, batch=4, hidden=32, layout="features+camera",
+                                         t_max=200, full_fraction=0.2, **kw)[0]
+    _straight_and_resumed(run, tmp_path / "prior.state", monkeypatch)
 
 
 def test_head_fine_tuning_leaves_the_features_unchanged(monkeypatch):

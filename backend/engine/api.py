@@ -21,7 +21,8 @@ from backend.engine.guidance import contact_weights, project
 from backend.engine.scorehmr import LoopOptions
 from backend.engine.views import in_every_view, relative_cameras
 from backend.models.diffusion import cosine_alphas_cumprod
-from backend.models.regressor import estimate_initial, normalise_keypoints
+from backend.models.context import build_context
+from backend.models.regressor import estimate_initial
 from backend.rotations import matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 
 NUM_KP = 17
@@ -100,7 +101,7 @@ def blend_weights(frames: int, window: int, starts: list[int], overlap: int) -> 
 
 class Engine:
     def __init__(self, body_model: BodyModel, regressor, prior, context_mean, context_std,
-                 device: torch.device | str = "cpu", meta: dict | None = None):
+                 device: torch.device | str = "cpu", meta: dict | None = None, context_layout: str = "features"):
         self.device = torch.device(device)
         self.body = body_model.to(self.device)
         self.regressor = regressor.to(self.device).eval()
@@ -108,23 +109,28 @@ class Engine:
         self.context_mean, self.context_std = context_mean.to(self.device), context_std.to(self.device)
         self.alphas = cosine_alphas_cumprod().float().to(self.device)
         self.meta = meta or {}
+        self.context_layout = context_layout
 
     @classmethod
-    def load(cls, smpl_path=None, device=None) -> "Engine":
+    def load(cls, smpl_path=None, device=None, prior_path=None) -> "Engine":
         from backend.models.train import load_prior, load_regressor
 
         reg, reg_meta = load_regressor()
-        prior, mean, std, prior_meta = load_prior()
+        prior, mean, std, prior_meta = load_prior(*([prior_path] if prior_path else []))
         return cls(BodyModel.load(smpl_path), reg, prior, mean, std, device or default_device(),
-                   dict(regressor=reg_meta.get("command"), prior=prior_meta.get("command")))
+                   dict(regressor=reg_meta.get("command"), prior=prior_meta.get("command")),
+                   context_layout=prior_meta["context_layout"])
 
     def _t(self, a) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a), dtype=torch.float32, device=self.device)
 
     @torch.no_grad()
-    def context(self, kp: torch.Tensor) -> torch.Tensor:
-        """Standardised regressor features of keypoints (N,17,3) px -> (N,C)."""
-        return (self.regressor(normalise_keypoints(kp))["features"] - self.context_mean) / self.context_std
+    def context(self, kp: torch.Tensor, focal: torch.Tensor | None = None,
+                principal: torch.Tensor | None = None) -> torch.Tensor:
+        """The prior's context for keypoints (N,17,3) px seen with focal (N,) and principal (N,2) px
+        (None: unknown camera, marked missing in layouts that use it) -> (N,C)."""
+        return build_context(self.regressor, kp, focal, principal, self.context_mean, self.context_std,
+                             self.context_layout)
 
     @torch.no_grad()
     def initial(self, kp, focal, principal) -> dict:
@@ -167,7 +173,8 @@ class Engine:
         loop, weights = options.resolved("calibrated" if mode == "multiview" and o.cam_R is not None else mode)
         v, f = o.focal.shape
         start = self.start(o, init, mode)
-        ctx = self.context(o.reshape(v * f).keypoints)
+        flat = o.reshape(v * f)
+        ctx = self.context(flat.keypoints, flat.focal, flat.principal)
         if mode == "video":  # frames without keypoints start from their seen neighbours (a given init stays)
             start, ctx = gaps.bridge(start, ctx, o.keypoints[0], bridge_start=init is None)
         if mode == "frame":

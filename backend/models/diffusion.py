@@ -25,13 +25,28 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alphas_cump
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
+def sample_timesteps(b: int, T: int, generator: torch.Generator | None = None, t_max: int | None = None,
+                     full_fraction: float = 0.0) -> torch.Tensor:
+    """Training timesteps (b,) long on the generator's device: uniform over 0..T-1, or, with ``t_max``,
+    uniform over 0..t_max (the range the refinement loop visits) except a ``full_fraction`` share
+    still drawn over 0..T-1 so sampling from noise and DDIM inversion keep a trained model."""
+    device = generator.device if generator is not None else "cpu"
+    t = torch.randint(0, T, (b,), generator=generator, device=device)
+    if t_max is None:
+        return t
+    low = torch.randint(0, min(int(t_max), T - 1) + 1, (b,), generator=generator, device=device)
+    full = torch.rand(b, generator=generator, device=device) < full_fraction
+    return torch.where(full, t, low)
+
+
 def diffusion_loss(eps_model, x0: torch.Tensor, context: torch.Tensor, alphas_cumprod: torch.Tensor,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Plain L2 loss on the network's own target with uniform timesteps: the noise (the paper) or,
-    for a v-parameterised model, v = sqrt(a) noise - sqrt(1-a) x0."""
-    b = x0.shape[0]
-    t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator, device=x0.device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+                   generator: torch.Generator | None = None, t_max: int | None = None,
+                   full_fraction: float = 0.0) -> torch.Tensor:
+    """Plain L2 loss on the network's own target (the noise, as in the paper, or, for a
+    v-parameterised model, v = sqrt(a) noise - sqrt(1-a) x0); timesteps from ``sample_timesteps``."""
+    t = sample_timesteps(x0.shape[0], len(alphas_cumprod), generator, t_max, full_fraction).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype,
+                        device=generator.device if generator is not None else x0.device).to(x0.device)
     x_t = q_sample(x0, t, noise, alphas_cumprod)
     if getattr(eps_model, "parameterisation", "eps") == "v":
         a = alphas_cumprod.to(x0)[t][:, None]

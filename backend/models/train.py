@@ -9,6 +9,16 @@ Long runs are resumable: ``--checkpoint PATH`` writes the whole training state (
 random generators, curve) every ``--checkpoint-every`` steps and ``--resume`` continues from it; an
 interrupted and resumed run ends with the same weights as an uninterrupted one.
 
+Prior variants (issue 12): ``--t-max 200`` trains on the timesteps the refinement loop visits
+(``--full-fraction`` of them still over 0..999), ``--width 1024`` is the paper's width,
+``--context features+camera`` adds where the person's box sits in the camera (backend.models.context;
+the checkpoint records the layout and the engine builds the same context).  On a GPU machine:
+
+    python -m backend train pack --out out/pack_train.npz --stride 4 --float16   # ~19 MiB, travels
+    python -m backend train prior --dataset out/pack_train.npz --device cuda --batch 1024 --max-seconds 400 ...
+
+(scripts/device_train_prior.sh trains several variants side by side.)
+
 Every batch is made on the fly: motion frames from the training subjects, a random body shape
 (betas ~ N(0, I)), a random camera and detector noise (backend.sim).  Weights are written with
 the command, seed, data version and validation numbers that produced them.
@@ -28,6 +38,7 @@ import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.metrics import SMPL24_TO_LSP14, mpjpe, pa_mpjpe
+from backend.models.context import LAYOUTS, assemble, build_context, context_dim, raw_parts
 from backend.models.denoiser import Denoiser
 from backend.models.diffusion import cosine_alphas_cumprod, diffusion_loss
 from backend.models.regressor import KeypointRegressor, normalise_keypoints
@@ -109,9 +120,16 @@ def evaluate_regressor(reg: KeypointRegressor, bm: BodyModel, batch: dict, seed:
     return results
 
 
+def _prior_context(reg, obs: dict, mean, std, layout: str) -> torch.Tensor:
+    """The context the engine would build for simulated single-view observations (see backend.models.context)."""
+    return build_context(reg, obs["keypoints"].float(), obs["focal_length"].float(), obs["principal_point"].float(),
+                         mean, std, layout)
+
+
 def evaluate_prior(model: Denoiser, reg: KeypointRegressor, mean, std, bm: BodyModel, batch: dict,
-                   seed: int = 1234) -> dict:
-    """Validation diffusion loss (fixed noise) and the DDIM inversion -> sampling round-trip error."""
+                   seed: int = 1234, layout: str = "features", loop_t_max: int = 100) -> dict:
+    """Validation diffusion loss (eps-MSE, fixed noise) over all timesteps and over the loop's t <= loop_t_max,
+    and the DDIM inversion -> sampling round-trip error."""
     from backend.models.diffusion import ddim_invert, ddim_sample, q_sample
 
     g = torch.Generator().manual_seed(seed)
@@ -120,14 +138,17 @@ def evaluate_prior(model: Denoiser, reg: KeypointRegressor, mean, std, bm: BodyM
     model.eval()
     with torch.no_grad():
         obs = _observe(bm, batch, idx, g, "medium")
-        c = (reg(normalise_keypoints(obs["keypoints"].float()))["features"] - mean) / std
+        c = _prior_context(reg, obs, mean, std, layout)
         x0 = matrix_to_rot6d(_gt_rotmats(obs)).reshape(len(idx), 144)
         t = torch.randint(0, len(alphas), (len(idx),), generator=g)
         noise = torch.randn(x0.shape, generator=g)
-        loss = float((model(q_sample(x0, t, noise, alphas), t, c) - noise).pow(2).mean())
+        t_loop = torch.randint(0, loop_t_max + 1, (len(idx),), generator=g)  # drawn last: the reported val_loss is unchanged
+        eps_mse = lambda tt: float((model(q_sample(x0, tt, noise, alphas), tt, c) - noise).pow(2).mean())
+        loss, loss_loop = eps_mse(t), eps_mse(t_loop)
         x = ddim_sample(model, ddim_invert(model, x0[:64], c[:64], alphas, 50, 2), c[:64], alphas, 50, 2)
-    return dict(val_loss=loss, roundtrip_max_abs=float((x - x0[:64]).abs().max()),
-                roundtrip_mean_abs=float((x - x0[:64]).abs().mean()))
+    return {"val_loss": loss, f"val_loss_t{loop_t_max}": loss_loop,
+            "roundtrip_max_abs": float((x - x0[:64]).abs().max()),
+            "roundtrip_mean_abs": float((x - x0[:64]).abs().mean())}
 
 
 def _cosine_lr(opt, step, total, base, warmup=500):
@@ -214,44 +235,71 @@ def train_regressor(train: dict, val_batch: dict, steps: int, seed: int, batch: 
     return reg, dict(curve=curve, val=evaluate_regressor(reg, bm, val_batch))
 
 
-def context_stats(reg: KeypointRegressor, bm: BodyModel, data: dict, seed: int, n: int = 20000) -> tuple:
-    """Mean and std of the regressor features over simulated training observations."""
+def context_stats(reg: KeypointRegressor, bm: BodyModel, data: dict, seed: int, n: int = 20000,
+                  layout: str = "features") -> tuple:
+    """Mean and std of the unstandardised context parts over simulated training observations."""
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    feats = []
+    parts = []
     with torch.no_grad():
         for level in TRAIN_LEVELS:
             obs = _observe(bm, data, rng.integers(0, len(data["global_orient"]), n // 3), g, level)
-            feats.append(reg(normalise_keypoints(obs["keypoints"].float()))["features"])
-    feats = torch.cat(feats)
-    return feats.mean(0), feats.std(0).clamp_min(1e-4)
+            parts.append(raw_parts(reg, obs["keypoints"].float(), obs["focal_length"].float(),
+                                   obs["principal_point"].float(), layout))
+    parts = torch.cat(parts)
+    return parts.mean(0), parts.std(0).clamp_min(1e-4)
 
 
 def train_prior(reg: KeypointRegressor, train: dict, steps: int, seed: int, batch: int = 128, lr: float = 3e-4,
-                log_every: int = 250, hidden: int = 512, parameterisation: str = "v") -> tuple[Denoiser, dict]:
-    """Conditional epsilon model on camera-frame 6D poses; context = standardised frozen features."""
+                log_every: int = 250, hidden: int = 512, parameterisation: str = "v", *, layout: str = "features",
+                t_max: int | None = None, full_fraction: float = 0.0, device: str = "cpu", amp: bool = False,
+                checkpoint: Path | None = None, checkpoint_every: int = 500, resume: bool = False,
+                max_seconds: float | None = None) -> tuple[Denoiser, dict]:
+    """Conditional epsilon model on camera-frame 6D poses; context from ``backend.models.context``.
+
+    Observations are simulated on the CPU; the denoiser trains on ``device`` (bf16 autocast with ``amp``).
+    ``t_max`` concentrates the timesteps on the loop's range (see ``sample_timesteps``).  ``max_seconds``
+    bounds the wall time: the learning-rate schedule follows whichever of steps and time is further
+    along, so a run cut by time still ends with a decayed rate (its step count is then the machine's)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
     rng = np.random.default_rng(seed + 1)
     bm = BodyModel.load()
     reg.eval()
-    mean, std = context_stats(reg, bm, train, seed)
-    model = Denoiser(context_dim=mean.shape[0], hidden=hidden, parameterisation=parameterisation)
+    mean, std = context_stats(reg, bm, train, seed, layout=layout)
+    model = Denoiser(context_dim=context_dim(mean.shape[0], layout), hidden=hidden,
+                     parameterisation=parameterisation).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    alphas = cosine_alphas_cumprod().float()
+    both = torch.nn.ModuleDict(dict(model=model, ema=ema))  # the training state holds both
+    alphas = cosine_alphas_cumprod().float().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
-    curve, running = [], []
+    curve, running, start = [], [], 0
+    if resume and checkpoint is not None and checkpoint.is_file():
+        start, curve = load_training_state(checkpoint, both, opt, g, rng)
+        print(f"resuming from step {start} ({checkpoint})", flush=True)
     bar = _progress(steps, "prior")
-    for step in range(steps):
+    bar.update(start)
+    t0, done = time.time(), start
+    for step in range(start, steps):
+        elapsed = (time.time() - t0) / max_seconds if max_seconds else 0.0
+        if elapsed >= 1.0:
+            print(f"stopping at step {step}: --max-seconds reached", flush=True)
+            break
         idx = rng.integers(0, len(train["global_orient"]), batch)
         obs = _observe(bm, train, idx, g, TRAIN_LEVELS[step % len(TRAIN_LEVELS)])
         with torch.no_grad():
-            c = (reg(normalise_keypoints(obs["keypoints"].float()))["features"] - mean) / std
-            keep = (torch.rand(batch, 1, generator=g) > CONTEXT_DROPOUT).float()
-            c = c * keep
-            x0 = matrix_to_rot6d(_gt_rotmats(obs)).reshape(batch, 144)
-        loss = diffusion_loss(model, x0, c, alphas, g)
-        _cosine_lr(opt, step, steps, lr)
+            raw = raw_parts(reg, obs["keypoints"].float(), obs["focal_length"].float(),
+                            obs["principal_point"].float(), layout)
+            # Each part dropped on its own: trains the unconditional prior and every partial context.
+            if layout == "features":  # the original draw, so the committed prior's command still reproduces it
+                keep_f, keep_c = (torch.rand(batch, 1, generator=g) > CONTEXT_DROPOUT)[:, 0], None
+            else:
+                keep_f, keep_c = (torch.rand(2, batch, generator=g) > CONTEXT_DROPOUT)
+            c = assemble(raw, mean, std, layout, keep_f, keep_c).to(device)
+            x0 = matrix_to_rot6d(_gt_rotmats(obs)).reshape(batch, 144).to(device)
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+            loss = diffusion_loss(model, x0, c, alphas, g, t_max=t_max, full_fraction=full_fraction)
+        _cosine_lr(opt, max(step, int(elapsed * steps)), steps, lr)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -260,14 +308,17 @@ def train_prior(reg: KeypointRegressor, train: dict, steps: int, seed: int, batc
             with torch.no_grad():
                 for p_ema, p in zip(ema.parameters(), model.parameters()):
                     p_ema.lerp_(p, 1 - 0.995)
-        running.append(float(loss))
+        running.append(loss.detach())  # no device sync per step
         if step % log_every == 0 or step == steps - 1:
-            curve.append(dict(step=step, loss=float(np.mean(running))))
+            curve.append(dict(step=step, loss=float(torch.stack(running).float().mean())))
             running = []
             bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}")
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0:
+            save_training_state(checkpoint, step + 1, both, opt, g, rng, curve)
+        done = step + 1
         bar.update(1)
     bar.close()
-    return ema, dict(curve=curve, context_mean=mean, context_std=std)
+    return ema.cpu(), dict(curve=curve, context_mean=mean, context_std=std, steps_done=done)
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict, extra: dict | None = None) -> None:
@@ -289,10 +340,37 @@ def load_regressor(path: Path = REGRESSOR_PATH) -> tuple[KeypointRegressor, dict
 
 
 def load_prior(path: Path = PRIOR_PATH) -> tuple[Denoiser, torch.Tensor, torch.Tensor, dict]:
+    """The prior (any width), its context standardisation and meta; meta["context_layout"] says how to
+    build its context ("features" for checkpoints written before layouts existed)."""
     ck = torch.load(path, map_location="cpu", weights_only=True)
     model = Denoiser(**ck["config"])
     model.load_state_dict(ck["state_dict"])
-    return model.eval(), ck["context_mean"], ck["context_std"], ck["meta"]
+    meta = dict(ck["meta"])
+    meta.setdefault("context_layout", "features")
+    return model.eval(), ck["context_mean"], ck["context_std"], meta
+
+
+def write_pack(path: Path, train: dict, val: dict, stride: int, float16: bool) -> None:
+    """What prior training needs, small enough to travel: every ``stride``-th training pose and the
+    fixed validation batch.  global_orient (N,3), body_pose (N,69); val_* (512,...) float32."""
+    dtype = np.float16 if float16 else np.float32
+    vb = make_val_batch(val)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, global_orient=train["global_orient"][::stride].astype(dtype),
+                        body_pose=train["body_pose"][::stride].astype(dtype),
+                        val_global_orient=vb["global_orient"], val_body_pose=vb["body_pose"],
+                        meta=json.dumps(dict(stride=stride, float16=float16,
+                                             source=train.get("meta", {}).get("data_version", "unknown"))))
+
+
+def load_pack(path: Path) -> tuple[dict, dict]:
+    """``write_pack``'s file -> (train poses as float32 with meta, validation batch)."""
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        train = dict(global_orient=z["global_orient"].astype(np.float32),
+                     body_pose=z["body_pose"].astype(np.float32), meta=dict(data_version=f"pack:{meta['source']}"))
+        val = dict(global_orient=z["val_global_orient"], body_pose=z["val_body_pose"])
+    return train, val
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,14 +379,30 @@ def main(argv: list[str] | None = None) -> int:
     from backend.data.dataset import load_split
 
     p = argparse.ArgumentParser(prog="python -m backend train")
-    p.add_argument("which", choices=["regressor", "prior", "all"])
+    p.add_argument("which", choices=["regressor", "prior", "all", "pack"],
+                   help="pack: write what prior training needs into one small file (--out FILE.npz)")
     p.add_argument("--steps", type=int, default=None, help="default: 8000 (regressor), 12000 (prior)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 is fastest for these small batches on a busy 2-core machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parameterisation", choices=["eps", "v"], default="v",
                    help="what the prior's network predicts: the paper's eps, or v (better at high noise)")
-    p.add_argument("--dataset", default="cache/dataset")
+    p.add_argument("--dataset", default="cache/dataset", help="converted dataset folder, or a pack (.npz)")
+    p.add_argument("--width", type=int, default=512, help="prior: hidden width of the denoiser's blocks (paper 1024)")
+    p.add_argument("--t-max", type=int, default=None,
+                   help="prior: train timesteps uniform over 0..T_MAX (the loop's range) instead of 0..999")
+    p.add_argument("--full-fraction", type=float, default=0.2,
+                   help="prior, with --t-max: share of timesteps still drawn over 0..999 (sampling, inversion)")
+    p.add_argument("--context", choices=LAYOUTS, default="features",
+                   help="prior: context layout; features+camera adds where the box sits in the camera (CLIFF)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 256 regressor, 128 prior)")
+    p.add_argument("--prior-lr", type=float, default=3e-4)
+    p.add_argument("--device", default="cpu", help="prior: where the denoiser trains (cuda on a GPU machine)")
+    p.add_argument("--amp", action="store_true", help="prior: bf16 autocast")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="prior: wall-time bound; the learning rate decays over whichever ends first")
+    p.add_argument("--stride", type=int, default=4, help="pack: keep every STRIDE-th training frame")
+    p.add_argument("--float16", action="store_true", help="pack: store poses as float16")
     p.add_argument("--init", help="regressor checkpoint to fine-tune (default: train from scratch)")
     p.add_argument("--levels", nargs="+", default=list(TRAIN_LEVELS),
                    help=f"noise presets cycled over the regressor's steps (default {' '.join(TRAIN_LEVELS)})")
@@ -321,12 +415,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ASSETS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.which == "pack":
+        write_pack(Path(args.out), load_split("train", args.dataset), load_split("val", args.dataset),
+                   args.stride, args.float16)
+        print(f"wrote {args.out} ({Path(args.out).stat().st_size / 2**20:.1f} MiB)")
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train = load_split("train", args.dataset)
+    if args.dataset.endswith(".npz"):
+        train, val_batch = load_pack(Path(args.dataset))
+    else:
+        train = load_split("train", args.dataset)
+        val_batch = None
     if args.init:  # fine-tuning is measured on the same frames as the weights it starts from
         val_batch = dict(np.load(VAL_BATCH_PATH))
-    else:
+    elif val_batch is None:
         val_batch = make_val_batch(load_split("val", args.dataset))
         np.savez_compressed(out / VAL_BATCH_PATH.name, **val_batch)
     data_meta = train.get("meta", {})
@@ -337,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.steps or 8000
         t0 = time.time()
         init, init_meta = load_regressor(Path(args.init)) if args.init else (None, {})
-        reg, log = train_regressor(train, val_batch, steps, args.seed, lr=args.lr, levels=tuple(args.levels),
+        reg, log = train_regressor(train, val_batch, steps, args.seed, batch=args.batch or 256, lr=args.lr, levels=tuple(args.levels),
                                    init=init, trainable=args.trainable, checkpoint=args.checkpoint,
                                    checkpoint_every=args.checkpoint_every, resume=args.resume)
         meta = dict(base_meta, steps=steps, levels=args.levels, trainable=args.trainable, lr=args.lr,
@@ -349,12 +452,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(dict(regressor_val=log["val"], seconds=meta["seconds"]), indent=1))
     if args.which in ("prior", "all"):
         steps = args.steps or 12000
-        reg, _ = load_regressor(out / REGRESSOR_PATH.name)
+        reg_path = out / REGRESSOR_PATH.name
+        reg, _ = load_regressor(reg_path if reg_path.is_file() else REGRESSOR_PATH)
         t0 = time.time()
-        model, log = train_prior(reg, train, steps, args.seed, parameterisation=args.parameterisation)
-        val = evaluate_prior(model, reg, log["context_mean"], log["context_std"], BodyModel.load(), val_batch)
+        model, log = train_prior(reg, train, steps, args.seed, batch=args.batch or 128, lr=args.prior_lr,
+                                 hidden=args.width, parameterisation=args.parameterisation, layout=args.context,
+                                 t_max=args.t_max, full_fraction=args.full_fraction if args.t_max else 0.0,
+                                 device=args.device, amp=args.amp, checkpoint=args.checkpoint,
+                                 checkpoint_every=args.checkpoint_every, resume=args.resume,
+                                 max_seconds=args.max_seconds)
+        val = evaluate_prior(model, reg, log["context_mean"], log["context_std"], BodyModel.load(), val_batch,
+                             layout=args.context)
         meta = dict(base_meta, steps=steps, seconds=round(time.time() - t0), curve=log["curve"], val=val,
-                    parameters=sum(p.numel() for p in model.parameters()), context_dropout=CONTEXT_DROPOUT)
+                    parameters=sum(p.numel() for p in model.parameters()), context_dropout=CONTEXT_DROPOUT,
+                    context_layout=args.context, t_max=args.t_max, batch=args.batch or 128,
+                    steps_done=log["steps_done"], device=args.device)
         save_checkpoint(out / PRIOR_PATH.name, model, meta,
                         dict(context_mean=log["context_mean"], context_std=log["context_std"]))
         print(json.dumps(dict(prior_val=val, seconds=meta["seconds"]), indent=1))
