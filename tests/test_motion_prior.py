@@ -120,3 +120,51 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
     resumed, _ = train_motion_prior(pack, 40, 0, "cpu", checkpoint=state, resume=True, **kw)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+@pytest.fixture(scope="module")
+def random_prior_path(tmp_path_factory):
+    """An untrained 16-frame motion prior checkpoint (the engine path does not depend on training)."""
+    from backend.models.train import save_checkpoint
+
+    path = tmp_path_factory.mktemp("motion") / "motion_prior.pt"
+    save_checkpoint(path, motion.random_motion_prior(frames=16, width=32, layers=1, heads=2), dict(command="test"))
+    return str(path)
+
+
+def _video(random_prior_path, iterations, frames=40, motion_prior=True):
+    from backend.engine.api import Engine, EngineOptions
+    from backend.engine.scorehmr import LoopOptions
+    from backend.io.shot import load_shot
+    from tests.test_bad_inputs import KEYPOINTS
+
+    obs = load_shot(None, KEYPOINTS, (0, frames)).obs
+    options = EngineOptions(loop=LoopOptions(iterations=iterations),
+                            motion_prior=random_prior_path if motion_prior else None)
+    return Engine.load(device="cpu").run(obs, None, "video", options)
+
+
+def test_video_with_a_motion_prior_starts_from_the_start(random_prior_path):
+    """No iterations: the windows' states decode back to the starting estimate (world frame, heading
+    and standardisation undone), through the overlapping windows' blend, and a short clip (12 < 16
+    frames) is padded and cut back: the same body as the per-frame path's start (one shape per clip)."""
+    for frames in (40, 12):
+        out = _video(random_prior_path, 0, frames)
+        start = _video(random_prior_path, 0, frames, motion_prior=False)
+        assert out["joints"].shape == (frames, 24, 3)
+        assert np.abs(out["joints"] - start["joints"]).max() < 1e-4
+
+
+def test_video_with_a_motion_prior_runs_and_differs(random_prior_path):
+    from tests.test_bad_inputs import needs_weights  # noqa: F401  (the per-frame weights make the start)
+
+    with_prior = _video(random_prior_path, 2)
+    without = _video(random_prior_path, 2, motion_prior=False)
+    info = json.loads(str(with_prior["info"]))
+    assert info["motion_prior"]["frames"] == 16 and info["options"]["motion_prior"] == random_prior_path
+    assert info["options"]["weights"]["temporal"] == 0.0       # the prior owns the motion
+    assert np.abs(with_prior["joints"] - with_prior["init_joints"]).max() > 0.01   # it moved the body
+    assert np.linalg.norm(with_prior["joints"] - without["joints"], axis=-1).mean() > 0.005
+    assert np.isfinite(with_prior["joints"]).all()
+    if "foot_contacts" in with_prior:                           # the prior's contact channel, (F,4) bool
+        assert with_prior["foot_contacts"].shape == (40, 4) and with_prior["foot_contacts"].dtype == bool
