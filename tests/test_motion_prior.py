@@ -106,6 +106,26 @@ def _tiny_pack(clips=4, length=50, seed=0):
     return arrays
 
 
+def test_windows_read_at_other_rates():
+    """Rate 1 through the interpolating path is the plain window; rate 2 reads every other frame;
+    rate 0.5 halves the root velocity (linear motion between frames)."""
+    from backend.models.motion_train import MotionWindows
+
+    pack = _tiny_pack()
+    windows = MotionWindows(pack, "", 8, "cpu", time_scale=(0.5, 2.0))
+    assert windows.span == 15 and windows.starts.max() == 3 * 50 + 50 - 15
+    starts = np.array([0, 3, 150 + 35])
+    plain = windows.encode(starts)
+    torch.testing.assert_close(windows.encode(starts, np.ones(3)), plain, atol=1e-5, rtol=0)
+    double = windows.encode(starts, np.full(3, 2.0))
+    every_other = MotionWindows(pack, "", 15, "cpu").encode(starts)[:, ::2]
+    torch.testing.assert_close(double[..., :motion.VELOCITY.start], every_other[..., :motion.VELOCITY.start],
+                               atol=1e-5, rtol=0)
+    half = windows.encode(starts, np.full(3, 0.5))
+    torch.testing.assert_close(half[:, 1:3, motion.VELOCITY], plain[:, 1:2, motion.VELOCITY].expand(-1, 2, -1) / 2,
+                               atol=1e-5, rtol=0)
+
+
 def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
     from backend.models.motion_train import train_motion_prior
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch
 
 from backend.models.diffusion import cosine_alphas_cumprod, diffusion_loss
 from backend.models.motion import DEFAULT_FRAMES, MotionDenoiser, contact_labels, encode
+from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
 from backend.models.train import _cosine_lr, load_training_state, save_checkpoint, save_training_state
 
 MOTION_PRIOR_NAME = "motion_prior.pt"
@@ -109,9 +111,13 @@ def pack(dataset: str, out: Path, every: int = 3, mib: float = PACK_MIB) -> dict
 
 
 class MotionWindows:
-    """Random windows of W frames of a pack (one split), encoded on ``device``."""
+    """Random windows of W frames of a pack (one split), encoded on ``device``.
 
-    def __init__(self, pack: dict, prefix: str, frames: int, device):
+    ``time_scale`` (lo, hi): training windows are read at a random rate in [lo, hi] source frames per
+    window frame (linear interpolation, rotations re-orthonormalised), so the prior also knows the
+    motion at other frame rates than the data's 24 (30 fps footage is a rate of 0.8)."""
+
+    def __init__(self, pack: dict, prefix: str, frames: int, device, time_scale: tuple[float, float] = (1.0, 1.0)):
         from backend.data.dataset import window_starts
         from backend.rotations import axis_angle_to_matrix
 
@@ -121,15 +127,31 @@ class MotionWindows:
         self.transl = torch.as_tensor(pack[f"{prefix}transl"], dtype=torch.float32, device=self.device)
         self.contacts = torch.as_tensor(pack[f"{prefix}contacts"], dtype=torch.float32, device=self.device)
         clips = dict(clip_start=pack[f"{prefix}clip_start"], clip_length=pack[f"{prefix}clip_length"])
-        self.starts = window_starts(clips, frames, 1)
+        self.time_scale = time_scale
+        self.span = int(math.ceil(max(time_scale[1], 1.0) * (frames - 1))) + 1   # source frames a window may read
+        self.starts = window_starts(clips, self.span, 1)
 
-    def encode(self, starts: np.ndarray) -> torch.Tensor:
-        """Windows starting at the absolute frames ``starts`` (B,) -> state (B,W,152)."""
-        idx = torch.as_tensor(starts, device=self.device)[:, None] + torch.arange(self.frames, device=self.device)
-        return encode(self.rotmats[idx], self.transl[idx], self.contacts[idx])[0]
+    def encode(self, starts: np.ndarray, rates: np.ndarray | None = None) -> torch.Tensor:
+        """Windows starting at the absolute frames ``starts`` (B,), read at ``rates`` (B,) source
+        frames per frame (None: every frame) -> state (B,W,152)."""
+        first = torch.as_tensor(starts, device=self.device)[:, None]
+        t = torch.arange(self.frames, device=self.device)
+        if rates is None:
+            idx = first + t
+            return encode(self.rotmats[idx], self.transl[idx], self.contacts[idx])[0]
+        pos = first + torch.as_tensor(rates, dtype=torch.float32, device=self.device)[:, None] * t
+        lo = pos.floor().long()
+        hi = torch.minimum(lo + 1, first + self.span - 1)
+        a = (pos - lo)[..., None]
+        lerp = lambda x: x[lo] * (1 - a.reshape(*a.shape, *[1] * (x.dim() - 2))) \
+            + x[hi] * a.reshape(*a.shape, *[1] * (x.dim() - 2))
+        rotmats = rot6d_to_matrix(matrix_to_rot6d(lerp(self.rotmats)))
+        return encode(rotmats, lerp(self.transl), lerp(self.contacts))[0]
 
     def sample(self, rng: np.random.Generator, batch: int) -> torch.Tensor:
-        return self.encode(self.starts[rng.integers(0, len(self.starts), batch)])
+        starts = self.starts[rng.integers(0, len(self.starts), batch)]
+        lo, hi = self.time_scale
+        return self.encode(starts, rng.uniform(lo, hi, batch) if hi > lo else None)
 
 
 def channel_statistics(windows: MotionWindows, n: int = 4096, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,7 +179,7 @@ def train_motion_prior(pack: dict, steps: int, seed: int, device, *, frames: int
                        lr: float = 3e-4, config: dict | None = None, checkpoint: Path | None = None,
                        checkpoint_every: int = 1000, resume: bool = False, log_every: int = 200,
                        time_limit: float | None = None, stop_at: int | None = None,
-                       validate: bool = True) -> tuple[MotionDenoiser, dict]:
+                       validate: bool = True, time_scale: tuple[float, float] = (1.0, 1.0)) -> tuple[MotionDenoiser, dict]:
     """Trains from scratch (or resumes); returns the EMA model and a log (curve, steps done, val loss).
 
     ``stop_at`` / ``time_limit`` end the run early (the training state is saved: ``resume`` continues
@@ -168,7 +190,7 @@ def train_motion_prior(pack: dict, steps: int, seed: int, device, *, frames: int
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     rng = np.random.default_rng(seed)
     g = torch.Generator(device=device).manual_seed(seed)
-    train, val = MotionWindows(pack, "", frames, device), MotionWindows(pack, "val_", frames, device)
+    train, val = MotionWindows(pack, "", frames, device, time_scale), MotionWindows(pack, "val_", frames, device)
     model = MotionDenoiser(frames, **(config or {})).to(device)
     model.set_statistics(*channel_statistics(train, seed=seed))
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -242,6 +264,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--log-every", type=int, default=200)
+    p.add_argument("--time-scale", type=float, nargs=2, default=[0.8, 1.2], metavar=("LO", "HI"),
+                   help="training windows read at a random rate in [LO, HI] frames per frame (frame-rate cover)")
     p.add_argument("--no-validation", action="store_true", help="skip the validation loss (timing runs)")
     p.add_argument("--stop-at", type=int, help="stop (and save the training state) at this step")
     p.add_argument("--time-limit", type=float, help="seconds; stop early (and save) when reached")
@@ -260,8 +284,10 @@ def main(argv: list[str]) -> int:
         data, args.steps, args.seed, args.device, frames=args.frames, batch=args.batch, lr=args.lr,
         config=dict(width=args.width, layers=args.layers), checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every, resume=args.resume, time_limit=args.time_limit, stop_at=args.stop_at,
-        log_every=args.log_every, validate=not args.no_validation)
+        log_every=args.log_every, validate=not args.no_validation,
+        time_scale=tuple(args.time_scale))
     meta = dict(command="python -m backend train " + " ".join(argv), seed=args.seed, steps=args.steps,
+                time_scale=args.time_scale,
                 steps_done=log["steps_done"], batch=args.batch, lr=args.lr, seconds=round(time.time() - t0),
                 data=data["meta"], val_loss=log["val_loss"], val_loss_raw=log["val_loss_raw"],
                 train_windows=log["train_windows"], val_windows=log["val_windows"], curve=log["curve"],
