@@ -200,7 +200,8 @@ def cmd_refine(args) -> int:
         init = _initial_estimate(args, obs, shot)
         engine = service.load_engine(args.smpl, args.device)
         options = service.engine_options(args.mode, variant=args.variant, smoothing=args.smoothing,
-                                         keypoint_trust=args.keypoint_trust, iterations=args.iterations)
+                                         keypoint_trust=args.keypoint_trust, iterations=args.iterations,
+                                         motion_prior=args.motion_prior)
         progress, finish = _progress(args)
         result = service.refine(engine, obs, init, args.mode, options, args.out, method=args.method,
                                 progress=progress, force=args.force)
@@ -286,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="ScoreHMR, or a baseline from backend/engine/baselines.py")
     p.add_argument("--variant", choices=["paper", "ours"], default="ours")
     p.add_argument("--iterations", type=int, help="outer iterations (default: the paper's)")
+    p.add_argument("--motion-prior", metavar="PATH",
+                   help="--mode video: refine with this learned motion prior checkpoint (python -m backend train "
+                        "motion-prior) instead of the per-frame prior")
     p.add_argument("--smoothing", type=float, default=1.0, help="scales the temporal terms")
     p.add_argument("--keypoint-trust", type=float, default=1.0, help="scales the keypoint term")
     p.add_argument("--fov", type=float, default=55.0, help="field of view (deg) when OBS has no focal_length")

@@ -53,6 +53,9 @@ class EngineOptions:
     windows_per_batch: int = 16           # video: memory bound (windows refined at once)
     smoothing: float = 1.0                # scales the temporal terms (N-panel "smoothing strength")
     keypoint_trust: float = 1.0           # scales the keypoint term (N-panel "keypoint trust")
+    # video: a learned motion prior checkpoint (backend.models.motion); None keeps the per-frame prior.
+    # Its windows are the prior's length; the temporal and foot terms are left to the prior.
+    motion_prior: str | None = None
 
     def resolved(self, mode: str) -> tuple[LoopOptions, modes.GuidanceWeights]:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
@@ -60,6 +63,8 @@ class EngineOptions:
         if mode == "calibrated":   # the translation is the triangulation fit's (Engine._calibrated)
             loop = replace(loop, optimise_translation=False)
         w = self.weights or (modes.ours_weights() if self.variant == "ours" else modes.paper_weights())
+        if mode == "video" and self.motion_prior:
+            w = replace(w, temporal=0.0, foot_skating=0.0)
         w = modes.GuidanceWeights(keypoints=w.keypoints * self.keypoint_trust, temporal=w.temporal * self.smoothing,
                                   multiview=w.multiview, translation=w.translation * self.smoothing,
                                   foot_skating=w.foot_skating * self.smoothing)
@@ -179,6 +184,8 @@ class Engine:
             start, ctx = gaps.bridge(start, ctx, o.keypoints[0], bridge_start=init is None)
         if mode == "frame":
             out = self._frames(o[0], start, ctx, loop, weights, progress)
+        elif mode == "video" and options.motion_prior:
+            out = self._video_motion(o[0], start, loop, weights, options, float(obs.get("fps", 30.0)), progress)
         elif mode == "video":
             out = self._video(o[0], start, ctx, loop, weights, options, progress)
         elif mode == "multiview" and o.cam_R is not None:
@@ -193,11 +200,14 @@ class Engine:
                     denoiser_evaluations=int(out.pop("evaluations")),
                     options=dict(loop=loop.as_dict(), weights=weights.__dict__, window=options.window,
                                  overlap=options.overlap, smoothing=options.smoothing,
-                                 keypoint_trust=options.keypoint_trust),
+                                 keypoint_trust=options.keypoint_trust, motion_prior=options.motion_prior),
                     focal_source=obs.get("focal_source", "given"), models=self.meta)
+        if "motion" in out:
+            info["motion_prior"] = out.pop("motion")
+        contacts = out.pop("contacts", None)
         result = self._assemble(out, start, o, info, obs)
         if mode == "video":  # the world frame on the floor (backend.engine.world), or why not
-            fields, info["world"] = world.out_fields(result)
+            fields, info["world"] = world.out_fields(result, contacts)
             result.update(fields, info=np.array(json.dumps(info)))
         return result
 
@@ -234,6 +244,53 @@ class Engine:
             evals += res["denoiser_evaluations"]
         return dict(rotmats=rot6d_to_matrix(x6), transl=transl, betas=betas, iterations=torch.cat(iters),
                     evaluations=evals)
+
+    def motion_prior(self, path: str):
+        """The motion prior checkpoint at ``path`` on this engine's device, loaded once."""
+        from backend.models.motion import load_motion_prior
+
+        cache = self.__dict__.setdefault("_motion_priors", {})
+        if path not in cache:
+            cache[path] = load_motion_prior(path, self.device)
+        return cache[path]
+
+    def _video_motion(self, o: modes.Observations, start, loop, w, options, fps: float, progress=None):
+        """One clip with the motion prior (backend.engine.motion_video): windows of the prior's length,
+        overlapping by options.overlap (at most half a window), blended as in :meth:`_video`."""
+        from backend.engine import motion_video
+
+        prior, prior_meta = self.motion_prior(options.motion_prior)
+        f, window = o.focal.shape[0], prior.frames
+        overlap = min(options.overlap, window // 2)
+        starts = window_starts(f, window, overlap)
+        idx = motion_video.window_index(f, window, starts, self.device)                 # (W,window)
+        blend = torch.zeros(len(starts), window, device=self.device)
+        blend[:, :min(window, f)] = torch.as_tensor(blend_weights(f, min(window, f), starts, overlap),
+                                                    dtype=torch.float32, device=self.device)
+        betas = start["betas"].mean(0, keepdim=True).expand(f, 10)
+        joints = self.body.joints_fast(start["rotmats"], betas, start["transl"]).joints
+        frame = motion_video.world_frame(joints, fps)
+        pelvis = self.body.shaped(betas[:1]).rest_joints[0, 0]
+        rot_w, transl_w = motion_video.to_world(frame, start["rotmats"], start["transl"], pelvis)
+        x6 = torch.zeros(f, 24, 6, device=self.device)
+        transl = torch.zeros(f, 3, device=self.device)
+        contacts = torch.zeros(f, 4, device=self.device)
+        iters, evals = [], 0
+        for b in range(0, len(starts), options.windows_per_batch):
+            ids = idx[b:b + options.windows_per_batch]
+            res = motion_video.refine_windows(
+                prior, self.alphas, modes.video_loss(self.body, o[ids], betas[ids], w), rot_w[ids], transl_w[ids],
+                frame.contacts[ids], start["transl"][ids], frame, loop, progress)
+            wts = blend[b:b + options.windows_per_batch]
+            x6.index_add_(0, ids.reshape(-1), (matrix_to_rot6d(res["rotmats"]) * wts[..., None, None]).reshape(-1, 24, 6))
+            transl.index_add_(0, ids.reshape(-1), (res["transl"] * wts[..., None]).reshape(-1, 3))
+            contacts.index_add_(0, ids.reshape(-1), (res["contacts"] * wts[..., None]).reshape(-1, 4))
+            iters.append(res["iterations"])
+            evals += res["evaluations"]
+        return dict(rotmats=rot6d_to_matrix(x6), transl=transl, betas=betas, iterations=torch.cat(iters),
+                    evaluations=evals, contacts=(contacts > 0.5).cpu().numpy(),
+                    motion=dict(path=str(options.motion_prior), command=prior_meta.get("command"), frames=window,
+                                overlap=overlap, world=frame.source))
 
     def _multiview(self, o: modes.Observations, start, ctx, loop, w, progress=None):
         """Uncalibrated views: o (V,F,...), start/ctx (V*F,...) view-major; one body per view and instant."""

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from backend.models.diffusion import ddim_invert, ddim_move, predict_x0, timesteps
-from backend.rotations import rot6d_to_matrix
+from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
 
 # loss(rotmats (g,S,24,3,3), rot6d (g,S,144), transl (g,S,3), groups (g,) long) -> (g,)
 GuidanceLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,10 +40,13 @@ class LoopOptions:
 
 @dataclass
 class Problem:
-    x0: torch.Tensor              # (G,S,144) initial 6D pose
-    transl: torch.Tensor          # (G,S,3) initial camera translation
+    x0: torch.Tensor              # (G,S,144) initial 6D pose (or (G,S,D) the prior's samples, see decode)
+    transl: torch.Tensor          # (G,S,3) initial camera translation ((G,F,3) with decode)
     context: torch.Tensor         # (G,S,C) prior conditioning
     loss: GuidanceLoss
+    # The motion prior's samples are whole windows in its own state space: decode(x (g,S,D), groups (g,))
+    # -> rotmats (g,F,24,3,3) of the F frames the loss sees.  None: x0 is per-sample 6D pose.
+    decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 class _MaskedAdam:
@@ -66,6 +69,9 @@ class _MaskedAdam:
 
 
 def _evaluate(problem: Problem, x0: torch.Tensor, transl: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    if problem.decode is not None:
+        rotmats = problem.decode(x0, groups)
+        return problem.loss(rotmats, matrix_to_rot6d(rotmats).flatten(-2), transl, groups)
     g, s = x0.shape[:2]
     rotmats = rot6d_to_matrix(x0.reshape(g, s, 24, 6))
     return problem.loss(rotmats, x0, transl, groups)
@@ -135,7 +141,7 @@ def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: Loop
     iterations = torch.zeros(G, dtype=torch.long, device=x0.device)
     evaluations = 0
     down = timesteps(opts.tau, 0, opts.step)
-    flat = lambda t: t.reshape(-1, *t.shape[2:])
+    flat = lambda t: t.flatten(0, 1)
     scales = stable_scales(problem, x0, transl, float(guidance_steps(alphas_cumprod, down).max()), opts)
 
     for it in range(opts.iterations):

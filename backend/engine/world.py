@@ -356,14 +356,16 @@ def sole_offsets(rest_joints: np.ndarray, rest_vertices: np.ndarray) -> tuple[fl
     return tuple(float(rest_joints[j, 1] - rest_vertices[:, 1].min()) for j in FOOT_JOINTS)
 
 
-def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M, plant: bool = True) -> dict:
+def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M, plant: bool = True,
+                   contacts: np.ndarray | None = None) -> dict:
     """World frame for camera-frame joints (F,24,3) of a static camera.
 
     Returns ``status`` ('ok' or 'moving camera') with the drift measures, and when ok:
     ``joints_world`` (F,24,3) (feet planted when ``plant``), ``root_shift`` (F,3) (the planting's
     world shift of the whole body), ``contacts`` (F,4) bool for FOOT_JOINTS, and the camera:
     ``world_R`` / ``world_t`` (X_world = R X_cam + t), ``camera_height`` (m),
-    ``camera_pitch_deg`` / ``camera_roll_deg``, ``camera_position`` (3,) in the world."""
+    ``camera_pitch_deg`` / ``camera_roll_deg``, ``camera_position`` (3,) in the world.
+    ``contacts`` (F,4) bool, when given (the motion prior's), replace the ones read from the feet."""
     joints = np.asarray(joints, np.float64)
     ground = fit_ground(joints, fps, offsets)
     drift = camera_is_static(joints, fps, ground, offsets)
@@ -373,8 +375,9 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
     R, t = world_from_camera(ground, joints[0, 0])
     world = joints @ R.T + t
     feet = world[:, list(FOOT_JOINTS)]
-    contacts = foot_contacts(feet, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S, ESTIMATE_CONTACT_HEIGHT_M,
-                             ESTIMATE_CONTACT_SMOOTH_FRAMES)
+    if contacts is None:
+        contacts = foot_contacts(feet, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S, ESTIMATE_CONTACT_HEIGHT_M,
+                                 ESTIMATE_CONTACT_SMOOTH_FRAMES)
     shift = plant_feet(feet, contacts, _unit(world[:, 0] - t), offsets) if plant else np.zeros((len(world), 3))
     pitch, roll = camera_angles(ground)
     out.update(joints_world=world + shift[:, None], root_shift=shift, contacts=contacts, world_R=R, world_t=t,
@@ -408,7 +411,8 @@ def global_rotations(local_rot: np.ndarray, parents) -> np.ndarray:
 
 
 def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.ndarray, transl: np.ndarray,
-                 rest_joints: np.ndarray, rest_vertices: np.ndarray, fps: float, ik: bool = True) -> dict:
+                 rest_joints: np.ndarray, rest_vertices: np.ndarray, fps: float, ik: bool = True,
+                 contacts: np.ndarray | None = None) -> dict:
     """estimate_world for a camera-frame SMPL result (F,24,3 joints; F,3 / F,69 / F,3 axis-angle and
     transl), plus the world body: ``global_orient_world``, ``body_pose_world`` (the legs moved by
     leg_ik onto the feet's floor anchors when ``ik``), ``transl_world`` and ``joints_world`` to match."""
@@ -418,7 +422,7 @@ def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.nd
     from backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
     offsets = sole_offsets(rest_joints, rest_vertices)
-    est = estimate_world(joints, fps, offsets)
+    est = estimate_world(joints, fps, offsets, contacts=contacts)
     if est["status"] != "ok":
         return est
     orient, transl_w = world_smpl(global_orient, transl, rest_joints[0], est["world_R"], est["world_t"],
@@ -440,7 +444,7 @@ def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.nd
     return est
 
 
-def out_fields(result: dict) -> tuple[dict, dict]:
+def out_fields(result: dict, contacts: np.ndarray | None = None) -> tuple[dict, dict]:
     """The optional OUT.npz world fields for an assembled single-view video result, and a summary
     for its info JSON.  result needs joints (F,24,3), global_orient (F,3), body_pose (F,69),
     transl (F,3), rest_joints, rest_vertices and fps.  A moving camera gives no fields, only the
@@ -453,7 +457,7 @@ def out_fields(result: dict) -> tuple[dict, dict]:
     ``camera_position`` (3,) in the world; ``camera_height`` (m), ``camera_pitch_deg`` (> 0
     looking down), ``camera_roll_deg``."""
     est = world_result(result["joints"], result["global_orient"], result["body_pose"], result["transl"],
-                       result["rest_joints"], result["rest_vertices"], float(result["fps"]))
+                       result["rest_joints"], result["rest_vertices"], float(result["fps"]), contacts=contacts)
     summary = {k: est[k] for k in ("status", "drift_deg", "drift_m")}
     if est["status"] != "ok":
         return {}, summary

@@ -38,25 +38,41 @@ class DenoiserBlock(nn.Module):
 PARAMETERISATIONS = ("eps", "v")
 
 
-class Denoiser(nn.Module):
-    """eps_phi(x (B,144), t (B,) or a scalar, c (B,C)) -> (B,144).
+class DiffusionNet(nn.Module):
+    """Base of the diffusion networks: ``net(x, t, c)`` is what the network itself outputs, "eps" (the
+    paper) or "v" = sqrt(a) eps - sqrt(1-a) x0 (Salimans & Ho 2022), which at high noise is the clean
+    sample itself rather than a tiny correction of x_t; ``forward`` returns eps either way, so samplers
+    and guidance are unchanged.  x is flat (B,D) for both the per-frame and the motion prior."""
 
-    A scalar t (every sample at the same step, as in DDIM loops) computes the time embedding and
-    the FiLM scales once for the whole batch: about half of the per-sample work at this size.
-
-    ``parameterisation`` says what the network itself outputs: "eps" (the paper) or "v" = sqrt(a) eps
-    - sqrt(1-a) x0 (Salimans & Ho 2022), which at high noise is the clean pose itself rather than a
-    tiny correction of x_t; ``forward`` returns eps either way, so samplers and guidance are unchanged."""
-
-    def __init__(self, context_dim: int, dim: int = POSE_DIM, hidden: int = 1024, blocks: int = 3,
-                 parameterisation: str = "eps"):
+    def __init__(self, parameterisation: str):
         super().__init__()
         if parameterisation not in PARAMETERISATIONS:
             raise ValueError(f"parameterisation must be one of {PARAMETERISATIONS}, not {parameterisation!r}")
-        self.config = dict(context_dim=context_dim, dim=dim, hidden=hidden, blocks=blocks,
-                           parameterisation=parameterisation)
         self.parameterisation = parameterisation
         self.register_buffer("alphas_cumprod", cosine_alphas_cumprod().float(), persistent=False)
+
+    def net(self, x, t, c):
+        raise NotImplementedError
+
+    def forward(self, x, t, c):
+        out = self.net(x, t, c)
+        if self.parameterisation == "eps":
+            return out
+        a = self.alphas_cumprod.to(x)[torch.as_tensor(t, device=x.device)].reshape(-1, 1)
+        return (1 - a).sqrt() * x + a.sqrt() * out
+
+
+class Denoiser(DiffusionNet):
+    """eps_phi(x (B,144), t (B,) or a scalar, c (B,C)) -> (B,144), see :class:`DiffusionNet`.
+
+    A scalar t (every sample at the same step, as in DDIM loops) computes the time embedding and
+    the FiLM scales once for the whole batch: about half of the per-sample work at this size."""
+
+    def __init__(self, context_dim: int, dim: int = POSE_DIM, hidden: int = 1024, blocks: int = 3,
+                 parameterisation: str = "eps"):
+        super().__init__(parameterisation)
+        self.config = dict(context_dim=context_dim, dim=dim, hidden=hidden, blocks=blocks,
+                           parameterisation=parameterisation)
         time_dim = 4 * dim
         self.dim = dim
         self.time_mlp = nn.Sequential(nn.Linear(dim, time_dim), nn.GELU(), nn.Linear(time_dim, time_dim))
@@ -72,10 +88,3 @@ class Denoiser(nn.Module):
         for block in self.blocks:
             h = block(h, temb, c)
         return self.out(h)
-
-    def forward(self, x, t, c):
-        out = self.net(x, t, c)
-        if self.parameterisation == "eps":
-            return out
-        a = self.alphas_cumprod.to(x)[torch.as_tensor(t, device=x.device)].reshape(-1, 1)
-        return (1 - a).sqrt() * x + a.sqrt() * out

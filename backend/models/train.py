@@ -378,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from backend.data.dataset import load_split
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("pack-motion", "motion-prior"):   # the motion prior (backend.models.motion)
+        from backend.models.motion_train import main as motion_main
+
+        return motion_main(argv)
     p = argparse.ArgumentParser(prog="python -m backend train")
     p.add_argument("which", choices=["regressor", "prior", "all", "pack"],
                    help="pack: write what prior training needs into one small file (--out FILE.npz)")
@@ -433,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         val_batch = make_val_batch(load_split("val", args.dataset))
         np.savez_compressed(out / VAL_BATCH_PATH.name, **val_batch)
     data_meta = train.get("meta", {})
-    base_meta = dict(command="python -m backend train " + " ".join(argv if argv is not None else sys.argv[1:]),
+    base_meta = dict(command="python -m backend train " + " ".join(argv),
                      seed=args.seed, data_version=data_meta.get("data_version", "unknown"),
                      torch=str(torch.__version__))
     if args.which in ("regressor", "all"):
