@@ -437,6 +437,8 @@ def run_shot(context, options, shot, runner, exporters):
     numbers = [f"{imported.frames.size} frames", *shot.notes]
     numbers += [f"detections {path}" for path in job.detections.values()]
     numbers += [f"reprojection error {error:.1f} px"] if error is not None else []
+    if shot.plan.camera_to_world is None:  # else keyed in the calibrated cameras' world
+        numbers.append("on the engine's floor (world frame)" if imported.world else "on a floor guessed from the body")
     line = f"{', '.join(numbers)}, {time.time() - started:.0f} s -> {', '.join(str(p) for p in written)}"
     return line, warnings
 

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The footage camera: a Blender camera matching the result's intrinsics (glue;
-maths in convert.camera_settings).  It looks along +Y, the pose
-convert.CAMERA_TO_WORLD assumes, from the world origin or from where the floor
-placement moved it (staging.floor_placement), so the imported body lines up with
-the footage seen through it."""
+maths in convert.camera_settings).  It stands where the result's world frame puts
+it (convert.world_camera_to_blender: height, pitch and roll over the floor), or
+looks along +Y, the pose convert.CAMERA_TO_WORLD assumes, from the world origin or
+from where the floor placement moved it (staging.floor_placement), so the imported
+body lines up with the footage seen through it."""
 
 import bpy
 import numpy as np

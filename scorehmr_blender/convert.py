@@ -15,6 +15,10 @@ Frames
     Calibrated multi-view results sit in the user's camera 0 instead: W and the
     pelvis position then come from that camera's pose (``camera_to_world``, a 4x4
     OpenCV-camera -> world transform, :func:`opencv_camera_to_world`).
+    A result with a world frame (``*_world`` fields: Y up, floor at Y = 0) is Y up
+    like the model frame, so it goes in with the same C (:func:`world_to_blender`):
+    the motion is keyed from the world body with "camera_to_world" = C, and its
+    camera sits at C (camera_R_world, camera_position) (:func:`world_camera_to_blender`).
 
 Bones (the armature object stays at the world origin, so armature space = world)
     SMPL poses joint j with its local rotation R_j (model frame); R_0 =
@@ -42,7 +46,8 @@ axis_angle_to_matrix = _rotations.axis_angle_to_matrix
 matrix_to_quaternion = _rotations.matrix_to_quaternion
 continuous_quaternions = _rotations.continuous_quaternions
 
-MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # C
+# C: Y up (the SMPL model frame, the result's world frame) -> Blender's Z up, (x, y, z) -> (x, -z, y).
+MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 CAMERA_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])   # W
 # The footage camera object's rotation: Blender cameras look down their local -Z
 # with +Y up, i.e. OpenCV axes (x, -y, -z); this turns that into W.
@@ -105,6 +110,21 @@ def root_locations(transl, rest_pelvis, root_rest, root_head=None, camera_to_wor
     posed = (np.asarray(transl, dtype=np.float64) + pelvis) @ M[:3, :3].T + M[:3, 3]
     head = MODEL_TO_BLENDER @ pelvis if root_head is None else np.asarray(root_head, dtype=np.float64)
     return (posed - head) @ np.asarray(root_rest, dtype=np.float64)
+
+
+def world_to_blender():
+    """(4, 4) the result's Y-up world frame (floor Y = 0) -> Blender's Z-up world (floor Z = 0): C."""
+    matrix = np.eye(4)
+    matrix[:3, :3] = MODEL_TO_BLENDER
+    return matrix
+
+
+def world_camera_to_blender(camera_R_world, camera_position):
+    """(4, 4) OpenCV camera -> Blender world of the result's world camera: rotation (3, 3) camera
+    axes -> Y-up world and position (3,) in that world, turned Z up by C."""
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = camera_R_world, camera_position
+    return world_to_blender() @ pose
 
 
 def _camera_to_world(matrix):

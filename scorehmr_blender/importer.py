@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Import an engine result: SMPL armature, skinned body, action and footage camera,
-staged in the scene (staging.py: on a floor, on whole scene frames) with a World,
-light and ground plane where the scene lacks them (scene_setup.py).
+staged in the scene with a World, light and ground plane where the scene lacks them
+(scene_setup.py).  A result with a world frame (video on a static camera: the engine
+found the floor) stands on Blender's floor Z = 0 as the engine posed it, its camera
+where the engine put it; others go on a floor guessed from the body (staging.py).
 
 Everything is checked first (result file, target rig, footage) and built after;
 if building fails, whatever was created is removed again, so a failed import
@@ -19,8 +21,10 @@ from . import armature, camera, convert, keyframes, result, scene_setup, staging
 
 # bpy.data collections an import adds to (removed again on failure).
 _DATA = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "worlds", "lights", "collections")
-# Where a result without a world frame goes: its lowest contact on the floor Z = 0 and its first
-# pelvis above the origin, on the floor only, or in front of a camera at the origin (as filmed).
+# Where a result goes: with a world frame, ORIGIN and FLOOR both mean its world (floor at Z = 0, the
+# first pelvis above the origin) and CAMERA the camera frame as filmed.  Without one: its lowest
+# contact on the floor Z = 0 and its first pelvis above the origin, on the floor only, or in front
+# of a camera at the origin (as filmed).
 PLACEMENTS = ('ORIGIN', 'FLOOR', 'CAMERA')
 # When its keys go: every whole scene frame, the result's own frames (fractional scene frames when
 # the rates differ), or the result's frames with the scene's rate set to the result's.
@@ -36,6 +40,8 @@ class Imported:
     frames: object  # (F,) scene frame of each result frame
     key_frames: object  # (N,) scene frames keyed (whole frames unless timing='EXACT')
     camera_to_world: object  # (4, 4) OpenCV camera frame of the result -> Blender world
+    motion_to_world: object  # (4, 4) frame of the keyed motion (the camera's, or the Y-up world's) -> Blender world
+    world: bool = False      # keyed from the result's world frame (on the engine's floor)
     messages: list = field(default_factory=list)  # (report level, text)
 
 
@@ -48,8 +54,9 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     instead of building a new rig and body (it keeps its own rest shape).
     camera_to_world: (4, 4) where the result's camera already is in the world
     (convert.opencv_camera_to_world of a calibrated view 0); the motion is keyed
-    there.  Without it the result has no world frame and ``placement`` (one of
-    PLACEMENTS) says where it goes; the footage camera moves with the body.
+    there.  Without it a result with a world frame stands on its floor at Z = 0
+    (unless placement='CAMERA'), and ``placement`` (one of PLACEMENTS) says where
+    any other goes; the footage camera moves with the body.
     timing: one of TIMINGS.  update_scene_duration: set the scene's frame range
     to the keys.  prepare_scene: a World and a sun where the scene has none, and
     a ground plane on the floor when the motion was placed on one.
@@ -74,12 +81,26 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
         messages.append(('WARNING', "Footage not shown: it needs the footage camera"))
 
     on_floor = camera_to_world is None and placement != 'CAMERA'
-    if camera_to_world is None:
-        camera_to_world = staging.default_camera_to_world()
-        if on_floor:
-            camera_to_world = staging.floor_placement(res, to_origin=placement == 'ORIGIN') @ camera_to_world
-            messages.append(('INFO', ("Placed on the floor (Z = 0) with its camera, which sits at "
-                                      f"{_xyz(camera_to_world[:3, 3])} m")))
+    world = res.world if on_floor else None
+    motion = (res.global_orient, res.body_pose, res.transl)
+    if world is not None:
+        motion = (world.global_orient, world.body_pose, world.transl)
+        motion_to_world = convert.world_to_blender()
+        camera_to_world = convert.world_camera_to_blender(world.camera_R, world.camera_position)
+        messages.append(('INFO', _world_text(world, camera_to_world)))
+    else:
+        if camera_to_world is None:
+            camera_to_world = staging.default_camera_to_world()
+            if on_floor:
+                camera_to_world = staging.floor_placement(res, to_origin=placement == 'ORIGIN') @ camera_to_world
+                messages.append(('INFO', ("Placed on a floor guessed from the body's lowest points (Z = 0) with its "
+                                          f"camera, which sits at {_xyz(camera_to_world[:3, 3])} m")))
+            if res.world is not None:
+                messages.append(('INFO', "The result's world frame is not used: Placement is As Filmed"))
+            elif res.no_world:
+                level, why = res.no_world
+                messages.append((level, f"Not on the engine's floor: {why}"))
+        motion_to_world = camera_to_world
 
     before = {kind: set(getattr(bpy.data, kind)) for kind in _DATA}
     if context.mode != 'OBJECT':
@@ -91,10 +112,13 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
                 clip = camera.load_clip(footage_path)
             except RuntimeError as ex:
                 raise RuntimeError(f"Cannot load the footage: {ex}") from None
-        imported = _build(context, res, name, frames, onto_rig, with_camera, clip, camera_to_world,
-                          resample=timing == 'RESAMPLE')
+        imported = _build(context, res, name, frames, onto_rig, with_camera, clip, motion, motion_to_world,
+                          camera_to_world, resample=timing == 'RESAMPLE')
+        imported.world = world is not None
         if prepare_scene:
-            messages += _prepare_scene(context, res, camera_to_world, on_floor)
+            M = motion_to_world
+            pelvis = (res.rest_joints[0] + motion[2]) @ M[:3, :3].T + M[:3, 3]
+            messages += _prepare_scene(context, np.vstack([pelvis, camera_to_world[None, :3, 3]]), on_floor)
     except BaseException:
         bpy.data.batch_remove([item for kind in _DATA for item in getattr(bpy.data, kind)
                                if item not in before[kind]])
@@ -142,12 +166,25 @@ def _timing_messages(result_fps, scene_fps, timing, footage_path):
     return [('WARNING', f"{rates}: keys are {how}{drift}")]
 
 
+def _world_text(world, camera_to_world):
+    """The INFO line of a world-frame import: where the floor and the camera are."""
+    angles = ""
+    if world.camera_pitch_deg is not None and world.camera_roll_deg is not None:
+        angles = f", pitched {world.camera_pitch_deg:.1f} deg down, rolled {world.camera_roll_deg:.1f} deg"
+    return ("On the floor the engine found (Z = 0), in its world frame: the camera sits "
+            f"{camera_to_world[2, 3]:.2f} m high at {_xyz(camera_to_world[:3, 3])} m{angles}")
+
+
 def _xyz(vector):
     return "(" + ", ".join(f"{v:.2f}" for v in vector) + ")"
 
 
-def _build(context, res, name, frames, rig, with_camera, clip, camera_to_world, resample):
-    """Create the rig and body (unless ``rig`` is given), the action and the camera."""
+def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to_world, camera_to_world, resample):
+    """Create the rig and body (unless ``rig`` is given), the action and the camera.
+
+    motion: (global_orient (F, 3), body_pose (F, 69), transl (F, 3)) in the frame that
+    ``motion_to_world`` (4, 4) takes to Blender's world; camera_to_world (4, 4) the camera's pose."""
+    global_orient, body_pose, transl = motion
     collection = context.collection
     body = None
     if rig is None:
@@ -156,9 +193,9 @@ def _build(context, res, name, frames, rig, with_camera, clip, camera_to_world, 
         collection.objects.link(body)
 
     rest = armature.bone_rest_rotations(rig)
-    quaternions = convert.pose_quaternions(res.global_orient, res.body_pose, rest, camera_to_world)
+    quaternions = convert.pose_quaternions(global_orient, body_pose, rest, motion_to_world)
     root_head = rig.data.bones[convert.JOINT_NAMES[0]].head_local
-    locations = convert.root_locations(res.transl, res.rest_joints[0], rest[0], root_head, camera_to_world)
+    locations = convert.root_locations(transl, res.rest_joints[0], rest[0], root_head, motion_to_world)
     key_frames = frames
     if resample:
         key_frames, quaternions, locations = staging.whole_frame_keys(frames, quaternions, locations)
@@ -171,11 +208,12 @@ def _build(context, res, name, frames, rig, with_camera, clip, camera_to_world, 
         collection.objects.link(cam)
         if clip is not None:
             camera.show_footage(cam, clip, round(frames[0]))
-    return Imported(rig, body, action, cam, frames, key_frames, camera_to_world)
+    return Imported(rig, body, action, cam, frames, key_frames, camera_to_world, motion_to_world)
 
 
-def _prepare_scene(context, res, camera_to_world, on_floor):
-    """World, sun and ground plane where missing (scene_setup); returns INFO messages."""
+def _prepare_scene(context, points, on_floor):
+    """World, sun and ground plane (covering ``points`` (N, 3), world) where missing (scene_setup);
+    returns INFO messages."""
     scene = context.scene
     made = []
     if scene_setup.ensure_world(scene) is not None:
@@ -183,8 +221,6 @@ def _prepare_scene(context, res, camera_to_world, on_floor):
     if scene_setup.ensure_light(scene, context.collection) is not None:
         made.append(f"a sun ('{scene_setup.LIGHT_NAME}')")
     if on_floor:
-        M = camera_to_world
-        pelvis = (res.rest_joints[0] + res.transl) @ M[:3, :3].T + M[:3, 3]
-        if scene_setup.ensure_ground(scene, np.vstack([pelvis, M[None, :3, 3]])) is not None:
+        if scene_setup.ensure_ground(scene, points) is not None:
             made.append(f"a ground plane (collection '{scene_setup.GROUND_NAME}', hide it there)")
     return [('INFO', "Added " + ", ".join(made))] if made else []

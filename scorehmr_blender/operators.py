@@ -96,11 +96,14 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
     # -- staging in the scene (importer.PLACEMENTS, importer.TIMINGS, scene_setup) --
     placement: EnumProperty(
         name="Placement",
-        description="Where a result without a world frame goes (a calibrated multi-view result stays in its "
-                    "cameras' world); the footage camera moves with the body, so the overlay still lines up",
-        items=(('ORIGIN', "Floor at Origin", "The clip's lowest contact on the floor (Z = 0), its first frame "
-                                              "above the world origin"),
-               ('FLOOR', "Floor", "The clip's lowest contact on the floor (Z = 0), the camera above the origin"),
+        description="Where the motion goes.  A result with a world frame (video, static camera) stands on the "
+                    "floor the engine found, its camera placed and tilted there, unless As Filmed; others go on a "
+                    "floor guessed from the body (a calibrated multi-view result stays in its cameras' world); the "
+                    "footage camera moves with the body, so the overlay still lines up",
+        items=(('ORIGIN', "Floor at Origin", "The engine's floor, or the clip's lowest contact, on Z = 0, its first "
+                                              "frame above the world origin"),
+               ('FLOOR', "Floor", "The engine's floor on Z = 0, or the clip's lowest contact with the camera above "
+                                  "the origin"),
                ('CAMERA', "As Filmed", "In front of a camera at the world origin, as the footage saw it")),
         default='ORIGIN',
     )

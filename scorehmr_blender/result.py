@@ -17,6 +17,22 @@ ResultError = contract("errors").InputError  # the contract's error: one line na
 
 
 @dataclass(frozen=True)
+class WorldFrame:
+    """The result's world on the floor (Y up, floor at Y = 0, metres): the body posed there and the
+    footage camera's pose (backend.engine.world, video mode on a static camera)."""
+    global_orient: np.ndarray   # (F, 3) axis-angle, world frame
+    body_pose: np.ndarray       # (F, 69) (legs planted on the floor)
+    transl: np.ndarray          # (F, 3) metres, world frame
+    joints: np.ndarray          # (F, 24, 3) posed joints, world frame
+    camera_R: np.ndarray        # (3, 3) OpenCV camera axes -> world
+    camera_position: np.ndarray  # (3,) world
+    foot_contacts: np.ndarray | None  # (F, 4) bool: left/right ankle, left/right ball of the foot
+    camera_height: float | None = None     # m above the floor
+    camera_pitch_deg: float | None = None  # > 0 looking down
+    camera_roll_deg: float | None = None
+
+
+@dataclass(frozen=True)
 class MotionResult:
     global_orient: np.ndarray   # (F, 3) axis-angle, camera frame
     body_pose: np.ndarray       # (F, 69) axis-angle of joints 1..23
@@ -32,6 +48,8 @@ class MotionResult:
     image_size: tuple | None = None       # (width, height) px
     focal_length: float | None = None     # px
     principal_point: tuple | None = None  # (cx, cy) px
+    world: WorldFrame | None = None       # the world frame on the floor, when the engine made one
+    no_world: tuple = ()                  # (report level, why there is none) for the user, when world is None
 
     @property
     def num_frames(self):
@@ -57,8 +75,32 @@ def from_arrays(arrays, name=None):
     camera = {key: checked.get(key) for key in results.CAMERA_FIELDS}
     pair = {key: None if camera[key] is None else tuple(float(v) for v in camera[key])
             for key in ("image_size", "principal_point")}
+    world, no_world = world_frame(checked, results.WORLD_BODY_KEYS)
     return MotionResult(
         **{key: checked[key] for key in results.IMPORT_KEYS if key != "fps"},
         fps=float(checked["fps"]), info=checked["info"],
         focal_length=None if camera["focal_length"] is None else float(camera["focal_length"]), **pair,
+        world=world, no_world=no_world,
     )
+
+
+def world_frame(checked, keys):
+    """(WorldFrame, ()) or (None, (report level, why not)) of validated OUT arrays; ``keys`` the
+    contract's WORLD_BODY_KEYS.  A moving camera is a finding about the footage (a warning), the rest notes."""
+    if all(key in checked for key in keys):
+        contacts = checked.get("foot_contacts")
+        scalar = lambda key: float(checked[key]) if key in checked else None
+        return WorldFrame(
+            global_orient=checked["global_orient_world"], body_pose=checked["body_pose_world"],
+            transl=checked["transl_world"], joints=checked["joints_world"], camera_R=checked["camera_R_world"],
+            camera_position=checked["camera_position"],
+            foot_contacts=None if contacts is None else np.asarray(contacts, dtype=bool),
+            camera_height=scalar("camera_height"), camera_pitch_deg=scalar("camera_pitch_deg"),
+            camera_roll_deg=scalar("camera_roll_deg")), ()
+    engine = checked["info"].get("world")
+    if isinstance(engine, dict) and engine.get("status", "ok") != "ok":
+        return None, ('WARNING', f"the engine found no steady floor ({engine['status']}: the floor fitted over "
+                                 f"the clip drifts {engine.get('drift_deg', '?')} deg / {engine.get('drift_m', '?')} m)")
+    if "joints_world" in checked:
+        return None, ('INFO', "it has joints_world only (calibrated multi-view: the calibration's world, not a floor)")
+    return None, ('INFO', "it has no world frame (single frames, multi-view, or made before world frames existed)")

@@ -10,9 +10,11 @@ Workbench engine (EEVEE, then Cycles, if Workbench cannot render here):
 - left: through the scene's footage camera with a transparent film at the footage's resolution,
   composited over the same footage frame read with OpenCV from the camera's background clip (the
   clip's first frame shows at scene frame ``clip.frame_start``, as the importer sets it), with the
-  armature's joints projected through the same camera and drawn on top;
+  armature's joints projected through the same camera and drawn on top, and the importer's ground
+  plane (the floor Z = 0) drawn as its 1 m grid seen through that camera;
 - right: the same frame from a free camera at a 3/4 angle (added for the picture, never saved),
-  with a floor under the feet, the armature drawn the same way.
+  standing on the importer's ground plane (or, in a .blend without one, a floor put under the feet),
+  the armature drawn the same way.
 
 Both side by side in one PNG (kept under 400 KB).  Nothing is written back to the .blend.
 """
@@ -224,6 +226,25 @@ def body_points(bodies):
     return np.concatenate(chunks)
 
 
+GRID_COLOUR = (120, 255, 160)      # the floor's grid drawn over the footage (BGR)
+
+
+def draw_floor_grid(image, scene, camera, ground, samples=40):
+    """The ground plane's edges (its 1 m grid, world Z = 0) projected through ``camera``: each edge
+    sampled, drawn where the samples are in front of the camera."""
+    import cv2
+
+    mesh, m = ground.data, ground.matrix_world
+    for edge in mesh.edges:
+        a, b = (m @ mesh.vertices[i].co for i in edge.vertices)
+        pts = project(scene, camera, [a.lerp(b, t) for t in np.linspace(0.0, 1.0, samples)])
+        for p, q in zip(pts, pts[1:]):
+            if p is not None and q is not None:
+                cv2.line(image, (int(round(p[0] * 16)), int(round(p[1] * 16))),
+                         (int(round(q[0] * 16)), int(round(q[1] * 16))), GRID_COLOUR, 1, cv2.LINE_AA, shift=4)
+    return image
+
+
 def add_floor(scene, points, size=4.0):
     """A square floor under the body's lowest vertex (for the 3/4 view only)."""
     centre = points.mean(axis=0)
@@ -316,15 +337,12 @@ def save_small(image, path, max_bytes=MAX_BYTES):
     return path.stat().st_size
 
 
-def hide_ground():
-    """Hide the importer's ground plane (scene_setup.GROUND_NAME) from the renders: it would cover the
-    footage in the left picture, and the right one has its own floor."""
+def ground_plane():
+    """(the importer's ground plane object or None, its collection or None) (scene_setup.GROUND_NAME)."""
     sys.path.insert(0, str(ROOT))
     from scorehmr_blender.scene_setup import GROUND_NAME
 
-    ground = bpy.data.collections.get(GROUND_NAME)
-    if ground is not None:
-        ground.hide_render = True
+    return bpy.data.objects.get(GROUND_NAME), bpy.data.collections.get(GROUND_NAME)
 
 
 def make_picture(blend, frame, out):
@@ -334,7 +352,9 @@ def make_picture(blend, frame, out):
     bpy.ops.wm.open_mainfile(filepath=str(blend.resolve()))
     scene = bpy.context.scene
     cam, rig, bodies, clip = find_scene_parts(scene)
-    hide_ground()
+    ground, ground_collection = ground_plane()
+    if ground_collection is not None:
+        ground_collection.hide_render = True  # it would cover the footage in the left picture
     width, height = clip.size
     set_up_render(scene, width, height)
     scene.frame_set(frame)
@@ -353,11 +373,19 @@ def make_picture(blend, frame, out):
         a = alpha * OVERLAY_OPACITY
         left = (footage * (1 - a) + rgb * a).clip(0, 255).astype(np.uint8)
         left = draw_outline(left, alpha)
+        if ground is not None:
+            left = draw_floor_grid(np.ascontiguousarray(left), scene, cam, ground)
         left = draw_skeleton(np.ascontiguousarray(left), scene, cam, rig)
 
-        # right: a free camera at 3/4, with a floor
+        # right: a free camera at 3/4, on the importer's floor Z = 0 (else a floor under the feet)
         points = body_points(bodies)
-        add_floor(scene, points)
+        lowest = float(points[:, 2].min())
+        if ground is not None:
+            ground_collection.hide_render = False
+            ground.display_type = 'SOLID'
+            ground.color = (0.32, 0.32, 0.32, 1.0)
+        else:
+            add_floor(scene, points)
         scene.display.shading.show_shadows = True
         free = add_three_quarter_camera(scene, cam, rig, points)
         render(scene, free, Path(tmp) / "free.png", [engine] + [e for e in engines if e != engine])
@@ -370,8 +398,11 @@ def make_picture(blend, frame, out):
     from PIL import Image
 
     engine_name = {"BLENDER_WORKBENCH": "Workbench", "CYCLES": "Cycles"}.get(engine, "EEVEE")
-    panels = [titled(left, f"Frame {frame} through the footage camera: {engine_name} render over the footage"),
-              titled(right, f"Frame {frame} from a free 3/4 camera: armature and skinned body")]
+    where = f"the placed camera ({cam.location.z:.2f} m high; floor grid)" if ground is not None \
+        else "the footage camera"
+    floor = f"on the floor Z = 0 (lowest vertex {lowest * 100:+.1f} cm)" if ground is not None else "over a floor"
+    panels = [titled(left, f"Frame {frame}, {engine_name} through {where}"),
+              titled(right, f"Free 3/4 view: armature and skinned body {floor}")]
     gap, strip = 6, 24
     height = max(p.height for p in panels)
     picture = Image.new("RGB", (sum(p.width for p in panels) + gap, height + strip), (29, 29, 29))

@@ -10,6 +10,7 @@ tested against these files; nothing here is used by the add-on or the engine.
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -143,3 +144,26 @@ def write_openpose_folder(folder, keypoints, first_number):
         people = [{"pose_keypoints_2d": body25.reshape(-1).tolist()}]
         (folder / f"shot_{first_number + i:012d}_keypoints.json").write_text(json.dumps({"people": people}))
     return folder
+
+
+EXAMPLE_SHOT = Path(__file__).resolve().parents[1] / "examples" / "shot"
+
+
+def write_world_result(path):
+    """A result with the world fields, written to ``path``: the example shot's true motion (CMU 115_08,
+    camera frame, with the shot's intrinsics) posed with the real body model, and its world frame
+    (floor, contacts, planted feet, camera pose) computed by the engine's own backend.engine.world.
+    Returns the arrays written."""
+    from backend.engine import world
+
+    with np.load(EXAMPLE_SHOT / "ground_truth.npz") as truth, np.load(EXAMPLE_SHOT / "keypoints.npz") as kp:
+        motion = [torch.as_tensor(truth[k], dtype=torch.float64) for k in ("global_orient", "body_pose", "transl")]
+        betas, fps = truth["betas"], float(kp["fps"])
+        camera = {k: np.asarray(kp[k], np.float64) for k in ("image_size", "focal_length", "principal_point")}
+    arrays = result_arrays(*motion, betas, fps=fps, camera_in=None)
+    fields, summary = world.out_fields(dict(arrays, fps=fps))
+    info = json.loads(str(arrays["info"]))
+    info["world"] = summary
+    arrays.update(fields, **camera, info=np.asarray(json.dumps(info)))
+    np.savez(path, **arrays)
+    return arrays

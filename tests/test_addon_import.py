@@ -213,7 +213,10 @@ def test_messages_report_retiming_and_resolution(shot):
                                            "scene frames")
     assert texts["Scene"][0] == 'WARNING' and "1920x1080 differs from the footage's 1280x720" in texts["Scene"][1]
     assert texts["Imported"] == ('INFO', "Imported 'Shot': 24 frames, keyed on scene frames 5-23, action 'Shot'")
-    assert texts["Placed"][0] == 'INFO' and texts["Placed"][1].startswith("Placed on the floor (Z = 0) with its camera")
+    assert texts["Placed"][0] == 'INFO' and texts["Placed"][1].startswith("Placed on a floor guessed from the body's "
+                                                                          "lowest points (Z = 0) with its camera")
+    assert texts["Not"] == ('INFO', "Not on the engine's floor: it has no world frame (single frames, multi-view, "
+                                    "or made before world frames existed)")
     assert texts["Added"] == ('INFO', f"Added a grey World, a sun ('{scene_setup.LIGHT_NAME}'), a ground plane "
                                       f"(collection '{scene_setup.GROUND_NAME}', hide it there)")
     scene = bpy.context.scene
@@ -425,6 +428,101 @@ def test_f12_renders_the_lit_body_not_black(shot, tmp_path):
     print(f"\nrender: mean brightness {shown.mean():.3f}, body covers {100 * body_pixels:.1f}% of the image")
     assert shown.mean() > 0.15
     assert body_pixels > 0.03
+
+
+# -- a result with a world frame: on the engine's floor, its camera placed ------------
+
+@pytest.fixture(scope="module")
+def world_shot(tmp_path_factory):
+    """(path, arrays) of the example shot's true motion with the world fields the engine's
+    backend.engine.world computes (floor, contacts, planted feet, camera pose); 96 frames, 24 fps."""
+    path = tmp_path_factory.mktemp("world") / "World.npz"
+    return path, result_fixture.write_world_result(path)
+
+
+def soles(heads, arrays):
+    """Height (F, 4) of the soles under the foot joints (docs/world.md: ankles and balls of the feet,
+    each moved down by its height above the rest mesh's sole) of Blender joints (F, 24, 3), Z up."""
+    from backend.engine.world import FOOT_JOINTS, sole_offsets
+
+    return heads[:, list(FOOT_JOINTS), 2] - np.asarray(sole_offsets(arrays["rest_joints"], arrays["rest_vertices"]))
+
+
+def test_world_result_stands_on_the_floor_as_the_engine_posed_it(world_shot):
+    """Read back from the evaluated armature at every frame: the joints are joints_world turned Z up
+    (to 1 mm), the soles of the feet in contact are on Z = 0 (to 1 cm) and no sole is below -2 cm."""
+    path, arrays = world_shot
+    imported = import_shot(path, timing='EXACT')
+    assert imported.world and any("floor the engine found" in text for _, text in imported.messages)
+    heads = np.array([posed_heads(imported.armature, frame) for frame in imported.frames])
+    assert np.abs(heads - arrays["joints_world"] @ C.T).max() < 1e-3
+    sole = soles(heads, arrays)
+    contacts = arrays["foot_contacts"]
+    assert contacts.sum() > len(contacts)  # the check below has feet to look at
+    assert np.abs(sole[contacts]).max() < 0.01 and sole.min() > -0.02
+
+
+def test_world_camera_sees_the_joints_where_the_world_camera_projects_them(world_shot):
+    """The Blender camera is placed and tilted at the result's camera pose with the footage's
+    intrinsics: every joint seen through it (world_to_camera_view) lands within 1 px of its
+    projection by camera_R_world / camera_position / focal_length / principal_point."""
+    path, arrays = world_shot
+    footage = result_fixture.EXAMPLE_SHOT / "shot.mp4"
+    imported = import_shot(path, timing='EXACT', set_resolution=True, footage_path=str(footage))
+    scene, cam = bpy.context.scene, imported.camera
+    (width, height), focal = arrays["image_size"], float(arrays["focal_length"])
+    R, p = np.asarray(arrays["camera_R_world"], np.float64), np.asarray(arrays["camera_position"], np.float64)
+    worst = 0.0
+    for i in range(0, len(imported.frames), 5):
+        heads = posed_heads(imported.armature, imported.frames[i])
+        cam_points = (arrays["joints_world"][i] - p) @ R                    # world -> OpenCV camera
+        want = focal * cam_points[:, :2] / cam_points[:, 2:] + arrays["principal_point"]
+        for head, uv in zip(heads, want):
+            ndc = world_to_camera_view(scene, cam, Vector(head))
+            worst = max(worst, abs(ndc.x * width - uv[0]), abs((1 - ndc.y) * height - uv[1]))
+    assert worst < 1.0
+    # Where and how tilted: the camera's height and pitch are the engine's, its footage behind it.
+    np.testing.assert_allclose(cam.location.z, arrays["camera_height"], atol=1e-4)
+    forward = np.array(cam.matrix_world.to_3x3() @ Vector((0.0, 0.0, -1.0)))
+    assert math.degrees(math.asin(-forward[2])) == pytest.approx(float(arrays["camera_pitch_deg"]), abs=0.01)
+    background = cam.data.background_images[0]
+    assert background.source == 'MOVIE_CLIP' and Path(background.clip.filepath).name == "shot.mp4"
+    assert scene_setup.GROUND_NAME in scene.objects
+
+
+@pytest.mark.parametrize("info_world, level, why", [
+    ({"status": "moving camera", "drift_deg": 14.2, "drift_m": 0.05}, 'WARNING', "moving camera"),
+    (None, 'INFO', "no world frame"),
+])
+def test_without_a_world_frame_the_floor_is_guessed_and_the_user_told_why(tmp_path, info_world, level, why):
+    info = {"mode": "video", **({"world": info_world} if info_world else {})}
+    path = tmp_path / "Moving.npz"
+    result_fixture.write_world_result(path)
+    with np.load(path) as stored:  # the same motion without its world fields
+        arrays = {k: stored[k] for k in stored.files if not k.endswith("_world") and k not in (
+            "foot_contacts", "camera_position", "camera_height", "camera_pitch_deg", "camera_roll_deg")}
+    np.savez(path, **dict(arrays, info=np.asarray(__import__("json").dumps(info))))
+    imported = import_shot(path)
+    assert not imported.world
+    assert any(lv == level and why in text and "Not on the engine's floor" in text for lv, text in imported.messages)
+    np.testing.assert_allclose(imported.camera_to_world[:3, :3], W)  # today's placement: camera frame, W
+
+
+def test_as_filmed_keeps_the_camera_frame_of_a_world_result(world_shot):
+    path, arrays = world_shot
+    imported = import_shot(path, timing='EXACT', placement='CAMERA')
+    assert not imported.world and ('INFO', "The result's world frame is not used: Placement is As Filmed") \
+        in imported.messages
+    np.testing.assert_allclose(posed_heads(imported.armature, imported.frames[3]), arrays["joints"][3] @ W.T,
+                               atol=1e-4)
+
+
+def test_joints_world_alone_is_not_a_floor(tmp_path, shot):
+    """Calibrated multi-view results have joints_world in the calibration's world: no floor there."""
+    path = tmp_path / "Calibrated.npz"
+    result_fixture.write_result(path, num_frames=4, joints_world=shot[1]["joints"][:4])
+    imported = import_shot(path)
+    assert not imported.world and any("joints_world only" in text for _, text in imported.messages)
 
 
 # -- never overwrite -----------------------------------------------------------------

@@ -151,15 +151,18 @@ def out_arrays():
 
 def assert_action_is_result(rig, action, arrays, first_frame):
     """The action keys the result's rotations and root motion at consecutive scene frames
-    (documented formulas of convert.py, evaluated with mathutils)."""
+    (documented formulas of convert.py, evaluated with mathutils): its world body turned Z up by C
+    when it has a world frame, else its camera-frame body through W on the floor placement."""
     frames = len(arrays["transl"])
     expected_frames = first_frame + np.arange(frames)
     curves = fcurves_of(action)
+    world = "transl_world" in arrays
+    suffix, turn = ("_world", C) if world else ("", W)
     R = convert.axis_angle_to_matrix(
-        np.concatenate([arrays["global_orient"], arrays["body_pose"]], 1).reshape(frames, 24, 3))
+        np.concatenate([arrays["global_orient" + suffix], arrays["body_pose" + suffix]], 1).reshape(frames, 24, 3))
     for j, name in enumerate(convert.JOINT_NAMES):
         B = rig.data.bones[name].matrix_local.to_3x3()
-        outer = Matrix(W) if j == 0 else Matrix(C)
+        outer = Matrix(turn) if j == 0 else Matrix(C)
         path = f'pose.bones["{name}"].rotation_quaternion'
         times, values = zip(*(keys(curves[path, axis]) for axis in range(4)))
         np.testing.assert_allclose(times[0], expected_frames, atol=1e-5)
@@ -170,8 +173,8 @@ def assert_action_is_result(rig, action, arrays, first_frame):
     B0 = np.array(rig.data.bones["pelvis"].matrix_local.to_3x3())
     pelvis = arrays["rest_joints"][0]
     # Placed on the floor by the importer (staging.floor_placement, tested in test_addon_staging.py).
-    shift = staging.floor_placement(result.from_arrays(arrays))[:3, 3]
-    want = ((arrays["transl"] + pelvis) @ W.T + shift - C @ pelvis) @ B0
+    shift = 0.0 if world else staging.floor_placement(result.from_arrays(arrays))[:3, 3]
+    want = ((arrays["transl" + suffix] + pelvis) @ turn.T + shift - C @ pelvis) @ B0
     for axis in range(3):
         times, values = keys(curves['pose.bones["pelvis"].location', axis])
         np.testing.assert_allclose(times, expected_frames, atol=1e-5)

@@ -19,6 +19,7 @@ from backend.io.footage import probe
 from backend.contract.results import read_results
 from backend.models.denoiser import Denoiser
 from backend.models.regressor import KeypointRegressor
+from scorehmr_blender.convert import MODEL_TO_BLENDER
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = [ROOT / "backend" / "assets" / n for n in ("regressor.pt", "prior.pt")]
@@ -139,8 +140,8 @@ def blend_summary(path: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-# Evaluated SMPL bone heads of the .blend's 'shot' rig at every result frame, in the OpenCV frame of its
-# footage camera 'shot_camera' (so a rig and camera placed anywhere in the world compare alike).
+# Evaluated SMPL bone heads of the .blend's 'shot' rig at every result frame: in Blender's world (Z up) and in
+# the OpenCV frame of its footage camera 'shot_camera' (so a rig and camera placed anywhere compare alike).
 BLEND_JOINTS = """
 import sys
 import bpy
@@ -149,24 +150,43 @@ sys.path.insert(0, sys.argv[3])
 from scorehmr_blender import convert
 bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
 scene = bpy.context.scene
-joints = []
+world, camera = [], []
 for i in range(int(sys.argv[4])):
     scene.frame_set(scene.frame_start + i)
     rig = bpy.data.objects['shot'].evaluated_get(bpy.context.evaluated_depsgraph_get())
     world_to_camera = np.linalg.inv(np.array(bpy.data.objects['shot_camera'].matrix_world))
     heads = np.array([list(rig.matrix_world @ rig.pose.bones[name].head) + [1.0] for name in convert.JOINT_NAMES])
-    joints.append((heads @ world_to_camera.T)[:, :3] * [1.0, -1.0, -1.0])  # Blender camera -> OpenCV
-np.save(sys.argv[2], np.array(joints))
+    world.append(heads[:, :3])
+    camera.append((heads @ world_to_camera.T)[:, :3] * [1.0, -1.0, -1.0])  # Blender camera -> OpenCV
+np.savez(sys.argv[2], world=np.array(world), camera=np.array(camera))
 """
 
 
-def blend_camera_joints(blend: Path, frames: int, tmp_path: Path) -> np.ndarray:
-    """(frames, 24, 3) joints of the .blend's rig in its footage camera's OpenCV frame (metres)."""
-    out = tmp_path / "blend_joints.npy"
+def blend_joints(blend: Path, frames: int, tmp_path: Path) -> dict:
+    """{'world', 'camera'}: (frames, 24, 3) joints of the .blend's rig in Blender's world and in its footage
+    camera's OpenCV frame (metres)."""
+    out = tmp_path / "blend_joints.npz"
     proc = subprocess.run([sys.executable, "-c", BLEND_JOINTS, str(blend), str(out), str(ROOT), str(frames)],
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return np.load(out)
+    with np.load(out) as joints:
+        return dict(joints)
+
+
+def camera_frame_truth(refined: dict) -> np.ndarray:
+    """What the .blend's rig must show in its camera's frame: the world body seen from the world camera when
+    the result has a world frame (the importer stands it on that floor), else the camera-frame joints."""
+    if "camera_R_world" not in refined:
+        return refined["joints"]
+    return (refined["joints_world"] - refined["camera_position"]) @ refined["camera_R_world"]
+
+
+def sole_heights(world_joints: np.ndarray, refined: dict) -> np.ndarray:
+    """Height (F, 4) above Blender's floor Z = 0 of the soles under the foot joints (docs/world.md)."""
+    from backend.engine.world import FOOT_JOINTS, sole_offsets
+
+    offsets = sole_offsets(refined["rest_joints"], refined["rest_vertices"])
+    return world_joints[:, list(FOOT_JOINTS), 2] - np.asarray(offsets)
 
 
 @pytest.mark.slow
@@ -175,10 +195,10 @@ def test_the_demo_blend_holds_the_refined_result_it_wrote(tmp_path):
     armature's joints are refined.npz's, frame by frame, to well under a millimetre."""
     out = tmp_path / "demo"
     assert demo.run_demo(out, engine=tiny_engine(), blend=True) == 0
-    refined = read_results(out / "refined.npz")["joints"]
-    joints = blend_camera_joints(out / "shot.blend", len(refined), tmp_path)
-    assert joints.shape == refined.shape == (96, 24, 3)
-    assert np.abs(joints - refined).max() < 1e-3
+    refined = read_results(out / "refined.npz")
+    joints = blend_joints(out / "shot.blend", len(refined["joints"]), tmp_path)["camera"]
+    assert joints.shape == refined["joints"].shape == (96, 24, 3)
+    assert np.abs(joints - camera_frame_truth(refined)).max() < 1e-3
     assert "--result" in (out / "build_py.log").read_text()
 
 
@@ -199,6 +219,17 @@ def test_demo_end_to_end(tmp_path):
     assert blend_summary(out / "shot.blend") == dict(type="ARMATURE", frames=[1.0, 96.0], bones=24, fps=24)
     assert "PA-MPJPE" in proc.stdout and str(out / "shot.blend") in proc.stdout
     assert summary["keypoints"]["source"] == "detect" and "keypoints detected by MediaPipe BlazePose" in proc.stdout
+    # The .blend stands on the floor the engine found: its rig is the world body turned Z up, the soles of
+    # the feet in contact on Z = 0, none below it (read back from the evaluated armature).
+    refined = read_results(out / "refined.npz")
+    assert refined["info"]["world"]["status"] == "ok"
+    joints = blend_joints(out / "shot.blend", len(refined["joints"]), tmp_path)
+    z_up = refined["joints_world"] @ MODEL_TO_BLENDER.T
+    assert np.abs(joints["world"] - z_up).max() < 1e-3
+    assert np.abs(joints["camera"] - camera_frame_truth(refined)).max() < 1e-3
+    soles, contacts = sole_heights(joints["world"], refined), refined["foot_contacts"]
+    assert np.median(np.abs(soles[contacts])) < 0.01 and np.abs(soles[contacts]).max() < 0.02
+    assert soles.min() > -0.02
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ from backend.contract.errors import InputError, describe_shape
 from backend.contract.npz import read_arrays
 
 __all__ = [
-    "CORE_KEYS", "ADDON_KEYS", "ENGINE_KEYS", "IMPORT_KEYS", "CAMERA_FIELDS", "JSON_FORMAT",
+    "CORE_KEYS", "ADDON_KEYS", "ENGINE_KEYS", "IMPORT_KEYS", "WORLD_BODY_KEYS", "CAMERA_FIELDS", "JSON_FORMAT",
     "check_writable", "flatten_multiview", "validate_results", "write_results", "read_results", "export_frames_json",
 ]
 
@@ -45,6 +45,11 @@ ADDON_KEYS = ("rest_joints", "rest_vertices", "faces", "skin_weights", "fps")
 ENGINE_KEYS = CORE_KEYS + ADDON_KEYS  # what the engine writes
 # What the add-on's importer needs: the motion, the rest body and the rate.
 IMPORT_KEYS = ("global_orient", "body_pose", "betas", "transl", "joints") + ADDON_KEYS
+# The world frame an importer stands on the floor (video on a static camera, backend.engine.world):
+# the body posed in the Y-up world and the camera's pose there.  Calibrated multi-view results have
+# joints_world only (the calibration's world, not a floor).
+WORLD_BODY_KEYS = ("joints_world", "global_orient_world", "body_pose_world", "transl_world", "camera_R_world",
+                   "camera_position")
 # Footage intrinsics for the camera: top-level arrays, or keys of the info JSON.
 CAMERA_FIELDS = ("image_size", "focal_length", "principal_point")
 JSON_FORMAT = "scorehmr-frames/1"
