@@ -17,8 +17,8 @@ import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.engine import gaps, modes, world
-from backend.engine.polish import PolishOptions, polish
 from backend.engine.guidance import project
+from backend.engine.polish import PolishOptions, polish
 from backend.engine.scorehmr import LoopOptions
 from backend.engine.views import in_every_view, relative_cameras
 from backend.models.diffusion import cosine_alphas_cumprod

@@ -67,9 +67,8 @@ def polish(body_model, obs, betas: torch.Tensor, rotmats: torch.Tensor, transl: 
     """Smooth windows of a result: obs modes.Observations (W,S,...), betas (W,S,10), rotmats (W,S,24,3,3),
     transl (W,S,3) -> polished rotmats, transl (same shapes).
 
-    L-BFGS with a strong-Wolfe line search: deterministic and monotone, so a sub-pixel change of the
-    inputs gives a sub-millimetre change of the output (no Adam sign steps, which kept translations
-    shaking by about their learning rate)."""
+    L-BFGS with a strong-Wolfe line search, a fixed number of iterations, no randomness: sub-pixel input
+    changes move no output joint by a millimetre (tests/test_engine_api.py)."""
     if opts.iterations <= 0:
         return rotmats, transl
     w, s = rotmats.shape[:2]
@@ -101,7 +100,8 @@ def smoothing_basis(frames: int, c: float, like: torch.Tensor) -> torch.Tensor:
 
     The unknowns are changes B u of the reference: the Hessian of the smoothness term in u is then
     close to the identity, so L-BFGS spends its few iterations on the reprojection instead of on the
-    stiff high-frequency directions of the smoothness (25x fewer iterations for the same loss)."""
+    stiff high-frequency directions of the smoothness (example shot: c = 10 reached a lower loss in
+    10 iterations than c = 0 in 40)."""
     eye = torch.eye(frames, dtype=torch.float64, device=like.device)
     d2 = torch.diff(eye, n=2, dim=0)                                   # (S-2,S)
     L = torch.linalg.cholesky(eye + c * d2.T @ d2)
