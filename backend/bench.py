@@ -407,7 +407,8 @@ class Bench:
                  ("guidance terms (loss minus body model)", max(loss - body, 0.0),
                   sum(t.calls for t in timers["loss"])),
                  ("backward (autograd.grad)", timers["backward"].seconds, timers["backward"].calls)]
-        parts.append(("other: DDIM/Adam updates, windowing, Python overhead", total - sum(p[1] for p in parts), 0))
+        parts.append(("other: DDIM/Adam updates, windowing, the final fit's L-BFGS (backend.engine.polish), Python "
+                      "overhead", total - sum(p[1] for p in parts), 0))
         return [dict(part=p, seconds=round(s, 3), share=round(s / total, 3), calls=c, frames=frames)
                 for p, s, c in parts]
 

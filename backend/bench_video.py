@@ -1,6 +1,7 @@
 """Animator measures of the video methods: the world frame, feet, jitter and gaps in the evidence.
 
-    python -m backend.bench_video [--videos N] [--video-length F] [--level medium] [--dataset DIR] [--out DIR]
+    python -m backend.bench_video [--videos N] [--video-length F] [--level medium] [--subjects report|tuning|all]
+                                  [--dataset DIR] [--out DIR]
 
 Clips of held-out CMU motion with the data's own body (so the true feet stand on the floor,
 y = 0), one static random camera each, simulated detections (backend.sim).  Every method's
@@ -284,7 +285,7 @@ def markdown(section: dict, video_length: int, level: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from backend.bench import Bench, BenchConfig
+    from backend.bench import SUBJECT_PARTS, Bench, BenchConfig, select_subjects
     from backend.data.dataset import load_split
     from backend.engine.api import Engine
     from backend.engine.gmm import GMM, GMM_PATH, MaxMixturePrior
@@ -295,12 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--level", default="medium", choices=["clean", "low", "medium", "high"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", default=None, help="folder with cmu_smpl_val.npz (default cache/dataset)")
+    p.add_argument("--subjects", default="report", choices=["tuning", "report", "all"],
+                   help="validation subjects (backend.bench.SUBJECT_PARTS): choose settings on 'tuning'")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="docs/benchmark")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = BenchConfig(videos=args.videos, video_length=args.video_length, level=args.level, seed=args.seed)
-    bench = Bench(Engine.load(), load_split("val", args.dataset), MaxMixturePrior(GMM.load(GMM_PATH)), cfg)
+    data = load_split("val", args.dataset)
+    if args.subjects != "all":
+        data = select_subjects(data, SUBJECT_PARTS[args.subjects])
+    bench = Bench(Engine.load(), data, MaxMixturePrior(GMM.load(GMM_PATH)), cfg)
     section = animator(bench)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

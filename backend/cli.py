@@ -285,12 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--method", choices=["scorehmr", "smplify", "dposer", "per-frame-filter"], default="scorehmr",
                    help="ScoreHMR, or a baseline from backend/engine/baselines.py")
-    p.add_argument("--variant", choices=["paper", "ours"], default="ours")
+    p.add_argument("--variant", choices=["paper", "ours"], default="ours",
+                   help="paper: the paper exactly; ours (video): the paper's loop, then a smoothing fit "
+                        "(backend/engine/polish.py)")
     p.add_argument("--iterations", type=int, help="outer iterations (default: the paper's)")
     p.add_argument("--motion-prior", metavar="PATH",
                    help="--mode video: refine with this learned motion prior checkpoint (python -m backend train "
                         "motion-prior) instead of the per-frame prior")
-    p.add_argument("--smoothing", type=float, default=1.0, help="scales the temporal terms")
+    p.add_argument("--smoothing", type=float, default=1.0, help="scales the temporal terms (Eq. 14, the final fit's joint acceleration)")
     p.add_argument("--keypoint-trust", type=float, default=1.0, help="scales the keypoint term")
     p.add_argument("--fov", type=float, default=55.0, help="field of view (deg) when OBS has no focal_length")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

@@ -159,7 +159,8 @@ def _video(random_prior_path, iterations, frames=40, motion_prior=True):
     from tests.test_bad_inputs import KEYPOINTS
 
     obs = load_shot(None, KEYPOINTS, (0, frames)).obs
-    options = EngineOptions(loop=LoopOptions(iterations=iterations),
+    # Without the motion prior: the paper's loop alone (the default adds the final smoothing fit).
+    options = EngineOptions(loop=LoopOptions(iterations=iterations), variant="ours" if motion_prior else "paper",
                             motion_prior=random_prior_path if motion_prior else None)
     return Engine.load(device="cpu").run(obs, None, "video", options)
 

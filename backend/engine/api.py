@@ -17,7 +17,8 @@ import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.engine import gaps, modes, world
-from backend.engine.guidance import contact_weights, project
+from backend.engine.guidance import project
+from backend.engine.polish import PolishOptions, polish
 from backend.engine.scorehmr import LoopOptions
 from backend.engine.views import in_every_view, relative_cameras
 from backend.models.diffusion import cosine_alphas_cumprod
@@ -44,7 +45,8 @@ MODE_LOOPS = {
 
 @dataclass
 class EngineOptions:
-    """Everything that changes a result; defaults are the paper's, `variant='ours'` adds our video terms."""
+    """Everything that changes a result; defaults are the paper's, `variant='ours'` adds the final smoothing
+    fit in video mode (backend.engine.polish)."""
     variant: str = "ours"                 # 'paper' | 'ours'
     loop: LoopOptions | None = None       # None: per-mode defaults (multi-view: tau 100, step 10, 2 iterations)
     weights: modes.GuidanceWeights | None = None
@@ -56,19 +58,27 @@ class EngineOptions:
     # video: a learned motion prior checkpoint (backend.models.motion); None keeps the per-frame prior.
     # Its windows are the prior's length; the temporal and foot terms are left to the prior.
     motion_prior: str | None = None
+    polish: PolishOptions | None = None   # video: the final smoothing fit (None: the variant's; the paper has none)
 
     def resolved(self, mode: str) -> tuple[LoopOptions, modes.GuidanceWeights]:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
         loop = self.loop or MODE_LOOPS.get(mode, LoopOptions())
         if mode == "calibrated":   # the translation is the triangulation fit's (Engine._calibrated)
             loop = replace(loop, optimise_translation=False)
-        w = self.weights or (modes.ours_weights() if self.variant == "ours" else modes.paper_weights())
-        if mode == "video" and self.motion_prior:
-            w = replace(w, temporal=0.0, foot_skating=0.0)
-        w = modes.GuidanceWeights(keypoints=w.keypoints * self.keypoint_trust, temporal=w.temporal * self.smoothing,
-                                  multiview=w.multiview, translation=w.translation * self.smoothing,
-                                  foot_skating=w.foot_skating * self.smoothing)
+        w = self.weights or modes.GuidanceWeights()
+        if mode == "video" and self.motion_prior:   # the motion prior carries the temporal side itself
+            w = replace(w, temporal=0.0)
+        w = replace(w, keypoints=w.keypoints * self.keypoint_trust, temporal=w.temporal * self.smoothing)
         return loop, w
+
+    def resolved_polish(self) -> PolishOptions:
+        """The video result's final smoothing fit (backend.engine.polish), scaled like the loop's terms."""
+        p = self.polish or (PolishOptions() if self.variant == "ours" else PolishOptions(iterations=0))
+        return replace(p, keypoints=p.keypoints * self.keypoint_trust, joint_accel=p.joint_accel * self.smoothing)
+
+
+# Video: the final smoothing fit runs over stretches of this many frames (overlapping, blended).
+POLISH_WINDOW, POLISH_OVERLAP = 240, 40
 
 
 def default_device() -> torch.device:
@@ -200,7 +210,8 @@ class Engine:
                     denoiser_evaluations=int(out.pop("evaluations")),
                     options=dict(loop=loop.as_dict(), weights=weights.__dict__, window=options.window,
                                  overlap=options.overlap, smoothing=options.smoothing,
-                                 keypoint_trust=options.keypoint_trust, motion_prior=options.motion_prior),
+                                 keypoint_trust=options.keypoint_trust, motion_prior=options.motion_prior,
+                                 **(dict(polish=options.resolved_polish().as_dict()) if mode == "video" else {})),
                     focal_source=obs.get("focal_source", "given"), models=self.meta)
         if "motion" in out:
             info["motion_prior"] = out.pop("motion")
@@ -230,20 +241,37 @@ class Engine:
         idx = torch.stack([torch.arange(s, s + window, device=self.device) for s in starts])  # (W,window)
         x6 = torch.zeros(f, 24, 6, device=self.device)
         transl = torch.zeros(f, 3, device=self.device)
-        feet = self.body.joints_fast(start["rotmats"], betas, start["transl"]).joints[:, list(modes.FOOT_JOINTS)]
         iters, evals = [], 0
         for b in range(0, len(starts), options.windows_per_batch):
             ids = idx[b:b + options.windows_per_batch]
-            contact = contact_weights(feet[ids])
-            res = modes.run(self.prior, self.alphas, modes.video_loss(self.body, o[ids], betas[ids], w, contact),
+            res = modes.run(self.prior, self.alphas, modes.video_loss(self.body, o[ids], betas[ids], w),
                             start["rotmats"][ids], start["transl"][ids], ctx[ids], loop, progress)
             wts = blend[b:b + options.windows_per_batch]
             x6.index_add_(0, ids.reshape(-1), (matrix_to_rot6d(res["rotmats"]) * wts[..., None, None]).reshape(-1, 24, 6))
             transl.index_add_(0, ids.reshape(-1), (res["transl"] * wts[..., None]).reshape(-1, 3))
             iters.append(res["iterations"])
             evals += res["denoiser_evaluations"]
-        return dict(rotmats=rot6d_to_matrix(x6), transl=transl, betas=betas, iterations=torch.cat(iters),
-                    evaluations=evals)
+        rotmats, transl = self._polish(o, betas, rot6d_to_matrix(x6), transl, options.resolved_polish())
+        return dict(rotmats=rotmats, transl=transl, betas=betas, iterations=torch.cat(iters), evaluations=evals)
+
+    def _polish(self, o: modes.Observations, betas, rotmats, transl, opts: PolishOptions):
+        """backend.engine.polish over overlapping stretches of a clip, blended: o (F,...), betas (F,10),
+        rotmats (F,24,3,3), transl (F,3) -> polished rotmats, transl."""
+        if opts.iterations <= 0:
+            return rotmats, transl
+        f = rotmats.shape[0]
+        window = min(POLISH_WINDOW, f)
+        starts = window_starts(f, window, POLISH_OVERLAP)
+        blend = torch.as_tensor(blend_weights(f, window, starts, POLISH_OVERLAP), dtype=torch.float32,
+                                device=self.device)
+        x6, tr = torch.zeros(f, 24, 6, device=self.device), torch.zeros(f, 3, device=self.device)
+        for s, wts in zip(starts, blend):
+            part = slice(s, s + window)
+            R, t = polish(self.body, o[part].map(lambda x, n: x[None]), betas[None, part], rotmats[None, part],
+                          transl[None, part], opts)
+            x6[part] += matrix_to_rot6d(R[0]) * wts[:, None, None]
+            tr[part] += t[0] * wts[:, None]
+        return rot6d_to_matrix(x6), tr
 
     def motion_prior(self, path: str):
         """The motion prior checkpoint at ``path`` on this engine's device, loaded once."""

@@ -48,27 +48,3 @@ def multiview_consistency(x0_rot6d: torch.Tensor) -> torch.Tensor:
 def temporal_smoothness(x: torch.Tensor) -> torch.Tensor:
     """Paper Eq. 14: sum over t of ||x(t+1) - x(t)||^2. x (W,F,D) windows of F frames -> (W,)."""
     return (x[:, 1:] - x[:, :-1]).pow(2).flatten(1).sum(1)
-
-
-def acceleration(x: torch.Tensor) -> torch.Tensor:
-    """Sum of squared second differences (for translations: smooth, not frozen). x (W,F,D) -> (W,)."""
-    return (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]).pow(2).flatten(1).sum(1)
-
-
-def contact_weights(feet: torch.Tensor, still_speed: float = 0.01) -> torch.Tensor:
-    """How planted each foot point is between consecutive frames: exp(-(speed / still_speed)^2).
-
-    feet (W,F,P,3) camera-frame foot points in metres (m/frame) -> (W,F-1,P) in (0, 1]."""
-    return torch.exp(-((feet[:, 1:] - feet[:, :-1]).norm(dim=-1) / still_speed) ** 2)
-
-
-def foot_skating(feet: torch.Tensor, contact: torch.Tensor) -> torch.Tensor:
-    """Planted feet stay put: contact-weighted squared frame-to-frame displacement.
-
-    feet (W,F,P,3) metres, contact (W,F-1,P) from :func:`contact_weights` of the *starting* estimate,
-    held fixed through the loop: recomputing them from the current estimate made a switch (a foot
-    slowing below still_speed gets pulled to zero speed, which slows it further) that turned sub-pixel
-    input differences into centimetres of output.  With fixed weights the term is a convex quadratic.
-    Needs no ground plane.  -> (W,)."""
-    step = feet[:, 1:] - feet[:, :-1]
-    return (contact[..., None] * step.pow(2)).sum((1, 2, 3))

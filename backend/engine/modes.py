@@ -13,29 +13,11 @@ from backend.engine import guidance
 from backend.engine.scorehmr import LoopOptions, Problem, refine
 from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
 
-FOOT_JOINTS = (7, 8, 10, 11)  # SMPL ankles and feet (ball of the foot)
-
-
 @dataclass
 class GuidanceWeights:
     keypoints: float = 0.003                 # Eq. 12
     temporal: float = 30.0                   # Eq. 14 (video)
     multiview: float = 0.005 * 300 ** 2      # Eq. 13 (uncalibrated views)
-    translation: float = 0.0                 # ours: acceleration of the camera translation (video)
-    foot_skating: float = 0.0                # ours: planted feet stay put (video)
-
-
-def paper_weights() -> GuidanceWeights:
-    return GuidanceWeights()
-
-
-def ours_weights() -> GuidanceWeights:
-    """The paper's terms plus translation smoothing and foot stabilisation for video.
-
-    Foot weight 1e3, not 1e4: at 1e4 its curvature alone put the guided step past the stable range
-    (eta * curvature ~ 3.6), the step bound then scaled every term down, and on the tuning subjects
-    (5 clips x 96 frames) PA-MPJPE-14 / accel went 36.6 / 26.5 (1e4), 34.8 / 15.4 (1e3), 34.7 / 15.8 (0)."""
-    return GuidanceWeights(translation=1e4, foot_skating=1e3)
 
 
 @dataclass
@@ -106,22 +88,15 @@ def frame_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWe
     return loss
 
 
-def video_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights,
-               contact: torch.Tensor | None = None):
-    """Video windows (S=frames): keypoints + pose smoothness (+ ours: translation and feet).
-
-    contact (G,S-1,len(FOOT_JOINTS)): guidance.contact_weights of the starting estimate (needed when
-    w.foot_skating is set)."""
+def video_loss(body_model, obs: Observations, betas: torch.Tensor, w: GuidanceWeights):
+    """Video windows (S=frames): keypoints + pose smoothness (Eq. 14).  The default variant smooths the
+    result afterwards (backend.engine.polish) instead of adding terms here: translation-acceleration
+    and foot terms in the loop (tried until issue 13) lost to it on the tuning subjects."""
     shaped = shaped_bodies(body_model, betas)
 
     def loss(rotmats, rot6d, transl, groups):
-        kp, joints = _keypoint_term(body_model, obs, shaped, rotmats, transl, groups)
-        total = w.keypoints * kp.sum(1) + w.temporal * guidance.temporal_smoothness(rot6d)
-        if w.translation:
-            total = total + w.translation * guidance.acceleration(transl)
-        if w.foot_skating:
-            total = total + w.foot_skating * guidance.foot_skating(joints[:, :, list(FOOT_JOINTS)], contact[groups])
-        return total
+        kp, _ = _keypoint_term(body_model, obs, shaped, rotmats, transl, groups)
+        return w.keypoints * kp.sum(1) + w.temporal * guidance.temporal_smoothness(rot6d)
     return loss
 
 
