@@ -656,7 +656,7 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--instants", type=int, help=f"multi-view instants per view count (default {BenchConfig.instants})")
     p.add_argument("--views", type=int, nargs="+", help="view counts (default 2 4 8)")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, help="run only these tables (development)")
-    p.add_argument("--level", default="medium", choices=["clean", "low", "medium", "high"])
+    p.add_argument("--level", default="medium", choices=["clean", "low", "medium", "high", "blazepose"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="1-2 minute smoke run: tiny sizes, 2 ScoreHMR iterations, 15 fitting steps")

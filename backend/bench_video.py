@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m backend.bench_video", description=__doc__.split("\n")[0])
     p.add_argument("--videos", type=int, default=3)
     p.add_argument("--video-length", type=int, default=96)
-    p.add_argument("--level", default="medium", choices=["clean", "low", "medium", "high"])
+    p.add_argument("--level", default="medium", choices=["clean", "low", "medium", "high", "blazepose"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", default=None, help="folder with cmu_smpl_val.npz (default cache/dataset)")
     p.add_argument("--subjects", default="report", choices=["tuning", "report", "all"],

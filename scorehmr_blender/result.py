@@ -98,6 +98,9 @@ def world_frame(checked, keys):
             camera_height=scalar("camera_height"), camera_pitch_deg=scalar("camera_pitch_deg"),
             camera_roll_deg=scalar("camera_roll_deg")), ()
     engine = checked["info"].get("world")
+    if isinstance(engine, dict) and engine.get("status") == "too little floor evidence":
+        return None, ('INFO', f"the engine saw too little of the feet on the floor for a world frame "
+                              f"({engine.get('floor_points', '?')} slow foot points; a clip of at least a second is needed)")
     if isinstance(engine, dict) and engine.get("status", "ok") != "ok":
         return None, ('WARNING', f"the engine found no steady floor ({engine['status']}: the floor fitted over "
                                  f"the clip drifts {engine.get('drift_deg', '?')} deg / {engine.get('drift_m', '?')} m)")

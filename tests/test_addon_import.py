@@ -492,6 +492,8 @@ def test_world_camera_sees_the_joints_where_the_world_camera_projects_them(world
 
 @pytest.mark.parametrize("info_world, level, why", [
     ({"status": "moving camera", "drift_deg": 14.2, "drift_m": 0.05}, 'WARNING', "moving camera"),
+    ({"status": "too little floor evidence", "drift_deg": 0.0, "drift_m": 0.0, "floor_points": 3}, 'INFO',
+     "3 slow foot points"),
     (None, 'INFO', "no world frame"),
 ])
 def test_without_a_world_frame_the_floor_is_guessed_and_the_user_told_why(tmp_path, info_world, level, why):

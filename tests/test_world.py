@@ -108,6 +108,19 @@ def test_moving_camera_is_detected_not_turned_into_a_floor():
     assert static["status"] == "ok"
 
 
+def test_no_world_frame_without_floor_evidence():
+    """A clip too short to show the floor, or feet that never rest, gives no world frame, not a guess."""
+    R, t = camera(10.0, 1.6)
+    short, _ = walker(frames=8)
+    est = W.estimate_world(to_camera(short, R, t), FPS)
+    assert est["status"] == "too little floor evidence" and "joints_world" not in est
+    running, _ = walker(frames=96)
+    running[:, list(W.FOOT_JOINTS)] += np.arange(96)[:, None, None] * [0.0, 0.0, 0.05]   # feet always 1.2 m/s
+    est = W.estimate_world(to_camera(running, R, t), FPS)
+    assert est["status"] == "too little floor evidence" and est["floor_points"] < W.MIN_FLOOR_POINTS
+    assert W.estimate_world(to_camera(walker(frames=96)[0], R, t), FPS)["status"] == "ok"
+
+
 def test_foot_skating_and_floor_measures_on_known_motion():
     world, truth = walker()
     feet = world[:, list(W.FOOT_JOINTS)].copy()
@@ -154,7 +167,8 @@ def test_out_fields_world_body_matches_world_joints():
     bp = torch.zeros(f, 69, dtype=torch.float64)
     betas = torch.zeros(f, 10)
     rest = bm(torch.eye(3).expand(1, 24, 3, 3), betas[:1])
-    transl_w = torch.as_tensor(world[:, 0] - world[0, 0] * [1, 0, 1], dtype=torch.float32)
+    # At a fifth of the walker's speed (0.24 m/s): slow enough for its feet to show the floor.
+    transl_w = torch.as_tensor((world[:, 0] - world[0, 0]) * [0.2, 0, 0.2], dtype=torch.float32)
     transl_w[:, 1] = float(-rest.vertices[0, :, 1].min())
     from backend.sim.observations import camera_frame_params
     orient_c, transl_c = camera_frame_params(bm, go.float(), transl_w, betas, torch.as_tensor(R).float().expand(f, 3, 3),

@@ -58,6 +58,11 @@ FIT_ROUNDS = 4                 # robust refits: points far above the plane are d
 INLIER_M = 0.08                # a candidate more than this above the plane is not on the floor
 # Moving camera: the floor fitted in windows may not tilt or shift more than this.
 DRIFT_WINDOW_S = 3.0
+# A floor needs evidence: at least this long a clip and this many slow foot points on the plane.
+# Below it the fit falls back to the body's up direction and the drift check has nothing to compare,
+# which read as a static camera (an 8-frame clip gave a camera 0.31 m high looking 4.9 deg up).
+MIN_FLOOR_SECONDS = 1.0
+MIN_FLOOR_POINTS = 16
 DRIFT_MAX_DEG = 12.0
 DRIFT_MAX_M = 0.3
 # Foot planting weights (least squares, metres): contact pins, smoothness of the root shift,
@@ -366,7 +371,8 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
                    contacts: np.ndarray | None = None) -> dict:
     """World frame for camera-frame joints (F,24,3) of a static camera.
 
-    Returns ``status`` ('ok' or 'moving camera') with the drift measures, and when ok:
+    Returns ``status`` ('ok', 'moving camera', or 'too little floor evidence': a clip shorter than
+    MIN_FLOOR_SECONDS or fewer than MIN_FLOOR_POINTS slow foot points) with the drift measures, and when ok:
     ``joints_world`` (F,24,3) (feet planted when ``plant``), ``root_shift`` (F,3) (the planting's
     world shift of the whole body), ``contacts`` (F,4) bool for FOOT_JOINTS, and the camera:
     ``world_R`` / ``world_t`` (X_world = R X_cam + t), ``camera_height`` (m),
@@ -375,8 +381,10 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
     joints = np.asarray(joints, np.float64)
     ground = fit_ground(joints, fps, offsets)
     drift = camera_is_static(joints, fps, ground, offsets)
-    out = dict(status="ok" if drift["static"] else "moving camera", **drift)
-    if not drift["static"]:
+    out = dict(status="ok" if drift["static"] else "moving camera", **drift, floor_points=ground.points)
+    if len(joints) < MIN_FLOOR_SECONDS * fps or ground.points < MIN_FLOOR_POINTS:
+        out["status"] = "too little floor evidence"
+    if out["status"] != "ok":
         return out
     R, t = world_from_camera(ground, joints[0, 0])
     world = joints @ R.T + t
@@ -387,8 +395,7 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
     shift = plant_feet(feet, contacts, _unit(world[:, 0] - t), offsets) if plant else np.zeros((len(world), 3))
     pitch, roll = camera_angles(ground)
     out.update(joints_world=world + shift[:, None], root_shift=shift, contacts=contacts, world_R=R, world_t=t,
-               camera_height=ground.height, camera_pitch_deg=pitch, camera_roll_deg=roll, camera_position=t,
-               floor_points=ground.points)
+               camera_height=ground.height, camera_pitch_deg=pitch, camera_roll_deg=roll, camera_position=t)
     return out
 
 
@@ -464,7 +471,7 @@ def out_fields(result: dict, contacts: np.ndarray | None = None) -> tuple[dict, 
     looking down), ``camera_roll_deg``."""
     est = world_result(result["joints"], result["global_orient"], result["body_pose"], result["transl"],
                        result["rest_joints"], result["rest_vertices"], float(result["fps"]), contacts=contacts)
-    summary = {k: est[k] for k in ("status", "drift_deg", "drift_m")}
+    summary = {k: est[k] for k in ("status", "drift_deg", "drift_m", "floor_points")}
     if est["status"] != "ok":
         return {}, summary
     f32 = lambda x: np.asarray(x, np.float32)
@@ -475,5 +482,5 @@ def out_fields(result: dict, contacts: np.ndarray | None = None) -> tuple[dict, 
                   camera_pitch_deg=np.float32(est["camera_pitch_deg"]),
                   camera_roll_deg=np.float32(est["camera_roll_deg"]))
     summary.update(camera_height=round(float(est["camera_height"]), 3),
-                   camera_pitch_deg=round(float(est["camera_pitch_deg"]), 2), floor_points=est["floor_points"])
+                   camera_pitch_deg=round(float(est["camera_pitch_deg"]), 2))
     return fields, summary
