@@ -1,0 +1,108 @@
+"""Video methods on REAL detector keypoints: BlazePose on rendered held-out motion.
+
+    python -m backend calibrate-detector render --split val --excerpts 10 --length 64 --chunk 5 --seed 5 \\
+        --out cache/calibration/val64                     # ~8 min on 2 cores: the free body model in Workbench
+    python -m backend.bench_detections cache/calibration/val64 [--subjects report|tuning|all] [--out DIR]
+
+The simulator's noise (even its "blazepose" preset) is a model of the detector; this measures the
+engine on the detector itself.  Each excerpt: BlazePose's COCO-17 detections of a rendered
+validation-subject clip (backend.sim.calibrate), the true joints in that camera's frame.  Methods:
+the regressor's start, per-frame ScoreHMR + filter, temporal SMPLify, ScoreHMR (paper), ScoreHMR
+(ours, the default).  Measures: PA-MPJPE-14 / MPJPE-14 (mm), acceleration error pelvis-relative and
+of camera-frame joints (mm/frame^2), means over excerpts.  Excerpts where BlazePose missed the
+person in some frame are left out (their start means nothing there).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+METHODS = ("start", "per-frame ScoreHMR + filter", "temporal SMPLify", "ScoreHMR (paper)", "ScoreHMR (ours)")
+
+
+def scores(joints: np.ndarray, truth: np.ndarray) -> dict:
+    """PA-MPJPE-14, MPJPE-14 (mm) and acceleration errors (mm/frame^2) of joints (F,24,3) vs truth."""
+    from backend.metrics import accel_error
+    from backend.models.train import joint_errors
+
+    rel = lambda j: j - j[:, :1]
+    e = joint_errors(joints, truth)
+    return dict(pa_mpjpe14=e["pa_mpjpe14"], mpjpe14=e["mpjpe14"],
+                accel=float(accel_error(rel(joints), rel(truth)).mean()),
+                accel_abs=float(accel_error(joints, truth).mean()))
+
+
+def excerpt_results(engine, obs: dict) -> dict[str, np.ndarray]:
+    """Every method's camera-frame joints (F,24,3) on one excerpt's OBS."""
+    from backend.engine.api import EngineOptions
+    from backend.engine.baselines import run_baseline
+
+    paper = engine.run(obs, None, "video", EngineOptions(variant="paper"))
+    return {"start": paper["init_joints"],
+            "per-frame ScoreHMR + filter": run_baseline(engine, obs, None, "video", "per-frame-filter")["joints"],
+            "temporal SMPLify": run_baseline(engine, obs, None, "video", "smplify")["joints"],
+            "ScoreHMR (paper)": paper["joints"],
+            "ScoreHMR (ours)": engine.run(obs, None, "video", EngineOptions())["joints"]}
+
+
+def evaluate(engine, folder: Path, subjects) -> dict:
+    """Mean scores per method over the usable excerpts of ``subjects`` in ``folder``."""
+    from backend.body.body_model import BodyModel
+    from backend.sim.calibrate import excerpt_obs, load_chunks, truth_joints
+
+    data = load_chunks(folder)
+    truth = truth_joints(BodyModel.load(None, dtype=torch.float64), data)
+    subject = [int(c.split("_")[0]) for c in data["clip_ids"]]
+    seen = (data["detected"][:, :, :17, 2] > 0).any(-1).all(-1)                 # (E,) person in every frame
+    keep = [i for i in range(len(truth)) if subject[i] in subjects and seen[i]]
+    rows = {m: [] for m in METHODS}
+    t0 = time.time()
+    for i in keep:
+        for method, joints in excerpt_results(engine, excerpt_obs(data, i, "video")).items():
+            rows[method].append(scores(joints, truth[i]))
+    mean = {m: {k: round(float(np.mean([r[k] for r in v])), 2) for k in v[0]} for m, v in rows.items() if v}
+    return dict(methods=mean, excerpts=[str(data["clip_ids"][i]) for i in keep], frames=int(truth.shape[1]),
+                seconds=round(time.time() - t0, 1))
+
+
+def markdown(report: dict, command: str) -> str:
+    head = ("| method | PA-MPJPE-14 | MPJPE-14 | accel | accel abs |\n|---|---|---|---|---|\n")
+    body = "".join(f"| {m} | {r['pa_mpjpe14']} | {r['mpjpe14']} | {r['accel']} | {r['accel_abs']} |\n"
+                   for m, r in report["methods"].items())
+    return (f"# Video on real BlazePose detections\n\n`{command}`\n\n{len(report['excerpts'])} excerpts x "
+            f"{report['frames']} frames ({', '.join(report['excerpts'])}), {report['seconds']} s on one thread. "
+            f"mm and mm/frame^2 (accel: pelvis-relative joints; accel abs: camera-frame joints).\n\n{head}{body}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    from backend.bench import SUBJECT_PARTS
+    from backend.engine.api import Engine
+
+    p = argparse.ArgumentParser(prog="python -m backend.bench_detections", description=__doc__.split("\n\n")[0])
+    p.add_argument("folder", type=Path, help="rendered detections (python -m backend calibrate-detector render)")
+    p.add_argument("--subjects", default="report", choices=[*SUBJECT_PARTS, "all"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=Path("docs/benchmark"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    subjects = sorted({s for v in SUBJECT_PARTS.values() for s in v}) if args.subjects == "all" \
+        else SUBJECT_PARTS[args.subjects]
+    report = evaluate(Engine.load(device="cpu"), args.folder, subjects)
+    command = "python -m backend.bench_detections " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"detections_video_{args.subjects}"
+    stem.with_suffix(".json").write_text(json.dumps(dict(report, command=command), indent=1))
+    stem.with_suffix(".md").write_text(markdown(report, command))
+    print(markdown(report, command))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
