@@ -171,48 +171,111 @@ def paired_interval(diffs: np.ndarray, level: float = 0.95) -> dict:
 
 
 # -- the ablation --------------------------------------------------------------------------------------
-def tune(engine, sim_body, data: dict, variants, settings: list[Settings], frames: int, seeds,
-         progress=print) -> dict:
-    """Per variant, the settings with the lowest mean PA-MPJPE-14 on TUNE_CONDITION (tuning data)."""
-    cases = [make_case(engine, sim_body, data, TUNE_CONDITION, frames, SEED_TUNE + s) for s in seeds]
+@dataclass
+class Setup:
+    """What every job needs: the engine, the simulator's body model (CPU) and the two subject parts."""
+    engine: object
+    sim_body: object
+    parts: dict            # 'tuning' / 'report' -> load_split-like dict
+
+
+def tuning_score(setup: Setup, variant: str, settings: Settings, frames: int, seeds) -> float:
+    """Mean PA-MPJPE-14 of a variant at some settings on TUNE_CONDITION, tuning subjects, pooled over seeds."""
+    e = setup.engine
+    err = [refine_errors(e, make_case(e, setup.sim_body, setup.parts["tuning"], TUNE_CONDITION, frames,
+                                      SEED_TUNE + s), variant, settings, s)["pa_mpjpe14"] for s in seeds]
+    return float(np.concatenate(err).mean())
+
+
+def condition_errors(setup: Setup, condition: str, seed: int, variants, chosen: dict, frames: int) -> dict:
+    """Per-sample errors of the start and of every variant at its chosen settings: one condition and seed,
+    report subjects.  -> {'start' | variant: {metric: (N,)}}."""
+    e = setup.engine
+    case = make_case(e, setup.sim_body, setup.parts["report"], condition, frames, SEED_REPORT + seed)
+    out = dict(start=sample_joint_errors(bench.joints_of(e, case.start), case.gt))
+    for v in variants:
+        out[v] = refine_errors(e, case, v, Settings(**chosen[v]["settings"]), seed)
+    return out
+
+
+def tune(mapper, variants, settings: list[Settings], frames: int, seeds, progress=print) -> dict:
+    """Per variant, the settings with the lowest mean PA-MPJPE-14 on TUNE_CONDITION (tuning subjects).
+
+    mapper(fn, jobs) -> [fn(setup, *job) for job in jobs] (in this process or a pool's)."""
+    jobs = [(v, st, frames, list(seeds)) for v in variants for st in settings]
+    scores = mapper(tuning_score, jobs)
     chosen = {}
     for v in variants:
-        scores = []
-        for st in settings:
-            err = np.concatenate([refine_errors(engine, c, v, st, s)["pa_mpjpe14"] for c, s in zip(cases, seeds)])
-            scores.append(dict(settings=st.__dict__, pa_mpjpe14=round(float(err.mean()), 3)))
-        best = min(scores, key=lambda r: r["pa_mpjpe14"])
-        chosen[v] = dict(best, grid=scores)
+        grid_rows = [dict(settings=st.__dict__, pa_mpjpe14=round(sc, 3))
+                     for (jv, st, _, _), sc in zip(jobs, scores) if jv == v]
+        best = min(grid_rows, key=lambda r: r["pa_mpjpe14"])
+        chosen[v] = dict(best, grid=grid_rows)
         progress(f"  tuned {v}: {best['settings']} -> {best['pa_mpjpe14']:.2f} mm (tuning subjects)")
     return chosen
 
 
-def evaluate(engine, sim_body, data: dict, variants, conditions, chosen: dict, frames: int, seeds,
-             progress=print) -> list[dict]:
-    """One row per condition and variant: mean errors, and paired differences to 'trained' with 95% CIs."""
+def evaluate(mapper, variants, conditions, chosen: dict, frames: int, seeds, progress=print) -> list[dict]:
+    """One row per condition and variant: mean errors, and paired differences to 'trained' with 95% CIs
+    over all frames of all seeds."""
+    jobs = [(c, s, list(variants), chosen, frames) for c in conditions for s in seeds]
+    results = mapper(condition_errors, jobs)
     rows = []
     for cond in conditions:
-        errs = {v: [] for v in variants}
-        start_errs = []
-        for s in seeds:
-            case = make_case(engine, sim_body, data, cond, frames, SEED_REPORT + s)
-            start_errs.append(sample_joint_errors(bench.joints_of(engine, case.start), case.gt))
-            for v in variants:
-                errs[v].append(refine_errors(engine, case, v, Settings(**chosen[v]["settings"]), s))
-        pooled = lambda per_seed, m: np.concatenate([e[m] for e in per_seed])
-        rows.append(dict(condition=cond, variant="start", n=len(pooled(start_errs, "pa_mpjpe14")),
-                         **{m: round(float(pooled(start_errs, m).mean()), 2) for m in METRICS}))
-        for v in variants:
-            row = dict(condition=cond, variant=v, n=len(pooled(errs[v], "pa_mpjpe14")),
-                       **{m: round(float(pooled(errs[v], m).mean()), 2) for m in METRICS})
-            if "trained" in errs and v != "trained":
+        per_seed = [r for (c, *_), r in zip(jobs, results) if c == cond]
+        pooled = lambda who, m: np.concatenate([r[who][m] for r in per_seed])
+        for v in ("start", *variants):
+            row = dict(condition=cond, variant=v, n=len(pooled(v, "pa_mpjpe14")),
+                       **{m: round(float(pooled(v, m).mean()), 2) for m in METRICS})
+            if v not in ("start", "trained") and "trained" in variants:
                 for m in METRICS:
-                    ci = paired_interval(pooled(errs[v], m) - pooled(errs["trained"], m))
+                    ci = paired_interval(pooled(v, m) - pooled("trained", m))
                     row[f"diff_{m}"] = {k: (round(x, 2) if isinstance(x, float) else x) for k, x in ci.items()}
             rows.append(row)
         progress(f"  {cond}: " + ", ".join(f"{r['variant']} {r['pa_mpjpe14']:.1f}" for r in rows
                                            if r["condition"] == cond))
     return rows
+
+
+# -- running jobs: in this process, or in a pool of processes that each load the engine ---------------
+_WORKER_SETUP: Setup | None = None
+
+
+def make_setup(engine, parts: dict) -> Setup:
+    import copy
+
+    # The simulator draws on the CPU.
+    sim_body = engine.body if engine.device.type == "cpu" else copy.deepcopy(engine.body).cpu()
+    return Setup(engine, sim_body, parts)
+
+
+def load_setup(device: str | None, dataset=None) -> Setup:
+    """The committed engine on ``device`` and the validation split cut into its tuning and report parts."""
+    from backend.engine.api import Engine
+
+    return make_setup(Engine.load(device=device), {k: bench.load_validation(k, dataset) for k in ("tuning", "report")})
+
+
+def _init_worker(device, dataset, threads: int) -> None:
+    global _WORKER_SETUP
+    if threads > 0:
+        torch.set_num_threads(threads)
+    _WORKER_SETUP = load_setup(device, dataset)
+
+
+def _in_worker(fn, job):
+    return fn(_WORKER_SETUP, *job)
+
+
+def local_mapper(setup: Setup):
+    # No torch.no_grad here: the loop differentiates the guidance loss.
+    return lambda fn, jobs: [fn(setup, *job) for job in jobs]
+
+
+def pool_mapper(pool):
+    """Jobs spread over a ProcessPoolExecutor whose workers ran _init_worker; results in job order."""
+    def mapper(fn, jobs):
+        return list(pool.map(_in_worker, [fn] * len(jobs), jobs))
+    return mapper
 
 
 def _ci(d: dict | None) -> str:
@@ -262,7 +325,7 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     """``python -m backend ablate``.  engine / data (one load_split-like dict used for both parts) can be
     injected (tests); otherwise the validation split is cut into bench.SUBJECT_PARTS."""
     import argparse
-    import copy
+    import contextlib
 
     p = argparse.ArgumentParser(prog="python -m backend ablate", description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, default=32, help="frames per condition and seed (default 32)")
@@ -274,7 +337,10 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--quick", action="store_true", help="tiny sizes and a one-point loop (tests, smoke runs)")
     p.add_argument("--dataset", default=None, help="folder with cmu_smpl_val.npz (default cache/dataset)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0 = torch's default)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes over (variant, setting) and (condition, seed) jobs, each loading the engine "
+                        "(e.g. 16 x --threads 1 on a 16-core machine; with cuda they share the GPU)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args(argv)
     if args.threads > 0:
@@ -283,29 +349,40 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
         args.frames, args.grid = min(args.frames, 4), "quick"
     variants = list(dict.fromkeys(["trained", *args.variants]))   # differences are taken against 'trained'
     try:
-        if data is None:
-            parts = {k: bench.load_validation(k, args.dataset) for k in ("tuning", "report")}
-        else:
-            parts = dict(tuning=data, report=data)
-        if engine is None:
+        if data is not None:
             from backend.engine.api import Engine
 
-            engine = Engine.load(device=args.device)
+            setup = make_setup(engine or Engine.load(device=args.device), dict(tuning=data, report=data))
+        elif engine is not None:
+            raise ValueError("an injected engine needs injected data")
+        else:
+            setup = load_setup(args.device, args.dataset)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    sim_body = engine.body if engine.device.type == "cpu" else copy.deepcopy(engine.body).cpu()
     t0 = time.perf_counter()
     say = lambda s: print(s, flush=True)
     say(f"ablate: {len(variants)} variants x {len(args.conditions)} conditions, {args.frames} frames x "
-        f"{len(args.seeds)} seeds, {args.grid} grid ({len(grid(args.grid))} settings) on {engine.device}")
-    chosen = tune(engine, sim_body, parts["tuning"], variants, grid(args.grid), args.tune_frames or args.frames,
-                  args.seeds, say)
-    rows = evaluate(engine, sim_body, parts["report"], variants, args.conditions, chosen, args.frames, args.seeds,
-                    say)
+        f"{len(args.seeds)} seeds, {args.grid} grid ({len(grid(args.grid))} settings) on {setup.engine.device}, "
+        f"{args.workers} worker(s)")
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1 and data is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = stack.enter_context(ProcessPoolExecutor(
+                args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                initargs=(args.device, args.dataset, args.threads)))
+            mapper = pool_mapper(pool)
+        else:
+            mapper = local_mapper(setup)
+        chosen = tune(mapper, variants, grid(args.grid), args.tune_frames or args.frames, args.seeds, say)
+        rows = evaluate(mapper, variants, args.conditions, chosen, args.frames, args.seeds, say)
+    engine = setup.engine
     report = dict(command="python -m backend ablate " + " ".join(sys.argv[1:] if argv is None else argv),
                   config=dict(frames=args.frames, tune_frames=args.tune_frames or args.frames, seeds=args.seeds,
-                              conditions=args.conditions, variants=variants, grid=args.grid, quick=args.quick),
+                              conditions=args.conditions, variants=variants, grid=args.grid, quick=args.quick,
+                              workers=args.workers),
                   environment=bench.environment(engine.device), models=engine.meta, chosen=chosen, rows=rows,
                   seconds=round(time.perf_counter() - t0, 1))
     out = Path(args.out)

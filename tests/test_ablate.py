@@ -123,7 +123,8 @@ def test_tuning_and_report_subjects_and_draws_are_disjoint():
 def test_grid_search_picks_the_best_tuning_setting():
     engine = tiny_engine()
     settings = [ablate.Settings(1.0, 10, 5, 1), ablate.Settings(0.0, 10, 5, 1)]
-    chosen = ablate.tune(engine, engine.body, synthetic_val(), ["trained", "null"], settings, 4, [0], lambda s: None)
+    setup = ablate.make_setup(engine, dict(tuning=synthetic_val()))
+    chosen = ablate.tune(ablate.local_mapper(setup), ["trained", "null"], settings, 4, [0], lambda s: None)
     for v in ("trained", "null"):
         scores = [r["pa_mpjpe14"] for r in chosen[v]["grid"]]
         assert chosen[v]["pa_mpjpe14"] == min(scores) and len(scores) == 2
