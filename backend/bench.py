@@ -205,6 +205,27 @@ def profile_video(engine):
         del engine.body.joints_fast
 
 
+def frame_observations(sim_body, data: dict, frames: int, seed: int, level: str = "medium",
+                       camera_kwargs: dict | None = None) -> dict:
+    """Simulated single-view observations of min(frames, N) random frames of ``data`` (a load_split dict),
+    random body shapes and cameras; the same seed gives the same frames, bodies, cameras and noise."""
+    rng = np.random.default_rng(seed)
+    n = min(frames, len(data["global_orient"]))
+    idx = np.sort(rng.choice(len(data["global_orient"]), n, replace=False))
+    params = dict(global_orient=data["global_orient"][idx], body_pose=data["body_pose"][idx],
+                  betas=rng.standard_normal((n, 10)), transl=np.zeros((n, 3), np.float32))
+    return single_view_observations(sim_body, params, torch.Generator().manual_seed(seed), level,
+                                    camera_kwargs=camera_kwargs)
+
+
+def load_validation(subjects: str = "report", dataset=None) -> dict:
+    """The validation split (load_split('val')), cut to a part of SUBJECT_PARTS unless ``subjects`` is 'all'."""
+    from backend.data.dataset import load_split
+
+    data = load_split("val", dataset)
+    return data if subjects == "all" else select_subjects(data, SUBJECT_PARTS[subjects])
+
+
 # -- starts, results and errors --------------------------------------------------------------------
 def _rot_noise(shape, deg: float, g: torch.Generator) -> torch.Tensor:
     """Random rotations (shape,3,3) with RMS angle ``deg`` (isotropic axis-angle noise)."""
@@ -312,11 +333,8 @@ class Bench:
     # -- Table 2 ------------------------------------------------------------------------------
     def single_frame(self) -> list[dict]:
         cfg, e = self.cfg, self.engine
-        rng = np.random.default_rng(cfg.seed + SEED_FRAME)
-        n = min(cfg.frames, len(self.data["global_orient"]))
-        idx = np.sort(rng.choice(len(self.data["global_orient"]), n, replace=False))
-        obs = single_view_observations(self.sim_body, self._params(idx, rng.standard_normal((n, 10)), False),
-                                       torch.Generator().manual_seed(cfg.seed + SEED_FRAME), cfg.level)
+        obs = frame_observations(self.sim_body, self.data, cfg.frames, cfg.seed + SEED_FRAME, cfg.level)
+        n = obs["keypoints"].shape[0]
         kp, focal, pp, size = (self._t(obs[k]) for k in ("keypoints", "focal_length", "principal_point", "image_size"))
         gt = obs["gt_joints"].double().numpy()
         g = torch.Generator().manual_seed(cfg.seed + SEED_NOISE)
@@ -682,11 +700,7 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
             setattr(cfg, key, tuple(value) if isinstance(value, list) else value)
     try:
         if data is None:
-            from backend.data.dataset import load_split
-
-            data = load_split("val", args.dataset)
-            if cfg.subjects != "all":
-                data = select_subjects(data, SUBJECT_PARTS[cfg.subjects])
+            data = load_validation(cfg.subjects, args.dataset)
         if gmm is None:
             if not Path(args.gmm).is_file():
                 raise FileNotFoundError(f"{args.gmm} not found; run `python -m backend fit-gmm` first")

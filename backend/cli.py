@@ -229,6 +229,7 @@ PASSTHROUGH = {
     "train": ("backend.models.train", "main", "train the regressor / prior"),
     "fit-gmm": ("backend.engine.gmm", "fit_gmm_main", "fit the SMPLify GMM pose prior on the training poses"),
     "bench": ("backend.bench", "main", "benchmark tables (docs/benchmark)"),
+    "ablate": ("backend.ablate", "main", "what the prior contributes: denoiser variants, paired CIs (docs/ablation.md)"),
     "data-report": ("backend.data.report", "main", "dataset statistics and figures (docs/data.md)"),
     "models-report": ("backend.models.report", "main", "validation numbers and plausibility of the trained models"),
     "sim-figure": ("backend.sim.figures", "main", "draw docs/observations.png"),

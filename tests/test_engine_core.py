@@ -109,6 +109,39 @@ def test_null_denoiser_loop_moves_by_the_ddim_step_sizes(tau, step):
     torch.testing.assert_close(out["x0"], problem.x0 - a[0].sqrt() * 3.0 * total * grad, atol=1e-12, rtol=1e-9)
 
 
+@pytest.mark.parametrize("tau, step", [(50, 2), (100, 10)])
+def test_null_denoiser_loop_on_a_quadratic_moves_by_the_summed_steps(tau, step):
+    """eps = 0 on L = 0.5 k ||x0 - c||^2, with y_t = x_t / sqrt(a_t): inversion (which starts from the estimate
+    as level t = 0) gives y_tau = x0 / sqrt(a_0); each guided step t -> t' is y' - c = (1 - scale k eta_t)(y - c)
+    with eta_t = sigma_t (sigma_t - sigma_t'); the loop returns x_0 = sqrt(a_0) y_0.  So one outer iteration
+    ends exactly at sqrt(a_0) c + prod_t (1 - scale k eta_t) (x0 - sqrt(a_0) c), and at a small step it moves by
+    -sqrt(a_0) scale sum_t eta_t grad L(y_tau).  Unlike the linear loss, this catches a gradient taken at the
+    wrong point (x_t instead of x0_hat, or a stale one)."""
+    a = cosine_alphas_cumprod()
+    k = 2.0
+    centre = 0.1 * torch.randn(2, 1, 144, generator=_gen(11), dtype=torch.float64)
+    sigma = ((1 - a) / a).sqrt()
+    ts = list(range(tau, -1, -step))
+    etas = [sigma[t] * (sigma[t] - sigma[t_next]) for t, t_next in zip(ts[:-1], ts[1:])]
+
+    def run(scale):
+        problem = _linear_problem(torch.zeros(2, 1, 144, dtype=torch.float64))
+        problem.loss = lambda rotmats, rot6d, transl, groups: 0.5 * k * (rot6d - centre[groups]).pow(2).sum((1, 2))
+        out = refine(_NullDenoiser(), a, problem, LoopOptions(tau=tau, step=step, iterations=1, guidance_scale=scale,
+                                                              optimise_translation=False, max_step_curvature=0.0))
+        return problem.x0, out["x0"]
+
+    scale = 0.5 / (k * float(max(etas)))           # large steps: the gradient changes along the way
+    x0, out = run(scale)
+    shrink = torch.stack([1 - scale * k * e for e in etas]).prod()
+    r0 = a[0].sqrt()
+    torch.testing.assert_close(out, r0 * centre + shrink * (x0 - r0 * centre), atol=1e-12, rtol=1e-10)
+    assert shrink < 0.5                              # the case is far from the linear one
+    x0, out = run(1e-3)                              # small step: first order in the summed step sizes
+    expected = -r0 * 1e-3 * sum(etas) * k * (x0 / r0 - centre)
+    torch.testing.assert_close(out - x0, expected, atol=1e-14, rtol=1e-4)
+
+
 def test_step_is_bounded_by_the_curvature_of_the_guidance():
     """A stiff quadratic (curvature k) whose plain step eta * k is far past 2 diverges without the bound
     and converges with it; the chosen scale is max_step_curvature / (eta_max k)."""

@@ -222,10 +222,11 @@ class Engine:
             result.update(fields, info=np.array(json.dumps(info)))
         return result
 
-    def _frames(self, o: modes.Observations, start, ctx, loop, w, progress=None):
-        """Independent frames: o (F,...), start tensors (F,...), ctx (F,C)."""
+    def _frames(self, o: modes.Observations, start, ctx, loop, w, progress=None, prior=None):
+        """Independent frames: o (F,...), start tensors (F,...), ctx (F,C).  ``prior``: another denoiser
+        eps(x, t, c) in place of the engine's (the ablation's variants)."""
         o = o.map(lambda x, n: x[:, None])
-        res = modes.run(self.prior, self.alphas, modes.frame_loss(self.body, o, start["betas"][:, None], w),
+        res = modes.run(prior or self.prior, self.alphas, modes.frame_loss(self.body, o, start["betas"][:, None], w),
                         start["rotmats"][:, None], start["transl"][:, None], ctx[:, None], loop, progress)
         return dict(rotmats=res["rotmats"][:, 0], transl=res["transl"][:, 0], betas=start["betas"],
                     iterations=res["iterations"], evaluations=res["denoiser_evaluations"])

@@ -81,13 +81,20 @@ def regressor_loss(reg: KeypointRegressor, bm: BodyModel, obs: dict) -> tuple[to
     return terms["rot"] + 10.0 * terms["joints"] + 0.05 * terms["betas"], terms
 
 
-def joint_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
-    """Mean MPJPE / PA-MPJPE in mm on the 24 SMPL joints and the 14 LSP joints (pelvis-aligned)."""
+def sample_joint_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """Per-sample MPJPE / PA-MPJPE in mm on the 24 SMPL joints and the 14 LSP joints (pelvis-aligned).
+
+    pred, gt (N,24,3) metres -> dict of (N,) arrays."""
     lsp = list(SMPL24_TO_LSP14)
     rel = lambda j: j - j[:, :1]
-    return dict(mpjpe24=float(mpjpe(pred, gt).mean()), pa_mpjpe24=float(pa_mpjpe(pred, gt).mean()),
-                mpjpe14=float(mpjpe(rel(pred)[:, lsp], rel(gt)[:, lsp], root=None).mean()),
-                pa_mpjpe14=float(pa_mpjpe(pred[:, lsp], gt[:, lsp]).mean()))
+    return dict(mpjpe24=mpjpe(pred, gt), pa_mpjpe24=pa_mpjpe(pred, gt),
+                mpjpe14=mpjpe(rel(pred)[:, lsp], rel(gt)[:, lsp], root=None),
+                pa_mpjpe14=pa_mpjpe(pred[:, lsp], gt[:, lsp]))
+
+
+def joint_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """Mean MPJPE / PA-MPJPE in mm on the 24 SMPL joints and the 14 LSP joints (pelvis-aligned)."""
+    return {k: float(v.mean()) for k, v in sample_joint_errors(pred, gt).items()}
 
 
 VAL_BATCH_PATH = ASSETS / "val_batch.npz"

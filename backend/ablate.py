@@ -1,0 +1,394 @@
+"""What does the learned prior contribute?  The ScoreHMR frame loop with other denoisers in its place.
+
+    python -m backend ablate [--frames N] [--seeds 0 1 2] [--conditions ...] [--variants ...]
+                             [--grid small|full] [--threads 1] [--device cpu] [--quick] [--out docs]
+
+Variants (the same loop, guidance and start; only what the loop is given as eps(x, t, c) changes):
+
+* ``trained``: the committed prior with the regressor's context;
+* ``untrained``: the same architecture, seeded random initialisation;
+* ``null``: eps = 0, which turns the loop into gradient descent on the guidance loss alone;
+* ``unconditional``: the trained prior with the context zeroed.  The prior was trained with context
+  dropout (train.CONTEXT_DROPOUT: the dropped context is zeros), so zeros are its null context;
+* ``shuffled``: the trained prior given another sample's context (a derangement of the batch).
+
+Each variant's guidance scale, tau (with its DDIM stride) and outer iterations are chosen by a grid
+search on the tuning subjects (bench.SUBJECT_PARTS['tuning'], medium noise, lowest mean PA-MPJPE-14)
+and reported on the report subjects at the conditions below.  The paired difference (variant minus
+trained, same frame, same seed) gets a 95% Student-t interval over all samples pooled across seeds.
+Writes ablation.md and ablation.json into --out.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend import bench
+from backend.models.train import sample_joint_errors
+
+DEFAULT_OUT = Path("docs")
+VARIANTS = ("trained", "untrained", "null", "unconditional", "shuffled")
+# condition -> (detector noise preset, principal-point jitter (fraction of the frame), limbs occluded)
+CONDITIONS = dict(clean=("clean", 0.0, False), medium=("medium", 0.0, False), heavy=("high", 0.0, False),
+                  occluded=("medium", 0.0, True), off_centre=("medium", 0.25, False))
+TUNE_CONDITION = "medium"
+# COCO-17 keypoints of each limb (shoulder-elbow-wrist, hip-knee-ankle): one limb per occluded frame.
+LIMBS = ((5, 7, 9), (6, 8, 10), (11, 13, 15), (12, 14, 16))
+# Grids of (guidance scale, (tau, DDIM stride), outer iterations).  The stride grows with tau so that
+# one pass costs ~25 denoiser evaluations each way.
+GRIDS = dict(
+    quick=dict(scale=(1.0,), tau_step=((10, 5),), iterations=(1, 2)),
+    small=dict(scale=(0.5, 1.0, 2.0), tau_step=((50, 2), (100, 4)), iterations=(5, 10)),
+    full=dict(scale=(0.25, 0.5, 1.0, 2.0, 4.0), tau_step=((20, 2), (50, 2), (100, 4), (200, 8)),
+              iterations=(3, 5, 10, 20)),
+)
+# Seed offsets: the tuning and report draws never share frames, cameras or noise.
+SEED_TUNE, SEED_REPORT, SEED_UNTRAINED = 1000, 2000, 3000
+METRICS = ("pa_mpjpe14", "mpjpe14")
+
+
+@dataclass
+class Settings:
+    scale: float
+    tau: int
+    step: int
+    iterations: int
+
+    def loop(self, base):
+        return replace(base, guidance_scale=self.scale, tau=self.tau, step=self.step, iterations=self.iterations)
+
+
+def grid(name: str) -> list[Settings]:
+    g = GRIDS[name]
+    return [Settings(s, t, st, i) for s, (t, st), i in itertools.product(g["scale"], g["tau_step"], g["iterations"])]
+
+
+# -- variants ------------------------------------------------------------------------------------------
+def null_denoiser(x: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
+    """eps = 0 for x (B,D): the loop's moves are then the guidance alone."""
+    return torch.zeros_like(x)
+
+
+def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A random permutation of 0..n-1 with no fixed point (n >= 2; identity for n = 1). -> (n,) long."""
+    if n < 2:
+        return torch.arange(n)
+    order = torch.randperm(n, generator=generator)
+    perm = torch.empty(n, dtype=torch.long)
+    perm[order] = order.roll(-1)         # each sample takes the context of the next one in a random cycle
+    return perm
+
+
+def untrained_like(prior, seed: int):
+    """A denoiser of the prior's architecture with a seeded random initialisation (same device, eval)."""
+    from backend.models.denoiser import Denoiser
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Denoiser(**prior.config)
+    return model.to(next(prior.parameters()).device).eval()
+
+
+def variant_inputs(name: str, engine, ctx: torch.Tensor, seed: int):
+    """(eps model, context (N,C)) the loop is given for a variant."""
+    if name == "trained":
+        return engine.prior, ctx
+    if name == "untrained":
+        return untrained_like(engine.prior, SEED_UNTRAINED + seed), ctx
+    if name == "null":
+        return null_denoiser, ctx
+    if name == "unconditional":
+        return engine.prior, torch.zeros_like(ctx)
+    if name == "shuffled":
+        return engine.prior, ctx[derangement(len(ctx), torch.Generator().manual_seed(seed)).to(ctx.device)]
+    raise ValueError(f"unknown variant {name!r}: one of {VARIANTS}")
+
+
+# -- cases ---------------------------------------------------------------------------------------------
+def occlude_limbs(keypoints: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A copy of keypoints (N,17,3) with one random whole limb per frame at confidence 0."""
+    out = keypoints.clone()
+    which = torch.randint(len(LIMBS), (len(out),), generator=generator)
+    for i, limb in enumerate(which.tolist()):
+        out[i, list(LIMBS[limb]), 2] = 0.0
+    return out
+
+
+@dataclass
+class Case:
+    """Simulated frames of one condition and seed, with the regressor's start and context."""
+    obs: object            # modes.Observations (N,...)
+    start: dict            # rotmats (N,24,3,3), betas (N,10), transl (N,3)
+    context: torch.Tensor  # (N,C)
+    gt: np.ndarray         # (N,24,3) camera-frame joints, metres
+
+
+def make_case(engine, sim_body, data: dict, condition: str, frames: int, seed: int) -> Case:
+    from backend.engine import modes
+
+    level, jitter, occluded = CONDITIONS[condition]
+    obs = bench.frame_observations(sim_body, data, frames, seed, level,
+                                   dict(principal_point_jitter=jitter) if jitter else None)
+    kp = obs["keypoints"]
+    if occluded:
+        kp = occlude_limbs(kp, torch.Generator().manual_seed(seed))
+    t = lambda x: x.to(engine.device, torch.float32)
+    o = modes.Observations(t(kp), t(obs["focal_length"]), t(obs["principal_point"]), t(obs["image_size"]))
+    est = engine.initial(o.keypoints, o.focal, o.principal)
+    start = dict(rotmats=est["rotmats"], betas=est["betas"], transl=est["transl"])
+    return Case(o, start, engine.context(o.keypoints), obs["gt_joints"].double().numpy())
+
+
+def refine_errors(engine, case: Case, variant: str, settings: Settings, seed: int) -> dict:
+    """Per-sample errors {metric: (N,)} of the frame loop run with a variant's denoiser and context."""
+    from backend.engine.api import EngineOptions
+
+    loop, w = EngineOptions().resolved("frame")
+    eps_model, ctx = variant_inputs(variant, engine, case.context, seed)
+    res = engine._frames(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model)
+    return sample_joint_errors(bench.joints_of(engine, res), case.gt)
+
+
+# -- statistics ----------------------------------------------------------------------------------------
+def paired_interval(diffs: np.ndarray, level: float = 0.95) -> dict:
+    """Mean of paired differences (N,) with a two-sided Student-t interval: mean +- t_{N-1} s / sqrt(N)."""
+    from scipy.stats import t as student_t
+
+    d = np.asarray(diffs, dtype=np.float64)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return dict(mean=mean, lo=float("nan"), hi=float("nan"), n=len(d))
+    half = float(student_t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return dict(mean=mean, lo=mean - half, hi=mean + half, n=len(d))
+
+
+# -- the ablation --------------------------------------------------------------------------------------
+@dataclass
+class Setup:
+    """What every job needs: the engine, the simulator's body model (CPU) and the two subject parts."""
+    engine: object
+    sim_body: object
+    parts: dict            # 'tuning' / 'report' -> load_split-like dict
+
+
+def tuning_score(setup: Setup, variant: str, settings: Settings, frames: int, seeds) -> float:
+    """Mean PA-MPJPE-14 of a variant at some settings on TUNE_CONDITION, tuning subjects, pooled over seeds."""
+    e = setup.engine
+    err = [refine_errors(e, make_case(e, setup.sim_body, setup.parts["tuning"], TUNE_CONDITION, frames,
+                                      SEED_TUNE + s), variant, settings, s)["pa_mpjpe14"] for s in seeds]
+    return float(np.concatenate(err).mean())
+
+
+def condition_errors(setup: Setup, condition: str, seed: int, variants, chosen: dict, frames: int) -> dict:
+    """Per-sample errors of the start and of every variant at its chosen settings: one condition and seed,
+    report subjects.  -> {'start' | variant: {metric: (N,)}}."""
+    e = setup.engine
+    case = make_case(e, setup.sim_body, setup.parts["report"], condition, frames, SEED_REPORT + seed)
+    out = dict(start=sample_joint_errors(bench.joints_of(e, case.start), case.gt))
+    for v in variants:
+        out[v] = refine_errors(e, case, v, Settings(**chosen[v]["settings"]), seed)
+    return out
+
+
+def tune(mapper, variants, settings: list[Settings], frames: int, seeds, progress=print) -> dict:
+    """Per variant, the settings with the lowest mean PA-MPJPE-14 on TUNE_CONDITION (tuning subjects).
+
+    mapper(fn, jobs) -> [fn(setup, *job) for job in jobs] (in this process or a pool's)."""
+    jobs = [(v, st, frames, list(seeds)) for v in variants for st in settings]
+    scores = mapper(tuning_score, jobs)
+    chosen = {}
+    for v in variants:
+        grid_rows = [dict(settings=st.__dict__, pa_mpjpe14=round(sc, 3))
+                     for (jv, st, _, _), sc in zip(jobs, scores) if jv == v]
+        best = min(grid_rows, key=lambda r: r["pa_mpjpe14"])
+        chosen[v] = dict(best, grid=grid_rows)
+        progress(f"  tuned {v}: {best['settings']} -> {best['pa_mpjpe14']:.2f} mm (tuning subjects)")
+    return chosen
+
+
+def evaluate(mapper, variants, conditions, chosen: dict, frames: int, seeds, progress=print) -> list[dict]:
+    """One row per condition and variant: mean errors, and paired differences to 'trained' with 95% CIs
+    over all frames of all seeds."""
+    jobs = [(c, s, list(variants), chosen, frames) for c in conditions for s in seeds]
+    results = mapper(condition_errors, jobs)
+    rows = []
+    for cond in conditions:
+        per_seed = [r for (c, *_), r in zip(jobs, results) if c == cond]
+        pooled = lambda who, m: np.concatenate([r[who][m] for r in per_seed])
+        for v in ("start", *variants):
+            row = dict(condition=cond, variant=v, n=len(pooled(v, "pa_mpjpe14")),
+                       **{m: round(float(pooled(v, m).mean()), 2) for m in METRICS})
+            if v not in ("start", "trained") and "trained" in variants:
+                for m in METRICS:
+                    ci = paired_interval(pooled(v, m) - pooled("trained", m))
+                    row[f"diff_{m}"] = {k: (round(x, 2) if isinstance(x, float) else x) for k, x in ci.items()}
+            rows.append(row)
+        progress(f"  {cond}: " + ", ".join(f"{r['variant']} {r['pa_mpjpe14']:.1f}" for r in rows
+                                           if r["condition"] == cond))
+    return rows
+
+
+# -- running jobs: in this process, or in a pool of processes that each load the engine ---------------
+_WORKER_SETUP: Setup | None = None
+
+
+def make_setup(engine, parts: dict) -> Setup:
+    import copy
+
+    # The simulator draws on the CPU.
+    sim_body = engine.body if engine.device.type == "cpu" else copy.deepcopy(engine.body).cpu()
+    return Setup(engine, sim_body, parts)
+
+
+def load_setup(device: str | None, dataset=None) -> Setup:
+    """The committed engine on ``device`` and the validation split cut into its tuning and report parts."""
+    from backend.engine.api import Engine
+
+    return make_setup(Engine.load(device=device), {k: bench.load_validation(k, dataset) for k in ("tuning", "report")})
+
+
+def _init_worker(device, dataset, threads: int) -> None:
+    global _WORKER_SETUP
+    if threads > 0:
+        torch.set_num_threads(threads)
+    _WORKER_SETUP = load_setup(device, dataset)
+
+
+def _in_worker(fn, job):
+    return fn(_WORKER_SETUP, *job)
+
+
+def local_mapper(setup: Setup):
+    # No torch.no_grad here: the loop differentiates the guidance loss.
+    return lambda fn, jobs: [fn(setup, *job) for job in jobs]
+
+
+def pool_mapper(pool):
+    """Jobs spread over a ProcessPoolExecutor whose workers ran _init_worker; results in job order."""
+    def mapper(fn, jobs):
+        return list(pool.map(_in_worker, [fn] * len(jobs), jobs))
+    return mapper
+
+
+def _ci(d: dict | None) -> str:
+    return f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]" if d else ""
+
+
+def markdown(report: dict) -> str:
+    cfg = report["config"]
+    lines = [
+        "# Ablation: what the learned prior contributes to the ScoreHMR frame loop",
+        "",
+        f"Size: {cfg['frames']} frames x {len(cfg['seeds'])} seeds per condition ({cfg['grid']} grid"
+        f"{', --quick: numbers mean nothing' if cfg['quick'] else ''}); {report['seconds']:.0f} s on "
+        f"{report['environment']['device']} ({report['environment']['threads']} threads).",
+        f"Command: `{report['command']}`; seeds {cfg['seeds']} (tuning draws: seed + {SEED_TUNE}, report: "
+        f"seed + {SEED_REPORT}).",
+        f"Settings tuned on subjects {bench.SUBJECT_PARTS['tuning']} at `{TUNE_CONDITION}` noise; "
+        f"reported on subjects {bench.SUBJECT_PARTS['report']}. Start: our regressor.",
+        "Conditions: " + "; ".join(f"{k} = noise `{lvl}`" + (f", principal point moved up to +-{j:.0%} of the "
+                                                              "frame from the person" if j else "")
+                                   + (", one whole limb (shoulder/hip, elbow/knee, wrist/ankle) at confidence 0"
+                                      if occ else "") for k, (lvl, j, occ) in CONDITIONS.items()
+                                   if k in cfg["conditions"]) + ".",
+        "Variants: trained prior; untrained (same architecture, seeded init); null (eps = 0); unconditional "
+        "(context zeroed: the prior was trained with context dropout to zeros); shuffled (another frame's context).",
+        "Differences: variant minus trained on the same frame and seed, mean and 95% Student-t interval over "
+        "all frames pooled across seeds (negative = the variant is better). Errors in mm.",
+        "",
+        "## Chosen settings",
+        "",
+        "| variant | guidance scale | tau | stride | iterations | tuning PA-MPJPE-14 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v, c in report["chosen"].items():
+        s = c["settings"]
+        lines.append(f"| {v} | {s['scale']} | {s['tau']} | {s['step']} | {s['iterations']} | {c['pa_mpjpe14']} |")
+    lines += ["", "## Results (report subjects)", "",
+              "| condition | variant | n | PA-MPJPE-14 | MPJPE-14 | diff PA-MPJPE-14 [95% CI] | diff MPJPE-14 [95% CI] |",
+              "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['condition']} | {r['variant']} | {r['n']} | {r['pa_mpjpe14']:.2f} | {r['mpjpe14']:.2f} | "
+                     f"{_ci(r.get('diff_pa_mpjpe14'))} | {_ci(r.get('diff_mpjpe14'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None) -> int:
+    """``python -m backend ablate``.  engine / data (one load_split-like dict used for both parts) can be
+    injected (tests); otherwise the validation split is cut into bench.SUBJECT_PARTS."""
+    import argparse
+    import contextlib
+
+    p = argparse.ArgumentParser(prog="python -m backend ablate", description=__doc__.split("\n")[0])
+    p.add_argument("--frames", type=int, default=32, help="frames per condition and seed (default 32)")
+    p.add_argument("--tune-frames", type=int, default=None, help="tuning frames per seed (default: --frames)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS))
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--grid", choices=["small", "full"], default="small")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and a one-point loop (tests, smoke runs)")
+    p.add_argument("--dataset", default=None, help="folder with cmu_smpl_val.npz (default cache/dataset)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0 = torch's default)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes over (variant, setting) and (condition, seed) jobs, each loading the engine "
+                        "(e.g. 16 x --threads 1 on a 16-core machine; with cuda they share the GPU)")
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.frames, args.grid = min(args.frames, 4), "quick"
+    variants = list(dict.fromkeys(["trained", *args.variants]))   # differences are taken against 'trained'
+    try:
+        if data is not None:
+            from backend.engine.api import Engine
+
+            setup = make_setup(engine or Engine.load(device=args.device), dict(tuning=data, report=data))
+        elif engine is not None:
+            raise ValueError("an injected engine needs injected data")
+        else:
+            setup = load_setup(args.device, args.dataset)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    say = lambda s: print(s, flush=True)
+    say(f"ablate: {len(variants)} variants x {len(args.conditions)} conditions, {args.frames} frames x "
+        f"{len(args.seeds)} seeds, {args.grid} grid ({len(grid(args.grid))} settings) on {setup.engine.device}, "
+        f"{args.workers} worker(s)")
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1 and data is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = stack.enter_context(ProcessPoolExecutor(
+                args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                initargs=(args.device, args.dataset, args.threads)))
+            mapper = pool_mapper(pool)
+        else:
+            mapper = local_mapper(setup)
+        chosen = tune(mapper, variants, grid(args.grid), args.tune_frames or args.frames, args.seeds, say)
+        rows = evaluate(mapper, variants, args.conditions, chosen, args.frames, args.seeds, say)
+    engine = setup.engine
+    report = dict(command="python -m backend ablate " + " ".join(sys.argv[1:] if argv is None else argv),
+                  config=dict(frames=args.frames, tune_frames=args.tune_frames or args.frames, seeds=args.seeds,
+                              conditions=args.conditions, variants=variants, grid=args.grid, quick=args.quick,
+                              workers=args.workers),
+                  environment=bench.environment(engine.device), models=engine.meta, chosen=chosen, rows=rows,
+                  seconds=round(time.perf_counter() - t0, 1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablation.md").write_text(markdown(report))
+    (out / "ablation.json").write_text(json.dumps(report, indent=1))
+    print(markdown(report))
+    print(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
+    return 0
