@@ -2,7 +2,11 @@
 
     python -m backend calibrate-detector render --split val --excerpts 10 --length 64 --chunk 5 --seed 5 \\
         --out cache/calibration/val64                     # ~8 min on 2 cores: the free body model in Workbench
-    python -m backend.bench_detections cache/calibration/val64 [--subjects report|tuning|all] [--out DIR]
+    python -m backend.bench_detections docs/benchmark/detections_val64 [--subjects report|tuning|all] [--out DIR]
+
+The detections and truths of that render (seed 5: 10 excerpts x 64 frames of 9 clips' subjects,
+464 KB, no images) are committed in docs/benchmark/detections_val64 (the chunk files the render
+wrote), so the table is reproducible without Blender.
 
 The simulator's noise (even its "blazepose" preset) is a model of the detector; this measures the
 engine on the detector itself.  Each excerpt: BlazePose's COCO-17 detections of a rendered
