@@ -10,7 +10,8 @@ fixed seeds.  Tables shaped like the paper's:
   per-joint rotation and translation noise; near-perfect = ground truth + 3 deg), the rows
   start / +SMPLify / +DPoser-style / +ScoreHMR (frame mode: the paper's and our variant coincide).
 * Table 4 (video): start / start+filter / per-frame ScoreHMR + filter / temporal SMPLify /
-  ScoreHMR paper / ScoreHMR ours, with acceleration errors.
+  ScoreHMR paper / ScoreHMR ours / ScoreHMR (motion prior: --motion-prior, default the shipped
+  backend/assets/motion_prior.pt, docs/motion_prior.md), with acceleration errors.
 * Table 3 (multi-view, 2/4/8 views): calibrated (triangulate + fit, ScoreHMR calibrated) and
   uncalibrated (per-view start vs ScoreHMR Eq. 13).
 * Speed: frames/s per method and device, denoiser evaluations per frame, peak memory, and
