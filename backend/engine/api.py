@@ -45,6 +45,10 @@ MODE_LOOPS = {
 # inversion, as the paper: forward noising ('random') let the prior redraw the motion, and its samples
 # were rougher than the start's noise removed (acceleration error 57-75 vs 51 mm/frame^2 of the start).
 MOTION_LOOP = LoopOptions(tau=200, step=20, iterations=5)
+# The motion prior's temporal and translation weights are 4x the variant's (a smoothing of 4 under the
+# user's): tuning PA-MPJPE-14 / accel 34.70 / 18.96 at 1x, 34.43 / 16.99 at 2x, 34.46 / 15.81 at 4x,
+# 34.64 / 15.33 at 8x.
+MOTION_SMOOTHING = 4.0
 
 
 @dataclass
@@ -60,8 +64,8 @@ class EngineOptions:
     keypoint_trust: float = 1.0           # scales the keypoint term (N-panel "keypoint trust")
     # video: a learned motion prior checkpoint (backend.models.motion); None keeps the per-frame prior.
     # Its windows are the prior's length and its loop MOTION_LOOP; the foot term is off (the contacts are
-    # the prior's own channel).  The temporal term stays: without it the tuning clips' acceleration error
-    # was 43.7 instead of 30.9 mm/frame^2 (docs/motion_prior.md).
+    # the prior's own channel).  The temporal term stays (MOTION_SMOOTHING): without it the tuning clips'
+    # acceleration error was 43.7 instead of 30.9 mm/frame^2 (docs/motion_prior.md).
     motion_prior: str | None = None
 
     def resolved(self, mode: str) -> tuple[LoopOptions, modes.GuidanceWeights]:
@@ -72,7 +76,8 @@ class EngineOptions:
             loop = replace(loop, optimise_translation=False)
         w = self.weights or (modes.ours_weights() if self.variant == "ours" else modes.paper_weights())
         if motion:
-            w = replace(w, foot_skating=0.0)
+            w = replace(w, foot_skating=0.0, temporal=w.temporal * MOTION_SMOOTHING,
+                        translation=w.translation * MOTION_SMOOTHING)
         w = modes.GuidanceWeights(keypoints=w.keypoints * self.keypoint_trust, temporal=w.temporal * self.smoothing,
                                   multiview=w.multiview, translation=w.translation * self.smoothing,
                                   foot_skating=w.foot_skating * self.smoothing)
