@@ -10,7 +10,8 @@ fixed seeds.  Tables shaped like the paper's:
   per-joint rotation and translation noise; near-perfect = ground truth + 3 deg), the rows
   start / +SMPLify / +DPoser-style / +ScoreHMR (frame mode: the paper's and our variant coincide).
 * Table 4 (video): start / start+filter / per-frame ScoreHMR + filter / temporal SMPLify /
-  ScoreHMR paper / ScoreHMR ours, with acceleration errors.
+  ScoreHMR paper / ScoreHMR ours / ScoreHMR (motion prior: --motion-prior, default the shipped
+  backend/assets/motion_prior.pt, docs/motion_prior.md), with acceleration errors.
 * Table 3 (multi-view, 2/4/8 views): calibrated (triangulate + fit, ScoreHMR calibrated) and
   uncalibrated (per-view start vs ScoreHMR Eq. 13).
 * Speed: frames/s per method and device, denoiser evaluations per frame, peak memory, and
@@ -45,6 +46,7 @@ from backend.engine import modes
 from backend.sim import calibrate
 from backend.engine.gmm import GMM, GMM_PATH, MaxMixturePrior
 from backend.metrics import accel_error
+from backend.models.motion import MOTION_PRIOR_PATH
 from backend.models.train import joint_errors
 from backend.rotations import axis_angle_to_matrix
 from backend.sim.observations import multiview_observations, single_view_observations, video_observations
@@ -100,6 +102,9 @@ class BenchConfig:
     # Smoke runs only (--quick): fewer ScoreHMR outer iterations / fitting steps; None = the methods' defaults.
     scorehmr_iterations: int | None = None
     fit_steps: int | None = None
+    # The video table's (and animator section's) "ScoreHMR (motion prior)" row: a motion prior checkpoint
+    # (backend.models.motion), None for no such row.
+    motion_prior: str | None = None
 
 
 QUICK = dict(frames=6, videos=1, video_length=24, instants=2, views=(2, 4), scorehmr_iterations=2, fit_steps=15,
@@ -299,11 +304,12 @@ class Bench:
             self.dposer_opts = replace(self.dposer_opts, steps=s)
             self.fit3d_opts = replace(self.fit3d_opts, steps=s, camera_steps=max(1, s // 3))
 
-    def options(self, mode: str, variant: str = "ours"):
-        """EngineOptions for a mode (with the smoke-run override) and its resolved loop and weights."""
+    def options(self, mode: str, variant: str = "ours", motion: bool = False):
+        """EngineOptions for a mode (with the smoke-run override) and its resolved loop and weights;
+        ``motion``: with the config's motion prior."""
         from backend.engine.api import EngineOptions
 
-        opts = EngineOptions(variant=variant)
+        opts = EngineOptions(variant=variant, motion_prior=self.cfg.motion_prior if motion else None)
         loop, w = opts.resolved(mode)
         if self.cfg.scorehmr_iterations:
             opts.loop = loop = replace(loop, iterations=min(loop.iterations, self.cfg.scorehmr_iterations))
@@ -687,12 +693,16 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on a busy 2-core machine 2 threads ran the multi-view loop 6x "
                         "slower than 1; 0 = torch's default)")
+    p.add_argument("--motion-prior", metavar="PATH", default=str(MOTION_PRIOR_PATH) if MOTION_PRIOR_PATH.is_file() else None,
+                   help="video: also run the learned motion prior (default backend/assets/motion_prior.pt when "
+                        "present; 'none' leaves the row out)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
     cfg = BenchConfig(level=args.level, seed=args.seed, quick=args.quick, subjects=args.subjects,
+                      motion_prior=None if args.motion_prior in (None, "none") else args.motion_prior,
                       **(QUICK if args.quick else {}))
     for key in ("frames", "videos", "video_length", "instants", "views", "sections"):
         if getattr(args, key) is not None:

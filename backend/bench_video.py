@@ -43,6 +43,7 @@ GAP_LENGTHS = (5, 10, 24)
 SEED_ANIMATOR = 606
 TRUTH = "ground truth"
 PLANTED = "ScoreHMR (ours) + planted feet"
+MOTION = "ScoreHMR (motion prior)"   # with BenchConfig.motion_prior (docs/motion_prior.md)
 
 
 def _true_camera(R: np.ndarray, t: np.ndarray) -> tuple[float, float]:
@@ -156,7 +157,7 @@ def clip_methods(bench, obs: dict, i: int):
         return dict(rotmats=R, transl=tr, betas=start["betas"])
 
     evals = lambda r: r["evaluations"]
-    return clip, {
+    methods = {
         "start": (lambda: start, None),
         "start + filter": (filtered, None),
         "per-frame ScoreHMR + filter": (lambda: bl.per_frame_then_filter(e, kp, focal, pp, size, start, opts_frame),
@@ -166,6 +167,12 @@ def clip_methods(bench, obs: dict, i: int):
         "ScoreHMR (paper)": (lambda: e._video(clip, start, ctx, loop_paper, w_paper, opts_paper), evals),
         "ScoreHMR (ours)": (lambda: e._video(clip, start, ctx, loop_ours, w_ours, opts_ours), evals),
     }
+    if bench.cfg.motion_prior:
+        from backend.bench import FPS
+
+        opts_motion, loop_motion, w_motion = bench.options("video", "ours", motion=True)
+        methods[MOTION] = (lambda: e._video_motion(clip, start, loop_motion, w_motion, opts_motion, float(FPS)), evals)
+    return clip, methods
 
 
 def animator(bench) -> dict:

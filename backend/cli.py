@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, help="outer iterations (default: the paper's)")
     p.add_argument("--motion-prior", metavar="PATH",
                    help="--mode video: refine with this learned motion prior checkpoint (python -m backend train "
-                        "motion-prior) instead of the per-frame prior")
+                        "motion-prior; shipped: backend/assets/motion_prior.pt, docs/motion_prior.md) instead of the "
+                        "per-frame prior")
     p.add_argument("--smoothing", type=float, default=1.0, help="scales the temporal terms (Eq. 14, the final fit's joint acceleration)")
     p.add_argument("--keypoint-trust", type=float, default=1.0, help="scales the keypoint term")
     p.add_argument("--fov", type=float, default=55.0, help="field of view (deg) when OBS has no focal_length")

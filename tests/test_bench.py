@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from backend import bench
+from backend import bench, bench_video
 from backend.body.body_model import BodyModel
 from backend.engine import modes
 from backend.engine.api import Engine
 from backend.engine.gmm import GMM
 from backend.models.denoiser import Denoiser
+from backend.models.motion import MOTION_PRIOR_PATH
 from backend.models.regressor import KeypointRegressor
 
 TINY = ["--quick", "--frames", "3", "--videos", "1", "--video-length", "12", "--instants", "2", "--views", "2"]
@@ -59,8 +60,10 @@ def test_bench_quick_writes_the_paper_shaped_tables(tmp_path):
     assert near["pa_mpjpe14"] < 40
 
     video = report["video"]
+    # The motion prior's row comes with its shipped checkpoint (bench --motion-prior's default).
+    motion_row = [bench_video.MOTION] if MOTION_PRIOR_PATH.is_file() else []
     assert [r["method"] for r in video] == ["start", "start + filter", "per-frame ScoreHMR + filter",
-                                            "temporal SMPLify", "ScoreHMR (paper)", "ScoreHMR (ours)"]
+                                            "temporal SMPLify", "ScoreHMR (paper)", "ScoreHMR (ours)", *motion_row]
     assert all((metrics | {"accel", "accel_abs"}) <= r.keys() for r in video)
     assert video[1]["accel_abs"] < video[0]["accel_abs"]  # filtering smooths the jittery start
 

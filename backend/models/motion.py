@@ -31,6 +31,8 @@ HEIGHT = 147
 CONTACT = slice(148, 152)
 CHANNELS = 152
 DEFAULT_FRAMES = 32
+# The trained prior shipped with the engine (docs/motion_prior.md); an option, not the default method.
+MOTION_PRIOR_PATH = Path(__file__).resolve().parent.parent / "assets" / "motion_prior.pt"
 # Standardisation floors: a 6D entry that never moves in the data (SMPL's hands in CMU) must not get
 # a tiny std, which would blow up any guidance gradient along it.
 STD_FLOOR_POSE = 0.05
