@@ -12,7 +12,7 @@ The simulator's noise (even its "blazepose" preset) is a model of the detector; 
 engine on the detector itself.  Each excerpt: BlazePose's COCO-17 detections of a rendered
 validation-subject clip (backend.sim.calibrate), the true joints in that camera's frame.  Methods:
 the regressor's start, per-frame ScoreHMR + filter, temporal SMPLify, ScoreHMR (paper), ScoreHMR
-(ours, the default).  Measures: PA-MPJPE-14 / MPJPE-14 (mm), acceleration error pelvis-relative and
+(ours, the default), ScoreHMR with the learned motion prior (then the same final fit).  Measures: PA-MPJPE-14 / MPJPE-14 (mm), acceleration error pelvis-relative and
 of camera-frame joints (mm/frame^2), means over excerpts.  Excerpts where BlazePose missed the
 person in some frame are left out (their start means nothing there).
 """
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-METHODS = ("start", "per-frame ScoreHMR + filter", "temporal SMPLify", "ScoreHMR (paper)", "ScoreHMR (ours)")
+METHODS = ("start", "per-frame ScoreHMR + filter", "temporal SMPLify", "ScoreHMR (paper)", "ScoreHMR (ours)",
+           "ScoreHMR (motion prior)")
 
 
 def scores(joints: np.ndarray, truth: np.ndarray) -> dict:
@@ -45,13 +46,16 @@ def excerpt_results(engine, obs: dict) -> dict[str, np.ndarray]:
     """Every method's camera-frame joints (F,24,3) on one excerpt's OBS."""
     from backend.engine.api import EngineOptions
     from backend.engine.baselines import run_baseline
+    from backend.models.motion import MOTION_PRIOR_PATH
 
     paper = engine.run(obs, None, "video", EngineOptions(variant="paper"))
     return {"start": paper["init_joints"],
             "per-frame ScoreHMR + filter": run_baseline(engine, obs, None, "video", "per-frame-filter")["joints"],
             "temporal SMPLify": run_baseline(engine, obs, None, "video", "smplify")["joints"],
             "ScoreHMR (paper)": paper["joints"],
-            "ScoreHMR (ours)": engine.run(obs, None, "video", EngineOptions())["joints"]}
+            "ScoreHMR (ours)": engine.run(obs, None, "video", EngineOptions())["joints"],
+            "ScoreHMR (motion prior)": engine.run(obs, None, "video",
+                                                  EngineOptions(motion_prior=str(MOTION_PRIOR_PATH)))["joints"]}
 
 
 def evaluate(engine, folder: Path, subjects) -> dict:

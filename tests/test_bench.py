@@ -100,6 +100,12 @@ def test_bench_quick_writes_the_paper_shaped_tables(tmp_path):
         assert heading in md
     assert "| start | method | PA-MPJPE 14 | MPJPE 14 | PA-MPJPE 24 | MPJPE 24 | change | s/frame |" in md
     assert "UNTRAINED" in md
+    # The detector section: BlazePose on the example shot and the committed validation detections.
+    det = report["detector"]
+    assert det["example"]["frames"] == 96 and det["example"]["mean_px"] < 6 and det["example"]["frames_per_cpu_second"] > 1
+    assert det["rendered"]["found"] > 0.95 and det["rendered"]["median_px"] < 10
+    assert [r["method"] for r in det["engine"]] == ["start", "start_subset", "frame", "video"]
+    assert "### The built-in detector (MediaPipe BlazePose)" in md
 
 
 def test_bench_reports_missing_inputs(tmp_path, capsys):

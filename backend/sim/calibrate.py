@@ -563,14 +563,38 @@ def evaluate_engine(engine, folder: Path, modes_: tuple[str, ...] = ("frame", "v
 
 
 VAL_FOLDER = ROOT / "cache" / "calibration" / "val"
+# Committed detections of a render of validation-subject motion (10 excerpts x 64 frames, seed 5; the chunk
+# files `render` wrote, no images): the benchmark's real-detection rows when nothing was rendered here.
+COMMITTED_FOLDER = ROOT / "docs" / "benchmark" / "detections_val64"
 
 
-def bench_rows(engine, folder: Path = VAL_FOLDER, limit: int | None = 20) -> list[dict]:
+def detections_folder() -> Path:
+    """The rendered validation detections: this machine's render if there is one, else the committed one."""
+    return VAL_FOLDER if any(VAL_FOLDER.glob("chunk_*.npz")) else COMMITTED_FOLDER
+
+
+def detector_accuracy(folder: Path) -> dict:
+    """BlazePose against the projected truth on ``folder``'s chunks: 2D error (px) of the COCO-17 points it
+    reports (confidence > 0) as mean / median / p95, the share of frames with the person found, and the
+    detection wall time per frame measured when rendering (a shared CPU: not a speed figure)."""
+    data = load_chunks(Path(folder))
+    kp, uv = data["detected"][:, :, :17], data["uv"][:, :, :17]
+    seen = kp[..., 2] > 0
+    err = np.linalg.norm(kp[..., :2] - uv, axis=-1)[seen]
+    frames = kp.shape[0] * kp.shape[1]
+    seconds = np.atleast_2d(data["seconds"])[:, 2].sum()
+    return dict(points=int(seen.sum()), mean_px=round(float(err.mean()), 2), median_px=round(float(np.median(err)), 2),
+                p95_px=round(float(np.percentile(err, 95)), 2), found=round(float(seen.any(-1).mean()), 4),
+                frames=int(frames), detect_s_per_frame=round(float(seconds / frames), 3))
+
+
+def bench_rows(engine, folder: Path | None = None, limit: int | None = 20) -> list[dict]:
     """Benchmark rows (method, excerpts, frames, PA-MPJPE / MPJPE 24 in mm) of ``evaluate_engine`` on
-    the rendered validation-subject detections; [] when they have not been rendered."""
-    if not any(Path(folder).glob("chunk_*.npz")):
+    the validation-subject detections (``detections_folder()`` by default); [] when there are none."""
+    folder = Path(folder or detections_folder())
+    if not any(folder.glob("chunk_*.npz")):
         return []
-    result = evaluate_engine(engine, Path(folder), ("frame", "video"), limit)
+    result = evaluate_engine(engine, folder, ("frame", "video"), limit)
     return [dict(method=name, excerpts=result[name]["excerpts"],
                  frames=result[name]["excerpts"] * result["frames_per_excerpt"],
                  pa_mpjpe24=result[name]["pa_mpjpe"], mpjpe24=result[name]["mpjpe"])
