@@ -30,18 +30,6 @@ METHODS = ("start", "per-frame ScoreHMR + filter", "temporal SMPLify", "ScoreHMR
            "ScoreHMR (motion prior)")
 
 
-def scores(joints: np.ndarray, truth: np.ndarray) -> dict:
-    """PA-MPJPE-14, MPJPE-14 (mm) and acceleration errors (mm/frame^2) of joints (F,24,3) vs truth."""
-    from backend.metrics import accel_error
-    from backend.models.train import joint_errors
-
-    rel = lambda j: j - j[:, :1]
-    e = joint_errors(joints, truth)
-    return dict(pa_mpjpe14=e["pa_mpjpe14"], mpjpe14=e["mpjpe14"],
-                accel=float(accel_error(rel(joints), rel(truth)).mean()),
-                accel_abs=float(accel_error(joints, truth).mean()))
-
-
 def excerpt_results(engine, obs: dict) -> dict[str, np.ndarray]:
     """Every method's camera-frame joints (F,24,3) on one excerpt's OBS."""
     from backend.engine.api import EngineOptions
@@ -60,6 +48,7 @@ def excerpt_results(engine, obs: dict) -> dict[str, np.ndarray]:
 
 def evaluate(engine, folder: Path, subjects) -> dict:
     """Mean scores per method over the usable excerpts of ``subjects`` in ``folder``."""
+    from backend.bench import video_errors
     from backend.body.body_model import BodyModel
     from backend.sim.calibrate import excerpt_obs, load_chunks, truth_joints
 
@@ -72,8 +61,9 @@ def evaluate(engine, folder: Path, subjects) -> dict:
     t0 = time.time()
     for i in keep:
         for method, joints in excerpt_results(engine, excerpt_obs(data, i, "video")).items():
-            rows[method].append(scores(joints, truth[i]))
-    mean = {m: {k: round(float(np.mean([r[k] for r in v])), 2) for k in v[0]} for m, v in rows.items() if v}
+            rows[method].append(video_errors(joints[None], truth[i][None]))
+    keys = ("pa_mpjpe14", "mpjpe14", "accel", "accel_abs")
+    mean = {m: {k: round(float(np.mean([r[k] for r in v])), 2) for k in keys} for m, v in rows.items() if v}
     return dict(methods=mean, excerpts=[str(data["clip_ids"][i]) for i in keep], frames=int(truth.shape[1]),
                 seconds=round(time.time() - t0, 1))
 
