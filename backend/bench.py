@@ -467,20 +467,30 @@ class Bench:
                 pts0 = torch.einsum("bij,bkj->bki", R0, pts) + t0[:, None]           # into view 0's camera
                 return bl.fit_to_3d(e.body, self.prior, pts0, wts, start0, self.fit3d_opts)
 
-            def calibrated():
+            def per_instant(refine, cameras: bool) -> list[dict]:
+                """The engine on one instant at a time (V,1,...): the instants are different people."""
                 out = []
                 for b in range(n):
                     s = {k: v.reshape(views, n, *v.shape[1:])[:, b] for k, v in start_all.items()}
                     c = ctx.reshape(views, n, -1)[:, b]
                     one = modes.Observations(kp[b][:, None], focal[b][:, None], pp[b][:, None], size[b][:, None],
-                                             self._t(R[b]), self._t(t[b]))                 # (V,1,...)
-                    out.append(e._calibrated(one, s, c, loop_cal, w_cal))
-                cat = lambda k: torch.stack([o[k].reshape(views, -1, *o[k].shape[1:])[0, 0] for o in out])
+                                             *((self._t(R[b]), self._t(t[b])) if cameras else ()))
+                    out.append(refine(one, s, c))
+                return out
+
+            def joined(out: list[dict], every_view: bool) -> dict:
+                """Per-instant results (V*1,...) -> view 0's (B,...) or every view's, view-major (V*B,...)."""
+                pick = lambda x: x.reshape(views, -1, *x.shape[1:])[:, 0]                        # (V,...)
+                cat = lambda k: (torch.stack([pick(o[k]) for o in out], 1).flatten(0, 1) if every_view
+                                 else torch.stack([pick(o[k])[0] for o in out]))
                 return dict(rotmats=cat("rotmats"), betas=cat("betas"), transl=cat("transl"),
                             evaluations=sum(o["evaluations"] for o in out))
 
+            def calibrated():
+                return joined(per_instant(lambda o, s, c: e._calibrated(o, s, c, loop_cal, w_cal), True), False)
+
             def uncalibrated():
-                return e._multiview(modes.Observations(kp, focal, pp, size).transpose01(), start_all, ctx, loop, w)
+                return joined(per_instant(lambda o, s, c: e._multiview(o, s, c, loop, w), False), True)
 
             evals = lambda r: r["evaluations"]
             cal_fit, s_fit = self.measure(f"multiview {views} views (calibrated)", "triangulate + fit", n, tri_fit,

@@ -277,3 +277,93 @@ def test_calibrated_views_start_from_the_body_fitted_to_the_triangulation():
     # View 0's body on the truth (the start was 1.5 m too deep; the fit's priors bend a T-pose a little).
     assert np.linalg.norm(out["keypoints3d"][0] - kp3d.numpy(), axis=-1).mean() < 0.03
     assert json.loads(str(out["info"]))["options"]["loop"]["optimise_translation"] is False
+
+
+def _two_view_fixture(bm, views: int = 2):
+    """One body (instant) seen by ``views`` cameras around it: observations (1,V,...) of a posed body's keypoints
+    moved 20 px, the body's start and the cameras (1,V,3,3)/(1,V,3) from view 0's frame to each view."""
+    import math
+
+    from backend.engine import modes
+    from backend.engine.guidance import project
+
+    g = _gen(21)
+    rotmats = torch.eye(3).expand(1, 24, 3, 3).clone()
+    rotmats[:, 0] = torch.tensor([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])
+    transl = torch.tensor([[0.0, 0.2, 4.0]])
+    kp3d = bm.joints_fast(rotmats, torch.zeros(1, 10), transl).keypoints[0, :17]
+    R, t = [], []
+    for v in range(views):
+        a = math.radians(75.0 * v)
+        Ry = torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1.0, 0], [-math.sin(a), 0, math.cos(a)]])
+        R.append(Ry)
+        t.append(transl[0] - Ry @ transl[0])
+    R, t = torch.stack(R)[None], torch.stack(t)[None]
+    px = torch.stack([project((kp3d @ R[0, v].T + t[0, v])[None], torch.full((1,), 1000.0),
+                              torch.full((1, 2), 500.0))[0] for v in range(views)])[None] + 20 * torch.randn(1, views, 17, 2, generator=g)
+    kp = torch.cat([px, torch.ones(1, views, 17, 1)], -1)
+    obs = modes.Observations(kp, torch.full((1, views), 1000.0),
+                             torch.full((1, views, 2), 500.0),
+                             torch.full((1, views, 2), 1000.0))
+    return obs, rotmats, transl, R, t
+
+
+def _doubled(obs, *cameras):
+    """The same views twice (duplicated observations and cameras along the view axis, dim 1)."""
+    return obs.map(lambda x, n: torch.cat([x, x], 1)), *(torch.cat([c, c], 1) for c in cameras)
+
+
+@pytest.mark.parametrize("setting", ["calibrated", "multiview"])
+def test_the_step_does_not_grow_with_the_number_of_views(setting):
+    """Item 3 of issue 12: the views' terms are normalised so that the step stays inside the stable range
+    whatever their number.  With a null denoiser one outer iteration is a gradient step; seeing the same views
+    twice (duplicated observations) must give exactly the same step: calibrated, one body reprojected into
+    every view (a mean over views); uncalibrated, one body per view (its own reprojection plus Eq. 13's pull to
+    the views' mean, neither of which changes when every view is repeated).  A sum over views would double it."""
+    from backend.body.body_model import BodyModel
+    from backend.engine import modes
+
+    bm = BodyModel.load()
+    obs, rotmats, transl, R, t = _two_view_fixture(bm)
+    a = cosine_alphas_cumprod()
+    loop = LoopOptions(tau=50, step=10, iterations=1, max_step_curvature=0.0, optimise_translation=False)
+    w = modes.GuidanceWeights()
+
+    def step(o, R_, t_):
+        """(start, result) rotations of one null-denoiser iteration: (1,24,3,3) calibrated, (V,24,3,3) per view."""
+        v = o.focal.shape[1]
+        if setting == "calibrated":
+            loss = modes.calibrated_loss(bm, o, torch.zeros(1, 1, 10), R_, t_, w)
+            start, start_transl, ctx = rotmats[:, None], transl[:, None], torch.zeros(1, 1, 4)
+        else:   # view v's body in its own camera frame; the views disagree on one joint (Eq. 13 pulls it)
+            from backend.engine.views import move_bodies
+
+            rot_v, tr_v = move_bodies(bm, rotmats.expand(v, -1, -1, -1), transl.expand(v, -1),
+                                      torch.zeros(v, 10), R_[0], t_[0])
+            rot_v[:, 4] = _yaw(torch.tensor([0.3, 0.0]).repeat(v // 2))
+            loss = modes.multiview_loss(bm, o, torch.zeros(1, v, 10), w)
+            start, start_transl, ctx = rot_v[None], tr_v[None], torch.zeros(1, v, 4)
+        return start[0], modes.run(_NullDenoiser(), a, loss, start, start_transl, ctx, loop)["rotmats"][0]
+
+    start, once = step(obs, R, t)
+    _, twice = step(*_doubled(obs, R, t))
+    assert (once - start).abs().max() > 1e-3                                    # the step is not nothing ...
+    torch.testing.assert_close(twice[: len(once)], once, atol=1e-5, rtol=1e-5)   # ... and the same for 2V views
+
+
+def _yaw(angles: torch.Tensor) -> torch.Tensor:
+    c, s = angles.cos(), angles.sin()
+    z, o = torch.zeros_like(c), torch.ones_like(c)
+    return torch.stack([torch.stack([c, z, s], -1), torch.stack([z, o, z], -1), torch.stack([-s, z, c], -1)], -2)
+
+
+def test_rotation_mean_is_weighted_and_ignores_unseen_views():
+    from backend.engine.views import rotation_mean
+
+    R = _yaw(torch.tensor([0.0, 0.4, 1.0], dtype=torch.float64))[:, None]           # (V=3,1,3,3)
+    torch.testing.assert_close(rotation_mean(R[:2], torch.ones(2, 1, dtype=torch.float64)),
+                               _yaw(torch.tensor([0.2], dtype=torch.float64)))       # equal weights: the middle
+    w = torch.tensor([[1.0], [1.0], [0.0]], dtype=torch.float64)                     # a view that saw nothing
+    torch.testing.assert_close(rotation_mean(R, w), _yaw(torch.tensor([0.2], dtype=torch.float64)))
+    torch.testing.assert_close(rotation_mean(R, torch.zeros(3, 1, dtype=torch.float64)),  # none: all count
+                               rotation_mean(R, torch.ones(3, 1, dtype=torch.float64)))

@@ -20,7 +20,7 @@ from backend.engine import gaps, modes, world
 from backend.engine.guidance import project
 from backend.engine.polish import PolishOptions, polish
 from backend.engine.scorehmr import LoopOptions
-from backend.engine.views import in_every_view, relative_cameras
+from backend.engine.views import camera_changes, in_every_view, move_bodies, relative_cameras, rotation_mean
 from backend.models.diffusion import cosine_alphas_cumprod
 from backend.models.context import build_context
 from backend.models.regressor import estimate_initial
@@ -35,11 +35,24 @@ MODE_LOOPS = {
     # (eta * curvature > 2 in the stiffest direction, the keypoints of a limb end), but one scale for
     # all directions then starves the slow ones (view consistency): bounded at 1 (1.9), 4-view
     # PA-MPJPE-14 went 40.2 -> 52.0 (49.8) mm on the tuning subjects.  The unbounded loop is not
-    # chaotic: sub-pixel input noise moves no joint by more than 0.005 mm (examples/multiview).
+    # chaotic: sub-pixel input noise moves no joint by more than 0.005 mm (examples/multiview).  Tried on
+    # the tuning subjects (MPJPE-14 change against the per-view start at 2 / 4 / 8 views, one body shape per
+    # instant): these settings -2.3% / -20.3% / -19.1%; tau 50, step 5, 4 iterations -6.8 / -19.5 / -22.0;
+    # keypoint weight x0.5 -7.2 / -18.5 / -20.6 (x2: +14 / -7 / +1); consistency weight x0.5 no change, x2
+    # diverges.  Nothing to normalise by the view count: each view's gradient is its own reprojection's
+    # plus 2 (x_v - mean) of Eq. 13, whatever V.
     "multiview": LoopOptions(tau=100, step=10, iterations=2, max_step_curvature=0.0),
     # One body per instant fitted to the triangulation first; its translation stays where the 3D fit put
-    # it.  The short loop of Eq. 13 (the paper's frame loop, 25x the evaluations, was too slow to tune).
-    "calibrated": LoopOptions(tau=100, step=10, iterations=2, optimise_translation=False),
+    # it (Engine._calibrated).  Chosen on the tuning subjects (32 instants; PA-MPJPE-14 / MPJPE-14 at 2 / 4 /
+    # 8 views, refined in view 0 only): Eq. 13's loop (tau 100, step 10, 2 iterations, curvature-bounded)
+    # 58.6 / 81.3, 39.2 / 44.4, 21.7 / 30.6 against triangulate + fit 65.7 / 90.5, 40.4 / 44.1, 21.9 / 28.9;
+    # the bound kept every step at the stiffest keypoint's scale (mean scale 0.3), so the slow directions
+    # hardly moved while the prior, conditioned on one view, pulled the neck and head: tau 60, step 10,
+    # 10 iterations, unbounded: 51.6 / 74.4, 37.1 / 42.0, 20.7 / 28.7 (tau 50 / 70 / 80 within 1 mm;
+    # step 2 or 5 no better at 3-8x the evaluations; a 3D term to the triangulated points or a rigid
+    # re-alignment to them after the loop made every view count worse).  Refined in every view and
+    # averaged, tau 70: 51.8 / 73.1, 35.6 / 40.6, 20.1 / 28.2.
+    "calibrated": LoopOptions(tau=70, step=10, iterations=10, max_step_curvature=0.0, optimise_translation=False),
 }
 
 # The motion prior's loop (docs/motion_prior.md: chosen on the tuning subjects).  Deterministic DDIM
@@ -336,24 +349,40 @@ class Engine:
                                 overlap=overlap, world=frame.source))
 
     def _multiview(self, o: modes.Observations, start, ctx, loop, w, progress=None, prior=None):
-        """Uncalibrated views: o (V,F,...), start/ctx (V*F,...) view-major; one body per view and instant.
-        ``prior``: another denoiser in place of the engine's (the ablation's variants)."""
+        """Uncalibrated views: o (V,F,...), start/ctx (V*F,...) view-major; per instant one body pose, seen
+        from each view with that view's global orientation and translation.
+
+        After Eq. 13's loop every view gets the same body pose (joints 1-23: the chordal mean over views,
+        weighted by each view's mean keypoint confidence); each keeps its own global orientation and
+        translation (the cameras are unknown).  Eq. 13 only pulls the views together; on the tuning subjects
+        (32 instants, MPJPE-14 change against the per-view start at 2 / 4 / 8 views) the loop alone gave
+        -2.3% / -20.3% / -19.1%, with the common pose -2.8% / -21.2% / -20.5%.  ``prior``: another denoiser
+        in place of the engine's (the ablation's variants)."""
         v, f = o.focal.shape
         per = lambda x: x.reshape(v, f, *x.shape[1:]).transpose(0, 1)   # (V*F,...) -> (F,V,...)
         betas = start["betas"].mean(0, keepdim=True).expand(f, v, 10)
         res = modes.run(prior or self.prior, self.alphas, modes.multiview_loss(self.body, o.transpose01(), betas, w),
                         per(start["rotmats"]), per(start["transl"]), per(ctx), loop, progress)
+        rotmats = res["rotmats"].transpose(0, 1)                                       # (V,F,24,3,3)
+        trust = o.keypoints[..., 2].mean(-1)                                            # (V,F)
+        pose = rotation_mean(rotmats[:, :, 1:], trust[..., None].expand(v, f, 23))
+        rotmats = torch.cat([rotmats[:, :, :1], pose[None].expand(v, -1, -1, -1, -1)], 2)
         back = lambda x: x.transpose(0, 1).reshape(v * f, *x.shape[2:])
-        return dict(rotmats=back(res["rotmats"]), transl=back(res["transl"]), betas=back(betas),
+        return dict(rotmats=rotmats.reshape(v * f, 24, 3, 3), transl=back(res["transl"]), betas=back(betas),
                     iterations=res["iterations"], evaluations=res["denoiser_evaluations"])
 
     def _calibrated(self, o: modes.Observations, start, ctx, loop, w, progress=None):
-        """Calibrated views: o (V,F,...) with cam_R/cam_t; one body per instant, solved in view 0's frame.
+        """Calibrated views: o (V,F,...) with cam_R/cam_t; one body per instant, returned in every view.
 
-        Starts from the body fitted to the triangulated keypoints (view 0's estimate as the fit's start),
-        then refines the pose with the prior and the reprojection into every view; the translation stays
-        the fit's (EngineOptions.resolved turns its optimisation off: the triangulation fixes it better
-        than an Adam step on the reprojection, which pushed it away)."""
+        Starts from the body fitted to the triangulated keypoints (view 0's estimate as the fit's start).
+        That body is refined once per view, in that view's camera frame with that view's context for the
+        prior, by the prior and the reprojection into every view; the V results, brought back to view 0,
+        are averaged (joint rotations: chordal mean weighted by each view's mean keypoint confidence).
+        Refining in view 0 alone lets one single-view context pull the whole result: on the tuning
+        subjects (32 instants, PA-MPJPE-14 / MPJPE-14) 2 / 4 / 8 views gave 51.6 / 74.4, 37.1 / 42.0,
+        20.7 / 28.7 mm in view 0 alone against 51.5 / 73.5, 36.0 / 40.8, 20.4 / 28.3 averaged over views
+        (same loop).  The translation stays the fit's (EngineOptions.resolved turns its optimisation off:
+        the triangulation fixes it better than an Adam step on the reprojection, which pushed it away)."""
         from backend.engine.baselines import triangulate_and_fit
 
         v, f = o.focal.shape
@@ -362,12 +391,22 @@ class Engine:
         fit = triangulate_and_fit(self.body, self.pose_gmm(), o, start)
         # One body for the clip (the paper averages shape over views and frames; an armature has one rest
         # shape, so per-instant shapes would put the keyed rig centimetres off joints_world).
-        betas = fit["betas"].mean(0, keepdim=True).expand(f, -1)[:, None]
+        betas = fit["betas"].mean(0, keepdim=True).expand(f, -1)
+        each = lambda x: x.repeat_interleave(f, 0)                                  # (V,...) -> (V*F,...) view-major
+        cams_R, cams_t = camera_changes(R, t)                                        # (V,V,...) view a -> view b
+        rot_v, tr_v = in_every_view(self.body, fit["rotmats"], fit["transl"], betas, rel_R, rel_t)
+        by_frame = o.transpose01().map(lambda x, n: x.repeat(v, *([1] * (x.dim() - 1))))   # (V*F,V,...)
+        betas_v = betas.repeat(v, 1)
         res = modes.run(self.prior, self.alphas,
-                        modes.calibrated_loss(self.body, o.transpose01(), betas, rel_R, rel_t, w),
-                        fit["rotmats"][:, None], fit["transl"][:, None], ctx[:f, None], loop, progress)
-        rotmats, transl = in_every_view(self.body, res["rotmats"][:, 0], res["transl"][:, 0], betas[:, 0], rel_R, rel_t)
-        return dict(rotmats=rotmats, transl=transl, betas=betas[:, 0].repeat(v, 1), iterations=res["iterations"],
+                        modes.calibrated_loss(self.body, by_frame, betas_v[:, None], each(cams_R), each(cams_t), w),
+                        rot_v[:, None], tr_v[:, None], ctx[:, None], loop, progress)
+        back_R, back_t = each(cams_R[:, 0]), each(cams_t[:, 0])                    # view a -> view 0
+        rot0, tr0 = move_bodies(self.body, res["rotmats"][:, 0], res["transl"][:, 0], betas_v, back_R, back_t)
+        trust = o.keypoints[..., 2].mean(-1)                                         # (V,F)
+        rot0 = rotation_mean(rot0.reshape(v, f, 24, 3, 3), trust[..., None].expand(v, f, 24))
+        tr0 = tr0.reshape(v, f, 3).mean(0)                                           # the fit's: each view kept it
+        rotmats, transl = in_every_view(self.body, rot0, tr0, betas, rel_R, rel_t)
+        return dict(rotmats=rotmats, transl=transl, betas=betas.repeat(v, 1), iterations=res["iterations"],
                     evaluations=res["denoiser_evaluations"], world_from_view0=(R[0], t[0]))
 
     def pose_gmm(self):

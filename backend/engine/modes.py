@@ -111,22 +111,22 @@ def multiview_loss(body_model, obs: Observations, betas: torch.Tensor, w: Guidan
     return loss
 
 
-def calibrated_loss(body_model, obs: Observations, betas: torch.Tensor, rel_R: torch.Tensor,
-                    rel_t: torch.Tensor, w: GuidanceWeights):
-    """One body per instant in view 0's frame (S=1), reprojected into every view with known cameras.
+def calibrated_loss(body_model, obs: Observations, betas: torch.Tensor, cam_R: torch.Tensor,
+                    cam_t: torch.Tensor, w: GuidanceWeights):
+    """One body per sample in its own camera frame (S=1), reprojected into every view with known cameras.
 
-    obs laid out (G,V,...); rel_R (V,3,3), rel_t (V,3) map view-0 camera coordinates to view v."""
+    obs laid out (G,V,...); cam_R (G,V,3,3), cam_t (G,V,3) map each group's frame to view v's camera.
+    The reprojection is a mean over views, so the step does not grow with their number (summed, with the
+    calibrated loop's unbounded steps, 8 views gave 42.5 instead of 28.9 mm MPJPE-14 on the tuning subjects)."""
     shaped = shaped_bodies(body_model, betas)
 
     def loss(rotmats, rot6d, transl, groups):
         g = rotmats.shape[0]
         out = body_model.joints_fast(rotmats[:, 0], _flat_shape(shaped, groups), transl[:, 0])
-        kp3d = out.keypoints[:, : obs.keypoints.shape[-2]]                       # (g,K,3) view 0
-        per_view = torch.einsum("vij,gkj->gvki", rel_R, kp3d) + rel_t[None, :, None]
-        v = rel_R.shape[0]
-        L = guidance.keypoint_reprojection(
-            per_view.flatten(0, 1), *_flat_obs(obs, groups))
-        return w.keypoints * L.reshape(g, v).mean(1)   # a mean: the step must not grow with the views
+        kp3d = out.keypoints[:, : obs.keypoints.shape[-2]]                       # (g,K,3) the group's frame
+        per_view = torch.einsum("gvij,gkj->gvki", cam_R[groups], kp3d) + cam_t[groups][:, :, None]
+        L = guidance.keypoint_reprojection(per_view.flatten(0, 1), *_flat_obs(obs, groups))
+        return w.keypoints * L.reshape(g, -1).mean(1)
     return loss
 
 

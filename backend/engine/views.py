@@ -104,14 +104,40 @@ def triangulate(keypoints: torch.Tensor, focal: torch.Tensor, principal: torch.T
     return points.to(keypoints.dtype), weight.to(keypoints.dtype)
 
 
+def camera_changes(cam_R: torch.Tensor, cam_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every view's camera frame -> every view's: cam_R (V,3,3), cam_t (V,3) world-to-camera ->
+    R (V,V,3,3), t (V,V,3) with x_b = R[a,b] x_a + t[a,b] (row a = relative_cameras from view a)."""
+    R = cam_R[None] @ cam_R.transpose(1, 2)[:, None]                                    # R_b R_a^T
+    return R, cam_t[None] - (R @ cam_t[:, None, :, None])[..., 0]
+
+
+def move_bodies(body_model, rotmats, transl, betas, R, t):
+    """Bodies re-expressed in another camera frame, x' = R x + t (rotating about the rest pelvis, as SMPL does).
+
+    rotmats (N,24,3,3), transl (N,3), betas (N,10), R (N,3,3), t (N,3) -> rotmats (N,24,3,3), transl (N,3)."""
+    eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device).expand(len(rotmats), 24, 3, 3)
+    j0 = body_model.joints_fast(eye, betas).joints[:, 0]                                  # (N,3)
+    rot = torch.cat([(R @ rotmats[:, 0])[:, None], rotmats[:, 1:]], 1)
+    return rot, (R @ (j0 + transl)[..., None])[..., 0] + t - j0
+
+
 def in_every_view(body_model, rot0, tr0, betas, rel_R, rel_t):
-    """One body in view 0's camera frame -> the same body in each of V views (rotating about the rest pelvis,
-    as SMPL does).  rot0 (F,24,3,3), tr0 (F,3), betas (F,10), rel_R (V,3,3), rel_t (V,3) view 0 -> view v.
+    """One body in view 0's camera frame -> the same body in each of V views (:func:`move_bodies`).
+    rot0 (F,24,3,3), tr0 (F,3), betas (F,10), rel_R (V,3,3), rel_t (V,3) view 0 -> view v.
     Returns rotmats (V*F,24,3,3), transl (V*F,3), view-major."""
-    f = rot0.shape[0]
-    eye = torch.eye(3, dtype=rot0.dtype, device=rot0.device).expand(f, 24, 3, 3)
-    j0 = body_model.joints_fast(eye, betas).joints[:, 0]                                  # (F,3)
-    glob = torch.einsum("vij,fjk->vfik", rel_R, rot0[:, 0])
-    rot = torch.cat([glob[:, :, None], rot0[None, :, 1:].expand(len(rel_R), -1, -1, -1, -1)], 2)
-    transl = torch.einsum("vij,fj->vfi", rel_R, j0 + tr0) + rel_t[:, None] - j0
-    return rot.flatten(0, 1), transl.flatten(0, 1)
+    v, f = len(rel_R), rot0.shape[0]
+    rep = lambda x: x[None].expand(v, *x.shape).flatten(0, 1)
+    return move_bodies(body_model, rep(rot0), rep(tr0), rep(betas), rel_R.repeat_interleave(f, 0),
+                       rel_t.repeat_interleave(f, 0))
+
+
+def rotation_mean(rotmats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted chordal mean of rotations: the rotation nearest (Frobenius) to the weighted mean matrix.
+
+    rotmats (V,...,3,3), weights (V,...) (non-negative; all zero counts as equal) -> (...,3,3)."""
+    w = torch.where(weights.sum(0, keepdim=True) > 0, weights, torch.ones_like(weights))
+    M = (w[..., None, None] * rotmats).sum(0)
+    U, _, Vh = torch.linalg.svd(M)
+    flip = torch.ones_like(M[..., 0])
+    flip[..., 2] = torch.sign(torch.linalg.det(U @ Vh))
+    return U @ (flip[..., None] * Vh)
