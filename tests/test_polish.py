@@ -8,7 +8,7 @@ from backend.engine import baselines as bl
 from backend.engine.api import Engine, EngineOptions
 from backend.engine.guidance import project
 from backend.engine.modes import Observations
-from backend.engine.polish import PolishOptions, polish, smoothing_basis
+from backend.engine.polish import PolishOptions, keypoint_jitter_px, polish, smoothing_basis, smoothing_factor
 from backend.io.shot import load_shot
 from backend.metrics import SMPL24_TO_LSP14, accel_error, pa_mpjpe
 from backend.rotations import axis_angle_to_matrix
@@ -22,6 +22,41 @@ def test_smoothing_basis_whitens_the_smoothness():
     d2 = torch.diff(torch.eye(12, dtype=torch.float64), n=2, dim=0)
     k = torch.eye(12, dtype=torch.float64) + 10.0 * d2.T @ d2
     assert torch.allclose(b.T @ k @ b, torch.eye(12, dtype=torch.float64), atol=1e-9)
+
+
+def _tracks(frames: int, noise_px: float, seed: int = 0, size=(1000.0, 800.0)):
+    """Keypoint tracks (F,17,3) of a slow drift plus white noise of std noise_px per axis, and image sizes."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(frames, dtype=torch.float64)[:, None, None]
+    base = torch.rand(1, 17, 2, generator=g, dtype=torch.float64) * 400 + 200 + 0.5 * t   # 0.5 px/frame drift
+    xy = base + noise_px * torch.randn(frames, 17, 2, generator=g, dtype=torch.float64)
+    kp = torch.cat([xy, torch.ones(frames, 17, 1, dtype=torch.float64)], -1)
+    return kp, torch.tensor(size, dtype=torch.float64).expand(frames, 2)
+
+
+def test_keypoint_jitter_is_the_median_second_difference_at_1000_px():
+    # White noise of std s per axis: the second difference has std sqrt(6) s per axis, and the median of
+    # its 2D length is sqrt(2 ln 2) sqrt(6) s ~ 2.88 s; a drift at constant speed adds nothing.
+    kp, size = _tracks(400, 2.0)
+    assert keypoint_jitter_px(kp, size) == pytest.approx(2.88 * 2.0, rel=0.05)
+    assert keypoint_jitter_px(kp, size * 2) == pytest.approx(2.88 * 1.0, rel=0.05)   # measured at 1000 px
+    kp[100:200, 3:, 2] = 0.0                                          # unseen points do not count
+    kp[100:200, 3:, :2] = float("nan")
+    assert keypoint_jitter_px(kp, size) == pytest.approx(2.88 * 2.0, rel=0.05)
+    kp[..., 2] = 0.0
+    assert np.isnan(keypoint_jitter_px(kp, size))
+
+
+def test_smoothing_is_lowered_for_smooth_tracks_only():
+    opts = PolishOptions()
+    factor = lambda s: smoothing_factor(*_tracks(300, s), opts)
+    assert factor(6.0) == 1.0 and factor(30.0) == 1.0                 # as jittery as the reference or more
+    smooth = factor(1.0)                                              # jitter ~2.9 px at reference 6
+    assert smooth == pytest.approx((2.88 / opts.jitter_reference_px) ** 2, rel=0.1)
+    assert factor(0.0) == opts.min_smoothing                          # perfectly smooth: the floor
+    kp, size = _tracks(300, 1.0)
+    kp[..., 2] = 0.0
+    assert smoothing_factor(kp, size, opts) == 1.0                    # nothing seen: unchanged
 
 
 def _true_clip(frames: int):

@@ -18,7 +18,7 @@ import torch
 from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.engine import gaps, modes, world
 from backend.engine.guidance import project
-from backend.engine.polish import PolishOptions, polish
+from backend.engine.polish import PolishOptions, polish, smoothing_factor
 from backend.engine.scorehmr import LoopOptions
 from backend.engine.views import camera_changes, in_every_view, move_bodies, relative_cameras, rotation_mean
 from backend.models.diffusion import cosine_alphas_cumprod
@@ -285,6 +285,7 @@ class Engine:
         rotmats (F,24,3,3), transl (F,3) -> polished rotmats, transl."""
         if opts.iterations <= 0:
             return rotmats, transl
+        opts = replace(opts, joint_accel=opts.joint_accel * smoothing_factor(o.keypoints, o.image_size, opts))
         f = rotmats.shape[0]
         window = min(POLISH_WINDOW, f)
         starts = window_starts(f, window, POLISH_OVERLAP)

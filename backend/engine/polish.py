@@ -46,6 +46,11 @@ class PolishOptions:
     # (3 clips, medium noise, gaps of 5 / 10 / 24 frames) factor 1 gave 0.80x / 0.93x / 1.05x, 100
     # gave 0.94x / 1.00x / 1.10x.
     unseen_anchor: float = 100.0
+    # joint_accel is for keypoint tracks as jittery as the medium simulation; smoother tracks (a detector
+    # with its own temporal filter, as BlazePose in video mode) get it x (jitter / jitter_reference_px)^2,
+    # down to x min_smoothing: see keypoint_jitter_px and smoothing_factor.
+    jitter_reference_px: float = 6.0
+    min_smoothing: float = 0.1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +108,34 @@ def polish(body_model, obs, betas: torch.Tensor, rotmats: torch.Tensor, transl: 
         solver.step(closure)
     with torch.no_grad():
         return rot6d_to_matrix(x6()), tr()
+
+
+def keypoint_jitter_px(keypoints: torch.Tensor, image_size: torch.Tensor) -> float:
+    """Median length of the keypoints' second difference over frames, in px at 1000 px (as Eq. 12 measures).
+
+    keypoints (F,K,3) [x, y, conf] of one clip, image_size (F,2) -> a float (NaN if no point is seen in three
+    frames running).  For a slow motion it is the detector's frame-to-frame noise (white noise of std s gives
+    a median of ~2.9 s); the median keeps a few fast limbs or detector glitches from setting it."""
+    kp = keypoints.detach().double()
+    d2 = (kp[2:, :, :2] - 2 * kp[1:-1, :, :2] + kp[:-2, :, :2]).norm(dim=-1)
+    d2 = d2 * (1000.0 / image_size.detach().double()[1:-1].amax(-1))[:, None]
+    seen = (kp[2:, :, 2] > 0) & (kp[1:-1, :, 2] > 0) & (kp[:-2, :, 2] > 0)
+    return float(d2[seen].median()) if seen.any() else float("nan")
+
+
+def smoothing_factor(keypoints: torch.Tensor, image_size: torch.Tensor, opts: PolishOptions) -> float:
+    """The factor on joint_accel for one clip: min(1, (jitter / reference)^2), at least opts.min_smoothing.
+
+    The smoothness weight stands for the ratio of keypoint noise to motion (a MAP weight scales with the
+    noise variance): at the reference (the median jitter of the medium simulation, 4.7-9.6 px on the tuning
+    clips) it is the tuned weight; BlazePose's own detections, already filtered, measure 0.8-6.9 px.  Tuning
+    subjects, PA-MPJPE-14 (accel) of the final fit: 15 excerpts of BlazePose on renders 63.88 (15.1) with
+    the fixed weight, 62.94 (16.1) with this factor (the paper's loop alone 62.50 (30.9)); simulated medium 32.24 -> 32.27, high 41.85 -> 41.85
+    (its jitter is above the reference: the factor stays 1; letting it rise above 1 cost high noise 0.26 mm)."""
+    jitter = keypoint_jitter_px(keypoints, image_size)
+    if not jitter == jitter:      # NaN: nothing to measure, keep the weight
+        return 1.0
+    return max(opts.min_smoothing, min(1.0, (jitter / opts.jitter_reference_px) ** 2))
 
 
 def smoothing_basis(frames: int, c: float, like: torch.Tensor) -> torch.Tensor:

@@ -70,12 +70,17 @@ FOREARMS, SHINS = (18, 19), (4, 5)
 
 
 # -- motion ------------------------------------------------------------------------------------------
-def choose_excerpts(split: str, n: int, length: int, seed: int) -> list[tuple[str, int]]:
-    """n (clip_id, first resampled frame) of distinct usable clips of the split (repeats if too few)."""
+def choose_excerpts(split: str, n: int, length: int, seed: int,
+                    subjects: tuple[int, ...] | None = None) -> list[tuple[str, int]]:
+    """n (clip_id, first resampled frame) of distinct usable clips of the split (repeats if too few), only
+    of ``subjects`` when given (e.g. bench.SUBJECT_PARTS['tuning']: tuning data never reaches a report)."""
     from backend.data import cmu, convert, dataset
 
     usable, _ = convert.select_clips(cmu.read_clips(cmu.cmu_root()))
-    clips = [c for c in usable if dataset.split_of(c.subject) == split and convert.resampled_length(c) >= length]
+    clips = [c for c in usable if dataset.split_of(c.subject) == split and convert.resampled_length(c) >= length
+             and (subjects is None or c.subject in subjects)]
+    if not clips:
+        raise ValueError(f"no usable {split} clip of subjects {subjects} is {length} frames long")
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(clips), size=n, replace=n > len(clips))
     return [(clips[i].clip_id, int(rng.integers(0, convert.resampled_length(clips[i]) - length + 1)))
@@ -229,7 +234,10 @@ def render_main(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    excerpts = choose_excerpts(args.split, args.excerpts, args.length, args.seed)
+    from backend.bench import SUBJECT_PARTS
+
+    subjects = SUBJECT_PARTS[args.subjects] if args.subjects else None
+    excerpts = choose_excerpts(args.split, args.excerpts, args.length, args.seed, subjects)
     chunks = [excerpts[i:i + args.chunk] for i in range(0, len(excerpts), args.chunk)]
     todo = [c for c in range(len(chunks)) if not (out / f"chunk_{c:04d}.npz").is_file()][:args.max_chunks]
     print(f"{len(excerpts)} excerpts x {args.length} frames of {args.split} subjects in {len(chunks)} chunks; "
@@ -635,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--length", type=int, default=8, help="consecutive 24 fps frames per excerpt")
     r.add_argument("--chunk", type=int, default=8, help="excerpts per Blender process")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--subjects", choices=("tuning", "report"),
+                   help="validation subjects of one part only (backend.bench.SUBJECT_PARTS)")
     r.add_argument("--out", default=str(ROOT / "cache" / "calibration" / "train"))
     r.add_argument("--max-chunks", type=int, help="render at most this many chunks now (resume later)")
     s = sub.add_parser("stats", help="statistics, fitted preset and held-out check -> json")
