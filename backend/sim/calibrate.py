@@ -263,7 +263,7 @@ def render_main(args) -> int:
         tmp_path.replace(out / f"chunk_{c:04d}.npz")
         print(f"chunk {c + 1}/{len(chunks)}: {frames} frames, fit {t_fit:.0f} s, render {t_render / frames:.2f} s/frame, "
               f"detect {t_detect / frames:.3f} s/frame", flush=True)
-    (out / "command.json").write_text(json.dumps(dict(command="python -m backend calibrate-detector render "
+    (out / "command.json").write_text(json.dumps(dict(command="python -m backend calibrate-detector "
                                                       + " ".join(sys.argv[2:]), **vars(args)), indent=1))
     return 0
 
