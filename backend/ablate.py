@@ -144,7 +144,7 @@ def make_case(engine, sim_body, data: dict, condition: str, frames: int, seed: i
     o = modes.Observations(t(kp), t(obs["focal_length"]), t(obs["principal_point"]), t(obs["image_size"]))
     est = engine.initial(o.keypoints, o.focal, o.principal)
     start = dict(rotmats=est["rotmats"], betas=est["betas"], transl=est["transl"])
-    return Case(o, start, engine.context(o.keypoints), obs["gt_joints"].double().numpy())
+    return Case(o, start, engine.context(o.keypoints, o.focal, o.principal), obs["gt_joints"].double().numpy())
 
 
 def refine_errors(engine, case: Case, variant: str, settings: Settings, seed: int) -> dict:
