@@ -821,6 +821,9 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
                    help="video: also run the learned motion prior (default backend/assets/motion_prior.pt when "
                         "present; 'none' leaves the row out)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--no-virtual-camera", action="store_true",
+                   help="the regressor without its virtual camera (Engine.virtual_camera off) in every section but "
+                        "off_centre (which runs both): for comparing with the default")
     p.add_argument("--merge", action="store_true",
                    help="put the sections run (--sections) into the report already in --out, recorded under "
                         "'reruns', instead of writing a new report")
@@ -849,6 +852,7 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    engine.virtual_camera = not args.no_virtual_camera
     torch.manual_seed(cfg.seed)
     print(f"bench: {cfg.frames} frames, {cfg.videos} x {cfg.video_length}-frame clips, {cfg.instants} instants x "
           f"{list(cfg.views)} views on {engine.device}", flush=True)
