@@ -61,6 +61,9 @@ def test_warped_keypoints_are_what_the_turned_camera_sees():
     virtual, R_v = virtual_view(kp, focal, pp)
     lo, hi = virtual[1:, :, :2].amin(1), virtual[1:, :, :2].amax(1)
     assert ((lo + hi) / 2 - pp[1:]).abs().max() < 0.05 * (hi - lo).max()
+    # A frame without keypoints keeps the real camera.
+    _, R_none = virtual_view(torch.zeros(2, 17, 3, dtype=F64), focal[:2], pp[:2])
+    assert torch.equal(R_none, torch.eye(3, dtype=F64).expand(2, 3, 3))
 
 
 def test_turned_estimate_is_the_same_body_seen_by_the_turned_camera():

@@ -19,9 +19,10 @@ from backend.rotations import rot6d_to_matrix, smallest_rotation
 
 NUM_KEYPOINTS = 17
 BOX_SCALE = 1.2  # the box is the keypoints' extent enlarged by 20%, as detectors' crops are
+BOX_MIN_CONF = 0.05  # keypoints at or below this confidence do not shape the box
 
 
-def keypoint_box(kp: torch.Tensor, min_conf: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+def keypoint_box(kp: torch.Tensor, min_conf: float = BOX_MIN_CONF) -> tuple[torch.Tensor, torch.Tensor]:
     """Square box around the confident keypoints. kp (B,K,3) -> centre (B,2), size (B,) in pixels."""
     valid = kp[..., 2] > min_conf
     big = torch.finfo(kp.dtype).max
@@ -77,6 +78,8 @@ def virtual_view(kp: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor)
     """The person's box centre moved onto the optical axis: kp (B,K,3) px, focal (B,), principal (B,2)
     -> keypoints in the virtual camera (B,K,3) and R_v (B,3,3) (X_virtual = R_v X_real)."""
     centre, _ = keypoint_box(kp)
+    # A frame without keypoints has no box: its virtual camera is the real one.
+    centre = torch.where((kp[..., 2] > BOX_MIN_CONF).any(1, keepdim=True), centre, principal)
     ray = torch.cat([(centre - principal) / focal[:, None], torch.ones_like(centre[:, :1])], -1)
     R_v = smallest_rotation(ray, torch.zeros_like(ray) + ray.new_tensor([0.0, 0.0, 1.0]))
     return warp_keypoints(kp, R_v, focal, principal), R_v
