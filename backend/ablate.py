@@ -36,19 +36,42 @@ from backend.models.train import sample_joint_errors
 
 DEFAULT_OUT = Path("docs")
 VARIANTS = ("trained", "untrained", "null", "unconditional", "shuffled")
-# condition -> (detector noise preset, principal-point jitter (fraction of the frame), limbs occluded)
-CONDITIONS = dict(clean=("clean", 0.0, False), medium=("medium", 0.0, False), heavy=("high", 0.0, False),
-                  occluded=("medium", 0.0, True), off_centre=("medium", 0.25, False))
-TUNE_CONDITION = "medium"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a case simulates: the detector noise preset, how far the principal point moves from the person
+    (fraction of the frame), whether one whole limb per frame is hidden, and the views per instant (> 1:
+    uncalibrated multi-view, the Eq. 13 loop; errors averaged over an instant's views)."""
+    level: str
+    jitter: float = 0.0
+    occluded: bool = False
+    views: int = 1
+
+    @property
+    def mode(self) -> str:
+        return "multiview" if self.views > 1 else "frame"
+
+
+CONDITIONS = dict(clean=Condition("clean"), medium=Condition("medium"), heavy=Condition("high"),
+                  occluded=Condition("medium", occluded=True), off_centre=Condition("medium", jitter=0.25),
+                  multiview=Condition("medium", views=4))
+# Per loop mode, the condition its settings are tuned on (tuning subjects).
+TUNE_CONDITIONS = dict(frame="medium", multiview="multiview")
 # COCO-17 keypoints of each limb (shoulder-elbow-wrist, hip-knee-ankle): one limb per occluded frame.
 LIMBS = ((5, 7, 9), (6, 8, 10), (11, 13, 15), (12, 14, 16))
-# Grids of (guidance scale, (tau, DDIM stride), outer iterations).  The stride grows with tau so that
-# one pass costs ~25 denoiser evaluations each way.
+# Grids of (guidance scale, (tau, DDIM stride), outer iterations) per loop mode.  Frame mode: the stride
+# grows with tau so that one pass costs ~25 denoiser evaluations each way.  Multi-view: around the mode's
+# default (tau 100, stride 10, 2 iterations; EngineOptions.resolved('multiview')).
 GRIDS = dict(
-    quick=dict(scale=(1.0,), tau_step=((10, 5),), iterations=(1, 2)),
-    small=dict(scale=(0.5, 1.0, 2.0), tau_step=((50, 2), (100, 4)), iterations=(5, 10)),
-    full=dict(scale=(0.25, 0.5, 1.0, 2.0, 4.0), tau_step=((20, 2), (50, 2), (100, 4), (200, 8)),
-              iterations=(3, 5, 10, 20)),
+    quick=dict(frame=dict(scale=(1.0,), tau_step=((10, 5),), iterations=(1, 2)),
+               multiview=dict(scale=(1.0,), tau_step=((10, 5),), iterations=(1,))),
+    small=dict(frame=dict(scale=(0.5, 1.0, 2.0), tau_step=((50, 2), (100, 4)), iterations=(5, 10)),
+               multiview=dict(scale=(0.25, 0.5, 1.0), tau_step=((50, 5), (100, 10)), iterations=(2, 4))),
+    full=dict(frame=dict(scale=(0.25, 0.5, 1.0, 2.0, 4.0), tau_step=((20, 2), (50, 2), (100, 4), (200, 8)),
+                         iterations=(3, 5, 10, 20)),
+              multiview=dict(scale=(0.125, 0.25, 0.5, 1.0, 2.0), tau_step=((50, 5), (100, 10), (200, 20)),
+                             iterations=(1, 2, 4))),
 )
 # Seed offsets: the tuning and report draws never share frames, cameras or noise.
 SEED_TUNE, SEED_REPORT, SEED_UNTRAINED = 1000, 2000, 3000
@@ -66,8 +89,8 @@ class Settings:
         return replace(base, guidance_scale=self.scale, tau=self.tau, step=self.step, iterations=self.iterations)
 
 
-def grid(name: str) -> list[Settings]:
-    g = GRIDS[name]
+def grid(name: str, mode: str = "frame") -> list[Settings]:
+    g = GRIDS[name][mode]
     return [Settings(s, t, st, i) for s, (t, st), i in itertools.product(g["scale"], g["tau_step"], g["iterations"])]
 
 
@@ -124,37 +147,69 @@ def occlude_limbs(keypoints: torch.Tensor, generator: torch.Generator) -> torch.
 
 @dataclass
 class Case:
-    """Simulated frames of one condition and seed, with the regressor's start and context."""
-    obs: object            # modes.Observations (N,...)
-    start: dict            # rotmats (N,24,3,3), betas (N,10), transl (N,3)
-    context: torch.Tensor  # (N,C)
-    gt: np.ndarray         # (N,24,3) camera-frame joints, metres
+    """Simulated samples of one condition and seed, with the regressor's start and context.  Frame mode: N
+    frames; multi-view: N instants x V views, the engine's view-major layout (V*N rows)."""
+    obs: object            # modes.Observations (N,...) or (V,N,...)
+    start: dict            # rotmats (V*N,24,3,3), betas (V*N,10), transl (V*N,3)
+    context: torch.Tensor  # (V*N,C)
+    gt: np.ndarray         # (V*N,24,3) camera-frame joints, metres
+    views: int = 1
+
+
+def _multiview_observations(sim_body, data: dict, instants: int, seed: int, level: str, views: int) -> dict:
+    """Uncalibrated observations (N,V,...) of min(instants, len) random frames of ``data``, like
+    bench.frame_observations (random shapes; every view its own camera around the person)."""
+    from backend.sim.observations import multiview_observations
+
+    rng = np.random.default_rng(seed)
+    n = min(instants, len(data["global_orient"]))
+    idx = np.sort(rng.choice(len(data["global_orient"]), n, replace=False))
+    params = dict(global_orient=data["global_orient"][idx], body_pose=data["body_pose"][idx],
+                  betas=rng.standard_normal((n, 10)), transl=np.zeros((n, 3), np.float32))
+    return multiview_observations(sim_body, params, torch.Generator().manual_seed(seed), views, level,
+                                  calibrated=False)
 
 
 def make_case(engine, sim_body, data: dict, condition: str, frames: int, seed: int) -> Case:
     from backend.engine import modes
 
-    level, jitter, occluded = CONDITIONS[condition]
-    obs = bench.frame_observations(sim_body, data, frames, seed, level,
-                                   dict(principal_point_jitter=jitter) if jitter else None)
+    cond = CONDITIONS[condition]
+    if cond.views > 1:
+        obs = _multiview_observations(sim_body, data, frames, seed, cond.level, cond.views)
+        view_major = lambda x: x.transpose(0, 1).reshape(-1, *x.shape[2:])       # (N,V,...) -> (V*N,...)
+    else:
+        obs = bench.frame_observations(sim_body, data, frames, seed, cond.level,
+                                       dict(principal_point_jitter=cond.jitter) if cond.jitter else None)
+        view_major = lambda x: x
     kp = obs["keypoints"]
-    if occluded:
+    if cond.occluded:
         kp = occlude_limbs(kp, torch.Generator().manual_seed(seed))
-    t = lambda x: x.to(engine.device, torch.float32)
-    o = modes.Observations(t(kp), t(obs["focal_length"]), t(obs["principal_point"]), t(obs["image_size"]))
-    est = engine.initial(o.keypoints, o.focal, o.principal)
+    t = lambda x: view_major(x).to(engine.device, torch.float32)
+    flat = modes.Observations(t(kp), t(obs["focal_length"]), t(obs["principal_point"]), t(obs["image_size"]))
+    est = engine.initial(flat.keypoints, flat.focal, flat.principal)
     start = dict(rotmats=est["rotmats"], betas=est["betas"], transl=est["transl"])
-    return Case(o, start, engine.context(o.keypoints, o.focal, o.principal), obs["gt_joints"].double().numpy())
+    o = flat.reshape(cond.views, -1) if cond.views > 1 else flat
+    ctx = engine.context(flat.keypoints, flat.focal, flat.principal)
+    return Case(o, start, ctx, view_major(obs["gt_joints"]).double().numpy(), cond.views)
+
+
+def case_errors(engine, case: Case, res: dict) -> dict:
+    """Per-sample errors {metric: (N,)} of a result (view-major rows) against the case's truth; multi-view:
+    the mean over an instant's views, so that samples (and the intervals over them) are instants."""
+    err = sample_joint_errors(bench.joints_of(engine, res), case.gt)
+    return {m: e.reshape(case.views, -1).mean(0) for m, e in err.items()}
 
 
 def refine_errors(engine, case: Case, variant: str, settings: Settings, seed: int) -> dict:
-    """Per-sample errors {metric: (N,)} of the frame loop run with a variant's denoiser and context."""
+    """Per-sample errors {metric: (N,)} of the case's loop (frame or Eq. 13) run with a variant's denoiser
+    and context."""
     from backend.engine.api import EngineOptions
 
-    loop, w = EngineOptions().resolved("frame")
+    mode = "multiview" if case.views > 1 else "frame"
+    loop, w = EngineOptions().resolved(mode)
     eps_model, ctx = variant_inputs(variant, engine, case.context, seed)
-    res = engine._frames(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model)
-    return sample_joint_errors(bench.joints_of(engine, res), case.gt)
+    run = engine._multiview if case.views > 1 else engine._frames
+    return case_errors(engine, case, run(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model))
 
 
 # -- statistics ----------------------------------------------------------------------------------------
@@ -179,38 +234,42 @@ class Setup:
     parts: dict            # 'tuning' / 'report' -> load_split-like dict
 
 
-def tuning_score(setup: Setup, variant: str, settings: Settings, frames: int, seeds) -> float:
-    """Mean PA-MPJPE-14 of a variant at some settings on TUNE_CONDITION, tuning subjects, pooled over seeds."""
+def tuning_score(setup: Setup, variant: str, settings: Settings, frames: int, seeds, condition: str) -> float:
+    """Mean PA-MPJPE-14 of a variant at some settings on a condition, tuning subjects, pooled over seeds."""
     e = setup.engine
-    err = [refine_errors(e, make_case(e, setup.sim_body, setup.parts["tuning"], TUNE_CONDITION, frames,
+    err = [refine_errors(e, make_case(e, setup.sim_body, setup.parts["tuning"], condition, frames,
                                       SEED_TUNE + s), variant, settings, s)["pa_mpjpe14"] for s in seeds]
     return float(np.concatenate(err).mean())
 
 
 def condition_errors(setup: Setup, condition: str, seed: int, variants, chosen: dict, frames: int) -> dict:
-    """Per-sample errors of the start and of every variant at its chosen settings: one condition and seed,
-    report subjects.  -> {'start' | variant: {metric: (N,)}}."""
+    """Per-sample errors of the start and of every variant at its chosen settings (chosen[mode][variant]):
+    one condition and seed, report subjects.  -> {'start' | variant: {metric: (N,)}}."""
     e = setup.engine
     case = make_case(e, setup.sim_body, setup.parts["report"], condition, frames, SEED_REPORT + seed)
-    out = dict(start=sample_joint_errors(bench.joints_of(e, case.start), case.gt))
+    picked = chosen[CONDITIONS[condition].mode]
+    out = dict(start=case_errors(e, case, case.start))
     for v in variants:
-        out[v] = refine_errors(e, case, v, Settings(**chosen[v]["settings"]), seed)
+        out[v] = refine_errors(e, case, v, Settings(**picked[v]["settings"]), seed)
     return out
 
 
-def tune(mapper, variants, settings: list[Settings], frames: int, seeds, progress=print) -> dict:
-    """Per variant, the settings with the lowest mean PA-MPJPE-14 on TUNE_CONDITION (tuning subjects).
+def tune(mapper, variants, grids: dict, frames: int, seeds, progress=print) -> dict:
+    """Per loop mode and variant, the settings with the lowest mean PA-MPJPE-14 on the mode's tuning
+    condition (TUNE_CONDITIONS, tuning subjects).  grids: {mode: [Settings]} -> {mode: {variant: ...}}.
 
     mapper(fn, jobs) -> [fn(setup, *job) for job in jobs] (in this process or a pool's)."""
-    jobs = [(v, st, frames, list(seeds)) for v in variants for st in settings]
+    jobs = [(v, st, frames, list(seeds), TUNE_CONDITIONS[mode]) for mode, settings in grids.items()
+            for v in variants for st in settings]
     scores = mapper(tuning_score, jobs)
     chosen = {}
-    for v in variants:
-        grid_rows = [dict(settings=st.__dict__, pa_mpjpe14=round(sc, 3))
-                     for (jv, st, _, _), sc in zip(jobs, scores) if jv == v]
-        best = min(grid_rows, key=lambda r: r["pa_mpjpe14"])
-        chosen[v] = dict(best, grid=grid_rows)
-        progress(f"  tuned {v}: {best['settings']} -> {best['pa_mpjpe14']:.2f} mm (tuning subjects)")
+    for mode in grids:
+        for v in variants:
+            grid_rows = [dict(settings=st.__dict__, pa_mpjpe14=round(sc, 3))
+                         for (jv, st, _, _, c), sc in zip(jobs, scores) if jv == v and c == TUNE_CONDITIONS[mode]]
+            best = min(grid_rows, key=lambda r: r["pa_mpjpe14"])
+            chosen.setdefault(mode, {})[v] = dict(best, grid=grid_rows)
+            progress(f"  tuned {mode} {v}: {best['settings']} -> {best['pa_mpjpe14']:.2f} mm (tuning subjects)")
     return chosen
 
 
@@ -282,23 +341,28 @@ def _ci(d: dict | None) -> str:
     return f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]" if d else ""
 
 
+def _describe(name: str, c: Condition) -> str:
+    return (f"{name} = noise `{c.level}`"
+            + (f", principal point moved up to +-{c.jitter:.0%} of the frame from the person" if c.jitter else "")
+            + (", one whole limb (shoulder/hip, elbow/knee, wrist/ankle) at confidence 0" if c.occluded else "")
+            + (f", {c.views} uncalibrated views per instant (Eq. 13; errors averaged over the views, "
+               "samples are instants)" if c.views > 1 else ""))
+
+
 def markdown(report: dict) -> str:
     cfg = report["config"]
     lines = [
-        "# Ablation: what the learned prior contributes to the ScoreHMR frame loop",
+        "# Ablation: what the learned prior contributes to the ScoreHMR loop (single frames, uncalibrated views)",
         "",
-        f"Size: {cfg['frames']} frames x {len(cfg['seeds'])} seeds per condition ({cfg['grid']} grid"
+        f"Size: {cfg['frames']} frames (multi-view: instants) x {len(cfg['seeds'])} seeds per condition ({cfg['grid']} grid"
         f"{', --quick: numbers mean nothing' if cfg['quick'] else ''}); {report['seconds']:.0f} s on "
         f"{report['environment']['device']} ({report['environment']['threads']} threads).",
         f"Command: `{report['command']}`; seeds {cfg['seeds']} (tuning draws: seed + {SEED_TUNE}, report: "
         f"seed + {SEED_REPORT}).",
-        f"Settings tuned on subjects {bench.SUBJECT_PARTS['tuning']} at `{TUNE_CONDITION}` noise; "
-        f"reported on subjects {bench.SUBJECT_PARTS['report']}. Start: our regressor.",
-        "Conditions: " + "; ".join(f"{k} = noise `{lvl}`" + (f", principal point moved up to +-{j:.0%} of the "
-                                                              "frame from the person" if j else "")
-                                   + (", one whole limb (shoulder/hip, elbow/knee, wrist/ankle) at confidence 0"
-                                      if occ else "") for k, (lvl, j, occ) in CONDITIONS.items()
-                                   if k in cfg["conditions"]) + ".",
+        f"Settings tuned on subjects {bench.SUBJECT_PARTS['tuning']} at condition "
+        + " / ".join(f"`{c}` ({m} loop)" for m, c in TUNE_CONDITIONS.items() if m in report["chosen"])
+        + f"; reported on subjects {bench.SUBJECT_PARTS['report']}. Start: our regressor (in every view).",
+        "Conditions: " + "; ".join(_describe(k, c) for k, c in CONDITIONS.items() if k in cfg["conditions"]) + ".",
         "Variants: trained prior; untrained (same architecture, seeded init); null (eps = 0); unconditional "
         "(context zeroed: the prior was trained with context dropout to zeros); shuffled (another frame's context).",
         "Differences: variant minus trained on the same frame and seed, mean and 95% Student-t interval over "
@@ -306,12 +370,14 @@ def markdown(report: dict) -> str:
         "",
         "## Chosen settings",
         "",
-        "| variant | guidance scale | tau | stride | iterations | tuning PA-MPJPE-14 |",
-        "|---|---|---|---|---|---|",
+        "| loop | variant | guidance scale | tau | stride | iterations | tuning PA-MPJPE-14 |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for v, c in report["chosen"].items():
-        s = c["settings"]
-        lines.append(f"| {v} | {s['scale']} | {s['tau']} | {s['step']} | {s['iterations']} | {c['pa_mpjpe14']} |")
+    for mode, per_variant in report["chosen"].items():
+        for v, c in per_variant.items():
+            s = c["settings"]
+            lines.append(f"| {mode} | {v} | {s['scale']} | {s['tau']} | {s['step']} | {s['iterations']} | "
+                         f"{c['pa_mpjpe14']} |")
     lines += ["", "## Results (report subjects)", "",
               "| condition | variant | n | PA-MPJPE-14 | MPJPE-14 | diff PA-MPJPE-14 [95% CI] | diff MPJPE-14 [95% CI] |",
               "|---|---|---|---|---|---|---|"]
@@ -362,9 +428,11 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
         return 2
     t0 = time.perf_counter()
     say = lambda s: print(s, flush=True)
+    modes_needed = dict.fromkeys(CONDITIONS[c].mode for c in args.conditions)
+    grids = {m: grid(args.grid, m) for m in modes_needed}
     say(f"ablate: {len(variants)} variants x {len(args.conditions)} conditions, {args.frames} frames x "
-        f"{len(args.seeds)} seeds, {args.grid} grid ({len(grid(args.grid))} settings) on {setup.engine.device}, "
-        f"{args.workers} worker(s)")
+        f"{len(args.seeds)} seeds, {args.grid} grid ({', '.join(f'{m} {len(g)}' for m, g in grids.items())} "
+        f"settings) on {setup.engine.device}, {args.workers} worker(s)")
     with contextlib.ExitStack() as stack:
         if args.workers > 1 and data is None:
             import multiprocessing
@@ -376,7 +444,7 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
             mapper = pool_mapper(pool)
         else:
             mapper = local_mapper(setup)
-        chosen = tune(mapper, variants, grid(args.grid), args.tune_frames or args.frames, args.seeds, say)
+        chosen = tune(mapper, variants, grids, args.tune_frames or args.frames, args.seeds, say)
         rows = evaluate(mapper, variants, args.conditions, chosen, args.frames, args.seeds, say)
     engine = setup.engine
     report = dict(command="python -m backend ablate " + " ".join(sys.argv[1:] if argv is None else argv),

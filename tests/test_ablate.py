@@ -94,6 +94,25 @@ def test_off_centre_condition_moves_the_principal_point_away_from_the_person():
     assert offset(centred).max() < 1e-3 and offset(off).min() > 1.0
 
 
+def test_multiview_case_is_view_major_and_its_errors_are_per_instant():
+    engine = tiny_engine()
+    case = _case(engine, "multiview", frames=3)
+    views = ablate.CONDITIONS["multiview"].views
+    assert case.views == views and case.obs.focal.shape == (views, 3) and case.gt.shape == (views * 3, 24, 3)
+    assert case.context.shape[0] == case.start["rotmats"].shape[0] == views * 3
+    # The start's per-instant error is the mean over that instant's views (row v*N + n).
+    from backend.models.train import sample_joint_errors
+    per_row = sample_joint_errors(bench.joints_of(engine, case.start), case.gt)["mpjpe14"]
+    np.testing.assert_allclose(ablate.case_errors(engine, case, case.start)["mpjpe14"],
+                               per_row.reshape(views, 3).mean(0))
+    # Every view of an instant sees the same body (the truth differs by the camera only: same bone lengths).
+    bones = np.linalg.norm(case.gt[:, 1:] - case.gt[:, :1], axis=-1).reshape(views, 3, 23)
+    np.testing.assert_allclose(bones, np.broadcast_to(bones[:1], bones.shape), atol=1e-5)
+    settings = ablate.Settings(scale=1.0, tau=10, step=5, iterations=1)
+    err = {v: ablate.refine_errors(engine, case, v, settings, seed=0)["pa_mpjpe14"] for v in ("trained", "null")}
+    assert err["trained"].shape == (3,) and np.abs(err["trained"] - err["null"]).max() > 1e-6
+
+
 def test_paired_interval_on_known_distributions():
     const = ablate.paired_interval(np.full(20, -1.5))
     assert const["mean"] == const["lo"] == const["hi"] == -1.5
@@ -124,23 +143,27 @@ def test_grid_search_picks_the_best_tuning_setting():
     engine = tiny_engine()
     settings = [ablate.Settings(1.0, 10, 5, 1), ablate.Settings(0.0, 10, 5, 1)]
     setup = ablate.make_setup(engine, dict(tuning=synthetic_val()))
-    chosen = ablate.tune(ablate.local_mapper(setup), ["trained", "null"], settings, 4, [0], lambda s: None)
+    chosen = ablate.tune(ablate.local_mapper(setup), ["trained", "null"], dict(frame=settings, multiview=settings[:1]),
+                         4, [0], lambda s: None)
     for v in ("trained", "null"):
-        scores = [r["pa_mpjpe14"] for r in chosen[v]["grid"]]
-        assert chosen[v]["pa_mpjpe14"] == min(scores) and len(scores) == 2
+        scores = [r["pa_mpjpe14"] for r in chosen["frame"][v]["grid"]]
+        assert chosen["frame"][v]["pa_mpjpe14"] == min(scores) and len(scores) == 2
+        assert len(chosen["multiview"][v]["grid"]) == 1
 
 
 @pytest.mark.slow
 def test_ablate_quick_end_to_end(tmp_path):
     out = tmp_path / "docs"
-    assert ablate.main(["--quick", "--seeds", "0", "1", "--conditions", "medium", "occluded", "--out", str(out)],
+    conditions = ("medium", "occluded", "multiview")
+    assert ablate.main(["--quick", "--seeds", "0", "1", "--conditions", *conditions, "--out", str(out)],
                        engine=tiny_engine(), data=synthetic_val()) == 0
     report = json.loads((out / "ablation.json").read_text())
     md = (out / "ablation.md").read_text()
-    assert set(report["chosen"]) == set(ablate.VARIANTS)
+    assert set(report["chosen"]) == {"frame", "multiview"}
+    assert all(set(c) == set(ablate.VARIANTS) for c in report["chosen"].values())
     rows = {(r["condition"], r["variant"]): r for r in report["rows"]}
-    assert set(rows) == {(c, v) for c in ("medium", "occluded") for v in ("start", *ablate.VARIANTS)}
-    assert all(r["n"] == 8 for r in rows.values())                      # 4 frames x 2 seeds, pooled
+    assert set(rows) == {(c, v) for c in conditions for v in ("start", *ablate.VARIANTS)}
+    assert all(r["n"] == 8 for r in rows.values())                      # 4 frames (instants) x 2 seeds, pooled
     for v in ("untrained", "null", "unconditional", "shuffled"):
         d = rows[("medium", v)]["diff_pa_mpjpe14"]
         assert d["lo"] <= d["mean"] <= d["hi"] and d["n"] == 8

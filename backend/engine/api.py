@@ -341,12 +341,13 @@ class Engine:
                     motion=dict(path=str(options.motion_prior), command=prior_meta.get("command"), frames=window,
                                 overlap=overlap, world=frame.source))
 
-    def _multiview(self, o: modes.Observations, start, ctx, loop, w, progress=None):
-        """Uncalibrated views: o (V,F,...), start/ctx (V*F,...) view-major; one body per view and instant."""
+    def _multiview(self, o: modes.Observations, start, ctx, loop, w, progress=None, prior=None):
+        """Uncalibrated views: o (V,F,...), start/ctx (V*F,...) view-major; one body per view and instant.
+        ``prior``: another denoiser in place of the engine's (the ablation's variants)."""
         v, f = o.focal.shape
         per = lambda x: x.reshape(v, f, *x.shape[1:]).transpose(0, 1)   # (V*F,...) -> (F,V,...)
         betas = start["betas"].mean(0, keepdim=True).expand(f, v, 10)
-        res = modes.run(self.prior, self.alphas, modes.multiview_loss(self.body, o.transpose01(), betas, w),
+        res = modes.run(prior or self.prior, self.alphas, modes.multiview_loss(self.body, o.transpose01(), betas, w),
                         per(start["rotmats"]), per(start["transl"]), per(ctx), loop, progress)
         back = lambda x: x.transpose(0, 1).reshape(v * f, *x.shape[2:])
         return dict(rotmats=back(res["rotmats"]), transl=back(res["transl"]), betas=back(betas),
