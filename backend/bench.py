@@ -555,7 +555,8 @@ class Bench:
                     rows.append(dict(placement=placement, regressor=camera, method=method, frames=n,
                                      orient_deg=round(float(orient.mean()), 2),
                                      orient_in_view_deg=round(float(orient[in_view].mean()), 2),
-                                     **errors(joints_of(e, res), gt), outside=round(1 - float(in_view.double().mean()), 3),
+                                     **errors(joints_of(e, res), gt),
+                                     outside=round(1 - float(in_view.double().mean()), 3),
                                      off_axis_deg=round(float(off_axis), 1),
                                      s_per_frame=round(sec / n, 4) if method != "start" else 0.0))
         return rows

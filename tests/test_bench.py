@@ -128,8 +128,8 @@ def test_bench_merge_puts_a_rerun_section_into_the_committed_report():
     assert merged["single_frame"] == committed["single_frame"] and merged["off_centre"] == [row]
     assert merged["speed"] == committed["speed"] + [dict(mode="off", method="x")]
     assert merged["reruns"][:-1] == committed.get("reruns", [])
-    assert merged["reruns"][-1] == dict(sections=["off_centre"], command="python -m backend bench --sections off_centre",
-                                        seconds=2.0)
+    command = "python -m backend bench --sections off_centre"
+    assert merged["reruns"][-1] == dict(sections=["off_centre"], command=command, seconds=2.0)
     md = bench.markdown(merged)
     assert "off_centre (`python -m backend bench --sections off_centre`)." in md.split("\n")[3]
     assert "## Off-centre people: 2 validation frames" in md and "50% of the frames" in md

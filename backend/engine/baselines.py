@@ -265,8 +265,8 @@ def per_frame_then_filter(engine, keypoints: torch.Tensor, focal: torch.Tensor, 
     from backend.engine.api import EngineOptions
 
     loop, weights = (options or EngineOptions()).resolved("frame")
-    res = engine._frames(Observations(keypoints, focal, principal, image_size), start, engine.context(keypoints, focal, principal),
-                         loop, weights)
+    ctx = engine.context(keypoints, focal, principal)
+    res = engine._frames(Observations(keypoints, focal, principal, image_size), start, ctx, loop, weights)
     rotmats, transl = temporal_filter(res["rotmats"], res["transl"], filt)
     return dict(rotmats=rotmats, transl=transl, betas=res["betas"], denoiser_evaluations=res["evaluations"])
 
