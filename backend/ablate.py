@@ -189,7 +189,8 @@ def make_case(engine, sim_body, data: dict, condition: str, frames: int, seed: i
     est = engine.initial(flat.keypoints, flat.focal, flat.principal)
     start = dict(rotmats=est["rotmats"], betas=est["betas"], transl=est["transl"])
     o = flat.reshape(cond.views, -1) if cond.views > 1 else flat
-    return Case(o, start, engine.context(flat.keypoints), view_major(obs["gt_joints"]).double().numpy(), cond.views)
+    ctx = engine.context(flat.keypoints, flat.focal, flat.principal)
+    return Case(o, start, ctx, view_major(obs["gt_joints"]).double().numpy(), cond.views)
 
 
 def case_errors(engine, case: Case, res: dict) -> dict:

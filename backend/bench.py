@@ -14,6 +14,10 @@ fixed seeds.  Tables shaped like the paper's:
   backend/assets/motion_prior.pt, docs/motion_prior.md), with acceleration errors.
 * Table 3 (multi-view, 2/4/8 views): calibrated (triangulate + fit, ScoreHMR calibrated) and
   uncalibrated (per-view start vs ScoreHMR Eq. 13).
+* Off-centre (``off_centre``): single frames with the person anywhere in the frame, partly outside,
+  1.5-10 m away (``sample_cameras(off_centre=True)``), and the same frames centred for reference:
+  our regressor's start and ScoreHMR frame mode with the naive regressor (box-normalised keypoints)
+  and with its virtual camera (``backend.models.regressor.virtual_view``); global-orientation error.
 * Speed: frames/s per method and device, denoiser evaluations per frame, peak memory, and
   where the time goes in video mode.
 
@@ -60,9 +64,10 @@ NEAR_ROT_DEG = 3.0                    # RMS per-joint rotation noise added to th
 NEAR_TRANSL_M = (0.01, 0.01, 0.01)
 STARTS = ("regressor", "weak", "near-perfect")
 # Seeds of the sections (added to --seed) so that each section's data does not depend on the others' sizes.
-SECTIONS = ("single_frame", "video", "multiview", "long_clip", "animator", "detector")
+SECTIONS = ("single_frame", "video", "multiview", "long_clip", "animator", "detector", "off_centre")
 LONG_CLIP_FPS = 30
-SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER = 101, 202, 303, 404, 505
+SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER, SEED_OFF_CENTRE = 101, 202, 303, 404, 505, 606
+PLACEMENTS = dict(centred=None, **{"off-centre": dict(off_centre=True)})   # off_centre section: camera_kwargs
 
 
 # The validation subjects in two parts: settings (weights, loop constants, thresholds) are chosen on the
@@ -269,6 +274,23 @@ def errors(pred: np.ndarray, gt: np.ndarray) -> dict:
     return {k: round(v, 2) for k, v in joint_errors(pred, gt).items()}
 
 
+def orientation_error_deg(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Angles (N,) in degrees between predicted and true global orientations, rotmats (N,3,3)."""
+    cos = ((pred.transpose(1, 2) @ gt).diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2
+    return torch.rad2deg(torch.arccos(cos.clamp(-1, 1)))
+
+
+@contextlib.contextmanager
+def virtual_camera(engine, on: bool):
+    """The engine's regressor with (on) or without its virtual camera for the duration of the block."""
+    before = engine.virtual_camera
+    engine.virtual_camera = on
+    try:
+        yield
+    finally:
+        engine.virtual_camera = before
+
+
 def video_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
     """pred, gt (N,F,24,3) for N sequences: joint errors plus acceleration errors (mm/frame^2)."""
     rel = lambda j: j - j[..., :1, :]
@@ -348,7 +370,7 @@ class Bench:
         reg = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
         starts = dict(regressor=reg, weak=perturbed(reg, WEAK_ROT_DEG, WEAK_TRANSL_M, g),
                       **{"near-perfect": perturbed(ground_truth(obs, self.dev), NEAR_ROT_DEG, NEAR_TRANSL_M, g)})
-        ctx = e.context(kp)
+        ctx = e.context(kp, focal, pp)
         _, loop, w = self.options("frame")
         rows = []
         for name in STARTS:
@@ -456,7 +478,7 @@ class Bench:
             reg = e.initial(flat_vm(kp), flat_vm(focal), flat_vm(pp))                # view-major (V*B)
             start_all = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
             start0 = {k: v[:n] for k, v in start_all.items()}                        # view 0
-            ctx = e.context(flat_vm(kp))
+            ctx = e.context(flat_vm(kp), flat_vm(focal), flat_vm(pp))
             gt_vm = np.swapaxes(gt, 0, 1).reshape(views * n, 24, 3)
             _, loop, w = self.options("multiview")
             _, loop_cal, w_cal = self.options("calibrated")
@@ -507,6 +529,46 @@ class Bench:
                      row("calibrated", "ScoreHMR calibrated", joints_of(e, cal), gt[:, 0], s_cal),
                      row("uncalibrated", "start (per view)", joints_of(e, start_all), gt_vm, 0.0),
                      row("uncalibrated", "ScoreHMR Eq. 13", joints_of(e, unc), gt_vm, s_unc)]
+        return rows
+
+    # -- off-centre people ----------------------------------------------------------------------
+    def off_centre(self) -> list[dict]:
+        """The same validation frames and bodies centred and placed anywhere in the frame (PLACEMENTS), from
+        our regressor naive / with its virtual camera: the start and ScoreHMR frame mode (the start and the
+        prior's context both from that regressor).  Rows with errors, global-orientation error (deg),
+        the share of frames with keypoints outside the image and the mean off-axis angle of the box."""
+        from backend.models.regressor import keypoint_box
+
+        cfg, e = self.cfg, self.engine
+        _, loop, w = self.options("frame")
+        rows = []
+        for placement, camera_kwargs in PLACEMENTS.items():
+            obs = frame_observations(self.sim_body, self.data, cfg.frames, cfg.seed + SEED_OFF_CENTRE, cfg.level,
+                                     camera_kwargs)
+            kp, focal, pp, size = (self._t(obs[k]) for k in ("keypoints", "focal_length", "principal_point",
+                                                             "image_size"))
+            gt, n = obs["gt_joints"].double().numpy(), kp.shape[0]
+            gt_orient = ground_truth(obs, self.dev)["rotmats"][:, 0]
+            uv, wh = obs["gt_keypoints2d"], obs["image_size"][:, None]
+            in_view = ~((uv < 0) | (uv > wh)).any(-1).any(-1).to(self.dev)     # (N,) every keypoint inside
+            centre, _ = keypoint_box(kp)
+            off_axis = torch.rad2deg(torch.atan(((centre - pp) / focal[:, None]).norm(dim=-1))).mean()
+            for camera in ("naive", "virtual"):
+                with virtual_camera(e, camera == "virtual"):
+                    reg = e.initial(kp, focal, pp)
+                    start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
+                    ctx = e.context(kp, focal, pp)
+                refined, sec = self.measure("frame", "ScoreHMR", n, lambda: e._frames(
+                    modes.Observations(kp, focal, pp, size), start, ctx, loop, w), record=False)
+                for method, res in (("start", start), ("+ScoreHMR", refined)):
+                    orient = orientation_error_deg(res["rotmats"][:, 0], gt_orient)
+                    rows.append(dict(placement=placement, regressor=camera, method=method, frames=n,
+                                     orient_deg=round(float(orient.mean()), 2),
+                                     orient_in_view_deg=round(float(orient[in_view].mean()), 2),
+                                     **errors(joints_of(e, res), gt),
+                                     outside=round(1 - float(in_view.double().mean()), 3),
+                                     off_axis_deg=round(float(off_axis), 1),
+                                     s_per_frame=round(sec / n, 4) if method != "start" else 0.0))
         return rows
 
     # -- memory on a long clip ----------------------------------------------------------------
@@ -562,7 +624,7 @@ class Bench:
         report = dict(config=asdict(self.cfg), environment=environment(self.dev), models=self.engine.meta)
         for name, fn in (("single_frame", self.single_frame), ("video", self.video), ("multiview", self.multiview),
                          ("long_clip", self.long_clip), ("animator", lambda: bench_video.animator(self)),
-                         ("detector", self.detector)):
+                         ("detector", self.detector), ("off_centre", self.off_centre)):
             if name not in self.cfg.sections:
                 report[name] = []
                 continue
@@ -620,6 +682,9 @@ def markdown(report: dict) -> str:
         f"validation subjects: {cfg.get('subjects', 'all')}"
         f"{', --quick' if cfg['quick'] else ''}); models: {trained}; device {env['device']} ({env['device_name']}), "
         f"torch {env['torch']}, {env['threads']} threads; {report['seconds']:.0f} s in all.",
+        *([f"Sections re-run since (merged into this report; `reruns` in benchmark.json): " + "; ".join(
+            f"{', '.join(r['sections'])} (`{r['command']}`)" for r in report["reruns"]) + "."]
+          if report.get("reruns") else []),
         f"Validation subjects {SUBJECT_PARTS}: loop settings and weights were chosen on 'tuning', this report "
         "is measured on the subjects named above.",
         "Errors in mm (MPJPE pelvis-aligned, PA-MPJPE after similarity Procrustes) on 14 LSP / 24 SMPL joints; "
@@ -656,6 +721,23 @@ def markdown(report: dict) -> str:
             _table(_with_change(report["multiview"], lambda r: (r["views"], r["setting"])),
                    [("views", "views"), ("setting", "setting"), ("method", "method"), *ERR_COLS,
                     ("change", "change"), ("s_per_instant", "s/instant")]),
+            "",
+        ]
+    if report.get("off_centre"):
+        r0 = report["off_centre"]
+        off = next(r for r in r0 if r["placement"] == "off-centre")
+        parts += [
+            f"## Off-centre people: {r0[0]['frames']} validation frames, centred and anywhere in the frame",
+            "The same frames and bodies, centred (as in the tables above) and placed anywhere in the frame, "
+            f"1.5-10 m away, partly outside (`sample_cameras(off_centre=True)`: {100 * off['outside']:.0f}% of "
+            f"the frames have keypoints outside the image, box centres {off['off_axis_deg']} deg off axis on "
+            "average). Regressor naive (box-normalised keypoints) or through its virtual camera (the camera "
+            "turned onto the person; start and prior context); orient: global-orientation error (deg), over all "
+            "frames and over those with every keypoint inside the image.",
+            "",
+            _table(r0, [("placement", "placement"), ("regressor", "regressor"), ("method", "method"),
+                        ("orient_deg", "orient (deg)"), ("orient_in_view_deg", "orient, in view"), *ERR_COLS,
+                        ("s_per_frame", "s/frame")]),
             "",
         ]
     parts += [
@@ -698,6 +780,22 @@ def markdown(report: dict) -> str:
     return "\n".join(parts)
 
 
+def merge_rerun(committed: dict, report: dict, command: str) -> dict:
+    """The committed report with the sections run in ``report`` put in (replacing theirs, and the speed
+    rows of the modes it measured), the re-run recorded under 'reruns'."""
+    merged = dict(committed)
+    sections = [name for name in report["config"]["sections"] if name in SECTIONS]
+    for name in sections:
+        merged[name] = report[name]
+    measured = {r["mode"] for r in report["speed"]}
+    merged["speed"] = [r for r in committed.get("speed", []) if r["mode"] not in measured] + report["speed"]
+    if report["video_breakdown"]:
+        merged["video_breakdown"] = report["video_breakdown"]
+    merged["reruns"] = [*committed.get("reruns", []), dict(sections=sections, command=command,
+                                                            seconds=report["seconds"])]
+    return merged
+
+
 def write_report(report: dict, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "benchmark.md", out / "benchmark.json"
@@ -734,6 +832,12 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
                    help="video: also run the learned motion prior (default backend/assets/motion_prior.pt when "
                         "present; 'none' leaves the row out)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--no-virtual-camera", action="store_true",
+                   help="the regressor without its virtual camera (Engine.virtual_camera off) in every section but "
+                        "off_centre (which runs both): for comparing with the default")
+    p.add_argument("--merge", action="store_true",
+                   help="put the sections run (--sections) into the report already in --out, recorded under "
+                        "'reruns', instead of writing a new report")
     args = p.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -759,10 +863,15 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    engine.virtual_camera = not args.no_virtual_camera
     torch.manual_seed(cfg.seed)
     print(f"bench: {cfg.frames} frames, {cfg.videos} x {cfg.video_length}-frame clips, {cfg.instants} instants x "
           f"{list(cfg.views)} views on {engine.device}", flush=True)
     report = Bench(engine, data, MaxMixturePrior(gmm), cfg).run(progress=lambda s: print(s, flush=True))
+    if args.merge:
+        committed = json.loads((Path(args.out) / "benchmark.json").read_text())
+        args_text = " ".join(sys.argv[1:] if argv is None else argv)
+        report = merge_rerun(committed, report, f"python -m backend bench {args_text}")
     md, js = write_report(report, Path(args.out))
     print(markdown(report))
     print(f"wrote {md} and {js}")

@@ -147,7 +147,7 @@ def clip_methods(bench, obs: dict, i: int):
     clip = modes.Observations(kp, focal, pp, size)
     reg = e.initial(kp, focal, pp)
     start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
-    ctx = e.context(kp)
+    ctx = e.context(kp, focal, pp)
     opts_paper, loop_paper, w_paper = bench.options("video", "paper")
     opts_ours, loop_ours, w_ours = bench.options("video", "ours")
     opts_frame = bench.options("frame")[0]
@@ -230,7 +230,7 @@ def gap_measures(bench, clip: modes.Observations, gt_cam, up, loop, w, opts) -> 
         holed_clip = replace(clip, keypoints=holed)
         reg = e.initial(holed, clip.focal, clip.principal)
         plain = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
-        ctx = e.context(holed)
+        ctx = e.context(holed, clip.focal, clip.principal)
         for name, (start, c) in (("fixed-pose fill (old)", (plain, ctx)), ("bridged", G.bridge(plain, ctx, holed))):
             pred = joints_of(e, e._video(holed_clip, start, c, loop, w, opts))
             err = M.mpjpe(pred[:, lsp], gt_cam[:, lsp], root=0)

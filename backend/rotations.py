@@ -26,6 +26,7 @@ __all__ = [
     "quaternion_to_matrix",
     "axis_angle_to_quaternion",
     "quaternion_to_axis_angle",
+    "smallest_rotation",
 ]
 
 
@@ -52,6 +53,17 @@ def _skew(v):
     x, y, z = v.unbind(-1)
     o = torch.zeros_like(x)
     return torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).unflatten(-1, (3, 3))
+
+
+def smallest_rotation(a, b):
+    """The smallest rotation (B,3,3) taking direction a (B,3) onto direction b (B,3) (any lengths, not opposite).
+
+    Rodrigues with v = a x b, c = a . b (unit vectors): R = I + [v]x + [v]x^2 / (1 + c); it turns
+    about the axis normal to both, so a camera turned by it pans and tilts without rolling."""
+    a, b = torch.nn.functional.normalize(a, dim=-1), torch.nn.functional.normalize(b, dim=-1)
+    vx = _skew(torch.linalg.cross(a, b, dim=-1))
+    eye = torch.eye(3, dtype=a.dtype, device=a.device).expand_as(vx)
+    return eye + vx + vx @ vx / (1.0 + (a * b).sum(-1))[..., None, None]
 
 
 def axis_angle_to_matrix(aa):

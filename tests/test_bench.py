@@ -106,6 +106,33 @@ def test_bench_quick_writes_the_paper_shaped_tables(tmp_path):
     assert det["rendered"]["found"] > 0.95 and det["rendered"]["median_px"] < 10
     assert [r["method"] for r in det["engine"]] == ["start", "start_subset", "frame", "video"]
     assert "### The built-in detector (MediaPipe BlazePose)" in md
+    # Off-centre people: the same frames centred and anywhere, naive regressor and its virtual camera.
+    off = report["off_centre"]
+    assert [(r["placement"], r["regressor"], r["method"]) for r in off] == [
+        (p, c, m) for p in bench.PLACEMENTS for c in ("naive", "virtual") for m in ("start", "+ScoreHMR")]
+    assert all(0 <= r["orient_deg"] <= 180 and np.isfinite(r["mpjpe14"]) for r in off)
+    assert "## Off-centre people" in md and "| placement | regressor | method | orient (deg) |" in md
+    assert engine.virtual_camera  # the section's switch is undone
+
+
+def test_bench_merge_puts_a_rerun_section_into_the_committed_report():
+    from pathlib import Path
+
+    committed = json.loads((Path(bench.__file__).resolve().parents[1] / "docs/benchmark/benchmark.json").read_text())
+    row = dict(placement="off-centre", regressor="virtual", method="start", frames=2, orient_deg=1.0,
+               orient_in_view_deg=1.0, pa_mpjpe14=1.0, mpjpe14=2.0, pa_mpjpe24=3.0, mpjpe24=4.0, outside=0.5,
+               off_axis_deg=9.0, s_per_frame=0.0)
+    rerun = dict(config=dict(sections=["off_centre"]), off_centre=[row], speed=[dict(mode="off", method="x")],
+                 video_breakdown=[], seconds=2.0)
+    merged = bench.merge_rerun(committed, rerun, "python -m backend bench --sections off_centre")
+    assert merged["single_frame"] == committed["single_frame"] and merged["off_centre"] == [row]
+    assert merged["speed"] == committed["speed"] + [dict(mode="off", method="x")]
+    assert merged["reruns"][:-1] == committed.get("reruns", [])
+    command = "python -m backend bench --sections off_centre"
+    assert merged["reruns"][-1] == dict(sections=["off_centre"], command=command, seconds=2.0)
+    md = bench.markdown(merged)
+    assert "off_centre (`python -m backend bench --sections off_centre`)." in md.split("\n")[3]
+    assert "## Off-centre people: 2 validation frames" in md and "50% of the frames" in md
 
 
 def test_bench_reports_missing_inputs(tmp_path, capsys):

@@ -97,6 +97,43 @@ def test_sampled_cameras_frame_the_person(bm):
     assert torch.bincount(quadrant, minlength=4).min() > n // 8
 
 
+def test_off_centre_cameras_put_people_anywhere_partly_outside(bm):
+    from backend.sim.cameras import DISTANCE_M_RANGE, MAX_HEIGHT_FILL, OUTSIDE_MAX
+
+    n = 400
+    p = _random_params(n, seed=4)
+    out = bm.joints_fast(pose_to_rotmats(p["global_orient"], p["body_pose"]), p["betas"], p["transl"])
+    pts = torch.cat([out.joints, out.keypoints], 1)
+    cam = sample_cameras(pts, np.random.default_rng(5), off_centre=True)
+    uv, depth = project(pts, cam)
+    size = cam.image_size
+    lo, hi = uv.amin(1), uv.amax(1)
+    centre = (lo + hi) / 2 / size                                    # box centre as a share of the frame
+    # Distances in the range (camera centre to the person's box centre), near and far both drawn.
+    dist = (cam.centre - (pts.amin(1) + pts.amax(1)) / 2).norm(dim=-1)
+    assert dist.min() >= DISTANCE_M_RANGE[0] - 0.05 and dist.max() <= DISTANCE_M_RANGE[1] + 0.05
+    assert (dist < 3.0).any() and (dist > 8.0).any()
+    assert (depth > 0).all()
+    # Anywhere in the frame: every third of each axis is used, and centres come close to each edge.
+    for axis in (0, 1):
+        thirds = torch.bincount((centre[:, axis] * 3).clamp(0, 2.999).long(), minlength=3)
+        assert thirds.min() > n // 8, thirds
+        assert centre[:, axis].min() < 0.2 and centre[:, axis].max() > 0.8
+    # Partly outside: some people cross the frame's edge, none by much more than OUTSIDE_MAX of the box.
+    outside = ((-lo).clamp_min(0) + (hi - size).clamp_min(0)) / (hi - lo)
+    truncated = (outside > 0.02).any(-1)
+    assert 0.1 * n < truncated.sum() < 0.9 * n
+    assert outside.max() < OUTSIDE_MAX + 0.1
+    # The height fill holds on the axis; turned towards an edge, perspective enlarges the box (~1 / cos^2).
+    assert ((hi - lo)[:, 1] / size[:, 1]).max() <= MAX_HEIGHT_FILL * 1.3
+    # The same body through the simulator: points outside the image are reported missing.
+    obs = single_view_observations(bm, _random_params(64, seed=6), torch.Generator().manual_seed(7), "clean",
+                                   camera_kwargs=dict(off_centre=True))
+    uv2, wh = obs["gt_keypoints2d"], obs["image_size"][:, None]
+    out_of_frame = ((uv2 < 0) | (uv2 > wh)).any(-1)
+    assert out_of_frame.any() and (obs["keypoints"][..., 2][out_of_frame] == 0).all()
+
+
 # -- ground truth in the camera frame -------------------------------------------------------------
 
 def test_camera_frame_params_reproduce_camera_joints(bm):

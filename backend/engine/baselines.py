@@ -265,8 +265,8 @@ def per_frame_then_filter(engine, keypoints: torch.Tensor, focal: torch.Tensor, 
     from backend.engine.api import EngineOptions
 
     loop, weights = (options or EngineOptions()).resolved("frame")
-    res = engine._frames(Observations(keypoints, focal, principal, image_size), start, engine.context(keypoints),
-                         loop, weights)
+    ctx = engine.context(keypoints, focal, principal)
+    res = engine._frames(Observations(keypoints, focal, principal, image_size), start, ctx, loop, weights)
     rotmats, transl = temporal_filter(res["rotmats"], res["transl"], filt)
     return dict(rotmats=rotmats, transl=transl, betas=res["betas"], denoiser_evaluations=res["evaluations"])
 
@@ -384,7 +384,7 @@ def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, p
     elif method == "smplify":
         out = smplify(engine.body, prior, *args, start)
     elif method == "dposer":
-        out = dposer_style(engine.body, engine.prior, engine.alphas, engine.context(args[0]), *args, start,
+        out = dposer_style(engine.body, engine.prior, engine.alphas, engine.context(*args[:3]), *args, start,
                            generator=generator)
         extra["denoiser_evaluations"] = out["denoiser_evaluations"]
     else:

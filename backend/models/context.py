@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from backend.models.regressor import keypoint_box, normalise_keypoints
+from backend.models.regressor import keypoint_box, normalise_keypoints, virtual_view
 
 LAYOUTS = ("features", "features+camera")
 CAMERA_DIM = 4          # box centre - principal point (2) / focal, box size / focal, log(focal / 1000 px)
@@ -31,9 +31,15 @@ def camera_part(kp: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor) 
 
 
 def raw_parts(regressor, kp: torch.Tensor, focal: torch.Tensor | None, principal: torch.Tensor | None,
-              layout: str) -> torch.Tensor:
-    """Unstandardised context parts (B,D): the regressor's features, plus the camera part if the layout has one."""
-    feats = regressor(normalise_keypoints(kp))["features"]
+              layout: str, virtual_camera: bool = False) -> torch.Tensor:
+    """Unstandardised context parts (B,D): the regressor's features, plus the camera part if the layout has one.
+
+    ``virtual_camera`` (with a known camera): the features of the person turned onto the optical axis
+    (backend.models.regressor.virtual_view), as the engine's start is regressed; the camera part still
+    says where the box sits in the real camera."""
+    seen = virtual_view(kp, focal.to(kp), principal.to(kp))[0] if virtual_camera and focal is not None \
+        and principal is not None else kp
+    feats = regressor(normalise_keypoints(seen))["features"]
     if layout == "features":
         return feats
     if focal is None or principal is None:
@@ -60,11 +66,13 @@ def context_dim(raw_dim: int, layout: str) -> int:
 
 @torch.no_grad()
 def build_context(regressor, kp: torch.Tensor, focal: torch.Tensor | None, principal: torch.Tensor | None,
-                  mean: torch.Tensor, std: torch.Tensor, layout: str = "features") -> torch.Tensor:
+                  mean: torch.Tensor, std: torch.Tensor, layout: str = "features",
+                  virtual_camera: bool = False) -> torch.Tensor:
     """The denoiser's context for keypoints (B,K,3) px seen with focal (B,) and principal (B,2) px
-    (None: camera unknown, that part is marked missing) -> (B,context_dim)."""
+    (None: camera unknown, that part is marked missing) -> (B,context_dim).  ``virtual_camera``: see
+    :func:`raw_parts` (needs the camera; without it the keypoints are used as they are)."""
     if layout not in LAYOUTS:
         raise ValueError(f"context layout must be one of {LAYOUTS}, not {layout!r}")
-    raw = raw_parts(regressor, kp, focal, principal, layout)
+    raw = raw_parts(regressor, kp, focal, principal, layout, virtual_camera)
     missing_cam = None if focal is not None and principal is not None else raw.new_zeros(len(raw), dtype=torch.bool)
     return assemble(raw, mean, std, layout, keep_camera=missing_cam)

@@ -3,19 +3,26 @@
 Its penultimate features are the context c of the diffusion prior (the paper takes c from a frozen
 regressor backbone).  Keypoints are normalised to the person's box, so the network never sees the
 image size; the full-perspective translation is then solved from the real intrinsics.
+
+The network was trained on people on the optical axis.  With ``virtual_camera`` it sees an
+off-centre person through a virtual camera: the real one turned about its centre so that the ray
+through the person's box centre becomes the optical axis (same focal length and principal point).
+For a pinhole camera that is exact: the virtual image is the homography K R_v K^-1 of the real one,
+and the estimate is turned back by R_v^T (:func:`virtual_view`, :func:`turn_camera`).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from backend.rotations import rot6d_to_matrix
+from backend.rotations import rot6d_to_matrix, smallest_rotation
 
 NUM_KEYPOINTS = 17
 BOX_SCALE = 1.2  # the box is the keypoints' extent enlarged by 20%, as detectors' crops are
+BOX_MIN_CONF = 0.05  # keypoints at or below this confidence do not shape the box
 
 
-def keypoint_box(kp: torch.Tensor, min_conf: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+def keypoint_box(kp: torch.Tensor, min_conf: float = BOX_MIN_CONF) -> tuple[torch.Tensor, torch.Tensor]:
     """Square box around the confident keypoints. kp (B,K,3) -> centre (B,2), size (B,) in pixels."""
     valid = kp[..., 2] > min_conf
     big = torch.finfo(kp.dtype).max
@@ -56,6 +63,37 @@ def solve_translation(points: torch.Tensor, kp2d: torch.Tensor, weights: torch.T
     return torch.linalg.solve(AtA, Atb)
 
 
+def warp_keypoints(kp: torch.Tensor, R: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor) -> torch.Tensor:
+    """Keypoints (B,K,3) px seen by a camera turned by R (B,3,3) about its centre (same intrinsics):
+    the homography K R K^-1.  Confidences are kept; missing points (conf 0) stay (0, 0, 0)."""
+    f, pp = focal[:, None, None], principal[:, None]
+    rays = torch.cat([(kp[..., :2] - pp) / f, torch.ones_like(kp[..., :1])], -1) @ R.transpose(1, 2)
+    # Rays stay in front (turns are far below 90 degrees); the clamp only keeps degenerate input finite.
+    xy = rays[..., :2] / rays[..., 2:].clamp_min(1e-6) * f + pp
+    seen = kp[..., 2:] > 0
+    return torch.cat([xy * seen, kp[..., 2:]], -1)
+
+
+def virtual_view(kp: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The person's box centre moved onto the optical axis: kp (B,K,3) px, focal (B,), principal (B,2)
+    -> keypoints in the virtual camera (B,K,3) and R_v (B,3,3) (X_virtual = R_v X_real)."""
+    centre, _ = keypoint_box(kp)
+    # A frame without keypoints has no box: its virtual camera is the real one.
+    centre = torch.where((kp[..., 2] > BOX_MIN_CONF).any(1, keepdim=True), centre, principal)
+    ray = torch.cat([(centre - principal) / focal[:, None], torch.ones_like(centre[:, :1])], -1)
+    R_v = smallest_rotation(ray, torch.zeros_like(ray) + ray.new_tensor([0.0, 0.0, 1.0]))
+    return warp_keypoints(kp, R_v, focal, principal), R_v
+
+
+def turn_camera(rotmats: torch.Tensor, transl: torch.Tensor, pelvis: torch.Tensor, R: torch.Tensor):
+    """The same body seen by a camera turned by R (B,3,3) about its centre (X' = R X).
+
+    rotmats (B,24,3,3), transl (B,3), pelvis (B,3) the shaped body's rest pelvis (SMPL turns about
+    it: X = G (x - J0) + J0 + t, so R X = (R G)(x - J0) + J0 + [R (J0 + t) - J0]) -> rotmats, transl."""
+    turned = torch.cat([(R @ rotmats[:, 0])[:, None], rotmats[:, 1:]], 1)
+    return turned, (R @ (pelvis + transl)[..., None])[..., 0] - pelvis
+
+
 class _ResBlock(nn.Module):
     def __init__(self, width: int):
         super().__init__()
@@ -91,12 +129,20 @@ class KeypointRegressor(nn.Module):
 
 @torch.no_grad()
 def estimate_initial(regressor: KeypointRegressor, body_model, kp: torch.Tensor, focal: torch.Tensor,
-                     principal: torch.Tensor) -> dict[str, torch.Tensor]:
+                     principal: torch.Tensor, virtual_camera: bool = False) -> dict[str, torch.Tensor]:
     """Initial SMPL estimate in the camera frame from pixel keypoints (B,17,3).
 
-    Returns rotmats (B,24,3,3), betas (B,10), transl (B,3), features (B,F)."""
+    ``virtual_camera``: regress in the virtual camera of :func:`virtual_view` and turn the estimate
+    back (features are the virtual view's).  Returns rotmats (B,24,3,3), betas (B,10), transl (B,3),
+    features (B,F)."""
+    turn = None
+    if virtual_camera:
+        kp, turn = virtual_view(kp, focal, principal)
     out = regressor(normalise_keypoints(kp))
     rotmats = rot6d_to_matrix(out["pose6d"].reshape(-1, 24, 6))
     posed = body_model.joints_fast(rotmats, out["betas"]).keypoints[:, :NUM_KEYPOINTS]
     transl = solve_translation(posed, kp[..., :2], kp[..., 2].clamp(0, 1) ** 2, focal, principal)
+    if turn is not None:
+        pelvis = body_model.shaped(out["betas"]).rest_joints[:, 0]
+        rotmats, transl = turn_camera(rotmats, transl, pelvis, turn.transpose(1, 2))
     return dict(rotmats=rotmats, betas=out["betas"], transl=transl, features=out["features"])

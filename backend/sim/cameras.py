@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from backend.rotations import smallest_rotation
+
 SENSOR_WIDTH_MM = 36.0                 # full-frame sensor width for f_mm -> f_px
 FOCAL_MM_RANGE = (35.0, 85.0)          # normal to short-tele lenses, full-frame equivalent
 FILL_RANGE = (0.3, 0.9)                # person's projected height / frame height
@@ -28,6 +30,10 @@ ROLL_DEG_MAX = 3.0                     # roll about the optical axis, uniform in
 FIT_ITERS = 8                          # distance fixed-point iterations (contracts ~10x per step)
 MIN_CAMERA_HEIGHT_M = 0.5              # above the person's lowest point (the floor); overrides low pitch
 MIN_EXTENT_M = 0.1                     # floor on the person's size for a degenerate point set
+# Off-centre placement (sample_cameras(off_centre=True)): people anywhere in the frame, partly outside.
+DISTANCE_M_RANGE = (1.5, 10.0)         # camera to the person's centre
+MAX_HEIGHT_FILL = 1.0                  # the camera backs off (within the range) until the person fits the height
+OUTSIDE_MAX = 0.2                      # the person's image box may leave the frame by up to this share of its size
 RESOLUTIONS = (                        # (w, h): 16:9 and 4:3, 480p to 4K
     (854, 480), (1280, 720), (1920, 1080), (2560, 1440), (3840, 2160),
     (640, 480), (960, 720), (1440, 1080), (2880, 2160),
@@ -59,6 +65,10 @@ class Cameras:
     def centre(self) -> torch.Tensor:
         """(B,3) camera position in the world, -R^T t."""
         return -(self.R.transpose(1, 2) @ self.t[..., None])[..., 0]
+
+    def to_like(self, x: torch.Tensor) -> Cameras:
+        """The cameras on x's device and dtype."""
+        return Cameras(*(y.to(x.device, x.dtype) for y in (self.K, self.R, self.t, self.image_size)))
 
     def repeat_interleave(self, n: int) -> Cameras:
         """Each camera repeated n times in a row: (B,...) -> (B*n,...)."""
@@ -154,7 +164,8 @@ def _aim(target, dist, yaw, pitch, roll, ground):
 def sample_cameras(points3d_or_bbox: torch.Tensor, generator, *,
                    fill_range=FILL_RANGE, focal_mm_range=FOCAL_MM_RANGE, resolutions=RESOLUTIONS,
                    pitch_deg_range=PITCH_DEG_RANGE, roll_deg_max=ROLL_DEG_MAX, yaw: torch.Tensor | None = None,
-                   principal_point_jitter: float = 0.0, max_width_fill=MAX_WIDTH_FILL) -> Cameras:
+                   principal_point_jitter: float = 0.0, max_width_fill=MAX_WIDTH_FILL,
+                   off_centre: bool = False) -> Cameras:
     """One random camera per batch entry, aimed at that entry's person.
 
     points3d_or_bbox: (B,N,3) world points of the person (joints/keypoints; for a video
@@ -171,6 +182,13 @@ def sample_cameras(points3d_or_bbox: torch.Tensor, generator, *,
     camera looks at the person with the person's image box centred in the frame; its
     height follows from pitch and distance, and is kept at least ``MIN_CAMERA_HEIGHT_M``
     above the person's lowest point (which raises the pitch where needed).
+
+    ``off_centre``: instead of a fill, a distance uniform in ``DISTANCE_M_RANGE`` (raised where
+    needed, within the range, so that the person is at most ``MAX_HEIGHT_FILL`` x the frame height),
+    then the camera turns about its centre so that the person's box centre lands anywhere in the frame
+    (uniform over the positions where at most ``OUTSIDE_MAX`` of the box's width / height leaves
+    it): people at the edges, partly outside (the detector model drops what is outside).  The
+    draws for the centred placement come first, in the same order, so seeds keep their cameras.
     """
     g = torch_generator(generator)
     points = torch.as_tensor(points3d_or_bbox)
@@ -188,19 +206,54 @@ def sample_cameras(points3d_or_bbox: torch.Tensor, generator, *,
     target = (pts.amin(1) + pts.amax(1)) / 2
     ground = pts[..., 1].amin(1)
     extent = (pts.amax(1) - pts.amin(1)).amax(-1).clamp_min(MIN_EXTENT_M)
+    if off_centre:
+        return _off_centre(pts, K, res, target, ground, extent, yaw, pitch, roll, g).to_like(points)
     dist = f_px * extent / (fill * res[:, 1]) + extent  # pinhole guess, refined below
+    R, t, _ = _frame_person(pts, K, res, target, dist, yaw, pitch, roll, ground, (fill, max_width_fill))
+    return Cameras(K, R, t, res).to_like(points)
+
+
+def _frame_person(pts, K, res, target, dist, yaw, pitch, roll, ground, fill=None):
+    """R, t of a camera along (yaw, pitch) from the person with the points' image box centred in the frame,
+    and the box's size (B,2) px.  ``fill`` (height fill (B,), max width fill): the distance is solved for
+    it; None keeps ``dist``."""
+    b, f = len(pts), K[:, 0, 0]
     for _ in range(FIT_ITERS):
         R, t = _aim(target, dist, yaw, pitch, roll, ground)
         uv, _ = project(pts, Cameras(K, R, t, res))
         lo, hi = uv.amin(1), uv.amax(1)
         # Centre the person's image box in the frame: slide camera and target sideways by the
         # box's offset back-projected at the target's depth (perspective and roll shift it).
-        shift = torch.cat([((lo + hi) / 2 - res / 2) * (dist / f_px)[:, None], torch.zeros(b, 1, dtype=dist.dtype)], -1)
+        shift = torch.cat([((lo + hi) / 2 - res / 2) * (dist / f)[:, None], torch.zeros(b, 1, dtype=dist.dtype)], -1)
         target = target + (R.transpose(1, 2) @ shift[..., None])[..., 0]
-        # The projected size goes as ~1/distance, so rescaling the distance by the size ratio
-        # converges fast (the error shrinks by about depth-extent/distance per step).
-        size = hi - lo
-        dist = dist * torch.maximum(size[:, 1] / (fill * res[:, 1]), size[:, 0] / (max_width_fill * res[:, 0]))
+        if fill is not None:
+            # The projected size goes as ~1/distance, so rescaling the distance by the size ratio
+            # converges fast (the error shrinks by about depth-extent/distance per step).
+            size = hi - lo
+            dist = dist * torch.maximum(size[:, 1] / (fill[0] * res[:, 1]), size[:, 0] / (fill[1] * res[:, 0]))
     R, t = _aim(target, dist, yaw, pitch, roll, ground)
-    out = (K, R, t, res)
-    return Cameras(*(x.to(points.device, points.dtype) for x in out))
+    uv, _ = project(pts, Cameras(K, R, t, res))
+    return R, t, uv.amax(1) - uv.amin(1)
+
+
+def _turn_towards(R, t, K, from_px, to_px):
+    """The camera (R, t) turned about its centre so that what it saw at pixel from_px (B,2) is seen at to_px."""
+    f, pp = K[:, 0, 0][:, None], K[:, :2, 2]
+    ray = lambda px: torch.cat([(px - pp) / f, torch.ones_like(f)], -1)
+    turn = smallest_rotation(ray(from_px), ray(to_px))
+    return turn @ R, (turn @ t[..., None])[..., 0]
+
+
+def _off_centre(pts, K, res, target, ground, extent, yaw, pitch, roll, g) -> Cameras:
+    """sample_cameras(off_centre=True): distance drawn, then the camera turned to put the person anywhere."""
+    lo_m, hi_m = DISTANCE_M_RANGE
+    dist = uniform(lo_m, hi_m, len(pts), g)
+    R, t, size = _frame_person(pts, K, res, target, dist, yaw, pitch, roll, ground)
+    # Back off (within the range) where the person would be taller than the frame; size ~ 1/distance.
+    dist = (dist * (size[:, 1] / (MAX_HEIGHT_FILL * res[:, 1])).clamp_min(1.0)).clamp_max(hi_m)
+    R, t, size = _frame_person(pts, K, res, target, dist, yaw, pitch, roll, ground)
+    half = size * (0.5 - OUTSIDE_MAX)
+    lo, hi = half, res - half
+    where = torch.where(lo < hi, lo + (hi - lo) * uniform(0.0, 1.0, (len(pts), 2), g), res / 2)
+    R, t = _turn_towards(R, t, K, res / 2, where)
+    return Cameras(K, R, t, res)
