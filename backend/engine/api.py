@@ -266,7 +266,7 @@ class Engine:
         if chosen.any():
             sub = {k: start[k][chosen] for k in ("rotmats", "betas", "transl")}
             res = frame_fit.fit(self.body, eps_model, self.alphas, ctx[chosen], *(x[chosen] for x in (
-                o.keypoints, o.focal, o.principal, o.image_size)), sub, fit)
+                o.keypoints, o.focal, o.principal, o.image_size)), sub, fit, progress)
             rotmats[chosen], transl[chosen] = res["rotmats"], res["transl"]
             evaluations += res["evaluations"]
         loop_ids = (~chosen).nonzero()[:, 0]

@@ -196,14 +196,15 @@ def cosine_rate(start: float, end: float, step: int, steps: int) -> float:
 def dposer_style(body_model, eps_model, alphas_cumprod: torch.Tensor, context: torch.Tensor,
                  keypoints: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor, image_size: torch.Tensor,
                  start: dict, opts: DPoserOptions = DPoserOptions(),
-                 generator: torch.Generator | None = None) -> dict:
+                 generator: torch.Generator | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Optimisation with our diffusion prior as a score-based regulariser (DPoser-like).
 
     Each Adam step draws t ~ U[t_range] and noise eps per sample, noises the current (re-orthonormalised)
     6D pose x0 (B,144) to x_t and adds the surrogate 0.5 ||x0 - sg(x0_hat)||^2 whose gradient is
     x0 - x0_hat = w(t) (eps_phi(x_t, t, c) - eps) with w(t) = sqrt((1 - a_t) / a_t): score distillation,
     the denoiser is never differentiated.  Betas stay at the start (as in ScoreHMR).
-    context (B,C) standardised regressor features; other shapes as :func:`smplify`.
+    context (B,C) standardised regressor features; other shapes as :func:`smplify`.  progress(done, total) is
+    called after every step (the engine's progress and cancellation hook).
     Returns rotmats, betas, transl, reprojection (B,) (Eq. 12 units, before the weight) and its start value."""
     b = keypoints.shape[0]
     a = alphas_cumprod.to(keypoints)
@@ -234,6 +235,8 @@ def dposer_style(body_model, eps_model, alphas_cumprod: torch.Tensor, context: t
             opt.zero_grad()
             total.sum().backward()
             opt.step()
+            if progress:
+                progress(step + 1, opts.steps)
     with torch.no_grad():
         R = rot6d_to_matrix(x.reshape(b, 24, 6))
         final = reproj(R, transl)

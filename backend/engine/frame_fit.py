@@ -106,9 +106,10 @@ def discrepancy_stop(body_model, keypoints, focal, principal, betas, reference: 
 
 
 def fit(body_model, eps_model, alphas_cumprod, context, keypoints, focal, principal, image_size, start: dict,
-        opts: FrameFitOptions) -> dict:
-    """The fit stage on the given samples (shapes as baselines.dposer_style): rotmats, transl, evaluations."""
+        opts: FrameFitOptions, progress=None) -> dict:
+    """The fit stage on the given samples (shapes as baselines.dposer_style): rotmats, transl, evaluations.
+    progress(done, total) after every step."""
     gen = torch.Generator().manual_seed(opts.seed)   # CPU draws: the same on every device
     res = dposer_style(body_model, eps_model, alphas_cumprod, context, keypoints, focal, principal, image_size,
-                       start, opts.fit, gen)
+                       start, opts.fit, gen, progress)
     return dict(rotmats=res["rotmats"], transl=res["transl"], evaluations=res["denoiser_evaluations"])
