@@ -8,7 +8,7 @@ fixed seeds.  Tables shaped like the paper's:
 
 * Table 2 (single frame): for three starts (our regressor; a weak regressor = ours + ~12 deg
   per-joint rotation and translation noise; near-perfect = ground truth + 3 deg), the rows
-  start / +SMPLify / +DPoser-style / +ScoreHMR (frame mode: the paper's and our variant coincide).
+  start / +SMPLify / +DPoser-style / +ScoreHMR (paper: the loop) / +ScoreHMR (ours: backend.engine.frame_fit).
 * Table 4 (video): start / start+filter / per-frame ScoreHMR + filter / temporal SMPLify /
   ScoreHMR paper / ScoreHMR ours / ScoreHMR (motion prior: --motion-prior, default the shipped
   backend/assets/motion_prior.pt, docs/motion_prior.md), with acceleration errors.
