@@ -289,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", choices=["paper", "ours"], default="ours",
                    help="paper: the paper exactly; ours (video): the paper's loop, then a smoothing fit "
                         "(backend/engine/polish.py)")
-    p.add_argument("--iterations", type=int, help="outer iterations (default: the paper's)")
+    p.add_argument("--iterations", type=int, help="outer iterations of the loop (default: the paper's; in single "
+                                                  "frames variant 'ours' fits the regressor's own start instead)")
     p.add_argument("--motion-prior", metavar="PATH",
                    help="--mode video: refine with this learned motion prior checkpoint (python -m backend train "
                         "motion-prior; shipped: backend/assets/motion_prior.pt, docs/motion_prior.md) instead of the "

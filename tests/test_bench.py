@@ -52,7 +52,8 @@ def test_bench_quick_writes_the_paper_shaped_tables(tmp_path):
     metrics = {"pa_mpjpe14", "mpjpe14", "pa_mpjpe24", "mpjpe24"}
     frame = report["single_frame"]
     assert [(r["start"], r["method"]) for r in frame] == [
-        (s, m) for s in bench.STARTS for m in ("start", "+SMPLify", "+DPoser-style", "+ScoreHMR")]
+        (s, m) for s in bench.STARTS for m in ("start", "+SMPLify", "+DPoser-style", "+ScoreHMR (paper)",
+                                                                   "+ScoreHMR (ours)")]
     assert all(metrics <= r.keys() and all(np.isfinite(r[k]) for k in metrics) for r in frame)
     assert all(r["frames"] == 3 for r in frame)
     # The near-perfect start is near perfect: ground truth + 3 deg per joint.
@@ -75,14 +76,16 @@ def test_bench_quick_writes_the_paper_shaped_tables(tmp_path):
 
     speed = report["speed"]
     methods = {(r["mode"], r["method"]) for r in speed}
-    assert {("frame", "ScoreHMR"), ("frame", "SMPLify"), ("frame", "DPoser-style"), ("video", "ScoreHMR (ours)"),
-            ("video", "temporal SMPLify"), ("multiview 2 views (calibrated)", "ScoreHMR calibrated"),
+    assert {("frame", "ScoreHMR (paper)"), ("frame", "ScoreHMR (ours)"), ("frame", "SMPLify"), ("frame", "DPoser-style"),
+            ("video", "ScoreHMR (ours)"), ("video", "temporal SMPLify"), ("multiview 2 views (calibrated)", "ScoreHMR calibrated"),
             ("multiview 2 views (uncalibrated)", "ScoreHMR Eq. 13")} <= methods
     for r in speed:
         assert r["frames_per_s"] > 0 and r["peak_mb"] > 0 and r["device"] == "cpu"
     by = {(r["mode"], r["method"]): r for r in speed}
     assert by[("frame", "SMPLify")]["denoiser_evals_per_frame"] == 0
     assert by[("frame", "DPoser-style")]["denoiser_evals_per_frame"] == 15  # --quick: 15 steps, one eval each
+    # Ours fits the regressor's own start (frame_fit), with the same 15 steps under --quick, and no loop.
+    assert by[("frame", "ScoreHMR (ours)")]["denoiser_evals_per_frame"] == 15
     # Video: 2 outer iterations x (25 inversion + 25 guided) evaluations per frame with --quick, no early stop.
     assert 0 < by[("video", "ScoreHMR (ours)")]["denoiser_evals_per_frame"] <= 100
 

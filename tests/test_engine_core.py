@@ -214,6 +214,23 @@ def test_a_converged_group_stops_and_a_moving_one_runs_to_the_end():
     assert out["loss"][0] < 1e-6
 
 
+def test_a_group_done_by_the_extra_stop_rule_is_not_moved_and_one_that_gets_there_stops():
+    """Problem.done (the single-frame discrepancy stop): group 0 is done at its start, so it keeps it exactly
+    and takes no iteration; group 1 is done once its linear loss has fallen below 97 (from 100), i.e. after
+    the first iteration that gets it there, long before the 6 it would run otherwise."""
+    a = cosine_alphas_cumprod()
+    direction = torch.randn(144, generator=_gen(9), dtype=torch.float64)
+    problem = _linear_problem(torch.zeros(2, 1, 144, dtype=torch.float64))
+    problem.loss = lambda rotmats, rot6d, transl, groups: 100.0 + 30.0 * (rot6d[:, 0] * direction).sum(1)
+    free = refine(_NullDenoiser(), a, problem, LoopOptions(iterations=6, optimise_translation=False))
+    assert free["iterations"].tolist() == [6, 6] and (free["loss"] < 97.0).all()
+
+    problem.done = lambda x0, transl, groups: (groups == 0) | (problem.loss(None, x0, transl, groups) < 97.0)
+    out = refine(_NullDenoiser(), a, problem, LoopOptions(iterations=6, optimise_translation=False))
+    assert out["iterations"][0] == 0 and torch.equal(out["x0"][0], problem.x0[0])
+    assert 1 <= out["iterations"][1] < 6 and out["loss"][1] < 97.0
+
+
 def test_v_parameterised_denoiser_returns_eps_and_trains_on_v():
     from backend.models.diffusion import diffusion_loss, q_sample
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
-from backend.engine import gaps, modes, world
+from backend.engine import frame_fit, gaps, modes, world
+from backend.engine.frame_fit import FrameFitOptions
 from backend.engine.guidance import project
 from backend.engine.polish import PolishOptions, polish, smoothing_factor
 from backend.engine.scorehmr import LoopOptions
@@ -83,6 +84,9 @@ class EngineOptions:
     # acceleration error was 43.7 instead of 30.9 mm/frame^2 (docs/motion_prior.md).
     motion_prior: str | None = None
     polish: PolishOptions | None = None   # video: the final smoothing fit (None: the variant's; the paper has none)
+    # frame: the fit stage for far starts and the built-in regressor's (backend.engine.frame_fit); None: the
+    # variant's ('ours': FrameFitOptions(), the paper: none, the loop for every frame)
+    frame_fit: FrameFitOptions | None = None
 
     def resolved(self, mode: str) -> tuple[LoopOptions, modes.GuidanceWeights]:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
@@ -96,6 +100,10 @@ class EngineOptions:
         w = replace(w, keypoints=w.keypoints * self.keypoint_trust, temporal=w.temporal * self.smoothing)
         return loop, w
 
+    def resolved_frame_fit(self) -> FrameFitOptions | None:
+        """Single frames: the fit stage of backend.engine.frame_fit, or None (the paper: the loop only)."""
+        return self.frame_fit or (FrameFitOptions() if self.variant == "ours" else None)
+
     def resolved_polish(self) -> PolishOptions:
         """The video result's final smoothing fit (backend.engine.polish), scaled like the loop's terms."""
         p = self.polish or (PolishOptions() if self.variant == "ours" else PolishOptions(iterations=0))
@@ -104,6 +112,10 @@ class EngineOptions:
 
 # Video: the final smoothing fit runs over stretches of this many frames (overlapping, blended).
 POLISH_WINDOW, POLISH_OVERLAP = 240, 40
+
+
+def _as_dict(options) -> dict | None:
+    return None if options is None else options.as_dict()
 
 
 def default_device() -> torch.device:
@@ -224,7 +236,7 @@ class Engine:
         if mode == "video":  # frames without keypoints start from their seen neighbours (a given init stays)
             start, ctx = gaps.bridge(start, ctx, o.keypoints[0], bridge_start=init is None)
         if mode == "frame":
-            out = self._frames(o[0], start, ctx, loop, weights, progress)
+            out = self._frames(o[0], start, ctx, loop, weights, progress, fit=options.resolved_frame_fit())
         elif mode == "video" and options.motion_prior:
             out = self._video_motion(o[0], start, loop, weights, options, float(obs.get("fps", 30.0)), progress)
         elif mode == "video":
@@ -242,8 +254,11 @@ class Engine:
                     options=dict(loop=loop.as_dict(), weights=weights.__dict__, window=options.window,
                                  overlap=options.overlap, smoothing=options.smoothing,
                                  keypoint_trust=options.keypoint_trust, motion_prior=options.motion_prior,
-                                 **(dict(polish=options.resolved_polish().as_dict()) if mode == "video" else {})),
+                                 **(dict(polish=options.resolved_polish().as_dict()) if mode == "video" else {}),
+                                 **(dict(frame_fit=_as_dict(options.resolved_frame_fit())) if mode == "frame" else {})),
                     focal_source=obs.get("focal_source", "given"), models=self.meta)
+        if "fitted" in out:
+            info["fitted_frames"] = int(out.pop("fitted").sum())
         if "motion" in out:
             info["motion_prior"] = out.pop("motion")
         contacts = out.pop("contacts", None)
@@ -253,14 +268,54 @@ class Engine:
             result.update(fields, info=np.array(json.dumps(info)))
         return result
 
-    def _frames(self, o: modes.Observations, start, ctx, loop, w, progress=None, prior=None):
-        """Independent frames: o (F,...), start tensors (F,...), ctx (F,C).  ``prior``: another denoiser
-        eps(x, t, c) in place of the engine's (the ablation's variants)."""
-        o = o.map(lambda x, n: x[:, None])
-        res = modes.run(prior or self.prior, self.alphas, modes.frame_loss(self.body, o, start["betas"][:, None], w),
-                        start["rotmats"][:, None], start["transl"][:, None], ctx[:, None], loop, progress)
-        return dict(rotmats=res["rotmats"][:, 0], transl=res["transl"][:, 0], betas=start["betas"],
-                    iterations=res["iterations"], evaluations=res["denoiser_evaluations"])
+    def _frames(self, o: modes.Observations, start, ctx, loop, w, progress=None, prior=None,
+                fit: FrameFitOptions | None = None):
+        """Independent frames: o (F,...), start tensors (F,...) (+ its 'source'), ctx (F,C).  ``prior``:
+        another denoiser eps(x, t, c) in place of the engine's (the ablation's variants).  ``fit``: the
+        variant 'ours' fit stage (backend.engine.frame_fit) for the starts it chooses, the loop for the
+        others; None: the loop for every frame (the paper)."""
+        eps_model = prior or self.prior
+        chosen = torch.zeros(ctx.shape[0], dtype=torch.bool, device=self.device)
+        reference = None
+        if fit is not None:
+            chosen, reference = self._needs_fit(o, start, fit)
+        rotmats, transl = start["rotmats"].clone(), start["transl"].clone()
+        iterations = torch.zeros(ctx.shape[0], dtype=torch.long, device=self.device)
+        evaluations = 0
+        if chosen.any():
+            sub = {k: start[k][chosen] for k in ("rotmats", "betas", "transl")}
+            res = frame_fit.fit(self.body, eps_model, self.alphas, ctx[chosen], *(x[chosen] for x in (
+                o.keypoints, o.focal, o.principal, o.image_size)), sub, fit, progress)
+            rotmats[chosen], transl[chosen] = res["rotmats"], res["transl"]
+            evaluations += res["evaluations"]
+        loop_ids = (~chosen).nonzero()[:, 0]
+        if len(loop_ids):
+            sub = o[loop_ids]
+            done = None
+            if reference is not None and fit.discrepancy > 0:
+                done = frame_fit.discrepancy_stop(self.body, sub.keypoints, sub.focal, sub.principal,
+                                                  start["betas"][loop_ids], reference[loop_ids], fit.discrepancy)
+            res = modes.run(eps_model, self.alphas,
+                            modes.frame_loss(self.body, sub.map(lambda x, n: x[:, None]), start["betas"][loop_ids, None], w),
+                            start["rotmats"][loop_ids, None], start["transl"][loop_ids, None], ctx[loop_ids, None],
+                            loop, progress, done)
+            rotmats[loop_ids], transl[loop_ids] = res["rotmats"][:, 0], res["transl"][:, 0]
+            iterations[loop_ids] = res["iterations"]
+            evaluations += res["denoiser_evaluations"]
+        return dict(rotmats=rotmats, transl=transl, betas=start["betas"], iterations=iterations,
+                    evaluations=evaluations, fitted=chosen)
+
+    @torch.no_grad()
+    def _needs_fit(self, o: modes.Observations, start, fit: FrameFitOptions) -> tuple:
+        """frame_fit.needs_fit for frames o (F,...) and their start: the start's keypoint residual against
+        the built-in regressor's on the same keypoints (computed only for a given start).  Returns the
+        choice (F,) bool and that reference residual (F,) (None for the regressor's own start)."""
+        residual = lambda s: frame_fit.start_residual(
+            self.body.joints_fast(s["rotmats"], s["betas"], s["transl"]).keypoints[:, :NUM_KP],
+            o.keypoints, o.focal, o.principal)
+        own = start.get("source") == frame_fit.REGRESSOR_SOURCE
+        reference = None if own else residual(self.initial(o.keypoints, o.focal, o.principal))
+        return frame_fit.needs_fit(residual(start), reference, start.get("source"), fit), reference
 
     def _video(self, o: modes.Observations, start, ctx, loop, w, options, progress=None):
         """One clip seen by one camera: o (F,...), in overlapping windows blended back together."""

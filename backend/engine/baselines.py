@@ -15,6 +15,7 @@ at 1.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -68,6 +69,7 @@ class DPoserOptions:
     # x 0.5 ||x0 - sg(x0_hat(x_t))||^2, gradient w(t) (eps_phi - eps); swept over 0-100 on 48 training-subject
     # frames (medium noise, our regressor and the weak start): 30 best.
     prior_weight: float = 30.0
+    lr_end: float | None = None           # None: lr throughout; else a cosine decay from lr to lr_end
 
 
 @dataclass
@@ -186,17 +188,23 @@ def smplify(body_model, prior: MaxMixturePrior, keypoints: torch.Tensor, focal: 
     return out
 
 
+def cosine_rate(start: float, end: float, step: int, steps: int) -> float:
+    """Learning rate at ``step`` of ``steps`` decaying from ``start`` to ``end`` along half a cosine."""
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
 def dposer_style(body_model, eps_model, alphas_cumprod: torch.Tensor, context: torch.Tensor,
                  keypoints: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor, image_size: torch.Tensor,
                  start: dict, opts: DPoserOptions = DPoserOptions(),
-                 generator: torch.Generator | None = None) -> dict:
+                 generator: torch.Generator | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Optimisation with our diffusion prior as a score-based regulariser (DPoser-like).
 
     Each Adam step draws t ~ U[t_range] and noise eps per sample, noises the current (re-orthonormalised)
     6D pose x0 (B,144) to x_t and adds the surrogate 0.5 ||x0 - sg(x0_hat)||^2 whose gradient is
     x0 - x0_hat = w(t) (eps_phi(x_t, t, c) - eps) with w(t) = sqrt((1 - a_t) / a_t): score distillation,
     the denoiser is never differentiated.  Betas stay at the start (as in ScoreHMR).
-    context (B,C) standardised regressor features; other shapes as :func:`smplify`.
+    context (B,C) standardised regressor features; other shapes as :func:`smplify`.  progress(done, total) is
+    called after every step (the engine's progress and cancellation hook).
     Returns rotmats, betas, transl, reprojection (B,) (Eq. 12 units, before the weight) and its start value."""
     b = keypoints.shape[0]
     a = alphas_cumprod.to(keypoints)
@@ -210,7 +218,9 @@ def dposer_style(body_model, eps_model, alphas_cumprod: torch.Tensor, context: t
         start_reproj = reproj(start["rotmats"], start["transl"])
     opt = torch.optim.Adam([x, transl], lr=opts.lr)
     with torch.enable_grad():
-        for _ in range(opts.steps):
+        for step in range(opts.steps):
+            if opts.lr_end is not None:
+                opt.param_groups[0]["lr"] = cosine_rate(opts.lr, opts.lr_end, step, opts.steps)
             R = rot6d_to_matrix(x.reshape(b, 24, 6))
             x_n = matrix_to_rot6d(R).reshape(b, 144)
             with torch.no_grad():
@@ -225,6 +235,8 @@ def dposer_style(body_model, eps_model, alphas_cumprod: torch.Tensor, context: t
             opt.zero_grad()
             total.sum().backward()
             opt.step()
+            if progress:
+                progress(step + 1, opts.steps)
     with torch.no_grad():
         R = rot6d_to_matrix(x.reshape(b, 24, 6))
         final = reproj(R, transl)

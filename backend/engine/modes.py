@@ -131,10 +131,11 @@ def calibrated_loss(body_model, obs: Observations, betas: torch.Tensor, cam_R: t
 
 
 def run(eps_model, alphas_cumprod, loss_fn, rotmats0: torch.Tensor, transl0: torch.Tensor,
-        context: torch.Tensor, opts: LoopOptions, progress=None) -> dict:
-    """rotmats0 (G,S,24,3,3), transl0 (G,S,3), context (G,S,C) -> refined rotmats/transl + loop stats."""
+        context: torch.Tensor, opts: LoopOptions, progress=None, done=None) -> dict:
+    """rotmats0 (G,S,24,3,3), transl0 (G,S,3), context (G,S,C) -> refined rotmats/transl + loop stats.
+    done: Problem.done (an extra stop rule) or None."""
     g, s = rotmats0.shape[:2]
     x0 = matrix_to_rot6d(rotmats0).reshape(g, s, 144)
-    out = refine(eps_model, alphas_cumprod, Problem(x0, transl0, context, loss_fn), opts, progress)
+    out = refine(eps_model, alphas_cumprod, Problem(x0, transl0, context, loss_fn, done=done), opts, progress)
     out["rotmats"] = rot6d_to_matrix(out["x0"].reshape(g, s, 24, 6))
     return out

@@ -47,6 +47,9 @@ class Problem:
     # The motion prior's samples are whole windows in its own state space: decode(x (g,S,D), groups (g,))
     # -> rotmats (g,F,24,3,3) of the F frames the loss sees.  None: x0 is per-sample 6D pose.
     decode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    # A stop rule besides the loss change: done(x0 (g,S,D), transl (g,S,3), groups (g,)) -> (g,) bool, asked
+    # of the start and after every outer iteration; a group that is done is not moved again.  None: none.
+    done: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 class _MaskedAdam:
@@ -138,6 +141,9 @@ def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: Loop
     with torch.no_grad():
         loss = _evaluate(problem, x0, transl, all_groups)
     active = torch.ones(G, dtype=torch.bool, device=x0.device)
+    if problem.done is not None:
+        with torch.no_grad():
+            active &= ~problem.done(x0, transl, all_groups)
     iterations = torch.zeros(G, dtype=torch.long, device=x0.device)
     evaluations = 0
     down = timesteps(opts.tau, 0, opts.step)
@@ -175,6 +181,8 @@ def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: Loop
             old = loss[groups]
             converged = (old - new_loss).abs() / torch.maximum(torch.maximum(old, new_loss), torch.ones_like(old)) \
                 < opts.stop_threshold
+            if problem.done is not None:
+                converged |= problem.done(new_x0, transl[groups], groups)
             x0[groups] = new_x0
             loss[groups] = new_loss
             iterations[groups] += 1
