@@ -1,21 +1,25 @@
-"""What does the learned prior contribute?  The ScoreHMR frame loop with other denoisers in its place.
+"""What does the learned prior contribute?  The engine's methods with other denoisers in its place.
 
-    python -m backend ablate [--frames N] [--seeds 0 1 2] [--conditions ...] [--variants ...]
-                             [--grid small|full] [--threads 1] [--device cpu] [--quick] [--out docs]
+    python -m backend ablate [--frames N] [--seeds 0 1 2] [--conditions ...] [--variants ...] [--methods ...]
+                             [--grid small|full] [--threads 1] [--workers N] [--device cpu] [--quick] [--out docs]
 
-Variants (the same loop, guidance and start; only what the loop is given as eps(x, t, c) changes):
+Methods (METHODS): the paper's single-frame loop, the single-frame default (the fit of the built-in
+regressor's start with the prior as a regulariser, backend.engine.frame_fit) and Eq. 13 over uncalibrated
+views.  Variants (the same method, guidance and start; only what it is given as eps(x, t, c) changes):
 
 * ``trained``: the committed prior with the regressor's context;
 * ``untrained``: the same architecture, seeded random initialisation;
-* ``null``: eps = 0, which turns the loop into gradient descent on the guidance loss alone;
+* ``null``: eps = 0, which turns the loop into gradient descent on the guidance loss alone (and the fit's
+  regulariser into zero-mean noise);
 * ``unconditional``: the trained prior with the context zeroed.  The prior was trained with context
   dropout (train.CONTEXT_DROPOUT: the dropped context is zeros), so zeros are its null context;
 * ``shuffled``: the trained prior given another sample's context (a derangement of the batch).
 
-Each variant's guidance scale, tau (with its DDIM stride) and outer iterations are chosen by a grid
-search on the tuning subjects (bench.SUBJECT_PARTS['tuning'], medium noise, lowest mean PA-MPJPE-14)
-and reported on the report subjects at the conditions below.  The paired difference (variant minus
-trained, same frame, same seed) gets a 95% Student-t interval over all samples pooled across seeds.
+Each method and variant's constants (the loops' guidance scale, tau with its DDIM stride and outer
+iterations; the fit's prior weight) are chosen by a grid search on the tuning subjects
+(bench.SUBJECT_PARTS['tuning'], the method's TUNE_CONDITIONS, lowest mean PA-MPJPE-14) and reported on the
+report subjects at the conditions below.  The paired difference (variant minus trained, same method,
+sample and seed) gets a 95% Student-t interval over all samples pooled across seeds.
 Writes ablation.md and ablation.json into --out.
 """
 from __future__ import annotations
@@ -30,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from backend.engine.frame_fit import REGRESSOR_SOURCE
 
 from backend import bench
 from backend.models.train import sample_joint_errors
@@ -49,27 +55,33 @@ class Condition:
     views: int = 1
 
     @property
-    def mode(self) -> str:
-        return "multiview" if self.views > 1 else "frame"
+    def methods(self) -> tuple[str, ...]:
+        return ("multiview",) if self.views > 1 else ("loop", "fit")
 
 
 CONDITIONS = dict(clean=Condition("clean"), medium=Condition("medium"), heavy=Condition("high"),
                   occluded=Condition("medium", occluded=True), off_centre=Condition("medium", jitter=0.25),
                   multiview=Condition("medium", views=4))
-# Per loop mode, the condition its settings are tuned on (tuning subjects).
-TUNE_CONDITIONS = dict(frame="medium", multiview="multiview")
+# The methods the prior is ablated in: 'loop' the paper's single-frame loop (guided DDIM), 'fit' the
+# single-frame default (variant 'ours' on the built-in regressor's start: backend.engine.frame_fit, the
+# prior as a score-distillation regulariser), 'multiview' Eq. 13.  Each is tuned on one condition.
+METHODS = ("loop", "fit", "multiview")
+TUNE_CONDITIONS = dict(loop="medium", fit="medium", multiview="multiview")
 # COCO-17 keypoints of each limb (shoulder-elbow-wrist, hip-knee-ankle): one limb per occluded frame.
 LIMBS = ((5, 7, 9), (6, 8, 10), (11, 13, 15), (12, 14, 16))
-# Grids of (guidance scale, (tau, DDIM stride), outer iterations) per loop mode.  Frame mode: the stride
-# grows with tau so that one pass costs ~25 denoiser evaluations each way.  Multi-view: around the mode's
-# default (tau 100, stride 10, 2 iterations; EngineOptions.resolved('multiview')).
+# Grids per method: for the loops (guidance scale, (tau, DDIM stride), outer iterations), for the fit its
+# prior weight (FrameFitOptions: 20).  Single-frame loop: the stride grows with tau so that one pass costs
+# ~25 denoiser evaluations each way.  Multi-view: around the mode's default (tau 100, stride 10, 2 iterations).
 GRIDS = dict(
-    quick=dict(frame=dict(scale=(1.0,), tau_step=((10, 5),), iterations=(1, 2)),
+    quick=dict(loop=dict(scale=(1.0,), tau_step=((10, 5),), iterations=(1, 2)),
+               fit=dict(prior_weight=(20.0,)),
                multiview=dict(scale=(1.0,), tau_step=((10, 5),), iterations=(1,))),
-    small=dict(frame=dict(scale=(0.5, 1.0, 2.0), tau_step=((50, 2), (100, 4)), iterations=(5, 10)),
+    small=dict(loop=dict(scale=(0.5, 1.0, 2.0), tau_step=((50, 2), (100, 4)), iterations=(5, 10)),
+               fit=dict(prior_weight=(0.0, 5.0, 10.0, 20.0, 40.0)),
                multiview=dict(scale=(0.25, 0.5, 1.0), tau_step=((50, 5), (100, 10)), iterations=(2, 4))),
-    full=dict(frame=dict(scale=(0.25, 0.5, 1.0, 2.0, 4.0), tau_step=((20, 2), (50, 2), (100, 4), (200, 8)),
-                         iterations=(3, 5, 10, 20)),
+    full=dict(loop=dict(scale=(0.25, 0.5, 1.0, 2.0, 4.0), tau_step=((20, 2), (50, 2), (100, 4), (200, 8)),
+                        iterations=(3, 5, 10, 20)),
+              fit=dict(prior_weight=(0.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 80.0)),
               multiview=dict(scale=(0.125, 0.25, 0.5, 1.0, 2.0), tau_step=((50, 5), (100, 10), (200, 20)),
                              iterations=(1, 2, 4))),
 )
@@ -80,17 +92,24 @@ METRICS = ("pa_mpjpe14", "mpjpe14")
 
 @dataclass
 class Settings:
-    scale: float
-    tau: int
-    step: int
-    iterations: int
+    """A method's tuned constants: the loops' (scale, tau, step, iterations) or the fit's prior weight."""
+    scale: float = 1.0
+    tau: int = 50
+    step: int = 2
+    iterations: int = 10
+    prior_weight: float | None = None
 
     def loop(self, base):
         return replace(base, guidance_scale=self.scale, tau=self.tau, step=self.step, iterations=self.iterations)
 
+    def fit(self, base):
+        return replace(base, fit=replace(base.fit, prior_weight=self.prior_weight))
 
-def grid(name: str, mode: str = "frame") -> list[Settings]:
-    g = GRIDS[name][mode]
+
+def grid(name: str, method: str = "loop") -> list[Settings]:
+    g = GRIDS[name][method]
+    if method == "fit":
+        return [Settings(prior_weight=w) for w in g["prior_weight"]]
     return [Settings(s, t, st, i) for s, (t, st), i in itertools.product(g["scale"], g["tau_step"], g["iterations"])]
 
 
@@ -187,7 +206,8 @@ def make_case(engine, sim_body, data: dict, condition: str, frames: int, seed: i
     t = lambda x: view_major(x).to(engine.device, torch.float32)
     flat = modes.Observations(t(kp), t(obs["focal_length"]), t(obs["principal_point"]), t(obs["image_size"]))
     est = engine.initial(flat.keypoints, flat.focal, flat.principal)
-    start = dict(rotmats=est["rotmats"], betas=est["betas"], transl=est["transl"])
+    # The built-in regressor's estimate, marked as such: the fit method fits it (frame_fit.REGRESSOR_SOURCE).
+    start = dict(rotmats=est["rotmats"], betas=est["betas"], transl=est["transl"], source=REGRESSOR_SOURCE)
     o = flat.reshape(cond.views, -1) if cond.views > 1 else flat
     ctx = engine.context(flat.keypoints, flat.focal, flat.principal)
     return Case(o, start, ctx, view_major(obs["gt_joints"]).double().numpy(), cond.views)
@@ -200,16 +220,24 @@ def case_errors(engine, case: Case, res: dict) -> dict:
     return {m: e.reshape(case.views, -1).mean(0) for m, e in err.items()}
 
 
-def refine_errors(engine, case: Case, variant: str, settings: Settings, seed: int) -> dict:
-    """Per-sample errors {metric: (N,)} of the case's loop (frame or Eq. 13) run with a variant's denoiser
-    and context."""
+def refine_errors(engine, case: Case, variant: str, settings: Settings, seed: int, method: str = "loop") -> dict:
+    """Per-sample errors {metric: (N,)} of a method (the single-frame loop, the single-frame fit or Eq. 13)
+    run on the case with a variant's denoiser and context."""
     from backend.engine.api import EngineOptions
 
-    mode = "multiview" if case.views > 1 else "frame"
-    loop, w = EngineOptions().resolved(mode)
+    options = EngineOptions()
     eps_model, ctx = variant_inputs(variant, engine, case.context, seed)
-    run = engine._multiview if case.views > 1 else engine._frames
-    return case_errors(engine, case, run(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model))
+    if method == "multiview":
+        loop, w = options.resolved("multiview")
+        res = engine._multiview(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model)
+    elif method == "fit":
+        loop, w = options.resolved("frame")
+        res = engine._frames(case.obs, case.start, ctx, loop, w, prior=eps_model,
+                             fit=settings.fit(options.resolved_frame_fit()))
+    else:
+        loop, w = options.resolved("frame")
+        res = engine._frames(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model)
+    return case_errors(engine, case, res)
 
 
 # -- statistics ----------------------------------------------------------------------------------------
@@ -234,63 +262,68 @@ class Setup:
     parts: dict            # 'tuning' / 'report' -> load_split-like dict
 
 
-def tuning_score(setup: Setup, variant: str, settings: Settings, frames: int, seeds, condition: str) -> float:
-    """Mean PA-MPJPE-14 of a variant at some settings on a condition, tuning subjects, pooled over seeds."""
+def tuning_score(setup: Setup, method: str, variant: str, settings: Settings, frames: int, seeds) -> float:
+    """Mean PA-MPJPE-14 of a method and variant at some settings on the method's tuning condition, tuning
+    subjects, pooled over seeds."""
     e = setup.engine
-    err = [refine_errors(e, make_case(e, setup.sim_body, setup.parts["tuning"], condition, frames,
-                                      SEED_TUNE + s), variant, settings, s)["pa_mpjpe14"] for s in seeds]
+    err = [refine_errors(e, make_case(e, setup.sim_body, setup.parts["tuning"], TUNE_CONDITIONS[method], frames,
+                                      SEED_TUNE + s), variant, settings, s, method)["pa_mpjpe14"] for s in seeds]
     return float(np.concatenate(err).mean())
 
 
 def condition_errors(setup: Setup, condition: str, seed: int, variants, chosen: dict, frames: int) -> dict:
-    """Per-sample errors of the start and of every variant at its chosen settings (chosen[mode][variant]):
-    one condition and seed, report subjects.  -> {'start' | variant: {metric: (N,)}}."""
+    """Per-sample errors of the start and of every method and variant at its chosen settings
+    (chosen[method][variant]): one condition and seed, report subjects.
+    -> {'start' | (method, variant): {metric: (N,)}}."""
     e = setup.engine
     case = make_case(e, setup.sim_body, setup.parts["report"], condition, frames, SEED_REPORT + seed)
-    picked = chosen[CONDITIONS[condition].mode]
     out = dict(start=case_errors(e, case, case.start))
-    for v in variants:
-        out[v] = refine_errors(e, case, v, Settings(**picked[v]["settings"]), seed)
+    for method in (m for m in CONDITIONS[condition].methods if m in chosen):
+        for v in variants:
+            out[(method, v)] = refine_errors(e, case, v, Settings(**chosen[method][v]["settings"]), seed, method)
     return out
 
 
 def tune(mapper, variants, grids: dict, frames: int, seeds, progress=print) -> dict:
-    """Per loop mode and variant, the settings with the lowest mean PA-MPJPE-14 on the mode's tuning
-    condition (TUNE_CONDITIONS, tuning subjects).  grids: {mode: [Settings]} -> {mode: {variant: ...}}.
+    """Per method and variant, the settings with the lowest mean PA-MPJPE-14 on the method's tuning
+    condition (TUNE_CONDITIONS, tuning subjects).  grids: {method: [Settings]} -> {method: {variant: ...}}.
 
     mapper(fn, jobs) -> [fn(setup, *job) for job in jobs] (in this process or a pool's)."""
-    jobs = [(v, st, frames, list(seeds), TUNE_CONDITIONS[mode]) for mode, settings in grids.items()
+    jobs = [(method, v, st, frames, list(seeds)) for method, settings in grids.items()
             for v in variants for st in settings]
     scores = mapper(tuning_score, jobs)
     chosen = {}
-    for mode in grids:
+    for method in grids:
         for v in variants:
             grid_rows = [dict(settings=st.__dict__, pa_mpjpe14=round(sc, 3))
-                         for (jv, st, _, _, c), sc in zip(jobs, scores) if jv == v and c == TUNE_CONDITIONS[mode]]
+                         for (jm, jv, st, _, _), sc in zip(jobs, scores) if jm == method and jv == v]
             best = min(grid_rows, key=lambda r: r["pa_mpjpe14"])
-            chosen.setdefault(mode, {})[v] = dict(best, grid=grid_rows)
-            progress(f"  tuned {mode} {v}: {best['settings']} -> {best['pa_mpjpe14']:.2f} mm (tuning subjects)")
+            chosen.setdefault(method, {})[v] = dict(best, grid=grid_rows)
+            progress(f"  tuned {method} {v}: {best['settings']} -> {best['pa_mpjpe14']:.2f} mm (tuning subjects)")
     return chosen
 
 
 def evaluate(mapper, variants, conditions, chosen: dict, frames: int, seeds, progress=print) -> list[dict]:
-    """One row per condition and variant: mean errors, and paired differences to 'trained' with 95% CIs
-    over all frames of all seeds."""
+    """One row per condition, method and variant (and one for the start): mean errors, and paired differences
+    to 'trained' in the same method with 95% CIs over all samples of all seeds."""
     jobs = [(c, s, list(variants), chosen, frames) for c in conditions for s in seeds]
     results = mapper(condition_errors, jobs)
     rows = []
     for cond in conditions:
         per_seed = [r for (c, *_), r in zip(jobs, results) if c == cond]
         pooled = lambda who, m: np.concatenate([r[who][m] for r in per_seed])
-        for v in ("start", *variants):
-            row = dict(condition=cond, variant=v, n=len(pooled(v, "pa_mpjpe14")),
-                       **{m: round(float(pooled(v, m).mean()), 2) for m in METRICS})
-            if v not in ("start", "trained") and "trained" in variants:
-                for m in METRICS:
-                    ci = paired_interval(pooled(v, m) - pooled("trained", m))
-                    row[f"diff_{m}"] = {k: (round(x, 2) if isinstance(x, float) else x) for k, x in ci.items()}
-            rows.append(row)
-        progress(f"  {cond}: " + ", ".join(f"{r['variant']} {r['pa_mpjpe14']:.1f}" for r in rows
+        row = lambda method, v, who: dict(condition=cond, method=method, variant=v, n=len(pooled(who, "pa_mpjpe14")),
+                                          **{m: round(float(pooled(who, m).mean()), 2) for m in METRICS})
+        rows.append(row("", "start", "start"))
+        for method in (m for m in CONDITIONS[cond].methods if m in chosen):
+            for v in variants:
+                r = row(method, v, (method, v))
+                if v != "trained" and "trained" in variants:
+                    for m in METRICS:
+                        ci = paired_interval(pooled((method, v), m) - pooled((method, "trained"), m))
+                        r[f"diff_{m}"] = {k: (round(x, 2) if isinstance(x, float) else x) for k, x in ci.items()}
+                rows.append(r)
+        progress(f"  {cond}: " + ", ".join(f"{r['method']} {r['variant']} {r['pa_mpjpe14']:.1f}" for r in rows
                                            if r["condition"] == cond))
     return rows
 
@@ -352,7 +385,7 @@ def _describe(name: str, c: Condition) -> str:
 def markdown(report: dict) -> str:
     cfg = report["config"]
     lines = [
-        "# Ablation: what the learned prior contributes to the ScoreHMR loop (single frames, uncalibrated views)",
+        "# Ablation: what the learned prior contributes (single-frame loop and fit, uncalibrated views)",
         "",
         f"Size: {cfg['frames']} frames (multi-view: instants) x {len(cfg['seeds'])} seeds per condition ({cfg['grid']} grid"
         f"{', --quick: numbers mean nothing' if cfg['quick'] else ''}); {report['seconds']:.0f} s on "
@@ -360,9 +393,12 @@ def markdown(report: dict) -> str:
         f"Command: `{report['command']}`; seeds {cfg['seeds']} (tuning draws: seed + {SEED_TUNE}, report: "
         f"seed + {SEED_REPORT}).",
         f"Settings tuned on subjects {bench.SUBJECT_PARTS['tuning']} at condition "
-        + " / ".join(f"`{c}` ({m} loop)" for m, c in TUNE_CONDITIONS.items() if m in report["chosen"])
+        + " / ".join(f"`{c}` ({m})" for m, c in TUNE_CONDITIONS.items() if m in report["chosen"])
         + f"; reported on subjects {bench.SUBJECT_PARTS['report']}. Start: our regressor (in every view).",
         "Conditions: " + "; ".join(_describe(k, c) for k, c in CONDITIONS.items() if k in cfg["conditions"]) + ".",
+        "Methods: loop = the paper's single-frame loop (guided DDIM); fit = the single-frame default (variant "
+        "'ours' on the built-in regressor's start: Adam on keypoints with the prior as a score-distillation "
+        "regulariser, backend/engine/frame_fit.py); multiview = Eq. 13.",
         "Variants: trained prior; untrained (same architecture, seeded init); null (eps = 0); unconditional "
         "(context zeroed: the prior was trained with context dropout to zeros); shuffled (another frame's context).",
         "Differences: variant minus trained on the same frame and seed, mean and 95% Student-t interval over "
@@ -370,19 +406,20 @@ def markdown(report: dict) -> str:
         "",
         "## Chosen settings",
         "",
-        "| loop | variant | guidance scale | tau | stride | iterations | tuning PA-MPJPE-14 |",
-        "|---|---|---|---|---|---|---|",
+        "| method | variant | guidance scale | tau | stride | iterations | prior weight | tuning PA-MPJPE-14 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for mode, per_variant in report["chosen"].items():
+    for method, per_variant in report["chosen"].items():
         for v, c in per_variant.items():
             s = c["settings"]
-            lines.append(f"| {mode} | {v} | {s['scale']} | {s['tau']} | {s['step']} | {s['iterations']} | "
-                         f"{c['pa_mpjpe14']} |")
+            loop = [s["scale"], s["tau"], s["step"], s["iterations"], ""] if s.get("prior_weight") is None \
+                else ["", "", "", "", s["prior_weight"]]
+            lines.append(f"| {method} | {v} | " + " | ".join(map(str, loop)) + f" | {c['pa_mpjpe14']} |")
     lines += ["", "## Results (report subjects)", "",
-              "| condition | variant | n | PA-MPJPE-14 | MPJPE-14 | diff PA-MPJPE-14 [95% CI] | diff MPJPE-14 [95% CI] |",
-              "|---|---|---|---|---|---|---|"]
+              "| condition | method | variant | n | PA-MPJPE-14 | MPJPE-14 | diff PA-MPJPE-14 [95% CI] | diff MPJPE-14 [95% CI] |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
-        lines.append(f"| {r['condition']} | {r['variant']} | {r['n']} | {r['pa_mpjpe14']:.2f} | {r['mpjpe14']:.2f} | "
+        lines.append(f"| {r['condition']} | {r['method']} | {r['variant']} | {r['n']} | {r['pa_mpjpe14']:.2f} | {r['mpjpe14']:.2f} | "
                      f"{_ci(r.get('diff_pa_mpjpe14'))} | {_ci(r.get('diff_mpjpe14'))} |")
     return "\n".join(lines) + "\n"
 
@@ -399,6 +436,8 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS))
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                   help="methods the prior is ablated in (each where its conditions are asked for)")
     p.add_argument("--grid", choices=["small", "full"], default="small")
     p.add_argument("--quick", action="store_true", help="tiny sizes and a one-point loop (tests, smoke runs)")
     p.add_argument("--dataset", default=None, help="folder with cmu_smpl_val.npz (default cache/dataset)")
@@ -428,8 +467,9 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
         return 2
     t0 = time.perf_counter()
     say = lambda s: print(s, flush=True)
-    modes_needed = dict.fromkeys(CONDITIONS[c].mode for c in args.conditions)
-    grids = {m: grid(args.grid, m) for m in modes_needed}
+    methods = [m for m in dict.fromkeys(m for c in args.conditions for m in CONDITIONS[c].methods)
+               if m in args.methods]
+    grids = {m: grid(args.grid, m) for m in methods}
     say(f"ablate: {len(variants)} variants x {len(args.conditions)} conditions, {args.frames} frames x "
         f"{len(args.seeds)} seeds, {args.grid} grid ({', '.join(f'{m} {len(g)}' for m, g in grids.items())} "
         f"settings) on {setup.engine.device}, {args.workers} worker(s)")
@@ -449,7 +489,8 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     engine = setup.engine
     report = dict(command="python -m backend ablate " + " ".join(sys.argv[1:] if argv is None else argv),
                   config=dict(frames=args.frames, tune_frames=args.tune_frames or args.frames, seeds=args.seeds,
-                              conditions=args.conditions, variants=variants, grid=args.grid, quick=args.quick,
+                              conditions=args.conditions, variants=variants, methods=methods, grid=args.grid,
+                              quick=args.quick,
                               workers=args.workers),
                   environment=bench.environment(engine.device), models=engine.meta, chosen=chosen, rows=rows,
                   seconds=round(time.perf_counter() - t0, 1))

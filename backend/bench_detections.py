@@ -2,11 +2,13 @@
 
     python -m backend calibrate-detector render --split val --excerpts 10 --length 64 --chunk 5 --seed 5 \\
         --out cache/calibration/val64                     # ~8 min on 2 cores: the free body model in Workbench
-    python -m backend.bench_detections docs/benchmark/detections_val64 [--subjects report|tuning|all] [--out DIR]
+    python -m backend.bench_detections FOLDER [FOLDER ...] [--subjects report|tuning|all] [--out DIR]
 
-The detections and truths of that render (seed 5: 10 excerpts x 64 frames of 9 clips' subjects,
-464 KB, no images) are committed in docs/benchmark/detections_val64 (the chunk files the render
-wrote), so the table is reproducible without Blender.
+The detections and truths of three renders are committed (the chunk files the render wrote, no images),
+so the tables are reproducible without Blender: docs/benchmark/detections_val64 (seed 5: 10 excerpts x
+64 frames of all validation subjects, 464 KB), detections_val64_tuning (`--subjects tuning --excerpts 12
+--chunk 4 --seed 7`: for choosing settings) and detections_val64_report (`--subjects report --excerpts 12
+--chunk 4 --seed 8`: for reporting).
 
 The simulator's noise (even its "blazepose" preset) is a model of the detector; this measures the
 engine on the detector itself.  Each excerpt: BlazePose's COCO-17 detections of a rendered
@@ -46,26 +48,29 @@ def excerpt_results(engine, obs: dict) -> dict[str, np.ndarray]:
                                                   EngineOptions(motion_prior=str(MOTION_PRIOR_PATH)))["joints"]}
 
 
-def evaluate(engine, folder: Path, subjects) -> dict:
-    """Mean scores per method over the usable excerpts of ``subjects`` in ``folder``."""
+def evaluate(engine, folders: list[Path], subjects) -> dict:
+    """Mean scores per method over the usable excerpts of ``subjects`` in the rendered ``folders``."""
     from backend.bench import video_errors
     from backend.body.body_model import BodyModel
     from backend.sim.calibrate import excerpt_obs, load_chunks, truth_joints
 
-    data = load_chunks(folder)
-    truth = truth_joints(BodyModel.load(None, dtype=torch.float64), data)
-    subject = [int(c.split("_")[0]) for c in data["clip_ids"]]
-    seen = (data["detected"][:, :, :17, 2] > 0).any(-1).all(-1)                 # (E,) person in every frame
-    keep = [i for i in range(len(truth)) if subject[i] in subjects and seen[i]]
+    body = BodyModel.load(None, dtype=torch.float64)
     rows = {m: [] for m in METHODS}
+    names, frames = [], set()
     t0 = time.time()
-    for i in keep:
-        for method, joints in excerpt_results(engine, excerpt_obs(data, i, "video")).items():
-            rows[method].append(video_errors(joints[None], truth[i][None]))
+    for folder in folders:
+        data = load_chunks(folder)
+        truth = truth_joints(body, data)
+        subject = [int(c.split("_")[0]) for c in data["clip_ids"]]
+        seen = (data["detected"][:, :, :17, 2] > 0).any(-1).all(-1)             # (E,) person in every frame
+        for i in (i for i in range(len(truth)) if subject[i] in subjects and seen[i]):
+            for method, joints in excerpt_results(engine, excerpt_obs(data, i, "video")).items():
+                rows[method].append(video_errors(joints[None], truth[i][None]))
+            names.append(f"{Path(folder).name}/{data['clip_ids'][i]}")
+            frames.add(int(truth.shape[1]))
     keys = ("pa_mpjpe14", "mpjpe14", "accel", "accel_abs")
     mean = {m: {k: round(float(np.mean([r[k] for r in v])), 2) for k in keys} for m, v in rows.items() if v}
-    return dict(methods=mean, excerpts=[str(data["clip_ids"][i]) for i in keep], frames=int(truth.shape[1]),
-                seconds=round(time.time() - t0, 1))
+    return dict(methods=mean, excerpts=names, frames=sorted(frames), seconds=round(time.time() - t0, 1))
 
 
 def markdown(report: dict, command: str) -> str:
@@ -73,7 +78,7 @@ def markdown(report: dict, command: str) -> str:
     body = "".join(f"| {m} | {r['pa_mpjpe14']} | {r['mpjpe14']} | {r['accel']} | {r['accel_abs']} |\n"
                    for m, r in report["methods"].items())
     return (f"# Video on real BlazePose detections\n\n`{command}`\n\n{len(report['excerpts'])} excerpts x "
-            f"{report['frames']} frames ({', '.join(report['excerpts'])}), {report['seconds']} s on one thread. "
+            f"{'/'.join(map(str, report['frames']))} frames ({', '.join(report['excerpts'])}), {report['seconds']} s on one thread. "
             f"mm and mm/frame^2 (accel: pelvis-relative joints; accel abs: camera-frame joints).\n\n{head}{body}")
 
 
@@ -84,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     from backend.engine.api import Engine
 
     p = argparse.ArgumentParser(prog="python -m backend.bench_detections", description=__doc__.split("\n\n")[0])
-    p.add_argument("folder", type=Path, help="rendered detections (python -m backend calibrate-detector render)")
+    p.add_argument("folders", type=Path, nargs="+",
+                   help="rendered detections (python -m backend calibrate-detector render), one or more folders")
     p.add_argument("--subjects", default="report", choices=[*SUBJECT_PARTS, "all"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("docs/benchmark"))
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     subjects = sorted({s for v in SUBJECT_PARTS.values() for s in v}) if args.subjects == "all" \
         else SUBJECT_PARTS[args.subjects]
-    report = evaluate(Engine.load(device="cpu"), args.folder, subjects)
+    report = evaluate(Engine.load(device="cpu"), args.folders, subjects)
     command = "python -m backend.bench_detections " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"detections_video_{args.subjects}"

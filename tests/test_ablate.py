@@ -40,15 +40,29 @@ def _case(engine, condition="medium", frames=4, seed=0):
     return ablate.make_case(engine, engine.body, synthetic_val(), condition, frames, seed)
 
 
-def test_variants_change_the_result_and_trained_is_reproducible():
+@pytest.mark.parametrize("method", ["loop", "fit"])
+def test_variants_change_the_result_and_trained_is_reproducible(method):
     engine = tiny_engine()
     case = _case(engine)
-    settings = ablate.Settings(scale=1.0, tau=10, step=5, iterations=1)
-    err = {v: ablate.refine_errors(engine, case, v, settings, seed=0)["pa_mpjpe14"] for v in ablate.VARIANTS}
-    again = ablate.refine_errors(engine, case, "trained", settings, seed=0)["pa_mpjpe14"]
+    settings = ablate.Settings(scale=1.0, tau=10, step=5, iterations=1, prior_weight=20.0 if method == "fit" else None)
+    err = {v: ablate.refine_errors(engine, case, v, settings, 0, method)["pa_mpjpe14"] for v in ablate.VARIANTS}
+    again = ablate.refine_errors(engine, case, "trained", settings, 0, method)["pa_mpjpe14"]
     np.testing.assert_array_equal(again, err["trained"])
     for v in ("untrained", "null", "unconditional", "shuffled"):
         assert np.abs(err[v] - err["trained"]).max() > 1e-6, v
+
+
+def test_fit_method_fits_the_regressor_start_with_the_given_prior_weight():
+    """The fit method goes through frame_fit (the start is the built-in regressor's), and its prior weight
+    is the tuned one: weight 0 and 20 differ for the trained prior, and the fit is not the loop."""
+    engine = tiny_engine()
+    case = _case(engine)
+    assert case.start["source"] == ablate.REGRESSOR_SOURCE
+    fit = lambda w, v="trained": ablate.refine_errors(engine, case, v, ablate.Settings(prior_weight=w), 0, "fit")
+    loop = ablate.refine_errors(engine, case, "trained", ablate.Settings(scale=1.0, tau=10, step=5, iterations=1), 0)
+    assert np.abs(fit(20.0)["pa_mpjpe14"] - fit(0.0)["pa_mpjpe14"]).max() > 1e-6
+    assert np.abs(fit(20.0)["pa_mpjpe14"] - loop["pa_mpjpe14"]).max() > 1e-6
+    assert ablate.grid("small", "fit")[0].prior_weight == 0.0
 
 
 def test_shuffled_context_is_a_derangement_and_unconditional_is_zeros():
@@ -109,7 +123,7 @@ def test_multiview_case_is_view_major_and_its_errors_are_per_instant():
     bones = np.linalg.norm(case.gt[:, 1:] - case.gt[:, :1], axis=-1).reshape(views, 3, 23)
     np.testing.assert_allclose(bones, np.broadcast_to(bones[:1], bones.shape), atol=1e-5)
     settings = ablate.Settings(scale=1.0, tau=10, step=5, iterations=1)
-    err = {v: ablate.refine_errors(engine, case, v, settings, seed=0)["pa_mpjpe14"] for v in ("trained", "null")}
+    err = {v: ablate.refine_errors(engine, case, v, settings, 0, "multiview")["pa_mpjpe14"] for v in ("trained", "null")}
     assert err["trained"].shape == (3,) and np.abs(err["trained"] - err["null"]).max() > 1e-6
 
 
@@ -143,11 +157,11 @@ def test_grid_search_picks_the_best_tuning_setting():
     engine = tiny_engine()
     settings = [ablate.Settings(1.0, 10, 5, 1), ablate.Settings(0.0, 10, 5, 1)]
     setup = ablate.make_setup(engine, dict(tuning=synthetic_val()))
-    chosen = ablate.tune(ablate.local_mapper(setup), ["trained", "null"], dict(frame=settings, multiview=settings[:1]),
+    chosen = ablate.tune(ablate.local_mapper(setup), ["trained", "null"], dict(loop=settings, multiview=settings[:1]),
                          4, [0], lambda s: None)
     for v in ("trained", "null"):
-        scores = [r["pa_mpjpe14"] for r in chosen["frame"][v]["grid"]]
-        assert chosen["frame"][v]["pa_mpjpe14"] == min(scores) and len(scores) == 2
+        scores = [r["pa_mpjpe14"] for r in chosen["loop"][v]["grid"]]
+        assert chosen["loop"][v]["pa_mpjpe14"] == min(scores) and len(scores) == 2
         assert len(chosen["multiview"][v]["grid"]) == 1
 
 
@@ -159,12 +173,14 @@ def test_ablate_quick_end_to_end(tmp_path):
                        engine=tiny_engine(), data=synthetic_val()) == 0
     report = json.loads((out / "ablation.json").read_text())
     md = (out / "ablation.md").read_text()
-    assert set(report["chosen"]) == {"frame", "multiview"}
+    assert set(report["chosen"]) == set(ablate.METHODS)
     assert all(set(c) == set(ablate.VARIANTS) for c in report["chosen"].values())
-    rows = {(r["condition"], r["variant"]): r for r in report["rows"]}
-    assert set(rows) == {(c, v) for c in conditions for v in ("start", *ablate.VARIANTS)}
+    rows = {(r["condition"], r["method"], r["variant"]): r for r in report["rows"]}
+    expected = {(c, m, v) for c in conditions for m in ablate.CONDITIONS[c].methods for v in ablate.VARIANTS}
+    assert set(rows) == expected | {(c, "", "start") for c in conditions}
     assert all(r["n"] == 8 for r in rows.values())                      # 4 frames (instants) x 2 seeds, pooled
-    for v in ("untrained", "null", "unconditional", "shuffled"):
-        d = rows[("medium", v)]["diff_pa_mpjpe14"]
-        assert d["lo"] <= d["mean"] <= d["hi"] and d["n"] == 8
+    for m in ("loop", "fit"):
+        for v in ("untrained", "null", "unconditional", "shuffled"):
+            d = rows[("medium", m, v)]["diff_pa_mpjpe14"]
+            assert d["lo"] <= d["mean"] <= d["hi"] and d["n"] == 8
     assert "python -m backend ablate --quick" in md and "numbers mean nothing" in md
