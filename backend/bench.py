@@ -689,7 +689,8 @@ def markdown(report: dict) -> str:
         f"{', --quick' if cfg['quick'] else ''}); models: {trained}; device {env['device']} ({env['device_name']}), "
         f"torch {env['torch']}, {env['threads']} threads; {report['seconds']:.0f} s in all.",
         *([f"Sections re-run since (merged into this report; `reruns` in benchmark.json): " + "; ".join(
-            f"{', '.join(r['sections'])} (`{r['command']}`)" for r in report["reruns"]) + "."]
+            f"{', '.join(r['sections'])} (`{r['command']}`" + (f", on {r['machine']}" if r.get("machine") else "") + ")"
+            for r in report["reruns"]) + "."]
           if report.get("reruns") else []),
         f"Validation subjects {SUBJECT_PARTS}: loop settings and weights were chosen on 'tuning', this report "
         "is measured on the subjects named above.",
