@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend.engine.api import null_denoiser
 from backend.engine.frame_fit import REGRESSOR_SOURCE
 
 from backend import bench
@@ -114,11 +115,6 @@ def grid(name: str, method: str = "loop") -> list[Settings]:
 
 
 # -- variants ------------------------------------------------------------------------------------------
-def null_denoiser(x: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
-    """eps = 0 for x (B,D): the loop's moves are then the guidance alone."""
-    return torch.zeros_like(x)
-
-
 def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
     """A random permutation of 0..n-1 with no fixed point (n >= 2; identity for n = 1). -> (n,) long."""
     if n < 2:

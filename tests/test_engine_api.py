@@ -102,6 +102,34 @@ def test_calibrated_views_do_not_jump_with_sub_pixel_input_noise(engine):
     assert np.linalg.norm(a["joints"] - b["joints"], axis=-1).max() < 1e-3
 
 
+@pytest.mark.slow
+@needs_weights
+def test_uncalibrated_views_ours_runs_without_the_prior_and_paper_with_it(engine):
+    """Uncalibrated views, variant 'ours' (MULTIVIEW_WITHOUT_PRIOR, chosen by the ablation): the prior is never
+    called, and the result still improves on the per-view start (example, 4 views, 24 frames); the variant
+    'paper' does call it."""
+    obs, truth = _multiview_example(24)
+    obs = {k: v for k, v in obs.items() if k not in ("cam_R", "cam_t")}
+    calls = []
+    prior = engine.prior
+
+    def counting(x, t, c):
+        calls.append(len(x))
+        return prior(x, t, c)
+
+    engine.prior = counting
+    try:
+        ours = engine.run(obs, None, "multiview")
+        assert calls == []
+        engine.run(obs, None, "multiview", EngineOptions(variant="paper"))
+        assert len(calls) > 0
+    finally:
+        engine.prior = prior
+    from backend.models.train import joint_errors
+    err = lambda j: joint_errors(j.reshape(-1, 24, 3).astype(np.float64), truth.reshape(-1, 24, 3))["mpjpe14"]
+    assert err(ours["joints"]) < 0.9 * err(ours["init_joints"])
+
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 

@@ -56,6 +56,21 @@ MODE_LOOPS = {
     "calibrated": LoopOptions(tau=70, step=10, iterations=10, max_step_curvature=0.0, optimise_translation=False),
 }
 
+# Uncalibrated views, variant 'ours': Eq. 12 + Eq. 13 guidance without the prior (eps = 0: the loop is then
+# gradient descent with the steps sum_t sigma_t (sigma_t - sigma_t')), then the common pose.  The ablation
+# (docs/ablation.md: every variant's scale, tau and iterations tuned on the tuning subjects, 96 instants x 5
+# seeds, 4 views) found the trained prior worse than a tuned null denoiser there: report subjects PA-MPJPE-14
+# / MPJPE-14 32.76 / 64.25 (trained, scale 1, 4 iterations) against 31.48 / 59.58 (null, scale 0.5, 4
+# iterations), differences +1.28 [0.98, 1.57] / +4.67 [4.12, 5.22] mm; the bench's tuning draw (32
+# instants, 2 / 4 / 8 views, MPJPE-14 against the per-view start): paper loop -2.9% / -21.3% / -20.4%,
+# this -4.2% / -27.5% / -27.0%.  The variant 'paper' keeps the prior and MODE_LOOPS['multiview'].
+MULTIVIEW_WITHOUT_PRIOR = LoopOptions(tau=100, step=10, iterations=4, guidance_scale=0.5, max_step_curvature=0.0)
+
+
+def null_denoiser(x: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
+    """eps = 0 for x (B,D): in the loop's place of the prior, its moves are then the guidance alone."""
+    return torch.zeros_like(x)
+
 # The motion prior's loop (docs/motion_prior.md: chosen on the tuning subjects).  Deterministic DDIM
 # inversion, as the paper: forward noising ('random') let the prior redraw the motion, and its samples
 # were rougher than the start's noise removed (acceleration error 57-75 vs 51 mm/frame^2 of the start).
@@ -91,7 +106,8 @@ class EngineOptions:
     def resolved(self, mode: str) -> tuple[LoopOptions, modes.GuidanceWeights]:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
         motion = mode == "video" and bool(self.motion_prior)
-        loop = self.loop or (MOTION_LOOP if motion else MODE_LOOPS.get(mode, LoopOptions()))
+        default = MULTIVIEW_WITHOUT_PRIOR if not self.uses_prior(mode) else MODE_LOOPS.get(mode, LoopOptions())
+        loop = self.loop or (MOTION_LOOP if motion else default)
         if mode == "calibrated":   # the translation is the triangulation fit's (Engine._calibrated)
             loop = replace(loop, optimise_translation=False)
         w = self.weights or modes.GuidanceWeights()
@@ -99,6 +115,11 @@ class EngineOptions:
             w = replace(w, temporal=w.temporal * MOTION_SMOOTHING)
         w = replace(w, keypoints=w.keypoints * self.keypoint_trust, temporal=w.temporal * self.smoothing)
         return loop, w
+
+    def uses_prior(self, mode: str) -> bool:
+        """Whether the mode's loop runs with the learned prior: all but uncalibrated views in variant 'ours'
+        (MULTIVIEW_WITHOUT_PRIOR)."""
+        return not (mode == "multiview" and self.variant == "ours")
 
     def resolved_frame_fit(self) -> FrameFitOptions | None:
         """Single frames: the fit stage of backend.engine.frame_fit, or None (the paper: the loop only)."""
@@ -244,7 +265,8 @@ class Engine:
         elif mode == "multiview" and o.cam_R is not None:
             out = self._calibrated(o, start, ctx, loop, weights, progress)
         elif mode == "multiview":
-            out = self._multiview(o, start, ctx, loop, weights, progress)
+            out = self._multiview(o, start, ctx, loop, weights, progress,
+                                  prior=None if options.uses_prior("multiview") else null_denoiser)
         else:
             raise ValueError(f"unknown mode {mode!r}: use frame, video or multiview")
         info = dict(mode=mode, variant=options.variant, init=start["source"], device=str(self.device),
