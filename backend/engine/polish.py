@@ -101,8 +101,9 @@ def polish_loss(body_model, shaped, obs, x6_ref: torch.Tensor, opts: PolishOptio
         reproj = guidance.keypoint_reprojection(out.keypoints[:, : kp_obs.shape[-2]], kp_obs, focal, principal, size)
         joints = out.joints.reshape(w, s, 24, 3)
         accel = joints[:, 2:] - 2 * joints[:, 1:-1] + joints[:, :-2]
-        w_accel = opts.joint_accel if joint_accel is None else joint_accel[:, None, None, None]
-        return (opts.keypoints * reproj.sum() + (w_accel * accel.pow(2)).sum()
+        smooth = (opts.joint_accel * accel.pow(2).sum() if joint_accel is None
+                  else (joint_accel * accel.pow(2).sum((1, 2, 3))).sum())
+        return (opts.keypoints * reproj.sum() + smooth
                 + (anchor * (x6 - x6_ref).pow(2)).sum())
     return loss
 
