@@ -80,7 +80,8 @@ def camera_row(pred_cam: np.ndarray, gt_cam: np.ndarray) -> dict:
 
 def _mean_rows(rows: list[dict]) -> dict:
     keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and not isinstance(rows[0][k], bool)]
-    out = {k: round(float(np.nanmean([r[k] for r in rows])), 3) for k in keys}
+    # A clip whose world was not estimated (status not 'ok') has no world measures: left out of their means.
+    out = {k: round(float(np.nanmean([r.get(k, np.nan) for r in rows])), 3) for k in keys}
     out.update({k: v for k, v in rows[0].items() if k not in keys and k != "status"})
     out["static"] = f"{sum(r.get('status') == 'ok' for r in rows)}/{len(rows)}"
     return out
