@@ -83,24 +83,3 @@ def test_default_video_is_smoother_and_closer_than_the_baselines_on_the_example_
     for other in (paper, filtered):
         assert accel(ours) < accel(other) and accel_abs(ours) < accel_abs(other)
         assert pa(ours) <= pa(other)
-
-
-def test_smoothing_follows_the_keypoint_residual():
-    """The measured residual is the keypoints' offset (px at 1000 px), and the acceleration weight grows
-    with it from the base weight (clean keypoints) to its cap."""
-    from backend.engine.polish import accel_weights, keypoint_residual_px
-
-    frames = 8
-    body, obs, rot, betas, transl = _true_clip(frames)
-    shifted = obs.keypoints.clone()
-    shifted[..., 0] += 4.0                                              # 4 px to the right
-    shifted[:2, :, 2] = 0.0                                            # unseen frames do not count
-    shifted[:2, :, :2] = 1e4
-    o = Observations(shifted, obs.focal, obs.principal, obs.image_size).map(lambda x, n: x[None])
-    res = keypoint_residual_px(body, body.shaped(betas), o, rot[None], transl[None])
-    assert float(res[0]) == pytest.approx(4.0 * 1000.0 / float(obs.image_size[0].max()), rel=1e-3)
-    opts = PolishOptions()
-    w = accel_weights(torch.tensor([0.5, 2 * opts.residual_reference_px, 100.0]), opts)
-    assert torch.allclose(w, torch.tensor([1.0, 2.0, opts.accel_max_factor]) * opts.joint_accel)
-    off = PolishOptions(residual_reference_px=0.0)
-    assert torch.allclose(accel_weights(torch.tensor([100.0]), off), torch.tensor([off.joint_accel]))

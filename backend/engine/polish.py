@@ -46,49 +46,15 @@ class PolishOptions:
     # (3 clips, medium noise, gaps of 5 / 10 / 24 frames) factor 1 gave 0.80x / 0.93x / 1.05x, 100
     # gave 0.94x / 1.00x / 1.10x.
     unseen_anchor: float = 100.0
-    # joint_accel x clamp(residual / residual_reference_px, 1, accel_max_factor), the residual being the
-    # median keypoint reprojection error (px at 1000 px, confident points) of the fit's input: noisier
-    # keypoints, more smoothing; clean ones keep the weight above.  Tuning subjects, 6 clips x 96 frames,
-    # the loop's blended results (residuals 4.6-8.1 px medium), PA-MPJPE-14 / accel, medium | high:
-    # fixed 3e5 39.89 / 4.22 | 52.85 / 4.48; fixed 6e5 39.40 / 3.82 | 52.42 / 4.05; fixed 1e6 39.31 /
-    # 3.65 | 52.38 / 3.87 (the cleanest clip 32.9 -> 34.4); adapted, reference 2 / 3 / 4 px (up to 4x):
-    # 39.22 / 3.65 | 52.42 / 3.82, 39.30 / 3.78 | 52.32 / 3.84 (that clip 33.2), 39.48 / 3.91 | 52.26 /
-    # 3.91; up to 8x the same.  A stronger pose anchor was worse (1e4: 53.99 at high, 3e4: 54.87), a
-    # weaker keypoint term no better (0.5: 52.85).  residual_reference_px = 0 turns it off.
-    residual_reference_px: float = 3.0
-    accel_max_factor: float = 4.0
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def keypoint_residual_px(body_model, shaped, obs, rotmats: torch.Tensor, transl: torch.Tensor) -> torch.Tensor:
-    """(W,) median image distance (px at 1000 px on the long side) between the confident observed
-    keypoints and the body's: rotmats (W,S,24,3,3), transl (W,S,3), obs modes.Observations (W,S,...),
-    shaped: body_model.shaped(betas) flattened (W*S,...)."""
-    w, s = rotmats.shape[:2]
-    kp_obs = obs.keypoints.flatten(0, 1)
-    out = body_model.joints_fast(rotmats.reshape(w * s, 24, 3, 3), shaped, transl.reshape(w * s, 3))
-    scale = guidance.REFERENCE_IMAGE_PX / obs.image_size.flatten(0, 1).amax(-1)
-    px = guidance.project(out.keypoints[:, : kp_obs.shape[-2]], obs.focal.flatten(0, 1), obs.principal.flatten(0, 1))
-    dist = ((px - kp_obs[..., :2]).norm(dim=-1) * scale[:, None]).reshape(w, -1)
-    seen = (kp_obs[..., 2] > 0).reshape(w, -1)
-    return torch.stack([d[m].median() if m.any() else d.new_zeros(()) for d, m in zip(dist, seen)])
-
-
-def accel_weights(residual_px: torch.Tensor, opts: PolishOptions) -> torch.Tensor:
-    """(W,) joint_accel weight of each window from its keypoint residual (W,) px (PolishOptions)."""
-    if opts.residual_reference_px <= 0:
-        return torch.full_like(residual_px, opts.joint_accel)
-    return opts.joint_accel * (residual_px / opts.residual_reference_px).clamp(1.0, max(opts.accel_max_factor, 1.0))
-
-
-def polish_loss(body_model, shaped, obs, x6_ref: torch.Tensor, opts: PolishOptions,
-                joint_accel: torch.Tensor | None = None):
+def polish_loss(body_model, shaped, obs, x6_ref: torch.Tensor, opts: PolishOptions):
     """The objective over x6 (W,S,24,6) and transl (W,S,3) -> scalar (summed over windows).
 
-    shaped: body_model.shaped(betas) flattened (W*S,...); obs: modes.Observations (W,S,...);
-    joint_accel (W,) per window (default opts.joint_accel for all)."""
+    shaped: body_model.shaped(betas) flattened (W*S,...); obs: modes.Observations (W,S,...)."""
     kp_obs = obs.keypoints.flatten(0, 1)
     unseen = empty_frames(obs.keypoints).to(x6_ref.dtype)                      # (W,S)
     anchor = (opts.pose_anchor * (1 + (opts.unseen_anchor - 1) * unseen))[..., None, None]
@@ -101,9 +67,7 @@ def polish_loss(body_model, shaped, obs, x6_ref: torch.Tensor, opts: PolishOptio
         reproj = guidance.keypoint_reprojection(out.keypoints[:, : kp_obs.shape[-2]], kp_obs, focal, principal, size)
         joints = out.joints.reshape(w, s, 24, 3)
         accel = joints[:, 2:] - 2 * joints[:, 1:-1] + joints[:, :-2]
-        smooth = (opts.joint_accel * accel.pow(2).sum() if joint_accel is None
-                  else (joint_accel * accel.pow(2).sum((1, 2, 3))).sum())
-        return (opts.keypoints * reproj.sum() + smooth
+        return (opts.keypoints * reproj.sum() + opts.joint_accel * accel.pow(2).sum()
                 + (anchor * (x6 - x6_ref).pow(2)).sum())
     return loss
 
@@ -120,9 +84,7 @@ def polish(body_model, obs, betas: torch.Tensor, rotmats: torch.Tensor, transl: 
     w, s = rotmats.shape[:2]
     x6_ref = matrix_to_rot6d(rotmats).reshape(w, s, 24, 6).detach()
     shaped = body_model.shaped(betas.reshape(w * s, -1))
-    with torch.no_grad():
-        joint_accel = accel_weights(keypoint_residual_px(body_model, shaped, obs, rotmats, transl), opts)
-    loss = polish_loss(body_model, shaped, obs, x6_ref, opts, joint_accel)
+    loss = polish_loss(body_model, shaped, obs, x6_ref, opts)
     basis = smoothing_basis(s, opts.precondition, rotmats)
     u6 = torch.zeros_like(x6_ref, requires_grad=True)
     ut = torch.zeros_like(transl, requires_grad=True)
