@@ -509,14 +509,16 @@ def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.nd
     if ik:
         rest = np.asarray(rest_joints, np.float64)
         drop = np.zeros(len(local))
-        for _ in range(FLOOR_ROUNDS):
+        for round_ in range(FLOOR_ROUNDS):
             # A leg too short to reach its anchor leaves the foot in the air: lower the body there.
             lowered = world_joints - drop[:, None, None] * [0, 1, 0]
             targets, weights = foot_targets(lowered[:, list(FOOT_JOINTS)], est["contacts"], offsets)
             new_local, new_joints = leg_ik(global_rotations(local, SMPL_PARENTS), local, lowered, rest, targets,
                                            weights)
-            soles = new_joints[:, list(FOOT_JOINTS), 1] - np.asarray(offsets)
-            drop = drop + floor_drop(soles, weights >= 1)
+            more = floor_drop(new_joints[:, list(FOOT_JOINTS), 1] - np.asarray(offsets), weights >= 1)
+            if round_ == FLOOR_ROUNDS - 1 or not more.any():
+                break                       # the joints above are posed with exactly this drop
+            drop = drop + more
         local, world_joints = new_local, new_joints
         transl_w = transl_w - drop[:, None] * [0, 1, 0]
         est["root_shift"] = est["root_shift"] - drop[:, None] * [0, 1, 0]
