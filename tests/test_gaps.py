@@ -115,3 +115,27 @@ def test_a_given_start_stays_and_only_the_context_is_bridged():
     ctx_broken[4:6] = -1.0
     same, bridged_ctx = G.bridge(start, ctx_broken, kp, bridge_start=False)
     assert same is start and torch.allclose(bridged_ctx, ctx)
+
+
+def test_gap_stretches_pad_widen_and_merge():
+    empty = torch.zeros(100, dtype=torch.bool)
+    empty[40:45] = True
+    assert G.gap_stretches(empty, 32, 12) == [(26, 59)]             # widened to at least the prior's 32 frames
+    empty[50:74] = True                                              # a second gap close by: one stretch
+    assert G.gap_stretches(empty, 32, 12) == [(26, 86)]
+    ends = torch.zeros(100, dtype=torch.bool)
+    ends[:3] = True
+    assert G.gap_stretches(ends, 32, 12) == [(0, 32)]                # clamped to the clip, still 32 long
+    assert G.gap_stretches(torch.zeros(50, dtype=torch.bool), 32, 12) == []
+    assert G.gap_stretches(torch.ones(50, dtype=torch.bool), 32, 12) == []
+
+
+def test_stretch_weights_hold_the_gap_and_ease_to_the_ends():
+    empty = torch.zeros(100, dtype=torch.bool)
+    empty[40:45] = True
+    w = G.stretch_weights(empty, 26, 59, hold=4)
+    assert w.shape == (33,)
+    assert (w[40 - 26 - 4:45 - 26 + 4] == 1).all()                   # the gap and 4 frames around it
+    assert w[0] < 0.2 and w[-1] < 0.2                                # the stretch's ends follow the caller's
+    assert (torch.diff(w[:13]) >= 0).all() and (torch.diff(w[23:]) <= 0).all()
+    assert G.stretch_weights(empty, 0, 59, hold=4)[0] == 1           # at the clip's start nothing to ease into

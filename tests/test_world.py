@@ -243,3 +243,49 @@ def test_bench_rows_and_true_camera():
     assert world_row(moved, world, contacts, OFF)["penetration"] == pytest.approx(50.0, abs=1e-6)
     R, t = camera(17.0, 2.2)
     assert _true_camera(R, t) == pytest.approx((2.2, 17.0))
+
+
+def test_foot_aim_keeps_the_ball_on_its_floor_height():
+    """Ankle and ball anchors closer on the floor than the foot is long: aiming at the ball target
+    would bury the ball; the aim keeps the foot's length and puts the ball at the target's height."""
+    ankle = np.array([[0.0, OFF[0], 0.0]])
+    ball = np.array([[0.05, OFF[2], 0.0]])
+    foot = np.array([[0.0, -0.04, 0.135]])
+    aim = W._foot_aim(ankle, ball, foot)
+    assert np.linalg.norm(aim) == pytest.approx(np.linalg.norm(foot))
+    assert (ankle + aim)[0, 1] == pytest.approx(OFF[2])
+    assert aim[0, 0] > 0 and abs(aim[0, 2]) < 1e-9            # turned towards the ball on the floor
+    straight = ankle + W._unit(ball - ankle) * np.linalg.norm(foot)
+    assert straight[0, 1] < 0.0                                # what aiming straight did
+
+
+def test_floor_drop_lowers_only_where_a_planted_sole_is_in_the_air():
+    f = 40
+    soles = np.full((f, 4), 0.10)
+    planted = np.zeros((f, 4), bool)
+    planted[10:20, 0] = True
+    soles[10:20, 0] = 0.03                                     # the leg could not reach the floor
+    drop = W.floor_drop(soles, planted)
+    assert (drop[10:20] >= 0.03 - 1e-9).all()
+    ease = 2 * W.FLOOR_EASE_FRAMES
+    assert drop[:10 - ease].max() == 0 and drop[20 + ease:].max() == 0
+    assert np.abs(np.diff(drop)).max() < 0.03 / 2            # eased in and out, no step
+    soles[10:20, 1] = 0.01                                     # a free foot just above the floor
+    assert W.floor_drop(soles, planted)[10:20].max() == pytest.approx(0.01)
+    soles[10:20, 0] = 0.003                                    # within the tolerance: left alone
+    assert W.floor_drop(soles, planted).max() == 0
+
+
+def test_estimated_contacts_hold_a_slow_foot_that_rises():
+    """A still foot whose estimate creeps up from 3 to 14 cm stays in contact (hysteresis); one
+    that is still at 12-14 cm without ever being low is not a contact."""
+    f = 48
+    feet = np.zeros((f, 4, 3))
+    feet[..., 1] = OFF + 0.5                                   # the other joints high in the air
+    feet[:, 0, 1] = OFF[0] + np.linspace(0.03, 0.14, f)
+    feet[:, 1, 1] = OFF[1] + np.linspace(0.12, 0.14, f)
+    c = W.estimated_contacts(feet, FPS, OFF)
+    assert c[:, 0].all() and not c[:, 1].any() and not c[:, 2:].any()
+    plain = W.foot_contacts(feet, FPS, OFF, W.ESTIMATE_CONTACT_SPEED_M_S, W.ESTIMATE_CONTACT_HEIGHT_M,
+                            W.ESTIMATE_CONTACT_SMOOTH_FRAMES)
+    assert not plain[:, 0].all()                               # the plain rule lets it go

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from backend.engine.polish import PolishOptions, polish, smoothing_factor
 from backend.engine.scorehmr import LoopOptions
 from backend.engine.views import camera_changes, in_every_view, move_bodies, relative_cameras, rotation_mean
 from backend.models.diffusion import cosine_alphas_cumprod
+from backend.models.motion import MOTION_PRIOR_PATH
 from backend.models.context import build_context
 from backend.models.regressor import estimate_initial
 from backend.rotations import matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
@@ -102,6 +104,13 @@ class EngineOptions:
     # frame: the fit stage for far starts and the built-in regressor's (backend.engine.frame_fit); None: the
     # variant's ('ours': FrameFitOptions(), the paper: none, the loop for every frame)
     frame_fit: FrameFitOptions | None = None
+    # video with the per-frame prior: stretches around frames without keypoints are redone by this motion
+    # prior checkpoint (its loop from the per-frame result, seen frames anchoring it) before the final fit;
+    # None (or a missing file): the interpolated start alone carries the body across.  Tuning subjects,
+    # 3 clips, medium noise, gaps of 5 / 10 / 24 frames: error in the gap / elsewhere 0.94 / 1.00 / 1.10x
+    # with interpolation, 0.81 / 0.93 / 1.07x with it (the whole clip by the motion prior: 0.96 / 0.99 /
+    # 1.06x, but a higher PA-MPJPE-14 without gaps, 66.02 against 65.98).
+    gap_motion_prior: str | None = str(MOTION_PRIOR_PATH)
 
     def resolved(self, mode: str) -> tuple[LoopOptions, modes.GuidanceWeights]:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
@@ -131,6 +140,9 @@ class EngineOptions:
         return replace(p, keypoints=p.keypoints * self.keypoint_trust, joint_accel=p.joint_accel * self.smoothing)
 
 
+# Video with options.gap_motion_prior: a gap's stretch has this many seen frames on each side (at least),
+# and the motion prior's result is kept whole over the gap and this many frames around it.
+GAP_MOTION_PAD, GAP_MOTION_HOLD = 12, 4
 # Video: the final smoothing fit runs over stretches of this many frames (overlapping, blended).
 POLISH_WINDOW, POLISH_OVERLAP = 240, 40
 
@@ -261,7 +273,7 @@ class Engine:
         elif mode == "video" and options.motion_prior:
             out = self._video_motion(o[0], start, loop, weights, options, float(obs.get("fps", 30.0)), progress)
         elif mode == "video":
-            out = self._video(o[0], start, ctx, loop, weights, options, progress)
+            out = self._video(o[0], start, ctx, loop, weights, options, progress, fps=float(obs.get("fps", 30.0)))
         elif mode == "multiview" and o.cam_R is not None:
             out = self._calibrated(o, start, ctx, loop, weights, progress)
         elif mode == "multiview":
@@ -276,6 +288,7 @@ class Engine:
                     options=dict(loop=loop.as_dict(), weights=weights.__dict__, window=options.window,
                                  overlap=options.overlap, smoothing=options.smoothing,
                                  keypoint_trust=options.keypoint_trust, motion_prior=options.motion_prior,
+                                 gap_motion_prior=options.gap_motion_prior,
                                  **(dict(polish=options.resolved_polish().as_dict()) if mode == "video" else {}),
                                  **(dict(frame_fit=_as_dict(options.resolved_frame_fit())) if mode == "frame" else {})),
                     focal_source=obs.get("focal_source", "given"), models=self.meta)
@@ -339,8 +352,9 @@ class Engine:
         reference = None if own else residual(self.initial(o.keypoints, o.focal, o.principal))
         return frame_fit.needs_fit(residual(start), reference, start.get("source"), fit), reference
 
-    def _video(self, o: modes.Observations, start, ctx, loop, w, options, progress=None):
-        """One clip seen by one camera: o (F,...), in overlapping windows blended back together."""
+    def _video(self, o: modes.Observations, start, ctx, loop, w, options, progress=None, fps: float = 30.0):
+        """One clip seen by one camera: o (F,...), in overlapping windows blended back together; with
+        options.gap_motion_prior, the stretches around frames without keypoints redone by it."""
         f = o.focal.shape[0]
         window = min(options.window, f)
         starts = window_starts(f, window, options.overlap)
@@ -360,8 +374,33 @@ class Engine:
             transl.index_add_(0, ids.reshape(-1), (res["transl"] * wts[..., None]).reshape(-1, 3))
             iters.append(res["iterations"])
             evals += res["denoiser_evaluations"]
-        rotmats, transl = self._polish(o, betas, rot6d_to_matrix(x6), transl, options.resolved_polish())
+        rotmats = rot6d_to_matrix(x6)
+        if options.gap_motion_prior and Path(options.gap_motion_prior).is_file():
+            rotmats, transl, more = self._gaps_by_motion(o, betas, rotmats, transl, options, fps, progress)
+            evals += more
+        rotmats, transl = self._polish(o, betas, rotmats, transl, options.resolved_polish())
         return dict(rotmats=rotmats, transl=transl, betas=betas, iterations=torch.cat(iters), evaluations=evals)
+
+    def _gaps_by_motion(self, o: modes.Observations, betas, rotmats, transl, options, fps: float, progress=None):
+        """The stretches of a clip around its frames without keypoints (gaps.gap_stretches) refined by the
+        motion prior options.gap_motion_prior, starting from rotmats (F,24,3,3) / transl (F,3), and blended
+        in (gaps.stretch_weights).  Returns rotmats, transl and the denoiser evaluations spent."""
+        empty = gaps.empty_frames(o.keypoints)
+        mopts = replace(options, motion_prior=options.gap_motion_prior)
+        mloop, mw = mopts.resolved("video")
+        frames = self.motion_prior(options.gap_motion_prior)[0].frames
+        evals = 0
+        for s, e in gaps.gap_stretches(empty, frames, GAP_MOTION_PAD):
+            part = slice(s, e)
+            res = self._video_motion(o[part], dict(rotmats=rotmats[part], transl=transl[part], betas=betas[part]),
+                                     mloop, mw, mopts, fps, progress, polish=False)
+            wt = gaps.stretch_weights(empty, s, e, GAP_MOTION_HOLD)
+            x6 = matrix_to_rot6d(rotmats[part])
+            x6 = x6 + wt[:, None, None] * (matrix_to_rot6d(res["rotmats"]) - x6)
+            rotmats = torch.cat([rotmats[:s], rot6d_to_matrix(x6), rotmats[e:]])
+            transl = torch.cat([transl[:s], transl[part] + wt[:, None] * (res["transl"] - transl[part]), transl[e:]])
+            evals += res["evaluations"]
+        return rotmats, transl, evals
 
     def _polish(self, o: modes.Observations, betas, rotmats, transl, opts: PolishOptions):
         """backend.engine.polish over overlapping stretches of a clip, blended: o (F,...), betas (F,10),
@@ -392,9 +431,11 @@ class Engine:
             cache[path] = load_motion_prior(path, self.device)
         return cache[path]
 
-    def _video_motion(self, o: modes.Observations, start, loop, w, options, fps: float, progress=None):
+    def _video_motion(self, o: modes.Observations, start, loop, w, options, fps: float, progress=None,
+                      polish: bool = True):
         """One clip with the motion prior (backend.engine.motion_video): windows of the prior's length,
-        overlapping by options.overlap (at most half a window), blended as in :meth:`_video`."""
+        overlapping by options.overlap (at most half a window), blended as in :meth:`_video`; the final
+        smoothing fit unless ``polish`` is False."""
         from backend.engine import motion_video
 
         prior, prior_meta = self.motion_prior(options.motion_prior)
@@ -426,7 +467,9 @@ class Engine:
             iters.append(res["iterations"])
             evals += res["evaluations"]
         # The final smoothing fit as after the per-frame prior ('ours'; none for 'paper').
-        rotmats, transl = self._polish(o, betas, rot6d_to_matrix(x6), transl, options.resolved_polish())
+        rotmats = rot6d_to_matrix(x6)
+        if polish:
+            rotmats, transl = self._polish(o, betas, rotmats, transl, options.resolved_polish())
         return dict(rotmats=rotmats, transl=transl, betas=betas, iterations=torch.cat(iters),
                     evaluations=evals, contacts=(contacts > 0.5).cpu().numpy(),
                     motion=dict(path=str(options.motion_prior), command=prior_meta.get("command"), frames=window,

@@ -74,3 +74,37 @@ def bridge(start: dict, context: torch.Tensor, keypoints: torch.Tensor,
                    transl=torch.where(keep, start["transl"], lerp(start["transl"])),
                    betas=torch.where(keep, start["betas"], lerp(start["betas"])))
     return bridged, context
+
+
+def gap_stretches(empty: torch.Tensor, frames: int, pad: int) -> list[tuple[int, int]]:
+    """Stretches [start, stop) of a clip around its runs of empty frames (F,) bool: each run with
+    ``pad`` seen frames on both sides, widened to at least ``frames`` (the motion prior's window),
+    clamped to the clip; stretches that touch are merged.  None when nothing or everything is empty."""
+    f = empty.shape[0]
+    if not empty.any() or empty.all():
+        return []
+    edges = torch.diff(torch.cat([empty.new_zeros(1), empty, empty.new_zeros(1)]).to(torch.int8))
+    runs = zip(torch.nonzero(edges == 1).flatten().tolist(), torch.nonzero(edges == -1).flatten().tolist())
+    out: list[tuple[int, int]] = []
+    for a, b in runs:
+        grow = max(pad, (frames - (b - a) + 1) // 2)
+        s, e = max(a - grow, 0), min(b + grow, f)
+        s, e = max(min(s, e - frames), 0), min(max(e, s + frames), f)
+        if out and s <= out[-1][1]:
+            s = out[-1][0]
+            out.pop()
+        out.append((s, e))
+    return out
+
+
+def stretch_weights(empty: torch.Tensor, start: int, stop: int, hold: int) -> torch.Tensor:
+    """(stop-start,) weights of a stretch's gap filling: 1 on its empty frames and ``hold`` frames
+    around them, easing linearly to 0 at the stretch's ends (the rest stays the caller's)."""
+    part = empty[start:stop].float()
+    n = stop - start
+    idx = torch.arange(n, device=empty.device, dtype=torch.float32)
+    gap = torch.nonzero(part > 0).flatten()
+    lo, hi = float(gap.min()) - hold, float(gap.max()) + hold
+    up = ((idx + 1) / max(lo + 1, 1.0)).clamp(0, 1) if start > 0 else torch.ones(n, device=empty.device)
+    down = ((n - idx) / max(n - hi, 1.0)).clamp(0, 1) if stop < empty.shape[0] else torch.ones(n, device=empty.device)
+    return torch.minimum(up, down)

@@ -44,8 +44,7 @@ def world_frame(joints: torch.Tensor, fps: float) -> WorldFrame:
         R = LEVEL_CAMERA
         feet = j[:, list(world.FOOT_JOINTS)] @ R.T
         t = np.array([0.0, -(feet[..., 1] - np.asarray(world.DEFAULT_SOLE_OFFSETS_M)).min(), 0.0])
-        contacts = world.foot_contacts(feet + t, fps, world.DEFAULT_SOLE_OFFSETS_M, world.ESTIMATE_CONTACT_SPEED_M_S,
-                                       world.ESTIMATE_CONTACT_HEIGHT_M, world.ESTIMATE_CONTACT_SMOOTH_FRAMES)
+        contacts = world.estimated_contacts(feet + t, fps, world.DEFAULT_SOLE_OFFSETS_M)
         source = "level camera"
     as_t = lambda x: torch.as_tensor(np.asarray(x, np.float64), dtype=joints.dtype, device=joints.device)
     return WorldFrame(as_t(R), as_t(t), as_t(contacts), source)

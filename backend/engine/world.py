@@ -45,9 +45,23 @@ CONTACT_SPEED_M_S = 0.3        # ... and the joint slower than this: it bears we
 #   0.8 m/s, 8 cm, 7 frames: medium 0.74 / 0.2% / 31 / 57, high 1.65 / 0.3% / 30 / 75; walker 93%.
 # (Before the smoothing fit the result shook, ~30 mm/frame^2, and 1.2 m/s on 13 frames was needed
 # to read contacts at all: 3 clips, skating 0.2 / 0.1 / 6.9 against 15 / 21 / 30 at 0.5 m/s.)
+# Session 3, the bench_video clips with --videos 16 (tuning subjects), with the hold height, the
+# floor drop and the foot aim below; planted skating / share beyond 2 cm / worst mm / root mm /
+# reprojection change px, medium | high:
+#   0.8 m/s, 8 cm, none of them:   1.62 / 3.3% / 121 / 83 / 13.7 | 4.43 / 4.3% / 131 / 117 / 17.9
+#   0.8 m/s, 8 cm:                 1.37 / 1.0% / 68 / 84 / 13.2  | 4.11 / 2.4% / 113 / 115 / 17.5
+#   0.8 m/s, 10 cm (chosen):       1.37 / 0.8% / 68 / 84 / 13.2  | 4.01 / 2.1% / 77 / 115 / 17.5
+#   1.0 m/s, 10 cm:                0.73 / 0.4% / 63 / 107 / 18.5 | 2.45 / 1.3% / 77 / 149 / 24.1
+# (faster contacts pin feet the estimate moves: the root path and the image pay for it).  What is
+# left beyond 2 cm is true contacts the estimate does not read as contacts (its foot moves).
 ESTIMATE_CONTACT_SPEED_M_S = 0.8
-ESTIMATE_CONTACT_HEIGHT_M = 0.08
+ESTIMATE_CONTACT_HEIGHT_M = 0.10
 ESTIMATE_CONTACT_SMOOTH_FRAMES = 7
+# A contact run of an estimate goes on while the joint stays slow and its sole below this (m):
+# the estimate's foot may rise while the true foot stands (a tuning clip: 10 cm up for 11 frames
+# at 0.2 m/s, the truth at 3 cm).  None (8 cm) / 12 / 15 / 20 cm, 16 tuning clips, medium, before
+# the floor drop and the foot aim: share beyond 2 cm 3.3 / 2.8 / 2.9 / 2.9%, worst 121 / 72 / 71 / 71 mm.
+ESTIMATE_CONTACT_HOLD_HEIGHT_M = 0.15
 CONTACT_SMOOTH_FRAMES = 5     # speeds of estimates are measured on positions averaged over this
 CANDIDATE_SPEED_M_S = 0.5      # slow enough to be a floor point when fitting the plane
 # Pull of the plane normal towards the body's up: (foot point noise / body up uncertainty)^2 =
@@ -167,6 +181,21 @@ def foot_contacts(feet_world: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSE
     with the ESTIMATE_CONTACT_* thresholds."""
     heights = feet_world[..., 1] - np.asarray(offsets)
     return (heights < max_height) & (speeds(_box(feet_world, smooth_frames), fps) < max_speed)
+
+
+def estimated_contacts(feet_world: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M) -> np.ndarray:
+    """Contacts (F,4) bool of an estimate's world foot joints (F,4,3): foot_contacts with the
+    ESTIMATE_CONTACT_* thresholds, each run carried on through the neighbouring frames in which the
+    joint stays slow and its sole below ESTIMATE_CONTACT_HOLD_HEIGHT_M (hysteresis on the height)."""
+    found = foot_contacts(feet_world, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S, ESTIMATE_CONTACT_HEIGHT_M,
+                          ESTIMATE_CONTACT_SMOOTH_FRAMES)
+    hold = foot_contacts(feet_world, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S, ESTIMATE_CONTACT_HOLD_HEIGHT_M,
+                         ESTIMATE_CONTACT_SMOOTH_FRAMES)
+    out = np.zeros_like(found)
+    for j in range(found.shape[1]):
+        for a, b in _segments(hold[:, j]):
+            out[a:b, j] = found[a:b, j].any()
+    return out
 
 
 def _box(x: np.ndarray, width: int) -> np.ndarray:
@@ -295,6 +324,18 @@ def foot_targets(feet: np.ndarray, contacts: np.ndarray, offsets) -> tuple[np.nd
     return targets, weights
 
 
+def _foot_aim(ankle: np.ndarray, ball: np.ndarray, foot: np.ndarray) -> np.ndarray:
+    """(N,3) direction from the ankle (N,3) that puts a foot of the length of ``foot`` (N,3) with its
+    ball at the height of the wanted ``ball`` (N,3), turned towards it on the floor (Y up).  Aiming
+    straight at the ball target instead buried the ball (5.6 cm below the floor on a tuning clip)
+    when the two anchors lay closer on the floor than the foot is long."""
+    length = np.linalg.norm(foot, axis=-1)
+    rise = np.clip(ball[:, 1] - ankle[:, 1], -0.99 * length, 0.99 * length)
+    flat = (ball - ankle) * [1.0, 0.0, 1.0]
+    flat = np.where(np.linalg.norm(flat, axis=-1, keepdims=True) > 1e-6, flat, foot * [1.0, 0.0, 1.0])
+    return _unit(flat) * np.sqrt(length ** 2 - rise ** 2)[:, None] + rise[:, None] * [0.0, 1.0, 0.0]
+
+
 def leg_ik(global_rot: np.ndarray, local_rot: np.ndarray, joints: np.ndarray, rest_joints: np.ndarray,
            targets: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two-bone IK of both legs towards foot targets; the pelvis and everything else stay.
@@ -332,7 +373,8 @@ def leg_ik(global_rot: np.ndarray, local_rot: np.ndarray, joints: np.ndarray, re
         G4 = Q @ K @ global_rot[:, knee]
         # The foot keeps its world orientation, turned towards a pinned ball.
         foot_now = global_rot[:, ankle] @ (rest_joints[ball] - rest_joints[ankle])
-        G7 = np.where(w_ball[..., None] > 0, _rotation_between(foot_now, want10 - want7) @ global_rot[:, ankle],
+        G7 = np.where(w_ball[..., None] > 0,
+                      _rotation_between(foot_now, _foot_aim(want7, want10, foot_now)) @ global_rot[:, ankle],
                       global_rot[:, ankle])
         parent = global_rot[:, 0]
         local_rot[:, hip] = np.swapaxes(parent, -1, -2) @ G1
@@ -390,8 +432,7 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
     world = joints @ R.T + t
     feet = world[:, list(FOOT_JOINTS)]
     if contacts is None:
-        contacts = foot_contacts(feet, fps, offsets, ESTIMATE_CONTACT_SPEED_M_S, ESTIMATE_CONTACT_HEIGHT_M,
-                                 ESTIMATE_CONTACT_SMOOTH_FRAMES)
+        contacts = estimated_contacts(feet, fps, offsets)
     shift = plant_feet(feet, contacts, _unit(world[:, 0] - t), offsets) if plant else np.zeros((len(world), 3))
     pitch, roll = camera_angles(ground)
     out.update(joints_world=world + shift[:, None], root_shift=shift, contacts=contacts, world_R=R, world_t=t,
@@ -423,6 +464,28 @@ def global_rotations(local_rot: np.ndarray, parents) -> np.ndarray:
     return out
 
 
+FLOOR_ROUNDS = 3               # IK passes, each lowering the body where a planted sole stayed in the air
+FLOOR_TOLERANCE_M = 0.005      # a planted sole this far above the floor is left alone
+FLOOR_EASE_FRAMES = 3          # the lowering eases in and out over this many frames on each side
+
+
+def floor_drop(soles: np.ndarray, planted: np.ndarray) -> np.ndarray:
+    """How far (F,) (m, >= 0) to lower the whole body so planted soles reach the floor.
+
+    soles (F,4) sole heights of FOOT_JOINTS, planted (F,4) bool (fully pinned by the IK).  Per frame
+    the highest planted sole, never more than the lowest free sole (a free foot is not pushed into
+    the floor); then the largest over +-FLOOR_EASE_FRAMES averaged over the same width, which is at
+    least the frame's own need and changes gently (no step in the root's height)."""
+    need = np.where(planted, soles, -np.inf).max(1)
+    room = np.where(planted, np.inf, soles).min(1)
+    need = np.clip(np.minimum(need, room), 0.0, None)
+    need = np.where(need > FLOOR_TOLERANCE_M, need, 0.0)
+    k = FLOOR_EASE_FRAMES
+    pad = np.concatenate([np.zeros(k), need, np.zeros(k)])
+    widest = np.lib.stride_tricks.sliding_window_view(pad, 2 * k + 1).max(1)
+    return _box(widest, 2 * k + 1) if len(need) >= 2 * k + 1 else widest
+
+
 def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.ndarray, transl: np.ndarray,
                  rest_joints: np.ndarray, rest_vertices: np.ndarray, fps: float, ik: bool = True,
                  contacts: np.ndarray | None = None) -> dict:
@@ -444,13 +507,26 @@ def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.nd
     local = axis_angle_to_matrix(torch.as_tensor(aa)).numpy()
     world_joints = est["joints_world"]
     if ik:
-        targets, weights = foot_targets(world_joints[:, list(FOOT_JOINTS)], est["contacts"], offsets)
-        local, world_joints = leg_ik(global_rotations(local, SMPL_PARENTS), local, world_joints,
-                                     np.asarray(rest_joints, np.float64), targets, weights)
+        rest = np.asarray(rest_joints, np.float64)
+        drop = np.zeros(len(local))
+        for round_ in range(FLOOR_ROUNDS):
+            # A leg too short to reach its anchor leaves the foot in the air: lower the body there.
+            lowered = world_joints - drop[:, None, None] * [0, 1, 0]
+            targets, weights = foot_targets(lowered[:, list(FOOT_JOINTS)], est["contacts"], offsets)
+            new_local, new_joints = leg_ik(global_rotations(local, SMPL_PARENTS), local, lowered, rest, targets,
+                                           weights)
+            more = floor_drop(new_joints[:, list(FOOT_JOINTS), 1] - np.asarray(offsets), weights >= 1)
+            if round_ == FLOOR_ROUNDS - 1 or not more.any():
+                break                       # the joints above are posed with exactly this drop
+            drop = drop + more
+        local, world_joints = new_local, new_joints
+        transl_w = transl_w - drop[:, None] * [0, 1, 0]
+        est["root_shift"] = est["root_shift"] - drop[:, None] * [0, 1, 0]
         # The legs' new reach may put a sole below the floor: lift those frames.
         lift = np.maximum(0.0, -(world_joints[:, list(FOOT_JOINTS), 1] - np.asarray(offsets)).min(1))
         world_joints = world_joints + lift[:, None, None] * [0, 1, 0]
         transl_w = transl_w + lift[:, None] * [0, 1, 0]
+        est["root_shift"] = est["root_shift"] + lift[:, None] * [0, 1, 0]
     pose = matrix_to_axis_angle(torch.as_tensor(local)).numpy().reshape(len(local), 72)
     est.update(joints_world=world_joints, global_orient_world=pose[:, :3], body_pose_world=pose[:, 3:],
                transl_world=transl_w, sole_offsets=offsets)
