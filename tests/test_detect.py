@@ -470,12 +470,15 @@ def test_tracker_waits_for_the_person_then_widens_its_search():
 def test_refine_from_footage_alone_detects_then_refines(tmp_path):
     """`refine --footage SHOT.mp4` without --keypoints: BlazePose runs first, its detections are kept
     beside OUT.npz (and refused on a second run without --force), and the refined body on the
-    example shot is closer to the truth than the regressor's start on those detections."""
+    example shot (default settings) is closer to the truth than the regressor's start on those detections
+    (MPJPE-14 67.8 -> 67.3 mm, measured) and moves like it (acceleration error 23.0 -> 5.7 mm/frame^2).
+    With 3 outer iterations instead of the default 10 the MPJPE-14 check failed (67.76 -> 67.89) once the
+    virtual camera had improved the start."""
+    from backend.metrics import accel_error
     from backend.models.train import joint_errors
 
     out = tmp_path / "out.npz"
-    args = ["refine", "--footage", str(ROOT / "examples/shot/shot.mp4"), "--out", str(out), "--mode", "video",
-            "--iterations", "3"]
+    args = ["refine", "--footage", str(ROOT / "examples/shot/shot.mp4"), "--out", str(out), "--mode", "video"]
     assert cli_main(args) == 0
     detections = load_keypoints(tmp_path / "out.keypoints.npz")
     assert detections.keypoints.shape == (96, 17, 3) and detections.report.first_frame == 0
@@ -483,4 +486,6 @@ def test_refine_from_footage_alone_detects_then_refines(tmp_path):
     # MPJPE-14 with the skeletons' pelvises aligned (as the demo and the benchmark measure it).
     err = lambda j: joint_errors(j, truth["joints"])["mpjpe14"]
     assert err(result["joints"]) < err(result["init_joints"]) < 150  # mm
+    accel = lambda j: accel_error(j.astype(np.float64), truth["joints"].astype(np.float64)).mean()
+    assert accel(result["joints"]) < 0.5 * accel(result["init_joints"])
     assert cli_main(args) == 2  # the detections file exists: no silent overwrite
