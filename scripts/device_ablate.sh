@@ -6,7 +6,7 @@
 #   run: OUT=$OUT bash scripts/device_ablate.sh
 #   carry: cache/dataset/cmu_smpl_val.npz out/pylib/smplx   (cp -r .venv/lib/python3.11/site-packages/smplx out/pylib/)
 #
-# Everything else (torch, numpy, scipy) is on the machine.  Env: FRAMES (128), SEEDS ("0 1 2 3 4"),
+# Everything else (torch, numpy, scipy) is on the machine.  Env: FRAMES (96), SEEDS ("0 1 2 3 4"),
 # GRID (small), WORKERS (15), PY (python3).  Writes $OUT/ablation.md and .json (copy them to docs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +15,5 @@ PY=${PY:-python3}
 export PYTHONPATH="$PWD/out/pylib${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # shellcheck disable=SC2086
-$PY -m backend ablate --frames "${FRAMES:-128}" --seeds ${SEEDS:-0 1 2 3 4} --grid "${GRID:-small}" \
+$PY -m backend ablate --frames "${FRAMES:-96}" --seeds ${SEEDS:-0 1 2 3 4} --grid "${GRID:-small}" \
     --workers "${WORKERS:-15}" --threads 1 --device cpu --dataset cache/dataset --out "$OUT"
