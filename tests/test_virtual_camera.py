@@ -12,7 +12,8 @@ import torch
 from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.models import train
 from backend.models.context import build_context
-from backend.models.regressor import estimate_initial, turn_camera, virtual_view, warp_keypoints
+from backend.engine.views import move_bodies
+from backend.models.regressor import estimate_initial, virtual_view, warp_keypoints
 from backend.rotations import axis_angle_to_matrix, smallest_rotation
 
 F64 = torch.float64
@@ -72,7 +73,7 @@ def test_turned_estimate_is_the_same_body_seen_by_the_turned_camera():
     rot = pose_to_rotmats(torch.randn(4, 3, generator=g, dtype=F64), torch.randn(4, 69, generator=g, dtype=F64) * 0.2)
     betas, transl = torch.randn(4, 10, generator=g, dtype=F64), torch.randn(4, 3, generator=g, dtype=F64)
     R = axis_angle_to_matrix(torch.randn(4, 3, generator=g, dtype=F64))
-    rot2, transl2 = turn_camera(rot, transl, bm.shaped(betas).rest_joints[:, 0], R)
+    rot2, transl2 = move_bodies(bm, rot, transl, betas, R)
     torch.testing.assert_close(bm.joints_fast(rot2, betas, transl2).joints,
                                bm.joints_fast(rot, betas, transl).joints @ R.transpose(1, 2))
 
@@ -103,7 +104,7 @@ def test_virtual_camera_regressor_turns_with_the_camera_and_the_naive_one_does_n
     around = torch.rand(n, generator=g) * 2 * math.pi
     ray = torch.stack([torch.sin(off) * torch.cos(around), torch.sin(off) * torch.sin(around), torch.cos(off)], -1)
     Q = smallest_rotation(torch.tensor([[0.0, 0.0, 1.0]]).expand(n, 3), ray)
-    rot1, transl1 = turn_camera(rot, transl, bm.shaped(betas).rest_joints[:, 0], Q)
+    rot1, transl1 = move_bodies(bm, rot, transl, betas, Q)
     seen = lambda r, t: torch.cat([_project(bm.joints_fast(r, betas, t).keypoints[:, :17], focal, pp),
                                    torch.ones(n, 17, 1)], -1)
     kp0, kp1 = seen(rot, transl), seen(rot1, transl1)
@@ -111,7 +112,7 @@ def test_virtual_camera_regressor_turns_with_the_camera_and_the_naive_one_does_n
         est0 = estimate_initial(reg, bm, kp0, focal, pp, virtual_camera=virtual)
         est1 = estimate_initial(reg, bm, kp1, focal, pp, virtual_camera=virtual)
         # Camera 0's estimate turned with the camera, against camera 1's own estimate.
-        turned, turned_t = turn_camera(est0["rotmats"], est0["transl"], bm.shaped(est0["betas"]).rest_joints[:, 0], Q)
+        turned, turned_t = move_bodies(bm, est0["rotmats"], est0["transl"], est0["betas"], Q)
         angle = _angle_deg(turned[:, 0], est1["rotmats"][:, 0])
         joints_gap = (bm.joints_fast(turned, est0["betas"], turned_t).joints
                       - bm.joints_fast(est1["rotmats"], est1["betas"], est1["transl"]).joints).norm(dim=-1).mean(-1)

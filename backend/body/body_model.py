@@ -222,10 +222,22 @@ class BodyModel(torch.nn.Module):
         return BodyOutput(joints + transl[:, None], kp + transl[:, None])
 
 
+def move_body(root: torch.Tensor, transl: torch.Tensor, pelvis: torch.Tensor, R: torch.Tensor,
+              t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same posed body expressed in another frame, x' = R x + t (a camera turned or moved).
+
+    The body model turns about the shaped body's rest pelvis J0, not the origin: x = G (v - J0) + J0 + transl,
+    so R x + t = (R G)(v - J0) + J0 + [R (J0 + transl) + t - J0].  root (N,3,3) global orientation,
+    transl (N,3), pelvis (N,3) rest pelvis (``shaped(betas).rest_joints[:, 0]``), R (N,3,3), t (N,3) or
+    None -> root (N,3,3), transl (N,3)."""
+    moved = (R @ (pelvis + transl)[..., None])[..., 0]
+    return R @ root, (moved if t is None else moved + t) - pelvis
+
+
 def pose_to_rotmats(global_orient: torch.Tensor, body_pose: torch.Tensor) -> torch.Tensor:
     """SMPL axis-angle parameters (B,3) and (B,69) -> rotation matrices (B,24,3,3)."""
     aa = torch.cat([global_orient.reshape(-1, 1, 3), body_pose.reshape(-1, NUM_JOINTS - 1, 3)], dim=1)
     return axis_angle_to_matrix(aa)
 
 
-__all__ = ["BodyModel", "BodyOutput", "KeypointMap", "ShapedBody", "SMPLFileError", "forward_kinematics", "pose_to_rotmats"]
+__all__ = ["BodyModel", "BodyOutput", "KeypointMap", "ShapedBody", "SMPLFileError", "forward_kinematics", "move_body", "pose_to_rotmats"]

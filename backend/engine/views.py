@@ -8,6 +8,8 @@ import math
 
 import torch
 
+from backend.body.body_model import move_body
+
 # Triangulation: the best of the all-view and pairwise DLTs under a robust score, refined by re-weighted
 # DLT passes (a view's weight halves at TRI_ROBUST_SIGMA_PX reprojection error: far-off swapped or
 # outlying detections lose their pull, ordinary jitter keeps it; smaller sigmas made the 3D fit worse).
@@ -111,14 +113,12 @@ def camera_changes(cam_R: torch.Tensor, cam_t: torch.Tensor) -> tuple[torch.Tens
     return R, cam_t[None] - (R @ cam_t[:, None, :, None])[..., 0]
 
 
-def move_bodies(body_model, rotmats, transl, betas, R, t):
-    """Bodies re-expressed in another camera frame, x' = R x + t (rotating about the rest pelvis, as SMPL does).
+def move_bodies(body_model, rotmats, transl, betas, R, t=None):
+    """Bodies re-expressed in another camera frame, x' = R x + t (body_model.move_body about the rest pelvis).
 
-    rotmats (N,24,3,3), transl (N,3), betas (N,10), R (N,3,3), t (N,3) -> rotmats (N,24,3,3), transl (N,3)."""
-    eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device).expand(len(rotmats), 24, 3, 3)
-    j0 = body_model.joints_fast(eye, betas).joints[:, 0]                                  # (N,3)
-    rot = torch.cat([(R @ rotmats[:, 0])[:, None], rotmats[:, 1:]], 1)
-    return rot, (R @ (j0 + transl)[..., None])[..., 0] + t - j0
+    rotmats (N,24,3,3), transl (N,3), betas (N,10), R (N,3,3), t (N,3) or None -> rotmats (N,24,3,3), transl (N,3)."""
+    root, moved = move_body(rotmats[:, 0], transl, body_model.shaped(betas).rest_joints[:, 0], R, t)
+    return torch.cat([root[:, None], rotmats[:, 1:]], 1), moved
 
 
 def in_every_view(body_model, rot0, tr0, betas, rel_R, rel_t):

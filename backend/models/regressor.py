@@ -8,13 +8,14 @@ The network was trained on people on the optical axis.  With ``virtual_camera`` 
 off-centre person through a virtual camera: the real one turned about its centre so that the ray
 through the person's box centre becomes the optical axis (same focal length and principal point).
 For a pinhole camera that is exact: the virtual image is the homography K R_v K^-1 of the real one,
-and the estimate is turned back by R_v^T (:func:`virtual_view`, :func:`turn_camera`).
+and the estimate is turned back by R_v^T (:func:`virtual_view`, ``body_model.move_body``).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from backend.body.body_model import move_body
 from backend.rotations import rot6d_to_matrix, smallest_rotation
 
 NUM_KEYPOINTS = 17
@@ -85,15 +86,6 @@ def virtual_view(kp: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor)
     return warp_keypoints(kp, R_v, focal, principal), R_v
 
 
-def turn_camera(rotmats: torch.Tensor, transl: torch.Tensor, pelvis: torch.Tensor, R: torch.Tensor):
-    """The same body seen by a camera turned by R (B,3,3) about its centre (X' = R X).
-
-    rotmats (B,24,3,3), transl (B,3), pelvis (B,3) the shaped body's rest pelvis (SMPL turns about
-    it: X = G (x - J0) + J0 + t, so R X = (R G)(x - J0) + J0 + [R (J0 + t) - J0]) -> rotmats, transl."""
-    turned = torch.cat([(R @ rotmats[:, 0])[:, None], rotmats[:, 1:]], 1)
-    return turned, (R @ (pelvis + transl)[..., None])[..., 0] - pelvis
-
-
 class _ResBlock(nn.Module):
     def __init__(self, width: int):
         super().__init__()
@@ -144,5 +136,6 @@ def estimate_initial(regressor: KeypointRegressor, body_model, kp: torch.Tensor,
     transl = solve_translation(posed, kp[..., :2], kp[..., 2].clamp(0, 1) ** 2, focal, principal)
     if turn is not None:
         pelvis = body_model.shaped(out["betas"]).rest_joints[:, 0]
-        rotmats, transl = turn_camera(rotmats, transl, pelvis, turn.transpose(1, 2))
+        root, transl = move_body(rotmats[:, 0], transl, pelvis, turn.transpose(1, 2))
+        rotmats = torch.cat([root[:, None], rotmats[:, 1:]], 1)
     return dict(rotmats=rotmats, betas=out["betas"], transl=transl, features=out["features"])

@@ -33,7 +33,7 @@ import math
 import numpy as np
 import torch
 
-from backend.body.body_model import BodyModel, pose_to_rotmats
+from backend.body.body_model import BodyModel, move_body, pose_to_rotmats
 from backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from backend.sim.cameras import (
     Cameras,
@@ -85,11 +85,9 @@ def rest_pelvis(bm: BodyModel, betas: torch.Tensor) -> torch.Tensor:
 def camera_frame_params(bm: BodyModel, global_orient, transl, betas, R, t) -> tuple[torch.Tensor, torch.Tensor]:
     """World-frame global_orient (N,3), transl (N,3) -> the same body seen from a camera (R, t).
 
-    The body model rotates about the rest pelvis J0 (not the origin): X = G (x - J0) + J0 + transl,
-    so R X + t = (R G)(x - J0) + J0 + [R (J0 + transl) + t - J0]."""
-    j0 = rest_pelvis(bm, betas)
-    orient = matrix_to_axis_angle(R @ axis_angle_to_matrix(global_orient))
-    return orient, (R @ (j0 + transl)[..., None])[..., 0] + t - j0
+    The body model rotates about the rest pelvis J0 (body_model.move_body)."""
+    root, moved = move_body(axis_angle_to_matrix(global_orient), transl, rest_pelvis(bm, betas), R, t)
+    return matrix_to_axis_angle(root), moved
 
 
 def _world_body(bm: BodyModel, p: dict, lead: int, k: int):
