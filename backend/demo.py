@@ -3,7 +3,7 @@
     python -m backend demo [--out out/demo] [--keypoints detect|simulated] [--smpl PATH] [--multiview]
                            [--no-blend] [--device cpu|cuda]
 
-Video (default), on ``examples/shot`` (made by ``scripts/make_example_shot.py``: 4 s of held-out CMU
+Video (default), on ``examples/shot`` (made by ``lab/scripts/make_example_shot.py``: 4 s of held-out CMU
 motion rendered with the free body model, simulated detector-like keypoints, ground truth):
 
 1. load the body model (the free default, or ``--smpl``) and the trained engine weights;
@@ -41,8 +41,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-TRAIN_COMMAND = ("python -m backend.data.convert --out cache/dataset && "
-                 "python -m backend train all --seed 0")
+TRAIN_COMMAND = ("python -m lab.data.convert --out cache/dataset && "
+                 "python -m lab train all --seed 0")
 PREVIEW_FRAME = 30          # the PNG shows this frame (the knee bend of the default example)
 KEYPOINT_SOURCES = ("detect", "simulated")
 DEMO_FILES = ("detections.npz", "init.npz", "refined.npz", "preview.mp4", "preview.png", "shot.blend", "build_py.log", "summary.json")
@@ -63,7 +63,7 @@ def _step(i: int, n: int, text: str) -> None:
 
 def check_weights() -> None:
     """DemoError naming the training command when the engine's trained weights are absent."""
-    from backend.models.train import PRIOR_PATH, REGRESSOR_PATH
+    from backend.models.checkpoints import PRIOR_PATH, REGRESSOR_PATH
 
     missing = [p for p in (REGRESSOR_PATH, PRIOR_PATH) if not p.is_file()]
     if missing:
@@ -96,7 +96,7 @@ def motion_numbers(joints: np.ndarray, reproj_px: np.ndarray, gt: np.ndarray | N
     """Numbers of one estimate: joints (..., F, 24, 3) camera frame, reprojection errors (..., F),
     ground-truth joints like ``joints`` or None."""
     from backend.metrics import accel_error, mpjpe
-    from backend.models.train import joint_errors
+    from backend.metrics import joint_errors
 
     out = dict(reprojection_px=float(np.nanmean(reproj_px)), jitter_mm_f2=jitter_mm(joints))
     if gt is not None:
@@ -151,7 +151,7 @@ def detect_example(footage: Path, out: Path) -> dict:
 
 def keypoint_error(keypoints: np.ndarray, truth2d: np.ndarray) -> dict:
     """The keypoints' (F, 17, 3) error against the true 2D keypoints (F, 17, 2): mean and worst joint, px."""
-    from backend.detect.evaluate import error_statistics
+    from backend.detect.accuracy import error_statistics
 
     stats = error_statistics(keypoints, truth2d)
     worst = int(np.nanargmax(stats["error_px"]))

@@ -170,3 +170,19 @@ def facing_angles(joints, up=(0.0, -1.0, 0.0)):
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(up, e1)
     return np.arctan2(fwd @ e2, fwd @ e1)
+
+
+def sample_joint_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """Per-sample MPJPE / PA-MPJPE in mm on the 24 SMPL joints and the 14 LSP joints (pelvis-aligned).
+
+    pred, gt (N,24,3) metres -> dict of (N,) arrays."""
+    lsp = list(SMPL24_TO_LSP14)
+    rel = lambda j: j - j[:, :1]
+    return dict(mpjpe24=mpjpe(pred, gt), pa_mpjpe24=pa_mpjpe(pred, gt),
+                mpjpe14=mpjpe(rel(pred)[:, lsp], rel(gt)[:, lsp], root=None),
+                pa_mpjpe14=pa_mpjpe(pred[:, lsp], gt[:, lsp]))
+
+
+def joint_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """Mean MPJPE / PA-MPJPE in mm on the 24 SMPL joints and the 14 LSP joints (pelvis-aligned)."""
+    return {k: float(v.mean()) for k, v in sample_joint_errors(pred, gt).items()}

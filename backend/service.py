@@ -46,8 +46,8 @@ def load_engine(smpl=None, device=None):
         BodyModel.load(smpl)  # a wrong model file is reported before the networks load
         if missing := missing_weights():
             raise InputError(f"the engine's trained weights are missing ({', '.join(missing)} in {ASSETS}): "
-                             "reinstall the extension, or in a source checkout run `python -m backend convert-cmu` "
-                             "then `python -m backend train all`")
+                             "reinstall the extension, or in a source checkout run `python -m lab convert-cmu` "
+                             "then `python -m lab train all`")
         _ENGINE.clear()  # one engine at a time: let the previous one's memory go
         _ENGINE[key] = Engine.load(smpl, device=device)
     return _ENGINE[key]

@@ -73,10 +73,10 @@ def scene(tmp_path, monkeypatch):
 
 def make_shot(folder, name="shot", frames=FRAMES, seed=0):
     """A tiny video ``name``.avi (MJPG, dots at the keypoints) and its COCO-17 keypoints ``name``.npz
-    from backend.sim's video observations of a body going from arms-down to a squat."""
+    from lab.sim's video observations of a body going from arms-down to a squat."""
     from backend.body.body_model import BodyModel
     from backend.body.example_poses import example_pose
-    from backend.sim.observations import video_observations
+    from lab.sim.observations import video_observations
 
     folder.mkdir(parents=True, exist_ok=True)
     bm = BodyModel.load(None, dtype=torch.float64)

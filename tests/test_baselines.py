@@ -9,11 +9,12 @@ from scipy.stats import multivariate_normal
 from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.engine import baselines as bl
 from backend.engine import views
-from backend.engine.gmm import GMM, MaxMixturePrior, fit_gmm
+from backend.engine.gmm import GMM, MaxMixturePrior
 from backend.engine.guidance import project
 from backend.models.denoiser import Denoiser
 from backend.models.diffusion import cosine_alphas_cumprod
 from backend.rotations import axis_angle_to_matrix, matrix_to_rot6d
+from lab.gmm_fit import fit_gmm
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +223,7 @@ def test_run_baseline_keeps_the_engine_contract_in_calibrated_multiview(bm):
     from backend.engine.api import Engine
     from backend.contract.observations import validate_observations
     from backend.models.regressor import KeypointRegressor
-    from backend.sim.observations import engine_obs, multiview_observations
+    from lab.sim.observations import engine_obs, multiview_observations
 
     torch.manual_seed(0)
     engine = Engine(bm, KeypointRegressor(width=16, blocks=1, feature_dim=8), Denoiser(8, hidden=16, blocks=1),

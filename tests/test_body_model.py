@@ -196,7 +196,7 @@ def test_fast_path_gradient_matches_finite_differences(free64):
 
 @pytest.mark.slow
 def test_regenerating_the_free_model_gives_the_committed_arrays():
-    from backend.body import free_model_build
+    from lab.body import free_model_build
 
     fresh = free_model.stored_arrays(free_model_build.build())
     committed = free_model.stored_arrays(free_model.load_free_model())

@@ -79,6 +79,24 @@ def test_package_zip_contents(built, manifest):
     assert "built " in proc.stdout and "Blender's extension build and validate: passed" in proc.stdout
 
 
+# Research files in the places they lived before ``lab/`` existed (tests/test_layout.py blocks the same modules).
+OLD_RESEARCH_FILES = {"backend/ablate.py", "backend/bench.py", "backend/bench_video.py", "backend/bench_detections.py",
+                      "backend/plots.py", "backend/models/train.py", "backend/models/motion_train.py",
+                      "backend/models/report.py", "backend/detect/evaluate.py", "backend/body/figure.py",
+                      "backend/body/free_model_build.py", "backend/assets/val_batch.npz"}
+
+
+def test_the_zip_ships_no_research_code(built):
+    """Nothing of lab/ (benchmarks, training, simulator, data conversion, its validation batch) in the extension,
+    neither under lab/ nor left in backend/ where it used to live."""
+    out, _ = built
+    with zipfile.ZipFile(next(out.iterdir())) as zf:
+        names = set(zf.namelist())
+    research = sorted(n for n in names if n.startswith(("lab/", "backend/sim/", "backend/data/"))
+                      or n in OLD_RESEARCH_FILES or n.rpartition("/")[2] == "val_batch.npz")
+    assert research == []
+
+
 @needs_blender
 def test_the_zip_is_readable_by_everyone_whatever_the_umask(tmp_path):
     """Mode 644 (it was 600, from a temporary file), even when the umask would make it private."""

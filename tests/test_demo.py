@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = [ROOT / "backend" / "assets" / n for n in ("regressor.pt", "prior.pt")]
 needs_weights = pytest.mark.skipif(not all(p.is_file() for p in WEIGHTS),
                                    reason="trained weights (backend/assets/regressor.pt, prior.pt) not there yet; "
-                                          "train them with `python -m backend train all --seed 0`")
+                                          "train them with `python -m lab train all --seed 0`")
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 VIDEO_FILES = ["detections.npz", "init.npz", "preview.mp4", "preview.png", "refined.npz", "summary.json"]
 NUMBER_KEYS = {"reprojection_px", "jitter_mm_f2", "accel_error_mm_f2", "mpjpe14", "pa_mpjpe14", "mpjpe24",
@@ -93,12 +93,12 @@ def test_multiview_demo_writes_its_outputs_with_a_small_engine(tmp_path):
 
 
 def test_missing_weights_stop_the_demo_with_the_training_command(tmp_path, monkeypatch, capsys):
-    from backend.models import train
+    from backend.models import checkpoints
 
-    monkeypatch.setattr(train, "REGRESSOR_PATH", tmp_path / "regressor.pt")
+    monkeypatch.setattr(checkpoints, "REGRESSOR_PATH", tmp_path / "regressor.pt")
     assert demo.run_demo(tmp_path / "out") == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "regressor.pt" in err and "python -m backend train all" in err
+    assert "\n" not in err and "regressor.pt" in err and "python -m lab train all" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -18,7 +18,7 @@ from backend.cli import main as cli_main
 from backend.detect import DetectionCancelled, DetectorUnavailable, detect_footage, write_keypoint_file
 from backend.detect.blazepose import (COCO17_FROM_BLAZEPOSE, FOOT6_FROM_BLAZEPOSE, LANDMARK_NAMES, BlazePose,
                                       Person, to_layouts)
-from backend.detect.evaluate import error_statistics
+from backend.detect.accuracy import error_statistics
 from backend.detect.tracking import GATE_GROWTH, REACQUIRE_GATE, PersonTracker, find_people
 from backend.contract.errors import InputError
 from backend.contract.keypoints import load_keypoints
@@ -475,7 +475,7 @@ def test_refine_from_footage_alone_detects_then_refines(tmp_path):
     With 3 outer iterations instead of the default 10 the MPJPE-14 check failed (67.76 -> 67.89) once the
     virtual camera had improved the start."""
     from backend.metrics import accel_error
-    from backend.models.train import joint_errors
+    from backend.metrics import joint_errors
 
     out = tmp_path / "out.npz"
     args = ["refine", "--footage", str(ROOT / "examples/shot/shot.mp4"), "--out", str(out), "--mode", "video"]

@@ -80,7 +80,7 @@ def test_calibrated_views_are_no_worse_than_their_triangulate_and_fit_start(engi
     from dataclasses import replace
 
     from backend.engine.api import MODE_LOOPS
-    from backend.models.train import joint_errors
+    from backend.metrics import joint_errors
 
     obs, truth = _multiview_example(48, views)
     error = lambda out: joint_errors(out["joints"][0].astype(np.float64), truth[0])
@@ -125,7 +125,7 @@ def test_uncalibrated_views_ours_runs_without_the_prior_and_paper_with_it(engine
         assert len(calls) > 0
     finally:
         engine.prior = prior
-    from backend.models.train import joint_errors
+    from backend.metrics import joint_errors
     err = lambda j: joint_errors(j.reshape(-1, 24, 3).astype(np.float64), truth.reshape(-1, 24, 3))["mpjpe14"]
     assert err(ours["joints"]) < 0.9 * err(ours["init_joints"])
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from backend.bench import perturbed
+from lab.bench import perturbed
 from backend.body.body_model import pose_to_rotmats
 from backend.engine import frame_fit
 from backend.engine.api import Engine, EngineOptions
 from backend.engine.guidance import project
 from backend.io.shot import load_shot
-from backend.models.train import joint_errors
+from backend.metrics import joint_errors
 from backend.rotations import matrix_to_axis_angle
 from tests.test_bad_inputs import KEYPOINTS, SHOT, needs_weights
 

@@ -73,7 +73,7 @@ def test_engine_video_carries_the_body_across_a_gap():
     from backend.engine.api import Engine, EngineOptions
     from backend.engine.scorehmr import LoopOptions
     from backend.contract.observations import validate_observations
-    from backend.sim.observations import engine_obs, video_observations
+    from lab.sim.observations import engine_obs, video_observations
 
     try:
         engine = Engine.load(device="cpu")

@@ -110,7 +110,7 @@ def _tiny_pack(clips=4, length=50, seed=0):
 def test_windows_read_at_other_rates():
     """Rate 1 through the interpolating path is the plain window; rate 2 reads every other frame;
     rate 0.5 halves the root velocity (linear motion between frames)."""
-    from backend.models.motion_train import MotionWindows
+    from lab.models.motion_train import MotionWindows
 
     pack = _tiny_pack()
     windows = MotionWindows(pack, "", 8, "cpu", time_scale=(0.5, 2.0))
@@ -128,7 +128,7 @@ def test_windows_read_at_other_rates():
 
 
 def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
-    from backend.models.motion_train import train_motion_prior
+    from lab.models.motion_train import train_motion_prior
 
     pack = _tiny_pack()
     kw = dict(frames=8, batch=16, lr=2e-3, config=dict(width=32, layers=1, heads=2), log_every=1)
@@ -146,7 +146,7 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
 @pytest.fixture(scope="module")
 def random_prior_path(tmp_path_factory):
     """An untrained 16-frame motion prior checkpoint (the engine path does not depend on training)."""
-    from backend.models.train import save_checkpoint
+    from lab.models.train import save_checkpoint
 
     path = tmp_path_factory.mktemp("motion") / "motion_prior.pt"
     save_checkpoint(path, motion.random_motion_prior(frames=16, width=32, layers=1, heads=2), dict(command="test"))

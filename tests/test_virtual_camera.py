@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
-from backend.models import train
-from backend.models.context import build_context
 from backend.engine.views import move_bodies
+from backend.models import checkpoints
+from backend.models.context import build_context
 from backend.models.regressor import estimate_initial, virtual_view, warp_keypoints
 from backend.rotations import axis_angle_to_matrix, smallest_rotation
+from lab.models import train
 
 F64 = torch.float64
-needs_weights = pytest.mark.skipif(not (train.REGRESSOR_PATH.exists() and train.VAL_BATCH_PATH.exists()),
+needs_weights = pytest.mark.skipif(not (checkpoints.REGRESSOR_PATH.exists() and train.VAL_BATCH_PATH.exists()),
                                    reason="trained regressor not committed")
 
 
@@ -84,7 +85,7 @@ def test_virtual_camera_regressor_turns_with_the_camera_and_the_naive_one_does_n
     about its centre: the virtual camera's estimates agree after the turn; the naive regressor's do not."""
     torch.manual_seed(0)
     bm = BodyModel.load()
-    reg, _ = train.load_regressor()
+    reg, _ = checkpoints.load_regressor()
     with np.load(train.VAL_BATCH_PATH) as z:
         pose = torch.as_tensor(z["body_pose"][:12])
     n = len(pose)

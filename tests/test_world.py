@@ -170,7 +170,7 @@ def test_out_fields_world_body_matches_world_joints():
     # At a fifth of the walker's speed (0.24 m/s): slow enough for its feet to show the floor.
     transl_w = torch.as_tensor((world[:, 0] - world[0, 0]) * [0.2, 0, 0.2], dtype=torch.float32)
     transl_w[:, 1] = float(-rest.vertices[0, :, 1].min())
-    from backend.sim.observations import camera_frame_params
+    from lab.sim.observations import camera_frame_params
     orient_c, transl_c = camera_frame_params(bm, go.float(), transl_w, betas, torch.as_tensor(R).float().expand(f, 3, 3),
                                              torch.as_tensor(t).float().expand(f, 3))
     joints_c = bm.joints_fast(pose_to_rotmats(orient_c, bp.float()), betas, transl_c).joints.numpy()
@@ -194,7 +194,7 @@ def test_leg_ik_pins_a_foot_that_the_pose_slides():
     import torch
 
     from backend.body.body_model import BodyModel, pose_to_rotmats
-    from backend.sim.observations import camera_frame_params
+    from lab.sim.observations import camera_frame_params
 
     bm = BodyModel.load()
     f = 72
@@ -233,7 +233,7 @@ def test_leg_ik_pins_a_foot_that_the_pose_slides():
 def test_bench_rows_and_true_camera():
     """The animator benchmark's per-clip measures: zero error for the truth itself, the known
     camera read back from its extrinsics."""
-    from backend.bench_video import _true_camera, world_row
+    from lab.bench_video import _true_camera, world_row
 
     world, contacts = walker()
     row = world_row(world, world, contacts, OFF)

@@ -204,7 +204,7 @@ class Engine:
 
     @classmethod
     def load(cls, smpl_path=None, device=None, prior_path=None) -> "Engine":
-        from backend.models.train import load_prior, load_regressor
+        from backend.models.checkpoints import load_prior, load_regressor
 
         reg, reg_meta = load_regressor()
         prior, mean, std, prior_meta = load_prior(*([prior_path] if prior_path else []))

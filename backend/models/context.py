@@ -1,6 +1,6 @@
 """The diffusion prior's context: one place that turns keypoints (and the camera) into what the denoiser sees.
 
-Used by training (backend.models.train) and by the engine, so both build the same vector.  A prior
+Used by training (lab.models.train) and by the engine, so both build the same vector.  A prior
 checkpoint records its ``layout``; checkpoints without one are "features" (the original layout).
 
 Layouts (C = the regressor's feature size):
