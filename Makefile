@@ -10,9 +10,9 @@ setup:
 demo: setup
 	$(PY) -m backend demo --out out/demo
 
-## Whole test suite on bpy 5.0.1 (main venv), then the add-on tests on Blender 4.2 and 4.5 LTS
-## (their venvs are made on first use).
+## Whole test suite on bpy 5.0.1 (main venv) on both cores, then the add-on tests that exercise what differs
+## between Blender versions (marked blender_versions) on Blender 4.2 and 4.5 LTS (their venvs are made on first use).
 test: setup
-	$(PY) -m pytest -q
-	bash scripts/test_blender.sh 4.2
-	bash scripts/test_blender.sh 4.5
+	$(PY) -m pytest -q -n 2 --dist loadfile
+	bash scripts/test_blender.sh 4.2 -m blender_versions -n 2 --dist loadfile
+	bash scripts/test_blender.sh 4.5 -m blender_versions -n 2 --dist loadfile

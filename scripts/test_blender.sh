@@ -4,6 +4,8 @@
 #
 #   bash scripts/test_blender.sh 4.2 [PYTEST_ARGS...]   # .venv-bpy42, bpy 4.2.23 (the manifest's minimum)
 #   bash scripts/test_blender.sh 4.5 [PYTEST_ARGS...]   # .venv-bpy45, bpy 4.5.15 (first LTS with slotted actions)
+# `make test` passes `-m blender_versions -n 2 --dist loadfile`: only the tests of what differs between versions, on
+# both cores (a whole test file per worker, so module fixtures such as Blender scenes are built once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

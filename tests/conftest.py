@@ -1,6 +1,8 @@
 """Suite-wide pytest hooks."""
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 _exit_status = 0
 
@@ -11,6 +13,17 @@ try:
     torch.set_num_threads(1)
 except ImportError:  # a venv without torch
     pass
+
+
+def pytest_configure(config):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        # pytest-xdist: each worker its own temporary folder, for what does not take pytest's tmp_path (the
+        # add-on's job folders, build.py's staging, subprocesses), so two workers never share one.
+        folder = Path(tempfile.gettempdir()) / f"refine-motion-tests-{worker}"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["TMPDIR"] = str(folder)
+        tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 
 def pytest_sessionfinish(session, exitstatus):

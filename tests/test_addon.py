@@ -9,6 +9,10 @@ import bpy
 import addon_utils
 import pytest
 
+# blender_versions (repeated on 4.2 and 4.5 LTS): registration, preferences and draw() into a real UILayout: the RNA
+# and UI API change between versions.
+pytestmark = pytest.mark.blender_versions
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

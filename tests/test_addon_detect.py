@@ -62,6 +62,7 @@ def assert_detected_the_person(kp):
     assert kp.shape == (FRAMES, 17, 3) and (kp[..., 2].max(-1) > 0).all() and error < 8.0, error
 
 
+@pytest.mark.blender_versions  # tracking markers on a Movie Clip, the imported armature's action
 @needs_a_detector
 def test_detect_from_footage_refines_writes_markers_and_a_rerun_uses_the_edited_ones(fake_engine):  # noqa: F811
     settings = detect_settings(detect_markers=True)
@@ -184,6 +185,7 @@ def test_cancel_while_detecting_changes_nothing(fake_engine, monkeypatch):  # no
     assert not (job_folders()[0] / "OUT.npz").exists()
 
 
+@pytest.mark.blender_versions  # draw() into this Blender's UILayout
 def test_panel_shows_the_markers_option_only_when_detecting(real_layout):  # noqa: F811
     from scorehmr_blender import panel
     from tests.test_addon_refine import draw

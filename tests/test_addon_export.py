@@ -12,6 +12,10 @@ from scorehmr_blender import convert, export, importer, retarget
 from tests import blender_scene, result_fixture
 from tests.test_addon_retarget import MIXAMO_OBJECT, build_rig, mixamo_like_bones
 
+# blender_versions (repeated on 4.2 and 4.5 LTS): Blender's bundled BVH / FBX exporters and importers, and the
+# actions they read, differ between versions.
+pytestmark = pytest.mark.blender_versions
+
 FPS = 30
 NUM_FRAMES = 24
 LONG_FRAMES = 96  # long and slow enough for the FBX exporter's key simplification to show

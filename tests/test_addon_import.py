@@ -20,6 +20,10 @@ from scorehmr_blender import convert, importer, keyframes, operators, scene_setu
 from tests import blender_scene, result_fixture
 from tests.blender_scene import fcurves_of, keys
 
+# blender_versions (repeated on 4.2 and 4.5 LTS): keyframes (legacy actions in 4.2, slotted actions from 4.4), the
+# camera, footage and compositor set-up (scene_setup: 4.x vs 5.0).
+pytestmark = pytest.mark.blender_versions
+
 ROOT = Path(__file__).resolve().parents[1]
 C, W = convert.MODEL_TO_BLENDER, convert.CAMERA_TO_WORLD
 FOOTAGE_FPS, SCENE_FPS = 30.0, 24

@@ -8,6 +8,10 @@ from scorehmr_blender import operators
 from tests import blender_scene
 from tests import layout_recorder as recorder
 
+# blender_versions (repeated on 4.2 and 4.5 LTS): every layout call and property is checked against this Blender's
+# own UI API.
+pytestmark = pytest.mark.blender_versions
+
 addon = pytest.fixture(scope="module", autouse=True)(blender_scene.registered_addon)
 
 

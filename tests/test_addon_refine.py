@@ -251,6 +251,7 @@ def fake_worker(tmp_path, monkeypatch):
 
 # -- registration and drawing --------------------------------------------------------------------
 
+@pytest.mark.blender_versions  # registration in this Blender's RNA
 def test_refine_operator_and_subpanel_registered():
     cls = bpy.types.REFINEMOTION_OT_refine
     assert cls is operators.REFINEMOTION_OT_refine
@@ -268,6 +269,7 @@ def draw(fn, layout, *args):
     return log
 
 
+@pytest.mark.blender_versions  # draw() into this Blender's UILayout
 def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F811
     from scorehmr_blender import panel
 
@@ -310,6 +312,7 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
     assert log["operators"] == [] and "Esc cancels" in log["labels"]
 
 
+@pytest.mark.blender_versions  # draw() into this Blender's UILayout
 def test_preferences_show_mode_device_and_setup_commands(real_layout):  # noqa: F811
     prefs = preferences.get(bpy.context)
     log = draw(preferences.draw_preferences, real_layout, prefs)
@@ -379,6 +382,7 @@ def test_job_folders_keep_the_newest(tmp_path):
 
 # -- the Refine operator with a stand-in engine -----------------------------------------------------
 
+@pytest.mark.blender_versions  # the result imported as an armature and its action
 def test_refine_writes_the_job_and_imports_the_engine_result(shot, fake_engine):
     s = use_shot(shot, smoothing=0.25, keypoint_trust=1.0, frame_start=1, frame_end=FRAMES)
     assert bpy.ops.refinemotion.refine() == {'FINISHED'}
@@ -404,6 +408,7 @@ def test_refine_writes_the_job_and_imports_the_engine_result(shot, fake_engine):
     assert s.footage_path == str(shot["video"])
 
 
+@pytest.mark.blender_versions  # undo in this Blender
 def test_undo_after_a_refine_restores_the_scene(shot, fake_engine):
     use_shot(shot)
     bpy.ops.ed.undo_push(message="before refining")
@@ -415,6 +420,7 @@ def test_undo_after_a_refine_restores_the_scene(shot, fake_engine):
     assert snapshot() == before
 
 
+@pytest.mark.blender_versions  # keyframes written into this Blender's actions
 def test_frame_range_selects_keypoints_and_keys_from_its_start(shot, fake_engine):
     use_shot(shot, frame_start=3, frame_end=6)
     assert bpy.ops.refinemotion.refine() == {'FINISHED'}
@@ -438,6 +444,7 @@ def test_single_frame_mode_refines_the_current_frame(shot, fake_engine):
     assert fcurves_of(bpy.data.actions["shot"])['pose.bones["pelvis"].location', 0].keyframe_points[0].co.x == 5
 
 
+@pytest.mark.blender_versions  # Movie Clip tracking data read from this Blender
 def test_movie_clip_footage_with_tracked_keypoints(shot, fake_engine):
     clip = bpy.data.movieclips.load(str(shot["video"]))
     clip.frame_start = 11
@@ -497,6 +504,7 @@ def test_openpose_folder_numbered_from_1_keeps_file_n_at_footage_frame_n(shot, f
     assert_action_is_result(rig, rig.animation_data.action, out_arrays(), first_frame=2)
 
 
+@pytest.mark.blender_versions  # timeline markers and keyframes
 def test_a_gap_in_the_keypoints_is_reported_and_marked_in_the_timeline(shot, fake_engine, tmp_path, capfd,
                                                                       real_layout):  # noqa: F811
     kp = shot["kp"].copy()
@@ -584,6 +592,7 @@ def blender_pixels(camera, points):
     return np.stack([ndc[:, 0] * SIZE[0], (1 - ndc[:, 1]) * SIZE[1]], -1), ndc[:, 2]
 
 
+@pytest.mark.blender_versions  # cameras read from this Blender's scene
 def test_calibrated_multi_view_matches_the_blender_cameras(shot, other_views, fake_engine):
     cameras = three_cameras()
     use_views(shot, other_views, cameras, frame_start=2, frame_end=6)
@@ -707,6 +716,7 @@ def modal_operator(context):
     return lambda kind: op_class.modal(op, context, type("Event", (), {"type": kind, "value": "PRESS"})()), op
 
 
+@pytest.mark.blender_versions  # the modal operator's timer and events
 def test_modal_refine_polls_the_job_shows_progress_and_imports(shot, fake_engine):
     use_shot(shot, frame_start=1, frame_end=FRAMES)
     context = ModalContext()
@@ -1020,6 +1030,7 @@ EXTENSION_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.blender_versions  # the extension installed by this Blender
 @pytest.mark.slow
 def test_installed_extension_refines_with_its_own_engine_package(shot, tmp_path):
     """The built zip, installed as an extension: the engine package inside the add-on is the one

@@ -22,6 +22,10 @@ from scorehmr_blender.retarget_presets import RIGIFY_DEFORM as RIGIFY
 from tests import blender_scene, result_fixture, retarget_rigs
 from tests.blender_scene import fcurves_of, keys
 
+# blender_versions (repeated on 4.2 and 4.5 LTS): constraints, baking and actions (legacy in 4.2, slotted from 4.4)
+# on rigs made in this Blender.
+pytestmark = pytest.mark.blender_versions
+
 FPS = 30
 NUM_FRAMES = 24
 MAX_ANGLE_DEG = 3.0

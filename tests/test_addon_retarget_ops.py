@@ -12,6 +12,10 @@ from tests import blender_scene, result_fixture
 from tests.test_addon import CheckedLayout
 from tests.test_addon_retarget import fcurves_of, mixamo_rig
 
+# blender_versions (repeated on 4.2 and 4.5 LTS): the operators, UI list and panel in this Blender's API; mappings
+# applied to its actions.
+pytestmark = pytest.mark.blender_versions
+
 FPS = 30
 
 

@@ -228,6 +228,7 @@ def test_failing_shots_are_summarised_and_exit_1(shots, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.blender_versions  # .blend files written and loaded back by this Blender, with their actions
 @pytest.mark.slow
 @needs_weights
 def test_batch_refines_a_folder_of_shots_into_blend_files_that_load_back(shots, tmp_path):
@@ -255,6 +256,7 @@ def test_batch_refines_a_folder_of_shots_into_blend_files_that_load_back(shots, 
     assert again.returncode == 1 and "output exists" in again.stderr
 
 
+@pytest.mark.blender_versions  # retargeting and the bundled exporters
 @pytest.mark.slow
 @needs_weights
 def test_batch_retargets_onto_a_character_and_exports_it(shots, tmp_path):
@@ -364,6 +366,7 @@ def test_the_summary_shows_the_jobs_warnings(shots, tmp_path):
     assert "  one: warning: Few or no keypoints in scene frames 4-5" in summary
 
 
+@pytest.mark.blender_versions  # the import's actions, camera and footage set-up in a saved .blend
 @pytest.mark.slow
 def test_a_result_is_imported_as_it_is_and_checked_against_its_footage(shots, tmp_path):
     import bpy

@@ -59,6 +59,7 @@ def test_manifest_fields(manifest):
     }
 
 
+@pytest.mark.blender_versions  # this Blender's `extension build` / `validate` on the manifest
 def test_package_zip_contents(built, manifest):
     out, proc = built
     zips = list(out.iterdir())
@@ -97,6 +98,7 @@ def test_the_zip_ships_no_research_code(built):
     assert research == []
 
 
+@pytest.mark.blender_versions  # this Blender's `extension build` writes the zip
 @needs_blender
 def test_the_zip_is_readable_by_everyone_whatever_the_umask(tmp_path):
     """Mode 644 (it was 600, from a temporary file), even when the umask would make it private."""
@@ -115,6 +117,7 @@ def test_the_zip_is_readable_by_everyone_whatever_the_umask(tmp_path):
     ('id = "refine_motion"', 'id = "refine-motion"', "key \"id\" invalid"),
     ('version = "0.1.0"', 'version = "0.1"', "semantic-version"),
 ])
+@pytest.mark.blender_versions  # this Blender's own manifest checks and messages
 def test_blenders_build_refuses_a_bad_manifest_and_names_it(tmp_path, monkeypatch, old, new, message):
     bad = tmp_path / "blender_manifest.toml"
     text = (ROOT / "blender_manifest.toml").read_text()
@@ -127,6 +130,7 @@ def test_blenders_build_refuses_a_bad_manifest_and_names_it(tmp_path, monkeypatc
     assert list((tmp_path / "out").iterdir()) == []  # nothing half-written
 
 
+@pytest.mark.blender_versions  # this Blender's `extension build`
 @needs_blender
 def test_failed_check_leaves_no_half_written_zip(tmp_path, monkeypatch):
     def reject(_path):
