@@ -42,10 +42,10 @@ from collections.abc import Sequence
 import numpy as np
 
 # SMPL's skeleton and the rotation helpers: the contract's, shared with the engine.
-from backend.contract.layout import NUM_JOINTS
-from backend.contract.layout import SMPL_JOINT_NAMES as JOINT_NAMES
-from backend.contract.layout import SMPL_PARENTS as PARENTS
+from backend.contract.layout import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
 from backend.contract.rotations import axis_angle_to_matrix, continuous_quaternions, matrix_to_quaternion
+
+JOINT_NAMES, PARENTS = SMPL_JOINT_NAMES, SMPL_PARENTS
 
 # C: Y up (the SMPL model frame, the result's world frame) -> Blender's Z up, (x, y, z) -> (x, -z, y).
 MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])

@@ -88,7 +88,8 @@ def _per_view(value, name: str, v: int, tail: tuple, path) -> np.ndarray:
     raise InputError(f"field '{name}' has shape {describe_shape(a)}, expected {want}", path=path)
 
 
-def validate_observations(data: Mapping, mode: str, path="OBS", fov_deg: float = DEFAULT_FOV_DEG) -> Observations:
+def validate_observations(data: Mapping, mode: str, path="OBS",
+                          fov_deg: float = DEFAULT_FOV_DEG) -> Observations:
     """Check and normalise OBS arrays for ``mode`` ('frame' | 'video' | 'multiview')."""
     if "keypoints" not in data:
         raise InputError("missing field 'keypoints': expected (F, 17, 3) COCO-17 [x_px, y_px, confidence]", path=path)

@@ -40,7 +40,8 @@ from backend.contract.errors import InputError, describe_shape
 from backend.contract.npz import read_arrays
 
 __all__ = [
-    "Result", "CORE_KEYS", "ADDON_KEYS", "ENGINE_KEYS", "IMPORT_KEYS", "WORLD_BODY_KEYS", "CAMERA_FIELDS", "JSON_FORMAT",
+    "Result", "CORE_KEYS", "ADDON_KEYS", "ENGINE_KEYS", "IMPORT_KEYS", "WORLD_BODY_KEYS", "CAMERA_FIELDS",
+    "JSON_FORMAT",
     "check_writable", "flatten_multiview", "validate_results", "write_results", "read_results", "export_frames_json",
 ]
 

@@ -125,7 +125,8 @@ def _view_shot(view: View, request: Request, mode: str) -> Shot:
         footage = shot.FootageInfo(view.footage_name, view.footage_frames, float(request.fps), *view.image_size,
                                    frame_count_source="blender")
 
-    def choose_frames(frames: FrameRange) -> str | None:  # the fix in the user's terms; none when that is every footage frame
+    # The fix in the user's terms; none when that is every footage frame.
+    def choose_frames(frames: FrameRange) -> str | None:
         if request.frames_option:
             return f"{request.frames_option} {frames} or {request.frames_option} overlap"
         if frames.start == 0 and frames.stop == view.footage_frames:
