@@ -282,7 +282,7 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool =
                    refined=motion_numbers(result["joints"], result["reprojection_error_px"], gt),
                    truth=dict(jitter_mm_f2=round(jitter_mm(gt), 2)))
     return dict(example=str(shot_dir), frames=shot.frames, fps=shot.footage.fps, keypoints=used, numbers=numbers,
-                engine_seconds=info["seconds"], seconds={k: round(v, 1) for k, v in times.items()},
+                engine_seconds=result.info["seconds"], seconds={k: round(v, 1) for k, v in times.items()},
                 outputs=[str(out_dir / n) for n in ("detections.npz",) * bool(detection)
                          + ("init.npz", "refined.npz", "preview.mp4", "preview.png")]
                 + ([str(out_dir / "shot.blend")] if blend else []), motion=meta["clip"])
