@@ -35,6 +35,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +218,6 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool =
               keypoints: str = "detect") -> dict:
     from backend.engine.api import EngineOptions
     from backend.io.preview import posed_vertices, preview_frame_png, write_preview
-    from backend.contract.results import write_results
     from backend.io.shot import load_shot
 
     shot_dir = examples / "shot"
@@ -259,10 +259,8 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool =
     bar, progress = _progress_bar("refine (video)")
     result = engine.run(shot.obs, init, "video", EngineOptions(), progress=progress)
     bar.close()
-    info = json.loads(str(result["info"]))
-    info["init"] = "built-in regressor (init.npz)"
-    result["info"] = np.array(json.dumps(info))
-    write_results(out_dir / "refined.npz", result, force=True)
+    result = replace(result, info={**result.info, "init": "built-in regressor (init.npz)"})
+    result.write(out_dir / "refined.npz", force=True)
     times["refine"] = time.time() - t0
 
     t0 = time.time()
@@ -284,7 +282,7 @@ def run_video(out_dir: Path, engine, *, examples: Path = EXAMPLES, blend: bool =
                    refined=motion_numbers(result["joints"], result["reprojection_error_px"], gt),
                    truth=dict(jitter_mm_f2=round(jitter_mm(gt), 2)))
     return dict(example=str(shot_dir), frames=shot.frames, fps=shot.footage.fps, keypoints=used, numbers=numbers,
-                engine_seconds=info["seconds"], seconds={k: round(v, 1) for k, v in times.items()},
+                engine_seconds=result.info["seconds"], seconds={k: round(v, 1) for k, v in times.items()},
                 outputs=[str(out_dir / n) for n in ("detections.npz",) * bool(detection)
                          + ("init.npz", "refined.npz", "preview.mp4", "preview.png")]
                 + ([str(out_dir / "shot.blend")] if blend else []), motion=meta["clip"])

@@ -5,8 +5,9 @@
     options = engine_options(mode, smoothing=..., iterations=...)
     result = refine(engine, obs, init, mode, options, out, progress=..., cancelled=...)
 
-``obs`` is a validated OBS dict (``backend.contract.observations`` / ``backend.contract.shot``),
-``init`` an INIT dict or None.  Every problem the user can fix raises InputError (one line);
+``obs`` is validated ``Observations`` (``backend.contract.observations`` / ``backend.contract.shot``),
+``init`` an INIT dict or None; the result is a ``Result`` (``backend.contract.results``), also written
+to ``out``.  Every problem the user can fix raises InputError (one line);
 ``cancelled()`` returning True stops the engine at its next iteration with :class:`Cancelled`.
 Nothing heavy is imported with this module: torch loads in :func:`load_engine`.
 """
@@ -16,6 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from backend.contract.errors import InputError
+from backend.contract.observations import Observations
+from backend.contract.results import Result
 
 __all__ = ["WEIGHT_FILES", "ASSETS", "Cancelled", "missing_weights", "load_engine", "engine_options", "refine"]
 
@@ -67,14 +70,12 @@ def engine_options(mode: str, *, variant: str = "ours", smoothing: float = 1.0, 
     return options
 
 
-def refine(engine, obs: dict, init: dict | None, mode: str, options, out, *, method: str = "scorehmr",
-           progress=None, cancelled=None, force: bool = False) -> dict:
+def refine(engine, obs: Observations, init: dict | None, mode: str, options, out, *, method: str = "scorehmr",
+           progress=None, cancelled=None, force: bool = False) -> Result:
     """Run ``engine`` (or a baseline ``method``) on ``obs`` and write OUT.npz to ``out``.
 
     progress(done, total) is called on each outer iteration; Cancelled is raised once cancelled()
     is True.  Returns the engine's result (multi-view: with its leading view axis)."""
-    from backend.contract.results import flatten_multiview, write_results
-
     def on_iteration(done, total):
         if cancelled is not None and cancelled():
             raise Cancelled
@@ -87,10 +88,11 @@ def refine(engine, obs: dict, init: dict | None, mode: str, options, out, *, met
         from backend.engine.baselines import run_baseline
 
         try:
-            result = run_baseline(engine, obs, init, mode, method)
+            arrays = run_baseline(engine, obs, init, mode, method)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        result = Result.from_arrays(arrays, per_view=mode == "multiview")
     if cancelled is not None and cancelled():
         raise Cancelled
-    write_results(out, flatten_multiview(result) if mode == "multiview" else result, force=force)
+    result.write(out, force=force)
     return result

@@ -2,7 +2,8 @@
 """Refine Motion: refine 3D human motion from 2D keypoints in Blender.
 
 Blender glue only. What the add-on reads and writes goes through the engine
-package's numpy-only contract (``backend.contract``); the engine itself (torch)
+package's numpy-only contract (``backend.contract``), imported like any package
+once ``runner/engine.py`` has said where it is; the engine itself (torch)
 is imported only inside an in-process refinement (``runner/``), never at add-on
 import time, so enabling the add-on stays fast and works without torch
 installed.  Likewise the numpy-based importer modules (result, convert,
@@ -11,7 +12,12 @@ armature, keyframes, camera, importer) load when an operator first runs.
 
 import bpy
 
-from . import operators, panel, preferences, properties, retarget_ops
+from .runner.engine import import_backend
+
+import_backend()  # first: the modules below import the engine package as ``backend`` (runner/engine.py)
+
+# After import_backend(), so that their ``backend.contract`` imports find this add-on's engine package.
+from . import operators, panel, preferences, properties, retarget_ops  # noqa: E402
 
 classes = (
     *properties.classes,

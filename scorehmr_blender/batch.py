@@ -31,7 +31,11 @@ import numpy as np
 
 from . import export, refine, result, retarget, staging
 # Everything the batch takes from the engine runner, in one place.
-from .runner.engine import RefineError, contract
+from backend.contract import observations
+from backend.contract.frames import FrameRange
+from backend.contract.shot import FPS_TOLERANCE, keypoint_side_fields
+
+from .runner.engine import RefineError
 from .runner.job import Detect, Job, Request, View, prepare_inputs, progress_text
 from .runner.placement import choose_runner, detector_python
 
@@ -218,13 +222,12 @@ def _footage(context, path):
 
 
 def _rates_differ(a, b):
-    return not math.isclose(a, b, rel_tol=contract("shot").FPS_TOLERANCE)
+    return not math.isclose(a, b, rel_tol=FPS_TOLERANCE)
 
 
 def _focal_length(options, side, size, keypoints_name):
     """(focal length px, where it comes from): --focal-length, --fov, the keypoint file's (``side``: its
     stored OBS fields), else the engine's default field of view."""
-    observations = contract("observations")
     if options.focal_length is not None:
         return float(options.focal_length), "--focal-length"
     if options.fov is not None:
@@ -254,7 +257,7 @@ def _refine_plan(context, options, shot, runner):
     for keypoints still to detect by :func:`_check_detectable`."""
     footage = _footage(context, shot.footage)
     detect = shot.keypoints is None
-    side = {} if detect else contract("shot").keypoint_side_fields(shot.keypoints)
+    side = {} if detect else keypoint_side_fields(shot.keypoints)
     focal, focal_from = _focal_length(options, side, footage.size, "" if detect else shot.keypoints.name)
     keypoints = Detect(str(shot.footage.absolute())) if detect else str(shot.keypoints)
     request = Request(
@@ -292,7 +295,7 @@ def _import_plan(context, shot):
 def _given_result(path):
     """An engine result given as it is (--result), standing in for a finished Job in
     :func:`refine.import_result`: all its frames from footage frame 0, no warnings, no gaps."""
-    frames = contract("frames").FrameRange(0, result.load(path).num_frames)
+    frames = FrameRange(0, result.load(path).num_frames)
     return SimpleNamespace(out_path=Path(path), inputs=SimpleNamespace(frames=frames), warnings=[], gaps=[],
                            detections={})
 

@@ -35,16 +35,17 @@ Bones (the armature object stays at the world origin, so armature space = world)
         location = B_0^T (W (J_0 + transl) - H_0).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
-from .runner.engine import contract
-
-_layout, _rotations = contract("layout"), contract("rotations")
 # SMPL's skeleton and the rotation helpers: the contract's, shared with the engine.
-JOINT_NAMES, PARENTS, NUM_JOINTS = _layout.SMPL_JOINT_NAMES, _layout.SMPL_PARENTS, _layout.NUM_JOINTS
-axis_angle_to_matrix = _rotations.axis_angle_to_matrix
-matrix_to_quaternion = _rotations.matrix_to_quaternion
-continuous_quaternions = _rotations.continuous_quaternions
+from backend.contract.layout import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
+from backend.contract.rotations import axis_angle_to_matrix, continuous_quaternions, matrix_to_quaternion
+
+JOINT_NAMES, PARENTS = SMPL_JOINT_NAMES, SMPL_PARENTS
 
 # C: Y up (the SMPL model frame, the result's world frame) -> Blender's Z up, (x, y, z) -> (x, -z, y).
 MODEL_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -58,7 +59,7 @@ OPENCV_TO_BLENDER_CAMERA = np.diag([1.0, -1.0, -1.0])
 
 # -- rest skeleton ----------------------------------------------------------------
 
-def bone_tails(heads, parents=PARENTS, leaf_scale=0.6):
+def bone_tails(heads: np.ndarray, parents: Sequence[int] = PARENTS, leaf_scale: float = 0.6) -> np.ndarray:
     """Bone tails (J, 3) for bone heads (J, 3) at the joints.
 
     A bone points at its child joint; where a joint branches (pelvis, spine3) at
@@ -77,13 +78,14 @@ def bone_tails(heads, parents=PARENTS, leaf_scale=0.6):
 
 # -- motion -------------------------------------------------------------------------
 
-def local_rotations(global_orient, body_pose):
+def local_rotations(global_orient: np.ndarray, body_pose: np.ndarray) -> np.ndarray:
     """SMPL local rotations (F, 24, 3, 3) from axis-angle (F, 3) and (F, 69)."""
     aa = np.concatenate([global_orient, body_pose], -1).reshape(len(global_orient), NUM_JOINTS, 3)
     return axis_angle_to_matrix(aa)
 
 
-def pose_quaternions(global_orient, body_pose, bone_rest, camera_to_world=None):
+def pose_quaternions(global_orient: np.ndarray, body_pose: np.ndarray, bone_rest: np.ndarray,
+                     camera_to_world: np.ndarray | None = None) -> np.ndarray:
     """Pose-bone quaternions (F, 24, 4), sign-continuous over frames.
 
     global_orient (F, 3), body_pose (F, 69): the result's axis-angles (camera frame).
@@ -98,7 +100,8 @@ def pose_quaternions(global_orient, body_pose, bone_rest, camera_to_world=None):
     return continuous_quaternions(matrix_to_quaternion(Q))
 
 
-def root_locations(transl, rest_pelvis, root_rest, root_head=None, camera_to_world=None):
+def root_locations(transl: np.ndarray, rest_pelvis: np.ndarray, root_rest: np.ndarray,
+                   root_head: np.ndarray | None = None, camera_to_world: np.ndarray | None = None) -> np.ndarray:
     """Root-bone locations (F, 3) in its rest axes.
 
     transl (F, 3) camera frame; rest_pelvis (3,) the result's, model frame;
@@ -112,14 +115,14 @@ def root_locations(transl, rest_pelvis, root_rest, root_head=None, camera_to_wor
     return (posed - head) @ np.asarray(root_rest, dtype=np.float64)
 
 
-def world_to_blender():
+def world_to_blender() -> np.ndarray:
     """(4, 4) the result's Y-up world frame (floor Y = 0) -> Blender's Z-up world (floor Z = 0): C."""
     matrix = np.eye(4)
     matrix[:3, :3] = MODEL_TO_BLENDER
     return matrix
 
 
-def world_camera_to_blender(camera_R_world, camera_position):
+def world_camera_to_blender(camera_R_world: np.ndarray, camera_position: np.ndarray) -> np.ndarray:
     """(4, 4) OpenCV camera -> Blender world of the result's world camera: rotation (3, 3) camera
     axes -> Y-up world and position (3,) in that world, turned Z up by C."""
     pose = np.eye(4)
@@ -127,21 +130,22 @@ def world_camera_to_blender(camera_R_world, camera_position):
     return world_to_blender() @ pose
 
 
-def _camera_to_world(matrix):
+def _camera_to_world(matrix: np.ndarray | None) -> np.ndarray:
     if matrix is None:
         matrix = np.eye(4)
         matrix[:3, :3] = CAMERA_TO_WORLD
     return np.asarray(matrix, dtype=np.float64)
 
 
-def scene_frames(num_frames, start, footage_fps, scene_fps):
+def scene_frames(num_frames: int, start: float, footage_fps: float, scene_fps: float) -> np.ndarray:
     """Scene frame of each result frame: start + i * scene_fps / footage_fps."""
     return start + np.arange(num_frames) * (scene_fps / footage_fps)
 
 
 # -- camera ---------------------------------------------------------------------------
 
-def camera_settings(image_size, focal_px, principal_point=None, sensor_width=36.0):
+def camera_settings(image_size: Sequence[float], focal_px: float, principal_point: Sequence[float] | None = None,
+                    sensor_width: float = 36.0) -> dict:
     """Blender camera data settings for pinhole intrinsics in pixels.
 
     The sensor is fitted to the image width, so lens / sensor_width = focal_px / width;
@@ -158,7 +162,7 @@ def camera_settings(image_size, focal_px, principal_point=None, sensor_width=36.
     }
 
 
-def camera_intrinsics(data, image_size):
+def camera_intrinsics(data, image_size: Sequence[float]) -> tuple[float, tuple[float, float]]:
     """(focal px, (cx, cy) px OpenCV) of Blender camera data seen on an image of ``image_size``:
     the inverse of :func:`camera_settings` for any sensor fit.
 
@@ -171,7 +175,7 @@ def camera_intrinsics(data, image_size):
     return data.lens * side / sensor, (width / 2 - data.shift_x * side, height / 2 + data.shift_y * side)
 
 
-def opencv_camera_to_world(matrix_world):
+def opencv_camera_to_world(matrix_world) -> np.ndarray:
     """4x4 OpenCV camera -> world transform of a Blender camera object's ``matrix_world``
     (its scale left out): Blender cameras look down local -Z with +Y up."""
     M = np.array(matrix_world, dtype=np.float64)

@@ -25,11 +25,13 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from backend.contract.frames import from_scene, to_scene
+from backend.contract.layout import COCO17_NAMES
+
 from . import convert
-from .runner.engine import RefineError, contract
+from .runner.engine import RefineError
 from .runner.job import Detect, Request, View, naming_view, scene_frames_text
 
-COCO17_NAMES = contract("layout").COCO17_NAMES
 GAP_MARKER = "no keypoints"  # timeline markers at frames with little or no evidence: "<shot>: no keypoints ..."
 ENGINE_MODES = {'SINGLE_FRAME': "frame", 'VIDEO': "video", 'MULTI_VIEW': "multiview"}
 DEVICES = {'AUTO': "", 'CPU': "cpu", 'CUDA': "cuda"}
@@ -170,7 +172,7 @@ def _frame_range(scene, settings, footage):
         if not start <= frame <= end:
             raise RefineError(f"Frame {frame} is outside the footage (scene frames {start}-{end}): "
                               "go to a frame of the footage")
-        return contract("frames").from_scene(frame, frame, start), None
+        return from_scene(frame, frame, start), None
     first, last = max(settings.frame_start, start), min(settings.frame_end, end)
     if first > last:
         raise RefineError(f"Frames {settings.frame_start}-{settings.frame_end} miss the footage "
@@ -179,7 +181,7 @@ def _frame_range(scene, settings, footage):
     note = (f"Frame range {settings.frame_start}-{settings.frame_end} clamped to the footage: refining "
             f"frames {first}-{last}") if clamped else None
     whole = (first, last) == (start, end)
-    return None if whole else contract("frames").from_scene(first, last, start), note
+    return None if whole else from_scene(first, last, start), note
 
 
 def _intrinsics(settings, footage):
@@ -365,5 +367,5 @@ def mark_gaps(scene, name, gaps, footage_start):
     """A timeline marker '<name>: no keypoints <a>-<b>' at the first scene frame of each run of
     footage frames ``gaps`` (FrameRanges) with little or no evidence."""
     for gap in gaps:
-        first, _ = contract("frames").to_scene(gap, footage_start)
+        first, _ = to_scene(gap, footage_start)
         scene.timeline_markers.new(f"{name}: {GAP_MARKER} {scene_frames_text(gap, footage_start)}", frame=first)

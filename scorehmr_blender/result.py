@@ -6,14 +6,20 @@ Every problem is a :class:`ResultError` with a one-line message naming the field
 raised before anything is created in Blender.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .runner.engine import contract
+from backend.contract.errors import InputError
+from backend.contract.npz import read_arrays
+from backend.contract.results import CAMERA_FIELDS, IMPORT_KEYS, WORLD_BODY_KEYS, Result
 
-ResultError = contract("errors").InputError  # the contract's error: one line naming the file and field
+ResultError = InputError  # the contract's error: one line naming the file and field
 
 
 @dataclass(frozen=True)
@@ -52,58 +58,57 @@ class MotionResult:
     no_world: tuple = ()                  # (report level, why there is none) for the user, when world is None
 
     @property
-    def num_frames(self):
+    def num_frames(self) -> int:
         return len(self.transl)
 
     @property
-    def has_camera(self):
+    def has_camera(self) -> bool:
         return self.image_size is not None and self.focal_length is not None
 
 
-def load(path):
+def load(path: str | os.PathLike) -> MotionResult:
     """Read and validate ``path``; returns a :class:`MotionResult`."""
     path = Path(path)
-    arrays = contract("npz").read_arrays(path, "choose the OUT.npz the refinement wrote")
+    arrays = read_arrays(path, "choose the OUT.npz the refinement wrote")
     return from_arrays(arrays, path.name)
 
 
-def from_arrays(arrays, name=None):
+def from_arrays(arrays: Mapping, name: str | None = None) -> MotionResult:
     """Validate a dict of arrays laid out as OUT.npz (messages start with ``name`` when given);
     returns a :class:`MotionResult`."""
-    results = contract("results")
-    checked = results.validate_results(arrays, name, required=results.IMPORT_KEYS)
-    camera = {key: checked.get(key) for key in results.CAMERA_FIELDS}
+    checked = Result.from_arrays(arrays, name, required=IMPORT_KEYS)
+    camera = {key: getattr(checked, key) for key in CAMERA_FIELDS}
     pair = {key: None if camera[key] is None else tuple(float(v) for v in camera[key])
             for key in ("image_size", "principal_point")}
-    world, no_world = world_frame(checked, results.WORLD_BODY_KEYS)
+    world, no_world = world_frame(checked)
     return MotionResult(
-        **{key: checked[key] for key in results.IMPORT_KEYS if key != "fps"},
-        fps=float(checked["fps"]), info=checked["info"],
+        **{key: getattr(checked, key) for key in IMPORT_KEYS if key != "fps"},
+        fps=float(checked.fps), info=checked.info,
         focal_length=None if camera["focal_length"] is None else float(camera["focal_length"]), **pair,
         world=world, no_world=no_world,
     )
 
 
-def world_frame(checked, keys):
-    """(WorldFrame, ()) or (None, (report level, why not)) of validated OUT arrays; ``keys`` the
-    contract's WORLD_BODY_KEYS.  A moving camera is a finding about the footage (a warning), the rest notes."""
-    if all(key in checked for key in keys):
-        contacts = checked.get("foot_contacts")
-        scalar = lambda key: float(checked[key]) if key in checked else None
+def world_frame(checked: Result) -> tuple[WorldFrame | None, tuple]:
+    """(WorldFrame, ()) or (None, (report level, why not)) of a validated result.  A moving camera is a
+    finding about the footage (a warning), the rest notes."""
+    if all(getattr(checked, key) is not None for key in WORLD_BODY_KEYS):
+        contacts = checked.foot_contacts
+        scalar = lambda value: None if value is None else float(value)
         return WorldFrame(
-            global_orient=checked["global_orient_world"], body_pose=checked["body_pose_world"],
-            transl=checked["transl_world"], joints=checked["joints_world"], camera_R=checked["camera_R_world"],
-            camera_position=checked["camera_position"],
+            global_orient=checked.global_orient_world, body_pose=checked.body_pose_world,
+            transl=checked.transl_world, joints=checked.joints_world, camera_R=checked.camera_R_world,
+            camera_position=checked.camera_position,
             foot_contacts=None if contacts is None else np.asarray(contacts, dtype=bool),
-            camera_height=scalar("camera_height"), camera_pitch_deg=scalar("camera_pitch_deg"),
-            camera_roll_deg=scalar("camera_roll_deg")), ()
-    engine = checked["info"].get("world")
+            camera_height=scalar(checked.camera_height), camera_pitch_deg=scalar(checked.camera_pitch_deg),
+            camera_roll_deg=scalar(checked.camera_roll_deg)), ()
+    engine = checked.info.get("world")
     if isinstance(engine, dict) and engine.get("status") == "too little floor evidence":
         return None, ('INFO', f"the engine saw too little of the feet on the floor for a world frame "
                               f"({engine.get('floor_points', '?')} slow foot points; a clip of at least a second is needed)")
     if isinstance(engine, dict) and engine.get("status", "ok") != "ok":
         return None, ('WARNING', f"the engine found no steady floor ({engine['status']}: the floor fitted over "
                                  f"the clip drifts {engine.get('drift_deg', '?')} deg / {engine.get('drift_m', '?')} m)")
-    if "joints_world" in checked:
+    if checked.joints_world is not None:
         return None, ('INFO', "it has joints_world only (calibrated multi-view: the calibration's world, not a floor)")
     return None, ('INFO', "it has no world frame (single frames, multi-view, or made before world frames existed)")

@@ -40,10 +40,9 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from . import convert, keyframes, retarget_presets
-from .runner.engine import contract
+from backend.contract.rotations import rotation_between  # smallest rotation (3, 3) taking a direction onto another
 
-rotation_between = contract("rotations").rotation_between  # smallest rotation (3, 3) taking a direction onto another
+from . import convert, keyframes, retarget_presets
 
 # SMPL's leg chains (hip, knee, ankle) for the root-motion scale.
 LEG_CHAINS = (("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle"))

@@ -12,10 +12,10 @@ the wrist) have no counterpart on the usual rigs and stay unmapped.
 import json
 import re
 
-from .runner.engine import contract
+from backend.contract.layout import SMPL_JOINT_NAMES
 
 # SMPL's bones: the joints, in SMPL order (the contract's layout, the names the engine writes).
-SMPL_BONES = contract("layout").SMPL_JOINT_NAMES
+SMPL_BONES = SMPL_JOINT_NAMES
 # SMPL bone -> (body part, side) for name matching; spine1..3 are handled as a chain.
 SMPL_PARTS = {
     "pelvis": ("pelvis", None), "neck": ("neck", None), "head": ("head", None),

@@ -12,9 +12,18 @@ When: a result at another frame rate than the scene's lands on fractional scene
 frames; :func:`whole_frame_keys` resamples the keys onto whole scene frames.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from backend.contract.rotations import slerp
+
 from .convert import CAMERA_TO_WORLD, PARENTS, local_rotations
+
+if TYPE_CHECKING:
+    from .result import MotionResult
 
 # The floor is the 10th percentile of the per-frame lowest body point: a few frames
 # whose estimate dips through the floor (or a jump's frames in the air) do not move it.
@@ -22,14 +31,15 @@ CONTACT_PERCENTILE = 10.0
 _CHUNK_FRAMES = 32  # frames posed at once when looking for the lowest point (bounds memory)
 
 
-def default_camera_to_world():
+def default_camera_to_world() -> np.ndarray:
     """(4, 4) the footage camera at the world origin looking along +Y (convert.CAMERA_TO_WORLD)."""
     matrix = np.eye(4)
     matrix[:3, :3] = CAMERA_TO_WORLD
     return matrix
 
 
-def forward_kinematics(global_orient, body_pose, transl, rest_joints):
+def forward_kinematics(global_orient: np.ndarray, body_pose: np.ndarray, transl: np.ndarray,
+                       rest_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World rotations G (F, 24, 3, 3) and joint positions P (F, 24, 3) of SMPL's skeleton
     without pose correctives, as the skinned body in Blender deforms: camera frame, metres."""
     R = local_rotations(global_orient, body_pose)
@@ -44,7 +54,7 @@ def forward_kinematics(global_orient, body_pose, transl, rest_joints):
     return G, P
 
 
-def lowest_heights(res, camera_to_world):
+def lowest_heights(res: MotionResult, camera_to_world: np.ndarray) -> np.ndarray:
     """The lowest point of the skinned body (F,), in world Z, for each frame.
 
     Linear blend skinning of the rest vertices (what Blender's armature modifier
@@ -65,13 +75,13 @@ def lowest_heights(res, camera_to_world):
     return lowest
 
 
-def contact_height(lowest):
+def contact_height(lowest: np.ndarray) -> float:
     """The clip's floor height from its per-frame lowest points (F,): a low percentile, robust
     to a few frames through the floor or off it."""
     return float(np.percentile(np.asarray(lowest, dtype=np.float64), CONTACT_PERCENTILE))
 
 
-def floor_placement(res, to_origin=True, camera_to_world=None):
+def floor_placement(res: MotionResult, to_origin: bool = True, camera_to_world: np.ndarray | None = None) -> np.ndarray:
     """(4, 4) world translation putting the result's lowest contact on Z = 0 and, with
     ``to_origin``, the first frame's pelvis above the world origin (X = Y = 0).
 
@@ -90,7 +100,8 @@ def floor_placement(res, to_origin=True, camera_to_world=None):
 
 # -- timing ----------------------------------------------------------------------------
 
-def whole_frame_keys(frames, quaternions, locations):
+def whole_frame_keys(frames: np.ndarray, quaternions: np.ndarray,
+                     locations: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keys resampled onto the whole scene frames inside ``frames``.
 
     frames (F,) increasing scene frames of the result's frames (fractional when the
@@ -110,23 +121,7 @@ def whole_frame_keys(frames, quaternions, locations):
     return whole, q, loc
 
 
-def slerp(q0, q1, t):
-    """Spherical interpolation of unit quaternions (..., 4) at t (broadcasting to (..., 1)), the short way."""
-    q0, q1 = np.asarray(q0, np.float64), np.asarray(q1, np.float64)
-    dot = (q0 * q1).sum(-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)
-    dot = np.clip(np.abs(dot), -1.0, 1.0)
-    angle = np.arccos(dot)
-    sin = np.sin(angle)
-    near = sin < 1e-6  # nearly equal: linear interpolation is exact enough, and never divides by ~0
-    safe = np.where(near, 1.0, sin)
-    a = np.where(near, 1.0 - t, np.sin((1.0 - t) * angle) / safe)
-    b = np.where(near, t, np.sin(t * angle) / safe)
-    q = a * q0 + b * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def scene_rate(fps):
+def scene_rate(fps: float) -> tuple[int, float]:
     """Blender's (fps, fps_base) for a frame rate: 30000/1001 -> (30, 1.001)."""
     whole = max(1, round(fps))
     return whole, (1.0 if abs(whole - fps) < 1e-6 else whole / fps)

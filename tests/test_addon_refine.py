@@ -22,6 +22,7 @@ from mathutils import Matrix, Vector
 
 import scorehmr_blender
 from backend import service
+from backend.contract.results import Result
 from scorehmr_blender import convert, operators, preferences, refine, result, scene_setup, staging
 from scorehmr_blender.runner import job as jobs
 from scorehmr_blender.runner import placement, worker_env
@@ -198,14 +199,14 @@ class FakeEngine:
         motion = result_fixture.synthetic_motion(obs["keypoints"].shape[1])
         betas = torch.zeros(10, dtype=torch.float64)
         if mode == "multiview":  # per-view fields with a leading V axis, as Engine.run returns them
-            return result_fixture.multiview_arrays(*motion, betas, obs)
-        return result_fixture.result_arrays(*motion, betas, fps=obs["fps"], camera_in="arrays")
+            return Result.from_arrays(result_fixture.multiview_arrays(*motion, betas, obs), per_view=True)
+        return Result.from_arrays(result_fixture.result_arrays(*motion, betas, fps=obs["fps"], camera_in="arrays"))
 
 
 @pytest.fixture
 def fake_engine(monkeypatch):
     engine = FakeEngine()
-    monkeypatch.setattr(jobs, "load_engine", lambda root, smpl, device: engine)
+    monkeypatch.setattr(jobs, "load_engine", lambda smpl, device: engine)
     return engine
 
 

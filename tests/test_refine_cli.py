@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from backend.contract.results import read_results
+from backend.contract.results import Result, read_results
 from tests.result_fixture import write_openpose_folder
 from tests.test_bad_inputs import ENV, FOOTAGE, KEYPOINTS, ROOT, example_keypoints, needs_weights
 
@@ -56,7 +56,7 @@ class RecordingEngine:
         motion = result_fixture.synthetic_motion(obs["keypoints"].shape[1])
         arrays = result_fixture.result_arrays(*motion, torch.zeros(10, dtype=torch.float64), fps=obs["fps"])
         arrays["init_reprojection_error_px"] = arrays["reprojection_error_px"]
-        return arrays
+        return Result.from_arrays(arrays)
 
 
 def test_openpose_folder_numbered_from_1_maps_file_n_to_footage_frame_n(tmp_path, monkeypatch, capsys):
@@ -91,7 +91,8 @@ class MultiViewRecordingEngine(RecordingEngine):
 
         self.calls.append(obs)
         motion = result_fixture.synthetic_motion(obs["keypoints"].shape[1])
-        return result_fixture.multiview_arrays(*motion, torch.zeros(10, dtype=torch.float64), obs)
+        return Result.from_arrays(result_fixture.multiview_arrays(*motion, torch.zeros(10, dtype=torch.float64), obs),
+                                  per_view=True)
 
 
 @pytest.mark.skipif(not __import__("importlib").util.find_spec("mediapipe"), reason="no mediapipe (detect.txt)")

@@ -3,9 +3,10 @@
 Everything both sides read, write or name lives here, once: the SMPL / COCO-17
 layouts (``layout``), numpy rotation helpers (``rotations``), frame ranges
 (``frames``), reading 2D keypoints (``keypoints``), validating observations
-(``observations``), pairing footage facts with keypoints (``shot``), initial
-estimates (``init_estimates``), the OUT.npz result file (``results``) and the
-one error type (``errors``).
+into ``Observations`` (``observations``), pairing footage facts with keypoints
+(``shot``), initial estimates (``init_estimates``), the OUT.npz result file and
+its ``Result`` value (``results``) and the one error type (``errors``).
+``Engine.run`` takes Observations and returns a Result.
 
 Only the standard library and numpy are imported here, so Blender's own Python
 can use this package without torch, scipy, OpenCV or smplx

@@ -1,13 +1,15 @@
 """The engine's OBS.npz: keypoints and camera intrinsics (and extrinsics for calibrated views).
 
-Validated into one layout for every mode: keypoints (V,F,17,3) with V = 1 for a single camera,
-image_size (V,2), focal_length (V,), principal_point (V,2), optional cam_R (V,3,3) / cam_t (V,3),
-fps.  Missing focal lengths are estimated from a field of view; non-finite keypoints become
-missing points (confidence 0) rather than errors.
+Validated into one layout for every mode, an :class:`Observations` value: keypoints (V,F,17,3) with
+V = 1 for a single camera, image_size (V,2), focal_length (V,), principal_point (V,2), optional
+cam_R (V,3,3) / cam_t (V,3), fps.  Missing focal lengths are estimated from a field of view;
+non-finite keypoints become missing points (confidence 0) rather than errors.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,59 @@ def focal_from_fov(image_size: np.ndarray, fov_deg: float = DEFAULT_FOV_DEG) -> 
     return image_size.max(-1) / (2 * math.tan(math.radians(fov_deg) / 2))
 
 
+@dataclass(frozen=True, eq=False)
+class Observations(Mapping):
+    """Validated observations of V cameras over F frames (:func:`validate_observations` makes them).
+
+    Also a read-only mapping of its fields that are set (``obs["keypoints"]``, ``"cam_R" in obs``), the
+    validated OBS dict the engine's modes read."""
+    keypoints: np.ndarray                # (V, F, 17, 3) COCO-17 [x_px, y_px, confidence], missing points 0
+    image_size: np.ndarray               # (V, 2) [width, height] px
+    focal_length: np.ndarray             # (V,) px
+    principal_point: np.ndarray          # (V, 2) px, OpenCV (y down)
+    missing_points: int = 0              # non-finite keypoints made missing (confidence 0)
+    focal_source: str = "given"          # 'given' or how the focal length was estimated
+    fps: float | None = None             # the footage's rate, when known
+    cam_R: np.ndarray | None = None      # (V, 3, 3) world -> OpenCV camera, calibrated views only
+    cam_t: np.ndarray | None = None      # (V, 3)
+
+    @property
+    def num_views(self) -> int:
+        return self.keypoints.shape[0]
+
+    @property
+    def num_frames(self) -> int:
+        return self.keypoints.shape[1]
+
+    @property
+    def calibrated(self) -> bool:
+        return self.cam_R is not None
+
+    def file_arrays(self, mode: str) -> dict[str, np.ndarray]:
+        """The arrays OBS.npz stores (``numpy.savez(path, **arrays)``): one camera without the view axis,
+        bookkeeping fields (missing_points, focal_source) left out."""
+        keep = PER_VIEW_FIELDS + ("cam_R", "cam_t")
+        arrays = {key: self[key] if mode == "multiview" else self[key][0] for key in keep if key in self}
+        if self.fps is not None:
+            arrays["fps"] = np.float64(self.fps)
+        return arrays
+
+    def __getitem__(self, key: str):
+        value = getattr(self, key, None) if key in _FIELD_NAMES else None
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in _FIELD_NAMES if getattr(self, name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Observations))
+
+
 def _per_view(value, name: str, v: int, tail: tuple, path) -> np.ndarray:
     a = np.asarray(value, dtype=np.float64)
     if a.shape == tail:
@@ -33,7 +88,8 @@ def _per_view(value, name: str, v: int, tail: tuple, path) -> np.ndarray:
     raise InputError(f"field '{name}' has shape {describe_shape(a)}, expected {want}", path=path)
 
 
-def validate_observations(data: dict, mode: str, path="OBS", fov_deg: float = DEFAULT_FOV_DEG) -> dict:
+def validate_observations(data: Mapping, mode: str, path="OBS",
+                          fov_deg: float = DEFAULT_FOV_DEG) -> Observations:
     """Check and normalise OBS arrays for ``mode`` ('frame' | 'video' | 'multiview')."""
     if "keypoints" not in data:
         raise InputError("missing field 'keypoints': expected (F, 17, 3) COCO-17 [x_px, y_px, confidence]", path=path)
@@ -79,7 +135,7 @@ def validate_observations(data: dict, mode: str, path="OBS", fov_deg: float = DE
             raise InputError(f"field 'fps' must be positive, got {fps}", path=path)
         out["fps"] = fps
     out.update(_calibration(data, v, path))
-    return out
+    return Observations(**out)
 
 
 def _calibration(data: dict, v: int, path) -> dict:
@@ -100,8 +156,8 @@ def _calibration(data: dict, v: int, path) -> dict:
 PER_VIEW_FIELDS = ("keypoints", "image_size", "focal_length", "principal_point")
 
 
-def combine_views(views: list[dict], cameras=None, path="views") -> dict:
-    """One multi-view OBS dict from validated one-camera OBS dicts (each V = 1, the same frames, view 0
+def combine_views(views: list[Observations], cameras: tuple | None = None, path="views") -> Observations:
+    """Multi-view observations from validated one-camera ones (each V = 1, the same frames, view 0
     first); ``cameras`` = (cam_R (V, 3, 3), cam_t (V, 3)) world -> OpenCV camera for calibrated views."""
     frames = {obs["keypoints"].shape[1] for obs in views}
     if len(frames) != 1:
@@ -114,20 +170,10 @@ def combine_views(views: list[dict], cameras=None, path="views") -> dict:
         out["fps"] = views[0]["fps"]
     if cameras is not None:
         out.update(_calibration(dict(cam_R=cameras[0], cam_t=cameras[1]), len(views), path))
-    return out
+    return Observations(**out)
 
 
-def file_arrays(obs: dict, mode: str) -> dict:
-    """A validated OBS dict as OBS.npz stores it (``numpy.savez(path, **arrays)``): one camera without
-    the view axis, bookkeeping fields (missing_points, focal_source) left out."""
-    keep = PER_VIEW_FIELDS + ("cam_R", "cam_t")
-    arrays = {key: obs[key] if mode == "multiview" else obs[key][0] for key in keep if key in obs}
-    if "fps" in obs:
-        arrays["fps"] = np.float64(obs["fps"])
-    return arrays
-
-
-def load_observations(path, mode: str, fov_deg: float = DEFAULT_FOV_DEG, **overrides) -> dict:
+def load_observations(path, mode: str, fov_deg: float = DEFAULT_FOV_DEG, **overrides) -> Observations:
     """Reads and validates OBS.npz; ``overrides`` (e.g. focal_length, principal_point; None = keep the
     file's) replace fields of the file before validation."""
     path = Path(path)

@@ -12,6 +12,9 @@ had no keypoints), ``info`` (JSON object string), and for the add-on
 ``foot_contacts`` (F, 4) bool, ``camera_R_world`` (3, 3), ``camera_position`` (3,),
 ``camera_height``, ``camera_pitch_deg``, ``camera_roll_deg``.  Other arrays are kept.
 
+``Result``  the fields above as one value (the engine's ``Engine.run`` returns one):
+    ``Result.from_arrays(arrays)`` validates, ``result.to_arrays()`` gives OUT.npz's arrays,
+    ``Result.read(path)`` / ``result.write(path, force=False)``.
 ``write_results(path, results, force=False)``  validates, writes a temp file in the
     destination folder and ``os.replace``s it into place, so readers never see
     a half-written file; an existing file is kept unless ``force``.
@@ -26,6 +29,8 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +40,8 @@ from backend.contract.errors import InputError, describe_shape
 from backend.contract.npz import read_arrays
 
 __all__ = [
-    "CORE_KEYS", "ADDON_KEYS", "ENGINE_KEYS", "IMPORT_KEYS", "WORLD_BODY_KEYS", "CAMERA_FIELDS", "JSON_FORMAT",
+    "Result", "CORE_KEYS", "ADDON_KEYS", "ENGINE_KEYS", "IMPORT_KEYS", "WORLD_BODY_KEYS", "CAMERA_FIELDS",
+    "JSON_FORMAT",
     "check_writable", "flatten_multiview", "validate_results", "write_results", "read_results", "export_frames_json",
 ]
 
@@ -177,6 +183,121 @@ def _check_body(out: dict, path) -> None:
 
 
 # ---------------------------------------------------------------------------
+# The result as a value
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Result(Mapping):
+    """A validated engine result: the OUT.npz fields (module docstring), None where a field is absent.
+
+    A multi-view run keeps its leading view axis (V, F, ...) on the per-view fields; its OUT.npz holds
+    view 0 in the (F, ...) layout plus ``view_*`` arrays (:func:`flatten_multiview`, :meth:`to_arrays`).
+    Also a read-only mapping of its arrays (``result["joints"]``, ``info`` as its JSON text), the
+    engine's result dict of before."""
+    global_orient: np.ndarray                       # (F, 3) axis-angle, OpenCV camera frame
+    body_pose: np.ndarray                           # (F, 69) axis-angle of joints 1..23
+    betas: np.ndarray                               # (F, 10) | (10,)
+    transl: np.ndarray                              # (F, 3) metres, camera frame
+    joints: np.ndarray                              # (F, 24, 3) posed joints, camera frame
+    keypoints3d: np.ndarray | None = None           # (F, 17, 3) | (F, 23, 3)
+    init_joints: np.ndarray | None = None           # (F, 24, 3) the starting estimate's joints
+    reprojection_error_px: np.ndarray | None = None  # (F,) NaN where a frame had no keypoints
+    info: dict = field(default_factory=dict)        # how the result was made (JSON object in the file)
+    rest_joints: np.ndarray | None = None           # (24, 3) model frame, zero pose
+    rest_vertices: np.ndarray | None = None         # (V, 3)
+    faces: np.ndarray | None = None                 # (Fc, 3) int32
+    skin_weights: np.ndarray | None = None          # (V, 24) float32
+    fps: np.ndarray | None = None                   # () float64
+    image_size: np.ndarray | None = None            # (2,) footage [width, height] px
+    focal_length: np.ndarray | None = None          # () px
+    principal_point: np.ndarray | None = None       # (2,) px
+    joints_world: np.ndarray | None = None          # (F, 24, 3) world frame (Y up, floor at 0)
+    global_orient_world: np.ndarray | None = None   # (F, 3)
+    body_pose_world: np.ndarray | None = None       # (F, 69)
+    transl_world: np.ndarray | None = None          # (F, 3)
+    foot_contacts: np.ndarray | None = None         # (F, 4) bool
+    camera_R_world: np.ndarray | None = None        # (3, 3) OpenCV camera axes -> world
+    camera_position: np.ndarray | None = None       # (3,) world
+    camera_height: np.ndarray | None = None         # () m above the floor
+    camera_pitch_deg: np.ndarray | None = None      # ()
+    camera_roll_deg: np.ndarray | None = None       # ()
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)  # every other array, kept as given
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping, path="OUT", required: tuple = ENGINE_KEYS, *,
+                    per_view: bool = False) -> Result:
+        """Validated ``arrays`` laid out as OUT.npz, or with ``per_view`` as the engine's multi-view result
+        (V, F, ...) (checked in the OUT.npz layout, kept as given).  InputError naming the field otherwise."""
+        if per_view:
+            info = validate_results(flatten_multiview(arrays), path, required)["info"]
+            checked = {key: np.asarray(value) for key, value in arrays.items() if key != "info"}
+            checked["info"] = info
+        else:
+            checked = validate_results(arrays, path, required)
+        known = {key: value for key, value in checked.items() if key in _RESULT_FIELDS}
+        return cls(**known, extras={key: value for key, value in checked.items() if key not in _RESULT_FIELDS})
+
+    @classmethod
+    def read(cls, path, required: tuple = ENGINE_KEYS) -> Result:
+        """An OUT.npz read and validated."""
+        p = Path(path)
+        arrays = read_arrays(p, "give the OUT.npz the refinement wrote (python -m backend refine ... --out)")
+        return cls.from_arrays(arrays, p, required)
+
+    @property
+    def views(self) -> int:
+        """1, or V of a multi-view run (its per-view fields are (V, F, ...))."""
+        return 1 if self.global_orient.ndim == 2 else self.global_orient.shape[0]
+
+    @property
+    def num_frames(self) -> int:
+        return self.global_orient.shape[-2]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays OUT.npz holds (``numpy.savez(path, **arrays)``), ``info`` as its JSON text."""
+        return flatten_multiview(self) if self.views > 1 else dict(self)
+
+    def write(self, path, force: bool = False) -> Path:
+        """OUT.npz at ``path``, validated and written atomically (:func:`write_results`)."""
+        return write_results(path, self.to_arrays(), force)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key == "info":
+            return np.array(json.dumps(self.info, sort_keys=True))
+        value = getattr(self, key, None) if key in _RESULT_FIELDS else self.extras.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (name for name in _RESULT_FIELDS if name == "info" or getattr(self, name) is not None)
+        yield from self.extras
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __eq__(self, other: object) -> bool:
+        """The same fields with the same values (NaN equal to NaN) and the same info."""
+        if not isinstance(other, Result):
+            return NotImplemented
+        if set(self) != set(other) or self.info != other.info:
+            return False
+        return all(_same_array(self[key], other[key]) for key in self if key != "info")
+
+    __hash__ = None
+
+
+_RESULT_FIELDS = tuple(f.name for f in fields(Result) if f.name != "extras")
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return bool(np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.inexact)))
+
+
+# ---------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------
 
@@ -297,7 +418,7 @@ def export_frames_json(results, json_path, force: bool = False) -> Path:
     return _atomic_write(json_path, lambda fh: fh.write(text), force)
 
 
-def flatten_multiview(result: dict) -> dict:
+def flatten_multiview(result: Mapping) -> dict:
     """A multi-view engine result (V,F,...) -> OUT.npz arrays: view 0 in the contract's (F,...) layout,
     plus ``view_joints`` (V,F,24,3), ``view_keypoints3d``, ``view_init_joints``,
     ``view_reprojection_error_px`` (V,F) and ``joints_world`` (F,24,3) when calibrated."""

@@ -1,14 +1,19 @@
-"""Rotations in numpy, one copy for the add-on and the engine's numpy code.
+"""Rotations in numpy, one copy for the contract, the add-on, the engine's numpy code (the world
+frame) and the data conversion.
 
-(The engine's differentiable torch versions are in backend/rotations.py.)
+(The engine's differentiable torch versions are in backend/rotations.py; :func:`matrix_to_quaternion`
+and :func:`quaternion_to_matrix` here do the same float operations, so their results are identical.)
 Conventions: axis-angle (..., 3) in radians, matrices (..., 3, 3) acting on
 column vectors, quaternions (..., 4) as (w, x, y, z), Blender's order.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
-__all__ = ["axis_angle_to_matrix", "matrix_to_quaternion", "quaternion_to_axis_angle", "matrix_to_axis_angle",
-           "continuous_quaternions", "rotation_between"]
+__all__ = ["axis_angle_to_matrix", "axis_angle_matrices", "matrix_to_quaternion", "quaternion_to_matrix",
+           "quaternion_to_axis_angle", "matrix_to_axis_angle", "continuous_quaternions", "slerp",
+           "rotation_between", "smallest_rotations"]
 
 
 def _skew(v):
@@ -31,6 +36,15 @@ def axis_angle_to_matrix(aa):
     return np.eye(3) + a * K + b * (K @ K)
 
 
+def axis_angle_matrices(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotations by ``angle`` (N,) about unit ``axis`` (N, 3) (Rodrigues with sin / cos)."""
+    k = np.zeros(axis.shape[:-1] + (3, 3))
+    k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
+    k = k - np.swapaxes(k, -1, -2)
+    a = angle[..., None, None]
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
+
+
 def matrix_to_quaternion(R):
     """(..., 3, 3) rotations -> (..., 4) unit quaternions (w, x, y, z), w >= 0.
 
@@ -49,6 +63,20 @@ def matrix_to_quaternion(R):
     q = np.take_along_axis(rows, pivot[..., None, None], -2)[..., 0, :]
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     return np.where(q[..., :1] < 0, -q, q)
+
+
+def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
+    """(..., 4) quaternions (w, x, y, z) -> (..., 3, 3) rotations; non-unit ones are normalised by the
+    ``2 / |q|^2`` factor."""
+    q = np.asarray(q, dtype=np.float64)
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    s = 2 / (q * q).sum(-1)
+    m = [
+        1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w),
+        s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w),
+        s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y),
+    ]
+    return np.stack(m, -1).reshape(q.shape[:-1] + (3, 3))
 
 
 def quaternion_to_axis_angle(q):
@@ -77,6 +105,36 @@ def continuous_quaternions(q):
         flip = (q[i] * q[i - 1]).sum(-1) < 0
         q[i][flip] *= -1.0
     return q
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation of unit quaternions (..., 4) at t (broadcasting to (..., 1)), the short way."""
+    q0, q1 = np.asarray(q0, np.float64), np.asarray(q1, np.float64)
+    dot = (q0 * q1).sum(-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)
+    dot = np.clip(np.abs(dot), -1.0, 1.0)
+    angle = np.arccos(dot)
+    sin = np.sin(angle)
+    near = sin < 1e-6  # nearly equal: linear interpolation is exact enough, and never divides by ~0
+    safe = np.where(near, 1.0, sin)
+    a = np.where(near, 1.0 - t, np.sin((1.0 - t) * angle) / safe)
+    b = np.where(near, t, np.sin(t * angle) / safe)
+    q = a * q0 + b * q1
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True).clip(1e-12)
+
+
+def smallest_rotations(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) smallest rotations turning directions u (N, 3) onto v (N, 3), through the angle
+    atan2(|u x v|, u . v) about u x v (no turn where that axis vanishes; :func:`rotation_between` for one
+    pair, exact at 180 degrees)."""
+    u, v = _unit(u), _unit(v)
+    axis = np.cross(u, v)
+    s, c = np.linalg.norm(axis, axis=-1), (u * v).sum(-1)
+    return axis_angle_matrices(_unit(axis), np.arctan2(s, c))
 
 
 def rotation_between(a, b, eps=1e-9):

@@ -34,7 +34,7 @@ from backend.contract.errors import InputError
 from backend.contract.frames import FrameRange
 from backend.contract.keypoints import KeypointSequence, load_keypoints
 from backend.contract.npz import read_arrays
-from backend.contract.observations import DEFAULT_FOV_DEG, validate_observations
+from backend.contract.observations import DEFAULT_FOV_DEG, Observations, validate_observations
 
 __all__ = ["FootageInfo", "Shot", "load_shot", "keypoint_side_fields", "evidence_gaps", "FPS_TOLERANCE"]
 
@@ -73,7 +73,7 @@ class FootageInfo:
 
 @dataclass
 class Shot:
-    obs: dict                     # validated OBS arrays (backend.contract.observations) of the chosen frames
+    obs: Observations             # validated observations (backend.contract.observations) of the chosen frames
     keypoints: KeypointSequence   # everything read from the keypoint source
     footage: FootageInfo | None
     start: int                    # footage frame of OBS frame 0

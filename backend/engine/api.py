@@ -3,13 +3,15 @@
     engine = Engine.load()                        # free body model, committed weights, CPU or GPU
     result = engine.run(obs, init=None, mode="video")
 
-``obs`` is a validated OBS dict (backend.contract.observations), ``init`` an INIT dict or None (then the
-built-in regressor makes it).  The result follows the OUT.npz contract (backend.contract.results).
+``obs`` is validated ``Observations`` (backend.contract.observations; a validated OBS dict works too),
+``init`` an INIT dict or None (then the built-in regressor makes it).  The result is a ``Result``, the
+OUT.npz contract's fields validated (backend.contract.results).
 """
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
+from backend.contract.observations import Observations
+from backend.contract.results import Result
 from backend.engine import frame_fit, gaps, modes, world
 from backend.engine.frame_fit import FrameFitOptions
 from backend.engine.guidance import project
@@ -256,8 +260,11 @@ class Engine:
         return self._init_tensors(init, flat.keypoints, flat.focal, flat.principal)
 
     # -- modes ---------------------------------------------------------------------------------
-    def run(self, obs: dict, init: dict | None = None, mode: str = "video", options: EngineOptions | None = None,
-            progress=None) -> dict:
+    def run(self, obs: Observations | Mapping, init: dict | None = None, mode: str = "video",
+            options: EngineOptions | None = None, progress=None) -> Result:
+        """Refine ``obs`` (:class:`Observations`, or a validated OBS dict) in ``mode`` ('frame', 'video' or
+        'multiview'); progress(done, total) on each outer iteration.  The result is validated by the
+        contract (a multi-view one keeps its view axis)."""
         options = options or EngineOptions()
         t0 = time.time()
         o = self.observations(obs)
@@ -301,7 +308,7 @@ class Engine:
         if mode == "video":  # the world frame on the floor (backend.engine.world), or why not
             fields, info["world"] = world.out_fields(result, contacts)
             result.update(fields, info=np.array(json.dumps(info)))
-        return result
+        return Result.from_arrays(result, per_view=v > 1)
 
     def _frames(self, o: modes.Observations, start, ctx, loop, w, progress=None, prior=None,
                 fit: FrameFitOptions | None = None):

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backend.contract.rotations import axis_angle_matrices as _axis_angle_matrix
+from backend.contract.rotations import smallest_rotations as _rotation_between
+
 # SMPL foot joints: left ankle, right ankle, left foot (ball), right foot.
 FOOT_JOINTS = (7, 8, 10, 11)
 # Height of each foot joint above the sole of the free body model's rest mesh (metres); with
@@ -285,23 +288,6 @@ def plant_feet(feet_world: np.ndarray, contacts: np.ndarray, view_dirs: np.ndarr
 # (left ankle, right ankle, left ball, right ball).
 LEGS = ((1, 4, 7, 10), (2, 5, 8, 11))
 IK_RAMP_FRAMES = 3             # a foot eases onto / off its floor anchor over this many frames
-
-
-def _rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(N,3,3) smallest rotations turning directions u (N,3) onto v (N,3) (Rodrigues)."""
-    u, v = _unit(u), _unit(v)
-    axis = np.cross(u, v)
-    s, c = np.linalg.norm(axis, axis=-1), (u * v).sum(-1)
-    return _axis_angle_matrix(_unit(axis), np.arctan2(s, c))
-
-
-def _axis_angle_matrix(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """(N,3,3) rotations by ``angle`` (N,) about unit ``axis`` (N,3)."""
-    k = np.zeros(axis.shape[:-1] + (3, 3))
-    k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
-    k = k - np.swapaxes(k, -1, -2)
-    a = angle[..., None, None]
-    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
 
 
 def foot_targets(feet: np.ndarray, contacts: np.ndarray, offsets) -> tuple[np.ndarray, np.ndarray]:

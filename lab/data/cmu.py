@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.contract.rotations import matrix_to_quaternion, quaternion_to_matrix, slerp
+
 ENV_VAR = "REFINE_MOTION_CMU"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,35 +154,5 @@ def resample(root_cm: np.ndarray, local_R: np.ndarray, real_time_scale: float) -
     i0 = np.minimum(np.floor(t).astype(np.int64), n - 2)
     w = t - i0
     root = root_cm[i0] * (1 - w[:, None]) + root_cm[i0 + 1] * w[:, None]
-    q = matrix_to_quaternion_np(local_R)
-    return root, quaternion_to_matrix_np(slerp(q[i0], q[i0 + 1], w[:, None]))
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Spherical interpolation of unit quaternions (...,4) with weights broadcastable to (...)."""
-    dot = (q0 * q1).sum(-1)
-    q1 = np.where(dot[..., None] < 0, -q1, q1)   # shortest arc
-    dot = np.clip(np.abs(dot), -1.0, 1.0)
-    theta = np.arccos(dot)
-    s = np.sin(theta)
-    near = s < 1e-6                               # nearly equal: lerp is exact to round-off
-    safe = np.where(near, 1.0, s)
-    a = np.where(near, 1 - w, np.sin((1 - w) * theta) / safe)
-    b = np.where(near, w, np.sin(w * theta) / safe)
-    q = a[..., None] * q0 + b[..., None] * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def matrix_to_quaternion_np(R: np.ndarray) -> np.ndarray:
-    """(...,3,3) -> (...,4) unit quaternions (w,x,y,z); numpy twin of backend.rotations."""
-    import torch
-
-    from backend.rotations import matrix_to_quaternion
-    return matrix_to_quaternion(torch.from_numpy(np.ascontiguousarray(R, dtype=np.float64))).numpy()
-
-
-def quaternion_to_matrix_np(q: np.ndarray) -> np.ndarray:
-    import torch
-
-    from backend.rotations import quaternion_to_matrix
-    return quaternion_to_matrix(torch.from_numpy(np.ascontiguousarray(q, dtype=np.float64))).numpy()
+    q = matrix_to_quaternion(local_R)
+    return root, quaternion_to_matrix(slerp(q[i0], q[i0 + 1], w[:, None, None]))

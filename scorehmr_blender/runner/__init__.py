@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Running the engine for the add-on, one module per job:
 
-engine      where the engine package is and importing it (``backend_module``, ``contract``),
-            the engine itself for in-process jobs (``load_engine``), RefineError
+engine      where the engine package is (``backend_root``) and making ``import backend`` find it
+            (``import_backend``, run first by the add-on), the worker's environment
+            (``worker_environment``), the engine itself for in-process jobs (``load_engine``), RefineError
 placement   which Python runs the engine (``Runner``, ``choose_runner``) and on which device
 job         a refinement: the request (``View``, ``Request``), its inputs checked by the contract,
             and running it in Blender or in the worker (``Job``)

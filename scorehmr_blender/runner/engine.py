@@ -1,20 +1,27 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The engine package ``backend/`` seen from Blender's Python.
+"""Where the engine package ``backend/`` is found: the one place that decides it for the add-on.
 
-Where it lives (:func:`backend_root`)
-    extension zip   <add-on>/backend (build.py ships it inside the add-on)
-    repository      <repo>/backend, next to scorehmr_blender/
-Its modules import each other as top-level ``backend.*``, so in Blender it is registered under
-that name from its own folder (:func:`backend_module`).  The add-on itself uses only the numpy-only
-contract (:func:`contract`); the engine proper (torch) loads only for in-process jobs
-(:func:`load_engine`).
+    installed extension   <add-on>/backend (build.py stages it inside the add-on package)
+    repository            <repo>/backend, next to scorehmr_blender/
+    worker                ``<python> -m backend ...`` with the folder holding backend/ as its working
+                          folder and PYTHONPATH (:func:`worker_environment`)
+
+In Blender's Python the add-on's ``__init__`` calls :func:`import_backend` before importing any of its
+modules: the folder is registered as the top-level package ``backend`` (its modules import each other
+as ``backend.*``), so every add-on module reaches the contract and the service with ordinary imports
+(``from backend.contract import frames``) that IDEs and type checkers follow to the repository's
+``backend/``.  The add-on imports only the numpy-only contract at module level; the engine proper
+(torch) loads inside an in-process job (:func:`load_engine`).
 """
 
+from __future__ import annotations
+
 import functools
-import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 
 class RefineError(Exception):
@@ -22,7 +29,7 @@ class RefineError(Exception):
 
 
 @functools.cache
-def backend_root():
+def backend_root() -> Path:
     """The folder holding the engine package ``backend/`` (see the module docstring); found once."""
     here = Path(__file__).resolve().parent.parent
     for root in (here, here.parent):
@@ -31,10 +38,11 @@ def backend_root():
     raise RefineError("The engine package (backend/) is missing from the add-on: reinstall the extension")
 
 
-def backend_module(name, root=None):
-    """Import ``backend.<name>`` in this Python, the package taken from ``root`` (default
-    :func:`backend_root`).  Modules that need torch fail here without it."""
-    package_dir = (root or backend_root()) / "backend"
+def import_backend() -> ModuleType:
+    """The package ``backend`` of :func:`backend_root`, registered under that top-level name in this
+    Python (only its ``__init__`` runs: nothing heavy).  RefineError when another add-on's package of
+    that name is loaded already: its modules would answer this add-on's imports."""
+    package_dir = backend_root() / "backend"
     loaded = sys.modules.get("backend")
     if loaded is None:
         spec = importlib.util.spec_from_file_location(
@@ -46,23 +54,31 @@ def backend_module(name, root=None):
         except BaseException:
             del sys.modules["backend"]
             raise
-    elif Path(next(iter(loaded.__path__))).resolve() != package_dir.resolve():
-        raise RefineError(f"Another Python package named 'backend' is loaded ({next(iter(loaded.__path__))}): "
+        return module
+    where = next(iter(getattr(loaded, "__path__", [])), None)
+    if where is None or Path(where).resolve() != package_dir.resolve():
+        raise RefineError(f"Another Python package named 'backend' is loaded ({where or loaded!r}): "
                           "disable the add-on that brings it, or restart Blender")
-    return importlib.import_module(f"backend.{name}")
+    return loaded
 
 
-def contract(name):
-    """``backend.contract.<name>``: the numpy-only contract shared with the engine."""
-    return backend_module(f"contract.{name}")
+def worker_environment(root: Path) -> dict[str, str]:
+    """The environment of a worker process running ``python -m backend`` from the engine package in
+    ``root``: this process's, without Blender's Python settings, ``root`` first on the module path."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(root)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
-def load_engine(root, smpl_path, device):
+def load_engine(smpl_path: str, device: str):
     """The engine (``backend.service.load_engine``) in this Python, kept for the next job with the same
     body model and device; RefineError for a wrong body model file or missing trained weights."""
-    service = backend_module("service", root)
-    problems = (contract("errors").InputError, backend_module("body.smpl_files", root).SMPLFileError)
+    from backend import service
+    from backend.body.smpl_files import SMPLFileError
+    from backend.contract.errors import InputError
+
     try:
         return service.load_engine(smpl_path or None, device or None)
-    except problems as ex:
+    except (InputError, SMPLFileError) as ex:
         raise RefineError(str(ex)) from None

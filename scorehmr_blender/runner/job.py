@@ -18,6 +18,8 @@ Job folders (view<i>.keypoints.npz, OBS.npz, INIT.npz, OUT.npz, engine.log) live
 user data folder (a temp folder when the add-on is imported as a plain module, as in tests and build.py).
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import shutil
@@ -26,11 +28,21 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .engine import RefineError, backend_module, backend_root, contract, load_engine
-from .placement import NO_WINDOW, detector_python, user_dir
+from backend.contract.errors import InputError
+from backend.contract.frames import FrameRange, to_scene
+
+from .engine import RefineError, backend_root, load_engine, worker_environment
+from .placement import NO_WINDOW, Runner, detector_python, user_dir
+
+if TYPE_CHECKING:  # numpy-backed contract types: not loaded when the panel imports this module
+    from backend.contract.keypoints import KeypointSequence
+    from backend.contract.observations import Observations
+    from backend.contract.shot import Shot
 
 KEEP_JOBS = 10  # job folders kept on disk (newest first); older ones are removed
 
@@ -50,10 +62,10 @@ class View:
     """One camera's keypoints and intrinsics.  Keypoint frame i is footage frame ``first_frame + i``,
     the first frame number read from the keypoint file (OpenPose file numbers; 0 for arrays)."""
     keypoints: object                  # file / OpenPose folder path, (F, 17, 3) array [x_px, y_px, conf], or Detect
-    image_size: tuple                  # (width, height) px
-    focal_length: float = None         # px; None: the engine's default field of view
-    principal_point: tuple = None      # (cx, cy) px, OpenCV (y down); None: the image centre
-    footage_frames: int = None         # the footage's frame count (None: not checked against footage)
+    image_size: tuple[float, float]    # (width, height) px
+    focal_length: float | None = None  # px; None: the engine's default field of view
+    principal_point: tuple[float, float] | None = None  # (cx, cy) px, OpenCV (y down); None: the image centre
+    footage_frames: int | None = None  # the footage's frame count (None: not checked against footage)
     footage_name: str = "the footage"  # how messages name the footage
 
 
@@ -63,17 +75,17 @@ class Request:
     (0-based, stop excluded) inside what footage and keypoints both cover, or ``"overlap"`` (all of
     that part); None: every footage frame, which the keypoints must cover exactly.  The first
     refined frame is the job's ``inputs.frames.start``."""
-    views: list                        # View per camera: one (frame, video) or several (multiview), view 0 first
+    views: list[View]                  # View per camera: one (frame, video) or several (multiview), view 0 first
     fps: float                         # the footage's rate (a keypoint file's own fps must agree)
     mode: str = "video"                # engine mode: frame | video | multiview
-    cameras: tuple = None              # calibrated multiview: (cam_R (V, 3, 3), cam_t (V, 3)) world -> OpenCV camera
+    cameras: tuple | None = None       # calibrated multiview: (cam_R (V, 3, 3), cam_t (V, 3)) world -> OpenCV camera
     init: str = ""                     # optional INIT / HMR 2.0 file: one estimate per refined or per keypoint frame
-    frames: object = None              # FrameRange, "overlap" or None (see above)
+    frames: FrameRange | str | None = None  # FrameRange, "overlap" or None (see above)
     smpl_path: str = ""                # user SMPL file; '' = the free body model
     smoothing: float = 1.0             # engine scale of the temporal terms
     keypoint_trust: float = 1.0        # engine scale of the keypoint term
     device: str = ""                   # 'cpu' | 'cuda' | '' (CUDA when available)
-    iterations: int = None             # outer iterations; None: the engine's default
+    iterations: int | None = None      # outer iterations; None: the engine's default
     footage_start: int = 0             # scene frame of footage frame 0 (messages name scene frames)
     frames_option: str = ""            # how messages say to pick frames: '' the panel's Frame Start/End,
                                        # else that command-line option (build.py: '--frames')
@@ -81,36 +93,40 @@ class Request:
 
 @dataclass
 class Inputs:
-    """What the contract made of a request: validated OBS and INIT dicts and what the user should know."""
-    obs: dict
-    init: dict = None
-    frames: object = None              # FrameRange: the footage frames refined
-    warnings: list = field(default_factory=list)  # one line each: the reader's notes, frames without evidence
-    gaps: list = field(default_factory=list)      # FrameRanges of footage frames with little or no evidence
+    """What the contract made of a request: validated observations, the INIT dict and what the user should know."""
+    obs: Observations
+    init: dict | None = None
+    frames: FrameRange | None = None   # the footage frames refined
+    warnings: list[str] = field(default_factory=list)  # one line each: the reader's notes, frames without evidence
+    gaps: list[FrameRange] = field(default_factory=list)  # footage frames with little or no evidence
 
 
-def scene_frames_text(frames, footage_start):
+def scene_frames_text(frames: FrameRange, footage_start: int) -> str:
     """'a-b' scene frames (as Blender's timeline shows them) of a FrameRange of footage frames."""
-    first, last = contract("frames").to_scene(frames, footage_start)
+    first, last = to_scene(frames, footage_start)
     return f"{first}-{last}" if last > first else f"{first}"
 
 
-def _keypoint_source(view):
+def _keypoint_source(view: View) -> str | os.PathLike | KeypointSequence:
     """A view's keypoints for the contract: a path, or the tracked markers' array as a sequence."""
+    from backend.contract.keypoints import sequence_from_array
+
     if isinstance(view.keypoints, (str, os.PathLike)):
         return view.keypoints
-    return contract("keypoints").sequence_from_array(view.keypoints, "tracked markers")
+    return sequence_from_array(view.keypoints, "tracked markers")
 
 
-def _view_shot(view, request, mode):
+def _view_shot(view: View, request: Request, mode: str) -> Shot:
     """The contract's Shot for one view: keypoints read, paired with the footage's facts, checked."""
-    shot = contract("shot")
+    from backend.contract import shot
+
     footage = None
     if view.footage_frames is not None:
         footage = shot.FootageInfo(view.footage_name, view.footage_frames, float(request.fps), *view.image_size,
                                    frame_count_source="blender")
 
-    def choose_frames(frames):  # the fix in the user's terms; none when that is every footage frame
+    # The fix in the user's terms; none when that is every footage frame.
+    def choose_frames(frames: FrameRange) -> str | None:
         if request.frames_option:
             return f"{request.frames_option} {frames} or {request.frames_option} overlap"
         if frames.start == 0 and frames.stop == view.footage_frames:
@@ -123,9 +139,12 @@ def _view_shot(view, request, mode):
                           choose_frames=choose_frames)
 
 
-def prepare_inputs(request):
+def prepare_inputs(request: Request) -> Inputs:
     """Check the request with the contract: Inputs, or RefineError naming the problem and the fix."""
-    errors = contract("errors")
+    from backend.contract import init_estimates
+    from backend.contract.observations import combine_views
+    from backend.contract.shot import evidence_gaps
+
     single = request.mode != "multiview"
     try:
         shots = []
@@ -133,25 +152,22 @@ def prepare_inputs(request):
             with naming_view(None if single else index):
                 try:
                     shots.append(_view_shot(view, request, request.mode if single else "video"))
-                except errors.InputError as ex:
+                except InputError as ex:
                     raise RefineError(str(ex)) from None
-        obs = shots[0].obs if single else contract("observations").combine_views(
-            [s.obs for s in shots], request.cameras)
+        obs = shots[0].obs if single else combine_views([s.obs for s in shots], request.cameras)
         main = shots[0]
         first = main.keypoints.report.first_frame
-        frames = contract("frames").FrameRange(main.start, main.stop)
+        frames = FrameRange(main.start, main.stop)
         init = None
         if request.init:
-            init_io = contract("init_estimates")
-            init = init_io.load_init(request.init, image_size=obs["image_size"][0],
-                                     focal_length=float(obs["focal_length"][0]))
-            init = init_io.slice_init(init, contract("frames").FrameRange(main.start - first, main.stop - first),
-                                      main.keypoints.report.frames, Path(request.init).name)
-    except errors.InputError as ex:
+            init = init_estimates.load_init(request.init, image_size=obs.image_size[0],
+                                            focal_length=float(obs.focal_length[0]))
+            init = init_estimates.slice_init(init, FrameRange(main.start - first, main.stop - first),
+                                             main.keypoints.report.frames, Path(request.init).name)
+    except InputError as ex:
         raise RefineError(str(ex)) from None
     warnings = [note if single else f"View {i}: {note}" for i, s in enumerate(shots) for note in s.notes]
-    gaps = [contract("frames").FrameRange(g.start + frames.start, g.stop + frames.start)
-            for g in contract("shot").evidence_gaps(obs["keypoints"][0])]
+    gaps = [FrameRange(g.start + frames.start, g.stop + frames.start) for g in evidence_gaps(obs.keypoints[0])]
     if gaps:
         where = ", ".join(scene_frames_text(g, request.footage_start) for g in gaps)
         warnings.append(f"Few or no keypoints in scene frames {where}: the body there is guessed from the "
@@ -160,7 +176,7 @@ def prepare_inputs(request):
 
 
 @contextlib.contextmanager
-def naming_view(index):
+def naming_view(index: int | None) -> Iterator[None]:
     """RefineErrors raised inside start with 'View <index>: ' (None: one camera, no prefix)."""
     try:
         yield
@@ -172,11 +188,11 @@ def naming_view(index):
 
 # -- folders -----------------------------------------------------------------------------------
 
-def jobs_root():
+def jobs_root() -> Path:
     return user_dir("jobs")
 
 
-def new_job_folder(name):
+def new_job_folder(name: str) -> Path:
     """A fresh job folder named after the time and ``name``; the oldest beyond KEEP_JOBS go."""
     root = jobs_root()
     old = sorted(p for p in root.iterdir() if p.is_dir())
@@ -186,12 +202,12 @@ def new_job_folder(name):
     return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-") + safe + "-", dir=root))
 
 
-def write_inputs(inputs, mode, folder):
+def write_inputs(inputs: Inputs, mode: str, folder: Path) -> tuple[Path, Path | None]:
     """OBS.npz (and INIT.npz) in ``folder`` as the command line reads them: (obs_path, init_path or None)."""
     import numpy as np
 
     obs_path = folder / "OBS.npz"
-    np.savez(obs_path, **contract("observations").file_arrays(inputs.obs, mode))
+    np.savez(obs_path, **inputs.obs.file_arrays(mode))
     init_path = None
     if inputs.init is not None:
         init_path = folder / "INIT.npz"
@@ -205,7 +221,7 @@ _ACTIVE = []  # the job whose engine may still be running (at most one)
 LAST_WARNINGS = []  # the latest job's warnings, shown in the panel until the next job
 
 
-def active_job():
+def active_job() -> Job | None:
     """The job still running (including one cancelled whose engine has not stopped yet), or None."""
     if _ACTIVE and _ACTIVE[0].finished:
         _ACTIVE.clear()
@@ -218,7 +234,7 @@ class Job:
     ``warnings`` one line each (the keypoint reader's notes, frames without evidence); ``gaps``
     FrameRanges of footage frames with little or no evidence."""
 
-    def __init__(self, request, runner, name="shot"):
+    def __init__(self, request: Request, runner: Runner, name: str = "shot") -> None:
         """Checks the inputs and writes them (RefineError if they are bad; nothing is left behind then).
         Keypoints still to detect are checked and written by the job's detection stage instead."""
         self.request, self.runner = request, runner
@@ -248,34 +264,34 @@ class Job:
         self._thread = None
         self._on_progress = None
 
-    def _take_inputs(self, inputs):
+    def _take_inputs(self, inputs: Inputs) -> None:
         self.inputs, self.warnings, self.gaps = inputs, inputs.warnings, inputs.gaps
         LAST_WARNINGS[:] = self.warnings
 
-    def _write_inputs(self):
+    def _write_inputs(self) -> None:
         self.obs_path, self.init_path = write_inputs(self.inputs, self.request.mode, self.folder)
 
     @property
-    def finished(self):
+    def finished(self) -> bool:
         return self.state in ("done", "failed", "cancelled") and not (self._thread and self._thread.is_alive())
 
     @property
-    def cancelling(self):
+    def cancelling(self) -> bool:
         """Whether cancel() was called (the engine may still be stopping)."""
         return self._cancel.is_set()
 
     @property
-    def fraction(self):
+    def fraction(self) -> float:
         done, total = self.progress
         return done / total if total else 0.0
 
-    def start(self):
+    def start(self) -> None:
         """Run in a background thread; poll ``state``."""
         self._begin()
         self._thread = threading.Thread(target=self._run_safely, name="refine-motion-job", daemon=True)
         self._thread.start()
 
-    def run(self, on_progress=None):
+    def run(self, on_progress: Callable[[int, int], None] | None = None) -> str:
         """Run in this thread (background mode); returns the final state.
         on_progress(done, total) is called on each engine iteration."""
         self._on_progress = on_progress
@@ -288,19 +304,19 @@ class Job:
             raise
         return self.state
 
-    def cancel(self):
+    def cancel(self) -> None:
         self._cancel.set()
         process = self._process
         if process is not None and process.poll() is None:
             process.terminate()
 
-    def _begin(self):
+    def _begin(self) -> None:
         if self.state != "ready":
             raise RuntimeError("a job runs once")
         self.state = "running"
         _ACTIVE[:] = [self]
 
-    def _run_safely(self):
+    def _run_safely(self) -> None:
         try:
             if self.to_detect:
                 self._detect_all()
@@ -323,13 +339,13 @@ class Job:
             self.error = f"The engine failed: {type(ex).__name__}: {_one_line(ex)} (log: {self.log_path})"
             self.state = "failed"
 
-    def _set_progress(self, done, total):
+    def _set_progress(self, done: int, total: int) -> None:
         self.progress = (done, total)
         if self._on_progress is not None:
             self._on_progress(done, total)
 
     # detection stage
-    def _detect_all(self):
+    def _detect_all(self) -> None:
         """Detect every view's keypoints, then check and write the inputs as if they had been given."""
         python = detector_python(self.runner)
         views = list(self.request.views)
@@ -348,23 +364,25 @@ class Job:
         self._write_inputs()
         self.stage, self.progress = "refine", (0, 0)
 
-    def _detect_in_process(self, footage, out):
-        detect = backend_module("detect", self.root)
+    def _detect_in_process(self, footage: str, out: Path) -> None:
+        from backend import detect
+
         try:
             data, _ = detect.detect_footage(footage, progress=self._set_progress, cancel=self._cancel.is_set)
         except detect.DetectionCancelled:
             raise Cancelled from None
-        except (contract("errors").InputError, detect.DetectorUnavailable) as ex:
+        except (InputError, detect.DetectorUnavailable) as ex:
             raise RefineError(_one_line(ex)) from None
         detect.write_keypoint_file(out, data, force=True)
 
     # in-process
-    def _run_in_process(self):
+    def _run_in_process(self) -> None:
+        from backend import service
+
         request = self.request
-        engine = load_engine(self.root, request.smpl_path, request.device)
+        engine = load_engine(request.smpl_path, request.device)
         if self._cancel.is_set():
             raise Cancelled
-        service = backend_module("service", self.root)
         options = service.engine_options(request.mode, smoothing=request.smoothing,
                                          keypoint_trust=request.keypoint_trust, iterations=request.iterations)
         try:
@@ -372,11 +390,11 @@ class Job:
                            progress=self._set_progress, cancelled=self._cancel.is_set)
         except service.Cancelled:
             raise Cancelled from None
-        except contract("errors").InputError as ex:
+        except InputError as ex:
             raise RefineError(str(ex)) from None
 
     # worker
-    def command(self):
+    def command(self) -> list[str]:
         """The worker's command line."""
         request = self.request
         cmd = [self.runner.python, "-m", "backend", "refine", "--observations", str(self.obs_path),
@@ -392,11 +410,9 @@ class Job:
             cmd += ["--iterations", str(request.iterations)]
         return cmd
 
-    def _run_worker(self, command=None):
+    def _run_worker(self, command: list[str] | None = None) -> None:
         """Run ``command`` (default: the refinement's) in the worker; its PROGRESS lines set ``progress``."""
-        env = {key: value for key, value in os.environ.items() if key not in ("PYTHONHOME", "PYTHONPATH")}
-        env["PYTHONPATH"] = str(self.root)  # so `-m backend` finds this add-on's engine package
-        env["PYTHONUNBUFFERED"] = "1"
+        env = worker_environment(self.root)  # so `-m backend` finds this add-on's engine package
         with open(self.log_path, "a", encoding="utf-8") as log:
             try:
                 self._process = subprocess.Popen(
@@ -418,7 +434,7 @@ class Job:
         if code != 0:
             raise RefineError(self._worker_error(code))
 
-    def _worker_error(self, code):
+    def _worker_error(self, code: int) -> str:
         lines = [line.strip() for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
                  if line.strip() and not line.startswith(" ")]
         last = lines[-1] if lines else f"exit code {code}"
@@ -430,7 +446,7 @@ class Job:
         return f"The engine failed: {last} (log: {self.log_path})"
 
 
-def progress_text(job):
+def progress_text(job: Job) -> str:
     """What a running job is doing, for the panel and the status bar."""
     done, total = job.progress
     if not total:
@@ -440,7 +456,7 @@ def progress_text(job):
     return f"Refining: iteration {done}/{total}"
 
 
-def _progress_line(line):
+def _progress_line(line: str) -> tuple[int, int] | None:
     """(done, total) from a worker's 'PROGRESS done/total' line, else None."""
     parts = line.split()
     if len(parts) == 2 and parts[0] == "PROGRESS":
@@ -450,5 +466,5 @@ def _progress_line(line):
     return None
 
 
-def _one_line(ex):
+def _one_line(ex: BaseException) -> str:
     return " ".join(str(ex).split()) or type(ex).__name__

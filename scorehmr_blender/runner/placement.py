@@ -11,6 +11,8 @@ What the panel and the preferences draw comes from caches (:func:`engine_status`
 no ``draw()`` touches the disk.
 """
 
+from __future__ import annotations
+
 import functools
 import importlib
 import importlib.util
@@ -33,7 +35,7 @@ NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window per 
 ADDON_PACKAGE = __package__.rpartition(".")[0]
 
 
-def user_dir(*parts, create=True):
+def user_dir(*parts: str, create: bool = True) -> Path:
     """A folder in the extension's user data folder, or in a temp folder when the add-on is
     not installed as an extension; made unless ``create`` is False."""
     try:
@@ -51,28 +53,28 @@ class Runner:
     kind: str          # 'in_process' | 'worker'
     python: str = ""   # the worker's interpreter ('' none); an in-process runner keeps the configured one
                        # for the detector when mediapipe does not import in Blender (detector_python)
-    root: Path = None  # folder holding backend/ (default: backend_root())
+    root: Path | None = None  # folder holding backend/ (default: backend_root()); the worker's PYTHONPATH
 
-    def describe(self):
+    def describe(self) -> str:
         return "in Blender" if self.kind == "in_process" else f"worker {self.python}"
 
 
 @functools.cache
-def torch_in_blender():
+def torch_in_blender() -> bool:
     """Whether ``import torch`` can work in Blender's Python (found, not imported: that is slow)."""
     return importlib.util.find_spec("torch") is not None
 
 
-def venv_python(venv):
+def venv_python(venv: str | Path) -> Path:
     return Path(venv) / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
-def default_worker_python():
+def default_worker_python() -> Path:
     """The interpreter of the environment 'Set Up Worker Environment' makes."""
     return venv_python(user_dir(WORKER_VENV, create=False))
 
 
-def worker_python(setting):
+def worker_python(setting: str) -> str:
     """The worker interpreter: ``setting`` (a path) when given, else the set-up environment's
     when it exists, else ''."""
     if setting.strip():
@@ -81,7 +83,7 @@ def worker_python(setting):
     return str(default) if default.is_file() else ""
 
 
-def choose_runner(location="AUTO", worker_setting=""):
+def choose_runner(location: str = "AUTO", worker_setting: str = "") -> Runner:
     """The Runner for the preferences' choice: 'AUTO' (in Blender when torch is there, else
     the worker) or 'WORKER'.  RefineError when neither is available."""
     if location == "AUTO" and torch_in_blender():
@@ -96,7 +98,7 @@ def choose_runner(location="AUTO", worker_setting=""):
 
 
 @functools.cache
-def detector_in_blender():
+def detector_in_blender() -> bool:
     """Whether the detector's mediapipe imports in Blender's Python (imported to know: a wheel can be
     found yet miss what it imports; Blender 5.1+'s Python 3.13 has no legacy mediapipe at all)."""
     try:
@@ -106,7 +108,7 @@ def detector_in_blender():
     return True
 
 
-def detector_python(runner):
+def detector_python(runner: Runner) -> str | None:
     """Where a job detects keypoints: None for Blender's own Python (in-process runner, mediapipe
     imports here), else the worker interpreter.  RefineError when neither can."""
     if runner.kind == "in_process" and detector_in_blender():
@@ -121,7 +123,7 @@ def detector_python(runner):
 _STATUS = {}  # (location, worker setting) -> (kind, text, Runner or None)
 
 
-def engine_status(location="AUTO", worker_setting=""):
+def engine_status(location: str = "AUTO", worker_setting: str = "") -> tuple[str, str, Runner | None]:
     """(kind, text, runner) for the panel and the preferences, cached: kind is 'in_process',
     'worker' or 'none' (then runner is None and text says why)."""
     key = (location, worker_setting)
@@ -142,7 +144,7 @@ def engine_status(location="AUTO", worker_setting=""):
 _DEVICES = {}  # interpreter ('' = Blender's own) -> text, or None while the query runs
 
 
-def device_text(runner):
+def device_text(runner: Runner) -> str | None:
     """What ``runner``'s torch runs on ('CUDA GPU: name' / 'CPU ...'), or None while that is
     being found out: the first call starts a background query, answered from a cache after."""
     key = runner.python if runner.kind == "worker" else ""
@@ -152,22 +154,22 @@ def device_text(runner):
     return _DEVICES[key]
 
 
-def cached_device_text(runner):
+def cached_device_text(runner: Runner) -> str | None:
     """The device text if already known (no query started), else None."""
     return _DEVICES.get(runner.python if runner.kind == "worker" else "")
 
 
-def device_query_running():
+def device_query_running() -> bool:
     return None in _DEVICES.values()
 
 
-def forget_devices():
+def forget_devices() -> None:
     """Ask again: which Python runs the engine and on which device."""
     _DEVICES.clear()
     _STATUS.clear()
 
 
-def _query_device(runner, key):
+def _query_device(runner: Runner, key: str) -> None:
     try:
         if runner.kind == "in_process":
             torch = importlib.import_module("torch")

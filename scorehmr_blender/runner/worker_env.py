@@ -3,6 +3,8 @@
 the engine's requirements and the detector's (:func:`setup_commands`), run step by step by
 :class:`SetupTask`."""
 
+from __future__ import annotations
+
 import functools
 import os
 import subprocess
@@ -16,13 +18,13 @@ from .placement import NO_WINDOW, WORKER_VENV, user_dir, venv_python
 SETUP = []  # the latest SetupTask, shown in the preferences
 
 
-def current_task():
+def current_task() -> SetupTask | None:
     """The latest set-up task (running or finished), or None."""
     return SETUP[0] if SETUP else None
 
 
 @functools.cache
-def _requirements(root):
+def _requirements(root: Path) -> tuple[Path, Path, Path, str]:
     """(engine.txt, detect.txt, constraints.txt, the pinned torch line) shipped next to the engine package."""
     folder = root / "requirements"
     engine_txt, detect_txt, constraints = folder / "engine.txt", folder / "detect.txt", folder / "constraints.txt"
@@ -34,7 +36,7 @@ def _requirements(root):
     raise RefineError(f"{constraints} pins no torch version: reinstall the extension")
 
 
-def setup_commands(venv=None, base_python=None):
+def setup_commands(venv: str | Path | None = None, base_python: str | None = None) -> list[list[str]]:
     """The commands that make the worker environment: a venv, pinned torch first, then the
     engine's pinned requirements (torch kept at its pin), then the detector's with --no-deps (as
     scripts/setup_venv.sh does: mediapipe's declared requirements would add a second OpenCV and jax;
@@ -50,7 +52,7 @@ def setup_commands(venv=None, base_python=None):
     ]
 
 
-def shell_line(cmd):
+def shell_line(cmd: list[str]) -> str:
     """A command as one line to paste into a terminal."""
     if sys.platform == "win32":
         return subprocess.list2cmdline(cmd)
@@ -63,7 +65,7 @@ class SetupTask:
     Poll with :meth:`poll` (non-blocking) or run with :meth:`run` (blocking); ``last_output`` is the
     log's last line as of the latest poll (what the preferences show)."""
 
-    def __init__(self, commands, log_path):
+    def __init__(self, commands: list[list[str]], log_path: str | Path) -> None:
         self.commands, self.log_path = list(commands), Path(log_path)
         self.step = 0            # index of the running command
         self.state = "running"   # 'running' | 'done' | 'failed' | 'cancelled'
@@ -73,7 +75,7 @@ class SetupTask:
         self._process = None
         SETUP[:] = [self]
 
-    def poll(self):
+    def poll(self) -> bool:
         """Advance without blocking; returns True once finished."""
         if self.state != "running":
             return True
@@ -92,25 +94,25 @@ class SetupTask:
             self.last_output = self.last_line()
         return self.state != "running"
 
-    def run(self):
+    def run(self) -> str:
         while not self.poll():
             time.sleep(0.1)
         return self.state
 
-    def cancel(self):
+    def cancel(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             self._process.wait()
         self._finish("cancelled", "Cancelled")
 
-    def last_line(self):
+    def last_line(self) -> str:
         if not self._log.closed:
             self._log.flush()
         lines = [ln.strip() for ln in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
                  if ln.strip()]
         return lines[-1] if lines else ""
 
-    def _launch(self):
+    def _launch(self) -> None:
         cmd = self.commands[self.step]
         self._log.write("$ " + shell_line(cmd) + "\n")
         self._log.flush()
@@ -121,6 +123,6 @@ class SetupTask:
         except OSError as ex:
             self._finish("failed", f"Step {self.step + 1} could not start: {ex}")
 
-    def _finish(self, state, error=""):
+    def _finish(self, state: str, error: str = "") -> None:
         self.state, self.error = state, error
         self._log.close()
