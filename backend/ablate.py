@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.engine.api import null_denoiser
+from backend.engine.modes.multiview import null_denoiser
 from backend.engine.frame_fit import REGRESSOR_SOURCE
 
 from backend import bench
@@ -219,20 +219,24 @@ def case_errors(engine, case: Case, res: dict) -> dict:
 def refine_errors(engine, case: Case, variant: str, settings: Settings, seed: int, method: str = "loop") -> dict:
     """Per-sample errors {metric: (N,)} of a method (the single-frame loop, the single-frame fit or Eq. 13)
     run on the case with a variant's denoiser and context."""
-    from backend.engine.api import EngineOptions
+    from backend.engine.modes import frame, multiview
+    from backend.engine.options import EngineOptions
 
     options = EngineOptions()
     eps_model, ctx = variant_inputs(variant, engine, case.context, seed)
+    start = dict(case.start, context=ctx)
     if method == "multiview":
-        loop, w = options.resolved("multiview")
-        res = engine._multiview(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model)
+        mode = options.for_mode("multiview")
+        res = multiview.refine(engine, case.obs, start, replace(mode, loop=settings.loop(mode.loop)),
+                               denoiser=eps_model)
     elif method == "fit":
-        loop, w = options.resolved("frame")
-        res = engine._frames(case.obs, case.start, ctx, loop, w, prior=eps_model,
-                             fit=settings.fit(options.resolved_frame_fit()))
+        mode = options.for_mode("frame")
+        res = frame.refine(engine, case.obs, start, replace(mode, frame_fit=settings.fit(mode.frame_fit)),
+                           denoiser=eps_model)
     else:
-        loop, w = options.resolved("frame")
-        res = engine._frames(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model)
+        mode = options.for_mode("frame")
+        res = frame.refine(engine, case.obs, start, replace(mode, loop=settings.loop(mode.loop), frame_fit=None),
+                           denoiser=eps_model)
     return case_errors(engine, case, res)
 
 
