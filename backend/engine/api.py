@@ -20,10 +20,16 @@ from backend.body.body_model import BodyModel
 from backend.engine import gaps, world
 from backend.engine.loaded import LoadedModels, Progress
 from backend.engine.modes import calibrated, frame, motion_video, multiview, video
+from backend.engine.frame_fit import FrameFitOptions
 from backend.engine.options import EngineOptions
 from backend.engine.output import assemble
+from backend.engine.polish import PolishOptions
+from backend.engine.problems import GuidanceWeights
+from backend.engine.scorehmr import LoopOptions
 
-__all__ = ["Engine", "EngineOptions", "default_device", "mode_of"]
+# The Python API: the Engine and every options type a caller builds EngineOptions from.
+__all__ = ["Engine", "EngineOptions", "LoopOptions", "GuidanceWeights", "FrameFitOptions", "PolishOptions",
+           "default_device", "mode_of"]
 
 # Each mode's refine(models, obs, start, options, progress, denoiser) (backend.engine.modes).
 MODES = {"frame": frame.refine, "video": video.refine, "motion video": motion_video.refine,

@@ -142,8 +142,8 @@ def dposer_style(body_model, eps_model, alphas_cumprod: torch.Tensor, obs: Obser
     x0 - x0_hat = w(t) (eps_phi(x_t, t, c) - eps) with w(t) = sqrt((1 - a_t) / a_t): score distillation,
     the denoiser is never differentiated.  Betas stay at the start (as in ScoreHMR).
     obs (B,...) observations, context (B,C) standardised regressor features, start {rotmats (B,24,3,3),
-    betas (B,10), transl (B,3)}.  progress(done, total) is
-    called after every step (the engine's progress and cancellation hook).
+    betas (B,10), transl (B,3)}.  progress(done, total) is called after every step (the engine's progress
+    and cancellation hook).
     Returns rotmats, betas, transl, reprojection (B,) (Eq. 12 units, before the weight) and its start value."""
     keypoints = obs.keypoints
     b = keypoints.shape[0]

@@ -153,8 +153,9 @@ def smoothing_factor(keypoints: torch.Tensor, image_size: torch.Tensor, opts: Po
     noise variance): at the reference (the median jitter of the medium simulation, 4.7-9.6 px on the tuning
     clips) it is the tuned weight; BlazePose's own detections, already filtered, measure 0.8-6.9 px.  Tuning
     subjects, PA-MPJPE-14 (accel) of the final fit: 15 excerpts of BlazePose on renders 63.88 (15.1) with
-    the fixed weight, 62.94 (16.1) with this factor (the paper's loop alone 62.50 (30.9)); simulated medium 32.24 -> 32.27, high 41.85 -> 41.85
-    (its jitter is above the reference: the factor stays 1; letting it rise above 1 cost high noise 0.26 mm)."""
+    the fixed weight, 62.94 (16.1) with this factor (the paper's loop alone 62.50 (30.9)); simulated medium
+    32.24 -> 32.27, high 41.85 -> 41.85 (its jitter is above the reference: the factor stays 1; letting it rise
+    above 1 cost high noise 0.26 mm)."""
     jitter = keypoint_jitter_px(keypoints, image_size)
     if not jitter == jitter:      # NaN: nothing to measure, keep the weight
         return 1.0

@@ -63,7 +63,8 @@ def to_world(frame: WorldFrame, rotmats: torch.Tensor, transl: torch.Tensor, pel
     """Camera-frame SMPL rotmats (...,24,3,3) / transl (...,3) -> world ones; the body turns about its
     rest pelvis (3,), so transl_w = R (pelvis + transl) + t - pelvis (as world.world_smpl)."""
     root = frame.R @ rotmats[..., 0, :, :]
-    return torch.cat([root[..., None, :, :], rotmats[..., 1:, :, :]], -3), (pelvis + transl) @ frame.R.T + frame.t - pelvis
+    transl_w = (pelvis + transl) @ frame.R.T + frame.t - pelvis
+    return torch.cat([root[..., None, :, :], rotmats[..., 1:, :, :]], -3), transl_w
 
 
 def make_decoder(prior: motion.MotionDenoiser, to_heading: torch.Tensor, frame: WorldFrame):
