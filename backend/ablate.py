@@ -164,7 +164,7 @@ def occlude_limbs(keypoints: torch.Tensor, generator: torch.Generator) -> torch.
 class Case:
     """Simulated samples of one condition and seed, with the regressor's start and context.  Frame mode: N
     frames; multi-view: N instants x V views, the engine's view-major layout (V*N rows)."""
-    obs: object            # modes.Observations (N,...) or (V,N,...)
+    obs: object            # problems.Observations (N,...) or (V,N,...)
     start: dict            # rotmats (V*N,24,3,3), betas (V*N,10), transl (V*N,3)
     context: torch.Tensor  # (V*N,C)
     gt: np.ndarray         # (V*N,24,3) camera-frame joints, metres
@@ -186,7 +186,7 @@ def _multiview_observations(sim_body, data: dict, instants: int, seed: int, leve
 
 
 def make_case(engine, sim_body, data: dict, condition: str, frames: int, seed: int) -> Case:
-    from backend.engine import modes
+    from backend.engine import problems
 
     cond = CONDITIONS[condition]
     if cond.views > 1:
@@ -200,7 +200,7 @@ def make_case(engine, sim_body, data: dict, condition: str, frames: int, seed: i
     if cond.occluded:
         kp = occlude_limbs(kp, torch.Generator().manual_seed(seed))
     t = lambda x: view_major(x).to(engine.device, torch.float32)
-    flat = modes.Observations(t(kp), t(obs["focal_length"]), t(obs["principal_point"]), t(obs["image_size"]))
+    flat = problems.Observations(t(kp), t(obs["focal_length"]), t(obs["principal_point"]), t(obs["image_size"]))
     est = engine.initial(flat.keypoints, flat.focal, flat.principal)
     # The built-in regressor's estimate, marked as such: the fit method fits it (frame_fit.REGRESSOR_SOURCE).
     start = dict(rotmats=est["rotmats"], betas=est["betas"], transl=est["transl"], source=REGRESSOR_SOURCE)
