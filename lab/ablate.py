@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.engine.api import null_denoiser
+from backend.engine.modes.multiview import null_denoiser
 from backend.engine.frame_fit import REGRESSOR_SOURCE
 
 from backend.metrics import sample_joint_errors
@@ -164,7 +164,7 @@ def occlude_limbs(keypoints: torch.Tensor, generator: torch.Generator) -> torch.
 class Case:
     """Simulated samples of one condition and seed, with the regressor's start and context.  Frame mode: N
     frames; multi-view: N instants x V views, the engine's view-major layout (V*N rows)."""
-    obs: object            # modes.Observations (N,...) or (V,N,...)
+    obs: object            # problems.Observations (N,...) or (V,N,...)
     start: dict            # rotmats (V*N,24,3,3), betas (V*N,10), transl (V*N,3)
     context: torch.Tensor  # (V*N,C)
     gt: np.ndarray         # (V*N,24,3) camera-frame joints, metres
@@ -186,7 +186,7 @@ def _multiview_observations(sim_body, data: dict, instants: int, seed: int, leve
 
 
 def make_case(engine, sim_body, data: dict, condition: str, frames: int, seed: int) -> Case:
-    from backend.engine import modes
+    from backend.engine import problems
 
     cond = CONDITIONS[condition]
     if cond.views > 1:
@@ -200,7 +200,7 @@ def make_case(engine, sim_body, data: dict, condition: str, frames: int, seed: i
     if cond.occluded:
         kp = occlude_limbs(kp, torch.Generator().manual_seed(seed))
     t = lambda x: view_major(x).to(engine.device, torch.float32)
-    flat = modes.Observations(t(kp), t(obs["focal_length"]), t(obs["principal_point"]), t(obs["image_size"]))
+    flat = problems.Observations(t(kp), t(obs["focal_length"]), t(obs["principal_point"]), t(obs["image_size"]))
     est = engine.initial(flat.keypoints, flat.focal, flat.principal)
     # The built-in regressor's estimate, marked as such: the fit method fits it (frame_fit.REGRESSOR_SOURCE).
     start = dict(rotmats=est["rotmats"], betas=est["betas"], transl=est["transl"], source=REGRESSOR_SOURCE)
@@ -219,20 +219,24 @@ def case_errors(engine, case: Case, res: dict) -> dict:
 def refine_errors(engine, case: Case, variant: str, settings: Settings, seed: int, method: str = "loop") -> dict:
     """Per-sample errors {metric: (N,)} of a method (the single-frame loop, the single-frame fit or Eq. 13)
     run on the case with a variant's denoiser and context."""
-    from backend.engine.api import EngineOptions
+    from backend.engine.modes import frame, multiview
+    from backend.engine.options import EngineOptions
 
     options = EngineOptions()
     eps_model, ctx = variant_inputs(variant, engine, case.context, seed)
+    start = dict(case.start, context=ctx)
     if method == "multiview":
-        loop, w = options.resolved("multiview")
-        res = engine._multiview(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model)
+        mode = options.for_mode("multiview")
+        res = multiview.refine(engine, case.obs, start, replace(mode, loop=settings.loop(mode.loop)),
+                               denoiser=eps_model)
     elif method == "fit":
-        loop, w = options.resolved("frame")
-        res = engine._frames(case.obs, case.start, ctx, loop, w, prior=eps_model,
-                             fit=settings.fit(options.resolved_frame_fit()))
+        mode = options.for_mode("frame")
+        res = frame.refine(engine, case.obs, start, replace(mode, frame_fit=settings.fit(mode.frame_fit)),
+                           denoiser=eps_model)
     else:
-        loop, w = options.resolved("frame")
-        res = engine._frames(case.obs, case.start, ctx, settings.loop(loop), w, prior=eps_model)
+        mode = options.for_mode("frame")
+        res = frame.refine(engine, case.obs, start, replace(mode, loop=settings.loop(mode.loop), frame_fit=None),
+                           denoiser=eps_model)
     return case_errors(engine, case, res)
 
 

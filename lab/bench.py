@@ -44,9 +44,9 @@ import numpy as np
 import torch
 
 from backend.engine import baselines as bl
-from backend.engine import modes
-from backend.engine.api import null_denoiser
+from backend.engine import problems
 from backend.engine.frame_fit import REGRESSOR_SOURCE
+from backend.engine.modes import calibrated as calibrated_mode, frame, multiview
 from backend.engine.gmm import GMM, GMM_PATH, MaxMixturePrior
 from backend.engine.views import triangulate
 from backend.models.motion import MOTION_PRIOR_PATH
@@ -170,13 +170,13 @@ class _Timed:
 def profile_video(engine):
     """Times the pieces of the ScoreHMR loop in video mode by wrapping, for the duration of the block:
     the denoiser (engine.prior), the body model (engine.body.joints_fast), the guidance loss
-    (modes.video_loss's closures, body model included) and the backward pass (torch.autograd.grad,
+    (problems.video_loss's closures, body model included) and the backward pass (torch.autograd.grad,
     the loop's only one).  Nothing is changed outside the block.  Yields a dict of _Timed."""
     dev = engine.device
     timers = dict(denoiser=_Timed(engine.prior, dev), body=_Timed(engine.body.joints_fast, dev),
                   backward=_Timed(torch.autograd.grad, dev))
     loss_timers = []
-    make_loss = modes.video_loss
+    make_loss = problems.video_loss
 
     def timed_video_loss(*args, **kwargs):
         loss_timers.append(_Timed(make_loss(*args, **kwargs), dev))
@@ -185,12 +185,12 @@ def profile_video(engine):
     prior, grad = engine.prior, torch.autograd.grad
     engine.prior = timers["denoiser"]
     engine.body.joints_fast = timers["body"]
-    modes.video_loss = timed_video_loss
+    problems.video_loss = timed_video_loss
     torch.autograd.grad = timers["backward"]
     try:
         yield dict(timers, loss=loss_timers)
     finally:
-        engine.prior, torch.autograd.grad, modes.video_loss = prior, grad, make_loss
+        engine.prior, torch.autograd.grad, problems.video_loss = prior, grad, make_loss
         del engine.body.joints_fast
 
 
@@ -334,20 +334,24 @@ class Bench:
         fit = opts.resolved_frame_fit()     # variant 'ours'; the paper's row is the loop for every frame
         if cfg.fit_steps:
             fit = replace(fit, fit=replace(fit.fit, steps=cfg.fit_steps))
-        o = modes.Observations(kp, focal, pp, size)
+        o = problems.Observations(kp, focal, pp, size)
+        ours = replace(opts.for_mode("frame"), loop=loop, weights=w, frame_fit=fit)
+        paper = replace(ours, frame_fit=None)
         rows = []
         for name in STARTS:
             start = starts[name]
             record = name == "regressor"  # speed rows once, from the realistic start
             methods = {
                 "start": (lambda s=start: s, None),
-                "+SMPLify": (lambda s=start: bl.smplify(e.body, self.prior, kp, focal, pp, size, s, self.smplify_opts),
-                             None),
+                "+SMPLify": (lambda s=start: bl.smplify(e.body, self.prior, o, s, self.smplify_opts), None),
                 "+DPoser-style": (lambda s=start: bl.dposer_style(
-                    e.body, e.prior, e.alphas, ctx, kp, focal, pp, size, s, self.dposer_opts,
-                    torch.Generator().manual_seed(cfg.seed + SEED_DPOSER)), lambda r: r["denoiser_evaluations"]),
-                "+ScoreHMR (paper)": (lambda s=start: e._frames(o, s, ctx, loop, w), lambda r: r["evaluations"]),
-                "+ScoreHMR (ours)": (lambda s=start: e._frames(o, s, ctx, loop, w, fit=fit), lambda r: r["evaluations"]),
+                    e.body, e.prior, e.alphas, o, ctx, s, self.dposer_opts,
+                    generator=torch.Generator().manual_seed(cfg.seed + SEED_DPOSER)),
+                    lambda r: r["denoiser_evaluations"]),
+                "+ScoreHMR (paper)": (lambda s=start: frame.refine(e, o, dict(s, context=ctx), paper),
+                                      lambda r: r["evaluations"]),
+                "+ScoreHMR (ours)": (lambda s=start: frame.refine(e, o, dict(s, context=ctx), ours),
+                                     lambda r: r["evaluations"]),
             }
             for method, (fn, evals) in methods.items():
                 res, sec = self.measure("frame", method.lstrip("+"), n, fn, evaluations=evals,
@@ -444,9 +448,11 @@ class Bench:
             ctx = e.context(flat_vm(kp), flat_vm(focal), flat_vm(pp))
             gt_vm = np.swapaxes(gt, 0, 1).reshape(views * n, 24, 3)
             opts, loop, w = self.options("multiview")
-            _, loop_paper, w_paper = self.options("multiview", "paper")
-            unc_prior = None if opts.uses_prior("multiview") else null_denoiser
-            _, loop_cal, w_cal = self.options("calibrated")
+            opts_paper, loop_paper, w_paper = self.options("multiview", "paper")
+            opts_cal, loop_cal, w_cal = self.options("calibrated")
+            ours = replace(opts.for_mode("multiview"), loop=loop, weights=w)
+            paper = replace(opts_paper.for_mode("multiview"), loop=loop_paper, weights=w_paper)
+            cal = replace(opts_cal.for_mode("calibrated"), loop=loop_cal, weights=w_cal)
 
             def tri_fit():
                 pts, wts = triangulate(kp, focal, pp, R.float().to(self.dev), t.float().to(self.dev))
@@ -460,9 +466,9 @@ class Bench:
                 for b in range(n):
                     s = {k: v.reshape(views, n, *v.shape[1:])[:, b] for k, v in start_all.items()}
                     c = ctx.reshape(views, n, -1)[:, b]
-                    one = modes.Observations(kp[b][:, None], focal[b][:, None], pp[b][:, None], size[b][:, None],
+                    one = problems.Observations(kp[b][:, None], focal[b][:, None], pp[b][:, None], size[b][:, None],
                                              *((self._t(R[b]), self._t(t[b])) if cameras else ()))
-                    out.append(refine(one, s, c))
+                    out.append(refine(one, dict(s, context=c)))
                 return out
 
             def joined(out: list[dict], every_view: bool) -> dict:
@@ -474,13 +480,13 @@ class Bench:
                             evaluations=sum(o["evaluations"] for o in out))
 
             def calibrated():
-                return joined(per_instant(lambda o, s, c: e._calibrated(o, s, c, loop_cal, w_cal), True), False)
+                return joined(per_instant(lambda o, s: calibrated_mode.refine(e, o, s, cal), True), False)
 
             def uncalibrated():
-                return joined(per_instant(lambda o, s, c: e._multiview(o, s, c, loop, w, prior=unc_prior), False), True)
+                return joined(per_instant(lambda o, s: multiview.refine(e, o, s, ours), False), True)
 
             def uncalibrated_paper():
-                return joined(per_instant(lambda o, s, c: e._multiview(o, s, c, loop_paper, w_paper), False), True)
+                return joined(per_instant(lambda o, s: multiview.refine(e, o, s, paper), False), True)
 
             evals = lambda r: r["evaluations"]
             cal_fit, s_fit = self.measure(f"multiview {views} views (calibrated)", "triangulate + fit", n, tri_fit,
@@ -511,7 +517,8 @@ class Bench:
         from backend.models.regressor import keypoint_box
 
         cfg, e = self.cfg, self.engine
-        _, loop, w = self.options("frame")
+        opts, loop, w = self.options("frame")
+        paper = replace(opts.for_mode("frame"), loop=loop, weights=w, frame_fit=None)
         rows = []
         for placement, camera_kwargs in PLACEMENTS.items():
             obs = frame_observations(self.sim_body, self.data, cfg.frames, cfg.seed + SEED_OFF_CENTRE, cfg.level,
@@ -529,8 +536,8 @@ class Bench:
                     reg = e.initial(kp, focal, pp)
                     start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
                     ctx = e.context(kp, focal, pp)
-                refined, sec = self.measure("frame", "ScoreHMR", n, lambda: e._frames(
-                    modes.Observations(kp, focal, pp, size), start, ctx, loop, w), record=False)
+                refined, sec = self.measure("frame", "ScoreHMR", n, lambda: frame.refine(
+                    e, problems.Observations(kp, focal, pp, size), dict(start, context=ctx), paper), record=False)
                 for method, res in (("start", start), ("+ScoreHMR", refined)):
                     orient = orientation_error_deg(res["rotmats"][:, 0], gt_orient)
                     rows.append(dict(placement=placement, regressor=camera, method=method, frames=n,

@@ -33,7 +33,8 @@ import torch
 
 from backend import metrics as M
 from backend.engine import baselines as bl
-from backend.engine import modes
+from backend.engine import problems
+from backend.engine.modes import motion_video, video
 from backend.engine import gaps as G
 from backend.engine import world as W
 from lab.bench_common import FPS, joints_of, table
@@ -139,20 +140,23 @@ def planted_world(engine, res: dict, joints: np.ndarray) -> dict:
 
 def clip_methods(bench, obs: dict, i: int):
     """Clip i of video observations as engine tensors and the video table's methods on it:
-    (clip modes.Observations (F,...), {name: (run, denoiser evaluations of its result or None)}).
+    (clip problems.Observations (F,...), {name: (run, denoiser evaluations of its result or None)}).
     lab.bench's video table and the animator section both run exactly these."""
     e, f = bench.engine, obs["keypoints"].shape[1]
     kp = bench._t(obs["keypoints"][i])
     focal = bench._t(obs["focal_length"][i]).expand(f)
     pp = bench._t(obs["principal_point"][i]).expand(f, 2)
     size = bench._t(obs["image_size"][i]).expand(f, 2)
-    clip = modes.Observations(kp, focal, pp, size)
+    clip = problems.Observations(kp, focal, pp, size, fps=float(FPS))
     reg = e.initial(kp, focal, pp)
     start = dict(rotmats=reg["rotmats"], betas=reg["betas"], transl=reg["transl"])
     ctx = e.context(kp, focal, pp)
+    start_ctx = dict(start, context=ctx)
     opts_paper, loop_paper, w_paper = bench.options("video", "paper")
     opts_ours, loop_ours, w_ours = bench.options("video", "ours")
     opts_frame = bench.options("frame")[0]
+    paper = replace(opts_paper.for_mode("video"), loop=loop_paper, weights=w_paper)
+    ours = replace(opts_ours.for_mode("video"), loop=loop_ours, weights=w_ours)
 
     def filtered():
         R, tr = bl.temporal_filter(start["rotmats"], start["transl"])
@@ -162,17 +166,16 @@ def clip_methods(bench, obs: dict, i: int):
     methods = {
         "start": (lambda: start, None),
         "start + filter": (filtered, None),
-        "per-frame ScoreHMR + filter": (lambda: bl.per_frame_then_filter(e, kp, focal, pp, size, start, opts_frame),
+        "per-frame ScoreHMR + filter": (lambda: bl.per_frame_then_filter(e, clip, start_ctx, opts_frame),
                                         lambda r: r["denoiser_evaluations"]),
-        "temporal SMPLify": (lambda: bl.temporal_smplify(e.body, bench.prior, kp, focal, pp, size, start,
-                                                         bench.smplify_opts), None),
-        "ScoreHMR (paper)": (lambda: e._video(clip, start, ctx, loop_paper, w_paper, opts_paper), evals),
-        "ScoreHMR (ours)": (lambda: e._video(clip, start, ctx, loop_ours, w_ours, opts_ours), evals),
+        "temporal SMPLify": (lambda: bl.temporal_smplify(e.body, bench.prior, clip, start, bench.smplify_opts), None),
+        "ScoreHMR (paper)": (lambda: video.refine(e, clip, start_ctx, paper), evals),
+        "ScoreHMR (ours)": (lambda: video.refine(e, clip, start_ctx, ours), evals),
     }
     if bench.cfg.motion_prior:
-    
         opts_motion, loop_motion, w_motion = bench.options("video", "ours", motion=True)
-        methods[MOTION] = (lambda: e._video_motion(clip, start, loop_motion, w_motion, opts_motion, float(FPS)), evals)
+        motion = replace(opts_motion.for_mode("video"), loop=loop_motion, weights=w_motion)
+        methods[MOTION] = (lambda: motion_video.refine(e, clip, start, motion), evals)
     return clip, methods
 
 
@@ -212,7 +215,7 @@ def animator(bench) -> dict:
     return dict(rows=rows, gaps=_gap_summary(gap_rows))
 
 
-def gap_measures(bench, clip: modes.Observations, gt_cam, up, loop, w, opts) -> list[dict]:
+def gap_measures(bench, clip: problems.Observations, gt_cam, up, loop, w, opts) -> list[dict]:
     """For each gap length: ours refined from the plain start and from the bridged start (clip (F,...))."""
 
     e, kp = bench.engine, clip.keypoints
@@ -236,7 +239,8 @@ def gap_measures(bench, clip: modes.Observations, gt_cam, up, loop, w, opts) -> 
                                   (BY_MOTION, bridged, bridged_ctx, opts)):
             if name == BY_MOTION and not opts.gap_motion_prior:
                 continue
-            pred = joints_of(e, e._video(holed_clip, start, c, loop, w, o, fps=float(FPS)))
+            settings = replace(o.for_mode("video"), loop=loop, weights=w)
+            pred = joints_of(e, video.refine(e, holed_clip, dict(start, context=c), settings))
             err = M.mpjpe(pred[:, lsp], gt_cam[:, lsp], root=0)
             inside = np.zeros(f, bool)
             inside[a:a + length] = True

@@ -11,6 +11,7 @@ from backend.engine import baselines as bl
 from backend.engine import views
 from backend.engine.gmm import GMM, MaxMixturePrior
 from backend.engine.guidance import project
+from backend.engine.problems import Observations
 from backend.models.denoiser import Denoiser
 from backend.models.diffusion import cosine_alphas_cumprod
 from backend.rotations import axis_angle_to_matrix, matrix_to_rot6d
@@ -42,7 +43,7 @@ def _scene(bm, b=2, seed=0, pose_std=0.2):
     kp = torch.cat([project(body.keypoints[:, :17], focal, pp), torch.ones(b, 17, 1)], -1)
     start = dict(rotmats=axis_angle_to_matrix(0.2 * torch.randn(b, 24, 3, generator=g)) @ R, betas=betas,
                  transl=transl + torch.tensor([0.05, -0.05, 0.3]))
-    return dict(R=R, betas=betas, transl=transl, joints=body.joints, kp=kp, focal=focal, pp=pp, size=size,
+    return dict(R=R, betas=betas, transl=transl, joints=body.joints, obs=Observations(kp, focal, pp, size),
                 start=start)
 
 
@@ -83,17 +84,14 @@ def test_bend_prior_penalises_hyperextension_only():
 
 def test_smplify_lowers_the_reprojection_error_from_a_perturbed_start(bm):
     s = _scene(bm)
-    r0, _ = bl.reprojection(bm, s["start"]["rotmats"], s["betas"], s["start"]["transl"], s["kp"], s["focal"],
-                            s["pp"], s["size"])
-    res = bl.smplify(bm, _broad_prior(), s["kp"], s["focal"], s["pp"], s["size"], s["start"],
-                     bl.SmplifyOptions(camera_steps=10, steps=60, lr=0.02))
+    r0, _ = bl.reprojection(bm, s["start"]["rotmats"], s["betas"], s["start"]["transl"], s["obs"])
+    res = bl.smplify(bm, _broad_prior(), s["obs"], s["start"], bl.SmplifyOptions(camera_steps=10, steps=60, lr=0.02))
     assert (res["reprojection"] < 0.1 * r0).all()
     err = lambda R, b, t: (bm.joints_fast(R, b, t).joints - s["joints"]).norm(dim=-1).mean()
     assert err(res["rotmats"], res["betas"], res["transl"]) < 0.5 * err(s["start"]["rotmats"], s["betas"],
                                                                          s["start"]["transl"])
     # The camera stage alone moves the translation only (and the root), never the limbs.
-    cam_only = bl.smplify(bm, _broad_prior(), s["kp"], s["focal"], s["pp"], s["size"], s["start"],
-                          bl.SmplifyOptions(camera_steps=5, steps=0))
+    cam_only = bl.smplify(bm, _broad_prior(), s["obs"], s["start"], bl.SmplifyOptions(camera_steps=5, steps=0))
     torch.testing.assert_close(cam_only["rotmats"][:, 1:], s["start"]["rotmats"][:, 1:], atol=1e-5, rtol=0)
 
 
@@ -102,12 +100,12 @@ def test_dposer_style_runs_and_lowers_the_loss(bm):
     torch.manual_seed(0)
     eps_model = Denoiser(8, hidden=32, blocks=1)
     opts = bl.DPoserOptions(steps=40, lr=0.02)
-    res = bl.dposer_style(bm, eps_model, cosine_alphas_cumprod().float(), torch.zeros(2, 8), s["kp"], s["focal"],
-                          s["pp"], s["size"], s["start"], opts, _gen(3))
+    res = bl.dposer_style(bm, eps_model, cosine_alphas_cumprod().float(), s["obs"], torch.zeros(2, 8), s["start"],
+                          opts, generator=_gen(3))
     assert (res["reprojection"] < 0.3 * res["start_reprojection"]).all()
     assert res["denoiser_evaluations"] == 40 * 2
-    again = bl.dposer_style(bm, eps_model, cosine_alphas_cumprod().float(), torch.zeros(2, 8), s["kp"], s["focal"],
-                            s["pp"], s["size"], s["start"], opts, _gen(3))
+    again = bl.dposer_style(bm, eps_model, cosine_alphas_cumprod().float(), s["obs"], torch.zeros(2, 8), s["start"],
+                            opts, generator=_gen(3))
     torch.testing.assert_close(again["rotmats"], res["rotmats"])  # seeded
 
 
@@ -132,8 +130,8 @@ def test_dposer_prior_term_pulls_towards_the_prior_and_a_null_denoiser_does_not(
     target = matrix_to_rot6d(s["R"][:1]).reshape(1, 144)
     opts = bl.DPoserOptions(steps=60, lr=0.02, keypoint_weight=0.0)
     dist = lambda rotmats: (matrix_to_rot6d(rotmats).reshape(-1, 144) - target).norm(dim=1)
-    run = lambda model: bl.dposer_style(bm, model, cosine_alphas_cumprod().float(), torch.zeros(2, 8), s["kp"],
-                                        s["focal"], s["pp"], s["size"], s["start"], opts, _gen(4))
+    run = lambda model: bl.dposer_style(bm, model, cosine_alphas_cumprod().float(), s["obs"], torch.zeros(2, 8),
+                                        s["start"], opts, generator=_gen(4))
     before = dist(s["start"]["rotmats"])
     pulled = dist(run(_PointMassDenoiser(target))["rotmats"])
     null = dist(run(lambda x, t, c: torch.zeros_like(x))["rotmats"])
@@ -210,8 +208,9 @@ def test_temporal_smplify_is_smoother_than_per_frame_smplify(bm):
     kp = torch.cat([uv, torch.ones(f, 17, 1)], -1)
     start = dict(rotmats=R.clone(), betas=betas, transl=tr.clone())
     opts = bl.SmplifyOptions(camera_steps=0, steps=30)
-    per_frame = bl.smplify(bm, _broad_prior(), kp, focal, pp, size, start, opts)
-    temporal = bl.temporal_smplify(bm, _broad_prior(), kp, focal, pp, size, start, opts)
+    obs = Observations(kp, focal, pp, size)
+    per_frame = bl.smplify(bm, _broad_prior(), obs, start, opts)
+    temporal = bl.temporal_smplify(bm, _broad_prior(), obs, start, opts)
     accel = lambda res: (lambda j: (j[2:] - 2 * j[1:-1] + j[:-2]).norm(dim=-1).mean())(
         bm.joints_fast(res["rotmats"], res["betas"], res["transl"]).joints)
     assert accel(temporal) < 0.7 * accel(per_frame)

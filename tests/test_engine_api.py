@@ -79,7 +79,7 @@ def test_calibrated_views_are_no_worse_than_their_triangulate_and_fit_start(engi
     32.2 / 38.0 against 39.4 / 45.0 mm, 4 views 24.4 / 27.9 against 25.4 / 28.2 mm."""
     from dataclasses import replace
 
-    from backend.engine.api import MODE_LOOPS
+    from backend.engine.options import MODE_LOOPS
     from backend.metrics import joint_errors
 
     obs, truth = _multiview_example(48, views)
@@ -175,7 +175,9 @@ def _factory_calls_without_device(path: Path) -> list[str]:
 def test_engine_code_creates_tensors_on_the_data_device():
     """The refinement path runs where its inputs are: new tensors name their device (a CUDA run would
     otherwise mix devices)."""
-    files = [ROOT / "backend" / "engine" / n for n in ("api.py", "scorehmr.py", "modes.py", "guidance.py", "views.py")]
+    files = [ROOT / "backend" / "engine" / n for n in ("api.py", "loaded.py", "output.py", "scorehmr.py", "problems.py",
+                                                       "guidance.py", "views.py", "windows.py", "polish.py")]
+    files += sorted((ROOT / "backend" / "engine" / "modes").glob("*.py"))
     files += [ROOT / "backend" / "models" / n for n in ("diffusion.py", "denoiser.py", "regressor.py")]
     files += [ROOT / "backend" / "body" / "body_model.py"]
     bad = [b for f in files for b in _factory_calls_without_device(f)]

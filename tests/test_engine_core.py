@@ -301,7 +301,7 @@ def _two_view_fixture(bm, views: int = 2):
     moved 20 px, the body's start and the cameras (1,V,3,3)/(1,V,3) from view 0's frame to each view."""
     import math
 
-    from backend.engine import modes
+    from backend.engine import problems
     from backend.engine.guidance import project
 
     g = _gen(21)
@@ -319,7 +319,7 @@ def _two_view_fixture(bm, views: int = 2):
     px = torch.stack([project((kp3d @ R[0, v].T + t[0, v])[None], torch.full((1,), 1000.0),
                               torch.full((1, 2), 500.0))[0] for v in range(views)])[None] + 20 * torch.randn(1, views, 17, 2, generator=g)
     kp = torch.cat([px, torch.ones(1, views, 17, 1)], -1)
-    obs = modes.Observations(kp, torch.full((1, views), 1000.0),
+    obs = problems.Observations(kp, torch.full((1, views), 1000.0),
                              torch.full((1, views, 2), 500.0),
                              torch.full((1, views, 2), 1000.0))
     return obs, rotmats, transl, R, t
@@ -338,19 +338,19 @@ def test_the_step_does_not_grow_with_the_number_of_views(setting):
     every view (a mean over views); uncalibrated, one body per view (its own reprojection plus Eq. 13's pull to
     the views' mean, neither of which changes when every view is repeated).  A sum over views would double it."""
     from backend.body.body_model import BodyModel
-    from backend.engine import modes
+    from backend.engine import problems
 
     bm = BodyModel.load()
     obs, rotmats, transl, R, t = _two_view_fixture(bm)
     a = cosine_alphas_cumprod()
     loop = LoopOptions(tau=50, step=10, iterations=1, max_step_curvature=0.0, optimise_translation=False)
-    w = modes.GuidanceWeights()
+    w = problems.GuidanceWeights()
 
     def step(o, R_, t_):
         """(start, result) rotations of one null-denoiser iteration: (1,24,3,3) calibrated, (V,24,3,3) per view."""
         v = o.focal.shape[1]
         if setting == "calibrated":
-            loss = modes.calibrated_loss(bm, o, torch.zeros(1, 1, 10), R_, t_, w)
+            loss = problems.calibrated_loss(bm, o, torch.zeros(1, 1, 10), R_, t_, w)
             start, start_transl, ctx = rotmats[:, None], transl[:, None], torch.zeros(1, 1, 4)
         else:   # view v's body in its own camera frame; the views disagree on one joint (Eq. 13 pulls it)
             from backend.engine.views import move_bodies
@@ -358,9 +358,9 @@ def test_the_step_does_not_grow_with_the_number_of_views(setting):
             rot_v, tr_v = move_bodies(bm, rotmats.expand(v, -1, -1, -1), transl.expand(v, -1),
                                       torch.zeros(v, 10), R_[0], t_[0])
             rot_v[:, 4] = _yaw(torch.tensor([0.3, 0.0]).repeat(v // 2))
-            loss = modes.multiview_loss(bm, o, torch.zeros(1, v, 10), w)
+            loss = problems.multiview_loss(bm, o, torch.zeros(1, v, 10), w)
             start, start_transl, ctx = rot_v[None], tr_v[None], torch.zeros(1, v, 4)
-        return start[0], modes.run(_NullDenoiser(), a, loss, start, start_transl, ctx, loop)["rotmats"][0]
+        return start[0], problems.run(_NullDenoiser(), a, loss, start, start_transl, ctx, loop)["rotmats"][0]
 
     start, once = step(obs, R, t)
     _, twice = step(*_doubled(obs, R, t))

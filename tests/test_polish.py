@@ -7,7 +7,7 @@ from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.engine import baselines as bl
 from backend.engine.api import Engine, EngineOptions
 from backend.engine.guidance import project
-from backend.engine.modes import Observations
+from backend.engine.problems import Observations
 from backend.engine.polish import PolishOptions, keypoint_jitter_px, polish, smoothing_basis, smoothing_factor
 from backend.io.shot import load_shot
 from backend.metrics import SMPL24_TO_LSP14, accel_error, pa_mpjpe

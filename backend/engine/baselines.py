@@ -1,41 +1,36 @@
 """Baselines the benchmark compares ScoreHMR with: classical fitting, a score-based fitting prior,
-temporal filtering / smoothing for video and triangulation for calibrated views.
+temporal filtering / smoothing for video and triangulation for calibrated views, and :func:`run_baseline`,
+any of them behind the engine's contract.
 
-Everything is torch, batch-first, on the tensors the Engine uses: keypoints (B,17,3) [x_px, y_px,
-conf], focal (B,), principal (B,2), image_size (B,2) [w, h], and a start dict with rotmats
-(B,24,3,3), betas (B,10), transl (B,3) in the OpenCV camera frame (Engine._init_tensors' layout).
-Results are dicts with the same three keys plus per-sample losses.
-
-Loss units: every fitting loss is in the units of :func:`guidance.keypoint_reprojection` (squared
-pixels at the 1000-px reference resolution, Geman-McClure sigma 100 px), so the prior weights of
-SMPLify, DPoser-style fitting and the 3D fit can be compared.  The classical prior weights are SPIN's /
-ProHMR's SMPLify weights (pose 4.78^2, bending 15.2^2, shape 5^2): a sweep of one common factor over
-0.01-10 on 48 training-subject frames (medium detector noise, our regressor and the weak start) was best
-at 1.
+Everything is torch, batch-first, on the tensors the engine uses: observations (B,...)
+(backend.engine.problems.Observations) and a start dict with rotmats (B,24,3,3), betas (B,10), transl (B,3)
+in the OpenCV camera frame (LoadedModels.start's layout).  Results are dicts with the same three keys plus
+per-sample losses.  The fitting they share with the engine's modes (SMPLify's fit and priors, DPoser-style
+fitting, the 3D fit) is backend.engine.fitting; loss units and weights are explained there.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from backend.engine import guidance
+from backend.engine.fitting import (BEND_INDEX, TORSO_KP, DataTerm, DPoserOptions, Fit3DOptions, bend_prior,
+                                    classical_fit, dposer_style, fit_to_3d, reprojection, triangulate_and_fit)
 from backend.engine.gmm import MaxMixturePrior
-from backend.engine.modes import Observations
-from backend.engine.views import in_every_view, relative_cameras, triangulate
-from backend.models.diffusion import predict_x0
-from backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
+from backend.engine.loaded import LoadedModels
+from backend.engine.modes import frame
+from backend.engine.options import EngineOptions
+from backend.engine.output import assemble
+from backend.engine.problems import Observations
+from backend.engine.views import in_every_view, relative_cameras
+from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
 
-NUM_KP = 17
-TORSO_KP = (5, 6, 11, 12)  # COCO shoulders and hips: SMPLify's camera stage fits these only
-# SMPLify's bending prior: body_pose entries (axis-angle, 69-d) of the elbows' Y and knees' X
-# rotations with the sign that makes hyper-extension positive (left elbow bends by -Y, right by +Y,
-# knees by +X; see backend.body.example_poses): penalty exp(sign * angle)^2.
-BEND_INDEX = (52, 55, 9, 12)
-BEND_SIGN = (1.0, -1.0, -1.0, -1.0)
+# The baselines' own and those they share with the engine (backend.engine.fitting).
+__all__ = ["SmplifyOptions", "SmoothOptions", "FilterOptions", "DPoserOptions", "Fit3DOptions", "BEND_INDEX",
+           "bend_prior", "reprojection", "smplify", "dposer_style", "temporal_filter", "per_frame_then_filter",
+           "smoothness", "temporal_smplify", "fit_to_3d", "triangulate_and_fit", "METHODS", "WHAT_RUNS",
+           "run_baseline"]
 
 
 @dataclass
@@ -60,19 +55,6 @@ class SmoothOptions:
 
 
 @dataclass
-class DPoserOptions:
-    """DPoser-style fitting: Adam on the 6D pose and translation, a diffusion prior as regulariser."""
-    steps: int = 100
-    lr: float = 1e-2
-    t_range: tuple[int, int] = (10, 100)  # truncated timesteps (of 1000): the low-noise score only
-    keypoint_weight: float = 0.003        # the ScoreHMR reprojection weight (Eq. 12)
-    # x 0.5 ||x0 - sg(x0_hat(x_t))||^2, gradient w(t) (eps_phi - eps); swept over 0-100 on 48 training-subject
-    # frames (medium noise, our regressor and the weak start): 30 best.
-    prior_weight: float = 30.0
-    lr_end: float | None = None           # None: lr throughout; else a cosine decay from lr to lr_end
-
-
-@dataclass
 class FilterOptions:
     """A standard temporal filter on 6D pose and translation.  On two 72-frame training-subject clips
     (24 fps, medium noise, our regressor's start) the Gaussian beat Savitzky-Golay; sigma 1/2/3/4 frames
@@ -83,165 +65,31 @@ class FilterOptions:
     order: int = 2                # savgol: polynomial order
 
 
-@dataclass
-class Fit3DOptions:
-    """Fit of the body's COCO keypoints to triangulated 3D points, with SMPLify's priors."""
-    camera_steps: int = 30        # stage 1: orientation and translation on the torso points
-    steps: int = 100
-    lr: float = 1e-2
-    camera_orient: bool = True
-    px_per_m: float = 1000.0      # 3D residuals in 'pixels' (1 mm = 1 px) so the priors keep their SMPLify weights
-    pose_prior: float = 4.78 ** 2
-    bend_prior: float = 15.2 ** 2
-    shape_prior: float = 5.0 ** 2
-
-
-# -- shared terms --------------------------------------------------------------------------------
-def bend_prior(body_pose: torch.Tensor) -> torch.Tensor:
-    """SMPLify's elbow/knee hyper-extension penalty. body_pose (B,69) axis-angle -> (B,)."""
-    sign = torch.tensor(BEND_SIGN, dtype=body_pose.dtype, device=body_pose.device)
-    return torch.exp(body_pose[:, list(BEND_INDEX)] * sign).pow(2).sum(1)
-
-
-def reprojection(body_model, rotmats, betas, transl, keypoints, focal, principal, image_size):
-    """Eq. 12 per sample (B,) and the posed body (BodyOutput) for rotmats (B,24,3,3)."""
-    out = body_model.joints_fast(rotmats, betas, transl)
-    loss = guidance.keypoint_reprojection(out.keypoints[:, :NUM_KP], keypoints, focal, principal, image_size)
-    return loss, out
-
-
 def _torso_only(keypoints: torch.Tensor) -> torch.Tensor:
     mask = torch.zeros(keypoints.shape[-2], dtype=keypoints.dtype, device=keypoints.device)
     mask[list(TORSO_KP)] = 1.0
     return torch.cat([keypoints[..., :2], keypoints[..., 2:3] * mask[:, None]], -1)
 
 
-# A data term: (rotmats (B,24,3,3), betas (B,10), transl (B,3), torso_only) -> (loss (B,), BodyOutput)
-DataTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, bool], tuple]
-
-
-def _classical_fit(data: DataTerm, prior: MaxMixturePrior, start: dict, opts, depth_weight: float = 0.0,
-                   extra: Callable | None = None, shared_betas: bool = False) -> dict:
-    """SMPLify's two stages on axis-angle parameters with Adam; samples are independent unless
-    ``shared_betas`` (one body for the batch, as in a video) or ``extra`` couples them.
-
-    extra(rotmats, body_output) -> scalar added in stage 2.  Returns rotmats, betas, transl, data (B,), total (B,)."""
-    aa = matrix_to_axis_angle(start["rotmats"].detach())
-    b = aa.shape[0]
-    orient = aa[:, 0].clone().requires_grad_(True)
-    pose = aa[:, 1:].reshape(b, 69).clone().requires_grad_(True)
-    betas0 = start["betas"].detach().reshape(-1, 10)
-    betas = (betas0.mean(0, keepdim=True) if shared_betas else betas0.expand(b, 10)).clone().requires_grad_(True)
-    transl = start["transl"].detach().clone().requires_grad_(True)
-    tz0 = transl[:, 2].detach().clone()
-    rot = lambda: axis_angle_to_matrix(torch.cat([orient[:, None], pose.reshape(b, 23, 3)], 1))
-    full_betas = lambda: betas.expand(b, 10)
-    priors = lambda: (opts.pose_prior * prior(pose) + opts.bend_prior * bend_prior(pose)
-                      + opts.shape_prior * full_betas().pow(2).sum(1))
-
-    with torch.enable_grad():
-        opt = torch.optim.Adam([transl] + ([orient] if opts.camera_orient else []), lr=opts.lr)
-        for _ in range(opts.camera_steps):
-            loss, _ = data(rot(), full_betas(), transl, True)
-            total = loss + depth_weight * (transl[:, 2] - tz0).pow(2)
-            opt.zero_grad()
-            total.sum().backward()
-            opt.step()
-
-        opt = torch.optim.Adam([orient, pose, betas, transl], lr=opts.lr)
-        for _ in range(opts.steps):
-            R = rot()
-            loss, out = data(R, full_betas(), transl, False)
-            total = (loss + priors()).sum() + (extra(R, out) if extra else 0.0)
-            opt.zero_grad()
-            total.backward()
-            opt.step()
-
-    with torch.no_grad():
-        R = rot()
-        loss, _ = data(R, full_betas(), transl, False)
-        total = loss + priors()
-    return dict(rotmats=R.detach(), betas=full_betas().detach().clone(), transl=transl.detach().clone(),
-                data=loss.detach(), total=total.detach())
-
-
-def _reprojection_term(body_model, keypoints, focal, principal, image_size) -> DataTerm:
-    torso = _torso_only(keypoints)
+def _reprojection_term(body_model, obs: Observations) -> DataTerm:
+    torso = replace(obs, keypoints=_torso_only(obs.keypoints))
 
     def data(rotmats, betas, transl, torso_only):
-        return reprojection(body_model, rotmats, betas, transl, torso if torso_only else keypoints,
-                            focal, principal, image_size)
+        return reprojection(body_model, rotmats, betas, transl, torso if torso_only else obs)
     return data
 
 
 # -- single frame ------------------------------------------------------------------------------
-def smplify(body_model, prior: MaxMixturePrior, keypoints: torch.Tensor, focal: torch.Tensor,
-            principal: torch.Tensor, image_size: torch.Tensor, start: dict,
+def smplify(body_model, prior: MaxMixturePrior, obs: Observations, start: dict,
             opts: SmplifyOptions = SmplifyOptions()) -> dict:
-    """SMPLify from an initial estimate: keypoints (B,17,3), focal (B,), principal (B,2), image_size (B,2),
-    start {rotmats (B,24,3,3), betas (B,10), transl (B,3)}.
+    """SMPLify from an initial estimate: observations obs (B,...), start {rotmats (B,24,3,3), betas (B,10),
+    transl (B,3)}.
 
     Returns rotmats, betas, transl and per-sample reprojection (B,) (Eq. 12 units) and total loss (B,)."""
-    data = _reprojection_term(body_model, keypoints, focal, principal, image_size)
-    out = _classical_fit(data, prior, start, opts, depth_weight=opts.depth)
+    data = _reprojection_term(body_model, obs)
+    out = classical_fit(data, prior, start, opts, depth_weight=opts.depth)
     out["reprojection"] = out.pop("data")
     return out
-
-
-def cosine_rate(start: float, end: float, step: int, steps: int) -> float:
-    """Learning rate at ``step`` of ``steps`` decaying from ``start`` to ``end`` along half a cosine."""
-    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * step / steps))
-
-
-def dposer_style(body_model, eps_model, alphas_cumprod: torch.Tensor, context: torch.Tensor,
-                 keypoints: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor, image_size: torch.Tensor,
-                 start: dict, opts: DPoserOptions = DPoserOptions(),
-                 generator: torch.Generator | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Optimisation with our diffusion prior as a score-based regulariser (DPoser-like).
-
-    Each Adam step draws t ~ U[t_range] and noise eps per sample, noises the current (re-orthonormalised)
-    6D pose x0 (B,144) to x_t and adds the surrogate 0.5 ||x0 - sg(x0_hat)||^2 whose gradient is
-    x0 - x0_hat = w(t) (eps_phi(x_t, t, c) - eps) with w(t) = sqrt((1 - a_t) / a_t): score distillation,
-    the denoiser is never differentiated.  Betas stay at the start (as in ScoreHMR).
-    context (B,C) standardised regressor features; other shapes as :func:`smplify`.  progress(done, total) is
-    called after every step (the engine's progress and cancellation hook).
-    Returns rotmats, betas, transl, reprojection (B,) (Eq. 12 units, before the weight) and its start value."""
-    b = keypoints.shape[0]
-    a = alphas_cumprod.to(keypoints)
-    x = matrix_to_rot6d(start["rotmats"].detach()).reshape(b, 144).clone().requires_grad_(True)
-    transl = start["transl"].detach().clone().requires_grad_(True)
-    betas = start["betas"].detach().reshape(-1, 10).expand(b, 10)
-    dev = keypoints.device
-    gen_dev = generator.device if generator is not None else dev
-    reproj = lambda R, tr: reprojection(body_model, R, betas, tr, keypoints, focal, principal, image_size)[0]
-    with torch.no_grad():
-        start_reproj = reproj(start["rotmats"], start["transl"])
-    opt = torch.optim.Adam([x, transl], lr=opts.lr)
-    with torch.enable_grad():
-        for step in range(opts.steps):
-            if opts.lr_end is not None:
-                opt.param_groups[0]["lr"] = cosine_rate(opts.lr, opts.lr_end, step, opts.steps)
-            R = rot6d_to_matrix(x.reshape(b, 24, 6))
-            x_n = matrix_to_rot6d(R).reshape(b, 144)
-            with torch.no_grad():
-                lo, hi = opts.t_range
-                t = torch.randint(lo, hi + 1, (b,), generator=generator, device=gen_dev).to(dev)
-                noise = torch.randn(x_n.shape, generator=generator, device=gen_dev, dtype=x_n.dtype).to(dev)
-                a_t = a[t][:, None]
-                x_t = a_t.sqrt() * x_n + (1 - a_t).sqrt() * noise
-                x0_hat = predict_x0(x_t, eps_model(x_t, t, context), a_t)
-            prior_term = 0.5 * (x_n - x0_hat).pow(2).sum(1)
-            total = opts.keypoint_weight * reproj(R, transl) + opts.prior_weight * prior_term
-            opt.zero_grad()
-            total.sum().backward()
-            opt.step()
-            if progress:
-                progress(step + 1, opts.steps)
-    with torch.no_grad():
-        R = rot6d_to_matrix(x.reshape(b, 24, 6))
-        final = reproj(R, transl)
-    return dict(rotmats=R.detach(), betas=betas.clone(), transl=transl.detach().clone(), reprojection=final,
-                start_reprojection=start_reproj, denoiser_evaluations=opts.steps * b)
 
 
 # -- video ---------------------------------------------------------------------------------------
@@ -267,18 +115,15 @@ def temporal_filter(rotmats: torch.Tensor, transl: torch.Tensor, opts: FilterOpt
     return rot6d_to_matrix(y[:, :144].reshape(f, 24, 6)), y[:, 144:].contiguous()
 
 
-def per_frame_then_filter(engine, keypoints: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor,
-                          image_size: torch.Tensor, start: dict, options=None,
-                          filt: FilterOptions = FilterOptions()) -> dict:
-    """ScoreHMR frame mode on every frame of one sequence, then :func:`temporal_filter`.
+def per_frame_then_filter(models: LoadedModels, obs: Observations, start: dict,
+                          options: EngineOptions | None = None, filt: FilterOptions = FilterOptions()) -> dict:
+    """ScoreHMR's loop on every frame of one sequence (frame mode without the fit stage), then
+    :func:`temporal_filter`.
 
-    keypoints (F,17,3) etc. as :func:`smplify`; options an EngineOptions (default: the engine's).
-    Returns rotmats (F,24,3,3), betas (F,10), transl (F,3), denoiser_evaluations."""
-    from backend.engine.api import EngineOptions
-
-    loop, weights = (options or EngineOptions()).resolved("frame")
-    ctx = engine.context(keypoints, focal, principal)
-    res = engine._frames(Observations(keypoints, focal, principal, image_size), start, ctx, loop, weights)
+    obs (F,...), start as the modes take it (with the prior's context (F,C)); options an EngineOptions
+    (default: the engine's).  Returns rotmats (F,24,3,3), betas (F,10), transl (F,3), denoiser_evaluations."""
+    settings = replace((options or EngineOptions()).for_mode("frame"), frame_fit=None)
+    res = frame.refine(models, obs, start, settings)
     rotmats, transl = temporal_filter(res["rotmats"], res["transl"], filt)
     return dict(rotmats=rotmats, transl=transl, betas=res["betas"], denoiser_evaluations=res["evaluations"])
 
@@ -289,61 +134,16 @@ def smoothness(joints: torch.Tensor, rotmats: torch.Tensor, opts: SmoothOptions)
     return opts.joint_accel * accel.pow(2).sum() + opts.pose_velocity * (rotmats[1:] - rotmats[:-1]).pow(2).sum()
 
 
-def temporal_smplify(body_model, prior: MaxMixturePrior, keypoints: torch.Tensor, focal: torch.Tensor,
-                     principal: torch.Tensor, image_size: torch.Tensor, start: dict,
+def temporal_smplify(body_model, prior: MaxMixturePrior, obs: Observations, start: dict,
                      opts: SmplifyOptions = SmplifyOptions(), smooth: SmoothOptions = SmoothOptions()) -> dict:
     """SMPLify over one sequence of F frames with one body shape and :func:`smoothness` in stage 2.
 
     Shapes as :func:`smplify` with B = F consecutive frames seen by one camera."""
-    data = _reprojection_term(body_model, keypoints, focal, principal, image_size)
-    out = _classical_fit(data, prior, start, opts, depth_weight=opts.depth,
-                         extra=lambda R, body: smoothness(body.joints, R, smooth), shared_betas=True)
+    data = _reprojection_term(body_model, obs)
+    out = classical_fit(data, prior, start, opts, depth_weight=opts.depth,
+                        extra=lambda R, body: smoothness(body.joints, R, smooth), shared_betas=True)
     out["reprojection"] = out.pop("data")
     return out
-
-
-# -- calibrated multi-view -------------------------------------------------------------------------
-def fit_to_3d(body_model, prior: MaxMixturePrior, points: torch.Tensor, weights: torch.Tensor, start: dict,
-              opts: Fit3DOptions = Fit3DOptions()) -> dict:
-    """Fit pose, shape and translation to 3D keypoints with the GMM, bending and shape priors.
-
-    points (B,17,3) (COCO-17, in the frame of the start, e.g. view 0's camera), weights (B,17) (0 = unseen),
-    start as :func:`smplify`.  Data term: sum weight^2 GM(px_per_m * residual) per axis.
-    Returns rotmats, betas, transl, residual_mm (B,) (weighted mean 3D distance) and total loss (B,)."""
-    keep = torch.zeros_like(weights)
-    keep[:, list(TORSO_KP)] = 1.0
-    w_torso = weights * keep
-
-    def data(rotmats, betas, transl, torso_only):
-        out = body_model.joints_fast(rotmats, betas, transl)
-        w = w_torso if torso_only else weights
-        r = (out.keypoints[:, :NUM_KP] - points) * opts.px_per_m
-        return (w[..., None] ** 2 * guidance.geman_mcclure(r, guidance.GMOF_SIGMA_PX)).sum((1, 2)), out
-
-    out = _classical_fit(data, prior, start, opts)
-    with torch.no_grad():
-        kp = body_model.joints_fast(out["rotmats"], out["betas"], out["transl"]).keypoints[:, :NUM_KP]
-        dist = (kp - points).norm(dim=-1)
-        out["residual_mm"] = 1000 * (dist * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
-    out.pop("data")
-    return out
-
-
-def triangulate_and_fit(body_model, prior: MaxMixturePrior, o: Observations, start: dict,
-                        opts: Fit3DOptions = Fit3DOptions()) -> dict:
-    """Calibrated views: triangulate the keypoints, then fit the body to the 3D points from ``start``.
-
-    o (V,F,...) with cam_R (V,3,3) / cam_t (V,3); start rotmats/betas/transl (F,...) (view 0's estimate).
-    Everything is in view 0's camera frame.  Returns :func:`fit_to_3d`'s dict plus the triangulated
-    points (F,17,3) and their weights (F,17) (0: not triangulated)."""
-    v, f = o.focal.shape
-    R, t = o.cam_R, o.cam_t
-    by_frame = o.transpose01()
-    pts, wts = triangulate(by_frame.keypoints, by_frame.focal, by_frame.principal, R.expand(f, v, 3, 3),
-                           t.expand(f, v, 3))
-    points = pts @ R[0].T + t[0]                                        # world -> view 0's camera
-    fit = fit_to_3d(body_model, prior, points, wts, {k: start[k][:f] for k in ("rotmats", "betas", "transl")}, opts)
-    return dict(fit, points=points, weights=wts)
 
 
 # -- the engine's contract ---------------------------------------------------------------------------
@@ -360,14 +160,13 @@ WHAT_RUNS = {  # (method, mode) -> what runs; calibrated multi-view is 'multivie
 }
 
 
-def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, prior: MaxMixturePrior | None = None,
-                 generator: torch.Generator | None = None) -> dict:
+def run_baseline(models: LoadedModels, obs: dict, init: dict | None, mode: str, method: str,
+                 prior: MaxMixturePrior | None = None, generator: torch.Generator | None = None) -> dict:
     """A baseline instead of ScoreHMR behind the engine's contract: validated OBS and optional INIT dicts in
     (as Engine.run), an OUT dict out (same keys; info.method names what ran).  ``prior``: the GMM prior
     (default: backend/assets/pose_gmm.npz).  See WHAT_RUNS for what each (method, mode) does."""
     import time
 
-    from backend.engine.api import EngineOptions
     from backend.engine.gmm import GMM
 
     t0 = time.time()
@@ -378,32 +177,31 @@ def run_baseline(engine, obs: dict, init: dict | None, mode: str, method: str, p
     if prior is None and method == "smplify":
         prior = MaxMixturePrior(GMM.load())
     if prior is not None:
-        prior = prior.to(engine.device)
-    o = engine.observations(obs)                                        # (V,F,...)
+        prior = prior.to(models.device)
+    o = models.observations(obs)                                        # (V,F,...)
     v, f = o.focal.shape
-    start = engine.start(o, init, mode)
+    start = models.start(o, init, mode)
     flat = o.reshape(v * f)
-    args = (flat.keypoints, flat.focal, flat.principal, flat.image_size)
     extra = {}
     if method == "smplify" and kind == "video":
-        out = temporal_smplify(engine.body, prior, *args, start)
+        out = temporal_smplify(models.body, prior, flat, start)
     elif method == "smplify" and kind == "calibrated":
         R, t = o.cam_R, o.cam_t
-        fit = triangulate_and_fit(engine.body, prior, o, start)
-        rot, tr = in_every_view(engine.body, fit["rotmats"], fit["transl"], fit["betas"], *relative_cameras(R, t))
+        fit = triangulate_and_fit(models.body, prior, o, start)
+        rot, tr = in_every_view(models.body, fit["rotmats"], fit["transl"], fit["betas"], *relative_cameras(R, t))
         out = dict(rotmats=rot, transl=tr, betas=fit["betas"].repeat(v, 1), world_from_view0=(R[0], t[0]))
         extra["triangulated_points"] = int((fit["weights"] > 0).sum())
     elif method == "smplify":
-        out = smplify(engine.body, prior, *args, start)
+        out = smplify(models.body, prior, flat, start)
     elif method == "dposer":
-        out = dposer_style(engine.body, engine.prior, engine.alphas, engine.context(*args[:3]), *args, start,
+        out = dposer_style(models.body, models.prior, models.alphas, flat, start["context"], start,
                            generator=generator)
         extra["denoiser_evaluations"] = out["denoiser_evaluations"]
     else:
-        out = per_frame_then_filter(engine, *args, start, EngineOptions())
+        out = per_frame_then_filter(models, flat, start, EngineOptions())
         extra["denoiser_evaluations"] = out["denoiser_evaluations"]
     out = {k: out[k] for k in ("rotmats", "transl", "betas", "world_from_view0") if k in out}
     info = dict(mode=mode, method=method, runs=WHAT_RUNS[(method, kind)], init=start["source"],
-                device=str(engine.device), seconds=round(time.time() - t0, 3), frames=f, views=v,
-                focal_source=obs.get("focal_source", "given"), models=engine.meta, **extra)
-    return engine._assemble(out, start, o, info, obs)
+                device=str(models.device), seconds=round(time.time() - t0, 3), frames=f, views=v,
+                focal_source=obs.get("focal_source", "given"), models=models.meta, **extra)
+    return assemble(models, out, start, o, info, obs)

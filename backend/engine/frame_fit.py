@@ -8,7 +8,7 @@ subjects, 64 frames, weak start: PA-MPJPE-14 57.4 mm after the loop, 48.3 after 
 * a given start that explains the keypoints clearly worse than the built-in regressor's estimate does
   (:func:`start_residual`, a fraction of the person's size, more than ``excess_threshold`` above the
   estimate's) is far from the answer: it is fitted with the diffusion prior as a
-  regulariser (DPoser-style score distillation, ``baselines.dposer_style``), Adam with a cosine-decaying
+  regulariser (DPoser-style score distillation, ``fitting.dposer_style``), Adam with a cosine-decaying
   rate (large steps to travel, small ones to settle);
 * the built-in regressor's estimate gets the same fit: it reprojects well (it was made from the
   keypoints) but its depth is a guess, and the fit lowers its 3D error where the loop does not
@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from backend.engine.baselines import DPoserOptions, dposer_style
+from backend.engine.fitting import DPoserOptions, dposer_style
 from backend.engine.guidance import project
+from backend.engine.problems import Observations
 from backend.rotations import rot6d_to_matrix
 
-REGRESSOR_SOURCE = "built-in regressor"   # Engine._init_tensors' 'source' of its own estimate
+REGRESSOR_SOURCE = "built-in regressor"   # LoadedModels.start's 'source' of its own estimate
 
 
 @dataclass
@@ -89,7 +90,7 @@ def needs_fit(residual: torch.Tensor, reference: torch.Tensor | None, source: st
               opts: FrameFitOptions) -> torch.Tensor:
     """Which samples (B,) bool get the fit stage: residual (B,) of the start and reference (B,) of the
     built-in regressor's estimate (:func:`start_residual`; None when the start is that estimate), source
-    the start's provenance (Engine.start's 'source')."""
+    the start's provenance (LoadedModels.start's 'source')."""
     if source == REGRESSOR_SOURCE or reference is None:
         return torch.full_like(residual, opts.fit_regressor, dtype=torch.bool)
     return residual - reference > opts.excess_threshold
@@ -105,11 +106,12 @@ def discrepancy_stop(body_model, keypoints, focal, principal, betas, reference: 
     return done
 
 
-def fit(body_model, eps_model, alphas_cumprod, context, keypoints, focal, principal, image_size, start: dict,
-        opts: FrameFitOptions, progress=None) -> dict:
-    """The fit stage on the given samples (shapes as baselines.dposer_style): rotmats, transl, evaluations.
-    progress(done, total) after every step."""
+def fit(body_model, eps_model, alphas_cumprod: torch.Tensor, obs: Observations, start: dict, opts: FrameFitOptions,
+        *, progress=None) -> dict:
+    """The fit stage on the given samples: observations obs (B,...), start rotmats (B,24,3,3), betas (B,10),
+    transl (B,3) and the prior's context (B,C) -> rotmats, transl, evaluations.  progress(done, total) after
+    every step."""
     gen = torch.Generator().manual_seed(opts.seed)   # CPU draws: the same on every device
-    res = dposer_style(body_model, eps_model, alphas_cumprod, context, keypoints, focal, principal, image_size,
-                       start, opts.fit, gen, progress)
+    res = dposer_style(body_model, eps_model, alphas_cumprod, obs, start["context"], start, opts.fit, generator=gen,
+                       progress=progress)
     return dict(rotmats=res["rotmats"], transl=res["transl"], evaluations=res["denoiser_evaluations"])

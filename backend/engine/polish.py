@@ -22,13 +22,18 @@ of 80; without it (c = 0) 100 iterations were not.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from backend.engine import guidance
 from backend.engine.gaps import empty_frames
+from backend.engine.problems import Observations
+from backend.engine.windows import refine_in_windows
 from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
+
+# A clip is fitted over stretches of this many frames (overlapping by POLISH_OVERLAP, blended).
+POLISH_WINDOW, POLISH_OVERLAP = 240, 40
 
 
 @dataclass
@@ -59,7 +64,7 @@ class PolishOptions:
 def polish_loss(body_model, shaped, obs, x6_ref: torch.Tensor, opts: PolishOptions):
     """The objective over x6 (W,S,24,6) and transl (W,S,3) -> scalar (summed over windows).
 
-    shaped: body_model.shaped(betas) flattened (W*S,...); obs: modes.Observations (W,S,...)."""
+    shaped: body_model.shaped(betas) flattened (W*S,...); obs: Observations (W,S,...)."""
     kp_obs = obs.keypoints.flatten(0, 1)
     unseen = empty_frames(obs.keypoints).to(x6_ref.dtype)                      # (W,S)
     anchor = (opts.pose_anchor * (1 + (opts.unseen_anchor - 1) * unseen))[..., None, None]
@@ -79,7 +84,7 @@ def polish_loss(body_model, shaped, obs, x6_ref: torch.Tensor, opts: PolishOptio
 
 def polish(body_model, obs, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
            opts: PolishOptions = PolishOptions()) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smooth windows of a result: obs modes.Observations (W,S,...), betas (W,S,10), rotmats (W,S,24,3,3),
+    """Smooth windows of a result: obs Observations (W,S,...), betas (W,S,10), rotmats (W,S,24,3,3),
     transl (W,S,3) -> polished rotmats, transl (same shapes).
 
     L-BFGS with a strong-Wolfe line search, a fixed number of iterations, no randomness: sub-pixel input
@@ -110,6 +115,24 @@ def polish(body_model, obs, betas: torch.Tensor, rotmats: torch.Tensor, transl: 
         return rot6d_to_matrix(x6()), tr()
 
 
+def polish_clip(body_model, obs: Observations, betas: torch.Tensor, rotmats: torch.Tensor, transl: torch.Tensor,
+                opts: PolishOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`polish` over overlapping stretches of one clip, blended (backend.engine.windows), its accel
+    weight scaled by :func:`smoothing_factor`: obs (F,...), betas (F,10), rotmats (F,24,3,3), transl (F,3)
+    -> polished rotmats, transl."""
+    if opts.iterations <= 0:
+        return rotmats, transl
+    opts = replace(opts, joint_accel=opts.joint_accel * smoothing_factor(obs.keypoints, obs.image_size, opts))
+    f = rotmats.shape[0]
+
+    def polish_window(ids: torch.Tensor) -> dict:
+        R, t = polish(body_model, obs[ids], betas[ids], rotmats[ids], transl[ids], opts)
+        return dict(rotmats=R, transl=t)
+
+    res = refine_in_windows(f, min(POLISH_WINDOW, f), POLISH_OVERLAP, 1, polish_window, rotmats.device)
+    return res["rotmats"], res["transl"]
+
+
 def keypoint_jitter_px(keypoints: torch.Tensor, image_size: torch.Tensor) -> float:
     """Median length of the keypoints' second difference over frames, in px at 1000 px (as Eq. 12 measures).
 
@@ -130,8 +153,9 @@ def smoothing_factor(keypoints: torch.Tensor, image_size: torch.Tensor, opts: Po
     noise variance): at the reference (the median jitter of the medium simulation, 4.7-9.6 px on the tuning
     clips) it is the tuned weight; BlazePose's own detections, already filtered, measure 0.8-6.9 px.  Tuning
     subjects, PA-MPJPE-14 (accel) of the final fit: 15 excerpts of BlazePose on renders 63.88 (15.1) with
-    the fixed weight, 62.94 (16.1) with this factor (the paper's loop alone 62.50 (30.9)); simulated medium 32.24 -> 32.27, high 41.85 -> 41.85
-    (its jitter is above the reference: the factor stays 1; letting it rise above 1 cost high noise 0.26 mm)."""
+    the fixed weight, 62.94 (16.1) with this factor (the paper's loop alone 62.50 (30.9)); simulated medium
+    32.24 -> 32.27, high 41.85 -> 41.85 (its jitter is above the reference: the factor stays 1; letting it rise
+    above 1 cost high noise 0.26 mm)."""
     jitter = keypoint_jitter_px(keypoints, image_size)
     if not jitter == jitter:      # NaN: nothing to measure, keep the weight
         return 1.0

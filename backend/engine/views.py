@@ -59,7 +59,7 @@ def _parallax(xy: torch.Tensor, R: torch.Tensor, seen: torch.Tensor) -> torch.Te
 
 
 def triangulate(keypoints: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor, cam_R: torch.Tensor,
-                cam_t: torch.Tensor, min_views: int = 2, robust_iterations: int = TRI_ROBUST_ITERATIONS,
+                cam_t: torch.Tensor, *, min_views: int = 2, robust_iterations: int = TRI_ROBUST_ITERATIONS,
                 robust_sigma_px: float = TRI_ROBUST_SIGMA_PX) -> tuple[torch.Tensor, torch.Tensor]:
     """Confidence-weighted DLT of keypoints seen by V calibrated views, made robust to outlying views.
 

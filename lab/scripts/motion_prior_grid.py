@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from backend.engine.api import Engine, EngineOptions  # noqa: E402
 from backend.engine.gmm import GMM  # noqa: E402
+from backend.engine.modes import motion_video  # noqa: E402
 from backend.engine.scorehmr import LoopOptions  # noqa: E402
 from backend.models.motion import MOTION_PRIOR_PATH  # noqa: E402
 from lab import bench as B, bench_video as BV  # noqa: E402
@@ -69,8 +70,9 @@ def main() -> None:
         loop = replace(loop, **loop_keys)
         if setting.get("no_temporal"):
             w = replace(w, temporal=0.0)
-        row(f"motion prior {json.dumps(setting)}", lambda clip, methods, opts=opts, loop=loop, w=w: engine._video_motion(
-            clip, methods["start"][0](), loop, w, opts, float(B.FPS)))
+        settings = replace(opts.for_mode("video"), loop=loop, weights=w)
+        row(f"motion prior {json.dumps(setting)}", lambda clip, methods, settings=settings: motion_video.refine(
+            engine, clip, methods["start"][0](), settings))
 
 
 if __name__ == "__main__":

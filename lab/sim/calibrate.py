@@ -553,9 +553,10 @@ def evaluate_engine(engine, folder: Path, modes_: tuple[str, ...] = ("frame", "v
     t0 = time.time()
     for i in keep:
         obs = excerpt_obs(data, i, "frame")
-        kp = engine._t(obs["keypoints"][0])
+        kp = engine.as_tensor(obs["keypoints"][0])
         f = kp.shape[0]
-        est = engine.initial(kp, engine._t(obs["focal_length"]).expand(f), engine._t(obs["principal_point"]).expand(f, 2))
+        est = engine.initial(kp, engine.as_tensor(obs["focal_length"]).expand(f),
+                             engine.as_tensor(obs["principal_point"]).expand(f, 2))
         start = engine.body.joints_fast(est["rotmats"], est["betas"], est["transl"]).joints.cpu().numpy()
         errors["start"].append(score(start, gt[i]))
     for i in keep[:limit]:

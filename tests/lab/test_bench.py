@@ -7,7 +7,7 @@ import torch
 
 from lab import bench, bench_video
 from backend.body.body_model import BodyModel
-from backend.engine import modes
+from backend.engine import problems
 from backend.engine.api import Engine
 from backend.engine.gmm import GMM
 from backend.models.denoiser import Denoiser
@@ -41,11 +41,11 @@ def tiny_engine() -> Engine:
 @pytest.mark.slow
 def test_bench_quick_writes_the_paper_shaped_tables(tmp_path):
     engine = tiny_engine()
-    prior, grad, video_loss = engine.prior, torch.autograd.grad, modes.video_loss
+    prior, grad, video_loss = engine.prior, torch.autograd.grad, problems.video_loss
     gmm = GMM(np.ones(1), np.zeros((1, 69)), 0.09 * np.eye(69)[None])
     assert bench.main(TINY + ["--out", str(tmp_path)], engine=engine, data=synthetic_val(), gmm=gmm) == 0
     # The profiling wrappers are gone again.
-    assert engine.prior is prior and torch.autograd.grad is grad and modes.video_loss is video_loss
+    assert engine.prior is prior and torch.autograd.grad is grad and problems.video_loss is video_loss
     assert "joints_fast" not in vars(engine.body)
 
     report = json.loads((tmp_path / "benchmark.json").read_text())

@@ -1,7 +1,6 @@
-"""Refinement modes on top of the loop: single frames, video windows, several views.
-
-Each mode builds a :class:`Problem` (samples laid out (G,S,...)) whose loss combines the guidance
-terms with named weights, runs :func:`refine` and returns camera-frame SMPL parameters.
+"""The guidance problems the modes (backend.engine.modes) pose to the loop: what the cameras saw
+(:class:`Observations`), the weights of the guidance terms, one loss per kind of sample group, and
+:func:`run`, the loop (backend.engine.scorehmr) on samples laid out (G,S,...).
 """
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import torch
 from backend.engine import guidance
 from backend.engine.scorehmr import LoopOptions, Problem, refine
 from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
+
 
 @dataclass
 class GuidanceWeights:
@@ -32,6 +32,7 @@ class Observations:
     image_size: torch.Tensor    # (...,2)
     cam_R: torch.Tensor | None = None
     cam_t: torch.Tensor | None = None
+    fps: float = 30.0           # frames per second of a clip (the motion prior's world frame reads it)
 
     def map(self, fn) -> "Observations":
         """The same observations with ``fn`` applied to every per-sample tensor over its leading dims
@@ -130,8 +131,8 @@ def calibrated_loss(body_model, obs: Observations, betas: torch.Tensor, cam_R: t
     return loss
 
 
-def run(eps_model, alphas_cumprod, loss_fn, rotmats0: torch.Tensor, transl0: torch.Tensor,
-        context: torch.Tensor, opts: LoopOptions, progress=None, done=None) -> dict:
+def run(eps_model, alphas_cumprod: torch.Tensor, loss_fn, rotmats0: torch.Tensor, transl0: torch.Tensor,
+        context: torch.Tensor, opts: LoopOptions, *, progress=None, done=None) -> dict:
     """rotmats0 (G,S,24,3,3), transl0 (G,S,3), context (G,S,C) -> refined rotmats/transl + loop stats.
     done: Problem.done (an extra stop rule) or None."""
     g, s = rotmats0.shape[:2]

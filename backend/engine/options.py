@@ -1,0 +1,149 @@
+"""What changes a result: EngineOptions (the user's, defaults per mode and variant) and ModeOptions (what
+one mode reads, resolved from them for that mode).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from backend.engine.frame_fit import FrameFitOptions
+from backend.engine.polish import PolishOptions
+from backend.engine.problems import GuidanceWeights
+from backend.engine.scorehmr import LoopOptions
+from backend.models.motion import MOTION_PRIOR_PATH
+
+# Loop settings that differ from the paper's single-frame defaults (LoopOptions()).
+MODE_LOOPS = {
+    # Eq. 13, the authors' settings, without the step bound: tau 100's first guided step is past it
+    # (eta * curvature > 2 in the stiffest direction, the keypoints of a limb end), but one scale for
+    # all directions then starves the slow ones (view consistency): bounded at 1 (1.9), 4-view
+    # PA-MPJPE-14 went 40.2 -> 52.0 (49.8) mm on the tuning subjects.  The unbounded loop is not
+    # chaotic: sub-pixel input noise moves no joint by more than 0.005 mm (examples/multiview).  Tried on
+    # the tuning subjects (MPJPE-14 change against the per-view start at 2 / 4 / 8 views, one body shape per
+    # instant): these settings -2.3% / -20.3% / -19.1%; tau 50, step 5, 4 iterations -6.8 / -19.5 / -22.0;
+    # keypoint weight x0.5 -7.2 / -18.5 / -20.6 (x2: +14 / -7 / +1); consistency weight x0.5 no change, x2
+    # diverges.  Nothing to normalise by the view count: each view's gradient is its own reprojection's
+    # plus 2 (x_v - mean) of Eq. 13, whatever V.
+    "multiview": LoopOptions(tau=100, step=10, iterations=2, max_step_curvature=0.0),
+    # One body per instant fitted to the triangulation first; its translation stays where the 3D fit put
+    # it (modes.calibrated).  Chosen on the tuning subjects (32 instants; PA-MPJPE-14 / MPJPE-14 at 2 / 4 /
+    # 8 views, refined in view 0 only): Eq. 13's loop (tau 100, step 10, 2 iterations, curvature-bounded)
+    # 58.6 / 81.3, 39.2 / 44.4, 21.7 / 30.6 against triangulate + fit 65.7 / 90.5, 40.4 / 44.1, 21.9 / 28.9;
+    # the bound kept every step at the stiffest keypoint's scale (mean scale 0.3), so the slow directions
+    # hardly moved while the prior, conditioned on one view, pulled the neck and head: tau 60, step 10,
+    # 10 iterations, unbounded: 51.6 / 74.4, 37.1 / 42.0, 20.7 / 28.7 (tau 50 / 70 / 80 within 1 mm;
+    # step 2 or 5 no better at 3-8x the evaluations; a 3D term to the triangulated points or a rigid
+    # re-alignment to them after the loop made every view count worse).  Refined in every view and
+    # averaged, tau 70: 51.8 / 73.1, 35.6 / 40.6, 20.1 / 28.2.
+    "calibrated": LoopOptions(tau=70, step=10, iterations=10, max_step_curvature=0.0, optimise_translation=False),
+}
+
+# Uncalibrated views, variant 'ours': Eq. 12 + Eq. 13 guidance without the prior (eps = 0: the loop is then
+# gradient descent with the steps sum_t sigma_t (sigma_t - sigma_t')), then the common pose.  The ablation
+# (docs/ablation.md: every variant's scale, tau and iterations tuned on the tuning subjects, 96 instants x 5
+# seeds, 4 views) found the trained prior worse than a tuned null denoiser there: report subjects PA-MPJPE-14
+# / MPJPE-14 32.76 / 64.25 (trained, scale 1, 4 iterations) against 31.48 / 59.58 (null, scale 0.5, 4
+# iterations), differences +1.28 [0.98, 1.57] / +4.67 [4.12, 5.22] mm; the bench's tuning draw (32
+# instants, 2 / 4 / 8 views, MPJPE-14 against the per-view start): paper loop -2.9% / -21.3% / -20.4%,
+# this -4.2% / -27.5% / -27.0%.  The variant 'paper' keeps the prior and MODE_LOOPS['multiview'].
+MULTIVIEW_WITHOUT_PRIOR = LoopOptions(tau=100, step=10, iterations=4, guidance_scale=0.5, max_step_curvature=0.0)
+
+
+# The motion prior's loop (docs/motion_prior.md: chosen on the tuning subjects).  Deterministic DDIM
+# inversion, as the paper: forward noising ('random') let the prior redraw the motion, and its samples
+# were rougher than the start's noise removed (acceleration error 57-75 vs 51 mm/frame^2 of the start).
+MOTION_LOOP = LoopOptions(tau=200, step=20, iterations=5)
+# The motion prior's temporal and translation weights are 4x the variant's (a smoothing of 4 under the
+# user's): tuning PA-MPJPE-14 / accel 34.70 / 18.96 at 1x, 34.43 / 16.99 at 2x, 34.46 / 15.81 at 4x,
+# 34.64 / 15.33 at 8x.
+MOTION_SMOOTHING = 4.0
+
+
+@dataclass
+class EngineOptions:
+    """Everything that changes a result; defaults are the paper's, `variant='ours'` adds the final smoothing
+    fit in video mode (backend.engine.polish)."""
+    variant: str = "ours"                 # 'paper' | 'ours'
+    loop: LoopOptions | None = None       # None: per-mode defaults (multi-view: tau 100, step 10, 2 iterations)
+    weights: GuidanceWeights | None = None
+    window: int = 64                      # video: frames per window
+    overlap: int = 16                     # video: frames shared by neighbouring windows (blended)
+    windows_per_batch: int = 16           # video: memory bound (windows refined at once)
+    smoothing: float = 1.0                # scales the temporal terms (N-panel "smoothing strength")
+    keypoint_trust: float = 1.0           # scales the keypoint term (N-panel "keypoint trust")
+    # video: a learned motion prior checkpoint (backend.models.motion); None keeps the per-frame prior.
+    # Its windows are the prior's length and its loop MOTION_LOOP; the foot term is off (the contacts are
+    # the prior's own channel).  The temporal term stays (MOTION_SMOOTHING): without it the tuning clips'
+    # acceleration error was 43.7 instead of 30.9 mm/frame^2 (docs/motion_prior.md).
+    motion_prior: str | None = None
+    polish: PolishOptions | None = None   # video: the final smoothing fit (None: the variant's; the paper has none)
+    # frame: the fit stage for far starts and the built-in regressor's (backend.engine.frame_fit); None: the
+    # variant's ('ours': FrameFitOptions(), the paper: none, the loop for every frame)
+    frame_fit: FrameFitOptions | None = None
+    # video with the per-frame prior: stretches around frames without keypoints are redone by this motion
+    # prior checkpoint (its loop from the per-frame result, seen frames anchoring it) before the final fit;
+    # None (or a missing file): the interpolated start alone carries the body across.  Tuning subjects,
+    # 3 clips, medium noise, gaps of 5 / 10 / 24 frames: error in the gap / elsewhere 0.94 / 1.00 / 1.10x
+    # with interpolation, 0.81 / 0.93 / 1.07x with it (the whole clip by the motion prior: 0.96 / 0.99 /
+    # 1.06x, but a higher PA-MPJPE-14 without gaps, 66.02 against 65.98).
+    gap_motion_prior: str | None = str(MOTION_PRIOR_PATH)
+
+    def resolved(self, mode: str) -> tuple[LoopOptions, GuidanceWeights]:
+        """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
+        motion = mode == "video" and bool(self.motion_prior)
+        default = MULTIVIEW_WITHOUT_PRIOR if not self.uses_prior(mode) else MODE_LOOPS.get(mode, LoopOptions())
+        loop = self.loop or (MOTION_LOOP if motion else default)
+        if mode == "calibrated":   # the translation is the triangulation fit's (backend.engine.modes.calibrated)
+            loop = replace(loop, optimise_translation=False)
+        w = self.weights or GuidanceWeights()
+        if motion:
+            w = replace(w, temporal=w.temporal * MOTION_SMOOTHING)
+        w = replace(w, keypoints=w.keypoints * self.keypoint_trust, temporal=w.temporal * self.smoothing)
+        return loop, w
+
+    def for_mode(self, mode: str) -> ModeOptions:
+        """What the mode ('frame', 'video', 'multiview' or 'calibrated') reads: :meth:`resolved`'s loop and
+        weights, and the options of that mode (video: the final fit and, with the per-frame prior and a
+        gap_motion_prior file, the motion prior's options for the gaps)."""
+        loop, weights = self.resolved(mode)
+        video = mode == "video"
+        gaps = None
+        if video and not self.motion_prior and self.gap_motion_prior and Path(self.gap_motion_prior).is_file():
+            gaps = replace(replace(self, motion_prior=self.gap_motion_prior).for_mode("video"), polish=None)
+        return ModeOptions(loop=loop, weights=weights, prior=self.uses_prior(mode), window=self.window,
+                           overlap=self.overlap, windows_per_batch=self.windows_per_batch,
+                           polish=self.resolved_polish() if video else None,
+                           frame_fit=self.resolved_frame_fit() if mode == "frame" else None,
+                           motion_prior=self.motion_prior if video else None, gaps=gaps)
+
+    def uses_prior(self, mode: str) -> bool:
+        """Whether the mode's loop runs with the learned prior: all but uncalibrated views in variant 'ours'
+        (MULTIVIEW_WITHOUT_PRIOR)."""
+        return not (mode == "multiview" and self.variant == "ours")
+
+    def resolved_frame_fit(self) -> FrameFitOptions | None:
+        """Single frames: the fit stage of backend.engine.frame_fit, or None (the paper: the loop only)."""
+        return self.frame_fit or (FrameFitOptions() if self.variant == "ours" else None)
+
+    def resolved_polish(self) -> PolishOptions:
+        """The video result's final smoothing fit (backend.engine.polish), scaled like the loop's terms."""
+        p = self.polish or (PolishOptions() if self.variant == "ours" else PolishOptions(iterations=0))
+        return replace(p, keypoints=p.keypoints * self.keypoint_trust, joint_accel=p.joint_accel * self.smoothing)
+
+
+@dataclass(frozen=True)
+class ModeOptions:
+    """What one mode reads (EngineOptions.for_mode resolves it): the loop and the guidance weights, and
+    for video the windows, the final fit and the bridging of gaps."""
+    loop: LoopOptions
+    weights: GuidanceWeights
+    prior: bool = True                    # the loop with the learned prior (False: null_denoiser's eps = 0)
+    window: int = 64                      # video: frames per window (the motion prior: its own length)
+    overlap: int = 16                     # video: frames shared by neighbouring windows (blended)
+    windows_per_batch: int = 16           # video: memory bound (windows refined at once)
+    polish: PolishOptions | None = None   # video: the final smoothing fit (None: none)
+    frame_fit: FrameFitOptions | None = None   # frame: the fit stage (None: the loop for every frame)
+    motion_prior: str | None = None       # video: the motion prior checkpoint (None: the per-frame prior)
+    # video with the per-frame prior: the motion prior's options for the stretches around frames without
+    # keypoints (EngineOptions.gap_motion_prior; None: the interpolated start alone carries the body across)
+    gaps: "ModeOptions | None" = None
