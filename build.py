@@ -320,10 +320,14 @@ COMMANDS = {"package": cmd_package, "refine": cmd_refine}
 
 def main(argv=None):
     args = script_args(argv)
-    if args[:1] == ["--"]:  # `python build.py -- --footage ...`
+    after_separator = args[:1] == ["--"] or "bpy" in sys.modules  # `python build.py -- ...`, or inside Blender
+    if args[:1] == ["--"]:
         args = args[1:]
     if args[:1] in (["-h"], ["--help"]):
-        print(USAGE)
+        if after_separator:  # the batch's options, as the general usage says
+            refine_parser().print_help()
+        else:
+            print(USAGE)
         return 0
     if args and args[0].startswith("--"):  # options first: batch refinement
         args = ["refine", *args]

@@ -156,6 +156,15 @@ def test_usage_and_argument_errors_exit_before_any_work(tmp_path):
     assert proc.returncode == 0 and "--footage" in proc.stdout and "--result" in proc.stdout
 
 
+def test_help_after_the_separator_lists_the_batch_options():
+    """The general usage says to pass --help after --: that prints the options, not the usage again."""
+    proc = run_build("--help")
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--keypoints", "--retarget", "--smoothing", "--keypoint-trust", "--frames", "--force"):
+        assert option in proc.stdout, proc.stdout
+    assert "--help after --" not in proc.stdout
+
+
 # -- headless runs (bpy module) ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
