@@ -216,7 +216,8 @@ def _keypoints(inputs, footage):
                               "switch Footage to Movie Clip")
         return clip_keypoints(footage.clip)
     if not inputs.keypoints_path.strip():
-        raise RefineError("No keypoints: choose a keypoint file or OpenPose folder in the Refine Motion panel")
+        raise RefineError("No keypoints: set Keypoints to Detect from Footage to find the person in the footage, "
+                          "or choose a keypoint file or OpenPose folder")
     return _existing_file(inputs.keypoints_path, "Keypoint file",
                           "check the Keypoint File path (a file, or an OpenPose folder)")
 
@@ -334,9 +335,10 @@ def import_result(context, plan, job):
     footage = plan.footage
     placed = plan.camera_to_world is not None  # the user's cameras are there: no new one
     first_frame = footage.start + job.inputs.frames.start
+    single = job.inputs.frames.count == 1  # one frame keyed: the scene keeps its range (not 5-5)
     imported = importer.import_result(
         context, str(job.out_path), shot_name=plan.name, frame_start=first_frame, add_camera=not placed,
-        footage_path="" if placed else footage.path, update_scene_duration=True,
+        footage_path="" if placed else footage.path, update_scene_duration=not single,
         camera_to_world=plan.camera_to_world)
     if imported.camera is not None:
         # The importer starts the clip at the first refined frame; footage frame 0 sits at footage.start.

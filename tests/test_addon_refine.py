@@ -783,7 +783,7 @@ def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
     (lambda shot, tmp: dict(footage_path=str(tmp / "none.mp4")), "Footage not found: .*none.mp4"),
     (lambda shot, tmp: dict(footage_path=_write_text(tmp / "notes.mp4", "not a video")),
      "Blender cannot read notes.mp4 as a video"),
-    (lambda shot, tmp: dict(keypoints_path=""), "No keypoints: choose a keypoint file"),
+    (lambda shot, tmp: dict(keypoints_path=""), "No keypoints: set Keypoints to Detect from Footage"),
     (lambda shot, tmp: dict(mode='MULTI_VIEW'), "Multi-View needs the other cameras: add each one's footage"),
     (lambda shot, tmp: dict(frame_start=30, frame_end=40), "Frames 30-40 miss the footage"),
     (lambda shot, tmp: dict(keypoints_source='TRACKS'), "Keypoints from Clip Tracks need the footage as a Movie Clip"),
