@@ -43,6 +43,8 @@ DEVICE_ITEMS = (
     ('CUDA', "CUDA GPU", "The CUDA GPU (fails when torch sees none)"),
 )
 
+SCALE_MAX = 2.0  # Smoothing and Keypoint Trust: 0 .. twice the engine's default weight, as build.py takes them
+
 
 def _clamp_frame_end(self, _context):
     if self.frame_end < self.frame_start:
@@ -145,23 +147,22 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
         items=MODE_ITEMS,
         default='VIDEO',
     )
+    # One scale with the batch's --smoothing / --keypoint-trust and the engine's: 1 = its default weight.
     smoothing: FloatProperty(
         name="Smoothing",
-        description="Strength of temporal smoothing between frames (0 = none, 0.5 = the engine's default, "
-                    "1 = twice that)",
-        default=0.5,
+        description="Strength of temporal smoothing between frames (0 = none, 1 = the engine's default, "
+                    "2 = twice that; the batch's --smoothing)",
+        default=1.0,
         min=0.0,
-        max=1.0,
-        subtype='FACTOR',
+        max=SCALE_MAX,
     )
     keypoint_trust: FloatProperty(
         name="Keypoint Trust",
-        description="How strongly the 2D keypoints pull on the result, relative to the learned "
-                    "motion prior (0.5 = the engine's default, 1 = twice that)",
-        default=0.5,
+        description="How strongly the 2D keypoints pull on the result, relative to the learned motion prior "
+                    "(1 = the engine's default, 2 = twice that; the batch's --keypoint-trust)",
+        default=1.0,
         min=0.0,
-        max=1.0,
-        subtype='FACTOR',
+        max=SCALE_MAX,
     )
     frame_start: IntProperty(
         name="Start",

@@ -33,8 +33,6 @@ COCO17_NAMES = contract("layout").COCO17_NAMES
 GAP_MARKER = "no keypoints"  # timeline markers at frames with little or no evidence: "<shot>: no keypoints ..."
 ENGINE_MODES = {'SINGLE_FRAME': "frame", 'VIDEO': "video", 'MULTI_VIEW': "multiview"}
 DEVICES = {'AUTO': "", 'CPU': "cpu", 'CUDA': "cuda"}
-# The panel's smoothing / keypoint trust value that means the engine's default weight (scale 1).
-DEFAULT_FACTOR = 0.5
 _REENCODE = "re-encode it, e.g. ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4"
 # A detection becomes a tracking marker from this confidence on (BlazePose's own drawing threshold on its
 # visibility); a marker reads back as a sure point (confidence 1), a point below it as not detected.
@@ -309,8 +307,8 @@ def plan(context, settings, *, smpl_file="", iterations=None):
     request = Request(
         views=[view for view, _, _ in views], fps=footage.fps, mode=ENGINE_MODES[settings.mode],
         cameras=_world_to_cameras(poses) if poses is not None else None, init=init, frames=frames,
-        smpl_path=smpl_path, smoothing=settings.smoothing / DEFAULT_FACTOR,
-        keypoint_trust=settings.keypoint_trust / DEFAULT_FACTOR, device=DEVICES[settings.device],
+        smpl_path=smpl_path, smoothing=settings.smoothing,
+        keypoint_trust=settings.keypoint_trust, device=DEVICES[settings.device],
         iterations=iterations or None, footage_start=footage.start,
     )
     name = footage.clip.name if footage.clip is not None else footage.name

@@ -134,8 +134,8 @@ def test_scene_settings_defaults():
     assert settings.mode == 'VIDEO'
     assert {item.identifier for item in settings.bl_rna.properties["mode"].enum_items} == {
         'SINGLE_FRAME', 'VIDEO', 'MULTI_VIEW'}
-    assert settings.smoothing == pytest.approx(0.5)
-    assert settings.keypoint_trust == pytest.approx(0.5)
+    assert settings.smoothing == pytest.approx(1.0)  # the engine's default weight, as build.py's default
+    assert settings.keypoint_trust == pytest.approx(1.0)
     assert (settings.frame_start, settings.frame_end) == (1, 250)
 
 
@@ -145,12 +145,12 @@ def test_scene_settings_can_be_set():
         settings = scene.refine_motion
         settings.mode = 'MULTI_VIEW'
         settings.smoothing = 0.25
-        settings.keypoint_trust = 2.0  # clamped to the hard max
+        settings.keypoint_trust = 3.0  # clamped to the hard max
         settings.frame_end = 40
         settings.frame_start = 10
         assert settings.mode == 'MULTI_VIEW'
         assert settings.smoothing == pytest.approx(0.25)
-        assert settings.keypoint_trust == pytest.approx(1.0)
+        assert settings.keypoint_trust == pytest.approx(2.0)
         assert (settings.frame_start, settings.frame_end) == (10, 40)
 
         settings.frame_start = 60  # past the end: the end follows

@@ -33,3 +33,29 @@ def test_footage_without_a_keypoint_file_points_at_detect_from_footage(shot, fak
     """Item 14: footage chosen, Keypoints: File left empty: the one line names the step that user needs."""
     use_shot(shot, keypoints_path="")
     assert_refused("No keypoints: set Keypoints to Detect from Footage", fake_engine)
+
+
+def _build_module():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("refine_motion_build_ui", Path(__file__).parents[1] / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoothing_and_keypoint_trust_have_the_batch_s_scale(shot, fake_engine):
+    """Item 19: the panel's Smoothing / Keypoint Trust are the batch's --smoothing / --keypoint-trust: the
+    same default (1 = the engine's weight), the same range 0-2, the value sent to the engine as it is."""
+    settings = bpy.context.scene.refine_motion
+    defaults = _build_module().refine_parser().parse_args(["--footage", "x"])
+    for name in ("smoothing", "keypoint_trust"):
+        prop = settings.bl_rna.properties[name]
+        batch_default = getattr(defaults, name)
+        assert prop.default == (1.0 if batch_default is None else batch_default)
+        assert (prop.hard_min, prop.hard_max) == (0.0, 2.0)
+    use_shot(shot, smoothing=1.5, keypoint_trust=0.75)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (call,) = fake_engine.calls
+    assert (call["options"].smoothing, call["options"].keypoint_trust) == (1.5, 0.75)

@@ -380,12 +380,12 @@ def test_job_folders_keep_the_newest(tmp_path):
 # -- the Refine operator with a stand-in engine -----------------------------------------------------
 
 def test_refine_writes_the_job_and_imports_the_engine_result(shot, fake_engine):
-    s = use_shot(shot, smoothing=0.25, keypoint_trust=1.0, frame_start=1, frame_end=FRAMES)
+    s = use_shot(shot, smoothing=0.5, keypoint_trust=2.0, frame_start=1, frame_end=FRAMES)
     assert bpy.ops.refinemotion.refine() == {'FINISHED'}
 
     (call,) = fake_engine.calls
     assert call["mode"] == "video" and call["init"] is None
-    assert (call["options"].smoothing, call["options"].keypoint_trust) == (0.5, 2.0)  # panel 0.5 = engine 1
+    assert (call["options"].smoothing, call["options"].keypoint_trust) == (0.5, 2.0)  # the engine's scale
     (folder,) = job_folders()
     with np.load(folder / "OBS.npz") as obs:
         np.testing.assert_allclose(obs["keypoints"], shot["kp"])
@@ -844,7 +844,7 @@ def test_missing_weights_are_named(shot, tmp_path, monkeypatch):
 # -- the worker subprocess (stand-in package) -------------------------------------------------------
 
 def test_worker_runs_the_cli_and_its_result_is_imported(shot, fake_worker):
-    use_shot(shot, smoothing=0.5, keypoint_trust=0.25, device='CPU', frame_start=1, frame_end=FRAMES)
+    use_shot(shot, smoothing=1.0, keypoint_trust=0.5, device='CPU', frame_start=1, frame_end=FRAMES)
     assert bpy.ops.refinemotion.refine(iterations=2) == {'FINISHED'}
     (folder,) = job_folders()
     argv = json.loads((folder / "argv.json").read_text())
