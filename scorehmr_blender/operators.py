@@ -132,6 +132,8 @@ def _start_job(context, iterations):
     prefs = preferences.get(context)
     plan = refine.plan(context, context.scene.refine_motion,
                        smpl_file=prefs.smpl_path if prefs is not None else "", iterations=iterations)
+    if context.scene.refine_motion.use_active_rig:
+        refine.active_rig(context)  # checked before the engine runs
     runner = placement.choose_runner(*preferences.engine_choice(prefs))
     known = placement.cached_device_text(runner)
     if plan.request.device == "cuda" and known is not None and not known.startswith("CUDA"):
@@ -223,6 +225,7 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
             return False
         for warning in self._job.warnings:  # the keypoint reader's notes, frames without evidence
             self.report({'WARNING'}, f"Refine Motion: {warning}")
+        self._reported = set(self._job.warnings)  # not again with the import's messages
         return True
 
     def _stop(self, context):
@@ -242,14 +245,16 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
             self.report({'ERROR'}, f"Refine Motion: {job.error}")
             return {'CANCELLED'}
         try:
-            imported = refine.import_result(context, self._plan, job)
+            rig = refine.active_rig(context) if context.scene.refine_motion.use_active_rig else None
+            imported = refine.import_result(context, self._plan, job, onto_rig=rig)
         except Exception as ex:  # noqa: BLE001 -- the importer left nothing behind
-            if not isinstance(ex, (result.ResultError, RuntimeError)):
+            if not isinstance(ex, (result.ResultError, RuntimeError, RefineError)):
                 traceback.print_exc()
             self.report({'ERROR'}, f"Refine Motion: cannot import the result ({ex})")
             return {'CANCELLED'}
         for level, message in imported.messages:
-            self.report({level}, message)
+            if message not in self._reported:
+                self.report({level}, message)
         return {'FINISHED'}
 
 

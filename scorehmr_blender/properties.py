@@ -140,6 +140,12 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
         items=DEVICE_ITEMS,
         default='AUTO',
     )
+    use_active_rig: BoolProperty(
+        name="Onto Active Rig",
+        description="Give the refined motion to the active armature from an earlier import or refinement "
+                    "instead of adding a new rig and body (its previous action is kept with a fake user)",
+        default=False,
+    )
     # -- refinement settings --
     mode: EnumProperty(
         name="Mode",

@@ -323,11 +323,23 @@ def plan(context, settings, *, smpl_file="", iterations=None):
                 marker_clips={i: clip for i, (_, _, clip) in enumerate(views) if clip is not None})
 
 
-def import_result(context, plan, job):
+def active_rig(context):
+    """The active object as the armature Refine keys onto ('Onto Active Rig'); RefineError naming the fix."""
+    from . import armature
+
+    obj = context.active_object
+    if not armature.is_smpl_rig(obj):
+        what = f"'{obj.name}' is not a Refine Motion armature" if obj is not None else "no object is active"
+        raise RefineError(f"Onto Active Rig: {what}; select the rig of an earlier import or refinement, or turn "
+                          "Onto Active Rig off")
+    return obj
+
+
+def import_result(context, plan, job, onto_rig=None):
     """Import the OUT.npz of the finished ``job`` for ``plan``: a new armature, body, action and
-    footage camera (none in calibrated multi-view), keyed from the first refined frame; the job's
-    frames with little or no evidence get timeline markers.  Nothing is left behind on failure
-    (see importer)."""
+    footage camera (none in calibrated multi-view), keyed from the first refined frame, or the action
+    onto ``onto_rig`` (an earlier import's armature); the job's frames with little or no evidence get
+    timeline markers.  Nothing is left behind on failure (see importer)."""
     from . import importer
 
     footage = plan.footage
@@ -335,7 +347,8 @@ def import_result(context, plan, job):
     first_frame = footage.start + job.inputs.frames.start
     single = job.inputs.frames.count == 1  # one frame keyed: the scene keeps its range (not 5-5)
     imported = importer.import_result(
-        context, str(job.out_path), shot_name=plan.name, frame_start=first_frame, add_camera=not placed,
+        context, str(job.out_path), shot_name=plan.name, frame_start=first_frame, onto_rig=onto_rig,
+        add_camera=not placed,
         footage_path="" if placed else footage.path, update_scene_duration=not single,
         camera_to_world=plan.camera_to_world)
     if imported.camera is not None:

@@ -59,3 +59,35 @@ def test_smoothing_and_keypoint_trust_have_the_batch_s_scale(shot, fake_engine):
     assert bpy.ops.refinemotion.refine() == {'FINISHED'}
     (call,) = fake_engine.calls
     assert (call["options"].smoothing, call["options"].keypoint_trust) == (1.5, 0.75)
+
+
+def test_refine_warnings_are_printed_once(shot, fake_engine, tmp_path, capfd):
+    """Item 25: a keypoint gap's warning is reported once per Refine, not at the start and again at the end."""
+    kp = shot["kp"].copy()
+    kp[3:5] = np.nan
+    np.savez(tmp_path / "gap.npz", keypoints=kp)
+    use_shot(shot, keypoints_path=str(tmp_path / "gap.npz"))
+    capfd.readouterr()
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    printed = capfd.readouterr().out
+    assert printed.count("Few or no keypoints in scene frames 4-5") == 1, printed
+
+
+def test_refine_onto_the_active_rig_adds_no_second_rig(shot, fake_engine):
+    """Item 25: a second Refine with Onto Active Rig gives the new action to the selected rig; without a
+    Refine Motion rig active it stops before the engine with one line."""
+    settings = use_shot(shot)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    rig = bpy.context.view_layer.objects.active
+    first = rig.animation_data.action
+    armatures = sorted(obj.name for obj in bpy.data.objects if obj.type == 'ARMATURE')
+    settings.use_active_rig = True
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    assert sorted(obj.name for obj in bpy.data.objects if obj.type == 'ARMATURE') == armatures
+    assert rig.animation_data.action not in (None, first) and first.use_fake_user
+    assert len(fake_engine.calls) == 2
+    bpy.context.view_layer.objects.active = bpy.data.objects["shot_camera"]
+    folders = sorted(jobs.jobs_root().iterdir())
+    with pytest.raises(RuntimeError, match="Onto Active Rig: 'shot_camera' is not a Refine Motion armature"):
+        bpy.ops.refinemotion.refine()
+    assert len(fake_engine.calls) == 2 and sorted(jobs.jobs_root().iterdir()) == folders
