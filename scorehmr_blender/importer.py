@@ -47,7 +47,7 @@ class Imported:
 
 def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig=None, add_camera=True,
                   footage_path="", set_resolution=False, update_scene_duration=True, camera_to_world=None,
-                  placement='ORIGIN', timing='RESAMPLE', prepare_scene=True):
+                  placement='ORIGIN', timing='RESAMPLE', prepare_scene=True, set_camera=False):
     """Import ``filepath`` (OUT.npz) into ``context.scene``; returns :class:`Imported`.
 
     onto_rig: an armature from an earlier import to give the new action to,
@@ -58,7 +58,8 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     (unless placement='CAMERA'), and ``placement`` (one of PLACEMENTS) says where
     any other goes; the footage camera moves with the body.
     timing: one of TIMINGS.  update_scene_duration: set the scene's frame range
-    to the keys.  prepare_scene: a World and a sun where the scene has none, and
+    to the keys.  set_resolution / set_camera: make the scene's render size the
+    footage's / the footage camera the scene's camera (else only when it has none).  prepare_scene: a World and a sun where the scene has none, and
     a ground plane on the floor when the motion was placed on one.
     Raises result.ResultError for a bad result and RuntimeError for a bad rig or
     unreadable footage, leaving the file unchanged."""
@@ -136,7 +137,7 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
             camera.set_resolution(scene, res.image_size)
         elif problem := camera.resolution_mismatch(scene, res.image_size):
             messages.append(('WARNING', problem))
-        if scene.camera is None:
+        if set_camera or scene.camera is None:
             scene.camera = imported.camera
     if timing == 'SCENE_RATE':
         scene.render.fps, scene.render.fps_base = staging.scene_rate(res.fps)

@@ -52,8 +52,13 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
     )
     set_resolution: BoolProperty(
         name="Set Scene Resolution",
-        description="Set the scene's render resolution to the footage's",
-        default=False,
+        description="Set the scene's render resolution to the footage's, so the camera view frames it",
+        default=True,
+    )
+    set_camera: BoolProperty(
+        name="Make Scene Camera",
+        description="Make the footage camera the scene's camera (else only when the scene has none)",
+        default=True,
     )
     update_scene_duration: BoolProperty(
         name="Update Scene Duration",
@@ -74,7 +79,7 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
             imported = importer.import_result(
                 context, self.filepath, shot_name=self.shot_name, frame_start=start,
                 onto_rig=self._target_rig(context), add_camera=self.add_camera,
-                footage_path=self.footage_path, set_resolution=self.set_resolution,
+                footage_path=self.footage_path, set_resolution=self.set_resolution, set_camera=self.set_camera,
                 update_scene_duration=self.update_scene_duration, placement=self.placement,
                 timing=self.timing, prepare_scene=self.prepare_scene)
         except Exception as ex:  # noqa: BLE001 -- any failure: nothing was left behind, report and cancel

@@ -348,9 +348,8 @@ def import_result(context, plan, job, onto_rig=None):
     single = job.inputs.frames.count == 1  # one frame keyed: the scene keeps its range (not 5-5)
     imported = importer.import_result(
         context, str(job.out_path), shot_name=plan.name, frame_start=first_frame, onto_rig=onto_rig,
-        add_camera=not placed,
-        footage_path="" if placed else footage.path, update_scene_duration=not single,
-        camera_to_world=plan.camera_to_world)
+        add_camera=not placed, footage_path="" if placed else footage.path, update_scene_duration=not single,
+        set_resolution=True, set_camera=True, camera_to_world=plan.camera_to_world)
     if imported.camera is not None:
         # The importer starts the clip at the first refined frame; footage frame 0 sits at footage.start.
         for background in imported.camera.data.background_images:

@@ -91,3 +91,32 @@ def test_refine_onto_the_active_rig_adds_no_second_rig(shot, fake_engine):
     with pytest.raises(RuntimeError, match="Onto Active Rig: 'shot_camera' is not a Refine Motion armature"):
         bpy.ops.refinemotion.refine()
     assert len(fake_engine.calls) == 2 and sorted(jobs.jobs_root().iterdir()) == folders
+
+
+def _scene_with_another_camera():
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Their Camera", bpy.data.cameras.new("Their Camera"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    scene.render.resolution_x, scene.render.resolution_y = 1920, 1080
+    return scene
+
+
+def test_refine_and_import_set_the_scene_camera_and_resolution(shot, fake_engine, tmp_path):
+    """Item 15: like the batch, Refine and Import make the footage camera the scene's camera and the
+    scene's render size the footage's, even where the scene had a camera of its own."""
+    scene = _scene_with_another_camera()
+    use_shot(shot)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    assert scene.camera == bpy.data.objects["shot_camera"]
+    (folder,) = jobs.jobs_root().iterdir()
+    with np.load(folder / "OUT.npz") as out:  # the stand-in engine's image size
+        assert (scene.render.resolution_x, scene.render.resolution_y) == tuple(out["image_size"].astype(int))
+
+    from tests import result_fixture
+    path = tmp_path / "Other.npz"
+    result_fixture.write_result(path, num_frames=6, fps=24.0)
+    scene = _scene_with_another_camera()
+    assert bpy.ops.refinemotion.import_result(filepath=str(path)) == {'FINISHED'}
+    assert scene.camera == bpy.data.objects["Other_camera"]
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (1280, 720)
