@@ -281,6 +281,9 @@ def refine_parser():
                         help="run the engine in this Python (default: here when torch imports, else the "
                              "add-on's worker environment)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--absolute-paths", action="store_true",
+                        help="store the footage's absolute path in the .blend (default: relative to the .blend, "
+                             "'//...', so the folder can move with its footage)")
     return parser
 
 

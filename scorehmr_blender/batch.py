@@ -71,6 +71,7 @@ class Options:
     fov: float = None               # degrees across the long side of the image
     worker: str = None              # worker Python (default: here when torch imports)
     force: bool = False             # overwrite existing outputs
+    absolute_paths: bool = False    # store the footage's absolute path in the .blend (default: relative to it)
 
 
 @dataclass
@@ -212,8 +213,9 @@ def shots(options):
 # -- checking each shot before any engine work (Blender data) ------------------------------------------
 
 def _footage(context, path):
-    """refine.footage_of for a video file (the panel's Video File source), placed at scene frame 1."""
-    settings = SimpleNamespace(footage_source='FILE', footage_path=str(path))
+    """refine.footage_of for a video file (the panel's Video File source), placed at scene frame 1; its
+    path absolute, so it does not depend on the folder the batch ran in."""
+    settings = SimpleNamespace(footage_source='FILE', footage_path=str(Path(path).absolute()))
     return replace(refine.footage_of(context, settings), start=1)
 
 
@@ -374,6 +376,21 @@ def fresh_scene(footage):
     return scene
 
 
+def store_paths(blend: Path, absolute: bool = False) -> None:
+    """Point the Movie Clips' files (the footage) at their absolute paths, or with ``absolute`` False
+    relative to where ``blend`` will be saved (Blender's '//...'), so the saved file finds them from
+    any working folder; a file on another drive than ``blend`` (Windows) stays absolute."""
+    folder = str(Path(blend).absolute().parent)
+    for clip in bpy.data.movieclips:
+        path = str(Path(bpy.path.abspath(clip.filepath)).absolute())
+        if not absolute:
+            try:
+                path = bpy.path.relpath(path, start=folder)
+            except ValueError:  # another drive: no relative path exists
+                pass
+        clip.filepath = path
+
+
 def _progress_printer(job):
     last = [0.0]
 
@@ -432,6 +449,7 @@ def run_shot(context, options, shot, runner, exporters):
             raise RefineError(f"{kind.upper()} export: {ex}") from None
         written.append(path)
     shot.blend.parent.mkdir(parents=True, exist_ok=True)
+    store_paths(shot.blend, absolute=options.absolute_paths)
     if bpy.ops.wm.save_as_mainfile(filepath=str(shot.blend)) != {'FINISHED'}:
         raise RefineError(f"could not save {shot.blend}")
     numbers = [f"{imported.frames.size} frames", *shot.notes]

@@ -498,3 +498,32 @@ def test_without_a_detector_anywhere_each_shot_fails_before_any_work(example_cut
     assert sorted(failed) == ["early", "late"]
     assert re.match(r"Detect from Footage needs the detector \(mediapipe\).*\(or pass --worker PYTHON\)$",
                     failed["early"]), failed["early"]
+
+
+@pytest.mark.slow
+@needs_weights
+def test_the_readme_batch_command_saves_a_blend_that_finds_its_footage(tmp_path):
+    """Item 4: the README's command, as given (relative paths, from the folder holding build.py), saves
+    footage paths relative to the .blend ('//...'): reopened from anywhere, the clip's file is there and
+    the footage camera shows it.  --absolute-paths stores the absolute path instead."""
+    import bpy
+
+    work = tmp_path / "checkout"
+    work.mkdir()
+    (work / "build.py").symlink_to(ROOT / "build.py")
+    (work / "examples").symlink_to(ROOT / "examples")
+    command = "python build.py -- --footage examples/shot/shot.mp4 --keypoints examples/shot/keypoints.npz " \
+              "--out out/shot.blend"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for extra, blend in (([], "out/shot.blend"), (["--absolute-paths", "--iterations", "1"], "abs/shot.blend")):
+        args = [sys.executable, *command.split()[1:-1], blend, *extra]
+        proc = subprocess.run(args, cwd=work, capture_output=True, text=True, timeout=1800, env=env, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        bpy.ops.wm.open_mainfile(filepath=str(work / blend))
+        (clip,) = bpy.data.movieclips
+        assert clip.filepath.startswith("/" if extra else "//"), clip.filepath
+        assert Path(bpy.path.abspath(clip.filepath)).resolve() == (ROOT / "examples/shot/shot.mp4").resolve()
+        camera = bpy.data.objects["shot_camera"].data
+        assert camera.show_background_images and camera.background_images[0].clip == clip
+        assert clip.frame_duration == 96 and min(clip.size) > 0  # read from the file (a missing one: 0 x 0)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
