@@ -19,8 +19,8 @@ frames, STOP excluded.
 
 import math
 import os
+import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +39,7 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
 INIT_SUFFIXES = (".npz", ".pkl")
 EXPORTS = ("bvh", "fbx")
+DETECTIONS_SUFFIX = ".keypoints.npz"  # a shot's detections: <out>.keypoints.npz beside its .blend
 # Options that only mean something when the engine runs (not with --result).
 ENGINE_OPTIONS = ("keypoints", "init", "smpl", "frames", "iterations", "device", "smoothing", "keypoint_trust",
                   "focal_length", "fov", "worker")
@@ -85,6 +86,7 @@ class Shot:
     blend: Path = None
     bvh: Path = None
     fbx: Path = None
+    detections: Path = None         # <out>.keypoints.npz: the keypoints the job detects (when not given)
     plan: refine.Plan = None        # set by check_shots
     notes: list = field(default_factory=list)  # lines for the per-shot report (e.g. the focal length used)
 
@@ -152,7 +154,8 @@ def _blocked_by_a_file(path):
 
 
 def _check_outputs(shots, force):
-    outputs = [getattr(s, kind) for s in shots for kind in ("blend", *EXPORTS) if getattr(s, kind) is not None]
+    outputs = [getattr(s, kind) for s in shots for kind in ("blend", "detections", *EXPORTS)
+               if getattr(s, kind) is not None]
     if len(set(outputs)) != len(outputs):
         raise BatchError("two outputs have the same path; give each shot its own outputs")
     for out in outputs:
@@ -203,6 +206,8 @@ def shots(options):
     for shot in found:
         default = (shot.footage or shot.result).with_name(shot.name + ".blend")
         shot.blend = _output("--out", options.out, shot.name, ".blend", several) if options.out else default
+        if shot.result is None and shot.keypoints is None:  # kept beside the .blend, reusable with --keypoints
+            shot.detections = shot.blend.with_name(shot.blend.stem + DETECTIONS_SUFFIX)
         for kind in EXPORTS:
             if value := getattr(options, kind):
                 setattr(shot, kind, _output(f"--{kind}", value, shot.name, f".{kind}", several))
@@ -391,6 +396,21 @@ def store_paths(blend: Path, absolute: bool = False) -> None:
         clip.filepath = path
 
 
+def keep_detections(detected: Path, out: Path, camera) -> None:
+    """The job's detections (a keypoint .npz in its job folder) copied to ``out`` (reusable with
+    --keypoints), and written as tracking markers of the footage clip behind ``camera``, with the panel
+    set to refine from that clip's tracks once they are corrected (Keypoints: Clip Tracks)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(detected, out)
+    clips = [bg.clip for bg in camera.data.background_images if bg.clip is not None] if camera else []
+    if not clips:
+        return
+    with np.load(out) as data:
+        refine.write_clip_markers(clips[0], data["keypoints"])
+    settings = bpy.context.scene.refine_motion
+    settings.footage_source, settings.footage_clip, settings.keypoints_source = 'CLIP', clips[0], 'TRACKS'
+
+
 def _progress_printer(job):
     last = [0.0]
 
@@ -428,6 +448,8 @@ def run_shot(context, options, shot, runner, exporters):
     else:
         job = _given_result(shot.result)
     imported = refine.import_result(context, shot.plan, job)
+    if job.detections:
+        keep_detections(job.detections[0], shot.detections, imported.camera)
     warnings = [text for level, text in imported.messages if level == 'WARNING']  # the job's warnings too
     error = _mean_reprojection_error(job.out_path)
     exported = imported.armature
@@ -453,7 +475,7 @@ def run_shot(context, options, shot, runner, exporters):
     if bpy.ops.wm.save_as_mainfile(filepath=str(shot.blend)) != {'FINISHED'}:
         raise RefineError(f"could not save {shot.blend}")
     numbers = [f"{imported.frames.size} frames", *shot.notes]
-    numbers += [f"detections {path}" for path in job.detections.values()]
+    numbers += [f"detections {shot.detections}"] if job.detections else []
     numbers += [f"reprojection error {error:.1f} px"] if error is not None else []
     if shot.plan.camera_to_world is None:  # else keyed in the calibrated cameras' world
         numbers.append("on the engine's floor (world frame)" if imported.world else "on a floor guessed from the body")

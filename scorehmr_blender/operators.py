@@ -334,7 +334,7 @@ class REFINEMOTION_OT_setup_worker(bpy.types.Operator):
         except RefineError as ex:
             self.report({'ERROR'}, str(ex))
             return {'CANCELLED'}
-        task = worker_env.SetupTask(commands, placement.user_dir() / "worker-setup.log")
+        task = worker_env.SetupTask(commands, placement.process_dir() / "worker-setup.log")
         if bpy.app.background:
             task.run()
             return self._finish(task)

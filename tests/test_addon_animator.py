@@ -120,3 +120,42 @@ def test_refine_and_import_set_the_scene_camera_and_resolution(shot, fake_engine
     assert bpy.ops.refinemotion.import_result(filepath=str(path)) == {'FINISHED'}
     assert scene.camera == bpy.data.objects["Other_camera"]
     assert (scene.render.resolution_x, scene.render.resolution_y) == (1280, 720)
+
+
+ORIGINAL_JOBS_ROOT = jobs.jobs_root  # before the scene fixture points it at tmp_path
+
+OTHER_PROCESS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from scorehmr_blender.runner import job as jobs, placement
+for i in range(jobs.KEEP_JOBS + 1):
+    jobs.new_job_folder(f"other{i}")
+print(jobs.jobs_root())
+print(placement.process_dir() / "worker-setup.log")
+"""
+
+
+def test_another_process_keeps_its_own_job_folders_and_log(tmp_path, monkeypatch):
+    """Item 5: another Blender process making 11 jobs (the temp folder shared, as with the bpy module)
+    removes none of this process's job folders, and writes its set-up log elsewhere."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from scorehmr_blender.runner import placement
+
+    shared = tmp_path / "shared-temp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    monkeypatch.setattr(jobs, "jobs_root", ORIGINAL_JOBS_ROOT)
+    mine = jobs.new_job_folder("mine")
+    (mine / "view0.keypoints.npz").write_bytes(b"detections")
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(shared), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", OTHER_PROCESS, str(Path(__file__).parents[1])], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    their_jobs, their_log = proc.stdout.split()[-2:]
+    assert (mine / "view0.keypoints.npz").is_file()
+    assert Path(their_jobs) != jobs.jobs_root() and len(list(Path(their_jobs).iterdir())) == jobs.KEEP_JOBS
+    assert Path(their_log) != placement.process_dir() / "worker-setup.log"

@@ -14,8 +14,9 @@ are a first stage of the same job: BlazePose (``backend.detect``) runs where
 ``python -m backend detect``), writes ``view<i>.keypoints.npz`` in the job folder, and only then
 are the inputs checked and written; a problem there ends the job with its one-line ``error``.
 
-Job folders (view<i>.keypoints.npz, OBS.npz, INIT.npz, OUT.npz, engine.log) live in the extension's
-user data folder (a temp folder when the add-on is imported as a plain module, as in tests and build.py).
+Job folders (view<i>.keypoints.npz, OBS.npz, INIT.npz, OUT.npz, engine.log) live in this process's
+folder of the extension's user data folder (``placement.process_dir``; a temp folder when the add-on is
+imported as a plain module, as in tests and build.py): another Blender process never prunes them.
 """
 
 import contextlib
@@ -30,9 +31,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .engine import RefineError, backend_module, backend_root, contract, load_engine
-from .placement import NO_WINDOW, detector_python, user_dir
+from .placement import NO_WINDOW, detector_python, process_dir
 
-KEEP_JOBS = 10  # job folders kept on disk (newest first); older ones are removed
+KEEP_JOBS = 10  # this process's job folders kept on disk (newest first); its older ones are removed
 
 
 class Cancelled(Exception):
@@ -172,12 +173,13 @@ def naming_view(index):
 
 # -- folders -----------------------------------------------------------------------------------
 
-def jobs_root():
-    return user_dir("jobs")
+def jobs_root() -> Path:
+    """This process's job folders (another Blender process has its own)."""
+    return process_dir("jobs")
 
 
-def new_job_folder(name):
-    """A fresh job folder named after the time and ``name``; the oldest beyond KEEP_JOBS go."""
+def new_job_folder(name: str) -> Path:
+    """A fresh job folder named after the time and ``name``; this process's oldest beyond KEEP_JOBS go."""
     root = jobs_root()
     old = sorted(p for p in root.iterdir() if p.is_dir())
     for folder in old[:max(0, len(old) - KEEP_JOBS + 1)]:
