@@ -64,6 +64,7 @@ class Options:
     preset: str = None              # bone-name preset for retarget
     mode: str = "video"             # video | frame
     frames: object = None           # FrameRange of footage frames, 'overlap' or None (all)
+    first_frame: object = "auto"    # the keypoint files' number of footage frame 0, or "auto" (contract.shot)
     iterations: int = None
     device: str = None              # cpu | cuda | None (CUDA when available)
     smoothing: float = None         # engine scale of the temporal terms (None: 1)
@@ -265,7 +266,8 @@ def _refine_plan(context, options, shot, runner):
     focal, focal_from = _focal_length(options, side, footage.size, "" if detect else shot.keypoints.name)
     keypoints = Detect(str(shot.footage.absolute())) if detect else str(shot.keypoints)
     request = Request(
-        views=[View(keypoints, footage.size, focal, None, footage.frame_count, footage.name)],
+        views=[View(keypoints, footage.size, focal, None, footage.frame_count, footage.name,
+                    first_number=0 if detect else options.first_frame)],
         fps=footage.fps, mode=options.mode, init=str(shot.init or ""), frames=options.frames,
         smpl_path=str(options.smpl or ""), smoothing=1.0 if options.smoothing is None else options.smoothing,
         keypoint_trust=1.0 if options.keypoint_trust is None else options.keypoint_trust,

@@ -91,6 +91,19 @@ class ShotInputs:
                     "footage frame",
         subtype='FILE_PATH',
     )
+    keypoints_first_auto: BoolProperty(
+        name="Auto First Frame Number",
+        description="Find the number of the footage's first frame from the file names: files numbered 1..N "
+                    "over a footage of N frames start at 1, others at 0 (as OpenPose numbers a video)",
+        default=True,
+    )
+    keypoints_first_number: IntProperty(
+        name="First Frame Number",
+        description="The keypoint file's number of the footage's first frame (OpenPose file names; 1 for "
+                    "tools that number images from 1)",
+        default=0,
+        min=0,
+    )
     detect_markers: BoolProperty(
         name="Write Tracking Markers",
         description="Write the detections as tracking markers of the Movie Clip (tracks named after COCO "

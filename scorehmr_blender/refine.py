@@ -231,7 +231,9 @@ def _view(settings, inputs, footage, camera):
                           "calibrated views need perspective cameras")
     else:
         focal, principal = convert.camera_intrinsics(camera.data, footage.size)
-    return View(keypoints, footage.size, focal, principal, footage.frame_count, footage.name)
+    first = "auto" if inputs.keypoints_first_auto else inputs.keypoints_first_number
+    return View(keypoints, footage.size, focal, principal, footage.frame_count, footage.name,
+                first_number=first if inputs.keypoints_source == 'FILE' else 0)
 
 
 def _views(context, settings, footage):

@@ -159,3 +159,46 @@ def test_another_process_keeps_its_own_job_folders_and_log(tmp_path, monkeypatch
     assert (mine / "view0.keypoints.npz").is_file()
     assert Path(their_jobs) != jobs.jobs_root() and len(list(Path(their_jobs).iterdir())) == jobs.KEEP_JOBS
     assert Path(their_log) != placement.process_dir() / "worker-setup.log"
+
+
+def test_openpose_files_numbered_from_1_start_the_footage(shot, fake_engine, tmp_path):
+    """Item 12: OpenPose files 1..8 written for an 8-frame footage's images (numbered from 1): file 1 is
+    footage frame 0 (auto-detected from the names), every frame refined on time; First Frame Number 0
+    says they are footage frames 1..8 and is refused with the frames both cover."""
+    from tests import result_fixture
+
+    folder = result_fixture.write_openpose_folder(tmp_path / "openpose", shot["kp"], first_number=1)
+    settings = use_shot(shot, keypoints_path=str(folder))
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (call,) = fake_engine.calls
+    np.testing.assert_allclose(call["obs"]["keypoints"][0, :, :, :2], shot["kp"][:, :, :2], atol=1e-4)
+    assert (bpy.context.scene.frame_start, bpy.context.scene.frame_end) == (1, 8)
+    assert any("taken as the first footage frame" in w for w in jobs.LAST_WARNINGS), jobs.LAST_WARNINGS
+
+    settings.keypoints_first_auto, settings.keypoints_first_number = False, 0
+    with pytest.raises(RuntimeError, match=r"the keypoints cover 8 \(footage frames 1:9\)"):
+        bpy.ops.refinemotion.refine()
+    settings.keypoints_first_number = 1
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    np.testing.assert_allclose(fake_engine.calls[-1]["obs"]["keypoints"][0, :, :, :2], shot["kp"][:, :, :2],
+                               atol=1e-4)
+
+
+def test_batch_first_frame_option(shot, tmp_path):
+    """Item 12 in the batch: --first-frame 1 maps files 1..7 onto footage frames 0..6 (auto keeps them at
+    1..7, as OpenPose numbers a video)."""
+    from scorehmr_blender import batch
+    from scorehmr_blender.runner.placement import Runner
+    from tests import result_fixture
+
+    folder = result_fixture.write_openpose_folder(tmp_path / "openpose", shot["kp"][:7], first_number=1)
+    build = _build_module()
+    for first, frames in (("1", "0:7"), ("auto", "1:8")):
+        args = ["--footage", str(shot["video"]), "--keypoints", str(folder), "--first-frame", first,
+                "--frames", frames, "--out", str(tmp_path / f"{first}.blend")]
+        options = batch.Options(**vars(build.refine_parser().parse_args(args)))
+        (found,) = batch.shots(options)
+        assert batch.check_shots(bpy.context, options, [found], Runner("in_process")) == {}
+        inputs = jobs.prepare_inputs(found.plan.request)
+        np.testing.assert_allclose(inputs.obs["keypoints"][0, :, :, :2], shot["kp"][:7, :, :2], atol=1e-4)
+        assert str(inputs.frames) == frames

@@ -49,13 +49,15 @@ class Detect:
 @dataclass
 class View:
     """One camera's keypoints and intrinsics.  Keypoint frame i is footage frame ``first_frame + i``,
-    the first frame number read from the keypoint file (OpenPose file numbers; 0 for arrays)."""
+    the first frame number read from the keypoint file (OpenPose file numbers; 0 for arrays) less
+    ``first_number``."""
     keypoints: object                  # file / OpenPose folder path, (F, 17, 3) array [x_px, y_px, conf], or Detect
     image_size: tuple                  # (width, height) px
     focal_length: float = None         # px; None: the engine's default field of view
     principal_point: tuple = None      # (cx, cy) px, OpenCV (y down); None: the image centre
     footage_frames: int = None         # the footage's frame count (None: not checked against footage)
     footage_name: str = "the footage"  # how messages name the footage
+    first_number: object = "auto"      # the keypoint file's number of footage frame 0, or "auto" (contract.shot)
 
 
 @dataclass
@@ -121,7 +123,7 @@ def _view_shot(view, request, mode):
     return shot.load_shot(footage, _keypoint_source(view), request.frames, mode=mode,
                           fps=None if footage is not None else request.fps, focal_length=view.focal_length,
                           principal_point=view.principal_point, image_size=view.image_size,
-                          choose_frames=choose_frames)
+                          choose_frames=choose_frames, first_number=view.first_number)
 
 
 def prepare_inputs(request):
