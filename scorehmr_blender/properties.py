@@ -47,11 +47,13 @@ SCALE_MAX = 2.0  # Smoothing and Keypoint Trust: 0 .. twice the engine's default
 
 
 def _clamp_frame_end(self, _context):
+    self.use_footage_range = False  # a range was chosen
     if self.frame_end < self.frame_start:
         self.frame_end = self.frame_start
 
 
 def _clamp_frame_start(self, _context):
+    self.use_footage_range = False
     if self.frame_start > self.frame_end:
         self.frame_start = self.frame_end
 
@@ -182,6 +184,12 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
         default=1.0,
         min=0.0,
         max=SCALE_MAX,
+    )
+    use_footage_range: BoolProperty(
+        name="Whole Footage",
+        description="Refine every frame of the footage (off: the frames from Frame Start to End; setting "
+                    "either turns this off)",
+        default=True,
     )
     frame_start: IntProperty(
         name="Start",

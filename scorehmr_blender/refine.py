@@ -169,6 +169,8 @@ def _frame_range(scene, settings, footage):
             raise RefineError(f"Frame {frame} is outside the footage (scene frames {start}-{end}): "
                               "go to a frame of the footage")
         return contract("frames").from_scene(frame, frame, start), None
+    if settings.use_footage_range:
+        return None, None
     first, last = max(settings.frame_start, start), min(settings.frame_end, end)
     if first > last:
         raise RefineError(f"Frames {settings.frame_start}-{settings.frame_end} miss the footage "

@@ -202,3 +202,32 @@ def test_batch_first_frame_option(shot, tmp_path):
         inputs = jobs.prepare_inputs(found.plan.request)
         np.testing.assert_allclose(inputs.obs["keypoints"][0, :, :, :2], shot["kp"][:7, :, :2], atol=1e-4)
         assert str(inputs.frames) == frames
+
+
+def test_the_panel_starts_where_the_user_starts(shot, fake_engine, capfd):
+    """Item 23: footage, then keypoints (detect or file), then Refine; Import and the tuning after it,
+    the tuning (trust, smoothing, body model) in a closed sub-panel; the frames the whole footage by default."""
+    from tests import layout_recorder as recorder
+
+    recorder.fill_example()
+    records = [rec for record in recorder.record_sidebar() for rec in record.walk()]
+    steps = [(rec.label, n.attrs.get("identifier") or n.attrs.get("idname"))
+             for rec in records for n in rec.tree.walk() if n.kind in {"prop", "operator"}]
+    order = [name for _, name in steps]
+    assert order.index("footage_path") < order.index("keypoints_source") < order.index("keypoints_path") \
+        < order.index("refinemotion.refine") < order.index("refinemotion.import_result")
+    assert order[0] == "footage_source"
+    tuning = [rec for rec in records if rec.label == "Tuning"]
+    assert len(tuning) == 1 and 'DEFAULT_CLOSED' in tuning[0].cls.bl_options
+    assert {name for label, name in steps if label == "Tuning"} >= {"keypoint_trust", "smoothing", "device"}
+    assert 'DETECT' in {item.identifier for item in
+                        bpy.context.scene.refine_motion.bl_rna.properties["keypoints_source"].enum_items}
+
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)  # a new scene's settings
+    settings = bpy.context.scene.refine_motion
+    settings.footage_path, settings.keypoints_path = str(shot["video"]), str(shot["keypoints"])
+    capfd.readouterr()
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (call,) = fake_engine.calls
+    assert call["obs"]["keypoints"].shape[1] == 8  # the footage's frames, with nothing said about a range
+    assert "clamped" not in capfd.readouterr().out

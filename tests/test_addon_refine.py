@@ -274,21 +274,25 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
     s = bpy.context.scene.refine_motion
     s.footage_source, s.keypoints_source, s.intrinsics = 'FILE', 'FILE', 'MANUAL'
     log = draw(panel.draw_refine, real_layout, bpy.context)
-    assert log["props"] == ["footage_source", "footage_path", "keypoints_source", "keypoints_path", "init_path",
-                            "intrinsics", "focal_length", "device"]
+    steps = ["mode", "use_footage_range", "frame_start", "frame_end", "use_active_rig"]
+    assert log["props"] == ["footage_source", "footage_path", "keypoints_source", "keypoints_path", *steps]
     assert log["operators"] == ["refinemotion.refine"]
+    log = draw(panel.draw_tuning, real_layout, bpy.context)
+    assert log["props"] == ["keypoint_trust", "smoothing", "keypoints_first_auto", "init_path", "intrinsics",
+                            "focal_length", "device"]
 
     s.footage_source, s.keypoints_source, s.intrinsics = 'CLIP', 'TRACKS', 'ESTIMATE'
     log = draw(panel.draw_refine, real_layout, bpy.context)
-    assert log["props"] == ["footage_source", "footage_clip", "keypoints_source", "init_path", "intrinsics", "device"]
+    assert log["props"] == ["footage_source", "footage_clip", "keypoints_source", *steps]
 
     s.mode, s.keypoints_source = 'MULTI_VIEW', 'FILE'
     assert bpy.ops.refinemotion.view_add() == {'FINISHED'}
     log = {"props": [], "labels": [], "operators": [], "lists": []}
     panel.draw_refine(ListCheckedLayout(real_layout, log), bpy.context)
     assert log["props"] == ["footage_source", "footage_clip", "keypoints_source", "keypoints_path", "camera_object",
-                            "init_path", "intrinsics", "device",  # then the selected view's inputs
-                            "footage_source", "footage_path", "keypoints_source", "keypoints_path", "camera_object"]
+                            # then the selected view's inputs
+                            "footage_source", "footage_path", "keypoints_source", "keypoints_path", "camera_object",
+                            *steps]
     assert log["lists"] == [("REFINEMOTION_UL_views", "views", "active_view")]
     assert log["operators"] == ["refinemotion.view_add", "refinemotion.view_remove", "refinemotion.refine"]
     view = s.views[0]
@@ -697,10 +701,10 @@ class ModalContext:
 def modal_operator(context):
     """The Refine operator's modal() on a started job, as invoke() leaves it."""
     op_class = operators.REFINEMOTION_OT_refine
-    op = type("Op", (), {})()
-    op._plan, op._job = operators._start_job(context, 0)
+    op = type("Op", (), {"iterations": 0})()
     op._timer, op.reports = object(), []
     op.report = lambda level, text: op.reports.append((level.pop(), text))
+    assert op_class._start(op, context)  # as invoke() does
     op._stop = lambda ctx: op_class._stop(op, ctx)
     op._finish = lambda ctx: op_class._finish(op, ctx)
     op._job.start()
@@ -1041,8 +1045,8 @@ def test_installed_extension_refines_with_its_own_engine_package(shot, tmp_path)
     assert out["backend"] == [str(extension / "backend")]
     if all(p.is_file() for p in WEIGHTS):
         assert out["result"] == ["FINISHED"] and "shot" in out["objects"]
-        jobs = tmp_path / "user" / "extensions" / ".user" / "user_default" / "refine_motion" / "jobs"
-        assert [p.name for p in jobs.glob("*/OUT.npz")]
+        user_data = tmp_path / "user" / "extensions" / ".user" / "user_default" / "refine_motion"
+        assert list(user_data.glob("processes/*/jobs/*/OUT.npz"))  # this process's job folders
     else:
         assert out["result"].startswith("Error: Refine Motion: the engine's trained weights are missing "
                                         "(regressor.pt, prior.pt in ")
