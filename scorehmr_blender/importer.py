@@ -27,8 +27,9 @@ _DATA = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "
 # of a camera at the origin (as filmed).
 PLACEMENTS = ('ORIGIN', 'FLOOR', 'CAMERA')
 # When its keys go: every whole scene frame, the result's own frames (fractional scene frames when
-# the rates differ), or the result's frames with the scene's rate set to the result's.
-TIMINGS = ('RESAMPLE', 'EXACT', 'SCENE_RATE')
+# the rates differ), the result's frames with the scene's rate set to the result's, or every whole
+# scene frame from the result frame the footage, retimed to the scene's rate, shows there.
+TIMINGS = ('RESAMPLE', 'EXACT', 'SCENE_RATE', 'RETIME')
 
 
 @dataclass
@@ -114,7 +115,9 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
             except RuntimeError as ex:
                 raise RuntimeError(f"Cannot load the footage: {ex}") from None
         imported = _build(context, res, name, frames, onto_rig, with_camera, clip, motion, motion_to_world,
-                          camera_to_world, resample=timing == 'RESAMPLE')
+                          camera_to_world, timing)
+        if clip is not None and timing == 'RETIME':
+            retime_footage(clip, res.fps / scene_fps)
         imported.world = world is not None
         if prepare_scene:
             M = motion_to_world
@@ -162,6 +165,9 @@ def _timing_messages(result_fps, scene_fps, timing, footage_path):
     rates = f"Footage is {result_fps:g} fps, the scene {scene_fps:g} fps"
     if timing == 'SCENE_RATE':
         return [('INFO', f"{rates}: the scene's frame rate is set to {result_fps:g} fps")]
+    if timing == 'RETIME':
+        return [('INFO', f"{rates}: the footage and the motion are retimed to the scene's rate (a footage frame "
+                         "repeated or skipped where the rates differ)")]
     drift = "; the background footage plays at the scene rate" if footage_path else ""
     how = "resampled onto whole scene frames" if timing == 'RESAMPLE' else "retimed to (fractional) scene frames"
     return [('WARNING', f"{rates}: keys are {how}{drift}")]
@@ -180,7 +186,31 @@ def _xyz(vector):
     return "(" + ", ".join(f"{v:.2f}" for v in vector) + ")"
 
 
-def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to_world, camera_to_world, resample):
+def nearest_frame_keys(frames: np.ndarray, quaternions: np.ndarray, locations: np.ndarray):
+    """Keys on the whole scene frames inside ``frames`` (F,) (evenly spaced, fractional), each from the
+    result frame nearest in time, as the retimed footage shows it (:func:`retime_footage`): (whole frames
+    (N,), quaternions (N, J, 4), locations (N, L))."""
+    frames = np.asarray(frames, dtype=np.float64)
+    whole = np.arange(np.ceil(frames[0] - 1e-6), np.floor(frames[-1] + 1e-6) + 1)
+    step = frames[1] - frames[0] if len(frames) > 1 else 1.0
+    index = np.clip(np.floor((whole - frames[0]) / step + 0.5).astype(int), 0, len(frames) - 1)
+    return whole, np.asarray(quaternions)[index], np.asarray(locations)[index]
+
+
+def retime_footage(clip, ratio: float) -> None:
+    """Play ``clip`` at the scene's rate from its Start Frame: at scene frame s it shows footage frame
+    floor((s - start) * ratio + 0.5) (``ratio`` = footage fps / scene fps), through a driver on its Frame
+    Offset, which only changes which file frame is read (Blender shows file frame s - start + offset).
+    Call again after moving the clip's Start Frame."""
+    clip.driver_remove("frame_offset")
+    driver = clip.driver_add("frame_offset").driver
+    driver.type = 'SCRIPTED'
+    since = f"(frame - {clip.frame_start})"
+    # A simple expression (no Python needed, so it runs without Auto Run Python Scripts).
+    driver.expression = f"floor({since} * {float(ratio)!r} + 0.5) - {since}"
+
+
+def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to_world, camera_to_world, timing):
     """Create the rig and body (unless ``rig`` is given), the action and the camera.
 
     motion: (global_orient (F, 3), body_pose (F, 69), transl (F, 3)) in the frame that
@@ -198,8 +228,10 @@ def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to
     root_head = rig.data.bones[convert.JOINT_NAMES[0]].head_local
     locations = convert.root_locations(transl, res.rest_joints[0], rest[0], root_head, motion_to_world)
     key_frames = frames
-    if resample:
+    if timing == 'RESAMPLE':
         key_frames, quaternions, locations = staging.whole_frame_keys(frames, quaternions, locations)
+    elif timing == 'RETIME':
+        key_frames, quaternions, locations = nearest_frame_keys(frames, quaternions, locations)
     action = keyframes.new_action(name, rig, key_frames, quaternions, locations)
 
     cam = None

@@ -54,6 +54,7 @@ def draw_refine(layout, context):
         sub.active = not settings.use_footage_range
         sub.prop(settings, "frame_start", text="Frame Start")
         sub.prop(settings, "frame_end", text="End")
+    col.prop(settings, "footage_rate")
     col.prop(settings, "use_active_rig")
 
     layout.separator()

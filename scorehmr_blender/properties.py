@@ -155,6 +155,15 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
         items=DEVICE_ITEMS,
         default='AUTO',
     )
+    footage_rate: EnumProperty(
+        name="Frame Rate",
+        description="When the footage's frame rate differs from the scene's",
+        items=(('SET_SCENE', "Set Scene to Footage", "Set the scene's frame rate to the footage's: a key per footage "
+                                                     "frame, the footage plays frame by frame (as the batch does)"),
+               ('RETIME', "Keep Scene Rate", "Keep the scene's frame rate: the footage is retimed to it and each "
+                                             "scene frame keys the footage frame shown there")),
+        default='SET_SCENE',
+    )
     use_active_rig: BoolProperty(
         name="Onto Active Rig",
         description="Give the refined motion to the active armature from an earlier import or refinement "

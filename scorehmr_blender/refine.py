@@ -33,6 +33,7 @@ COCO17_NAMES = contract("layout").COCO17_NAMES
 GAP_MARKER = "no keypoints"  # timeline markers at frames with little or no evidence: "<shot>: no keypoints ..."
 ENGINE_MODES = {'SINGLE_FRAME': "frame", 'VIDEO': "video", 'MULTI_VIEW': "multiview"}
 DEVICES = {'AUTO': "", 'CPU': "cpu", 'CUDA': "cuda"}
+TIMINGS = {'SET_SCENE': 'SCENE_RATE', 'RETIME': 'RETIME'}  # the panel's Frame Rate -> importer timing
 _REENCODE = "re-encode it, e.g. ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4"
 # A detection becomes a tracking marker from this confidence on (BlazePose's own drawing threshold on its
 # visibility); a marker reads back as a sure point (confidence 1), a point below it as not detected.
@@ -57,6 +58,7 @@ class Plan:
     name: str           # of the new armature and action
     messages: list = field(default_factory=list)  # (report level, text)
     camera_to_world: object = None  # calibrated multi-view: view 0's camera (4, 4), where the motion is keyed
+    timing: str = 'SCENE_RATE'  # importer.TIMINGS: the scene set to the footage's rate, or 'RETIME' (keep the scene's)
     marker_clips: dict = field(default_factory=dict)  # view index -> Movie Clip that receives its detections
 
 
@@ -322,7 +324,7 @@ def plan(context, settings, *, smpl_file="", iterations=None):
                                  "cameras" if poses is not None else
                                  "Multi-View (uncalibrated): view 0's body, in front of a new camera for the main "
                                  "footage"))
-    return Plan(request, footage, Path(name).stem or name, messages=messages,
+    return Plan(request, footage, Path(name).stem or name, messages=messages, timing=TIMINGS[settings.footage_rate],
                 camera_to_world=poses[0] if poses is not None else None,
                 marker_clips={i: clip for i, (_, _, clip) in enumerate(views) if clip is not None})
 
@@ -348,17 +350,21 @@ def import_result(context, plan, job, onto_rig=None):
 
     footage = plan.footage
     placed = plan.camera_to_world is not None  # the user's cameras are there: no new one
-    first_frame = footage.start + job.inputs.frames.start
+    scene = context.scene
+    ratio = footage.fps / (scene.render.fps / scene.render.fps_base) if plan.timing == 'RETIME' else 1.0
+    first_frame = footage.start + job.inputs.frames.start / ratio  # footage frame n at start + n / ratio
     single = job.inputs.frames.count == 1  # one frame keyed: the scene keeps its range (not 5-5)
     imported = importer.import_result(
         context, str(job.out_path), shot_name=plan.name, frame_start=first_frame, onto_rig=onto_rig,
         add_camera=not placed, footage_path="" if placed else footage.path, update_scene_duration=not single,
-        set_resolution=True, set_camera=True, camera_to_world=plan.camera_to_world)
+        set_resolution=True, set_camera=True, camera_to_world=plan.camera_to_world, timing=plan.timing)
     if imported.camera is not None:
         # The importer starts the clip at the first refined frame; footage frame 0 sits at footage.start.
         for background in imported.camera.data.background_images:
             if background.clip is not None:
                 background.clip.frame_start = footage.start
+                if plan.timing == 'RETIME':
+                    importer.retime_footage(background.clip, ratio)
     imported.messages[:0] = plan.messages + [('WARNING', warning) for warning in job.warnings]
     mark_gaps(context.scene, imported.armature.name, job.gaps, footage.start)
     imported.messages += write_detection_markers(plan, job)

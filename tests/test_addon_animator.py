@@ -231,3 +231,72 @@ def test_the_panel_starts_where_the_user_starts(shot, fake_engine, capfd):
     (call,) = fake_engine.calls
     assert call["obs"]["keypoints"].shape[1] == 8  # the footage's frames, with nothing said about a range
     assert "clamped" not in capfd.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def shot_30fps(shot, tmp_path_factory):
+    """The test shot's 8 frames as 30 fps footage (phone footage), with its keypoints."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("shot30")
+    reader = cv2.VideoCapture(str(shot["video"]))
+    frames = [reader.read()[1] for _ in range(8)]
+    reader.release()
+    writer = cv2.VideoWriter(str(folder / "phone.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30.0,
+                             frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return dict(shot, video=folder / "phone.avi")
+
+
+def _overlay_errors(footage_frame_at):
+    """Pixels between the rig's joints seen through the scene camera and the result's joints of the footage
+    frame shown behind it (``footage_frame_at(scene frame)``), over the keyed scene frames: (N,) max per frame."""
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    from tests.test_addon_import import posed_heads
+
+    (folder,) = jobs.jobs_root().iterdir()
+    with np.load(folder / "OUT.npz") as out:
+        joints, focal = out["joints"], float(out["focal_length"])
+        principal, size = out["principal_point"], out["image_size"]
+    scene = bpy.context.scene
+    rig = bpy.data.objects["phone"]
+    first, last = (int(f) for f in rig.animation_data.action.frame_range)
+    errors = []
+    for s in range(first, last + 1):
+        heads = posed_heads(rig, s)
+        k = footage_frame_at(s)
+        want = focal * joints[k, :, :2] / joints[k, :, 2:] + principal
+        ndc = np.array([world_to_camera_view(scene, scene.camera, Vector(h))[:2] for h in heads])
+        seen = np.stack([ndc[:, 0] * size[0], (1 - ndc[:, 1]) * size[1]], -1)
+        errors.append(np.linalg.norm(seen - want, axis=-1).max())
+    return np.array(errors)
+
+
+@pytest.mark.parametrize("choice", ['SET_SCENE', 'RETIME'])
+def test_30_fps_footage_in_a_24_fps_scene_lines_up(shot_30fps, fake_engine, choice):
+    """Item 7: Refine of 30 fps footage in a 24 fps scene.  Set Scene to Footage (the default, as the batch)
+    makes the scene 30 fps, a key per footage frame; Keep Scene Rate keeps 24 fps and retimes the footage
+    behind the camera, each scene frame keying the footage frame shown there.  Either way the body is within
+    1 px of the footage frame the camera shows."""
+    scene = bpy.context.scene
+    assert scene.render.fps == 24
+    use_shot(shot_30fps, footage_rate=choice)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    clip = bpy.data.movieclips["phone.avi"]
+    assert scene.camera.data.background_images[0].clip == clip
+
+    def shown(s):  # the file frame Blender reads at scene frame s (frame_offset only changes that)
+        scene.frame_set(s)
+        return s - clip.frame_start + clip.frame_offset
+
+    errors = _overlay_errors(shown)
+    if choice == 'SET_SCENE':
+        assert scene.render.fps / scene.render.fps_base == pytest.approx(30.0) and len(errors) == 8
+    else:
+        assert scene.render.fps == 24 and len(errors) == 6  # 8 frames at 30 fps span 5.6 frames at 24
+        assert [shown(s) for s in range(1, 7)] == [0, 1, 3, 4, 5, 6]  # frame 2 skipped, as 30 -> 24 must
+    assert errors.max() < 1.0, errors
