@@ -186,6 +186,14 @@ def _xyz(vector):
     return "(" + ", ".join(f"{v:.2f}" for v in vector) + ")"
 
 
+def rest_on_floor(rest_vertices: np.ndarray) -> np.ndarray:
+    """(3,) model-frame shift of the rest body (V, 3) that stands its lowest point on the armature's origin
+    height (Blender Z = 0), so Rest Position shows the body on the floor, not a metre under it.  Posed keys
+    are unchanged by it: the root bone's keys are taken from where its head rests."""
+    up = convert.MODEL_TO_BLENDER.T @ np.array([0.0, 0.0, 1.0])  # Blender's Z in the model frame
+    return -float((np.asarray(rest_vertices, dtype=np.float64) @ up).min()) * up
+
+
 def nearest_frame_keys(frames: np.ndarray, quaternions: np.ndarray, locations: np.ndarray):
     """Keys on the whole scene frames inside ``frames`` (F,) (evenly spaced, fractional), each from the
     result frame nearest in time, as the retimed footage shows it (:func:`retime_footage`): (whole frames
@@ -219,8 +227,9 @@ def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to
     collection = context.collection
     body = None
     if rig is None:
-        rig = armature.new_armature(context, name, res.rest_joints, collection)
-        body = armature.new_body(name + "_body", res.rest_vertices, res.faces, res.skin_weights, rig)
+        lift = rest_on_floor(res.rest_vertices)
+        rig = armature.new_armature(context, name, res.rest_joints + lift, collection)
+        body = armature.new_body(name + "_body", res.rest_vertices + lift, res.faces, res.skin_weights, rig)
         collection.objects.link(body)
 
     rest = armature.bone_rest_rotations(rig)

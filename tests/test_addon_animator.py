@@ -300,3 +300,27 @@ def test_30_fps_footage_in_a_24_fps_scene_lines_up(shot_30fps, fake_engine, choi
         assert scene.render.fps == 24 and len(errors) == 6  # 8 frames at 30 fps span 5.6 frames at 24
         assert [shown(s) for s in range(1, 7)] == [0, 1, 3, 4, 5, 6]  # frame 2 skipped, as 30 -> 24 must
     assert errors.max() < 1.0, errors
+
+
+def test_rest_position_stands_on_the_floor(shot, fake_engine):
+    """Item 17: with the rig in Rest Position its body stands on the floor at the armature's origin (its
+    lowest vertex at Z = 0), not a metre under it; the posed motion is where it was."""
+    use_shot(shot)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    rig, body = bpy.data.objects["shot"], bpy.data.objects["shot_body"]
+    scene = bpy.context.scene
+    scene.frame_set(1)
+
+    def lowest_z():
+        mesh = body.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
+        z = min((body.matrix_world @ v.co).z for v in mesh.vertices)
+        body.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh_clear()
+        return z
+
+    posed = lowest_z()
+    rig.data.pose_position = 'REST'
+    bpy.context.view_layer.update()
+    assert lowest_z() == pytest.approx(0.0, abs=1e-4)
+    rig.data.pose_position = 'POSE'
+    bpy.context.view_layer.update()
+    assert lowest_z() == pytest.approx(posed, abs=1e-6)

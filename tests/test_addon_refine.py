@@ -22,7 +22,7 @@ from mathutils import Matrix, Vector
 
 import scorehmr_blender
 from backend import service
-from scorehmr_blender import convert, operators, preferences, refine, result, scene_setup, staging
+from scorehmr_blender import convert, importer, operators, preferences, refine, result, scene_setup, staging
 from scorehmr_blender.runner import job as jobs
 from scorehmr_blender.runner import placement, worker_env
 from scorehmr_blender.runner.engine import RefineError
@@ -174,13 +174,14 @@ def assert_action_is_result(rig, action, arrays, first_frame):
     pelvis = arrays["rest_joints"][0]
     # Placed on the floor by the importer (staging.floor_placement, tested in test_addon_staging.py).
     shift = 0.0 if world else staging.floor_placement(result.from_arrays(arrays))[:3, 3]
-    want = ((arrays["transl" + suffix] + pelvis) @ turn.T + shift - C @ pelvis) @ B0
+    lift = importer.rest_on_floor(arrays["rest_vertices"])  # the rest body stands on the floor
+    want = ((arrays["transl" + suffix] + pelvis) @ turn.T + shift - C @ (pelvis + lift)) @ B0
     for axis in range(3):
         times, values = keys(curves['pose.bones["pelvis"].location', axis])
         np.testing.assert_allclose(times, expected_frames, atol=1e-5)
         np.testing.assert_allclose(values, want[:, axis], atol=1e-5)
     heads = np.array([rig.data.bones[n].head_local for n in convert.JOINT_NAMES])
-    np.testing.assert_allclose(heads, arrays["rest_joints"] @ C.T, atol=1e-5)
+    np.testing.assert_allclose(heads, (arrays["rest_joints"] + lift) @ C.T, atol=1e-5)
 
 
 # -- a stand-in engine (in-process) and worker package (subprocess) --------------------------------
@@ -274,7 +275,7 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
     s = bpy.context.scene.refine_motion
     s.footage_source, s.keypoints_source, s.intrinsics = 'FILE', 'FILE', 'MANUAL'
     log = draw(panel.draw_refine, real_layout, bpy.context)
-    steps = ["mode", "use_footage_range", "frame_start", "frame_end", "use_active_rig"]
+    steps = ["mode", "use_footage_range", "frame_start", "frame_end", "footage_rate", "use_active_rig"]
     assert log["props"] == ["footage_source", "footage_path", "keypoints_source", "keypoints_path", *steps]
     assert log["operators"] == ["refinemotion.refine"]
     log = draw(panel.draw_tuning, real_layout, bpy.context)
