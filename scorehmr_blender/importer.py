@@ -43,6 +43,7 @@ class Imported:
     camera_to_world: object  # (4, 4) OpenCV camera frame of the result -> Blender world
     motion_to_world: object  # (4, 4) frame of the keyed motion (the camera's, or the Y-up world's) -> Blender world
     world: bool = False      # keyed from the result's world frame (on the engine's floor)
+    view_cameras: list = field(default_factory=list)  # calibrated multi-view: the cameras of views 1..V-1
     messages: list = field(default_factory=list)  # (report level, text)
 
 
@@ -82,6 +83,11 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     if footage_path and not with_camera:
         messages.append(('WARNING', "Footage not shown: it needs the footage camera"))
 
+    calibrated = camera_to_world is None and placement != 'CAMERA' and res.view_cameras is not None
+    if calibrated:  # keyed in the calibration's world, every view's camera where the calibration puts it
+        camera_to_world = res.view_cameras[0]
+        messages.append(('INFO', f"Calibrated multi-view: keyed in the calibration's world with its "
+                                 f"{len(res.view_cameras)} cameras"))
     on_floor = camera_to_world is None and placement != 'CAMERA'
     world = res.world if on_floor else None
     motion = (res.global_orient, res.body_pose, res.transl)
@@ -119,6 +125,8 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
         if clip is not None and timing == 'RETIME':
             retime_footage(clip, res.fps / scene_fps)
         imported.world = world is not None
+        if calibrated and with_camera:
+            imported.view_cameras = _view_cameras(context, res, name)
         if prepare_scene:
             M = motion_to_world
             pelvis = (res.rest_joints[0] + motion[2]) @ M[:3, :3].T + M[:3, 3]
@@ -251,6 +259,18 @@ def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to
         if clip is not None:
             camera.show_footage(cam, clip, round(frames[0]))
     return Imported(rig, body, action, cam, frames, key_frames, camera_to_world, motion_to_world)
+
+
+def _view_cameras(context, res, name):
+    """Cameras of views 1..V-1 of a calibrated multi-view result where its calibration puts them (linked to
+    the context's collection).  OUT.npz keeps view 0's intrinsics only: the others get its lens."""
+    cameras = []
+    for index, pose in enumerate(res.view_cameras[1:], 1):
+        cam = camera.new_camera(f"{name}_camera_view{index}", res.image_size, res.focal_length,
+                                res.principal_point, pose)
+        context.collection.objects.link(cam)
+        cameras.append(cam)
+    return cameras
 
 
 def _prepare_scene(context, points, on_floor):

@@ -324,3 +324,34 @@ def test_rest_position_stands_on_the_floor(shot, fake_engine):
     rig.data.pose_position = 'POSE'
     bpy.context.view_layer.update()
     assert lowest_z() == pytest.approx(posed, abs=1e-6)
+
+
+def test_a_calibrated_multi_view_result_imports_every_camera_where_the_calibration_puts_it(shot, fake_engine,
+                                                                                          tmp_path):
+    """Item 24: the OUT.npz of a calibrated three-camera refinement, imported as a file, brings the body in
+    the calibration's world (its joints on joints_world, upright as the cameras stand) and a camera per view
+    where the calibration put it, not one camera on a floor guessed from the body."""
+    from tests.test_addon_import import posed_heads
+    from tests.test_addon_refine import make_shot, three_cameras, use_views
+
+    import shutil
+
+    folder = tmp_path / "views"
+    others = [make_shot(folder, name, seed=seed) for seed, name in ((1, "left"), (2, "right"))]
+    cameras = three_cameras()
+    poses = [np.array(cam.matrix_world.normalized()) for cam in cameras]  # the calibration (unit scale)
+    use_views(shot, others, cameras)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (job,) = jobs.jobs_root().iterdir()
+    out = folder / "multiview.npz"
+    shutil.copyfile(job / "OUT.npz", out)
+    with np.load(out) as arrays:
+        joints_world = arrays["joints_world"]
+
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    assert bpy.ops.refinemotion.import_result(filepath=str(out), shot_name="mv", frame_start=1) == {'FINISHED'}
+    cams = sorted((obj for obj in bpy.data.objects if obj.type == 'CAMERA'), key=lambda obj: obj.name)
+    assert [cam.name for cam in cams] == ["mv_camera", "mv_camera_view1", "mv_camera_view2"]
+    for cam, pose in zip(cams, poses):
+        np.testing.assert_allclose(np.array(cam.matrix_world), pose, atol=1e-4)
+    np.testing.assert_allclose(posed_heads(bpy.data.objects["mv"], 1), joints_world[0], atol=1e-4)
