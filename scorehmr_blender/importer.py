@@ -56,13 +56,16 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     instead of building a new rig and body (it keeps its own rest shape).
     camera_to_world: (4, 4) where the result's camera already is in the world
     (convert.opencv_camera_to_world of a calibrated view 0); the motion is keyed
-    there.  Without it a result with a world frame stands on its floor at Z = 0
-    (unless placement='CAMERA'), and ``placement`` (one of PLACEMENTS) says where
-    any other goes; the footage camera moves with the body.
+    there.  Without it a calibrated multi-view result is keyed in its calibration's
+    world with a camera per view (unless placement='CAMERA'), a result with a world
+    frame stands on its floor at Z = 0 (unless placement='CAMERA'), and
+    ``placement`` (one of PLACEMENTS) says where any other goes; the footage camera
+    moves with the body.  The rig's rest pose stands on Z = 0 (rest_on_floor).
     timing: one of TIMINGS.  update_scene_duration: set the scene's frame range
     to the keys.  set_resolution / set_camera: make the scene's render size the
-    footage's / the footage camera the scene's camera (else only when it has none).  prepare_scene: a World and a sun where the scene has none, and
-    a ground plane on the floor when the motion was placed on one.
+    footage's / the footage camera the scene's camera (else only when it has
+    none).  prepare_scene: a World and a sun where the scene has none, and a
+    ground plane on the floor when the motion was placed on one.
     Raises result.ResultError for a bad result and RuntimeError for a bad rig or
     unreadable footage, leaving the file unchanged."""
     if placement not in PLACEMENTS or timing not in TIMINGS:
