@@ -468,13 +468,14 @@ def run_shot(context, options, shot, runner, exporters):
         path = getattr(shot, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            export(exported, str(path), overwrite=options.force)
+            export(exported, str(path.absolute()), overwrite=options.force)
         except (ValueError, FileExistsError, RuntimeError) as ex:
             raise RefineError(f"{kind.upper()} export: {ex}") from None
         written.append(path)
     shot.blend.parent.mkdir(parents=True, exist_ok=True)
     store_paths(shot.blend, absolute=options.absolute_paths)
-    if bpy.ops.wm.save_as_mainfile(filepath=str(shot.blend)) != {'FINISHED'}:
+    # Absolute: Blender resolves a relative path from $PWD, which a caller's chdir does not update.
+    if bpy.ops.wm.save_as_mainfile(filepath=str(shot.blend.absolute())) != {'FINISHED'}:
         raise RefineError(f"could not save {shot.blend}")
     numbers = [f"{imported.frames.size} frames", *shot.notes]
     numbers += [f"detections {shot.detections}"] if job.detections else []
