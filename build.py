@@ -239,6 +239,15 @@ def _field_of_view(text):
     return value
 
 
+def _first_frame(text):
+    """--first-frame: 'auto' or a frame number >= 0."""
+    if text == "auto":
+        return text
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a frame number (0, 1, ...)")
+    return int(text)
+
+
 def _scale(text):
     return _number(text, lambda v: 0 <= v <= 2, "is outside 0-2")
 
@@ -268,6 +277,10 @@ def refine_parser():
     parser.add_argument("--frames", type=_frames_option, metavar="START:STOP|overlap",
                         help="footage frames to refine (0-based, STOP excluded), or 'overlap': the frames both "
                              "footage and keypoints cover (default: all; their counts must agree)")
+    parser.add_argument("--first-frame", type=_first_frame, default="auto", metavar="N|auto",
+                        help="the keypoint files' number of the footage's first frame, e.g. 1 for OpenPose files of "
+                             "images numbered from 1 (default auto: 1 when the files are numbered 1..F over F "
+                             "footage frames, else 0)")
     parser.add_argument("--focal-length", type=_positive, metavar="PX",
                         help="focal length in pixels (default: the keypoint file's, else from --fov)")
     parser.add_argument("--fov", type=_field_of_view, metavar="DEG",
@@ -281,6 +294,9 @@ def refine_parser():
                         help="run the engine in this Python (default: here when torch imports, else the "
                              "add-on's worker environment)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--absolute-paths", action="store_true",
+                        help="store the footage's absolute path in the .blend (default: relative to the .blend, "
+                             "'//...', so the folder can move with its footage)")
     return parser
 
 
@@ -320,10 +336,14 @@ COMMANDS = {"package": cmd_package, "refine": cmd_refine}
 
 def main(argv=None):
     args = script_args(argv)
-    if args[:1] == ["--"]:  # `python build.py -- --footage ...`
+    after_separator = args[:1] == ["--"] or "bpy" in sys.modules  # `python build.py -- ...`, or inside Blender
+    if args[:1] == ["--"]:
         args = args[1:]
     if args[:1] in (["-h"], ["--help"]):
-        print(USAGE)
+        if after_separator:  # the batch's options, as the general usage says
+            refine_parser().print_help()
+        else:
+            print(USAGE)
         return 0
     if args and args[0].startswith("--"):  # options first: batch refinement
         args = ["refine", *args]

@@ -19,8 +19,8 @@ frames, STOP excluded.
 
 import math
 import os
+import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +43,7 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
 INIT_SUFFIXES = (".npz", ".pkl")
 EXPORTS = ("bvh", "fbx")
+DETECTIONS_SUFFIX = ".keypoints.npz"  # a shot's detections: <out>.keypoints.npz beside its .blend
 # Options that only mean something when the engine runs (not with --result).
 ENGINE_OPTIONS = ("keypoints", "init", "smpl", "frames", "iterations", "device", "smoothing", "keypoint_trust",
                   "focal_length", "fov", "worker")
@@ -67,6 +68,7 @@ class Options:
     preset: str = None              # bone-name preset for retarget
     mode: str = "video"             # video | frame
     frames: object = None           # FrameRange of footage frames, 'overlap' or None (all)
+    first_frame: object = "auto"    # the keypoint files' number of footage frame 0, or "auto" (contract.shot)
     iterations: int = None
     device: str = None              # cpu | cuda | None (CUDA when available)
     smoothing: float = None         # engine scale of the temporal terms (None: 1)
@@ -75,6 +77,7 @@ class Options:
     fov: float = None               # degrees across the long side of the image
     worker: str = None              # worker Python (default: here when torch imports)
     force: bool = False             # overwrite existing outputs
+    absolute_paths: bool = False    # store the footage's absolute path in the .blend (default: relative to it)
 
 
 @dataclass
@@ -88,6 +91,7 @@ class Shot:
     blend: Path = None
     bvh: Path = None
     fbx: Path = None
+    detections: Path = None         # <out>.keypoints.npz: the keypoints the job detects (when not given)
     plan: refine.Plan = None        # set by check_shots
     notes: list = field(default_factory=list)  # lines for the per-shot report (e.g. the focal length used)
 
@@ -155,7 +159,8 @@ def _blocked_by_a_file(path):
 
 
 def _check_outputs(shots, force):
-    outputs = [getattr(s, kind) for s in shots for kind in ("blend", *EXPORTS) if getattr(s, kind) is not None]
+    outputs = [getattr(s, kind) for s in shots for kind in ("blend", "detections", *EXPORTS)
+               if getattr(s, kind) is not None]
     if len(set(outputs)) != len(outputs):
         raise BatchError("two outputs have the same path; give each shot its own outputs")
     for out in outputs:
@@ -206,6 +211,8 @@ def shots(options):
     for shot in found:
         default = (shot.footage or shot.result).with_name(shot.name + ".blend")
         shot.blend = _output("--out", options.out, shot.name, ".blend", several) if options.out else default
+        if shot.result is None and shot.keypoints is None:  # kept beside the .blend, reusable with --keypoints
+            shot.detections = shot.blend.with_name(shot.blend.stem + DETECTIONS_SUFFIX)
         for kind in EXPORTS:
             if value := getattr(options, kind):
                 setattr(shot, kind, _output(f"--{kind}", value, shot.name, f".{kind}", several))
@@ -216,8 +223,9 @@ def shots(options):
 # -- checking each shot before any engine work (Blender data) ------------------------------------------
 
 def _footage(context, path):
-    """refine.footage_of for a video file (the panel's Video File source), placed at scene frame 1."""
-    settings = SimpleNamespace(footage_source='FILE', footage_path=str(path))
+    """refine.footage_of for a video file (the panel's Video File source), placed at scene frame 1; its
+    path absolute, so it does not depend on the folder the batch ran in."""
+    settings = SimpleNamespace(footage_source='FILE', footage_path=str(Path(path).absolute()))
     return replace(refine.footage_of(context, settings), start=1)
 
 
@@ -261,7 +269,8 @@ def _refine_plan(context, options, shot, runner):
     focal, focal_from = _focal_length(options, side, footage.size, "" if detect else shot.keypoints.name)
     keypoints = Detect(str(shot.footage.absolute())) if detect else str(shot.keypoints)
     request = Request(
-        views=[View(keypoints, footage.size, focal, None, footage.frame_count, footage.name)],
+        views=[View(keypoints, footage.size, focal, None, footage.frame_count, footage.name,
+                    first_number=0 if detect else options.first_frame)],
         fps=footage.fps, mode=options.mode, init=str(shot.init or ""), frames=options.frames,
         smpl_path=str(options.smpl or ""), smoothing=1.0 if options.smoothing is None else options.smoothing,
         keypoint_trust=1.0 if options.keypoint_trust is None else options.keypoint_trust,
@@ -377,6 +386,36 @@ def fresh_scene(footage):
     return scene
 
 
+def store_paths(blend: Path, absolute: bool = False) -> None:
+    """Point the Movie Clips' files (the footage) at their absolute paths, or with ``absolute`` False
+    relative to where ``blend`` will be saved (Blender's '//...'), so the saved file finds them from
+    any working folder; a file on another drive than ``blend`` (Windows) stays absolute."""
+    folder = str(Path(blend).absolute().parent)
+    for clip in bpy.data.movieclips:
+        path = str(Path(bpy.path.abspath(clip.filepath)).absolute())
+        if not absolute:
+            try:
+                path = bpy.path.relpath(path, start=folder)
+            except ValueError:  # another drive: no relative path exists
+                pass
+        clip.filepath = path
+
+
+def keep_detections(detected: Path, out: Path, camera) -> None:
+    """The job's detections (a keypoint .npz in its job folder) copied to ``out`` (reusable with
+    --keypoints), and written as tracking markers of the footage clip behind ``camera``, with the panel
+    set to refine from that clip's tracks once they are corrected (Keypoints: Clip Tracks)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(detected, out)
+    clips = [bg.clip for bg in camera.data.background_images if bg.clip is not None] if camera else []
+    if not clips:
+        return
+    with np.load(out) as data:
+        refine.write_clip_markers(clips[0], data["keypoints"])
+    settings = bpy.context.scene.refine_motion
+    settings.footage_source, settings.footage_clip, settings.keypoints_source = 'CLIP', clips[0], 'TRACKS'
+
+
 def _progress_printer(job):
     last = [0.0]
 
@@ -414,6 +453,8 @@ def run_shot(context, options, shot, runner, exporters):
     else:
         job = _given_result(shot.result)
     imported = refine.import_result(context, shot.plan, job)
+    if job.detections:
+        keep_detections(job.detections[0], shot.detections, imported.camera)
     warnings = [text for level, text in imported.messages if level == 'WARNING']  # the job's warnings too
     error = _mean_reprojection_error(job.out_path)
     exported = imported.armature
@@ -430,15 +471,17 @@ def run_shot(context, options, shot, runner, exporters):
         path = getattr(shot, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            export(exported, str(path), overwrite=options.force)
+            export(exported, str(path.absolute()), overwrite=options.force)
         except (ValueError, FileExistsError, RuntimeError) as ex:
             raise RefineError(f"{kind.upper()} export: {ex}") from None
         written.append(path)
     shot.blend.parent.mkdir(parents=True, exist_ok=True)
-    if bpy.ops.wm.save_as_mainfile(filepath=str(shot.blend)) != {'FINISHED'}:
+    store_paths(shot.blend, absolute=options.absolute_paths)
+    # Absolute: Blender resolves a relative path from $PWD, which a caller's chdir does not update.
+    if bpy.ops.wm.save_as_mainfile(filepath=str(shot.blend.absolute())) != {'FINISHED'}:
         raise RefineError(f"could not save {shot.blend}")
     numbers = [f"{imported.frames.size} frames", *shot.notes]
-    numbers += [f"detections {path}" for path in job.detections.values()]
+    numbers += [f"detections {shot.detections}"] if job.detections else []
     numbers += [f"reprojection error {error:.1f} px"] if error is not None else []
     if shot.plan.camera_to_world is None:  # else keyed in the calibrated cameras' world
         numbers.append("on the engine's floor (world frame)" if imported.world else "on a floor guessed from the body")

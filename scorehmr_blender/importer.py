@@ -27,8 +27,9 @@ _DATA = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "
 # of a camera at the origin (as filmed).
 PLACEMENTS = ('ORIGIN', 'FLOOR', 'CAMERA')
 # When its keys go: every whole scene frame, the result's own frames (fractional scene frames when
-# the rates differ), or the result's frames with the scene's rate set to the result's.
-TIMINGS = ('RESAMPLE', 'EXACT', 'SCENE_RATE')
+# the rates differ), the result's frames with the scene's rate set to the result's, or every whole
+# scene frame from the result frame the footage, retimed to the scene's rate, shows there.
+TIMINGS = ('RESAMPLE', 'EXACT', 'SCENE_RATE', 'RETIME')
 
 
 @dataclass
@@ -42,24 +43,29 @@ class Imported:
     camera_to_world: object  # (4, 4) OpenCV camera frame of the result -> Blender world
     motion_to_world: object  # (4, 4) frame of the keyed motion (the camera's, or the Y-up world's) -> Blender world
     world: bool = False      # keyed from the result's world frame (on the engine's floor)
+    view_cameras: list = field(default_factory=list)  # calibrated multi-view: the cameras of views 1..V-1
     messages: list = field(default_factory=list)  # (report level, text)
 
 
 def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig=None, add_camera=True,
                   footage_path="", set_resolution=False, update_scene_duration=True, camera_to_world=None,
-                  placement='ORIGIN', timing='RESAMPLE', prepare_scene=True):
+                  placement='ORIGIN', timing='RESAMPLE', prepare_scene=True, set_camera=False):
     """Import ``filepath`` (OUT.npz) into ``context.scene``; returns :class:`Imported`.
 
     onto_rig: an armature from an earlier import to give the new action to,
     instead of building a new rig and body (it keeps its own rest shape).
     camera_to_world: (4, 4) where the result's camera already is in the world
     (convert.opencv_camera_to_world of a calibrated view 0); the motion is keyed
-    there.  Without it a result with a world frame stands on its floor at Z = 0
-    (unless placement='CAMERA'), and ``placement`` (one of PLACEMENTS) says where
-    any other goes; the footage camera moves with the body.
+    there.  Without it a calibrated multi-view result is keyed in its calibration's
+    world with a camera per view (unless placement='CAMERA'), a result with a world
+    frame stands on its floor at Z = 0 (unless placement='CAMERA'), and
+    ``placement`` (one of PLACEMENTS) says where any other goes; the footage camera
+    moves with the body.  The rig's rest pose stands on Z = 0 (rest_on_floor).
     timing: one of TIMINGS.  update_scene_duration: set the scene's frame range
-    to the keys.  prepare_scene: a World and a sun where the scene has none, and
-    a ground plane on the floor when the motion was placed on one.
+    to the keys.  set_resolution / set_camera: make the scene's render size the
+    footage's / the footage camera the scene's camera (else only when it has
+    none).  prepare_scene: a World and a sun where the scene has none, and a
+    ground plane on the floor when the motion was placed on one.
     Raises result.ResultError for a bad result and RuntimeError for a bad rig or
     unreadable footage, leaving the file unchanged."""
     if placement not in PLACEMENTS or timing not in TIMINGS:
@@ -80,6 +86,11 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     if footage_path and not with_camera:
         messages.append(('WARNING', "Footage not shown: it needs the footage camera"))
 
+    calibrated = camera_to_world is None and placement != 'CAMERA' and res.view_cameras is not None
+    if calibrated:  # keyed in the calibration's world, every view's camera where the calibration puts it
+        camera_to_world = res.view_cameras[0]
+        messages.append(('INFO', f"Calibrated multi-view: keyed in the calibration's world with its "
+                                 f"{len(res.view_cameras)} cameras"))
     on_floor = camera_to_world is None and placement != 'CAMERA'
     world = res.world if on_floor else None
     motion = (res.global_orient, res.body_pose, res.transl)
@@ -113,8 +124,12 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
             except RuntimeError as ex:
                 raise RuntimeError(f"Cannot load the footage: {ex}") from None
         imported = _build(context, res, name, frames, onto_rig, with_camera, clip, motion, motion_to_world,
-                          camera_to_world, resample=timing == 'RESAMPLE')
+                          camera_to_world, timing)
+        if clip is not None and timing == 'RETIME':
+            retime_footage(clip, res.fps / scene_fps)
         imported.world = world is not None
+        if calibrated and with_camera:
+            imported.view_cameras = _view_cameras(context, res, name)
         if prepare_scene:
             M = motion_to_world
             pelvis = (res.rest_joints[0] + motion[2]) @ M[:3, :3].T + M[:3, 3]
@@ -136,7 +151,7 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
             camera.set_resolution(scene, res.image_size)
         elif problem := camera.resolution_mismatch(scene, res.image_size):
             messages.append(('WARNING', problem))
-        if scene.camera is None:
+        if set_camera or scene.camera is None:
             scene.camera = imported.camera
     if timing == 'SCENE_RATE':
         scene.render.fps, scene.render.fps_base = staging.scene_rate(res.fps)
@@ -161,6 +176,9 @@ def _timing_messages(result_fps, scene_fps, timing, footage_path):
     rates = f"Footage is {result_fps:g} fps, the scene {scene_fps:g} fps"
     if timing == 'SCENE_RATE':
         return [('INFO', f"{rates}: the scene's frame rate is set to {result_fps:g} fps")]
+    if timing == 'RETIME':
+        return [('INFO', f"{rates}: the footage and the motion are retimed to the scene's rate (a footage frame "
+                         "repeated or skipped where the rates differ)")]
     drift = "; the background footage plays at the scene rate" if footage_path else ""
     how = "resampled onto whole scene frames" if timing == 'RESAMPLE' else "retimed to (fractional) scene frames"
     return [('WARNING', f"{rates}: keys are {how}{drift}")]
@@ -179,7 +197,39 @@ def _xyz(vector):
     return "(" + ", ".join(f"{v:.2f}" for v in vector) + ")"
 
 
-def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to_world, camera_to_world, resample):
+def rest_on_floor(rest_vertices: np.ndarray) -> np.ndarray:
+    """(3,) model-frame shift of the rest body (V, 3) that stands its lowest point on the armature's origin
+    height (Blender Z = 0), so Rest Position shows the body on the floor, not a metre under it.  Posed keys
+    are unchanged by it: the root bone's keys are taken from where its head rests."""
+    up = convert.MODEL_TO_BLENDER.T @ np.array([0.0, 0.0, 1.0])  # Blender's Z in the model frame
+    return -float((np.asarray(rest_vertices, dtype=np.float64) @ up).min()) * up
+
+
+def nearest_frame_keys(frames: np.ndarray, quaternions: np.ndarray, locations: np.ndarray):
+    """Keys on the whole scene frames inside ``frames`` (F,) (evenly spaced, fractional), each from the
+    result frame nearest in time, as the retimed footage shows it (:func:`retime_footage`): (whole frames
+    (N,), quaternions (N, J, 4), locations (N, L))."""
+    frames = np.asarray(frames, dtype=np.float64)
+    whole = np.arange(np.ceil(frames[0] - 1e-6), np.floor(frames[-1] + 1e-6) + 1)
+    step = frames[1] - frames[0] if len(frames) > 1 else 1.0
+    index = np.clip(np.floor((whole - frames[0]) / step + 0.5).astype(int), 0, len(frames) - 1)
+    return whole, np.asarray(quaternions)[index], np.asarray(locations)[index]
+
+
+def retime_footage(clip, ratio: float) -> None:
+    """Play ``clip`` at the scene's rate from its Start Frame: at scene frame s it shows footage frame
+    floor((s - start) * ratio + 0.5) (``ratio`` = footage fps / scene fps), through a driver on its Frame
+    Offset, which only changes which file frame is read (Blender shows file frame s - start + offset).
+    Call again after moving the clip's Start Frame."""
+    clip.driver_remove("frame_offset")
+    driver = clip.driver_add("frame_offset").driver
+    driver.type = 'SCRIPTED'
+    since = f"(frame - {clip.frame_start})"
+    # A simple expression (no Python needed, so it runs without Auto Run Python Scripts).
+    driver.expression = f"floor({since} * {float(ratio)!r} + 0.5) - {since}"
+
+
+def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to_world, camera_to_world, timing):
     """Create the rig and body (unless ``rig`` is given), the action and the camera.
 
     motion: (global_orient (F, 3), body_pose (F, 69), transl (F, 3)) in the frame that
@@ -188,8 +238,9 @@ def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to
     collection = context.collection
     body = None
     if rig is None:
-        rig = armature.new_armature(context, name, res.rest_joints, collection)
-        body = armature.new_body(name + "_body", res.rest_vertices, res.faces, res.skin_weights, rig)
+        lift = rest_on_floor(res.rest_vertices)
+        rig = armature.new_armature(context, name, res.rest_joints + lift, collection)
+        body = armature.new_body(name + "_body", res.rest_vertices + lift, res.faces, res.skin_weights, rig)
         collection.objects.link(body)
 
     rest = armature.bone_rest_rotations(rig)
@@ -197,8 +248,10 @@ def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to
     root_head = rig.data.bones[convert.JOINT_NAMES[0]].head_local
     locations = convert.root_locations(transl, res.rest_joints[0], rest[0], root_head, motion_to_world)
     key_frames = frames
-    if resample:
+    if timing == 'RESAMPLE':
         key_frames, quaternions, locations = staging.whole_frame_keys(frames, quaternions, locations)
+    elif timing == 'RETIME':
+        key_frames, quaternions, locations = nearest_frame_keys(frames, quaternions, locations)
     action = keyframes.new_action(name, rig, key_frames, quaternions, locations)
 
     cam = None
@@ -209,6 +262,18 @@ def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to
         if clip is not None:
             camera.show_footage(cam, clip, round(frames[0]))
     return Imported(rig, body, action, cam, frames, key_frames, camera_to_world, motion_to_world)
+
+
+def _view_cameras(context, res, name):
+    """Cameras of views 1..V-1 of a calibrated multi-view result where its calibration puts them (linked to
+    the context's collection).  OUT.npz keeps view 0's intrinsics only: the others get its lens."""
+    cameras = []
+    for index, pose in enumerate(res.view_cameras[1:], 1):
+        cam = camera.new_camera(f"{name}_camera_view{index}", res.image_size, res.focal_length,
+                                res.principal_point, pose)
+        context.collection.objects.link(cam)
+        cameras.append(cam)
+    return cameras
 
 
 def _prepare_scene(context, points, on_floor):

@@ -52,8 +52,13 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
     )
     set_resolution: BoolProperty(
         name="Set Scene Resolution",
-        description="Set the scene's render resolution to the footage's",
-        default=False,
+        description="Set the scene's render resolution to the footage's, so the camera view frames it",
+        default=True,
+    )
+    set_camera: BoolProperty(
+        name="Make Scene Camera",
+        description="Make the footage camera the scene's camera (else only when the scene has none)",
+        default=True,
     )
     update_scene_duration: BoolProperty(
         name="Update Scene Duration",
@@ -74,7 +79,7 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
             imported = importer.import_result(
                 context, self.filepath, shot_name=self.shot_name, frame_start=start,
                 onto_rig=self._target_rig(context), add_camera=self.add_camera,
-                footage_path=self.footage_path, set_resolution=self.set_resolution,
+                footage_path=self.footage_path, set_resolution=self.set_resolution, set_camera=self.set_camera,
                 update_scene_duration=self.update_scene_duration, placement=self.placement,
                 timing=self.timing, prepare_scene=self.prepare_scene)
         except Exception as ex:  # noqa: BLE001 -- any failure: nothing was left behind, report and cancel
@@ -132,6 +137,8 @@ def _start_job(context, iterations):
     prefs = preferences.get(context)
     plan = refine.plan(context, context.scene.refine_motion,
                        smpl_file=prefs.smpl_path if prefs is not None else "", iterations=iterations)
+    if context.scene.refine_motion.use_active_rig:
+        refine.active_rig(context)  # checked before the engine runs
     runner = placement.choose_runner(*preferences.engine_choice(prefs))
     known = placement.cached_device_text(runner)
     if plan.request.device == "cuda" and known is not None and not known.startswith("CUDA"):
@@ -223,6 +230,7 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
             return False
         for warning in self._job.warnings:  # the keypoint reader's notes, frames without evidence
             self.report({'WARNING'}, f"Refine Motion: {warning}")
+        self._reported = set(self._job.warnings)  # not again with the import's messages
         return True
 
     def _stop(self, context):
@@ -242,14 +250,16 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
             self.report({'ERROR'}, f"Refine Motion: {job.error}")
             return {'CANCELLED'}
         try:
-            imported = refine.import_result(context, self._plan, job)
+            rig = refine.active_rig(context) if context.scene.refine_motion.use_active_rig else None
+            imported = refine.import_result(context, self._plan, job, onto_rig=rig)
         except Exception as ex:  # noqa: BLE001 -- the importer left nothing behind
-            if not isinstance(ex, (result.ResultError, RuntimeError)):
+            if not isinstance(ex, (result.ResultError, RuntimeError, RefineError)):
                 traceback.print_exc()
             self.report({'ERROR'}, f"Refine Motion: cannot import the result ({ex})")
             return {'CANCELLED'}
         for level, message in imported.messages:
-            self.report({level}, message)
+            if message not in self._reported:
+                self.report({level}, message)
         return {'FINISHED'}
 
 
@@ -324,7 +334,7 @@ class REFINEMOTION_OT_setup_worker(bpy.types.Operator):
         except RefineError as ex:
             self.report({'ERROR'}, str(ex))
             return {'CANCELLED'}
-        task = worker_env.SetupTask(commands, placement.user_dir() / "worker-setup.log")
+        task = worker_env.SetupTask(commands, placement.process_dir() / "worker-setup.log")
         if bpy.app.background:
             task.run()
             return self._finish(task)

@@ -9,6 +9,8 @@ from .runner import placement
 
 
 class REFINEMOTION_PT_main(bpy.types.Panel):
+    """The tab's header; the steps are its sub-panels, in the user's order: Refine (footage, keypoints,
+    frames, the button; its Tuning closed), Import Result, Retarget & Export."""
     bl_idname = "REFINEMOTION_PT_main"
     bl_label = "Refine Motion"
     bl_space_type = 'VIEW_3D'
@@ -16,34 +18,7 @@ class REFINEMOTION_PT_main(bpy.types.Panel):
     bl_category = "Refine Motion"
 
     def draw(self, context):
-        draw_main(self.layout, context)
-
-
-def draw_main(layout, context):
-    """Panel body, kept apart from the Panel class so it can be drawn into any layout."""
-    settings = context.scene.refine_motion
-    prefs = preferences.get(context)
-
-    layout.label(text="Body model: " + preferences.body_model_label(prefs), icon='ARMATURE_DATA')
-
-    layout.use_property_split = True
-    layout.use_property_decorate = False
-
-    layout.prop(settings, "mode")
-
-    if settings.mode != 'SINGLE_FRAME':
-        col = layout.column(align=True)
-        col.prop(settings, "frame_start", text="Frame Start")
-        col.prop(settings, "frame_end", text="End")
-
-    col = layout.column()
-    col.prop(settings, "keypoint_trust")
-    sub = col.column()
-    sub.active = settings.mode == 'VIDEO'  # the temporal terms are video-only
-    sub.prop(settings, "smoothing")
-
-    layout.separator()
-    layout.operator(operators.REFINEMOTION_OT_import_result.bl_idname, icon='IMPORT')
+        pass
 
 
 class REFINEMOTION_PT_refine(bpy.types.Panel):
@@ -59,22 +34,28 @@ class REFINEMOTION_PT_refine(bpy.types.Panel):
 
 
 def draw_refine(layout, context):
-    """Footage, keypoints and engine inputs; the Refine button, or the running job's progress; the
+    """The user's order: footage, keypoints (a file, clip tracks or detected), the mode and frames (the
+    whole footage unless a range is set), then the Refine button, or the running job's progress; the
     latest job's warnings."""
     settings = context.scene.refine_motion
     multi_view = settings.mode == 'MULTI_VIEW'
     layout.use_property_split = True
     layout.use_property_decorate = False
 
-    col = layout.column()
-    draw_shot_inputs(col, settings, multi_view)
-    col.prop(settings, "init_path")
-    col.prop(settings, "intrinsics")
-    if settings.intrinsics == 'MANUAL':
-        col.prop(settings, "focal_length")
-    col.prop(settings, "device")
+    draw_shot_inputs(layout.column(), settings, multi_view)
     if multi_view:
         draw_views(layout, settings)
+
+    col = layout.column()
+    col.prop(settings, "mode")
+    if settings.mode != 'SINGLE_FRAME':
+        col.prop(settings, "use_footage_range")
+        sub = col.column(align=True)
+        sub.active = not settings.use_footage_range
+        sub.prop(settings, "frame_start", text="Frame Start")
+        sub.prop(settings, "frame_end", text="End")
+    col.prop(settings, "footage_rate")
+    col.prop(settings, "use_active_rig")
 
     layout.separator()
     job = jobs.active_job()
@@ -92,6 +73,54 @@ def draw_refine(layout, context):
     else:
         layout.label(text=f"{text} ({100 * job.fraction:.0f}%)", icon='SORTTIME')
     layout.label(text="Esc cancels", icon='CANCEL')
+
+
+class REFINEMOTION_PT_tuning(bpy.types.Panel):
+    bl_idname = "REFINEMOTION_PT_tuning"
+    bl_label = "Tuning"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "Refine Motion"
+    bl_parent_id = "REFINEMOTION_PT_refine"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        draw_tuning(self.layout, context)
+
+
+def draw_tuning(layout, context):
+    """What most refinements leave as it is: the body model, the engine's weights, the keypoint files'
+    first frame number, the initial estimate, the camera's intrinsics and the device."""
+    settings = context.scene.refine_motion
+    layout.label(text="Body model: " + preferences.body_model_label(preferences.get(context)), icon='ARMATURE_DATA')
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    col = layout.column()
+    col.prop(settings, "keypoint_trust")
+    sub = col.column()
+    sub.active = settings.mode == 'VIDEO'  # the temporal terms are video-only
+    sub.prop(settings, "smoothing")
+    col.prop(settings, "keypoints_first_auto")
+    if not settings.keypoints_first_auto:
+        col.prop(settings, "keypoints_first_number")
+    col.prop(settings, "init_path")
+    col.prop(settings, "intrinsics")
+    if settings.intrinsics == 'MANUAL':
+        col.prop(settings, "focal_length")
+    col.prop(settings, "device")
+
+
+class REFINEMOTION_PT_import(bpy.types.Panel):
+    bl_idname = "REFINEMOTION_PT_import"
+    bl_label = "Import Result"
+    bl_space_type = 'VIEW_3D'
+    bl_region_type = 'UI'
+    bl_category = "Refine Motion"
+    bl_parent_id = "REFINEMOTION_PT_main"
+    bl_options = {'DEFAULT_CLOSED'}
+
+    def draw(self, context):
+        self.layout.operator(operators.REFINEMOTION_OT_import_result.bl_idname, icon='IMPORT')
 
 
 def draw_shot_inputs(layout, inputs, with_camera):
@@ -172,4 +201,5 @@ def draw_retarget(layout, context):
     row.operator(retarget_ops.REFINEMOTION_OT_export_fbx.bl_idname, text="FBX")
 
 
-classes = (REFINEMOTION_UL_views, REFINEMOTION_PT_main, REFINEMOTION_PT_refine, REFINEMOTION_PT_retarget)
+classes = (REFINEMOTION_UL_views, REFINEMOTION_PT_main, REFINEMOTION_PT_refine, REFINEMOTION_PT_tuning,
+           REFINEMOTION_PT_import, REFINEMOTION_PT_retarget)

@@ -43,13 +43,17 @@ DEVICE_ITEMS = (
     ('CUDA', "CUDA GPU", "The CUDA GPU (fails when torch sees none)"),
 )
 
+SCALE_MAX = 2.0  # Smoothing and Keypoint Trust: 0 .. twice the engine's default weight, as build.py takes them
+
 
 def _clamp_frame_end(self, _context):
+    self.use_footage_range = False  # a range was chosen
     if self.frame_end < self.frame_start:
         self.frame_end = self.frame_start
 
 
 def _clamp_frame_start(self, _context):
+    self.use_footage_range = False
     if self.frame_start > self.frame_end:
         self.frame_start = self.frame_end
 
@@ -88,6 +92,19 @@ class ShotInputs:
         description="COCO-17 keypoints (.npz/.npy/.json) or an OpenPose --write_json folder, one entry per "
                     "footage frame",
         subtype='FILE_PATH',
+    )
+    keypoints_first_auto: BoolProperty(
+        name="Auto First Frame Number",
+        description="Find the number of the footage's first frame from the file names: files numbered 1..N "
+                    "over a footage of N frames start at 1, others at 0 (as OpenPose numbers a video)",
+        default=True,
+    )
+    keypoints_first_number: IntProperty(
+        name="First Frame Number",
+        description="The keypoint file's number of the footage's first frame (OpenPose file names; 1 for "
+                    "tools that number images from 1)",
+        default=0,
+        min=0,
     )
     detect_markers: BoolProperty(
         name="Write Tracking Markers",
@@ -138,6 +155,21 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
         items=DEVICE_ITEMS,
         default='AUTO',
     )
+    footage_rate: EnumProperty(
+        name="Frame Rate",
+        description="When the footage's frame rate differs from the scene's",
+        items=(('SET_SCENE', "Set Scene to Footage", "Set the scene's frame rate to the footage's: a key per footage "
+                                                     "frame, the footage plays frame by frame (as the batch does)"),
+               ('RETIME', "Keep Scene Rate", "Keep the scene's frame rate: the footage is retimed to it and each "
+                                             "scene frame keys the footage frame shown there")),
+        default='SET_SCENE',
+    )
+    use_active_rig: BoolProperty(
+        name="Onto Active Rig",
+        description="Give the refined motion to the active armature from an earlier import or refinement "
+                    "instead of adding a new rig and body (its previous action is kept with a fake user)",
+        default=False,
+    )
     # -- refinement settings --
     mode: EnumProperty(
         name="Mode",
@@ -145,23 +177,28 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
         items=MODE_ITEMS,
         default='VIDEO',
     )
+    # One scale with the batch's --smoothing / --keypoint-trust and the engine's: 1 = its default weight.
     smoothing: FloatProperty(
         name="Smoothing",
-        description="Strength of temporal smoothing between frames (0 = none, 0.5 = the engine's default, "
-                    "1 = twice that)",
-        default=0.5,
+        description="Strength of temporal smoothing between frames (0 = none, 1 = the engine's default, "
+                    "2 = twice that; the batch's --smoothing)",
+        default=1.0,
         min=0.0,
-        max=1.0,
-        subtype='FACTOR',
+        max=SCALE_MAX,
     )
     keypoint_trust: FloatProperty(
         name="Keypoint Trust",
-        description="How strongly the 2D keypoints pull on the result, relative to the learned "
-                    "motion prior (0.5 = the engine's default, 1 = twice that)",
-        default=0.5,
+        description="How strongly the 2D keypoints pull on the result, relative to the learned motion prior "
+                    "(1 = the engine's default, 2 = twice that; the batch's --keypoint-trust)",
+        default=1.0,
         min=0.0,
-        max=1.0,
-        subtype='FACTOR',
+        max=SCALE_MAX,
+    )
+    use_footage_range: BoolProperty(
+        name="Whole Footage",
+        description="Refine every frame of the footage (off: the frames from Frame Start to End; setting "
+                    "either turns this off)",
+        default=True,
     )
     frame_start: IntProperty(
         name="Start",

@@ -35,8 +35,7 @@ from .runner.job import Detect, Request, View, naming_view, scene_frames_text
 GAP_MARKER = "no keypoints"  # timeline markers at frames with little or no evidence: "<shot>: no keypoints ..."
 ENGINE_MODES = {'SINGLE_FRAME': "frame", 'VIDEO': "video", 'MULTI_VIEW': "multiview"}
 DEVICES = {'AUTO': "", 'CPU': "cpu", 'CUDA': "cuda"}
-# The panel's smoothing / keypoint trust value that means the engine's default weight (scale 1).
-DEFAULT_FACTOR = 0.5
+TIMINGS = {'SET_SCENE': 'SCENE_RATE', 'RETIME': 'RETIME'}  # the panel's Frame Rate -> importer timing
 _REENCODE = "re-encode it, e.g. ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4"
 # A detection becomes a tracking marker from this confidence on (BlazePose's own drawing threshold on its
 # visibility); a marker reads back as a sure point (confidence 1), a point below it as not detected.
@@ -61,6 +60,7 @@ class Plan:
     name: str           # of the new armature and action
     messages: list = field(default_factory=list)  # (report level, text)
     camera_to_world: object = None  # calibrated multi-view: view 0's camera (4, 4), where the motion is keyed
+    timing: str = 'SCENE_RATE'  # importer.TIMINGS: the scene set to the footage's rate, or 'RETIME' (keep the scene's)
     marker_clips: dict = field(default_factory=dict)  # view index -> Movie Clip that receives its detections
 
 
@@ -173,6 +173,8 @@ def _frame_range(scene, settings, footage):
             raise RefineError(f"Frame {frame} is outside the footage (scene frames {start}-{end}): "
                               "go to a frame of the footage")
         return from_scene(frame, frame, start), None
+    if settings.use_footage_range:
+        return None, None
     first, last = max(settings.frame_start, start), min(settings.frame_end, end)
     if first > last:
         raise RefineError(f"Frames {settings.frame_start}-{settings.frame_end} miss the footage "
@@ -218,7 +220,8 @@ def _keypoints(inputs, footage):
                               "switch Footage to Movie Clip")
         return clip_keypoints(footage.clip)
     if not inputs.keypoints_path.strip():
-        raise RefineError("No keypoints: choose a keypoint file or OpenPose folder in the Refine Motion panel")
+        raise RefineError("No keypoints: set Keypoints to Detect from Footage to find the person in the footage, "
+                          "or choose a keypoint file or OpenPose folder")
     return _existing_file(inputs.keypoints_path, "Keypoint file",
                           "check the Keypoint File path (a file, or an OpenPose folder)")
 
@@ -234,7 +237,9 @@ def _view(settings, inputs, footage, camera):
                           "calibrated views need perspective cameras")
     else:
         focal, principal = convert.camera_intrinsics(camera.data, footage.size)
-    return View(keypoints, footage.size, focal, principal, footage.frame_count, footage.name)
+    first = "auto" if inputs.keypoints_first_auto else inputs.keypoints_first_number
+    return View(keypoints, footage.size, focal, principal, footage.frame_count, footage.name,
+                first_number=first if inputs.keypoints_source == 'FILE' else 0)
 
 
 def _views(context, settings, footage):
@@ -310,8 +315,8 @@ def plan(context, settings, *, smpl_file="", iterations=None):
     request = Request(
         views=[view for view, _, _ in views], fps=footage.fps, mode=ENGINE_MODES[settings.mode],
         cameras=_world_to_cameras(poses) if poses is not None else None, init=init, frames=frames,
-        smpl_path=smpl_path, smoothing=settings.smoothing / DEFAULT_FACTOR,
-        keypoint_trust=settings.keypoint_trust / DEFAULT_FACTOR, device=DEVICES[settings.device],
+        smpl_path=smpl_path, smoothing=settings.smoothing,
+        keypoint_trust=settings.keypoint_trust, device=DEVICES[settings.device],
         iterations=iterations or None, footage_start=footage.start,
     )
     name = footage.clip.name if footage.clip is not None else footage.name
@@ -321,30 +326,47 @@ def plan(context, settings, *, smpl_file="", iterations=None):
                                  "cameras" if poses is not None else
                                  "Multi-View (uncalibrated): view 0's body, in front of a new camera for the main "
                                  "footage"))
-    return Plan(request, footage, Path(name).stem or name, messages=messages,
+    return Plan(request, footage, Path(name).stem or name, messages=messages, timing=TIMINGS[settings.footage_rate],
                 camera_to_world=poses[0] if poses is not None else None,
                 marker_clips={i: clip for i, (_, _, clip) in enumerate(views) if clip is not None})
 
 
-def import_result(context, plan, job):
+def active_rig(context):
+    """The active object as the armature Refine keys onto ('Onto Active Rig'); RefineError naming the fix."""
+    from . import armature
+
+    obj = context.active_object
+    if not armature.is_smpl_rig(obj):
+        what = f"'{obj.name}' is not a Refine Motion armature" if obj is not None else "no object is active"
+        raise RefineError(f"Onto Active Rig: {what}; select the rig of an earlier import or refinement, or turn "
+                          "Onto Active Rig off")
+    return obj
+
+
+def import_result(context, plan, job, onto_rig=None):
     """Import the OUT.npz of the finished ``job`` for ``plan``: a new armature, body, action and
-    footage camera (none in calibrated multi-view), keyed from the first refined frame; the job's
-    frames with little or no evidence get timeline markers.  Nothing is left behind on failure
-    (see importer)."""
+    footage camera (none in calibrated multi-view), keyed from the first refined frame, or the action
+    onto ``onto_rig`` (an earlier import's armature); the job's frames with little or no evidence get
+    timeline markers.  Nothing is left behind on failure (see importer)."""
     from . import importer
 
     footage = plan.footage
     placed = plan.camera_to_world is not None  # the user's cameras are there: no new one
-    first_frame = footage.start + job.inputs.frames.start
+    scene = context.scene
+    ratio = footage.fps / (scene.render.fps / scene.render.fps_base) if plan.timing == 'RETIME' else 1.0
+    first_frame = footage.start + job.inputs.frames.start / ratio  # footage frame n at start + n / ratio
+    single = job.inputs.frames.count == 1  # one frame keyed: the scene keeps its range (not 5-5)
     imported = importer.import_result(
-        context, str(job.out_path), shot_name=plan.name, frame_start=first_frame, add_camera=not placed,
-        footage_path="" if placed else footage.path, update_scene_duration=True,
-        camera_to_world=plan.camera_to_world)
+        context, str(job.out_path), shot_name=plan.name, frame_start=first_frame, onto_rig=onto_rig,
+        add_camera=not placed, footage_path="" if placed else footage.path, update_scene_duration=not single,
+        set_resolution=True, set_camera=True, camera_to_world=plan.camera_to_world, timing=plan.timing)
     if imported.camera is not None:
         # The importer starts the clip at the first refined frame; footage frame 0 sits at footage.start.
         for background in imported.camera.data.background_images:
             if background.clip is not None:
                 background.clip.frame_start = footage.start
+                if plan.timing == 'RETIME':
+                    importer.retime_footage(background.clip, ratio)
     imported.messages[:0] = plan.messages + [('WARNING', warning) for warning in job.warnings]
     mark_gaps(context.scene, imported.armature.name, job.gaps, footage.start)
     imported.messages += write_detection_markers(plan, job)

@@ -56,6 +56,8 @@ class MotionResult:
     principal_point: tuple | None = None  # (cx, cy) px
     world: WorldFrame | None = None       # the world frame on the floor, when the engine made one
     no_world: tuple = ()                  # (report level, why there is none) for the user, when world is None
+    view_cameras: np.ndarray | None = None  # (V, 4, 4) calibrated multi-view: each view's OpenCV camera -> the
+                                            # calibration's world (view 0 first), from its joints there
 
     @property
     def num_frames(self) -> int:
@@ -85,8 +87,30 @@ def from_arrays(arrays: Mapping, name: str | None = None) -> MotionResult:
         **{key: getattr(checked, key) for key in IMPORT_KEYS if key != "fps"},
         fps=float(checked.fps), info=checked.info,
         focal_length=None if camera["focal_length"] is None else float(camera["focal_length"]), **pair,
-        world=world, no_world=no_world,
+        world=world, no_world=no_world, view_cameras=view_cameras(checked),
     )
+
+
+def view_cameras(checked: Result) -> np.ndarray | None:
+    """(V, 4, 4) each view's OpenCV camera -> world pose of a calibrated multi-view result, or None: the
+    rigid motion taking ``joints_world`` (F, 24, 3) onto each view's ``view_joints`` (V, F, 24, 3), inverted
+    (least squares, exact for the engine's output: it poses one body in every calibrated view)."""
+    world, views = checked.get("joints_world"), checked.get("view_joints")
+    if world is None or views is None or np.ndim(views) != 4 or np.shape(views)[1:] != np.shape(world):
+        return None
+    return np.stack([_camera_pose(np.reshape(world, (-1, 3)), np.reshape(view, (-1, 3))) for view in views])
+
+
+def _camera_pose(world: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """(4, 4) camera -> world of the rigid motion with camera ~= R @ world + t: points (N, 3) both (Kabsch)."""
+    world, camera = np.asarray(world, np.float64), np.asarray(camera, np.float64)
+    mw, mc = world.mean(0), camera.mean(0)
+    u, _, vt = np.linalg.svd((camera - mc).T @ (world - mw))
+    d = np.sign(np.linalg.det(u @ vt))
+    R = u @ np.diag([1.0, 1.0, d]) @ vt
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = R.T, mw - R.T @ mc
+    return pose
 
 
 def world_frame(checked: Result) -> tuple[WorldFrame | None, tuple]:

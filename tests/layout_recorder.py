@@ -348,6 +348,7 @@ def fill_example(scene=None):
     settings.keypoints_path = EXAMPLE_KEYPOINTS
     settings.frame_end = EXAMPLE_FRAMES
     settings.frame_start = 1
+    settings.use_footage_range = True  # as a new scene has it: every footage frame
     settings.views.clear()
     return settings
 

@@ -138,8 +138,8 @@ def test_scene_settings_defaults():
     assert settings.mode == 'VIDEO'
     assert {item.identifier for item in settings.bl_rna.properties["mode"].enum_items} == {
         'SINGLE_FRAME', 'VIDEO', 'MULTI_VIEW'}
-    assert settings.smoothing == pytest.approx(0.5)
-    assert settings.keypoint_trust == pytest.approx(0.5)
+    assert settings.smoothing == pytest.approx(1.0)  # the engine's default weight, as build.py's default
+    assert settings.keypoint_trust == pytest.approx(1.0)
     assert (settings.frame_start, settings.frame_end) == (1, 250)
 
 
@@ -149,12 +149,12 @@ def test_scene_settings_can_be_set():
         settings = scene.refine_motion
         settings.mode = 'MULTI_VIEW'
         settings.smoothing = 0.25
-        settings.keypoint_trust = 2.0  # clamped to the hard max
+        settings.keypoint_trust = 3.0  # clamped to the hard max
         settings.frame_end = 40
         settings.frame_start = 10
         assert settings.mode == 'MULTI_VIEW'
         assert settings.smoothing == pytest.approx(0.25)
-        assert settings.keypoint_trust == pytest.approx(1.0)
+        assert settings.keypoint_trust == pytest.approx(2.0)
         assert (settings.frame_start, settings.frame_end) == (10, 40)
 
         settings.frame_start = 60  # past the end: the end follows
@@ -227,19 +227,14 @@ def draw_panel(layout):
 
 
 def test_panel_draws_into_real_layout(real_layout):
+    """The tab's header panel draws nothing of its own: its sub-panels are the steps (Refine first)."""
     settings = bpy.context.scene.refine_motion
     settings.mode = 'VIDEO'
-    log = draw_panel(real_layout)
-    assert log["props"] == ["mode", "frame_start", "frame_end", "keypoint_trust", "smoothing"]
-    assert log["operators"] == ["refinemotion.import_result"]
+    assert draw_panel(real_layout) == {"props": [], "labels": [], "operators": []}
+    log = {"props": [], "labels": [], "operators": []}
+    panel.draw_tuning(CheckedLayout(real_layout, log), bpy.context)
     assert any("Free default (Anny-based SMPL format)" in text for text in log["labels"])
-
-    settings.mode = 'SINGLE_FRAME'
-    try:
-        log = draw_panel(real_layout)
-    finally:
-        settings.mode = 'VIDEO'
-    assert "frame_start" not in log["props"]
+    assert log["props"][:2] == ["keypoint_trust", "smoothing"]
 
 
 # -- preferences as an enabled add-on, and re-registration ---------------------
@@ -254,7 +249,9 @@ def test_enabled_addon_preferences_name_the_user_smpl_file(real_layout):
 
         prefs.smpl_path = "/models/SMPL_NEUTRAL.pkl"
         assert preferences.body_model_label(prefs) == "User SMPL: SMPL_NEUTRAL.pkl"
-        assert any("SMPL_NEUTRAL.pkl" in text for text in draw_panel(real_layout)["labels"])
+        log = {"props": [], "labels": [], "operators": []}
+        panel.draw_tuning(CheckedLayout(real_layout, log), bpy.context)
+        assert any("SMPL_NEUTRAL.pkl" in text for text in log["labels"])
     finally:
         addon_utils.disable(ADDON, default_set=True, handle_error=None)
         assert_unregistered()

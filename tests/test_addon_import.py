@@ -84,12 +84,15 @@ def test_import_builds_rig_body_action_and_camera(shot):
 
     assert rig.name == "Shot" and rig.type == 'ARMATURE' and rig.matrix_world == Matrix.Identity(4)
     bones = rig.data.bones
+    lift = importer.rest_on_floor(arrays["rest_vertices"])  # the rest body stands on Z = 0
+    assert (C @ lift)[:2] == pytest.approx([0, 0]) and ((arrays["rest_vertices"] + lift) @ C.T)[:, 2].min() == \
+        pytest.approx(0, abs=1e-9)
     assert sorted(b.name for b in bones) == sorted(convert.JOINT_NAMES)
     for j, name in enumerate(convert.JOINT_NAMES):
         parent = convert.PARENTS[j]
         assert (bones[name].parent.name if bones[name].parent else None) == (
             convert.JOINT_NAMES[parent] if parent >= 0 else None)
-        np.testing.assert_allclose(bones[name].head_local, C @ arrays["rest_joints"][j], atol=1e-6)
+        np.testing.assert_allclose(bones[name].head_local, C @ (arrays["rest_joints"][j] + lift), atol=1e-6)
         assert rig.pose.bones[name].rotation_mode == 'QUATERNION'
     assert bones["left_knee"].tail_local == bones["left_ankle"].head_local  # towards the child
     assert bones["pelvis"].tail_local == bones["spine1"].head_local         # the mid-line child
@@ -99,7 +102,7 @@ def test_import_builds_rig_body_action_and_camera(shot):
     assert len(body.data.polygons) == len(arrays["faces"])
     co = np.empty(3 * len(body.data.vertices), dtype=np.float32)
     body.data.vertices.foreach_get("co", co)
-    np.testing.assert_allclose(co.reshape(-1, 3), arrays["rest_vertices"] @ C.T, atol=1e-6)
+    np.testing.assert_allclose(co.reshape(-1, 3), (arrays["rest_vertices"] + lift) @ C.T, atol=1e-6)
     assert [m.type for m in body.modifiers] == ['ARMATURE'] and body.modifiers[0].object == rig
     assert [g.name for g in body.vertex_groups] == list(convert.JOINT_NAMES)
     v = int(np.argmax((arrays["skin_weights"] > 0).sum(1)))  # a vertex with many influences
@@ -124,8 +127,9 @@ def test_fcurves_hold_the_converted_rotations_at_retimed_scene_frames(shot):
     curves = fcurves_of(imported.action)
 
     # Expected values with mathutils, from the documented formulas:
-    # Q_0 = B_0^T W R_0 C^T B_0, Q_j = B_j^T C R_j C^T B_j, location = B_0^T (M (J_0 + t) - C J_0),
-    # M the camera -> world transform: W, then a translation onto the floor.
+    # Q_0 = B_0^T W R_0 C^T B_0, Q_j = B_j^T C R_j C^T B_j, location = B_0^T (M (J_0 + t) - C (J_0 + l)),
+    # M the camera -> world transform: W, then a translation onto the floor; l the rest body's lift onto
+    # the floor (importer.rest_on_floor).
     np.testing.assert_allclose(imported.camera_to_world[:3, :3], W)
     R = convert.axis_angle_to_matrix(
         np.concatenate([arrays["global_orient"], arrays["body_pose"]], 1).reshape(frames, 24, 3))
@@ -145,7 +149,8 @@ def test_fcurves_hold_the_converted_rotations_at_retimed_scene_frames(shot):
 
     B0 = np.array(rig.data.bones["pelvis"].matrix_local.to_3x3())
     pelvis = arrays["rest_joints"][0]
-    want = (to_world(imported, arrays["transl"] + pelvis) - C @ pelvis) @ B0
+    lift = importer.rest_on_floor(arrays["rest_vertices"])
+    want = (to_world(imported, arrays["transl"] + pelvis) - C @ (pelvis + lift)) @ B0
     for axis in range(3):
         times, values = keys(curves['pose.bones["pelvis"].location', axis])
         np.testing.assert_allclose(times, expected_frames, atol=1e-5)

@@ -23,7 +23,7 @@ from mathutils import Matrix, Vector
 import scorehmr_blender
 from backend import service
 from backend.contract.results import Result
-from scorehmr_blender import convert, operators, preferences, refine, result, scene_setup, staging
+from scorehmr_blender import convert, importer, operators, preferences, refine, result, scene_setup, staging
 from scorehmr_blender.runner import job as jobs
 from scorehmr_blender.runner import placement, worker_env
 from scorehmr_blender.runner.engine import RefineError
@@ -175,13 +175,14 @@ def assert_action_is_result(rig, action, arrays, first_frame):
     pelvis = arrays["rest_joints"][0]
     # Placed on the floor by the importer (staging.floor_placement, tested in test_addon_staging.py).
     shift = 0.0 if world else staging.floor_placement(result.from_arrays(arrays))[:3, 3]
-    want = ((arrays["transl" + suffix] + pelvis) @ turn.T + shift - C @ pelvis) @ B0
+    lift = importer.rest_on_floor(arrays["rest_vertices"])  # the rest body stands on the floor
+    want = ((arrays["transl" + suffix] + pelvis) @ turn.T + shift - C @ (pelvis + lift)) @ B0
     for axis in range(3):
         times, values = keys(curves['pose.bones["pelvis"].location', axis])
         np.testing.assert_allclose(times, expected_frames, atol=1e-5)
         np.testing.assert_allclose(values, want[:, axis], atol=1e-5)
     heads = np.array([rig.data.bones[n].head_local for n in convert.JOINT_NAMES])
-    np.testing.assert_allclose(heads, arrays["rest_joints"] @ C.T, atol=1e-5)
+    np.testing.assert_allclose(heads, (arrays["rest_joints"] + lift) @ C.T, atol=1e-5)
 
 
 # -- a stand-in engine (in-process) and worker package (subprocess) --------------------------------
@@ -277,21 +278,25 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
     s = bpy.context.scene.refine_motion
     s.footage_source, s.keypoints_source, s.intrinsics = 'FILE', 'FILE', 'MANUAL'
     log = draw(panel.draw_refine, real_layout, bpy.context)
-    assert log["props"] == ["footage_source", "footage_path", "keypoints_source", "keypoints_path", "init_path",
-                            "intrinsics", "focal_length", "device"]
+    steps = ["mode", "use_footage_range", "frame_start", "frame_end", "footage_rate", "use_active_rig"]
+    assert log["props"] == ["footage_source", "footage_path", "keypoints_source", "keypoints_path", *steps]
     assert log["operators"] == ["refinemotion.refine"]
+    log = draw(panel.draw_tuning, real_layout, bpy.context)
+    assert log["props"] == ["keypoint_trust", "smoothing", "keypoints_first_auto", "init_path", "intrinsics",
+                            "focal_length", "device"]
 
     s.footage_source, s.keypoints_source, s.intrinsics = 'CLIP', 'TRACKS', 'ESTIMATE'
     log = draw(panel.draw_refine, real_layout, bpy.context)
-    assert log["props"] == ["footage_source", "footage_clip", "keypoints_source", "init_path", "intrinsics", "device"]
+    assert log["props"] == ["footage_source", "footage_clip", "keypoints_source", *steps]
 
     s.mode, s.keypoints_source = 'MULTI_VIEW', 'FILE'
     assert bpy.ops.refinemotion.view_add() == {'FINISHED'}
     log = {"props": [], "labels": [], "operators": [], "lists": []}
     panel.draw_refine(ListCheckedLayout(real_layout, log), bpy.context)
     assert log["props"] == ["footage_source", "footage_clip", "keypoints_source", "keypoints_path", "camera_object",
-                            "init_path", "intrinsics", "device",  # then the selected view's inputs
-                            "footage_source", "footage_path", "keypoints_source", "keypoints_path", "camera_object"]
+                            # then the selected view's inputs
+                            "footage_source", "footage_path", "keypoints_source", "keypoints_path", "camera_object",
+                            *steps]
     assert log["lists"] == [("REFINEMOTION_UL_views", "views", "active_view")]
     assert log["operators"] == ["refinemotion.view_add", "refinemotion.view_remove", "refinemotion.refine"]
     view = s.views[0]
@@ -385,12 +390,12 @@ def test_job_folders_keep_the_newest(tmp_path):
 
 @pytest.mark.blender_versions  # the result imported as an armature and its action
 def test_refine_writes_the_job_and_imports_the_engine_result(shot, fake_engine):
-    s = use_shot(shot, smoothing=0.25, keypoint_trust=1.0, frame_start=1, frame_end=FRAMES)
+    s = use_shot(shot, smoothing=0.5, keypoint_trust=2.0, frame_start=1, frame_end=FRAMES)
     assert bpy.ops.refinemotion.refine() == {'FINISHED'}
 
     (call,) = fake_engine.calls
     assert call["mode"] == "video" and call["init"] is None
-    assert (call["options"].smoothing, call["options"].keypoint_trust) == (0.5, 2.0)  # panel 0.5 = engine 1
+    assert (call["options"].smoothing, call["options"].keypoint_trust) == (0.5, 2.0)  # the engine's scale
     (folder,) = job_folders()
     with np.load(folder / "OBS.npz") as obs:
         np.testing.assert_allclose(obs["keypoints"], shot["kp"])
@@ -707,10 +712,10 @@ class ModalContext:
 def modal_operator(context):
     """The Refine operator's modal() on a started job, as invoke() leaves it."""
     op_class = operators.REFINEMOTION_OT_refine
-    op = type("Op", (), {})()
-    op._plan, op._job = operators._start_job(context, 0)
+    op = type("Op", (), {"iterations": 0})()
     op._timer, op.reports = object(), []
     op.report = lambda level, text: op.reports.append((level.pop(), text))
+    assert op_class._start(op, context)  # as invoke() does
     op._stop = lambda ctx: op_class._stop(op, ctx)
     op._finish = lambda ctx: op_class._finish(op, ctx)
     op._job.start()
@@ -794,7 +799,7 @@ def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
     (lambda shot, tmp: dict(footage_path=str(tmp / "none.mp4")), "Footage not found: .*none.mp4"),
     (lambda shot, tmp: dict(footage_path=_write_text(tmp / "notes.mp4", "not a video")),
      "Blender cannot read notes.mp4 as a video"),
-    (lambda shot, tmp: dict(keypoints_path=""), "No keypoints: choose a keypoint file"),
+    (lambda shot, tmp: dict(keypoints_path=""), "No keypoints: set Keypoints to Detect from Footage"),
     (lambda shot, tmp: dict(mode='MULTI_VIEW'), "Multi-View needs the other cameras: add each one's footage"),
     (lambda shot, tmp: dict(frame_start=30, frame_end=40), "Frames 30-40 miss the footage"),
     (lambda shot, tmp: dict(keypoints_source='TRACKS'), "Keypoints from Clip Tracks need the footage as a Movie Clip"),
@@ -855,7 +860,7 @@ def test_missing_weights_are_named(shot, tmp_path, monkeypatch):
 # -- the worker subprocess (stand-in package) -------------------------------------------------------
 
 def test_worker_runs_the_cli_and_its_result_is_imported(shot, fake_worker):
-    use_shot(shot, smoothing=0.5, keypoint_trust=0.25, device='CPU', frame_start=1, frame_end=FRAMES)
+    use_shot(shot, smoothing=1.0, keypoint_trust=0.5, device='CPU', frame_start=1, frame_end=FRAMES)
     assert bpy.ops.refinemotion.refine(iterations=2) == {'FINISHED'}
     (folder,) = job_folders()
     argv = json.loads((folder / "argv.json").read_text())
@@ -1053,8 +1058,8 @@ def test_installed_extension_refines_with_its_own_engine_package(shot, tmp_path)
     assert out["backend"] == [str(extension / "backend")]
     if all(p.is_file() for p in WEIGHTS):
         assert out["result"] == ["FINISHED"] and "shot" in out["objects"]
-        jobs = tmp_path / "user" / "extensions" / ".user" / "user_default" / "refine_motion" / "jobs"
-        assert [p.name for p in jobs.glob("*/OUT.npz")]
+        user_data = tmp_path / "user" / "extensions" / ".user" / "user_default" / "refine_motion"
+        assert list(user_data.glob("processes/*/jobs/*/OUT.npz"))  # this process's job folders
     else:
         assert out["result"].startswith("Error: Refine Motion: the engine's trained weights are missing "
                                         "(regressor.pt, prior.pt in ")

@@ -129,3 +129,17 @@ def test_unreadable_files(tmp_path):
     np.savez(tmp_path / "objects.npz", info=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ResultError, match=r"objects.npz: holds Python objects \(object arrays\)"):
         load(tmp_path / "objects.npz")
+
+
+def test_damaged_npz_is_not_called_object_arrays(model, tmp_path):
+    """A result cut short (an interrupted copy) and junk behind the zip magic are reported as damaged;
+    only an intact .npz of object arrays is 'Python objects'."""
+    np.savez(tmp_path / "whole.npz", **valid_arrays(model))
+    data = (tmp_path / "whole.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    for name in ("cut.npz", "junk.npz"):
+        with pytest.raises(ResultError) as err:
+            load(tmp_path / name)
+        text = str(err.value)
+        assert f"{name}: is damaged" in text and "Python objects" not in text and "\n" not in text, text

@@ -156,6 +156,15 @@ def test_usage_and_argument_errors_exit_before_any_work(tmp_path):
     assert proc.returncode == 0 and "--footage" in proc.stdout and "--result" in proc.stdout
 
 
+def test_help_after_the_separator_lists_the_batch_options():
+    """The general usage says to pass --help after --: that prints the options, not the usage again."""
+    proc = run_build("--help")
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--keypoints", "--retarget", "--smoothing", "--keypoint-trust", "--frames", "--force"):
+        assert option in proc.stdout, proc.stdout
+    assert "--help after --" not in proc.stdout
+
+
 # -- headless runs (bpy module) ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -452,7 +461,41 @@ def test_a_folder_of_footage_alone_is_detected_and_refined_shot_by_shot(example_
         assert np.linalg.norm(kp[..., :2] - truth2d[start:start + 24], axis=-1).mean() < 8.0
         bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "out" / f"{name}.blend"))
         assert bpy.data.objects[name].animation_data.action.frame_range[:] == pytest.approx((1, 24))
+        # The detections stay beside the outputs (not only in a job folder that another job may remove) and in
+        # the .blend as tracking markers, the panel set to refine from them once corrected.
+        assert f"detections {tmp_path / 'out' / name}.keypoints.npz" in proc.stdout
+        with np.load(tmp_path / "out" / f"{name}.keypoints.npz") as kept:
+            np.testing.assert_array_equal(kept["keypoints"], kp)
+        from scorehmr_blender import properties, refine
+        (clip,) = bpy.data.movieclips
+        properties_registered = hasattr(bpy.types.Scene, "refine_motion")
+        if not properties_registered:  # to read the stored settings
+            for cls in properties.classes:
+                bpy.utils.register_class(cls)
+            properties.attach()
+        try:
+            settings = bpy.context.scene.refine_motion
+            assert (settings.footage_source, settings.footage_clip, settings.keypoints_source) == ('CLIP', clip,
+                                                                                                  'TRACKS')
+        finally:
+            if not properties_registered:
+                properties.detach()
+                for cls in reversed(properties.classes):
+                    bpy.utils.unregister_class(cls)
+        # Markers in the clip's normalised coordinates, y up (a reopened clip reports a size only once shown).
+        video = cv2.VideoCapture(str(example_cuts / f"{name}.mp4"))
+        size = np.array([video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)])
+        video.release()
+        markers = refine.clip_keypoints(clip)[..., :2] / np.array(clip.size)
+        sure = kp[..., 2] >= refine.MARKER_MIN_CONFIDENCE
+        want = kp[..., :2] / size
+        np.testing.assert_allclose(markers[sure], want[sure], atol=1e-4)
+        assert (refine.clip_keypoints(clip)[..., 2] > 0).tolist() == sure.tolist()
     bpy.ops.wm.read_factory_settings(use_empty=True)
+    # ... and are reused as they are with --keypoints.
+    proc = run_build("--footage", example_cuts / "early.mp4", "--keypoints", tmp_path / "out" / "early.keypoints.npz",
+                     "--out", tmp_path / "again.blend", "--iterations", "1", "--device", "cpu")
+    assert proc.returncode == 0 and "summary: 1 of 1 shots refined" in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
@@ -492,3 +535,32 @@ def test_without_a_detector_anywhere_each_shot_fails_before_any_work(example_cut
     assert sorted(failed) == ["early", "late"]
     assert re.match(r"Detect from Footage needs the detector \(mediapipe\).*\(or pass --worker PYTHON\)$",
                     failed["early"]), failed["early"]
+
+
+@pytest.mark.slow
+@needs_weights
+def test_the_readme_batch_command_saves_a_blend_that_finds_its_footage(tmp_path):
+    """Item 4: the README's command, as given (relative paths, from the folder holding build.py), saves
+    footage paths relative to the .blend ('//...'): reopened from anywhere, the clip's file is there and
+    the footage camera shows it.  --absolute-paths stores the absolute path instead."""
+    import bpy
+
+    work = tmp_path / "checkout"
+    work.mkdir()
+    (work / "build.py").symlink_to(ROOT / "build.py")
+    (work / "examples").symlink_to(ROOT / "examples")
+    command = "python build.py -- --footage examples/shot/shot.mp4 --keypoints examples/shot/keypoints.npz " \
+              "--out out/shot.blend"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for extra, blend in (([], "out/shot.blend"), (["--absolute-paths", "--iterations", "1"], "abs/shot.blend")):
+        args = [sys.executable, *command.split()[1:-1], blend, *extra]
+        proc = subprocess.run(args, cwd=work, capture_output=True, text=True, timeout=1800, env=env, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        bpy.ops.wm.open_mainfile(filepath=str(work / blend))
+        (clip,) = bpy.data.movieclips
+        assert clip.filepath.startswith("/" if extra else "//"), clip.filepath
+        assert Path(bpy.path.abspath(clip.filepath)).resolve() == (ROOT / "examples/shot/shot.mp4").resolve()
+        camera = bpy.data.objects["shot_camera"].data
+        assert camera.show_background_images and camera.background_images[0].clip == clip
+        assert clip.frame_duration == 96
+    bpy.ops.wm.read_factory_settings(use_empty=True)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ from backend.contract.npz import read_arrays
 
 __all__ = [
     "FORMATS", "KeypointReport", "KeypointSequence", "TrackSelection",
-    "load_keypoints", "sequence_from_array", "detect_format", "select_track",
+    "load_keypoints", "sequence_from_array", "detect_format", "select_track", "first_number_of", "renumbered",
     "BODY25_TO_COCO17", "BODY25_TO_FOOT6", "COCO18_TO_COCO17", "openpose_to_coco17",
 ]
 
@@ -478,6 +478,24 @@ def sequence_from_array(keypoints, source: str) -> KeypointSequence:
     if arr.ndim != 3 or arr.shape[1:] != (NUM_COCO, 3):
         raise InputError(f"has shape {describe_shape(arr)}, expected {_SHAPE_HINT}", source)
     return _assemble(source, "array", {f: arr[f][None] for f in range(len(arr))}, None)
+
+
+def first_number_of(seq: KeypointSequence, footage_frames: int | None) -> int:
+    """The source frame number of footage frame 0 for ``first_number="auto"``: 1 when an OpenPose folder's
+    file numbers run 1..F over a footage of exactly F frames (a tool that numbers images from 1 wrote
+    every frame), else 0 (the numbers are footage frames, as OpenPose numbers a video's frames)."""
+    report = seq.report
+    from_one = report.format == "openpose" and report.first_frame == 1 and report.frames == footage_frames
+    return 1 if from_one else 0
+
+
+def renumbered(seq: KeypointSequence, first_number: int) -> KeypointSequence:
+    """``seq`` with its frames counted from ``first_number``: source frame ``first_number`` becomes footage
+    frame 0 (``report.first_frame`` is then a footage frame)."""
+    if first_number == 0:
+        return seq
+    report = replace(seq.report, first_frame=seq.report.first_frame - int(first_number))
+    return replace(seq, report=report)
 
 
 def load_keypoints(path, format: str | None = None, track: int | None = None,

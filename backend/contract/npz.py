@@ -20,7 +20,9 @@ def _kind(path: Path) -> str:
         return "cannot be read"
     if not head:
         return "is empty"
-    if head.startswith((b"PK", b"\x93NUMPY")):  # a real .npz / .npy whose arrays numpy refused
+    if head.startswith(b"PK"):
+        return _zip_kind(path)
+    if head.startswith(b"\x93NUMPY"):  # a real .npy whose array numpy refused
         return "holds Python objects (object arrays), which are not loaded for safety"
     if head.startswith(b"\x80"):
         return "is a Python pickle, which is not loaded for safety"
@@ -29,6 +31,18 @@ def _kind(path: Path) -> str:
     except UnicodeDecodeError:
         return "is not a numpy .npz/.npy file (damaged, or another format)"
     return "holds text, not numpy arrays"
+
+
+def _zip_kind(path: Path) -> str:
+    """What a file starting with the zip magic is: an intact .npz of object arrays, or not one at all."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return "is damaged (cut short or corrupted) or not a numpy .npz file"
+    if damaged is not None:
+        return f"is damaged ({damaged} inside it is corrupted)"
+    return "holds Python objects (object arrays), which are not loaded for safety"
 
 
 def read_arrays(path, fix: str) -> dict:

@@ -32,7 +32,7 @@ import numpy as np
 
 from backend.contract.errors import InputError
 from backend.contract.frames import FrameRange
-from backend.contract.keypoints import KeypointSequence, load_keypoints
+from backend.contract.keypoints import KeypointSequence, first_number_of, load_keypoints, renumbered
 from backend.contract.npz import read_arrays
 from backend.contract.observations import DEFAULT_FOV_DEG, Observations, validate_observations
 
@@ -176,14 +176,15 @@ def evidence_gaps(keypoints: np.ndarray, min_points: int = MIN_EVIDENCE_POINTS) 
 def load_shot(footage: FootageInfo | None, keypoints, frames=None, *, mode: str = "video",
               fps: float | None = None, focal_length: float | None = None, principal_point=None,
               fov_deg: float = DEFAULT_FOV_DEG, keypoint_format: str | None = None, track: int | None = None,
-              image_size=None, choose_frames=cli_frames) -> Shot:
+              image_size=None, choose_frames=cli_frames, first_number: int | str = "auto") -> Shot:
     """Pairs ``footage`` with ``keypoints`` (a path, or a KeypointSequence already read); see the module
     docstring.
 
     ``fps`` / ``focal_length`` / ``principal_point`` override what the files say (a footage rate
     cannot be overridden: it is what the frames are); ``image_size`` (width, height) stands in for
     the footage's when there is none.  ``choose_frames(FrameRange) -> str`` says how the user picks
-    frames, for the messages."""
+    frames, for the messages.  ``first_number``: the keypoint file's number of footage frame 0, or "auto"
+    (``keypoints.first_number_of``: 1 for OpenPose files numbered 1..F over F footage frames, else 0)."""
     if mode not in ("frame", "video"):
         raise InputError(f"a shot is one camera: use mode 'frame' or 'video', not {mode!r}")
     if isinstance(keypoints, KeypointSequence):
@@ -191,8 +192,15 @@ def load_shot(footage: FootageInfo | None, keypoints, frames=None, *, mode: str 
     else:
         side = keypoint_side_fields(keypoints)
         seq = load_keypoints(keypoints, format=keypoint_format, track=track)
+    auto = first_number == "auto"
+    if auto:
+        first_number = first_number_of(seq, footage.frame_count if footage is not None else None)
+    seq = renumbered(seq, first_number)
     _check_people(seq, keypoints)
     notes = list(seq.report.notes)
+    if auto and first_number:
+        notes.append(f"{Path(seq.report.source).name}: numbered {first_number}-{first_number + seq.report.frames - 1} "
+                     f"over {seq.report.frames} footage frames: number {first_number} taken as the first footage frame")
     if seq.report.missing_fraction > 0:
         notes.append(f"{Path(seq.report.source).name}: {100 * seq.report.missing_fraction:.1f}% frames missing "
                      "(no person detected there)")

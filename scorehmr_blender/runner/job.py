@@ -14,8 +14,9 @@ are a first stage of the same job: BlazePose (``backend.detect``) runs where
 ``python -m backend detect``), writes ``view<i>.keypoints.npz`` in the job folder, and only then
 are the inputs checked and written; a problem there ends the job with its one-line ``error``.
 
-Job folders (view<i>.keypoints.npz, OBS.npz, INIT.npz, OUT.npz, engine.log) live in the extension's
-user data folder (a temp folder when the add-on is imported as a plain module, as in tests and build.py).
+Job folders (view<i>.keypoints.npz, OBS.npz, INIT.npz, OUT.npz, engine.log) live in this process's
+folder of the extension's user data folder (``placement.process_dir``; a temp folder when the add-on is
+imported as a plain module, as in tests and build.py): another Blender process never prunes them.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ from backend.contract.errors import InputError
 from backend.contract.frames import FrameRange, to_scene
 
 from .engine import RefineError, backend_root, load_engine, worker_environment
-from .placement import NO_WINDOW, Runner, detector_python, user_dir
+from .placement import NO_WINDOW, Runner, detector_python, process_dir
 
 if TYPE_CHECKING:  # numpy-backed contract types: not loaded when the panel imports this module
     from backend.contract.keypoints import KeypointSequence
     from backend.contract.observations import Observations
     from backend.contract.shot import Shot
 
-KEEP_JOBS = 10  # job folders kept on disk (newest first); older ones are removed
+KEEP_JOBS = 10  # this process's job folders kept on disk (newest first); its older ones are removed
 
 
 class Cancelled(Exception):
@@ -60,13 +61,15 @@ class Detect:
 @dataclass
 class View:
     """One camera's keypoints and intrinsics.  Keypoint frame i is footage frame ``first_frame + i``,
-    the first frame number read from the keypoint file (OpenPose file numbers; 0 for arrays)."""
+    the first frame number read from the keypoint file (OpenPose file numbers; 0 for arrays) less
+    ``first_number``."""
     keypoints: object                  # file / OpenPose folder path, (F, 17, 3) array [x_px, y_px, conf], or Detect
     image_size: tuple[float, float]    # (width, height) px
     focal_length: float | None = None  # px; None: the engine's default field of view
     principal_point: tuple[float, float] | None = None  # (cx, cy) px, OpenCV (y down); None: the image centre
     footage_frames: int | None = None  # the footage's frame count (None: not checked against footage)
     footage_name: str = "the footage"  # how messages name the footage
+    first_number: object = "auto"      # the keypoint file's number of footage frame 0, or "auto" (contract.shot)
 
 
 @dataclass
@@ -136,7 +139,7 @@ def _view_shot(view: View, request: Request, mode: str) -> Shot:
     return shot.load_shot(footage, _keypoint_source(view), request.frames, mode=mode,
                           fps=None if footage is not None else request.fps, focal_length=view.focal_length,
                           principal_point=view.principal_point, image_size=view.image_size,
-                          choose_frames=choose_frames)
+                          choose_frames=choose_frames, first_number=view.first_number)
 
 
 def prepare_inputs(request: Request) -> Inputs:
@@ -189,11 +192,12 @@ def naming_view(index: int | None) -> Iterator[None]:
 # -- folders -----------------------------------------------------------------------------------
 
 def jobs_root() -> Path:
-    return user_dir("jobs")
+    """This process's job folders (another Blender process has its own)."""
+    return process_dir("jobs")
 
 
 def new_job_folder(name: str) -> Path:
-    """A fresh job folder named after the time and ``name``; the oldest beyond KEEP_JOBS go."""
+    """A fresh job folder named after the time and ``name``; this process's oldest beyond KEEP_JOBS go."""
     root = jobs_root()
     old = sorted(p for p in root.iterdir() if p.is_dir())
     for folder in old[:max(0, len(old) - KEEP_JOBS + 1)]:

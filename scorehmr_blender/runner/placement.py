@@ -16,10 +16,13 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,33 @@ def user_dir(*parts: str, create: bool = True) -> Path:
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# This process's own folder under the user data folder (job folders, the set-up log): another Blender
+# process never prunes or overwrites them.  The start time tells a later process with the same id apart.
+PROCESS_FOLDER = f"{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}"
+STALE_PROCESS_DAYS = 7  # other processes' folders untouched this long are removed (those processes are gone)
+
+
+def process_dir(*parts: str) -> Path:
+    """A folder of this process in the user data folder (made); the first call removes other processes'
+    folders left untouched for STALE_PROCESS_DAYS."""
+    root = user_dir("processes")
+    own = root / PROCESS_FOLDER
+    if not own.is_dir():
+        _remove_stale(root, time.time() - STALE_PROCESS_DAYS * 86400)
+    path = own.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _remove_stale(root: Path, before: float) -> None:
+    """Remove the folders in ``root`` whose newest entry (or themselves) changed before ``before`` (epoch s)."""
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.name != PROCESS_FOLDER:
+            times = [folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.rglob("*")]
+            if max(times) < before:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)
