@@ -235,6 +235,7 @@ PASSTHROUGH = {
     "sim-figure": ("backend.sim.figures", "main", "draw docs/observations.png"),
     "body-figure": ("backend.body.figure", "main", "draw docs/free_body_model.png"),
     "demo": ("backend.demo", "main", "the main job on the embedded example (README)"),
+    "batch": ("backend.batch.cli", "main", "detect -> refine -> export many clips as Ray tasks (docs/batch.md)"),
     "calibrate-detector": ("backend.sim.calibrate", "main", "render + detect frames, fit the \"blazepose\" noise preset"),
 }
 
