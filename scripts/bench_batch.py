@@ -11,6 +11,7 @@ fresh folder, so nothing is skipped.  Sequential: torch on 1 thread; Ray: one CP
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -41,15 +42,26 @@ def write_clips(folder: Path, count: int, frames: int) -> list[str]:
 
 
 def timed_run(options: BatchOptions) -> tuple[float, dict]:
+    """(wall seconds, summary) of one batch run; the summary gains the 1-minute load average before and
+    after (the machine may be shared: the CPU seconds per clip do not depend on it)."""
+    before = os.getloadavg()[0]
     started = time.perf_counter()
     summary = run(options)
+    summary["load_average"] = (before, os.getloadavg()[0])
     return time.perf_counter() - started, summary
+
+
+def cpu_per_clip(summary: dict) -> float:
+    """Mean CPU seconds of the clips' work (their worker's process time)."""
+    cpu = [row["seconds"]["cpu"] for row in summary["clips"] if row["status"] == "done"]
+    return sum(cpu) / max(1, len(cpu))
 
 
 def table(rows: list[tuple[str, float, dict]], frames: int, device: str) -> str:
     """Markdown: one line per runner, the ratio against the first (sequential)."""
-    lines = ["| runner | where | clips done | wall s | clips/s | frames/s | vs sequential |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| runner | where | clips done | wall s | clips/s | frames/s | vs sequential | CPU s per clip | "
+             "load average before -> after |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     base = rows[0][1]
     for name, seconds, summary in rows:
         done = summary["counts"].get("done", 0)
@@ -57,7 +69,8 @@ def table(rows: list[tuple[str, float, dict]], frames: int, device: str) -> str:
         where = (f"{cluster['nodes']} node, {cluster['cpus']:g} CPUs, {cluster['gpus']:g} GPUs" if cluster["ray"]
                  else "1 process, 1 thread")
         lines.append(f"| {name} | {where} ({device}) | {done} | {seconds:.1f} | {done / seconds:.2f} | "
-                     f"{done * frames / seconds:.1f} | {base / seconds:.2f}x |")
+                     f"{done * frames / seconds:.1f} | {base / seconds:.2f}x | {cpu_per_clip(summary):.2f} | "
+                     f"{summary['load_average'][0]:.1f} -> {summary['load_average'][1]:.1f} |")
     return "\n".join(lines)
 
 
@@ -87,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((name, seconds, summary))
             print(f"{name}: {summary['counts']} in {seconds:.1f} s", flush=True)
     text = (f"{args.clips} clips x {args.frames} frames, mode {args.mode}, device {args.device}, "
-            f"iterations {args.iterations or 'default'}\n\n" + table(rows, args.frames, args.device))
+            f"iterations {args.iterations or 'default'}, {os.cpu_count()} CPU cores\n\n"
+            + table(rows, args.frames, args.device))
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")

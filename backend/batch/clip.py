@@ -194,13 +194,14 @@ def _record(clip: Clip, status: str, key: str, message: str = "", **fields) -> d
 
 def process_clip(clip: Clip, options: ClipOptions, out_dir: str, key: str, threads: int | None = None) -> dict:
     """Detect (when no keypoints are given), refine and export ``clip`` into ``out_dir/<clip>/``; returns
-    its record (status ``done`` or ``failed`` with a one-line message, timings in seconds).  ``threads``
+    its record (status ``done`` or ``failed`` with a one-line message, timings in seconds: wall per
+    step and ``cpu``, this process's CPU time, the export subprocess's not counted).  ``threads``
     sets torch's thread count (a Ray task's CPUs)."""
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     seconds = dict(detect=0.0, load=0.0, refine=0.0, export=0.0)
     partial = Path(out_dir) / f".partial-{uuid.uuid4().hex[:8]}-{clip.name}"
     partial.mkdir(parents=True)
@@ -216,7 +217,7 @@ def process_clip(clip: Clip, options: ClipOptions, out_dir: str, key: str, threa
         tick = time.perf_counter()
         exported = _export(clip, options, command, partial / f"{clip.name}.npz", partial) if command else []
         seconds["export"] = time.perf_counter() - tick
-        seconds["total"] = time.perf_counter() - started
+        seconds.update(total=time.perf_counter() - started, cpu=time.process_time() - cpu_started)
         record = _record(clip, "done", key, frames=frames, reprojection_error_px=errors, seconds=seconds,
                          outputs=sorted(p.name for p in partial.iterdir()) + [RECORD_NAME], exported=exported)
         (partial / RECORD_NAME).write_text(json.dumps(record, indent=1))

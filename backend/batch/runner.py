@@ -139,17 +139,36 @@ def write_summary(out_dir: Path, clips: list[Clip], records: dict, cluster: dict
 
 # -- running ----------------------------------------------------------------------------------------------
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _no_interrupts() -> Iterator[None]:
-    """SIGINT ignored while cleaning up (a second Ctrl-C must not leave temp folders behind)."""
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a timeout, a scheduler) handled like Ctrl-C for the run: tasks cancelled, temp folders removed,
+    the local cluster stopped."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while cleaning up (a second Ctrl-C must not leave temp folders behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _bar(options: BatchOptions, total: int, initial: int):
@@ -221,6 +240,17 @@ def _task_record(ref, clip: Clip, out_dir: Path) -> dict:
         return _not_done(clip, "failed", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
 
 
+def _run(todo: list, options: BatchOptions, out_dir: Path, cluster: dict, on_record: Callable,
+         tick: Callable | None) -> None:
+    """The clips of ``todo`` on Ray (a cluster for the run, or the one at ``options.ray_address``) or here."""
+    if todo and options.use_ray:
+        with ray_cluster(options.ray_address, options.num_cpus) as cluster_info:
+            cluster.update(cluster_info)
+            _run_on_ray(todo, options, out_dir, cluster, on_record, tick)
+    elif todo:
+        _run_sequential(todo, options, out_dir, on_record)
+
+
 def run(options: BatchOptions, tick: Callable[[], None] | None = None) -> dict:
     """Run the batch (module docstring); returns the summary.  ``tick()`` is called while waiting for the
     Ray tasks (tests interrupt the run from there).  InputError for bad clip paths; :class:`Interrupted`
@@ -251,12 +281,8 @@ def run(options: BatchOptions, tick: Callable[[], None] | None = None) -> dict:
         write_summary(out_dir, clips, records, cluster, options, started)
 
     try:
-        if todo and options.use_ray:
-            with ray_cluster(options.ray_address, options.num_cpus) as cluster_info:
-                cluster.update(cluster_info)
-                _run_on_ray(todo, options, out_dir, cluster, on_record, tick)
-        elif todo:
-            _run_sequential(todo, options, out_dir, on_record)
+        with _sigterm_interrupts():
+            _run(todo, options, out_dir, cluster, on_record, tick)
     except KeyboardInterrupt:
         with _no_interrupts():
             bar.close()
