@@ -122,8 +122,9 @@ def measure_batch(device: str, args: argparse.Namespace, work: Path) -> tuple[in
     summary = run(options)
     seconds = time.perf_counter() - started
     cluster = summary["cluster"]
-    how = (f"Ray, {cluster['cpus']:g} CPUs / {cluster['gpus']:g} GPUs, {args.clips_per_gpu} clips per GPU"
-           if cluster["ray"] else "one after another in one process (no ray)")
+    sharing = f", {args.clips_per_gpu} clips per GPU" if cluster["gpus"] else ""
+    how = (f"Ray, {cluster['cpus']:g} CPUs / {cluster['gpus']:g} GPUs{sharing}" if cluster["ray"]
+           else "one after another in one process (no ray)")
     done = summary["counts"].get("done", 0)
     print(f"  {device}: batch: {done}/{args.batch_clips} clips in {seconds:.1f} s ({how})", flush=True)
     return done * args.batch_frames, seconds, how

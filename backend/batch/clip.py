@@ -111,7 +111,10 @@ def _keypoints(clip: Clip, options: ClipOptions, folder: Path) -> tuple[Path, fl
         return write_keypoint_file(folder / f"{clip.name}.keypoints.npz", data), time.perf_counter() - started
     source = clip.keypoints
     copy = folder / f"{clip.name}.keypoints{'' if source.is_dir() else source.suffix.lower()}"
-    shutil.copytree(source, copy) if source.is_dir() else shutil.copy2(source, copy)
+    if source.is_dir():  # an OpenPose folder
+        shutil.copytree(source, copy)
+    else:
+        shutil.copy2(source, copy)
     return source, 0.0
 
 
