@@ -198,6 +198,7 @@ def cmd_refine(args) -> int:
 # (The research commands are ``python -m lab``'s.)
 PASSTHROUGH = {
     "demo": ("backend.demo", "main", "the main job on the embedded example (README)"),
+    "batch": ("backend.batch.cli", "main", "detect -> refine -> export many clips as Ray tasks (docs/batch.md)"),
 }
 
 
