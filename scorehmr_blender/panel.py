@@ -41,6 +41,7 @@ def draw_main(layout, context):
     sub = col.column()
     sub.active = settings.mode == 'VIDEO'  # the temporal terms are video-only
     sub.prop(settings, "smoothing")
+    col.prop(settings, "height")
 
     layout.separator()
     layout.operator(operators.REFINEMOTION_OT_import_result.bl_idname, icon='IMPORT')

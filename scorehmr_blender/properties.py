@@ -163,6 +163,15 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
         max=1.0,
         subtype='FACTOR',
     )
+    height: FloatProperty(
+        name="Height",
+        description="The person's height, if known: it fixes the body's size and so its distance from the "
+                    "camera (0 = unknown, estimated from the footage)",
+        default=0.0,
+        min=0.0,
+        soft_max=2.5,
+        unit='LENGTH',
+    )
     frame_start: IntProperty(
         name="Start",
         description="First frame to refine (the scene frame of a footage frame: the footage starts at the "

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from backend.body.body_model import BodyModel, pose_to_rotmats
-from backend.engine import frame_fit, gaps, modes, world
+from backend.engine import body_size, frame_fit, gaps, modes, world
 from backend.engine.frame_fit import FrameFitOptions
 from backend.engine.guidance import project
 from backend.engine.polish import PolishOptions, polish, smoothing_factor
@@ -111,6 +111,9 @@ class EngineOptions:
     # with interpolation, 0.81 / 0.93 / 1.07x with it (the whole clip by the motion prior: 0.96 / 0.99 /
     # 1.06x, but a higher PA-MPJPE-14 without gaps, 66.02 against 65.98).
     gap_motion_prior: str | None = str(MOTION_PRIOR_PATH)
+    # The person's known height in metres (backend.engine.body_size): one shape that tall for the whole input,
+    # the start moved in depth by the size change.  None: the regressor's shapes, averaged per clip.
+    height: float | None = None
 
     def resolved(self, mode: str) -> tuple[LoopOptions, modes.GuidanceWeights]:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
@@ -264,6 +267,8 @@ class Engine:
         loop, weights = options.resolved("calibrated" if mode == "multiview" and o.cam_R is not None else mode)
         v, f = o.focal.shape
         start = self.start(o, init, mode)
+        if options.height:
+            start = body_size.with_height(self.body, start, options.height)
         flat = o.reshape(v * f)
         ctx = self.context(flat.keypoints, flat.focal, flat.principal)
         if mode == "video":  # frames without keypoints start from their seen neighbours (a given init stays)
@@ -288,7 +293,7 @@ class Engine:
                     options=dict(loop=loop.as_dict(), weights=weights.__dict__, window=options.window,
                                  overlap=options.overlap, smoothing=options.smoothing,
                                  keypoint_trust=options.keypoint_trust, motion_prior=options.motion_prior,
-                                 gap_motion_prior=options.gap_motion_prior,
+                                 gap_motion_prior=options.gap_motion_prior, height=options.height,
                                  **(dict(polish=options.resolved_polish().as_dict()) if mode == "video" else {}),
                                  **(dict(frame_fit=_as_dict(options.resolved_frame_fit())) if mode == "frame" else {})),
                     focal_source=obs.get("focal_source", "given"), models=self.meta)

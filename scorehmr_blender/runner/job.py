@@ -72,6 +72,7 @@ class Request:
     smpl_path: str = ""                # user SMPL file; '' = the free body model
     smoothing: float = 1.0             # engine scale of the temporal terms
     keypoint_trust: float = 1.0        # engine scale of the keypoint term
+    height: float = None               # the person's known height in metres; None: unknown
     device: str = ""                   # 'cpu' | 'cuda' | '' (CUDA when available)
     iterations: int = None             # outer iterations; None: the engine's default
     footage_start: int = 0             # scene frame of footage frame 0 (messages name scene frames)
@@ -366,7 +367,8 @@ class Job:
             raise Cancelled
         service = backend_module("service", self.root)
         options = service.engine_options(request.mode, smoothing=request.smoothing,
-                                         keypoint_trust=request.keypoint_trust, iterations=request.iterations)
+                                         keypoint_trust=request.keypoint_trust, iterations=request.iterations,
+                                         height=request.height)
         try:
             service.refine(engine, self.inputs.obs, self.inputs.init, request.mode, options, self.out_path,
                            progress=self._set_progress, cancelled=self._cancel.is_set)
@@ -390,6 +392,8 @@ class Job:
             cmd += ["--device", request.device]
         if request.iterations:
             cmd += ["--iterations", str(request.iterations)]
+        if request.height:
+            cmd += ["--height", repr(float(request.height))]
         return cmd
 
     def _run_worker(self, command=None):
