@@ -40,8 +40,8 @@ KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
 INIT_SUFFIXES = (".npz", ".pkl")
 EXPORTS = ("bvh", "fbx")
 # Options that only mean something when the engine runs (not with --result).
-ENGINE_OPTIONS = ("keypoints", "init", "smpl", "frames", "iterations", "device", "smoothing", "keypoint_trust", "height",
-                  "focal_length", "fov", "worker")
+ENGINE_OPTIONS = ("keypoints", "init", "smpl", "frames", "iterations", "device", "smoothing", "keypoint_trust",
+                  "height", "focal_length", "fov", "worker")
 
 
 class BatchError(Exception):
