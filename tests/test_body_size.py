@@ -81,3 +81,16 @@ def test_video_refines_one_shape_for_the_whole_clip(engine):
     start = engine.initial(*(engine._t(x) for x in (obs["keypoints"][0], np.repeat(obs["focal_length"], 24),
                                                      np.repeat(obs["principal_point"], 24, 0))))
     assert np.allclose(result["betas"][0], start["betas"].mean(0).numpy(), atol=1e-5)   # the frames' shapes averaged
+
+
+@pytest.mark.slow
+@needs_weights
+@pytest.mark.parametrize("mode", ["frame", "multiview"])
+def test_a_known_height_holds_for_single_frames_and_calibrated_views(engine, mode):
+    from tests.test_engine_api import _multiview_example
+
+    obs = _multiview_example(4, (0, 1))[0] if mode == "multiview" else load_shot(None, KEYPOINTS, (0, 4)).obs
+    result = engine.run(obs, None, mode, EngineOptions(height=1.85, loop=LoopOptions(iterations=1)))
+    assert abs(_mesh_height(result["rest_vertices"]) - 1.85) < 0.01
+    betas = result["betas"].reshape(-1, 10)
+    assert (betas == betas[0]).all()

@@ -280,7 +280,7 @@ class Engine:
         elif mode == "video":
             out = self._video(o[0], start, ctx, loop, weights, options, progress, fps=float(obs.get("fps", 30.0)))
         elif mode == "multiview" and o.cam_R is not None:
-            out = self._calibrated(o, start, ctx, loop, weights, progress)
+            out = self._calibrated(o, start, ctx, loop, weights, progress, height=options.height)
         elif mode == "multiview":
             out = self._multiview(o, start, ctx, loop, weights, progress,
                                   prior=None if options.uses_prior("multiview") else null_denoiser)
@@ -503,7 +503,7 @@ class Engine:
         return dict(rotmats=rotmats.reshape(v * f, 24, 3, 3), transl=back(res["transl"]), betas=back(betas),
                     iterations=res["iterations"], evaluations=res["denoiser_evaluations"])
 
-    def _calibrated(self, o: modes.Observations, start, ctx, loop, w, progress=None):
+    def _calibrated(self, o: modes.Observations, start, ctx, loop, w, progress=None, height: float | None = None):
         """Calibrated views: o (V,F,...) with cam_R/cam_t; one body per instant, returned in every view.
 
         Starts from the body fitted to the triangulated keypoints (view 0's estimate as the fit's start).
@@ -514,7 +514,8 @@ class Engine:
         subjects (32 instants, PA-MPJPE-14 / MPJPE-14) 2 / 4 / 8 views gave 51.6 / 74.4, 37.1 / 42.0,
         20.7 / 28.7 mm in view 0 alone against 51.5 / 73.5, 36.0 / 40.8, 20.4 / 28.3 averaged over views
         (same loop).  The translation stays the fit's (EngineOptions.resolved turns its optimisation off:
-        the triangulation fixes it better than an Adam step on the reprojection, which pushed it away)."""
+        the triangulation fixes it better than an Adam step on the reprojection, which pushed it away).
+        ``height``: the person's known height (metres), given to the fitted shape (body_size.betas_with_height)."""
         from backend.engine.baselines import triangulate_and_fit
 
         v, f = o.focal.shape
@@ -524,6 +525,8 @@ class Engine:
         # One body for the clip (the paper averages shape over views and frames; an armature has one rest
         # shape, so per-instant shapes would put the keyed rig centimetres off joints_world).
         betas = fit["betas"].mean(0, keepdim=True).expand(f, -1)
+        if height:  # the cameras fix the distance; a known height still fixes the shape the fit found
+            betas = body_size.betas_with_height(self.body, betas[0], height).expand(f, -1)
         each = lambda x: x.repeat_interleave(f, 0)                                  # (V,...) -> (V*F,...) view-major
         cams_R, cams_t = camera_changes(R, t)                                        # (V,V,...) view a -> view b
         rot_v, tr_v = in_every_view(self.body, fit["rotmats"], fit["transl"], betas, rel_R, rel_t)
