@@ -94,3 +94,18 @@ def test_a_known_height_holds_for_single_frames_and_calibrated_views(engine, mod
     assert abs(_mesh_height(result["rest_vertices"]) - 1.85) < 0.01
     betas = result["betas"].reshape(-1, 10)
     assert (betas == betas[0]).all()
+
+
+@pytest.mark.slow
+@needs_weights
+def test_refine_cli_takes_a_known_height_and_records_it(tmp_path):
+    from backend import cli
+    from backend.contract.results import read_results
+    from tests.test_bad_inputs import FOOTAGE
+
+    out = tmp_path / "OUT.npz"
+    assert cli.main(["refine", "--footage", str(FOOTAGE), "--keypoints", str(KEYPOINTS), "--frames", "0:8",
+                     "--iterations", "1", "--device", "cpu", "--height", "1.9", "--out", str(out)]) == 0
+    result = read_results(out)
+    assert abs(_mesh_height(result["rest_vertices"]) - 1.9) < 0.01
+    assert result["info"]["options"]["height"] == 1.9
