@@ -166,11 +166,11 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
     height: FloatProperty(
         name="Height",
         description="The person's height, if known: it fixes the body's size and so its distance from the "
-                    "camera (0 = unknown, estimated from the footage)",
+                    "camera (0 = unknown: guessed from the keypoints)",
         default=0.0,
         min=0.0,
         soft_max=2.5,
-        unit='LENGTH',
+        subtype='DISTANCE',
     )
     frame_start: IntProperty(
         name="Start",
