@@ -109,3 +109,11 @@ def test_refine_cli_takes_a_known_height_and_records_it(tmp_path):
     result = read_results(out)
     assert abs(_mesh_height(result["rest_vertices"]) - 1.9) < 0.01
     assert result["info"]["options"]["height"] == 1.9
+
+
+def test_a_height_in_centimetres_is_refused_with_the_fix(body):
+    from backend.contract.errors import InputError
+
+    start = dict(rotmats=torch.eye(3).expand(2, 24, 3, 3), betas=torch.zeros(2, 10), transl=torch.zeros(2, 3))
+    with pytest.raises(InputError, match="height 178.0 m: expected the person's height in metres"):
+        body_size.with_height(body, start, 178.0)

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import torch
 
-UP_AXIS = 1                 # the body model's frame is Y up
+UP_AXIS = 1                  # the body model's frame is Y up
+HEIGHT_RANGE_M = (0.8, 2.5)  # heights accepted: outside, most likely a unit slip (centimetres, feet)
 HEIGHT_TOLERANCE_M = 1e-4   # betas_with_height stops when the rest height is this close
 MAX_STEPS = 8
 
@@ -72,7 +73,13 @@ def rescale_translation(body_model, transl: torch.Tensor, betas_from: torch.Tens
 
 def with_height(body_model, start: dict, height: float) -> dict:
     """The start {rotmats (N,24,3,3), betas (N,10), transl (N,3), ...} of one person as one shape
-    ``height`` metres tall (betas (N,10), all rows equal) and its translations moved by the size change."""
+    ``height`` metres tall (betas (N,10), all rows equal) and its translations moved by the size change.
+    Raises InputError for a height outside HEIGHT_RANGE_M (a typo such as centimetres)."""
+    from backend.contract.errors import InputError
+
+    if not HEIGHT_RANGE_M[0] <= height <= HEIGHT_RANGE_M[1]:
+        raise InputError(f"height {height} m: expected the person's height in metres, "
+                         f"{HEIGHT_RANGE_M[0]}-{HEIGHT_RANGE_M[1]} (e.g. 1.78)")
     before = clip_betas(start["betas"])
     after = betas_with_height(body_model, before, height)
     factor = height / rest_height(body_model, before[None])[0]
