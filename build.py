@@ -290,6 +290,8 @@ def refine_parser():
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when available")
     parser.add_argument("--smoothing", type=_scale, help="scale of the temporal terms (0-2, default 1)")
     parser.add_argument("--keypoint-trust", type=_scale, help="scale of the keypoint term (0-2, default 1)")
+    parser.add_argument("--height", type=_positive, metavar="METRES",
+                        help="the person's known height, e.g. 1.78 (default: estimated, with the body's distance)")
     parser.add_argument("--worker", metavar="PYTHON",
                         help="run the engine in this Python (default: here when torch imports, else the "
                              "add-on's worker environment)")

@@ -172,7 +172,7 @@ def cmd_refine(args) -> int:
         engine = service.load_engine(args.smpl, args.device)
         options = service.engine_options(args.mode, variant=args.variant, smoothing=args.smoothing,
                                          keypoint_trust=args.keypoint_trust, iterations=args.iterations,
-                                         motion_prior=args.motion_prior)
+                                         motion_prior=args.motion_prior, height=args.height)
         progress, finish = _progress(args)
         result = service.refine(engine, obs, init, args.mode, options, args.out, method=args.method,
                                 progress=progress, force=args.force)
@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                         "per-frame prior")
     p.add_argument("--smoothing", type=float, default=1.0, help="scales the temporal terms (Eq. 14, the final fit's joint acceleration)")
     p.add_argument("--keypoint-trust", type=float, default=1.0, help="scales the keypoint term")
+    p.add_argument("--height", type=float, metavar="METRES",
+                   help="the person's known height (e.g. 1.78): fixes the body's size and so its distance")
     p.add_argument("--fov", type=float, default=55.0, help="field of view (deg) when OBS has no focal_length")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--progress-lines", action="store_true",

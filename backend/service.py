@@ -57,13 +57,14 @@ def load_engine(smpl=None, device=None):
 
 
 def engine_options(mode: str, *, variant: str = "ours", smoothing: float = 1.0, keypoint_trust: float = 1.0,
-                   iterations: int | None = None, motion_prior: str | None = None):
+                   iterations: int | None = None, motion_prior: str | None = None, height: float | None = None):
     """EngineOptions for ``mode``; ``iterations`` (None: the engine's default) replaces the outer loop's count;
-    ``motion_prior`` (video) a motion prior checkpoint to refine with instead of the per-frame prior."""
+    ``motion_prior`` (video) a motion prior checkpoint to refine with instead of the per-frame prior;
+    ``height`` the person's known height in metres (None: unknown)."""
     from backend.engine.api import EngineOptions
 
     options = EngineOptions(variant=variant, smoothing=smoothing, keypoint_trust=keypoint_trust,
-                            motion_prior=motion_prior)
+                            motion_prior=motion_prior, height=height)
     if iterations:
         loop, _ = options.resolved(mode)
         options.loop = replace(loop, iterations=iterations)

@@ -46,7 +46,7 @@ EXPORTS = ("bvh", "fbx")
 DETECTIONS_SUFFIX = ".keypoints.npz"  # a shot's detections: <out>.keypoints.npz beside its .blend
 # Options that only mean something when the engine runs (not with --result).
 ENGINE_OPTIONS = ("keypoints", "init", "smpl", "frames", "iterations", "device", "smoothing", "keypoint_trust",
-                  "focal_length", "fov", "worker")
+                  "height", "focal_length", "fov", "worker")
 
 
 class BatchError(Exception):
@@ -73,6 +73,7 @@ class Options:
     device: str = None              # cpu | cuda | None (CUDA when available)
     smoothing: float = None         # engine scale of the temporal terms (None: 1)
     keypoint_trust: float = None    # engine scale of the keypoint term (None: 1)
+    height: float = None            # the person's known height in metres (None: unknown)
     focal_length: float = None      # px
     fov: float = None               # degrees across the long side of the image
     worker: str = None              # worker Python (default: here when torch imports)
@@ -273,7 +274,7 @@ def _refine_plan(context, options, shot, runner):
                     first_number=0 if detect else options.first_frame)],
         fps=footage.fps, mode=options.mode, init=str(shot.init or ""), frames=options.frames,
         smpl_path=str(options.smpl or ""), smoothing=1.0 if options.smoothing is None else options.smoothing,
-        keypoint_trust=1.0 if options.keypoint_trust is None else options.keypoint_trust,
+        keypoint_trust=1.0 if options.keypoint_trust is None else options.keypoint_trust, height=options.height,
         device=options.device or "", iterations=options.iterations, footage_start=footage.start,
         frames_option="--frames")
     if detect:

@@ -89,8 +89,8 @@ class REFINEMOTION_PT_tuning(bpy.types.Panel):
 
 
 def draw_tuning(layout, context):
-    """What most refinements leave as it is: the body model, the engine's weights, the keypoint files'
-    first frame number, the initial estimate, the camera's intrinsics and the device."""
+    """What most refinements leave as it is: the body model, the engine's weights, the person's height, the
+    keypoint files' first frame number, the initial estimate, the camera's intrinsics and the device."""
     settings = context.scene.refine_motion
     layout.label(text="Body model: " + preferences.body_model_label(preferences.get(context)), icon='ARMATURE_DATA')
     layout.use_property_split = True
@@ -100,6 +100,7 @@ def draw_tuning(layout, context):
     sub = col.column()
     sub.active = settings.mode == 'VIDEO'  # the temporal terms are video-only
     sub.prop(settings, "smoothing")
+    col.prop(settings, "height")
     col.prop(settings, "keypoints_first_auto")
     if not settings.keypoints_first_auto:
         col.prop(settings, "keypoints_first_number")

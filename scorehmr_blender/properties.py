@@ -200,6 +200,15 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
                     "either turns this off)",
         default=True,
     )
+    height: FloatProperty(
+        name="Height",
+        description="The person's height, if known: it fixes the body's size and so its distance from the "
+                    "camera (0 = unknown: guessed from the keypoints)",
+        default=0.0,
+        min=0.0,
+        soft_max=2.5,
+        subtype='DISTANCE',
+    )
     frame_start: IntProperty(
         name="Start",
         description="First frame to refine (the scene frame of a footage frame: the footage starts at the "

@@ -317,6 +317,7 @@ def plan(context, settings, *, smpl_file="", iterations=None):
         cameras=_world_to_cameras(poses) if poses is not None else None, init=init, frames=frames,
         smpl_path=smpl_path, smoothing=settings.smoothing,
         keypoint_trust=settings.keypoint_trust, device=DEVICES[settings.device],
+        height=settings.height or None,
         iterations=iterations or None, footage_start=footage.start,
     )
     name = footage.clip.name if footage.clip is not None else footage.name

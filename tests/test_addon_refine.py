@@ -857,6 +857,13 @@ def test_missing_weights_are_named(shot, tmp_path, monkeypatch):
         bpy.ops.refinemotion.refine()
 
 
+def test_a_known_height_in_the_panel_reaches_the_engine(shot, fake_engine):
+    use_shot(shot, height=1.78, frame_start=1, frame_end=FRAMES)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (call,) = fake_engine.calls
+    assert call["options"].height == pytest.approx(1.78)
+
+
 # -- the worker subprocess (stand-in package) -------------------------------------------------------
 
 def test_worker_runs_the_cli_and_its_result_is_imported(shot, fake_worker):
@@ -870,6 +877,14 @@ def test_worker_runs_the_cli_and_its_result_is_imported(shot, fake_worker):
     assert "wrote the result" in (folder / "engine.log").read_text()
     rig = bpy.data.objects["shot"]
     assert_action_is_result(rig, rig.animation_data.action, out_arrays(), first_frame=1)
+
+
+def test_worker_gets_the_known_height(shot, fake_worker):
+    use_shot(shot, height=1.78, frame_start=1, frame_end=FRAMES)
+    assert bpy.ops.refinemotion.refine() == {'FINISHED'}
+    (folder,) = job_folders()
+    argv = json.loads((folder / "argv.json").read_text())
+    assert float(argv[argv.index("--height") + 1]) == pytest.approx(1.78)
 
 
 def test_worker_refines_multi_view_with_the_cli(shot, other_views, fake_worker):

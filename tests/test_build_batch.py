@@ -105,6 +105,7 @@ def test_results_are_shots_named_after_their_footage(tmp_path):
     (dict(preset="rigify"), "--preset goes with --retarget"),
     (dict(focal_length=800.0, fov=40.0), "--focal-length or --fov, not both"),
     (dict(keypoints=None, result=["a.json"], smoothing=0.5), "--result imports .*--smoothing would change nothing"),
+    (dict(keypoints=None, result=["a.json"], height=1.78), "--result imports .*--height would change nothing"),
     (dict(keypoints=None, result=["missing.npz"]), "--result missing.npz: not found"),
     (dict(keypoints=None, result=["a.json", "b.json"], footage=["a.mp4"]), r"give one per --result \(2\) or none"),
 ])
@@ -564,3 +565,10 @@ def test_the_readme_batch_command_saves_a_blend_that_finds_its_footage(tmp_path)
         assert camera.show_background_images and camera.background_images[0].clip == clip
         assert clip.frame_duration == 96
     bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def test_a_known_height_goes_to_the_engine_request():
+    parsed = build.refine_parser().parse_args(["--footage", "x", "--keypoints", "y", "--height", "1.78"])
+    assert batch.Options(**vars(parsed)).height == 1.78
+    with pytest.raises(SystemExit):
+        build.refine_parser().parse_args(["--footage", "x", "--height", "-1"])

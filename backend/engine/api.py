@@ -21,7 +21,7 @@ import torch
 from backend.body.body_model import BodyModel
 from backend.contract.observations import Observations
 from backend.contract.results import Result
-from backend.engine import gaps, world
+from backend.engine import body_size, gaps, world
 from backend.engine.loaded import LoadedModels, Progress
 from backend.engine.modes import calibrated, frame, motion_video, multiview, video
 from backend.engine.frame_fit import FrameFitOptions
@@ -86,6 +86,8 @@ class Engine(LoadedModels):
         settings = options.for_mode("calibrated" if kind == "calibrated" else mode)
         v, f = o.focal.shape
         start = self.start(o, init, mode)
+        if options.height:
+            start = body_size.with_height(self.body, start, options.height)
         if mode == "video":  # frames without keypoints start from their seen neighbours (a given init stays)
             start, context = gaps.bridge(start, start["context"], o.keypoints[0], bridge_start=init is None)
             start = dict(start, context=context)
@@ -97,7 +99,7 @@ class Engine(LoadedModels):
                     options=dict(loop=settings.loop.as_dict(), weights=settings.weights.__dict__,
                                  window=options.window, overlap=options.overlap, smoothing=options.smoothing,
                                  keypoint_trust=options.keypoint_trust, motion_prior=options.motion_prior,
-                                 gap_motion_prior=options.gap_motion_prior,
+                                 gap_motion_prior=options.gap_motion_prior, height=options.height,
                                  **(dict(polish=options.resolved_polish().as_dict()) if mode == "video" else {}),
                                  **(dict(frame_fit=_as_dict(options.resolved_frame_fit())) if mode == "frame" else {})),
                     focal_source=obs.get("focal_source", "given"), models=self.meta)

@@ -87,6 +87,9 @@ class EngineOptions:
     # with interpolation, 0.81 / 0.93 / 1.07x with it (the whole clip by the motion prior: 0.96 / 0.99 /
     # 1.06x, but a higher PA-MPJPE-14 without gaps, 66.02 against 65.98).
     gap_motion_prior: str | None = str(MOTION_PRIOR_PATH)
+    # The person's known height in metres (backend.engine.body_size): one shape that tall for the whole input,
+    # the start moved in depth by the size change.  None: the regressor's shapes, averaged per clip.
+    height: float | None = None
 
     def resolved(self, mode: str) -> tuple[LoopOptions, GuidanceWeights]:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
@@ -114,7 +117,8 @@ class EngineOptions:
                            overlap=self.overlap, windows_per_batch=self.windows_per_batch,
                            polish=self.resolved_polish() if video else None,
                            frame_fit=self.resolved_frame_fit() if mode == "frame" else None,
-                           motion_prior=self.motion_prior if video else None, gaps=gaps)
+                           motion_prior=self.motion_prior if video else None, gaps=gaps,
+                           height=self.height if mode == "calibrated" else None)
 
     def uses_prior(self, mode: str) -> bool:
         """Whether the mode's loop runs with the learned prior: all but uncalibrated views in variant 'ours'
@@ -147,3 +151,4 @@ class ModeOptions:
     # video with the per-frame prior: the motion prior's options for the stretches around frames without
     # keypoints (EngineOptions.gap_motion_prior; None: the interpolated start alone carries the body across)
     gaps: "ModeOptions | None" = None
+    height: float | None = None           # calibrated views: the known height given to the fitted shape

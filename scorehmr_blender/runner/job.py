@@ -87,6 +87,7 @@ class Request:
     smpl_path: str = ""                # user SMPL file; '' = the free body model
     smoothing: float = 1.0             # engine scale of the temporal terms
     keypoint_trust: float = 1.0        # engine scale of the keypoint term
+    height: float = None               # the person's known height in metres; None: unknown
     device: str = ""                   # 'cpu' | 'cuda' | '' (CUDA when available)
     iterations: int | None = None      # outer iterations; None: the engine's default
     footage_start: int = 0             # scene frame of footage frame 0 (messages name scene frames)
@@ -388,7 +389,8 @@ class Job:
         if self._cancel.is_set():
             raise Cancelled
         options = service.engine_options(request.mode, smoothing=request.smoothing,
-                                         keypoint_trust=request.keypoint_trust, iterations=request.iterations)
+                                         keypoint_trust=request.keypoint_trust, iterations=request.iterations,
+                                         height=request.height)
         try:
             service.refine(engine, self.inputs.obs, self.inputs.init, request.mode, options, self.out_path,
                            progress=self._set_progress, cancelled=self._cancel.is_set)
@@ -412,6 +414,8 @@ class Job:
             cmd += ["--device", request.device]
         if request.iterations:
             cmd += ["--iterations", str(request.iterations)]
+        if request.height:
+            cmd += ["--height", repr(float(request.height))]
         return cmd
 
     def _run_worker(self, command: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@ triangulation fixes it better than an Adam step on the reprojection, which pushe
 """
 from __future__ import annotations
 
-from backend.engine import problems
+from backend.engine import body_size, problems
 from backend.engine.fitting import triangulate_and_fit
 from backend.engine.loaded import Denoiser, LoadedModels, Progress
 from backend.engine.options import ModeOptions
@@ -31,6 +31,8 @@ def refine(models: LoadedModels, obs: Observations, start: dict, options: ModeOp
     # One body for the clip (the paper averages shape over views and frames; an armature has one rest
     # shape, so per-instant shapes would put the keyed rig centimetres off joints_world).
     betas = fit["betas"].mean(0, keepdim=True).expand(f, -1)
+    if options.height:  # the cameras fix the distance; a known height still fixes the shape the fit found
+        betas = body_size.betas_with_height(models.body, betas[0], options.height).expand(f, -1)
     each = lambda x: x.repeat_interleave(f, 0)                                  # (V,...) -> (V*F,...) view-major
     cams_R, cams_t = camera_changes(R, t)                                        # (V,V,...) view a -> view b
     rot_v, tr_v = in_every_view(models.body, fit["rotmats"], fit["transl"], betas, rel_R, rel_t)
