@@ -188,9 +188,10 @@ def test_out_fields_world_body_matches_world_joints():
 
 
 def test_leg_ik_pins_a_foot_that_the_pose_slides():
-    """A standing body whose left leg swings sideways (the pose, not the root, slides the foot):
-    moving the root cannot pin it, the leg IK does, and the world SMPL parameters still pose
-    exactly the world joints."""
+    """A standing body whose left leg swings forward and back towards the camera (the pose, not the
+    root, slides the foot, along the line of sight where the image barely sees it): moving the root
+    cannot pin it, the leg IK does, and the world SMPL parameters still pose exactly the world joints.
+    (A foot that moves across the image is not planted: test_contacts_follow_the_image.)"""
     import torch
 
     from backend.body.body_model import BodyModel, pose_to_rotmats
@@ -200,7 +201,7 @@ def test_leg_ik_pins_a_foot_that_the_pose_slides():
     f = 72
     t = torch.arange(f, dtype=torch.float32)
     bp = torch.zeros(f, 69)
-    bp[:, 0 * 3 + 2] = 0.12 * torch.sin(2 * np.pi * t / 48)          # left hip (joint 1) about z
+    bp[:, 0 * 3 + 0] = 0.12 * torch.sin(2 * np.pi * t / 48)          # left hip (joint 1) about x
     betas = torch.zeros(f, 10)
     rest = bm(torch.eye(3).expand(1, 24, 3, 3), betas[:1])
     transl_w = torch.zeros(f, 3)
