@@ -393,6 +393,42 @@ def leg_ik(global_rot: np.ndarray, local_rot: np.ndarray, joints: np.ndarray, re
     return local_rot, joints
 
 
+def _scaled_rotation(rot: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """(N,3,3) rotations rot (N,3,3) scaled in angle by s (N,) about their own axes (0: identity)."""
+    skew = np.stack([rot[:, 2, 1] - rot[:, 1, 2], rot[:, 0, 2] - rot[:, 2, 0], rot[:, 1, 0] - rot[:, 0, 1]], -1)
+    angle = np.arctan2(np.linalg.norm(skew, axis=-1) / 2, (np.trace(rot, axis1=-2, axis2=-1) - 1) / 2)
+    axis = np.where(np.linalg.norm(skew, axis=-1, keepdims=True) > 1e-9, skew, [1.0, 0.0, 0.0])
+    return _axis_angle_matrix(_unit(axis), angle * s)
+
+
+def level_planted_feet(local_rot: np.ndarray, rest_joints: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Planted soles lie flat on the floor: the foot rolled about its ankle-to-ball axis until its side
+    axis is level, and the toes (SMPL's foot joints 10/11 turn only the toes) back to their rest angle,
+    both by the ball's IK weight (F,4) (FOOT_JOINTS order).  No joint moves (the roll turns about the line
+    through both), so joints_world and the overlay stay; without it the soles of the example shot sank
+    8 mm into the floor (a tilted foot edge or bent toes are lower than the joints' rest heights say).
+    local_rot (F,24,3,3) -> the new local rotations."""
+    from backend.body.body_model import SMPL_PARENTS
+
+    local_rot = local_rot.copy()
+    glob = global_rotations(local_rot, SMPL_PARENTS)
+    for side, (_, knee, ankle, ball) in enumerate(LEGS):
+        w = weights[:, side + 2]
+        if not w.any():
+            continue
+        axis = _unit(glob[:, ankle] @ (rest_joints[ball] - rest_joints[ankle]))
+        side_axis = glob[:, ankle, :, 0]
+        level = np.cross(axis, [0.0, 1.0, 0.0])
+        level = level * np.sign((level * side_axis).sum(-1, keepdims=True) + 1e-12)
+        flat = lambda v: v - (v * axis).sum(-1, keepdims=True) * axis
+        a, b = flat(side_axis), flat(level)
+        angle = np.arctan2((np.cross(a, b) * axis).sum(-1), (a * b).sum(-1))
+        foot = _axis_angle_matrix(axis, angle * w) @ glob[:, ankle]
+        local_rot[:, ankle] = np.swapaxes(glob[:, knee], -1, -2) @ foot
+        local_rot[:, ball] = _scaled_rotation(local_rot[:, ball], 1.0 - w)
+    return local_rot
+
+
 def camera_is_static(joints: np.ndarray, fps: float, ground: Ground, offsets=DEFAULT_SOLE_OFFSETS_M,
                      candidates: np.ndarray | None = None) -> dict:
     """Floor fitted per window of DRIFT_WINDOW_S against the whole clip's: the largest tilt (deg)
@@ -682,7 +718,7 @@ def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.nd
             if round_ == FLOOR_ROUNDS - 1 or not more.any():
                 break                       # the joints above are posed with exactly this drop
             drop = drop + more
-        local, world_joints = new_local, new_joints
+        local, world_joints = level_planted_feet(new_local, rest, weights), new_joints
         transl_w = transl_w - drop[:, None] * [0, 1, 0]
         est["root_shift"] = est["root_shift"] - drop[:, None] * [0, 1, 0]
         # The legs' new reach may put a sole below the floor: lift those frames.
