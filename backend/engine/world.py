@@ -430,15 +430,17 @@ def level_planted_feet(local_rot: np.ndarray, rest_joints: np.ndarray, weights: 
 
 
 def camera_is_static(joints: np.ndarray, fps: float, ground: Ground, offsets=DEFAULT_SOLE_OFFSETS_M,
-                     candidates: np.ndarray | None = None) -> dict:
+                     candidates: np.ndarray | None = None, up=None) -> dict:
     """Floor fitted per window of DRIFT_WINDOW_S against the whole clip's: the largest tilt (deg)
     and shift (m) and whether both stay within DRIFT_MAX_DEG / DRIFT_MAX_M.  ``candidates`` (F,4)
-    bool: the floor-point candidates (fit_ground's default when None)."""
+    bool: the floor-point candidates (fit_ground's default when None); ``up``: a function of the
+    window's joints giving the fit's up prior (body_up when None)."""
     n = max(int(DRIFT_WINDOW_S * fps), 8)
     tilt, shift = 0.0, 0.0
     for s in range(0, max(len(joints) - n + 1, 1), max(n // 2, 1)):
         part = joints[s:s + n]
-        g = fit_ground(part, fps, offsets, candidates=None if candidates is None else candidates[s:s + n])
+        g = fit_ground(part, fps, offsets, up=None if up is None else up(part),
+                       candidates=None if candidates is None else candidates[s:s + n])
         if g.points < 8:
             continue
         tilt = max(tilt, float(np.degrees(np.arccos(np.clip(g.normal @ ground.normal, -1, 1)))))
@@ -491,8 +493,10 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
 # Brief contacts (a running stance, a landing): the smoothed estimate's foot never quite stops there, but
 # it is at its slowest; such a frame is a floor point when slower than this (m/s).  On 2 s clips of CMU
 # runs, leaps and stumbles (docs/world.md) the slow points alone were 2-10 on 5 of 19 clips.
-BRIEF_CONTACT_SPEED_M_S = 1.0
+BRIEF_CONTACT_SPEED_M_S = 1.5
 BRIEF_CONTACT_FRAMES = 2       # ... its slowest within this many frames on each side
+TRAVEL_M = 0.5                 # level_up: a pelvis path this long fixes the tilt along it ...
+TRAVEL_MAX_SLOPE = 0.5         # ... unless it rises more steeply than this against body_up (sine)
 MIN_FOOTPRINTS = 4             # floor evidence: MIN_FLOOR_POINTS points, or this many separate footprints
 # A contact is what the image shows still: a run ends where its joint moves across the line of sight
 # faster than IMAGE_SPEED_M_S (3-frame averages) or leaves the run's mean direction by IMAGE_STILL_M
@@ -501,6 +505,19 @@ MIN_FOOTPRINTS = 4             # floor evidence: MIN_FLOOR_POINTS points, or thi
 IMAGE_SPEED_M_S = 0.25
 IMAGE_STILL_M = 0.04
 IMAGE_GAP_FRAMES = 2           # frames left free where a run is split (the IK eases between anchors)
+
+
+def level_up(joints: np.ndarray) -> np.ndarray:
+    """Up (3,) of camera-frame joints (F,24,3) from the body over the clip: body_up, made perpendicular to
+    the pelvis's main direction of travel where it travels at least TRAVEL_M and rises no more steeply than
+    TRAVEL_MAX_SLOPE (on a floor the path is level; a runner leans
+    forward, which tilted body_up by ~14 degrees on a CMU run and put its feet 1 m above the floor's fit)."""
+    up = body_up(joints)
+    path = joints[:, 0] - joints[:, 0].mean(0)
+    direction = np.linalg.eigh(path.T @ path)[1][:, -1]               # the path's main direction
+    if np.ptp(path @ direction) < TRAVEL_M or abs(direction @ up) > TRAVEL_MAX_SLOPE:
+        return up                       # too short, or mostly up and down (a jump): not a walk on the floor
+    return _unit(up - (up @ direction) * direction)
 
 
 def floor_candidates(feet: np.ndarray, fps: float) -> np.ndarray:
@@ -617,8 +634,8 @@ def output_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M,
     joints = np.asarray(joints, np.float64)
     feet_cam = joints[:, list(FOOT_JOINTS)]
     candidates = floor_candidates(feet_cam, fps)
-    ground = fit_ground(joints, fps, offsets, candidates=candidates)
-    drift = camera_is_static(joints, fps, ground, offsets, candidates)
+    ground = fit_ground(joints, fps, offsets, up=level_up(joints), candidates=candidates)
+    drift = camera_is_static(joints, fps, ground, offsets, candidates, level_up)
     out = dict(status="ok" if drift["static"] else "moving camera", **drift, floor_points=ground.points)
     if len(joints) < MIN_FLOOR_SECONDS * fps or (ground.points < MIN_FLOOR_POINTS
                                                  and ground.footprints < MIN_FOOTPRINTS):
