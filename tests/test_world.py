@@ -325,8 +325,8 @@ def _posed_world(bm, fields: dict, betas: np.ndarray):
 
     from backend.body.body_model import pose_to_rotmats
 
-    return bm(pose_to_rotmats(torch.as_tensor(fields["global_orient_world"]), torch.as_tensor(fields["body_pose_world"])),
-              torch.as_tensor(betas).float(), torch.as_tensor(fields["transl_world"]))
+    rot = pose_to_rotmats(torch.as_tensor(fields["global_orient_world"]), torch.as_tensor(fields["body_pose_world"]))
+    return bm(rot, torch.as_tensor(betas).float(), torch.as_tensor(fields["transl_world"]))
 
 
 def test_contacts_follow_the_image():
@@ -370,7 +370,9 @@ def _runner(frames=48, fps=FPS, speed=2.5, lean_deg=14.0):
         stride = np.floor(t / period + phase)
         # A foot moves on at 1.3 m/s on the floor for the first 30% of its cycle, then swings.
         swing = np.clip((cyc - 0.3) / 0.7, 0, 1)
-        along = stride * 2.0 + 1.3 * period * np.minimum(cyc, 0.3) + (2.0 - 1.3 * period * 0.3) * (swing - np.sin(2 * np.pi * swing) / (2 * np.pi))
+        stance_m = 1.3 * period * 0.3                                   # slid on during the stance
+        along = (stride * 2.0 + 1.3 * period * np.minimum(cyc, 0.3)
+                 + (2.0 - stance_m) * (swing - np.sin(2 * np.pi * swing) / (2 * np.pi)))
         lift = np.where(cyc < 0.3, 0.0, 0.25 * np.sin(np.pi * swing))
         base = (along - phase * 2.0)[:, None] * fwd + [side, 0.0, 0.0]
         j[:, 7 + k] = base + [0, OFF[k], -0.07] + lift[:, None] * [0, 1, 0]

@@ -262,25 +262,14 @@ def plant_feet(feet_world: np.ndarray, contacts: np.ndarray, view_dirs: np.ndarr
     barely sees.  Solved in overlapping stretches of PLANT_STRETCH frames, blended linearly (the
     memory stays bounded on long clips).  Then any frame whose lowest sole is still below the
     floor is lifted."""
-    f = len(feet_world)
     off = np.asarray(offsets)
-    shift, weight = np.zeros((f, 3)), np.zeros(f)
-    step = PLANT_STRETCH - PLANT_OVERLAP
-    starts = list(range(0, max(f - PLANT_OVERLAP, 1), step))
-    for s in starts:
-        e = min(s + PLANT_STRETCH, f)
+
+    def solve(s: int, e: int) -> np.ndarray:
         A, b = _shift_system(feet_world[s:e], contacts[s:e], view_dirs[s:e], off)
         # Normal equations: every unknown is tied down (shifts by staying put, anchors by their pins).
-        sol = np.linalg.solve(A.T @ A, A.T @ b)[:3 * (e - s)].reshape(e - s, 3)
-        ramp = np.minimum(np.arange(1, e - s + 1), PLANT_OVERLAP + 1).astype(float)
-        ramp = np.minimum(ramp, ramp[::-1]) if len(starts) > 1 else np.ones(e - s)
-        if s == 0:
-            ramp[:PLANT_OVERLAP] = np.maximum(ramp[:PLANT_OVERLAP], PLANT_OVERLAP + 1)
-        if e == f:
-            ramp[-PLANT_OVERLAP:] = np.maximum(ramp[-PLANT_OVERLAP:], PLANT_OVERLAP + 1)
-        shift[s:e] += sol * ramp[:, None]
-        weight[s:e] += ramp
-    shift /= weight[:, None]
+        return np.linalg.solve(A.T @ A, A.T @ b)[:3 * (e - s)].reshape(e - s, 3)
+
+    shift = _in_stretches(len(feet_world), solve)
     lowest = (feet_world[..., 1] + shift[:, None, 1] - off).min(1)
     shift[:, 1] += np.maximum(0.0, -lowest)
     return shift
@@ -545,17 +534,14 @@ def still_in_image(contacts: np.ndarray, feet_cam: np.ndarray, fps: float) -> np
     out = np.zeros_like(keep)
     for j in range(keep.shape[1]):
         for a, b in _segments(keep[:, j]):
-            start, total = a, np.zeros(3)
-            t = a
+            total, t = np.zeros(3), a                      # sum of the current run's directions
             while t < b:
                 total = total + rays[t, j]
                 if np.linalg.norm(rays[t, j] - _unit(total)) * dist[t, j] > IMAGE_STILL_M:
-                    start, total = t + IMAGE_GAP_FRAMES, np.zeros(3)
-                    t = start
+                    total, t = np.zeros(3), t + IMAGE_GAP_FRAMES
                     continue
                 out[t, j] = True
                 t += 1
-            del start
     return out
 
 
