@@ -390,6 +390,31 @@ def _scaled_rotation(rot: np.ndarray, s: np.ndarray) -> np.ndarray:
     return _axis_angle_matrix(_unit(axis), angle * s)
 
 
+def lift_free_feet(local_rot: np.ndarray, joints: np.ndarray, rest_joints: np.ndarray, targets: np.ndarray,
+                   weights: np.ndarray, offsets, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A free foot joint whose sole is below the floor is lifted onto it by its leg's IK, along its line of
+    sight from ``camera`` (3,) (where the image sees it), not by lifting the whole body (which moved the body
+    off the footage: up to 12 cm on a 2 s run).  local_rot (F,24,3,3), joints (F,24,3) world, the planted
+    feet's IK targets (F,4,3) / weights (F,4) (kept) -> new local rotations and world joints."""
+    feet = joints[:, list(FOOT_JOINTS)]
+    off = np.asarray(offsets)
+    below = (feet[..., 1] - off < -1e-4) & (weights < 1)
+    if not below.any():
+        return local_rot, joints
+    from backend.body.body_model import SMPL_PARENTS
+
+    rays = _unit(feet - camera)
+    down = rays[..., 1] < -1e-3
+    reach = np.where(down, (off - camera[1]) / np.where(down, rays[..., 1], -1.0), 0.0)
+    on_ray = camera + reach[..., None] * rays
+    raised = feet.copy()
+    raised[..., 1] = off                            # a line of sight that does not come down: straight up
+    lifted = np.where(down[..., None], on_ray, raised)
+    targets = np.where(below[..., None], lifted, targets)
+    return leg_ik(global_rotations(local_rot, SMPL_PARENTS), local_rot, joints, rest_joints, targets,
+                  np.where(below, 1.0, weights))
+
+
 def level_planted_feet(local_rot: np.ndarray, rest_joints: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Planted soles lie flat on the floor: the foot rolled about its ankle-to-ball axis until its side
     axis is level, and the toes (SMPL's foot joints 10/11 turn only the toes) back to their rest angle,
@@ -721,10 +746,12 @@ def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.nd
             if round_ == FLOOR_ROUNDS - 1 or not more.any():
                 break                       # the joints above are posed with exactly this drop
             drop = drop + more
-        local, world_joints = level_planted_feet(new_local, rest, weights), new_joints
+        local, world_joints = lift_free_feet(new_local, new_joints, rest, targets, weights, offsets,
+                                             est["camera_position"])
+        local = level_planted_feet(local, rest, weights)
         transl_w = transl_w - drop[:, None] * [0, 1, 0]
         est["root_shift"] = est["root_shift"] - drop[:, None] * [0, 1, 0]
-        # The legs' new reach may put a sole below the floor: lift those frames.
+        # What the legs could not lift (none on the clips of docs/world.md): lift those frames.
         lift = np.maximum(0.0, -(world_joints[:, list(FOOT_JOINTS), 1] - np.asarray(offsets)).min(1))
         world_joints = world_joints + lift[:, None, None] * [0, 1, 0]
         transl_w = transl_w + lift[:, None] * [0, 1, 0]
