@@ -17,9 +17,13 @@ From camera-frame joints (OpenCV: x right, y down, z forward, metres) of one cli
 6. :func:`camera_is_static` fits the floor in shorter windows: when it drifts the camera moved
    and no world frame is produced (a moving camera is out of scope; say so instead).
 
-:func:`estimate_world` runs 1-4 and 6 on joints; :func:`world_result` adds the world SMPL body
-and 5; :func:`out_fields` gives the optional OUT.npz fields.  The camera-frame result is never
-changed.
+:func:`estimate_world` runs 1-4 and 6 on joints (the motion prior's starting world).  The engine's
+output, :func:`output_world`, reads brief contacts as floor evidence too (:func:`floor_candidates`,
+:func:`level_up`), keeps contacts to what the image shows (:func:`still_in_image`), anchors each
+contact run on its line of sight (:func:`ray_anchors`) and shifts the root only along the lines of
+sight (:func:`plant_along_view`); :func:`world_result` adds the world SMPL body, 5, free soles lifted
+by the legs (:func:`lift_free_feet`) and flat planted soles (:func:`level_planted_feet`);
+:func:`out_fields` gives the optional OUT.npz fields.  The camera-frame result is never changed.
 """
 from __future__ import annotations
 
