@@ -17,9 +17,13 @@ From camera-frame joints (OpenCV: x right, y down, z forward, metres) of one cli
 6. :func:`camera_is_static` fits the floor in shorter windows: when it drifts the camera moved
    and no world frame is produced (a moving camera is out of scope; say so instead).
 
-:func:`estimate_world` runs 1-4 and 6 on joints; :func:`world_result` adds the world SMPL body
-and 5; :func:`out_fields` gives the optional OUT.npz fields.  The camera-frame result is never
-changed.
+:func:`estimate_world` runs 1-4 and 6 on joints (the motion prior's starting world).  The engine's
+output, :func:`output_world`, reads brief contacts as floor evidence too (:func:`floor_candidates`,
+:func:`level_up`), keeps contacts to what the image shows (:func:`still_in_image`), anchors each
+contact run on its line of sight (:func:`ray_anchors`) and shifts the root only along the lines of
+sight (:func:`plant_along_view`); :func:`world_result` adds the world SMPL body, 5, free soles lifted
+by the legs (:func:`lift_free_feet`) and flat planted soles (:func:`level_planted_feet`);
+:func:`out_fields` gives the optional OUT.npz fields.  The camera-frame result is never changed.
 """
 from __future__ import annotations
 
@@ -100,6 +104,7 @@ class Ground:
     normal: np.ndarray
     height: float
     points: int                # floor points used
+    footprints: int = 0        # runs of consecutive floor points over the foot joints
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -124,14 +129,17 @@ def sole_heights(feet: np.ndarray, normal: np.ndarray, height: float, offsets=DE
     return feet @ normal + height - np.asarray(offsets)
 
 
-def fit_ground(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M, up: np.ndarray | None = None) -> Ground:
+def fit_ground(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M, up: np.ndarray | None = None,
+               candidates: np.ndarray | None = None) -> Ground:
     """Floor plane from the slow, lowest foot joints of camera-frame joints (F,24,3).
 
     Weighted least squares for (normal, height) with the normal pulled towards the body's up;
-    refitted a few times, dropping points far above the current plane (a foot in the air)."""
+    refitted a few times, dropping points far above the current plane (a foot in the air).
+    ``candidates`` (F,4) bool: the foot joints that may be floor points (default: slower than
+    CANDIDATE_SPEED_M_S)."""
     up = body_up(joints) if up is None else _unit(up)
     feet = joints[:, list(FOOT_JOINTS)]
-    slow = speeds(feet, fps) < CANDIDATE_SPEED_M_S                            # (F,4)
+    slow = speeds(feet, fps) < CANDIDATE_SPEED_M_S if candidates is None else candidates    # (F,4)
     normal = up
     height = float(np.median(-(feet @ normal) + np.asarray(offsets)))        # the lowest points' level
     keep = slow
@@ -150,7 +158,8 @@ def fit_ground(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M, u
         w, v = np.linalg.eigh(scatter)
         normal = v[:, 0] * np.sign(v[:, 0] @ up)
         height = float(-(centre @ normal))
-    return Ground(normal=normal, height=height, points=int(keep.sum()))
+    footprints = sum(len(_segments(keep[:, j])) for j in range(keep.shape[1]))
+    return Ground(normal=normal, height=height, points=int(keep.sum()), footprints=footprints)
 
 
 def world_from_camera(ground: Ground, origin_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,25 +269,14 @@ def plant_feet(feet_world: np.ndarray, contacts: np.ndarray, view_dirs: np.ndarr
     barely sees.  Solved in overlapping stretches of PLANT_STRETCH frames, blended linearly (the
     memory stays bounded on long clips).  Then any frame whose lowest sole is still below the
     floor is lifted."""
-    f = len(feet_world)
     off = np.asarray(offsets)
-    shift, weight = np.zeros((f, 3)), np.zeros(f)
-    step = PLANT_STRETCH - PLANT_OVERLAP
-    starts = list(range(0, max(f - PLANT_OVERLAP, 1), step))
-    for s in starts:
-        e = min(s + PLANT_STRETCH, f)
+
+    def solve(s: int, e: int) -> np.ndarray:
         A, b = _shift_system(feet_world[s:e], contacts[s:e], view_dirs[s:e], off)
         # Normal equations: every unknown is tied down (shifts by staying put, anchors by their pins).
-        sol = np.linalg.solve(A.T @ A, A.T @ b)[:3 * (e - s)].reshape(e - s, 3)
-        ramp = np.minimum(np.arange(1, e - s + 1), PLANT_OVERLAP + 1).astype(float)
-        ramp = np.minimum(ramp, ramp[::-1]) if len(starts) > 1 else np.ones(e - s)
-        if s == 0:
-            ramp[:PLANT_OVERLAP] = np.maximum(ramp[:PLANT_OVERLAP], PLANT_OVERLAP + 1)
-        if e == f:
-            ramp[-PLANT_OVERLAP:] = np.maximum(ramp[-PLANT_OVERLAP:], PLANT_OVERLAP + 1)
-        shift[s:e] += sol * ramp[:, None]
-        weight[s:e] += ramp
-    shift /= weight[:, None]
+        return np.linalg.solve(A.T @ A, A.T @ b)[:3 * (e - s)].reshape(e - s, 3)
+
+    shift = _in_stretches(len(feet_world), solve)
     lowest = (feet_world[..., 1] + shift[:, None, 1] - off).min(1)
     shift[:, 1] += np.maximum(0.0, -lowest)
     return shift
@@ -290,16 +288,18 @@ LEGS = ((1, 4, 7, 10), (2, 5, 8, 11))
 IK_RAMP_FRAMES = 3             # a foot eases onto / off its floor anchor over this many frames
 
 
-def foot_targets(feet: np.ndarray, contacts: np.ndarray, offsets) -> tuple[np.ndarray, np.ndarray]:
+def foot_targets(feet: np.ndarray, contacts: np.ndarray, offsets,
+                 anchors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Floor anchors (F,4,3) and weights (F,4) in [0, 1] for the foot IK.
 
-    Each contact run of a joint gets one anchor: its median floor position, at its sole height.
-    The weight is 1 during the run and ramps to 0 over IK_RAMP_FRAMES on both sides."""
+    Each contact run of a joint gets one anchor: ``anchors`` (F,4,3) at the run's first frame when
+    given (see ray_anchors), else its median floor position, at its sole height.  The weight is 1
+    during the run and ramps to 0 over IK_RAMP_FRAMES on both sides."""
     f = len(feet)
     targets, weights = feet.copy(), np.zeros(contacts.shape)
     for j in range(feet.shape[1]):
         for a, b in _segments(contacts[:, j]):
-            anchor = np.median(feet[a:b, j], axis=0)
+            anchor = np.median(feet[a:b, j], axis=0) if anchors is None else anchors[a, j].copy()
             anchor[1] = offsets[j]
             lo, hi = max(a - IK_RAMP_FRAMES, 0), min(b + IK_RAMP_FRAMES, f)
             t = np.arange(lo, hi)
@@ -372,14 +372,79 @@ def leg_ik(global_rot: np.ndarray, local_rot: np.ndarray, joints: np.ndarray, re
     return local_rot, joints
 
 
-def camera_is_static(joints: np.ndarray, fps: float, ground: Ground, offsets=DEFAULT_SOLE_OFFSETS_M) -> dict:
+def _scaled_rotation(rot: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """(N,3,3) rotations rot (N,3,3) scaled in angle by s (N,) about their own axes (0: identity)."""
+    skew = np.stack([rot[:, 2, 1] - rot[:, 1, 2], rot[:, 0, 2] - rot[:, 2, 0], rot[:, 1, 0] - rot[:, 0, 1]], -1)
+    angle = np.arctan2(np.linalg.norm(skew, axis=-1) / 2, (np.trace(rot, axis1=-2, axis2=-1) - 1) / 2)
+    axis = np.where(np.linalg.norm(skew, axis=-1, keepdims=True) > 1e-9, skew, [1.0, 0.0, 0.0])
+    return _axis_angle_matrix(_unit(axis), angle * s)
+
+
+def lift_free_feet(local_rot: np.ndarray, joints: np.ndarray, rest_joints: np.ndarray, targets: np.ndarray,
+                   weights: np.ndarray, offsets, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A free foot joint whose sole is below the floor is lifted onto it by its leg's IK, along its line of
+    sight from ``camera`` (3,) (where the image sees it), not by lifting the whole body (which moved the body
+    off the footage: up to 12 cm on a 2 s run).  local_rot (F,24,3,3), joints (F,24,3) world, the planted
+    feet's IK targets (F,4,3) / weights (F,4) (kept) -> new local rotations and world joints."""
+    feet = joints[:, list(FOOT_JOINTS)]
+    off = np.asarray(offsets)
+    below = (feet[..., 1] - off < -1e-4) & (weights < 1)
+    if not below.any():
+        return local_rot, joints
+    from backend.body.body_model import SMPL_PARENTS
+
+    rays = _unit(feet - camera)
+    down = rays[..., 1] < -1e-3
+    reach = np.where(down, (off - camera[1]) / np.where(down, rays[..., 1], -1.0), 0.0)
+    on_ray = camera + reach[..., None] * rays
+    raised = feet.copy()
+    raised[..., 1] = off                            # a line of sight that does not come down: straight up
+    lifted = np.where(down[..., None], on_ray, raised)
+    targets = np.where(below[..., None], lifted, targets)
+    return leg_ik(global_rotations(local_rot, SMPL_PARENTS), local_rot, joints, rest_joints, targets,
+                  np.where(below, 1.0, weights))
+
+
+def level_planted_feet(local_rot: np.ndarray, rest_joints: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Planted soles lie flat on the floor: the foot rolled about its ankle-to-ball axis until its side
+    axis is level, and the toes (SMPL's foot joints 10/11 turn only the toes) back to their rest angle,
+    both by the ball's IK weight (F,4) (FOOT_JOINTS order).  No joint moves (the roll turns about the line
+    through both), so joints_world and the overlay stay; without it the soles of the example shot sank
+    8 mm into the floor (a tilted foot edge or bent toes are lower than the joints' rest heights say).
+    local_rot (F,24,3,3) -> the new local rotations."""
+    from backend.body.body_model import SMPL_PARENTS
+
+    local_rot = local_rot.copy()
+    glob = global_rotations(local_rot, SMPL_PARENTS)
+    for side, (_, knee, ankle, ball) in enumerate(LEGS):
+        w = weights[:, side + 2]
+        if not w.any():
+            continue
+        axis = _unit(glob[:, ankle] @ (rest_joints[ball] - rest_joints[ankle]))
+        side_axis = glob[:, ankle, :, 0]
+        level = np.cross(axis, [0.0, 1.0, 0.0])
+        level = level * np.sign((level * side_axis).sum(-1, keepdims=True) + 1e-12)
+        flat = lambda v: v - (v * axis).sum(-1, keepdims=True) * axis
+        a, b = flat(side_axis), flat(level)
+        angle = np.arctan2((np.cross(a, b) * axis).sum(-1), (a * b).sum(-1))
+        foot = _axis_angle_matrix(axis, angle * w) @ glob[:, ankle]
+        local_rot[:, ankle] = np.swapaxes(glob[:, knee], -1, -2) @ foot
+        local_rot[:, ball] = _scaled_rotation(local_rot[:, ball], 1.0 - w)
+    return local_rot
+
+
+def camera_is_static(joints: np.ndarray, fps: float, ground: Ground, offsets=DEFAULT_SOLE_OFFSETS_M,
+                     candidates: np.ndarray | None = None, up=None) -> dict:
     """Floor fitted per window of DRIFT_WINDOW_S against the whole clip's: the largest tilt (deg)
-    and shift (m) and whether both stay within DRIFT_MAX_DEG / DRIFT_MAX_M."""
+    and shift (m) and whether both stay within DRIFT_MAX_DEG / DRIFT_MAX_M.  ``candidates`` (F,4)
+    bool: the floor-point candidates (fit_ground's default when None); ``up``: a function of the
+    window's joints giving the fit's up prior (body_up when None)."""
     n = max(int(DRIFT_WINDOW_S * fps), 8)
     tilt, shift = 0.0, 0.0
     for s in range(0, max(len(joints) - n + 1, 1), max(n // 2, 1)):
         part = joints[s:s + n]
-        g = fit_ground(part, fps, offsets)
+        g = fit_ground(part, fps, offsets, up=None if up is None else up(part),
+                       candidates=None if candidates is None else candidates[s:s + n])
         if g.points < 8:
             continue
         tilt = max(tilt, float(np.degrees(np.arccos(np.clip(g.normal @ ground.normal, -1, 1)))))
@@ -423,6 +488,172 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
     pitch, roll = camera_angles(ground)
     out.update(joints_world=world + shift[:, None], root_shift=shift, contacts=contacts, world_R=R, world_t=t,
                camera_height=ground.height, camera_pitch_deg=pitch, camera_roll_deg=roll, camera_position=t)
+    return out
+
+
+# -- The engine's world output (world_result) --------------------------------------------------------------
+# estimate_world above is also the motion prior's starting world (backend.engine.motion_video); the output
+# reads more floor evidence, keeps contacts to what the image shows and plants along the lines of sight.
+# Brief contacts (a running stance, a landing): the smoothed estimate's foot never quite stops there, but
+# it is at its slowest; such a frame is a floor point when slower than this (m/s).  On 2 s clips of CMU
+# runs, leaps and stumbles (docs/world.md) the slow points alone were 2-10 on 5 of 19 clips.
+BRIEF_CONTACT_SPEED_M_S = 1.5
+BRIEF_CONTACT_FRAMES = 2       # ... its slowest within this many frames on each side
+TRAVEL_M = 0.5                 # level_up: a pelvis path this long fixes the tilt along it ...
+TRAVEL_MAX_SLOPE = 0.5         # ... unless it rises more steeply than this against body_up (sine)
+MIN_FOOTPRINTS = 4             # floor evidence: MIN_FLOOR_POINTS points, or this many separate footprints
+# A contact is what the image shows still: a run ends where its joint moves across the line of sight
+# faster than IMAGE_SPEED_M_S (3-frame averages) or leaves the run's mean direction by IMAGE_STILL_M
+# (metres at its distance; the estimate's still feet shake ~1-2 cm in the image; 3, 4 or 5 cm changed the
+# overlay of the clips of docs/world.md by under 0.05 px).
+IMAGE_SPEED_M_S = 0.25
+IMAGE_STILL_M = 0.04
+IMAGE_GAP_FRAMES = 2           # frames left free where a run is split (the IK eases between anchors)
+
+
+def level_up(joints: np.ndarray) -> np.ndarray:
+    """Up (3,) of camera-frame joints (F,24,3) from the body over the clip: body_up, made perpendicular to
+    the pelvis's main direction of travel where it travels at least TRAVEL_M and rises no more steeply than
+    TRAVEL_MAX_SLOPE (on a floor the path is level; a runner leans
+    forward, which tilted body_up by ~14 degrees on a CMU run and put its feet 1 m above the floor's fit)."""
+    up = body_up(joints)
+    path = joints[:, 0] - joints[:, 0].mean(0)
+    direction = np.linalg.eigh(path.T @ path)[1][:, -1]               # the path's main direction
+    if np.ptp(path @ direction) < TRAVEL_M or abs(direction @ up) > TRAVEL_MAX_SLOPE:
+        return up                       # too short, or mostly up and down (a jump): not a walk on the floor
+    return _unit(up - (up @ direction) * direction)
+
+
+def floor_candidates(feet: np.ndarray, fps: float) -> np.ndarray:
+    """(F,4) bool: foot joints (F,4,3) that may stand on the floor: slower than CANDIDATE_SPEED_M_S, or
+    at their slowest within +-BRIEF_CONTACT_FRAMES and slower than BRIEF_CONTACT_SPEED_M_S."""
+    v = speeds(feet, fps)
+    k = BRIEF_CONTACT_FRAMES
+    edge = np.full((k,) + v.shape[1:], np.inf)
+    slowest = np.lib.stride_tricks.sliding_window_view(np.concatenate([edge, v, edge]), 2 * k + 1, axis=0).min(-1)
+    return (v < CANDIDATE_SPEED_M_S) | ((v <= slowest) & (v < BRIEF_CONTACT_SPEED_M_S))
+
+
+def still_in_image(contacts: np.ndarray, feet_cam: np.ndarray, fps: float) -> np.ndarray:
+    """Contacts (F,4) bool kept where the foot joint (camera frame, (F,4,3)) stays still in the image.
+
+    A joint moving across its line of sight faster than IMAGE_SPEED_M_S is free; a run is split (with
+    IMAGE_GAP_FRAMES free frames) where the joint's direction leaves the run's mean direction so far by
+    more than IMAGE_STILL_M at its distance: a foot that creeps is not planted at one point."""
+    pos = _box(feet_cam, 3)
+    rays = _unit(pos)
+    dist = np.linalg.norm(pos, axis=-1)
+    vel = np.gradient(pos, axis=0) * fps if len(pos) > 1 else np.zeros_like(pos)
+    across = np.linalg.norm(vel - (vel * rays).sum(-1, keepdims=True) * rays, axis=-1)
+    keep = contacts & (across < IMAGE_SPEED_M_S)
+    out = np.zeros_like(keep)
+    for j in range(keep.shape[1]):
+        for a, b in _segments(keep[:, j]):
+            total, t = np.zeros(3), a                      # sum of the current run's directions
+            while t < b:
+                total = total + rays[t, j]
+                if np.linalg.norm(rays[t, j] - _unit(total)) * dist[t, j] > IMAGE_STILL_M:
+                    total, t = np.zeros(3), t + IMAGE_GAP_FRAMES
+                    continue
+                out[t, j] = True
+                t += 1
+    return out
+
+
+def ray_anchors(feet_world: np.ndarray, contacts: np.ndarray, camera: np.ndarray, offsets) -> np.ndarray:
+    """Floor anchors (F,4,3), one per contact run (repeated over its frames, zero elsewhere), where the
+    camera sees the joint: the run's mean line of sight from ``camera`` (3,) (world) meets the height of
+    the joint's sole offset.  A line of sight that meets it far from the joint's distance (the foot near
+    the horizon) falls back to the run's median position.  feet_world (F,4,3) Y up, floor 0."""
+    out = np.zeros_like(feet_world)
+    for j in range(feet_world.shape[1]):
+        for a, b in _segments(contacts[:, j]):
+            ray = _unit(_unit(feet_world[a:b, j] - camera).mean(0))
+            dist = float(np.median(np.linalg.norm(feet_world[a:b, j] - camera, axis=-1)))
+            reach = (offsets[j] - camera[1]) / ray[1] if ray[1] < -1e-3 else np.inf
+            anchor = camera + reach * ray if abs(reach - dist) < 0.5 * dist else np.median(feet_world[a:b, j], 0)
+            out[a:b, j] = anchor * [1.0, 0.0, 1.0] + [0.0, offsets[j], 0.0]
+    return out
+
+
+def _along_view_system(feet: np.ndarray, contacts: np.ndarray, anchors: np.ndarray,
+                       view_dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense least-squares rows (A, b) over one shift along the line of sight per frame (see plant_along_view)."""
+    f = len(feet)
+    t_idx, j_idx = np.nonzero(contacts)
+    A_pin = np.zeros((3 * len(t_idx), f))
+    A_pin[np.arange(3 * len(t_idx)), np.repeat(t_idx, 3)] = view_dirs[t_idx].reshape(-1)
+    b_pin = (anchors[t_idx, j_idx] - feet[t_idx, j_idx]).reshape(-1)
+    d2 = np.zeros((max(f - 2, 0), f))
+    for t in range(f - 2):
+        d2[t, t:t + 3] = (1.0, -2.0, 1.0)
+    A = np.concatenate([A_pin * PIN_WEIGHT, d2 * SMOOTH_WEIGHT, np.eye(f) * np.sqrt(ALONG_VIEW_WEIGHT)])
+    return A, np.concatenate([b_pin * PIN_WEIGHT, np.zeros(len(d2) + f)])
+
+
+def _in_stretches(f: int, solve) -> np.ndarray:
+    """``solve(s, e)`` -> (e-s, ...) over stretches of PLANT_STRETCH frames overlapping by PLANT_OVERLAP,
+    blended linearly in the overlaps (dense solves stay small on long clips); (F, ...)."""
+    out, weight = None, np.zeros(f)
+    step = PLANT_STRETCH - PLANT_OVERLAP
+    starts = list(range(0, max(f - PLANT_OVERLAP, 1), step))
+    for s in starts:
+        e = min(s + PLANT_STRETCH, f)
+        sol = solve(s, e)
+        out = np.zeros((f,) + sol.shape[1:]) if out is None else out
+        ramp = np.minimum(np.arange(1, e - s + 1), PLANT_OVERLAP + 1).astype(float)
+        ramp = np.minimum(ramp, ramp[::-1]) if len(starts) > 1 else np.ones(e - s)
+        if s == 0:
+            ramp[:PLANT_OVERLAP] = np.maximum(ramp[:PLANT_OVERLAP], PLANT_OVERLAP + 1)
+        if e == f:
+            ramp[-PLANT_OVERLAP:] = np.maximum(ramp[-PLANT_OVERLAP:], PLANT_OVERLAP + 1)
+        out[s:e] += sol * ramp.reshape((-1,) + (1,) * (sol.ndim - 1))
+        weight[s:e] += ramp
+    return out / weight.reshape((-1,) + (1,) * (out.ndim - 1))
+
+
+def plant_along_view(feet_world: np.ndarray, contacts: np.ndarray, anchors: np.ndarray,
+                     view_dirs: np.ndarray) -> np.ndarray:
+    """Root shift (F,3) (world, metres) along each frame's line of sight to the body, view_dirs (F,3) unit:
+    joints in contact (F,4) as near their anchors (F,4,3) as such a shift brings them, smoothly (second
+    differences).  The image barely sees a move along the line of sight, so the body stays on the footage;
+    the leg IK closes what is left."""
+    def solve(s: int, e: int) -> np.ndarray:
+        A, b = _along_view_system(feet_world[s:e], contacts[s:e], anchors[s:e], view_dirs[s:e])
+        return np.linalg.solve(A.T @ A, A.T @ b)
+
+    return _in_stretches(len(feet_world), solve)[:, None] * view_dirs
+
+
+def output_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M,
+                 contacts: np.ndarray | None = None) -> dict:
+    """The engine's world frame for camera-frame joints (F,24,3) of a static camera: as estimate_world,
+    with brief contacts as floor evidence too (floor_candidates; enough with MIN_FLOOR_POINTS points or
+    MIN_FOOTPRINTS footprints), contacts kept to what the image shows (still_in_image, also for given
+    ``contacts``), one floor anchor per contact run on its line of sight (``anchors`` (F,4,3), ray_anchors)
+    and the root shifted along the lines of sight only (plant_along_view)."""
+    joints = np.asarray(joints, np.float64)
+    feet_cam = joints[:, list(FOOT_JOINTS)]
+    candidates = floor_candidates(feet_cam, fps)
+    ground = fit_ground(joints, fps, offsets, up=level_up(joints), candidates=candidates)
+    drift = camera_is_static(joints, fps, ground, offsets, candidates, level_up)
+    out = dict(status="ok" if drift["static"] else "moving camera", **drift, floor_points=ground.points)
+    if len(joints) < MIN_FLOOR_SECONDS * fps or (ground.points < MIN_FLOOR_POINTS
+                                                 and ground.footprints < MIN_FOOTPRINTS):
+        out["status"] = "too little floor evidence"
+    if out["status"] != "ok":
+        return out
+    R, t = world_from_camera(ground, joints[0, 0])
+    world = joints @ R.T + t
+    feet = world[:, list(FOOT_JOINTS)]
+    found = estimated_contacts(feet, fps, offsets) if contacts is None else np.asarray(contacts, bool)
+    contacts = still_in_image(found, feet_cam, fps)
+    anchors = ray_anchors(feet, contacts, t, offsets)
+    shift = plant_along_view(feet, contacts, anchors, _unit(world[:, 0] - t))
+    pitch, roll = camera_angles(ground)
+    out.update(joints_world=world + shift[:, None], root_shift=shift, contacts=contacts, anchors=anchors,
+               world_R=R, world_t=t, camera_height=ground.height, camera_pitch_deg=pitch, camera_roll_deg=roll,
+               camera_position=t)
     return out
 
 
@@ -484,7 +715,7 @@ def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.nd
     from backend.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
     offsets = sole_offsets(rest_joints, rest_vertices)
-    est = estimate_world(joints, fps, offsets, contacts=contacts)
+    est = output_world(joints, fps, offsets, contacts=contacts)
     if est["status"] != "ok":
         return est
     orient, transl_w = world_smpl(global_orient, transl, rest_joints[0], est["world_R"], est["world_t"],
@@ -498,17 +729,19 @@ def world_result(joints: np.ndarray, global_orient: np.ndarray, body_pose: np.nd
         for round_ in range(FLOOR_ROUNDS):
             # A leg too short to reach its anchor leaves the foot in the air: lower the body there.
             lowered = world_joints - drop[:, None, None] * [0, 1, 0]
-            targets, weights = foot_targets(lowered[:, list(FOOT_JOINTS)], est["contacts"], offsets)
+            targets, weights = foot_targets(lowered[:, list(FOOT_JOINTS)], est["contacts"], offsets, est["anchors"])
             new_local, new_joints = leg_ik(global_rotations(local, SMPL_PARENTS), local, lowered, rest, targets,
                                            weights)
             more = floor_drop(new_joints[:, list(FOOT_JOINTS), 1] - np.asarray(offsets), weights >= 1)
             if round_ == FLOOR_ROUNDS - 1 or not more.any():
                 break                       # the joints above are posed with exactly this drop
             drop = drop + more
-        local, world_joints = new_local, new_joints
+        local, world_joints = lift_free_feet(new_local, new_joints, rest, targets, weights, offsets,
+                                             est["camera_position"])
+        local = level_planted_feet(local, rest, weights)
         transl_w = transl_w - drop[:, None] * [0, 1, 0]
         est["root_shift"] = est["root_shift"] - drop[:, None] * [0, 1, 0]
-        # The legs' new reach may put a sole below the floor: lift those frames.
+        # What the legs could not lift (none on the clips of docs/world.md): lift those frames.
         lift = np.maximum(0.0, -(world_joints[:, list(FOOT_JOINTS), 1] - np.asarray(offsets)).min(1))
         world_joints = world_joints + lift[:, None, None] * [0, 1, 0]
         transl_w = transl_w + lift[:, None] * [0, 1, 0]
