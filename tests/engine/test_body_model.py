@@ -8,7 +8,7 @@ from backend.body.body_model import BodyModel, pose_to_rotmats
 from backend.body.example_poses import example_pose
 from backend.contract.layout import COCO17_NAMES, SMPL_JOINT_NAMES, SMPL_PARENTS
 from backend.rotations import axis_angle_to_matrix
-from tests.smpl_standin import write_standin_smpl
+from tests.support.smpl_standin import write_standin_smpl
 
 J = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
 

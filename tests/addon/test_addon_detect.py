@@ -13,8 +13,8 @@ from backend.contract.layout import COCO17_NAMES
 from scorehmr_blender import preferences, refine
 from scorehmr_blender.runner import job as jobs
 from scorehmr_blender.runner import placement
-from tests.test_addon import real_layout  # noqa: F401 -- a fixture
-from tests.test_addon_refine import (  # noqa: F401 -- addon, scene, fake_engine are fixtures
+from tests.addon.test_addon import real_layout  # noqa: F401 -- a fixture
+from tests.addon.test_addon_refine import (  # noqa: F401 -- addon, scene, fake_engine are fixtures
     MAIN_PYTHON, ROOT, ModalContext, addon, assert_action_is_result, assert_refused, cancel_on_first_progress,
     fake_engine, job_folders, modal_operator, out_arrays, scene, snapshot)
 
@@ -188,7 +188,7 @@ def test_cancel_while_detecting_changes_nothing(fake_engine, monkeypatch):  # no
 @pytest.mark.blender_versions  # draw() into this Blender's UILayout
 def test_panel_shows_the_markers_option_only_when_detecting(real_layout):  # noqa: F811
     from scorehmr_blender import panel
-    from tests.test_addon_refine import draw
+    from tests.addon.test_addon_refine import draw
 
     s = bpy.context.scene.refine_motion
     s.footage_source, s.keypoints_source, s.intrinsics = 'FILE', 'DETECT', 'ESTIMATE'

@@ -5,7 +5,7 @@ import bpy
 import pytest
 
 from scorehmr_blender import importer
-from tests import blender_scene, result_fixture
+from tests.support import blender_scene, result_fixture
 
 addon = pytest.fixture(scope="module", autouse=True)(blender_scene.registered_addon)
 

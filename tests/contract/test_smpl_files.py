@@ -18,7 +18,7 @@ from backend.body.smpl_files import (
     load_smpl_arrays,
     smpl_data_struct,
 )
-from tests.smpl_standin import (
+from tests.support.smpl_standin import (
     F_SMPL, J_SMPL, SMPL_PARENTS, V_SMPL, _chumpy_layout, _make_fake_chumpy, _random_model, _small_pkl,
     write_standin_smpl,
 )

@@ -1,5 +1,5 @@
 """Import Refined Motion, in real bpy (5.x, 4.5 and 4.2), on result files made by the real
-body model (tests/result_fixture.py; synthetic motion, not engine output).
+body model (tests/support/result_fixture.py; synthetic motion, not engine output).
 
 The maths tests import with timing='EXACT' (one key per result frame, at its own
 scene time) and map the result's camera frame to the world with the import's
@@ -17,14 +17,14 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Matrix, Vector
 
 from scorehmr_blender import convert, importer, keyframes, operators, scene_setup, staging
-from tests import blender_scene, result_fixture
-from tests.blender_scene import fcurves_of, keys
+from tests.support import blender_scene, result_fixture
+from tests.support.blender_scene import fcurves_of, keys
 
 # blender_versions (repeated on 4.2 and 4.5 LTS): keyframes (legacy actions in 4.2, slotted actions from 4.4), the
 # camera, footage and compositor set-up (scene_setup: 4.x vs 5.0).
 pytestmark = pytest.mark.blender_versions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 C, W = convert.MODEL_TO_BLENDER, convert.CAMERA_TO_WORLD
 FOOTAGE_FPS, SCENE_FPS = 30.0, 24
 START = 5

@@ -13,7 +13,7 @@ from backend.contract import rotations
 from backend.contract.errors import InputError
 from backend.contract.frames import FrameRange, from_scene, parse_frames, to_scene
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 BLOCKED_IMPORT = textwrap.dedent('''
     import importlib, pkgutil, sys

@@ -15,7 +15,7 @@ import pytest
 
 from scorehmr_blender import batch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = [ROOT / "backend" / "assets" / name for name in ("regressor.pt", "prior.pt")]
 needs_weights = pytest.mark.skipif(not all(p.is_file() for p in WEIGHTS), reason="trained weights not committed yet")
 
@@ -162,7 +162,7 @@ def test_usage_and_argument_errors_exit_before_any_work(tmp_path):
 def shots(tmp_path_factory):
     """Two tiny shots one.avi / two.avi with keypoints one.npz / two.npz in one folder."""
     pytest.importorskip("cv2")
-    from tests.test_addon_refine import make_shot
+    from tests.addon.test_addon_refine import make_shot
 
     root = tmp_path_factory.mktemp("batch")
     return [make_shot(root, name=name, seed=seed) for seed, name in enumerate(("one", "two"))]
@@ -171,7 +171,7 @@ def shots(tmp_path_factory):
 @pytest.fixture(scope="module")
 def short_shot(tmp_path_factory):
     """A 6-frame shot short.avi / short.npz (the others have 8)."""
-    from tests.test_addon_refine import make_shot
+    from tests.addon.test_addon_refine import make_shot
 
     return make_shot(tmp_path_factory.mktemp("short"), name="short", frames=6, seed=2)
 
@@ -193,7 +193,7 @@ def character_blend(path):
     """A .blend holding a Rigify-like character armature (and nothing else)."""
     import bpy
 
-    from tests.test_addon_retarget import rigify_rig
+    from tests.addon.test_addon_retarget import rigify_rig
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     rigify_rig()
@@ -262,7 +262,7 @@ def test_batch_refines_a_folder_of_shots_into_blend_files_that_load_back(shots, 
 def test_batch_retargets_onto_a_character_and_exports_it(shots, tmp_path):
     import bpy
 
-    from tests.test_addon_retarget import rigify_rig
+    from tests.addon.test_addon_retarget import rigify_rig
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     character = rigify_rig().name
@@ -371,7 +371,7 @@ def test_the_summary_shows_the_jobs_warnings(shots, tmp_path):
 def test_a_result_is_imported_as_it_is_and_checked_against_its_footage(shots, tmp_path):
     import bpy
 
-    from tests.result_fixture import write_result
+    from tests.support.result_fixture import write_result
 
     result = tmp_path / "one.npz"
     write_result(result, num_frames=8, fps=24.0)  # 1280x720 image, the footage is 320x240

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from scorehmr_blender import convert, export, importer, retarget
-from tests import blender_scene, result_fixture
-from tests.test_addon_retarget import MIXAMO_OBJECT, build_rig, mixamo_like_bones
+from tests.support import blender_scene, result_fixture
+from tests.addon.test_addon_retarget import MIXAMO_OBJECT, build_rig, mixamo_like_bones
 
 # blender_versions (repeated on 4.2 and 4.5 LTS): Blender's bundled BVH / FBX exporters and importers, and the
 # actions they read, differ between versions.

@@ -14,7 +14,7 @@ from backend.engine.guidance import project
 from backend.io.shot import load_shot
 from backend.metrics import joint_errors
 from backend.rotations import matrix_to_axis_angle
-from tests.test_bad_inputs import KEYPOINTS, SHOT, needs_weights
+from tests.contract.test_bad_inputs import KEYPOINTS, SHOT, needs_weights
 
 FRAMES = 32
 

@@ -23,9 +23,9 @@ from backend.contract.frames import FrameRange, parse_frames
 from backend.io.shot import load_shot
 from backend.models.denoiser import Denoiser
 from backend.models.regressor import KeypointRegressor
-from tests.smpl_standin import _small_pkl
+from tests.support.smpl_standin import _small_pkl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHOT = ROOT / "examples" / "shot"
 FOOTAGE, KEYPOINTS = SHOT / "shot.mp4", SHOT / "keypoints.npz"
 SHOT_FRAMES = 96

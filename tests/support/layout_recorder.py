@@ -8,7 +8,7 @@ buttons greyed when their ``poll()`` fails, separators, lists, progress bars). I
 Blender only warns about: a property the data lacks, an operator that is not registered, a
 layout function UILayout does not have, each raises.
 
-Used by tests/test_addon_panel_layout.py and scripts/panel_outline.py (the README's outline).
+Used by tests/addon/test_addon_panel_layout.py and scripts/panel_outline.py (the README's outline).
 """
 import re
 import types
@@ -23,7 +23,7 @@ EXAMPLE_FOOTAGE = "examples/shot/shot.mp4"       # the embedded example shot, re
 EXAMPLE_KEYPOINTS = "examples/shot/keypoints.npz"
 EXAMPLE_FRAMES = 96
 MULTIVIEW_FOLDER = "/data/shots/box_lift"        # made-up footage of the extra views (only names are shown)
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 README_BLOCK = re.compile(r"(<!-- panel outline: scripts/panel_outline.py -->\n```text\n)(.*?)(```\n)", re.S)
 
 

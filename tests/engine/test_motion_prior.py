@@ -157,7 +157,7 @@ def _video(random_prior_path, iterations, frames=40, motion_prior=True):
     from backend.engine.api import Engine, EngineOptions
     from backend.engine.scorehmr import LoopOptions
     from backend.io.shot import load_shot
-    from tests.test_bad_inputs import KEYPOINTS
+    from tests.contract.test_bad_inputs import KEYPOINTS
 
     obs = load_shot(None, KEYPOINTS, (0, frames)).obs
     # The paper's variant: the loops alone (the default adds the final smoothing fit after either).
@@ -178,7 +178,7 @@ def test_video_with_a_motion_prior_starts_from_the_start(random_prior_path):
 
 
 def test_video_with_a_motion_prior_runs_and_differs(random_prior_path):
-    from tests.test_bad_inputs import needs_weights  # noqa: F401  (the per-frame weights make the start)
+    from tests.contract.test_bad_inputs import needs_weights  # noqa: F401  (the per-frame weights make the start)
 
     with_prior = _video(random_prior_path, 2)
     without = _video(random_prior_path, 2, motion_prior=False)
@@ -196,7 +196,7 @@ def test_video_with_a_motion_prior_runs_and_differs(random_prior_path):
 # -- the trained prior (backend/assets/motion_prior.pt, docs/motion_prior.md) -------------------------
 needs_trained = pytest.mark.skipif(not motion.MOTION_PRIOR_PATH.is_file(),
                                    reason=f"{motion.MOTION_PRIOR_PATH} not found (docs/motion_prior.md)")
-SHOT = Path(__file__).resolve().parent.parent / "examples" / "shot"
+SHOT = Path(__file__).resolve().parents[2] / "examples" / "shot"
 
 
 def _true_window(prior) -> torch.Tensor:

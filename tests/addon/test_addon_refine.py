@@ -2,7 +2,7 @@
 
 Without the trained weights (backend/assets/*.pt) the engine-dependent tests skip; the
 plumbing is tested with a stand-in engine (in-process) and a stand-in worker package
-(subprocess) that return fixture results (tests/result_fixture.py).
+(subprocess) that return fixture results (tests/support/result_fixture.py).
 """
 
 import json
@@ -26,14 +26,14 @@ from scorehmr_blender import convert, operators, preferences, refine, result, sc
 from scorehmr_blender.runner import job as jobs
 from scorehmr_blender.runner import placement, worker_env
 from scorehmr_blender.runner.engine import RefineError
-from tests import result_fixture
-from tests.test_addon import CheckedLayout, real_layout  # noqa: F401 -- real_layout is a fixture
-from tests.test_addon_import import fcurves_of, keys, posed_heads
-from tests.test_addon_retarget_ops import ListCheckedLayout
+from tests.support import result_fixture
+from tests.addon.test_addon import CheckedLayout, real_layout  # noqa: F401 -- real_layout is a fixture
+from tests.addon.test_addon_import import fcurves_of, keys, posed_heads
+from tests.addon.test_addon_retarget_ops import ListCheckedLayout
 
 cv2 = pytest.importorskip("cv2")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ADDON = scorehmr_blender.__name__
 FPS, SIZE, FRAMES = 24.0, (320, 240), 8
 C, W = convert.MODEL_TO_BLENDER, convert.CAMERA_TO_WORLD
@@ -491,7 +491,7 @@ def test_initial_estimate_is_sliced_to_the_frame_range(shot, fake_engine, tmp_pa
 def test_openpose_folder_numbered_from_1_keeps_file_n_at_footage_frame_n(shot, fake_engine, tmp_path):
     """Files 1..7 hold the detections of footage frames 1..7 (scene frames 2..8): refining scene frames
     2-7 sends exactly those detections and keys from scene frame 2, as the command line maps them
-    (tests/test_refine_cli.py); the whole footage is refused with the frames both cover."""
+    (tests/contract/test_refine_cli.py); the whole footage is refused with the frames both cover."""
     folder = result_fixture.write_openpose_folder(tmp_path / "openpose", shot["kp"][1:], first_number=1)
     use_shot(shot, keypoints_path=str(folder))
     assert_refused("the keypoints cover 7 \\(footage frames 1:8\\).*set Frame Start/End to scene frames 2-8$",
@@ -1038,7 +1038,7 @@ def test_installed_extension_refines_with_its_own_engine_package(shot, tmp_path)
     import os
     import subprocess
 
-    from tests.test_build_package import build
+    from tests.shipping.test_build_package import build
     zip_path = build.build_package(tmp_path / "dist")
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", EXTENSION_SCRIPT, str(zip_path), str(shot["video"]),

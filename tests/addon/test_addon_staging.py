@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scorehmr_blender import convert, result, staging
-from tests import result_fixture
+from tests.support import result_fixture
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Load build.py by path: a plain "import build" could find PyPA's "build" package.
 _spec = importlib.util.spec_from_file_location("refine_motion_build", ROOT / "build.py")
@@ -80,7 +80,8 @@ def test_package_zip_contents(built, manifest):
     assert "built " in proc.stdout and "Blender's extension build and validate: passed" in proc.stdout
 
 
-# Research files in the places they lived before ``lab/`` existed (tests/test_layout.py blocks the same modules).
+# Research files in the places they lived before ``lab/`` existed (tests/shipping/test_layout.py blocks the same
+# modules).
 OLD_RESEARCH_FILES = {"backend/ablate.py", "backend/bench.py", "backend/bench_video.py", "backend/bench_detections.py",
                       "backend/plots.py", "backend/models/train.py", "backend/models/motion_train.py",
                       "backend/models/report.py", "backend/detect/evaluate.py", "backend/body/figure.py",

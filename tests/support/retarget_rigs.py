@@ -8,7 +8,7 @@
 - ue5_like, numbered (Bone, Bone.001 ...) and japanese: the same skeleton under other names,
   for automatic mapping by the skeleton's shape.
 - shot_smpl(): the example shot's ground truth motion (examples/shot/ground_truth.npz) written
-  as an OUT.npz-format result by tests/result_fixture.py and imported by the add-on.
+  as an OUT.npz-format result by tests/support/result_fixture.py and imported by the add-on.
 """
 import math
 from pathlib import Path
@@ -19,9 +19,9 @@ import torch
 from mathutils import Matrix
 
 from scorehmr_blender import importer
-from tests import result_fixture
+from tests.support import result_fixture
 
-SHOT = Path(__file__).resolve().parents[1] / "examples" / "shot" / "ground_truth.npz"
+SHOT = Path(__file__).resolve().parents[2] / "examples" / "shot" / "ground_truth.npz"
 
 
 def build_rig(name, bones, matrix_world=None, rotation_modes=None):

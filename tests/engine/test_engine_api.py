@@ -10,7 +10,7 @@ import torch
 from backend.engine.api import Engine, EngineOptions
 from backend.engine.scorehmr import LoopOptions
 from backend.io.shot import load_shot
-from tests.test_bad_inputs import KEYPOINTS, ROOT, needs_weights
+from tests.contract.test_bad_inputs import KEYPOINTS, ROOT, needs_weights
 
 ITERATIONS = 3  # fewer outer iterations than the paper's 10 keep this fast; windows are what is tested
 

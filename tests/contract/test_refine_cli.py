@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from backend.contract.results import read_results
-from tests.result_fixture import write_openpose_folder
-from tests.test_bad_inputs import ENV, FOOTAGE, KEYPOINTS, ROOT, example_keypoints, needs_weights
+from tests.support.result_fixture import write_openpose_folder
+from tests.contract.test_bad_inputs import ENV, FOOTAGE, KEYPOINTS, ROOT, example_keypoints, needs_weights
 
 
 @pytest.mark.slow
@@ -50,7 +50,7 @@ class RecordingEngine:
     def run(self, obs, init, mode, options, progress=None):
         import torch
 
-        from tests import result_fixture
+        from tests.support import result_fixture
 
         self.calls.append(obs)
         motion = result_fixture.synthetic_motion(obs["keypoints"].shape[1])
@@ -87,7 +87,7 @@ class MultiViewRecordingEngine(RecordingEngine):
     def run(self, obs, init, mode, options, progress=None):
         import torch
 
-        from tests import result_fixture
+        from tests.support import result_fixture
 
         self.calls.append(obs)
         motion = result_fixture.synthetic_motion(obs["keypoints"].shape[1])
@@ -101,7 +101,7 @@ def test_multiview_footage_without_keypoints_detects_each_view(tmp_path, monkeyp
     refuses to overwrite the detections before detecting anything."""
     from backend import cli, service
     from backend.contract.keypoints import load_keypoints
-    from tests.test_detect import shot_frames, truth2d, write_clip
+    from tests.engine.test_detect import shot_frames, truth2d, write_clip
 
     frames = shot_frames(24)
     front = write_clip(tmp_path / "front.mp4", frames)

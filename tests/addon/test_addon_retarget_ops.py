@@ -8,9 +8,9 @@ import pytest
 
 from scorehmr_blender import importer, panel, retarget_ops, retarget_presets
 from scorehmr_blender.retarget_presets import MIXAMO
-from tests import blender_scene, result_fixture
-from tests.test_addon import CheckedLayout
-from tests.test_addon_retarget import fcurves_of, mixamo_rig
+from tests.support import blender_scene, result_fixture
+from tests.addon.test_addon import CheckedLayout
+from tests.addon.test_addon_retarget import fcurves_of, mixamo_rig
 
 # blender_versions (repeated on 4.2 and 4.5 LTS): the operators, UI list and panel in this Blender's API; mappings
 # applied to its actions.

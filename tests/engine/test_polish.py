@@ -12,7 +12,7 @@ from backend.engine.polish import PolishOptions, keypoint_jitter_px, polish, smo
 from backend.io.shot import load_shot
 from backend.metrics import SMPL24_TO_LSP14, accel_error, pa_mpjpe
 from backend.rotations import axis_angle_to_matrix
-from tests.test_bad_inputs import KEYPOINTS, SHOT, needs_weights
+from tests.contract.test_bad_inputs import KEYPOINTS, SHOT, needs_weights
 
 LSP = list(SMPL24_TO_LSP14)
 

@@ -1,12 +1,12 @@
-"""The add-on's real draw() methods, recorded (tests/layout_recorder.py): every property, operator
+"""The add-on's real draw() methods, recorded (tests/support/layout_recorder.py): every property, operator
 and layout call they use exists, they show what the settings hold, and the README's outline of
 the panel is current."""
 import bpy
 import pytest
 
 from scorehmr_blender import operators
-from tests import blender_scene
-from tests import layout_recorder as recorder
+from tests.support import blender_scene
+from tests.support import layout_recorder as recorder
 
 # blender_versions (repeated on 4.2 and 4.5 LTS): every layout call and property is checked against this Blender's
 # own UI API.

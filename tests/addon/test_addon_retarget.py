@@ -1,7 +1,7 @@
 """Retargeting the SMPL armature onto character rigs, in real bpy (5.x and 4.2).
 
-The SMPL rig comes from a fixture result (tests/result_fixture.py) through the
-importer.  The character rigs come from tests/retarget_rigs.py: a Rigify-like deform rig (metres,
+The SMPL rig comes from a fixture result (tests/support/result_fixture.py) through the
+importer.  The character rigs come from tests/support/retarget_rigs.py: a Rigify-like deform rig (metres,
 Z up, twist segments, two neck bones, extra unmapped bones) and a Mixamo-like rig
 (centimetres, Y up data under a 90 deg X rotation and 0.01 scale, like an FBX
 import), both in an A-pose (arms ~45 deg down) with their own proportions and
@@ -19,8 +19,8 @@ from mathutils import Matrix
 from scorehmr_blender import convert, importer, keyframes, retarget, retarget_presets
 from scorehmr_blender.retarget_presets import MIXAMO, UE5
 from scorehmr_blender.retarget_presets import RIGIFY_DEFORM as RIGIFY
-from tests import blender_scene, result_fixture, retarget_rigs
-from tests.blender_scene import fcurves_of, keys
+from tests.support import blender_scene, result_fixture, retarget_rigs
+from tests.support.blender_scene import fcurves_of, keys
 
 # blender_versions (repeated on 4.2 and 4.5 LTS): constraints, baking and actions (legacy in 4.2, slotted from 4.4)
 # on rigs made in this Blender.
@@ -40,7 +40,7 @@ SMPL_CHAINS = {
 SMPL_LEAVES = ("head", "left_wrist", "right_wrist", "left_foot", "right_foot")
 
 
-# -- test rigs (tests/retarget_rigs.py) ---------------------------------------------------------
+# -- test rigs (tests/support/retarget_rigs.py) ---------------------------------------------------------
 
 build_rig, rigify_like_bones = retarget_rigs.build_rig, retarget_rigs.rigify_like_bones
 mixamo_like_bones, MIXAMO_OBJECT = retarget_rigs.mixamo_like_bones, retarget_rigs.MIXAMO_OBJECT

@@ -62,7 +62,7 @@ def result_arrays(global_orient, body_pose, transl, betas, fps=30.0, camera_in="
     with torch.no_grad():
         posed = bm(pose_to_rotmats(global_orient, body_pose), betas, transl)
         rest = bm(torch.eye(3, dtype=torch.float64).expand(1, 24, 3, 3), betas)
-    info = {"fixture": "tests/result_fixture.py (synthetic, not engine output)", "mode": "video"}
+    info = {"fixture": "tests/support/result_fixture.py (synthetic, not engine output)", "mode": "video"}
     arrays = {
         "global_orient": global_orient.numpy(),
         "body_pose": body_pose.numpy(),
@@ -146,7 +146,7 @@ def write_openpose_folder(folder, keypoints, first_number):
     return folder
 
 
-EXAMPLE_SHOT = Path(__file__).resolve().parents[1] / "examples" / "shot"
+EXAMPLE_SHOT = Path(__file__).resolve().parents[2] / "examples" / "shot"
 
 
 def write_world_result(path):

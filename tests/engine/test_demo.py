@@ -21,7 +21,7 @@ from backend.models.denoiser import Denoiser
 from backend.models.regressor import KeypointRegressor
 from scorehmr_blender.convert import MODEL_TO_BLENDER
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = [ROOT / "backend" / "assets" / n for n in ("regressor.pt", "prior.pt")]
 needs_weights = pytest.mark.skipif(not all(p.is_file() for p in WEIGHTS),
                                    reason="trained weights (backend/assets/regressor.pt, prior.pt) not there yet; "

@@ -24,11 +24,11 @@ from backend.contract.errors import InputError
 from backend.contract.keypoints import load_keypoints
 from backend.contract.observations import load_observations, validate_observations
 from backend.io.shot import load_shot
-from tests.test_io_footage import _rotated_mp4, _variable_rate_mp4, write_video
+from tests.contract.test_io_footage import _rotated_mp4, _variable_rate_mp4, write_video
 
 pytest.importorskip("mediapipe", reason="the detector's mediapipe (requirements/detect.txt) is not installed")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FOOTAGE = ROOT / "examples" / "shot" / "shot.mp4"
 TRUTH = ROOT / "examples" / "shot" / "ground_truth.npz"
 # Measured on the example shot (docs/detector.md): mean 3.4 px, worst joint 5.6 px, every frame found.

@@ -13,7 +13,7 @@ import pytest
 # and UI API change between versions.
 pytestmark = pytest.mark.blender_versions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
