@@ -4,7 +4,7 @@
     .venv/bin/python scripts/panel_outline.py --readme   # write it into README.md (between its markers)
 
 A screenshot needs a GUI build of Blender 4.2+, and the bpy module is background-only, so the
-README shows this outline (tests/test_addon_panel_layout.py checks that it is current).
+README shows this outline (tests/addon/test_addon_panel_layout.py checks that it is current).
 """
 import argparse
 import sys
@@ -15,7 +15,7 @@ import bpy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import scorehmr_blender  # noqa: E402
-from tests import layout_recorder as recorder  # noqa: E402
+from tests.support import layout_recorder as recorder  # noqa: E402
 
 
 def main(argv=None):

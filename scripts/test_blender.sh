@@ -20,4 +20,5 @@ venv=.venv-bpy${series/./}
 
 bash scripts/setup_venv.sh "$venv" requirements/blender-lts.txt "$bpy_pin"
 "$venv/bin/python" -c 'import bpy; print("bpy", bpy.app.version_string)'
-exec "$venv/bin/python" -m pytest -q tests/test_addon*.py tests/test_build_package.py tests/test_build_batch.py "$@"
+exec "$venv/bin/python" -m pytest -q tests/addon tests/shipping/test_build_package.py tests/shipping/test_build_batch.py \
+    "$@"

@@ -10,5 +10,5 @@ its ``Result`` value (``results``) and the one error type (``errors``).
 
 Only the standard library and numpy are imported here, so Blender's own Python
 can use this package without torch, scipy, OpenCV or smplx
-(tests/test_contract.py checks that in a subprocess where they cannot import).
+(tests/contract/test_contract.py checks that in a subprocess where they cannot import).
 """

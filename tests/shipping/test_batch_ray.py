@@ -1,0 +1,140 @@
+"""``python -m backend batch``: clips as Ray tasks on a local cluster of 2 workers the runner starts and
+stops, resumption, a damaged clip failing alone, an interrupt leaving nothing half-written, the Blender
+exports (build.py --result in a Python with bpy)."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from backend.batch import cli
+from backend.batch.clip import ClipOptions
+from backend.batch.runner import SUMMARY_NAME, BatchOptions, Interrupted, run
+from backend.contract.results import read_results
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FRAMES = 4  # per clip: enough to show every step, short enough for a 2-core machine
+FAST = ClipOptions(mode="frame", iterations=1, device="cpu")
+
+
+def shot_frames(count):
+    capture = cv2.VideoCapture(os.path.join(ROOT, "examples", "shot", "shot.mp4"))
+    frames = [capture.read()[1] for _ in range(count)]
+    capture.release()
+    return frames
+
+
+def write_clip(folder, name, first):
+    """FRAMES frames of the example shot from ``first`` as folder/name.mp4 + its keypoints name.npz."""
+    keypoints = dict(np.load(os.path.join(ROOT, "examples", "shot", "keypoints.npz")))
+    writer = cv2.VideoWriter(str(folder / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 24, (640, 360))
+    for frame in shot_frames(first + FRAMES)[first:]:
+        writer.write(frame)
+    writer.release()
+    np.savez(folder / f"{name}.npz", **{**keypoints, "keypoints": keypoints["keypoints"][first:first + FRAMES]})
+
+
+@pytest.fixture
+def clips(tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for index, name in enumerate(("a", "b", "c")):
+        write_clip(folder, name, index * FRAMES)
+    return folder
+
+
+def statuses(summary):
+    return {row["clip"]: row["status"] for row in summary["clips"]}
+
+
+def hidden(out):
+    return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+
+
+def test_batch_on_a_local_cluster_resumes_and_a_damaged_clip_fails_alone(clips, tmp_path, capsys):
+    (clips / "broken.mp4").write_bytes(b"not a video" * 100)
+    np.savez(clips / "broken.npz", **np.load(clips / "a.npz"))
+    out = tmp_path / "out"
+    summary = run(BatchOptions(clips=[str(clips)], out=str(out), keypoints_dir=str(clips), clip=FAST, num_cpus=2,
+                               progress=False))
+    assert statuses(summary) == dict(a="done", b="done", broken="failed", c="done")
+    broken = next(row for row in summary["clips"] if row["clip"] == "broken")
+    assert "broken.mp4" in broken["message"] and "\n" not in broken["message"]
+    assert summary["cluster"] | dict(address=None) == dict(ray=True, address=None, started_here=True, nodes=1,
+                                                           cpus=2.0, gpus=0.0)
+    assert len({row["pid"] for row in summary["clips"]}) == 2, "the clips ran on the cluster's 2 workers"
+    assert not ray.is_initialized(), "the local cluster is stopped after the run"
+    assert json.loads((out / SUMMARY_NAME).read_text()) == summary
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c", SUMMARY_NAME], "nothing of the broken clip"
+    for index, name in enumerate("abc"):
+        assert sorted(p.name for p in (out / name).iterdir()) == sorted([f"{name}.npz", f"{name}.keypoints.npz",
+                                                                         "clip.json"])
+        result = read_results(out / name / f"{name}.npz")
+        assert result["body_pose"].shape[0] == FRAMES
+        np.testing.assert_array_equal(np.load(out / name / f"{name}.keypoints.npz")["keypoints"],
+                                      np.load(clips / f"{name}.npz")["keypoints"])
+        assert json.loads((out / name / "clip.json").read_text())["frames"] == FRAMES
+
+    # Run again through the command line: the three clips are skipped (Ray is not even started).
+    written = {name: (out / name / f"{name}.npz").stat().st_mtime_ns for name in "abc"}
+    args = [str(clips / f"{name}.mp4") for name in "abc"]
+    assert cli.main([*args, "--out", str(out), "--keypoints-dir", str(clips), "--mode", "frame", "--iterations", "1",
+                     "--device", "cpu", "--no-progress"]) == 0
+    again = json.loads((out / SUMMARY_NAME).read_text())
+    assert statuses(again) == dict(a="skipped", b="skipped", c="skipped") and again["cluster"]["ray"] is False
+    assert "3 skipped" in capsys.readouterr().out
+    assert {name: (out / name / f"{name}.npz").stat().st_mtime_ns for name in "abc"} == written
+
+    # Changed inputs or options: refined again (in this process, the same per-clip work).
+    os.utime(clips / "c.npz", ns=(1, 1))
+    changed = run(BatchOptions(clips=args, out=str(out), keypoints_dir=str(clips), clip=FAST, use_ray=False,
+                               progress=False))
+    assert statuses(changed) == dict(a="skipped", b="skipped", c="done")
+    assert (out / "c" / "c.npz").stat().st_mtime_ns != written["c"]
+    assert hidden(out) == []
+
+
+def test_an_interrupt_leaves_no_half_written_clip(clips, tmp_path):
+    out = tmp_path / "out"
+
+    def interrupt_while_a_clip_is_being_written():
+        written = json.loads((out / SUMMARY_NAME).read_text()) if (out / SUMMARY_NAME).exists() else None
+        if written and "done" in statuses(written).values() and any(n.startswith(".partial-") for n in hidden(out)):
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as raised:
+        run(BatchOptions(clips=[str(clips)], out=str(out), keypoints_dir=str(clips), clip=FAST, num_cpus=2,
+                         progress=False), tick=interrupt_while_a_clip_is_being_written)
+    summary = raised.value.summary
+    done = [name for name, status in statuses(summary).items() if status == "done"]
+    assert 1 <= len(done) < 3 and set(statuses(summary).values()) == {"done", "cancelled"}
+    assert summary["interrupted"] is True and json.loads((out / SUMMARY_NAME).read_text()) == summary
+    assert hidden(out) == [], "the clips being written when interrupted left their temp folders"
+    assert sorted(p.name for p in out.iterdir()) == sorted([*done, SUMMARY_NAME])
+    assert not ray.is_initialized()
+
+
+def test_exports_need_blender_and_say_so(clips, tmp_path):
+    summary = run(BatchOptions(clips=[str(clips / "a.mp4")], out=str(tmp_path / "out"), keypoints_dir=str(clips),
+                               clip=ClipOptions(mode="frame", bvh=True, blender=str(tmp_path / "no-blender")),
+                               use_ray=False, progress=False))
+    (row,) = summary["clips"]
+    assert row["status"] == "failed" and row["message"].startswith("--blend/--bvh/--fbx need Blender")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [SUMMARY_NAME]
+
+
+def test_blend_and_bvh_are_exported_with_bpy(clips, tmp_path):
+    pytest.importorskip("bpy")
+    out = tmp_path / "out"
+    summary = run(BatchOptions(clips=[str(clips / "b.mp4")], out=str(out), keypoints_dir=str(clips),
+                               clip=FAST.__class__(**{**FAST.keyed(), "blend": True, "bvh": True}), use_ray=False,
+                               progress=False))
+    assert statuses(summary) == dict(b="done"), summary["clips"][0]["message"]
+    assert sorted(p.name for p in (out / "b").iterdir()) == ["b.blend", "b.bvh", "b.keypoints.npz", "b.npz",
+                                                             "clip.json"]
+    bvh = (out / "b" / "b.bvh").read_text()
+    assert bvh.startswith("HIERARCHY") and f"Frames: {FRAMES}" in bvh

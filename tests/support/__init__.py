@@ -1,0 +1,1 @@
+"""What the tests share: Blender scenes, the layout recorder, result files, character rigs, SMPL stand-ins."""
