@@ -115,6 +115,8 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
         imported = _build(context, res, name, frames, onto_rig, with_camera, clip, motion, motion_to_world,
                           camera_to_world, resample=timing == 'RESAMPLE')
         imported.world = world is not None
+        if world is not None and world.foot_contacts is not None:  # where the retarget pins a character's feet
+            keyframes.store_contacts(imported.action, frames, world.foot_contacts)
         if prepare_scene:
             M = motion_to_world
             pelvis = (res.rest_joints[0] + motion[2]) @ M[:3, :3].T + M[:3, 3]
