@@ -384,6 +384,7 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
     user.  Rigify IK/FK switches of mapped FK controls are set to FK and keyed.
     Returns the new Action."""
     source, target = source_armature_obj, target_armature_obj
+    bpy.context.view_layer.update()  # world matrices of objects just linked or moved
     for obj in (source, target):
         if obj is None or obj.type != 'ARMATURE':
             raise ValueError("retarget needs two armature objects")
@@ -645,6 +646,14 @@ def _plan(source, target, mapping):
             "src_foot_rest": foot_rest, "src_standing": root_height, "tgt_rest_heads": tgt_heads,
             "tgt_feet": tgt_feet, "tgt_floor": min((tgt_heads[t][2] for t in tgt_feet), default=0.0),
             "src_feet_standing": np.array([src_heads[j][2] - foot_rest for j in FOOT_JOINTS if j in src_heads])}
+
+
+def deformed_meshes(armature_obj, objects):
+    """The mesh objects among ``objects`` that ``armature_obj`` deforms (an Armature modifier on
+    it) or that are parented to it."""
+    return [obj for obj in objects if obj.type == 'MESH' and (
+        obj.parent == armature_obj
+        or any(m.type == 'ARMATURE' and m.object == armature_obj for m in obj.modifiers))]
 
 
 def leg_ratio(source, target, mapping):
