@@ -14,9 +14,10 @@ orientation along the file's axes (BVH's convention) and rotates by its pose's
 change from rest relative to its parent's.
 
 FBX: Blender's exporter, unsimplified (bake_anim_simplify_factor=0: its default
-of 1 drops keys, losing up to 11.5 mm on the example shot).  It writes frame f
-at time f / fps; Blender's FBX importer adds its Animation Offset (1 frame by
-default: import with anim_offset=0 to get the frames back as they were).  The
+of 1 drops keys, losing up to 11.5 mm on the example shot).  Frame f is written
+at time (f - 1) / fps (the keys are moved a frame earlier while it bakes), so
+Blender's FBX importer, which adds its Animation Offset (1 frame by default),
+gives the frames back as they were, as a file of Blender's own exporter does.  The
 exporter works on the context (the selected objects) and bakes the scene's
 frame range, so it runs under ``context.temp_override`` with the armature
 active and selected, over its action's frame range; the scene's frame range,
@@ -31,8 +32,13 @@ from pathlib import Path
 
 import addon_utils
 import bpy
+import numpy as np
 from mathutils import Matrix
 
+from . import keyframes
+
+# Frames earlier than the scene's an FBX is written at: Blender's importer adds one by default.
+FBX_TIME_OFFSET = 1
 # World (Blender: Z up, -Y front) -> BVH file axes, per up axis.
 AXES = {'Y': Matrix(((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))), 'Z': Matrix.Identity(3)}
 
@@ -186,14 +192,43 @@ def export_fbx(armature_obj, path, *, overwrite=False, frame_start=None, frame_e
                "bake_anim_simplify_factor": 0.0, "add_leaf_bones": add_leaf_bones, **fbx_options}
     scene = bpy.context.scene
     kept = scene.frame_start, scene.frame_end
-    with _exporting(armature_obj, [armature_obj, *meshes]) as override:
-        scene.frame_start, scene.frame_end = first, last  # the exporter bakes the scene's range
+    with _exporting(armature_obj, [armature_obj, *meshes]) as override, \
+            _keys_moved(armature_obj.animation_data.action, -FBX_TIME_OFFSET):
+        # The exporter bakes the scene's range, at time frame / fps.
+        scene.frame_start, scene.frame_end = first - FBX_TIME_OFFSET, last - FBX_TIME_OFFSET
         try:
             with bpy.context.temp_override(**override):
                 result = bpy.ops.export_scene.fbx(filepath=str(path), check_existing=False, **options)
         finally:
             scene.frame_start, scene.frame_end = kept
     return _written(result, path, "FBX")
+
+
+@contextmanager
+def _keys_moved(action, frames):
+    """Every key (and its handles) of ``action`` moved by ``frames`` for the ``with`` block."""
+    curves = _fcurves(action)
+
+    def move(by):
+        for fcurve in curves:
+            for attribute in ("co", "handle_left", "handle_right"):
+                values = np.empty(2 * len(fcurve.keyframe_points), dtype=np.float32)
+                fcurve.keyframe_points.foreach_get(attribute, values)
+                values[0::2] += by
+                fcurve.keyframe_points.foreach_set(attribute, values)
+            fcurve.update()
+    move(frames)
+    try:
+        yield
+    finally:
+        move(-frames)
+
+
+def _fcurves(action):
+    """An action's F-curves, legacy (4.2) or layered (4.4+) layout."""
+    if not keyframes.LAYERED_ACTIONS:
+        return list(action.fcurves)
+    return [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves]
 
 
 def _target_path(path, overwrite):

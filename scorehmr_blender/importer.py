@@ -17,7 +17,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import armature, camera, convert, keyframes, result, scene_setup, staging
+from . import armature, camera, convert, keyframes, result, retarget_ops, scene_setup, staging
 
 # bpy.data collections an import adds to (removed again on failure).
 _DATA = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "worlds", "lights", "collections")
@@ -146,6 +146,7 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     if update_scene_duration:
         scene.frame_start, scene.frame_end = math.floor(keyed[0]), math.ceil(keyed[-1])
 
+    retarget_ops.offer_source(scene, rig)
     for obj in context.view_layer.objects:
         obj.select_set(False)
     rig.select_set(True)

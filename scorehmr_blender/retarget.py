@@ -344,9 +344,13 @@ def check_mapping(source, target, mapping):
     if not mapping:
         raise ValueError(f"no bones of '{target.name}' are mapped")
     missing = [s for s in mapping if s not in source.data.bones]
-    missing += [t for t in mapping.values() if t not in target.data.bones]
     if missing:
-        raise ValueError(f"bones not found on the armatures: {', '.join(missing)}")
+        raise ValueError(f"bones not found on '{source.name}': {', '.join(missing)}")
+    missing = [t for t in mapping.values() if t not in target.data.bones]
+    if missing:
+        raise ValueError(f"the mapping is for another character: '{target.name}' has no bones "
+                         f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} ({len(missing)} missing); "
+                         "press Build Mapping")
     return mapping
 
 
@@ -392,14 +396,11 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
             raise ValueError(f"'{obj.name}' is in Edit Mode")
     if source == target:
         raise ValueError("the source and target armature are the same object")
-    action = source.animation_data.action if source.animation_data else None
-    if action is None:
-        raise ValueError(f"'{source.name}' has no action to retarget")
+    action, (start, end) = source_action(source)
     if mapping is None:
         mapping, _ = build_mapping(target, preset)
     mapping = check_mapping(source, target, dict(mapping))
     if frames is None:
-        start, end = action.frame_range
         frames = np.arange(math.floor(start), math.ceil(end) + 1)
     frames = np.asarray(frames, dtype=np.float64)
 
@@ -447,6 +448,20 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
         contacts = source_contacts(action, frames, src_heads[:, len(plan["sources"]):], plan["src_feet_standing"])
         _pin_feet(target, frames, plan, legs, contacts, wanted, heads_armature, Q, locations, curves)
     return new
+
+
+def source_action(source):
+    """(action, (first, last) scene frames) of the motion on ``source``: its active action, else
+    the one action its NLA strips play (pushed down) over the strips' frames; ValueError if none."""
+    anim = source.animation_data
+    if anim is not None and anim.action is not None:
+        return anim.action, tuple(anim.action.frame_range)
+    strips = [strip for track in (anim.nla_tracks if anim else ()) for strip in track.strips if strip.action]
+    actions = {strip.action for strip in strips}
+    if len(actions) != 1:
+        how = f"{len(actions)} actions in its NLA tracks: make one active" if actions else "no action to retarget"
+        raise ValueError(f"'{source.name}' has {how}")
+    return strips[0].action, (min(s.frame_start for s in strips), max(s.frame_end for s in strips))
 
 
 def _scatter(plan, wanted):
