@@ -23,6 +23,10 @@ frame range, so it runs under ``context.temp_override`` with the armature
 active and selected, over its action's frame range; the scene's frame range,
 frame and selection are restored after.
 
+BVH holds the deform skeleton when only some bones deform (a Rigify rig's DEF- bones
+under their nearest deform ancestors: its controls and mechanism bones stay out),
+its root moving as the rig does.
+
 Neither writes over an existing file unless asked to.
 """
 
@@ -81,22 +85,44 @@ def export_bvh(armature_obj, path, *, overwrite=False, frame_start=None, frame_e
     return path
 
 
+def skeleton(armature_obj):
+    """{bone name: parent name or None} of the bones a BVH holds: the deform bones, each under its
+    nearest deform ancestor, when only some bones deform (a Rigify rig's DEF- bones, not its
+    controls and mechanism); else every bone."""
+    bones = armature_obj.data.bones
+    keep = {b.name for b in bones if b.use_deform}
+    if not keep or len(keep) == len(bones):
+        keep = set(bones.keys())
+    parents = {}
+    for bone in bones:
+        if bone.name in keep:
+            parent = bone.parent
+            while parent is not None and parent.name not in keep:
+                parent = parent.parent
+            parents[bone.name] = parent.name if parent else None
+    return parents
+
+
 def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_only):
     """The BVH file's text for frames first..last of ``obj`` (see the module docstring)."""
-    roots = [b for b in obj.data.bones if b.parent is None]
-    bones = [bone for root in roots for bone in _depth_first(root)]
+    parents = skeleton(obj)
+    children = {name: [c for c, p in parents.items() if p == name] for name in parents}
+    roots = [obj.data.bones[n] for n, p in parents.items() if p is None]
+    bones = [obj.data.bones[n] for root in roots for n in _depth_first(root.name, children)]
     order = {b.name: _euler_order(obj.pose.bones[b.name], rotate_mode) for b in bones}
-    moves = {b.name: b.parent is None or not (b.use_connect or root_transform_only) for b in bones}
+    moves = {b.name: parents[b.name] is None or not (
+        (b.use_connect and b.parent.name == parents[b.name]) or root_transform_only) for b in bones}
 
     world = obj.matrix_world.copy()
     rest_heads = {b.name: world @ b.head_local for b in bones}
     lines = ["HIERARCHY"]
+    joint = (children, parents, rest_heads, world, axes, scale, order, moves)
     if len(roots) == 1:
-        _bvh_joint(lines, roots[0], rest_heads, world, axes, scale, order, moves, 0)
+        _bvh_joint(lines, roots[0], *joint, 0)
     else:  # BVH has one root: a still one at the origin holds the armature's root bones (as Blender's exporter)
         lines += [f"ROOT {_unused_name(rest_heads)}", "{", "\tOFFSET 0.000000 0.000000 0.000000", "\tCHANNELS 0"]
         for root in roots:
-            _bvh_joint(lines, root, rest_heads, world, axes, scale, order, moves, 1)
+            _bvh_joint(lines, root, *joint, 1)
         lines.append("}")
     lines += ["MOTION", f"Frames: {last - first + 1}", f"Frame Time: {1.0 / fps:.6f}"]
 
@@ -110,11 +136,11 @@ def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_on
         change = {name: _rotation(m) @ rest[name].transposed() for name, m in posed.items()}  # world axes
         values = []
         for bone in bones:
-            name, parent = bone.name, bone.parent
-            local = change[name] if parent is None else change[parent.name].transposed() @ change[name]
+            name, parent = bone.name, parents[bone.name]
+            local = change[name] if parent is None else change[parent].transposed() @ change[name]
             if moves[name]:
                 offset = posed[name].translation if parent is None else (
-                    change[parent.name].transposed() @ (posed[name].translation - posed[parent.name].translation))
+                    change[parent].transposed() @ (posed[name].translation - posed[parent].translation))
                 values += list(axes @ offset * scale)
             # Euler order reversed: Blender's 'ZYX' is R = X Y Z, what channels "X Y Z" mean in BVH.
             compatible = (previous[name],) if name in previous else ()  # no jumps between frames
@@ -124,20 +150,22 @@ def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_on
     return "\n".join(lines) + "\n"
 
 
-def _bvh_joint(lines, bone, rest_heads, world, axes, scale, order, moves, depth):
-    """Append the HIERARCHY block of ``bone`` and its children (rest offsets in file axes)."""
+def _bvh_joint(lines, bone, children, parents, rest_heads, world, axes, scale, order, moves, depth):
+    """Append the HIERARCHY block of ``bone`` and its children (skeleton() names; rest offsets in
+    file axes)."""
     indent = "\t" * depth
     head = rest_heads[bone.name]
-    offset = head * 0.0 if bone.parent is None else head - rest_heads[bone.parent.name]
+    offset = head * 0.0 if parents[bone.name] is None else head - rest_heads[parents[bone.name]]
     lines.append(f"{indent}{'JOINT' if depth else 'ROOT'} {bone.name}")
     lines.append(f"{indent}{{")
     lines.append(f"{indent}\tOFFSET {_vector(axes @ offset * scale)}")
     rotations = " ".join(f"{axis}rotation" for axis in order[bone.name])
     positions = "Xposition Yposition Zposition " if moves[bone.name] else ""
     lines.append(f"{indent}\tCHANNELS {6 if moves[bone.name] else 3} {positions}{rotations}")
-    for child in bone.children:
-        _bvh_joint(lines, child, rest_heads, world, axes, scale, order, moves, depth + 1)
-    if not bone.children:
+    for child in children[bone.name]:
+        _bvh_joint(lines, bone.id_data.bones[child], children, parents, rest_heads, world, axes, scale, order,
+                   moves, depth + 1)
+    if not children[bone.name]:
         tail = world @ bone.tail_local - head
         lines += [f"{indent}\tEnd Site", f"{indent}\t{{", f"{indent}\t\tOFFSET {_vector(axes @ tail * scale)}",
                   f"{indent}\t}}"]
@@ -148,11 +176,11 @@ def _unused_name(names):
     return next(name for name in (f"__{i}" for i in range(len(names) + 1)) if name not in names)
 
 
-def _depth_first(bone):
-    """``bone`` and its descendants in the order BVH writes them."""
-    out = [bone]
-    for child in bone.children:
-        out += _depth_first(child)
+def _depth_first(name, children):
+    """``name`` and its descendants ({name: [child names]}) in the order BVH writes them."""
+    out = [name]
+    for child in children[name]:
+        out += _depth_first(child, children)
     return out
 
 

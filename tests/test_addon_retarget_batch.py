@@ -69,41 +69,45 @@ def hips_world(rig):
     return retarget.sample_pose(rig, [HIPS], FRAMES)[1][:, 0]
 
 
-def panel_retarget(shot, rig):
-    """Import the shot and retarget onto ``rig`` with the panel's operator; returns the SMPL rig."""
+def panel_retarget(shot, parented, settle, script=False):
+    """Import the shot, make the character (``settle``: update the view layer after) and retarget
+    onto it with the panel's operator (``script``: retarget.retarget(), as a script does); returns
+    the character."""
     smpl = importer.import_result(bpy.context, str(shot), frame_start=1, add_camera=False).armature
+    rig = character(parented)
+    if settle:
+        bpy.context.view_layer.update()
     settings = bpy.context.scene.refine_motion_retarget
     settings.source, settings.target = smpl, rig
-    assert bpy.ops.refinemotion.retarget() == {'FINISHED'}
-    return smpl
+    if script:
+        retarget.retarget(smpl, rig)
+    else:
+        assert bpy.ops.refinemotion.retarget() == {'FINISHED'}
+    return rig
 
 
-@pytest.mark.parametrize("parented", [False, True])
-def test_panel_retarget_reads_a_character_just_moved(shot, parented):
+@pytest.mark.parametrize("parented, script", [(False, False), (True, False), (True, True)])
+def test_panel_retarget_reads_a_character_just_moved(shot, parented, script):
     """The character's object is turned and scaled (and parented) right before Retarget, as a script
     or an import does: the bake reads its evaluated world matrix, so the result is the same as
     after the view layer updated."""
     blender_scene.fresh_scene(30)
-    settled = character(parented)
-    bpy.context.view_layer.update()
-    panel_retarget(shot, settled)
-    expected = hips_world(settled)
-
+    expected = hips_world(panel_retarget(shot, parented, settle=True))
     blender_scene.fresh_scene(30)
-    rig = character(parented)  # no view layer update between building it and Retarget
-    panel_retarget(shot, rig)
+    rig = panel_retarget(shot, parented, settle=False, script=script)  # no view layer update before Retarget
     np.testing.assert_allclose(hips_world(rig), expected, atol=1e-5)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parented", [False, True])
-def test_batch_retarget_lands_the_character_where_the_panel_does(shot, tmp_path, parented):
+@pytest.mark.parametrize("parented, in_place", [(False, False), (True, True)])
+def test_batch_retarget_lands_the_character_where_the_panel_does(shot, tmp_path, parented, in_place):
     """A Mixamo FBX-style character (turned 90 deg about X, scale 0.01; also under a turned, scaled
-    Empty) retargeted by the batch stands and travels as the panel's Retarget makes it; only the
-    character (its armature, its mesh and the Empty it hangs under) is linked into the scene."""
+    Empty, retargeted In Place) retargeted by the batch stands and travels as the panel's Retarget
+    makes it; only the character (its armature, its mesh and the Empty it hangs under) is linked."""
     blend = tmp_path / "character.blend"
     name = character_file(blend, parented)
-    proc = run_build("--result", shot, "--out", tmp_path / "out.blend", "--retarget", blend, "--in-place")
+    proc = run_build("--result", shot, "--out", tmp_path / "out.blend", "--retarget", blend,
+                     *(["--in-place"] if in_place else []))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     blender_scene.fresh_scene(30)
@@ -111,14 +115,14 @@ def test_batch_retarget_lands_the_character_where_the_panel_does(shot, tmp_path,
     batch_rig = bpy.data.objects[name]
     linked = {obj.name for obj in bpy.context.scene.objects if obj.type in ('ARMATURE', 'MESH', 'EMPTY')
               and not obj.name.startswith("Refine Motion")}  # the import's ground plane
-    assert linked == {"Shot", "Shot_body", name, "MixamoBody", *(["Holder"] if parented else [])}, linked
     got = hips_world(batch_rig)
 
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     smpl = importer.import_result(bpy.context, str(shot), frame_start=1, add_camera=False).armature
     rig = bpy.data.objects[name]
-    retarget.retarget(smpl, rig, in_place=True)
+    retarget.retarget(smpl, rig, in_place=in_place)
     np.testing.assert_allclose(got, hips_world(rig), atol=1e-4)
+    assert linked == {"Shot", "Shot_body", name, "MixamoBody", *(["Holder"] if parented else [])}, linked
     blender_scene.fresh_scene(30)
 
 
