@@ -340,7 +340,7 @@ def bone_mapping(character, preset):
         raise BatchError(f"--retarget {character.name}: {how} maps none of its bones; try another --preset")
     if missing := retarget_presets.unmapped_limbs(mapping):
         raise BatchError(f"--retarget {character.name}: {how} leaves {', '.join(missing)} unmapped "
-                         f"(it maps {len(mapping)} bones); try another --preset")
+                         f"({len(mapping)} bone{'s' * (len(mapping) != 1)} mapped); try another --preset")
     return mapping
 
 
