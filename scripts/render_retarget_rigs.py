@@ -66,15 +66,17 @@ def main():
     smpl.location = np.array(smpl.location) - np.array([pelvis[0], pelvis[1], lowest])
     colors = ((0.2, 0.5, 0.9, 1), (0.3, 0.75, 0.35, 1), (0.9, 0.55, 0.2, 1), (0.7, 0.35, 0.8, 1),
               (0.85, 0.3, 0.3, 1))
-    for (name, (rig, deform)), color in zip(retarget_rigs.five_rigs(folder).items(), colors):
+    for (name, (rig, _)), color in zip(retarget_rigs.five_rigs(folder).items(), colors):
         retarget.retarget(smpl, rig)
         drawn = [b.name for b in rig.data.bones if b.use_deform and (
             not b.name.startswith("DEF-") or b.name[4:].split(".")[0] in RIGIFY_BODY)]
         if name == "Rigify metarig":
             drawn = [b.name for b in rig.data.bones if b.name.split(".")[0] in RIGIFY_BODY]
         bone_boxes(rig, drawn, color)
+    for obj in [o for o in scene.objects if o.name.startswith("Refine Motion Ground")]:
+        bpy.data.objects.remove(obj)  # the import's ground, under the SMPL rig only: one floor under all
     floor = bpy.data.objects.new("Floor", bpy.data.meshes.new("Floor"))
-    floor.data.from_pydata([(-1.0, -1.5, 0.0), (6.6, -1.5, 0.0), (6.6, 1.5, 0.0), (-1.0, 1.5, 0.0)], [],
+    floor.data.from_pydata([(-3.0, -3.0, 0.0), (9.0, -3.0, 0.0), (9.0, 6.0, 0.0), (-3.0, 6.0, 0.0)], [],
                            [(0, 1, 2, 3)])
     scene.collection.objects.link(floor)
     for child in smpl.children:

@@ -217,13 +217,15 @@ def test_characters_keep_their_feet_where_smpl_does(five, name, in_place):
     assert -0.005 < low.min() < 0.005
 
 
-def test_rigify_bvh_is_its_deform_skeleton_with_root_motion(shot, tmp_path):
+def test_rigify_bvh_is_its_deform_skeleton_with_root_motion(five, tmp_path):
     """The generated Rigify rig's BVH holds its DEF bones (no controls, mechanism or widgets) and its
     root motion: Blender's BVH import gives back every DEF bone head within 1 mm."""
     from scorehmr_blender import export
 
-    rigs, _, _ = shot
-    rig, _ = rigs["generated Rigify"]
+    rig, _, actions = five[0]["generated Rigify"]
+    rig.animation_data.action = actions[False]
+    if hasattr(rig.animation_data, "action_slot") and actions[False].slots:
+        rig.animation_data.action_slot = actions[False].slots[0]
     text = export.export_bvh(rig, tmp_path / "rigify.bvh").read_text()
     deform = [b.name for b in rig.data.bones if b.use_deform]
     assert text.count("JOINT ") + text.count("ROOT ") == len(deform)
