@@ -273,6 +273,9 @@ def refine_parser():
                         help="retarget onto the first armature of this .blend (BVH/FBX then export it)")
     parser.add_argument("--preset", help="bone preset for --retarget: rigify, rigify_metarig, rigify_deform, mixamo "
                                          "or ue5 (default: detected, else by the skeleton's shape)")
+    parser.add_argument("--in-place", action="store_true",
+                        help="with --retarget: keep the character over its rest position (only its height follows "
+                             "the motion) instead of travelling like the SMPL rig")
     parser.add_argument("--mode", choices=("video", "frame"), default="video", help="engine mode")
     parser.add_argument("--frames", type=_frames_option, metavar="START:STOP|overlap",
                         help="footage frames to refine (0-based, STOP excluded), or 'overlap': the frames both "

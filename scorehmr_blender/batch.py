@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 
-from . import export, refine, result, retarget, staging
+from . import export, refine, result, retarget, retarget_presets, staging
 # Everything the batch takes from the engine runner, in one place.
 from backend.contract import observations
 from backend.contract.frames import FrameRange
@@ -66,6 +66,7 @@ class Options:
     fbx: str = None
     retarget: str = None            # character .blend: its first armature receives the motion
     preset: str = None              # bone-name preset for retarget
+    in_place: bool = False          # retarget in place (only the height follows the motion)
     mode: str = "video"             # video | frame
     frames: object = None           # FrameRange of footage frames, 'overlap' or None (all)
     first_frame: object = "auto"    # the keypoint files' number of footage frame 0, or "auto" (contract.shot)
@@ -176,6 +177,8 @@ def _check_outputs(shots, force):
 def _check_option_combinations(options):
     if options.preset and not options.retarget:
         raise BatchError("--preset goes with --retarget")
+    if options.in_place and not options.retarget:
+        raise BatchError("--in-place goes with --retarget")
     if options.focal_length is not None and options.fov is not None:
         raise BatchError("give --focal-length or --fov, not both")
     if options.result:
@@ -311,7 +314,10 @@ def _given_result(path):
 
 
 def load_character(path):
-    """Append the objects of a character .blend to the scene; returns its first armature object."""
+    """Link the character of a .blend into the scene: its armature (the one that deforms a mesh, the
+    one with most bones of those) and the meshes it deforms; the rest of the file (a Rigify rig's
+    widgets, its metarig) is loaded as data only.  Returns the armature object, its world matrix
+    evaluated (a Mixamo FBX import is turned and scaled by its object)."""
     path = Path(path)
     if not path.is_file():
         raise BatchError(f"--retarget {path}: file not found")
@@ -320,13 +326,19 @@ def load_character(path):
             loaded.objects = list(source.objects)
     except OSError as ex:
         raise BatchError(f"--retarget {path.name}: not a .blend file Blender can read ({ex})") from None
-    armatures = [obj for obj in loaded.objects if obj is not None and obj.type == 'ARMATURE']
+    objects = [obj for obj in loaded.objects if obj is not None]
+    armatures = [obj for obj in objects if obj.type == 'ARMATURE']
     if not armatures:
         raise BatchError(f"--retarget {path.name}: has no armature object")
-    for obj in loaded.objects:
-        if obj is not None:
-            bpy.context.scene.collection.objects.link(obj)
-    return armatures[0]
+    meshes = {arm: retarget.deformed_meshes(arm, objects) for arm in armatures}
+    character = max(armatures, key=lambda arm: (bool(meshes[arm]), len(arm.data.bones)))
+    parents = []
+    while (parent := (parents or [character])[-1].parent) is not None:  # a rig under an Empty keeps it
+        parents.append(parent)
+    for obj in (*parents, character, *meshes[character]):
+        bpy.context.scene.collection.objects.link(obj)
+    bpy.context.view_layer.update()  # world matrices are identity until the view layer is evaluated
+    return character
 
 
 def bone_mapping(character, preset):
@@ -336,9 +348,12 @@ def bone_mapping(character, preset):
         mapping, _ = retarget.build_mapping(character, preset)
     except ValueError as ex:
         raise BatchError(f"--preset: {ex}") from None
+    how = f"the preset '{preset}'" if preset else "automatic mapping"
     if not mapping:
-        how = f"the preset '{preset}'" if preset else "automatic mapping"
         raise BatchError(f"--retarget {character.name}: {how} maps none of its bones; try another --preset")
+    if missing := retarget_presets.unmapped_limbs(mapping):
+        raise BatchError(f"--retarget {character.name}: {how} leaves {', '.join(missing)} unmapped "
+                         f"({len(mapping)} bone{'s' * (len(mapping) != 1)} mapped); try another --preset")
     return mapping
 
 
@@ -463,7 +478,7 @@ def run_shot(context, options, shot, runner, exporters):
         exported = load_character(options.retarget)
         mapping = bone_mapping(exported, options.preset)
         try:
-            retarget.retarget(imported.armature, exported, mapping=mapping)
+            retarget.retarget(imported.armature, exported, mapping=mapping, in_place=options.in_place)
         except ValueError as ex:
             raise RefineError(f"retarget onto {exported.name}: {ex}") from None
         warnings += retarget.mapping_warnings(exported, mapping)

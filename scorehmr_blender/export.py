@@ -14,13 +14,18 @@ orientation along the file's axes (BVH's convention) and rotates by its pose's
 change from rest relative to its parent's.
 
 FBX: Blender's exporter, unsimplified (bake_anim_simplify_factor=0: its default
-of 1 drops keys, losing up to 11.5 mm on the example shot).  It writes frame f
-at time f / fps; Blender's FBX importer adds its Animation Offset (1 frame by
-default: import with anim_offset=0 to get the frames back as they were).  The
+of 1 drops keys, losing up to 11.5 mm on the example shot).  Frame f is written
+at time (f - 1) / fps (the keys are moved a frame earlier while it bakes), so
+Blender's FBX importer, which adds its Animation Offset (1 frame by default),
+gives the frames back as they were, as a file of Blender's own exporter does.  The
 exporter works on the context (the selected objects) and bakes the scene's
 frame range, so it runs under ``context.temp_override`` with the armature
 active and selected, over its action's frame range; the scene's frame range,
 frame and selection are restored after.
+
+BVH holds the deform skeleton when only some bones deform (a Rigify rig's DEF- bones
+under their nearest deform ancestors: its controls and mechanism bones stay out),
+its root moving as the rig does.
 
 Neither writes over an existing file unless asked to.
 """
@@ -31,8 +36,13 @@ from pathlib import Path
 
 import addon_utils
 import bpy
+import numpy as np
 from mathutils import Matrix
 
+from . import keyframes
+
+# Frames earlier than the scene's an FBX is written at: Blender's importer adds one by default.
+FBX_TIME_OFFSET = 1
 # World (Blender: Z up, -Y front) -> BVH file axes, per up axis.
 AXES = {'Y': Matrix(((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))), 'Z': Matrix.Identity(3)}
 
@@ -75,22 +85,44 @@ def export_bvh(armature_obj, path, *, overwrite=False, frame_start=None, frame_e
     return path
 
 
+def skeleton(armature_obj):
+    """{bone name: parent name or None} of the bones a BVH holds: the deform bones, each under its
+    nearest deform ancestor, when only some bones deform (a Rigify rig's DEF- bones, not its
+    controls and mechanism); else every bone."""
+    bones = armature_obj.data.bones
+    keep = {b.name for b in bones if b.use_deform}
+    if not keep or len(keep) == len(bones):
+        keep = set(bones.keys())
+    parents = {}
+    for bone in bones:
+        if bone.name in keep:
+            parent = bone.parent
+            while parent is not None and parent.name not in keep:
+                parent = parent.parent
+            parents[bone.name] = parent.name if parent else None
+    return parents
+
+
 def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_only):
     """The BVH file's text for frames first..last of ``obj`` (see the module docstring)."""
-    roots = [b for b in obj.data.bones if b.parent is None]
-    bones = [bone for root in roots for bone in _depth_first(root)]
+    parents = skeleton(obj)
+    children = {name: [c for c, p in parents.items() if p == name] for name in parents}
+    roots = [obj.data.bones[n] for n, p in parents.items() if p is None]
+    bones = [obj.data.bones[n] for root in roots for n in _depth_first(root.name, children)]
     order = {b.name: _euler_order(obj.pose.bones[b.name], rotate_mode) for b in bones}
-    moves = {b.name: b.parent is None or not (b.use_connect or root_transform_only) for b in bones}
+    moves = {b.name: parents[b.name] is None or not (
+        (b.use_connect and b.parent.name == parents[b.name]) or root_transform_only) for b in bones}
 
     world = obj.matrix_world.copy()
     rest_heads = {b.name: world @ b.head_local for b in bones}
     lines = ["HIERARCHY"]
+    joint = (children, parents, rest_heads, world, axes, scale, order, moves)
     if len(roots) == 1:
-        _bvh_joint(lines, roots[0], rest_heads, world, axes, scale, order, moves, 0)
+        _bvh_joint(lines, roots[0], *joint, 0)
     else:  # BVH has one root: a still one at the origin holds the armature's root bones (as Blender's exporter)
         lines += [f"ROOT {_unused_name(rest_heads)}", "{", "\tOFFSET 0.000000 0.000000 0.000000", "\tCHANNELS 0"]
         for root in roots:
-            _bvh_joint(lines, root, rest_heads, world, axes, scale, order, moves, 1)
+            _bvh_joint(lines, root, *joint, 1)
         lines.append("}")
     lines += ["MOTION", f"Frames: {last - first + 1}", f"Frame Time: {1.0 / fps:.6f}"]
 
@@ -104,11 +136,11 @@ def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_on
         change = {name: _rotation(m) @ rest[name].transposed() for name, m in posed.items()}  # world axes
         values = []
         for bone in bones:
-            name, parent = bone.name, bone.parent
-            local = change[name] if parent is None else change[parent.name].transposed() @ change[name]
+            name, parent = bone.name, parents[bone.name]
+            local = change[name] if parent is None else change[parent].transposed() @ change[name]
             if moves[name]:
                 offset = posed[name].translation if parent is None else (
-                    change[parent.name].transposed() @ (posed[name].translation - posed[parent.name].translation))
+                    change[parent].transposed() @ (posed[name].translation - posed[parent].translation))
                 values += list(axes @ offset * scale)
             # Euler order reversed: Blender's 'ZYX' is R = X Y Z, what channels "X Y Z" mean in BVH.
             compatible = (previous[name],) if name in previous else ()  # no jumps between frames
@@ -118,20 +150,22 @@ def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_on
     return "\n".join(lines) + "\n"
 
 
-def _bvh_joint(lines, bone, rest_heads, world, axes, scale, order, moves, depth):
-    """Append the HIERARCHY block of ``bone`` and its children (rest offsets in file axes)."""
+def _bvh_joint(lines, bone, children, parents, rest_heads, world, axes, scale, order, moves, depth):
+    """Append the HIERARCHY block of ``bone`` and its children (skeleton() names; rest offsets in
+    file axes)."""
     indent = "\t" * depth
     head = rest_heads[bone.name]
-    offset = head * 0.0 if bone.parent is None else head - rest_heads[bone.parent.name]
+    offset = head * 0.0 if parents[bone.name] is None else head - rest_heads[parents[bone.name]]
     lines.append(f"{indent}{'JOINT' if depth else 'ROOT'} {bone.name}")
     lines.append(f"{indent}{{")
     lines.append(f"{indent}\tOFFSET {_vector(axes @ offset * scale)}")
     rotations = " ".join(f"{axis}rotation" for axis in order[bone.name])
     positions = "Xposition Yposition Zposition " if moves[bone.name] else ""
     lines.append(f"{indent}\tCHANNELS {6 if moves[bone.name] else 3} {positions}{rotations}")
-    for child in bone.children:
-        _bvh_joint(lines, child, rest_heads, world, axes, scale, order, moves, depth + 1)
-    if not bone.children:
+    for child in children[bone.name]:
+        _bvh_joint(lines, bone.id_data.bones[child], children, parents, rest_heads, world, axes, scale, order,
+                   moves, depth + 1)
+    if not children[bone.name]:
         tail = world @ bone.tail_local - head
         lines += [f"{indent}\tEnd Site", f"{indent}\t{{", f"{indent}\t\tOFFSET {_vector(axes @ tail * scale)}",
                   f"{indent}\t}}"]
@@ -142,11 +176,11 @@ def _unused_name(names):
     return next(name for name in (f"__{i}" for i in range(len(names) + 1)) if name not in names)
 
 
-def _depth_first(bone):
-    """``bone`` and its descendants in the order BVH writes them."""
-    out = [bone]
-    for child in bone.children:
-        out += _depth_first(child)
+def _depth_first(name, children):
+    """``name`` and its descendants ({name: [child names]}) in the order BVH writes them."""
+    out = [name]
+    for child in children[name]:
+        out += _depth_first(child, children)
     return out
 
 
@@ -186,14 +220,43 @@ def export_fbx(armature_obj, path, *, overwrite=False, frame_start=None, frame_e
                "bake_anim_simplify_factor": 0.0, "add_leaf_bones": add_leaf_bones, **fbx_options}
     scene = bpy.context.scene
     kept = scene.frame_start, scene.frame_end
-    with _exporting(armature_obj, [armature_obj, *meshes]) as override:
-        scene.frame_start, scene.frame_end = first, last  # the exporter bakes the scene's range
+    with _exporting(armature_obj, [armature_obj, *meshes]) as override, \
+            _keys_moved(armature_obj.animation_data.action, -FBX_TIME_OFFSET):
+        # The exporter bakes the scene's range, at time frame / fps.
+        scene.frame_start, scene.frame_end = first - FBX_TIME_OFFSET, last - FBX_TIME_OFFSET
         try:
             with bpy.context.temp_override(**override):
                 result = bpy.ops.export_scene.fbx(filepath=str(path), check_existing=False, **options)
         finally:
             scene.frame_start, scene.frame_end = kept
     return _written(result, path, "FBX")
+
+
+@contextmanager
+def _keys_moved(action, frames):
+    """Every key (and its handles) of ``action`` moved by ``frames`` for the ``with`` block."""
+    curves = _fcurves(action)
+
+    def move(by):
+        for fcurve in curves:
+            for attribute in ("co", "handle_left", "handle_right"):
+                values = np.empty(2 * len(fcurve.keyframe_points), dtype=np.float32)
+                fcurve.keyframe_points.foreach_get(attribute, values)
+                values[0::2] += by
+                fcurve.keyframe_points.foreach_set(attribute, values)
+            fcurve.update()
+    move(frames)
+    try:
+        yield
+    finally:
+        move(-frames)
+
+
+def _fcurves(action):
+    """An action's F-curves, legacy (4.2) or layered (4.4+) layout."""
+    if not keyframes.LAYERED_ACTIONS:
+        return list(action.fcurves)
+    return [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves]
 
 
 def _target_path(path, overwrite):

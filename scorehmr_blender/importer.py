@@ -17,7 +17,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import armature, camera, convert, keyframes, result, scene_setup, staging
+from . import armature, camera, convert, keyframes, result, retarget_ops, scene_setup, staging
 
 # bpy.data collections an import adds to (removed again on failure).
 _DATA = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "worlds", "lights", "collections")
@@ -130,6 +130,8 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
         imported.world = world is not None
         if calibrated and with_camera:
             imported.view_cameras = _view_cameras(context, res, name)
+        if world is not None and world.foot_contacts is not None:  # where the retarget pins a character's feet
+            keyframes.store_contacts(imported.action, frames, world.foot_contacts)
         if prepare_scene:
             M = motion_to_world
             pelvis = (res.rest_joints[0] + motion[2]) @ M[:3, :3].T + M[:3, 3]
@@ -159,6 +161,7 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     if update_scene_duration:
         scene.frame_start, scene.frame_end = math.floor(keyed[0]), math.ceil(keyed[-1])
 
+    retarget_ops.offer_source(scene, rig)
     for obj in context.view_layer.objects:
         obj.select_set(False)
     rig.select_set(True)

@@ -67,3 +67,24 @@ def fill_fcurve(fcurve, frames, values):
     fcurve.keyframe_points.add(len(frames))
     fcurve.keyframe_points.foreach_set("co", co)
     fcurve.update()  # sorts keys and computes the (auto-clamped) handles
+
+
+# The result's foot contacts kept on the imported action (ID properties: they save with the file).
+CONTACT_FRAMES, CONTACTS = "refine_motion_contact_frames", "refine_motion_foot_contacts"
+
+
+def store_contacts(action, frames, contacts):
+    """Keep the result's foot contacts (F, 4) bool at scene ``frames`` (F,) on ``action``."""
+    action[CONTACT_FRAMES] = [float(f) for f in frames]
+    action[CONTACTS] = [int(c) for c in np.asarray(contacts, dtype=bool).ravel()]
+
+
+def stored_contacts(action, frames):
+    """The contacts (F, 4) bool stored on ``action`` at the stored frames nearest ``frames``
+    (F,), or None when it has none."""
+    if CONTACT_FRAMES not in action or CONTACTS not in action:
+        return None
+    stored = np.asarray(action[CONTACT_FRAMES], dtype=np.float64)
+    contacts = np.asarray(action[CONTACTS], dtype=bool).reshape(len(stored), -1)
+    nearest = np.abs(np.asarray(frames, dtype=np.float64)[:, None] - stored[None]).argmin(axis=1)
+    return contacts[nearest]

@@ -53,6 +53,12 @@ FOOT_JOINTS = ("left_ankle", "right_ankle", "left_foot", "right_foot")
 CONVERGED, MAX_PASSES = 1e-5, 16
 # Bone pairs whose left-right vector gives a rig's facing: hips, else shoulders.
 SIDE_PAIRS = (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder"), ("left_collar", "right_collar"))
+# A source foot joint is in contact within CONTACT_HEIGHT (m) of its standing height, slower than
+# CONTACT_SPEED (m/s); a pinned foot eases in and out over PIN_EASE seconds around its contacts.
+CONTACT_HEIGHT, CONTACT_SPEED, PIN_EASE = 0.03, 0.12, 0.25
+# SMPL's legs (hip, knee, ankle, ball) and their columns in FOOT_JOINTS / foot_contacts (ankle, ball).
+LEGS = (("left_hip", "left_knee", "left_ankle", "left_foot", 0, 2),
+        ("right_hip", "right_knee", "right_ankle", "right_foot", 1, 3))
 
 
 # -- maths --------------------------------------------------------------------------------
@@ -167,6 +173,135 @@ def world_rotation(matrix):
     return R / np.linalg.norm(R, axis=-2, keepdims=True)
 
 
+# -- foot contacts -------------------------------------------------------------------------------
+
+def derived_contacts(heights: np.ndarray, speeds: np.ndarray, standing: np.ndarray, fps: float) -> np.ndarray:
+    """Contacts (F, J) of foot joints from their own motion: near the floor and slow.
+
+    heights (F, J) world heights (m); speeds (F, J) m/s; standing (J,) each joint's
+    height over the floor standing at rest.  The floor is where the feet stand most
+    of the time (the median of each frame's lowest joint less its standing height:
+    a dip of the feet does not move it); a joint is in contact within CONTACT_HEIGHT of
+    its standing height over it, slower than CONTACT_SPEED; blips shorter than a
+    tenth of a second are dropped."""
+    over = heights - standing
+    floor = np.median(over.min(axis=1))
+    contact = (over - floor < CONTACT_HEIGHT) & (speeds < CONTACT_SPEED)
+    shortest = max(2, round(0.1 * fps))
+    return np.stack([_drop_short(c, shortest) for c in contact.T], axis=-1)
+
+
+def _drop_short(flags: np.ndarray, shortest: int) -> np.ndarray:
+    """``flags`` (F,) bool with runs of True shorter than ``shortest`` frames set False."""
+    out = flags.copy()
+    for start, stop in _runs(flags):
+        if stop - start < shortest:
+            out[start:stop] = False
+    return out
+
+
+def _runs(flags: np.ndarray) -> list:
+    """[(start, stop)] of the runs of True in ``flags`` (F,), stop excluded."""
+    edges = np.diff(np.r_[0, flags.astype(np.int8), 0])
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+
+
+def pin_offsets(ankle: np.ndarray, ball: np.ndarray, kind: np.ndarray, ease: int) -> np.ndarray:
+    """Per-frame translations (F, 3) that pin one foot while it is in contact.
+
+    ankle, ball (F, 3): the foot's joints as baked (world); kind (F,) 0 free, 1 the
+    ankle in contact (it is pinned), 2 only the ball (the ball is pinned).  Over a
+    contact the pinned point stays where it was at the contact's start (a switch
+    from ankle to ball keeps the foot where it is), moved across by the contact's
+    mean offset so the correction is centred; between contacts the offset eases
+    (smoothstep over ``ease`` frames, or across the gap when shorter) to zero or to
+    the next contact's."""
+    points = np.stack([ankle, ankle, ball])  # by kind
+    offsets = np.zeros_like(ankle)
+    contacts = _runs(kind > 0)
+    for start, stop in contacts:
+        pinned = points[kind[start], start].copy()
+        for f in range(start, stop):
+            if f > start and kind[f] != kind[f - 1]:
+                pinned = points[kind[f], f] + offsets[f - 1]
+            offsets[f] = pinned - points[kind[f], f]
+        offsets[start:stop, :2] -= offsets[start:stop, :2].mean(axis=0)
+    ends = [(0, None)] + contacts + [(None, len(kind))]
+    for (_, gap_start), (gap_stop, _) in itertools.pairwise(ends):
+        gap_start = 0 if gap_start is None else gap_start
+        gap_stop = len(kind) if gap_stop is None else gap_stop
+        before = offsets[gap_start - 1] if gap_start > 0 else np.zeros(3)
+        after = offsets[gap_stop] if gap_stop < len(kind) else np.zeros(3)
+        offsets[gap_start:gap_stop] = _eased_gap(before, after, gap_stop - gap_start, ease)
+    return offsets
+
+
+def _eased_gap(before: np.ndarray, after: np.ndarray, length: int, ease: int) -> np.ndarray:
+    """Offsets (length, 3) over a gap between contacts: from ``before`` to zero over
+    ``ease`` frames and from zero to ``after`` over ``ease`` frames, or straight
+    from one to the other when the gap is shorter than 2 x ease (smoothstep)."""
+    t = np.arange(1, length + 1, dtype=np.float64)
+    if length < 2 * ease:
+        w = _smoothstep(t / (length + 1))
+        return (1 - w)[:, None] * before + w[:, None] * after
+    out = (1 - _smoothstep(np.clip(t / (ease + 1), 0, 1)))[:, None] * before
+    return out + _smoothstep(np.clip((t - (length - ease)) / (ease + 1), 0, 1))[:, None] * after
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    return t * t * (3 - 2 * t)
+
+
+def two_bone_swings(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray,
+                    bend: np.ndarray) -> tuple:
+    """Rotations (F, 3, 3) of a thigh about the hip and then of the shin about its
+    new knee that put the ankle on ``target``, the knee staying in the plane it bends
+    in now (``bend`` (F, 3): a fallback direction for a straight leg).
+
+    hip, knee, ankle, target (F, 3); a target out of reach is brought to 99.9 % of
+    the leg's length (or its fold).  New world rotations: thigh R1 G, shin R2 G."""
+    upper = np.linalg.norm(knee - hip, axis=-1, keepdims=True)
+    lower = np.linalg.norm(ankle - knee, axis=-1, keepdims=True)
+    to_target = target - hip
+    reach = np.linalg.norm(to_target, axis=-1, keepdims=True)
+    u = to_target / np.maximum(reach, 1e-12)
+    d = np.clip(reach, np.abs(upper - lower) * 1.001 + 1e-9, (upper + lower) * 0.999)
+    side = knee - hip
+    side = side - (side * u).sum(-1, keepdims=True) * u
+    fallback = bend - (bend * u).sum(-1, keepdims=True) * u
+    straight = np.linalg.norm(side, axis=-1, keepdims=True) < 1e-6 * upper
+    side = unit(np.where(straight, fallback, side))
+    cos_hip = np.clip((upper ** 2 + d ** 2 - lower ** 2) / (2 * upper * d), -1.0, 1.0)
+    new_knee = hip + upper * (cos_hip * u + np.sqrt(1 - cos_hip ** 2) * side)
+    thigh = swings(knee - hip, new_knee - hip)
+    shin = swings(ankle - knee, hip + d * u - new_knee)
+    return thigh, shin
+
+
+def reach_drop(hip: np.ndarray, target: np.ndarray, length: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """How far (F,) to lower the hips along ``up`` (3,) (unit) so a leg of ``length`` (F,)
+    reaches ``target`` from ``hip`` (both (F, 3)): 0 where it already does."""
+    D = hip - target
+    along = D @ up
+    disc = along ** 2 - (D * D).sum(-1) + (0.999 * length) ** 2
+    drop = along - np.sqrt(np.maximum(disc, 0.0))
+    return np.where(np.linalg.norm(D, axis=-1) > 0.999 * length, np.maximum(drop, 0.0), 0.0)
+
+
+def swings(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest rotations (F, 3, 3) taking directions ``a`` onto ``b`` (F, 3), row by row
+    (rotation_between where they are (nearly) opposite)."""
+    a, b = unit(a), unit(b)
+    v, c = np.cross(a, b), (a * b).sum(-1)
+    K = np.zeros(a.shape[:-1] + (3, 3))
+    K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -v[..., 2], v[..., 1], -v[..., 0]
+    K = K - np.swapaxes(K, -1, -2)
+    out = np.eye(3) + K + K @ K / np.maximum(1.0 + c, 1e-12)[..., None, None]
+    for i in np.flatnonzero(c < -0.999999):
+        out[i] = rotation_between(a[i], b[i])
+    return out
+
+
 # -- mapping ---------------------------------------------------------------------------------
 
 def candidate_bones(obj):
@@ -208,9 +343,13 @@ def check_mapping(source, target, mapping):
     if not mapping:
         raise ValueError(f"no bones of '{target.name}' are mapped")
     missing = [s for s in mapping if s not in source.data.bones]
-    missing += [t for t in mapping.values() if t not in target.data.bones]
     if missing:
-        raise ValueError(f"bones not found on the armatures: {', '.join(missing)}")
+        raise ValueError(f"bones not found on '{source.name}': {', '.join(missing)}")
+    missing = [t for t in mapping.values() if t not in target.data.bones]
+    if missing:
+        raise ValueError(f"the mapping is for another character: '{target.name}' has no bones "
+                         f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} ({len(missing)} missing); "
+                         "press Build Mapping")
     return mapping
 
 
@@ -248,6 +387,7 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
     user.  Rigify IK/FK switches of mapped FK controls are set to FK and keyed.
     Returns the new Action."""
     source, target = source_armature_obj, target_armature_obj
+    bpy.context.view_layer.update()  # world matrices of objects just linked or moved
     for obj in (source, target):
         if obj is None or obj.type != 'ARMATURE':
             raise ValueError("retarget needs two armature objects")
@@ -255,14 +395,11 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
             raise ValueError(f"'{obj.name}' is in Edit Mode")
     if source == target:
         raise ValueError("the source and target armature are the same object")
-    action = source.animation_data.action if source.animation_data else None
-    if action is None:
-        raise ValueError(f"'{source.name}' has no action to retarget")
+    action, (start, end) = source_action(source)
     if mapping is None:
         mapping, _ = build_mapping(target, preset)
     mapping = check_mapping(source, target, dict(mapping))
     if frames is None:
-        start, end = action.frame_range
         frames = np.arange(math.floor(start), math.ceil(end) + 1)
     frames = np.asarray(frames, dtype=np.float64)
 
@@ -303,8 +440,27 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
     if previous is not None and not previous.use_fake_user:
         previous.use_fake_user = True  # unassigned, it would be lost on save
     keyframes.assign(target, new)
-    _follow_evaluation(target, frames, plan, wanted, heads_armature, feet_low, Q, locations, curves)
+    Q, locations, heads_armature = _follow_evaluation(target, frames, plan, wanted, heads_armature, feet_low, Q,
+                                                      locations, curves)
+    legs = _pinned_legs(plan, mapping)
+    if legs and heads_armature is not None and feet:
+        contacts = source_contacts(action, frames, src_heads[:, len(plan["sources"]):], plan["src_feet_standing"])
+        _pin_feet(target, frames, plan, legs, contacts, wanted, heads_armature, Q, locations, curves)
     return new
+
+
+def source_action(source):
+    """(action, (first, last) scene frames) of the motion on ``source``: its active action, else
+    the one action its NLA strips play (pushed down) over the strips' frames; ValueError if none."""
+    anim = source.animation_data
+    if anim is not None and anim.action is not None:
+        return anim.action, tuple(anim.action.frame_range)
+    strips = [strip for track in (anim.nla_tracks if anim else ()) for strip in track.strips if strip.action]
+    actions = {strip.action for strip in strips}
+    if len(actions) != 1:
+        how = f"{len(actions)} actions in its NLA tracks: make one active" if actions else "no action to retarget"
+        raise ValueError(f"'{source.name}' has {how}")
+    return strips[0].action, (min(s.frame_start for s in strips), max(s.frame_end for s in strips))
 
 
 def _scatter(plan, wanted):
@@ -339,7 +495,8 @@ def _follow_evaluation(target, frames, plan, wanted, heads, feet_low, Q, locatio
     wanted (F, N, 3, 3) armature-space rotations of plan["targets"]; heads (F, 3) the
     pelvis bone's wanted heads, armature space, or None (no root motion); feet_low
     (F,) the wanted world height of the lowest mapped foot joint, or None: the motion
-    root (plan["motion_root"]) moves until the pelvis bone's head and the feet are there."""
+    root (plan["motion_root"]) moves until the pelvis bone's head and the feet are there.
+    Returns the keyed Q, locations and the pelvis bone's heads (those the feet set)."""
     bones, names = target.data.bones, target.pose.bones.keys()
     world = np.array(target.matrix_world)
     up = np.linalg.inv(world)[:3, :3] @ np.array([0.0, 0.0, 1.0])  # world +Z in armature space
@@ -361,11 +518,74 @@ def _follow_evaluation(target, frames, plan, wanted, heads, feet_low, Q, locatio
             new_locations = locations + np.einsum("fij,fj->fi", np.linalg.inv(X[:, :3, :3]), miss)
             change = max(change, np.abs(new_locations - locations).max() / scale)
         if change < CONVERGED:
-            return
+            break
         Q, locations = new_Q, new_locations
         for _bone, path, values in _channels(target, plan, Q, locations):
             for axis in range(values.shape[1]):
                 _set_keys(curves[path, axis], frames, values[:, axis])
+    return Q, locations, heads
+
+
+def _pinned_legs(plan, mapping):
+    """[(thigh, shin, foot, ball or None, ankle column, ball column)] of the character's mapped
+    legs (target bone names; columns of FOOT_JOINTS), their thigh and shin keyed by the bake."""
+    legs = []
+    for hip, knee, ankle, ball, ankle_column, ball_column in LEGS:
+        if all(j in mapping for j in (hip, knee, ankle)) and mapping[hip] in plan["targets"]:
+            legs.append((mapping[hip], mapping[knee], mapping[ankle], mapping.get(ball), ankle_column, ball_column))
+    return legs
+
+
+def source_contacts(action, frames, feet, standing):
+    """Foot contacts (F, 4) of the source at ``frames`` (FOOT_JOINTS order): those the
+    result marked (stored on the action by the importer) where the joint is also slow,
+    else derived from the joints' own motion.  feet (F, 4, 3) the source's foot joints
+    (world); standing (4,) their heights over its floor at rest."""
+    fps = bpy.context.scene.render.fps / bpy.context.scene.render.fps_base
+    seconds = np.gradient(frames) / fps if len(frames) > 1 else np.ones(len(frames))
+    speeds = np.linalg.norm(np.gradient(feet, axis=0), axis=-1) / seconds[:, None] if len(frames) > 1 \
+        else np.zeros(feet.shape[:2])
+    marked = keyframes.stored_contacts(action, frames)
+    if marked is not None:
+        return marked & (speeds < CONTACT_SPEED)
+    return derived_contacts(feet[..., 2], speeds, standing, fps)
+
+
+def _pin_feet(target, frames, plan, legs, contacts, wanted, heads, Q, locations, curves):
+    """Keep the character's feet where they are while the source's are in contact (contacts
+    (F, 4)), eased in and out: each pinned ankle (or ball, with the heel up) gets a target,
+    the hips come down where a leg cannot reach it, and the thigh and shin turn (two-bone
+    solve in the leg's bend plane) to put the ankle there; the foot keeps its rotation.
+    Two rounds against the evaluated rig (a Rigify control follows through its MCH bones)."""
+    names = target.pose.bones.keys()
+    world = np.array(target.matrix_world)
+    inverse = np.linalg.inv(world)
+    up = unit(inverse[:3, :3] @ np.array([0.0, 0.0, 1.0]))  # world +Z in armature space
+    fps = bpy.context.scene.render.fps / bpy.context.scene.render.fps_base
+    ease = max(2, round(PIN_EASE * fps))
+    evaluated = evaluated_matrices(target, frames)[0]
+    targets = []
+    for thigh, shin, foot, ball, ankle_column, ball_column in legs:
+        ankle = evaluated[:, names.index(foot), :3, 3] @ world[:3, :3].T + world[:3, 3]
+        tip = evaluated[:, names.index(ball), :3, 3] @ world[:3, :3].T + world[:3, 3] if ball else ankle
+        kind = np.where(contacts[:, ankle_column], 1, np.where(contacts[:, ball_column] & (ball is not None), 2, 0))
+        pinned = ankle + pin_offsets(ankle, tip, kind, ease)
+        targets.append(pinned @ inverse[:3, :3].T + inverse[:3, 3])
+    for _ in range(2):
+        drop = np.zeros(len(frames))
+        for (thigh, shin, foot, *_), aim in zip(legs, targets):
+            hip, knee, ankle = (evaluated[:, names.index(n), :3, 3] for n in (thigh, shin, foot))
+            length = np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)
+            drop = np.maximum(drop, reach_drop(hip, aim, length, up))
+        heads = heads - drop[:, None] * up
+        for (thigh, shin, foot, *_), aim in zip(legs, targets):
+            hip, knee, ankle = (evaluated[:, names.index(n), :3, 3] - drop[:, None] * up for n in (thigh, shin, foot))
+            upper, lower = plan["targets"].index(thigh), plan["targets"].index(shin)
+            turn_thigh, turn_shin = two_bone_swings(hip, knee, ankle, aim, wanted[:, upper, :, 2])
+            wanted[:, upper] = turn_thigh @ wanted[:, upper]
+            wanted[:, lower] = turn_shin @ wanted[:, lower]
+        Q, locations, heads = _follow_evaluation(target, frames, plan, wanted, heads, None, Q, locations, curves)
+        evaluated = evaluated_matrices(target, frames)[0]
 
 
 def _unposed(evaluated, bones, names, which):
@@ -438,7 +658,16 @@ def _plan(source, target, mapping):
             "facing": facing, "root": roots[0] if roots else None, "ratio": ratio,
             "motion_root": retarget_presets.motion_root(roots[0][1], tgt_bones.keys()) if roots else None,
             "src_foot_rest": foot_rest, "src_standing": root_height, "tgt_rest_heads": tgt_heads,
-            "tgt_feet": tgt_feet, "tgt_floor": min((tgt_heads[t][2] for t in tgt_feet), default=0.0)}
+            "tgt_feet": tgt_feet, "tgt_floor": min((tgt_heads[t][2] for t in tgt_feet), default=0.0),
+            "src_feet_standing": np.array([src_heads[j][2] - foot_rest for j in FOOT_JOINTS if j in src_heads])}
+
+
+def deformed_meshes(armature_obj, objects):
+    """The mesh objects among ``objects`` that ``armature_obj`` deforms (an Armature modifier on
+    it) or that are parented to it."""
+    return [obj for obj in objects if obj.type == 'MESH' and (
+        obj.parent == armature_obj
+        or any(m.type == 'ARMATURE' and m.object == armature_obj for m in obj.modifiers))]
 
 
 def leg_ratio(source, target, mapping):

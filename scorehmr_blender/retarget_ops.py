@@ -38,6 +38,20 @@ def _poll_target(_settings, obj):
     return obj.type == 'ARMATURE' and not _is_smpl(obj)
 
 
+def _target_changed(settings, _context):
+    """A new Character drops a mapping made for another (Retarget then builds one from the preset)."""
+    if settings.target is not None and any(p.target and p.target not in settings.target.data.bones
+                                           for p in settings.pairs):
+        settings.pairs.clear()
+
+
+def offer_source(scene, armature_obj):
+    """Fill in SMPL Armature with a just-imported rig when it is empty (or its rig is gone)."""
+    settings = getattr(scene, "refine_motion_retarget", None)
+    if settings is not None and (settings.source is None or settings.source.name not in scene.objects):
+        settings.source = armature_obj
+
+
 class RetargetPair(bpy.types.PropertyGroup):
     source: StringProperty(name="SMPL Bone", description="Bone of the SMPL armature")
     target: StringProperty(name="Character Bone",
@@ -49,7 +63,7 @@ class RetargetSettings(bpy.types.PropertyGroup):
         type=bpy.types.Object, name="SMPL Armature", poll=_poll_source,
         description="Animated SMPL armature (from Import Refined Motion) whose action is retargeted")
     target: PointerProperty(
-        type=bpy.types.Object, name="Character", poll=_poll_target,
+        type=bpy.types.Object, name="Character", poll=_poll_target, update=_target_changed,
         description="Character armature that gets the motion as a new action")
     preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default='AUTO',
                          description="How Build Mapping pairs the bones")
@@ -234,6 +248,8 @@ class _ExportArmature(ExportHelper):
 
     overwrite: BoolProperty(name="Overwrite", default=False,
                             description="Replace an existing file (otherwise exporting onto one fails)")
+    confirmed: BoolProperty(options={'HIDDEN', 'SKIP_SAVE'},
+                            description="The file browser asked before replacing a file (set by invoke)")
 
     @classmethod
     def poll(cls, context):
@@ -244,6 +260,7 @@ class _ExportArmature(ExportHelper):
     def invoke(self, context, event):
         if not self.filepath:
             self.filepath = bpy.path.clean_name(context.active_object.animation_data.action.name) + self.filename_ext
+        self.confirmed = True  # the file browser confirms replacing an existing file itself
         return ExportHelper.invoke(self, context, event)
 
     def execute(self, context):
@@ -267,7 +284,8 @@ class REFINEMOTION_OT_export_bvh(bpy.types.Operator, _ExportArmature):
     filter_glob: StringProperty(default="*.bvh", options={'HIDDEN'})
 
     def write(self, export, obj):
-        return export.export_bvh(obj, self.filepath, overwrite=self.overwrite, up_axis=self.up_axis)
+        return export.export_bvh(obj, self.filepath, overwrite=self.overwrite or self.confirmed,
+                                 up_axis=self.up_axis)
 
     up_axis: EnumProperty(
         name="Up Axis",
@@ -289,7 +307,8 @@ class REFINEMOTION_OT_export_fbx(bpy.types.Operator, _ExportArmature):
                                  description="Export the armature's child meshes (its skinned body) too")
 
     def write(self, export, obj):
-        return export.export_fbx(obj, self.filepath, overwrite=self.overwrite, include_meshes=self.include_meshes)
+        return export.export_fbx(obj, self.filepath, overwrite=self.overwrite or self.confirmed,
+                                 include_meshes=self.include_meshes)
 
 
 classes = (

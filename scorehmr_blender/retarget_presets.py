@@ -574,3 +574,15 @@ def check(mapping):
             raise MappingError(f"target bone '{target}' is mapped from both '{seen[target]}' and '{source}'")
         seen[target] = source
     return mapping
+
+
+# The limbs a character needs mapped to follow the motion: {limb: its SMPL bones}.
+LIMBS = {"pelvis": ("pelvis",),
+         **{f"{side} {limb}": tuple(f"{side}_{j}" for j in joints)
+            for side in ("left", "right")
+            for limb, joints in (("leg", ("hip", "knee", "ankle")), ("arm", ("shoulder", "elbow", "wrist")))}}
+
+
+def unmapped_limbs(mapping):
+    """Names of the LIMBS that ``mapping`` leaves (partly) unmapped, in LIMBS order."""
+    return [limb for limb, joints in LIMBS.items() if not all(j in mapping for j in joints)]

@@ -1,5 +1,6 @@
-"""Render docs/retarget_rigs.png: the example shot's SMPL rig and three retargeted characters
-(generated Rigify, Rigify metarig, Mixamo-style) at one frame, Workbench, headless.
+"""Render docs/retarget_rigs.png: the example shot's SMPL rig and the five retargeted characters
+(generated Rigify, Rigify metarig, Mixamo-style, numbered and Japanese bone names; feet pinned
+while SMPL's are in contact) at one frame on a floor, Workbench, headless.
 
     .venv/bin/python scripts/render_retarget_rigs.py [--frame 60]
 
@@ -60,28 +61,35 @@ def main():
     pose, world = retarget.evaluated_matrices(smpl, np.arange(1, 97))
     heads = world[:, None, :3, :3] @ pose[..., :3, 3:4] + world[:, None, :3, 3:4]
     rows = [smpl.pose.bones.find(j) for j in retarget.FOOT_JOINTS]
-    lowest = heads[:, rows, 2, 0].min()
+    lowest = np.median(heads[:, rows, 2, 0].min(axis=1))  # where its feet stand most of the time
     pelvis = heads[0, smpl.pose.bones.find("pelvis"), :, 0]
-    smpl.location = np.array(smpl.location) - np.array([pelvis[0], pelvis[1], lowest - 0.03])
-    rigs = [(retarget_rigs.generated_rigify(folder, location=(1.1, 0.0, 0.0)), "DEF-", (0.2, 0.5, 0.9, 1)),
-            (retarget_rigs.metarig(location=(2.2, 0.0, 0.0)), "", (0.3, 0.75, 0.35, 1)),
-            (retarget_rigs.mixamo_like(), "mixamorig:", (0.9, 0.55, 0.2, 1))]
-    rigs[2][0].location = (3.3, 0.0, 0.0)
-    for rig, prefix, color in rigs:
+    smpl.location = np.array(smpl.location) - np.array([pelvis[0], pelvis[1], lowest])
+    colors = ((0.2, 0.5, 0.9, 1), (0.3, 0.75, 0.35, 1), (0.9, 0.55, 0.2, 1), (0.7, 0.35, 0.8, 1),
+              (0.85, 0.3, 0.3, 1))
+    for (name, (rig, _)), color in zip(retarget_rigs.five_rigs(folder).items(), colors):
         retarget.retarget(smpl, rig)
-        bone_boxes(rig, [b.name for b in rig.data.bones if b.name.startswith(prefix) and b.use_deform
-                         and (prefix == "mixamorig:" or b.name[len(prefix):].split(".")[0] in RIGIFY_BODY)], color)
+        drawn = [b.name for b in rig.data.bones if b.use_deform and (
+            not b.name.startswith("DEF-") or b.name[4:].split(".")[0] in RIGIFY_BODY)]
+        if name == "Rigify metarig":
+            drawn = [b.name for b in rig.data.bones if b.name.split(".")[0] in RIGIFY_BODY]
+        bone_boxes(rig, drawn, color)
+    for obj in [o for o in scene.objects if o.name.startswith("Refine Motion Ground")]:
+        bpy.data.objects.remove(obj)  # the import's ground, under the SMPL rig only: one floor under all
+    floor = bpy.data.objects.new("Floor", bpy.data.meshes.new("Floor"))
+    floor.data.from_pydata([(-3.0, -3.0, 0.0), (9.0, -3.0, 0.0), (9.0, 6.0, 0.0), (-3.0, 6.0, 0.0)], [],
+                           [(0, 1, 2, 3)])
+    scene.collection.objects.link(floor)
     for child in smpl.children:
         if child.type == 'MESH':
             child.hide_render = False
     camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(camera)
-    camera.data.type, camera.data.ortho_scale = 'ORTHO', 5.2
-    camera.location, camera.rotation_euler = (1.5, -8.0, 0.95), (np.pi / 2, 0.0, 0.0)
+    camera.data.type, camera.data.ortho_scale = 'ORTHO', 7.4
+    camera.location, camera.rotation_euler = (2.8, -8.0, 1.3), (np.radians(84), 0.0, 0.0)
     scene.camera = camera
     scene.render.engine = 'BLENDER_WORKBENCH'
     scene.display.shading.light, scene.display.shading.color_type = 'STUDIO', 'MATERIAL'
-    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 960, 400, 100
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 1200, 420, 100
     scene.render.image_settings.file_format = 'PNG'
     scene.frame_set(args.frame)
     scene.render.filepath = args.out

@@ -170,3 +170,56 @@ def test_panel_draws_the_mapping_list_and_buttons(rigs, real_layout):
             None, bpy.context, CheckedLayout(real_layout, row_log), settings, settings.pairs[0], 0, settings,
             "active_pair", 0)
     assert row_log["labels"] == ["pelvis", "pelvis"] and row_log["props"] == ["target"]  # else prop_search
+
+
+def test_an_import_fills_in_the_smpl_armature(shot_path):
+    settings = bpy.context.scene.refine_motion_retarget
+    assert settings.source is None
+    smpl = importer.import_result(bpy.context, str(shot_path), frame_start=1, add_camera=False).armature
+    assert settings.source == smpl
+    importer.import_result(bpy.context, str(shot_path), frame_start=1, add_camera=False)
+    assert settings.source == smpl  # a chosen one stays
+
+
+def test_switching_the_character_drops_the_old_mapping(rigs):
+    """A mapping built for one character is not kept for another: Retarget builds the new one from
+    the preset; a mapping that does not fit the character says to press Build Mapping."""
+    from tests.test_addon_retarget import rigify_rig
+
+    smpl, mixamo, settings = rigs
+    assert bpy.ops.refinemotion.retarget_build_mapping() == {'FINISHED'}
+    assert retarget_ops.mapping_of(settings) == MIXAMO
+    other = rigify_rig()
+    settings.target = other
+    assert bpy.ops.refinemotion.retarget() == {'FINISHED'}
+    assert retarget_ops.mapping_of(settings)["left_hip"] == "DEF-thigh.L"
+
+    from scorehmr_blender import retarget
+    with pytest.raises(ValueError, match="press Build Mapping"):
+        retarget.retarget(smpl, other, mapping=MIXAMO)
+
+
+def test_an_action_pushed_to_the_nla_is_retargeted(rigs):
+    smpl, character, settings = rigs
+    action = smpl.animation_data.action
+    track = smpl.animation_data.nla_tracks.new()
+    track.strips.new(action.name, 1, action)
+    smpl.animation_data.action = None
+    assert bpy.ops.refinemotion.retarget() == {'FINISHED'}
+    start, end = character.animation_data.action.frame_range
+    assert (start, end) == (1, 8)
+
+
+def test_export_after_the_file_browser_replaces_the_file(rigs, tmp_path):
+    """The file browser (invoke) asks before replacing a file: the export then overwrites it."""
+    smpl, _, _ = rigs
+    bpy.context.view_layer.objects.active = smpl
+    for op, name in ((bpy.ops.refinemotion.export_bvh, "a.bvh"), (bpy.ops.refinemotion.export_fbx, "a.fbx")):
+        path = tmp_path / name
+        path.write_text("keep me")
+        with pytest.raises(RuntimeError, match="turn on Overwrite"):  # a script's call without Overwrite
+            op(filepath=str(path))
+        operator = getattr(retarget_ops, "REFINEMOTION_OT_export_" + name[2:])
+        assert "confirmed" in operator.invoke.__code__.co_names  # invoke marks the browser's confirmation
+        assert op(filepath=str(path), confirmed=True) == {'FINISHED'}
+        assert path.stat().st_size > 1000

@@ -242,3 +242,49 @@ def shot_result(path):
 
 def import_smpl(path):
     return importer.import_result(bpy.context, str(path), frame_start=1, add_camera=False).armature
+
+
+# -- the five characters of the skating check and picture ----------------------------------------------
+
+def five_rigs(cache_dir, spacing=1.1):
+    """The five characters side by side along +X from ``spacing``: {name: (rig, {SMPL joint:
+    deforming bone})} (a generated Rigify rig, Rigify's metarig, the Mixamo-style rig, and the
+    numbered and Japanese-named ones)."""
+    from scorehmr_blender.retarget_presets import MIXAMO, RIGIFY_DEFORM, RIGIFY_METARIG
+
+    numbered_rig, numbered_names = numbered()
+    japanese_rig, japanese_names = japanese()
+    rigs = {"generated Rigify": (generated_rigify(cache_dir), RIGIFY_DEFORM),
+            "Rigify metarig": (metarig(), RIGIFY_METARIG),
+            "Mixamo-style": (mixamo_like(), MIXAMO),
+            "numbered": (numbered_rig, {s: numbered_names[t] for s, t in RIGIFY_DEFORM.items()}),
+            "Japanese": (japanese_rig, {s: japanese_names[t.split(":", 1)[1]] for s, t in MIXAMO.items()})}
+    for k, (rig, _) in enumerate(rigs.values(), 1):
+        rig.location = (k * spacing, 0.0, 0.0)
+    return rigs
+
+
+def smpl_contacts(smpl, frames):
+    """The SMPL rig's foot contacts (F, 4) (retarget.FOOT_JOINTS order) as the retarget reads them."""
+    from scorehmr_blender import retarget
+
+    _, feet = retarget.sample_pose(smpl, list(retarget.FOOT_JOINTS), frames)
+    world = np.array(smpl.matrix_world)
+    rest = [(world @ np.array(smpl.data.bones[j].matrix_local))[2, 3] for j in retarget.FOOT_JOINTS]
+    standing = np.array(rest) - min(rest)
+    return retarget.source_contacts(smpl.animation_data.action, frames, feet, standing)
+
+
+def foot_skating(points, contacts):
+    """Slide and drift of foot joints while in contact: points (F, J, 3) world, contacts (F, J);
+    returns (mean and worst slide (m per frame) over consecutive contact frames, worst drift (m):
+    the farthest a joint gets from where its contact began)."""
+    steps, drift = [], 0.0
+    for j in range(points.shape[1]):
+        flags = contacts[:, j].astype(np.int8)
+        edges = np.diff(np.r_[0, flags, 0])
+        for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            run = points[start:stop, j]
+            steps += list(np.linalg.norm(np.diff(run, axis=0), axis=-1))
+            drift = max(drift, np.linalg.norm(run - run[0], axis=-1).max())
+    return (float(np.mean(steps)) if steps else 0.0), (float(np.max(steps)) if steps else 0.0), drift
