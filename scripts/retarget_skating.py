@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 import scorehmr_blender  # noqa: E402
 from scorehmr_blender import retarget  # noqa: E402
-from tests import blender_scene, retarget_rigs  # noqa: E402
+from tests.support import blender_scene, retarget_rigs  # noqa: E402
 
 FRAMES = np.arange(1, 97)
 

@@ -184,7 +184,7 @@ def test_an_import_fills_in_the_smpl_armature(shot_path):
 def test_switching_the_character_drops_the_old_mapping(rigs):
     """A mapping built for one character is not kept for another: Retarget builds the new one from
     the preset; a mapping that does not fit the character says to press Build Mapping."""
-    from tests.test_addon_retarget import rigify_rig
+    from tests.addon.test_addon_retarget import rigify_rig
 
     smpl, mixamo, settings = rigs
     assert bpy.ops.refinemotion.retarget_build_mapping() == {'FINISHED'}

@@ -12,9 +12,9 @@ import pytest
 from mathutils import Matrix
 
 from scorehmr_blender import importer, retarget
-from tests import blender_scene, result_fixture, retarget_rigs
+from tests.support import blender_scene, result_fixture, retarget_rigs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FRAMES = np.arange(1, 9)
 HIPS = "mixamorig:Hips"
 
