@@ -37,6 +37,16 @@ def resolution_mismatch(scene, image_size):
             f"{width}x{height}: the camera view will not match the footage until they agree")
 
 
+def footage_mismatch(footage_size, image_size) -> str | None:
+    """A warning when the footage's frame size differs from the images the result was refined on, else None."""
+    footage = tuple(round(v) for v in footage_size)
+    image = tuple(round(v) for v in image_size)
+    if footage == image:
+        return None
+    return (f"The footage is {footage[0]}x{footage[1]} but the result was refined on {image[0]}x{image[1]} images: "
+            "the camera view will not match the footage")
+
+
 def set_resolution(scene, image_size):
     render = scene.render
     render.resolution_x, render.resolution_y = (round(v) for v in image_size)

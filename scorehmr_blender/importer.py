@@ -151,6 +151,8 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     if imported.camera is not None:
         if set_resolution:
             camera.set_resolution(scene, res.image_size)
+            if clip is not None and (problem := camera.footage_mismatch(clip.size, res.image_size)):
+                messages.append(('WARNING', problem))
         elif problem := camera.resolution_mismatch(scene, res.image_size):
             messages.append(('WARNING', problem))
         if set_camera or scene.camera is None:

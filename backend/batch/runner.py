@@ -63,6 +63,18 @@ class BatchOptions:
 
 # -- the cluster ------------------------------------------------------------------------------------------
 
+
+# Ray puts Unix sockets under its temp folder (.../session_<date>_<pid>/sockets/plasma_store), and a socket's
+# path may not exceed 107 bytes: a deep per-process TMPDIR (a test worker's, say) is too long for it.
+MAX_RAY_TEMP_ROOT = 24  # leaves 83 bytes: /ray-batch-XXXXXXXX/session_<date>_<time>_<us>_<pid>/sockets/plasma_store
+
+
+def short_temp_root() -> str:
+    """The system temp folder when it is short enough for Ray's socket paths, else /tmp."""
+    root = tempfile.gettempdir()
+    return root if len(root) <= MAX_RAY_TEMP_ROOT else "/tmp"
+
+
 @contextlib.contextmanager
 def ray_cluster(address: str | None, num_cpus: int | None) -> Iterator[dict]:
     """Ray connected to ``address``, or a fresh local cluster in its own temp folder (two runs never share
@@ -75,7 +87,7 @@ def ray_cluster(address: str | None, num_cpus: int | None) -> Iterator[dict]:
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:
-        temp = tempfile.mkdtemp(prefix="ray-batch-")
+        temp = tempfile.mkdtemp(prefix="ray-batch-", dir=short_temp_root())
         ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp, include_dashboard=False,
                  runtime_env=runtime_env, log_to_driver=False)
     try:

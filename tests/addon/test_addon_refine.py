@@ -282,8 +282,8 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
     assert log["props"] == ["footage_source", "footage_path", "keypoints_source", "keypoints_path", *steps]
     assert log["operators"] == ["refinemotion.refine"]
     log = draw(panel.draw_tuning, real_layout, bpy.context)
-    assert log["props"] == ["keypoint_trust", "smoothing", "keypoints_first_auto", "init_path", "intrinsics",
-                            "focal_length", "device"]
+    assert log["props"] == ["keypoint_trust", "smoothing", "height", "keypoints_first_auto", "init_path",
+                            "intrinsics", "focal_length", "device"]
 
     s.footage_source, s.keypoints_source, s.intrinsics = 'CLIP', 'TRACKS', 'ESTIMATE'
     log = draw(panel.draw_refine, real_layout, bpy.context)

@@ -78,7 +78,7 @@ def test_video_refines_one_shape_for_the_whole_clip(engine):
     obs = load_shot(None, KEYPOINTS, (0, 24)).obs
     result = engine.run(obs, None, "video", EngineOptions(loop=LoopOptions(iterations=1), window=16, overlap=8))
     assert result["betas"].shape == (24, 10) and (result["betas"] == result["betas"][0]).all()
-    start = engine.initial(*(engine._t(x) for x in (obs["keypoints"][0], np.repeat(obs["focal_length"], 24),
+    start = engine.initial(*(engine.as_tensor(x) for x in (obs["keypoints"][0], np.repeat(obs["focal_length"], 24),
                                                      np.repeat(obs["principal_point"], 24, 0))))
     assert np.allclose(result["betas"][0], start["betas"].mean(0).numpy(), atol=1e-5)   # the frames' shapes averaged
 

@@ -27,12 +27,12 @@ def test_denoiser_matches_the_paper_architecture():
 
 @needs_weights
 def test_shipped_prior_has_the_documented_shape():
-    """The committed prior: the paper's layout at the hidden width the README states (512, for CPU speed)."""
+    """The committed prior: the paper's layout at the hidden width docs/training.md states (512, for CPU speed)."""
     import re
     from pathlib import Path
 
     prior, _, _, _ = checkpoints.load_prior()
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()
     width = int(re.search(r"hidden width (\d+)", readme).group(1))
     assert prior.config["hidden"] == width == prior.blocks[0].mlp[1].out_features
     assert prior.config["blocks"] == len(prior.blocks) == 3 and prior.config["dim"] == 144

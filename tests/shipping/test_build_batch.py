@@ -389,7 +389,8 @@ def test_a_result_is_imported_as_it_is_and_checked_against_its_footage(shots, tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "importing" in proc.stdout and "summary: 1 of 1 shots imported" in proc.stdout
     assert not engine_started(proc)
-    assert "  one: warning: Scene resolution 320x240 differs from the footage's 1280x720" in proc.stdout
+    # The import sets the scene to the result's image size (issue 20, item 15) and warns that the footage differs.
+    assert "  one: warning: The footage is 320x240 but the result was refined on 1280x720 images" in proc.stdout
     bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "one.blend"))
     assert bpy.data.objects["one"].animation_data.action.frame_range[:] == pytest.approx((1, 8))
     assert bpy.context.scene.render.fps == 24
@@ -521,7 +522,8 @@ def test_detection_problems_are_one_line_per_shot_and_leave_no_output(example_cu
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[2/2] nobody: FAILED: " in proc.stderr and "no person found in any of the 6 frames 0-5" in proc.stderr
     assert "summary: 1 of 2 shots refined; failed: nobody" in proc.stdout
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["early.blend"]
+    # The refined shot's detections are kept beside its .blend (issue 20, item 5); the failed shot left nothing.
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["early.blend", "early.keypoints.npz"]
 
 
 def test_without_a_detector_anywhere_each_shot_fails_before_any_work(example_cuts, tmp_path, monkeypatch):
