@@ -483,11 +483,11 @@ def run_shot(context, options, shot, runner, exporters):
             raise RefineError(f"retarget onto {exported.name}: {ex}") from None
         warnings += retarget.mapping_warnings(exported, mapping)
     written = [shot.blend]
-    for kind, export in exporters.items():
+    for kind, write_file in exporters.items():
         path = getattr(shot, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            export(exported, str(path.absolute()), overwrite=options.force)
+            write_file(exported, str(path.absolute()), overwrite=options.force)
         except (ValueError, FileExistsError, RuntimeError) as ex:
             raise RefineError(f"{kind.upper()} export: {ex}") from None
         written.append(path)

@@ -34,7 +34,8 @@ KEYPOINT_ITEMS = (
 )
 INTRINSICS_ITEMS = (
     ('ESTIMATE', "Estimate", "Assume a 55 degree field of view (a typical phone or camcorder lens)"),
-    ('CLIP', "Clip Camera", "The Movie Clip's tracking camera (focal length, optical center), e.g. after a camera solve"),
+    ('CLIP', "Clip Camera",
+     "The Movie Clip's tracking camera (focal length, optical center), e.g. after a camera solve"),
     ('MANUAL', "Focal Length", "A focal length in pixels"),
 )
 DEVICE_ITEMS = (

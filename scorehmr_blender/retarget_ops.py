@@ -21,7 +21,8 @@ from . import retarget_presets
 PRESET_ITEMS = (
     ('AUTO', "Automatic", "Use a preset whose bone names the character has, else map by the skeleton's shape "
               "(topology and bone lengths)"),
-    *((key.upper(), label, f"Map onto the {label} bone names") for key, label in retarget_presets.PRESET_LABELS.items()),
+    *((key.upper(), label, f"Map onto the {label} bone names")
+      for key, label in retarget_presets.PRESET_LABELS.items()),
 )
 MAPPING_FOLDER = "retarget_mappings"
 

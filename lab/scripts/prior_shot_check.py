@@ -1,6 +1,7 @@
 """Refine examples/shot (frame mode) with given prior checkpoints; prints PA-MPJPE-14 / MPJPE-14 (mm) vs ground truth.
 
-    python lab/scripts/prior_shot_check.py backend/assets/prior.pt out/tiny/prior.pt [--frames 32] [--variant paper|ours]
+    python lab/scripts/prior_shot_check.py backend/assets/prior.pt out/tiny/prior.pt
+        (options: [--frames 32] [--variant paper|ours])
 
 End-to-end check that the engine loads a prior (any width, any context layout) and refines with it."""
 import argparse
