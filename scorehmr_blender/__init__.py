@@ -17,7 +17,7 @@ from .runner.engine import import_backend
 import_backend()  # first: the modules below import the engine package as ``backend`` (runner/engine.py)
 
 # After import_backend(), so that their ``backend.contract`` imports find this add-on's engine package.
-from . import operators, panel, preferences, properties, retarget_ops  # noqa: E402
+from . import operators, panel, preferences, properties, retarget_ops  # noqa: E402 -- after import_backend(), which they need
 
 classes = (
     *properties.classes,

@@ -82,7 +82,7 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
                 footage_path=self.footage_path, set_resolution=self.set_resolution, set_camera=self.set_camera,
                 update_scene_duration=self.update_scene_duration, placement=self.placement,
                 timing=self.timing, prepare_scene=self.prepare_scene)
-        except Exception as ex:  # noqa: BLE001 -- any failure: nothing was left behind, report and cancel
+        except Exception as ex:  # any failure: nothing was left behind, report and cancel
             if not isinstance(ex, (result.ResultError, RuntimeError)):
                 traceback.print_exc()
             self.report({'ERROR'}, f"Import Refined Motion: {ex}")
@@ -224,7 +224,7 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
         except RefineError as ex:
             self.report({'ERROR'}, f"Refine Motion: {ex}")
             return False
-        except Exception as ex:  # noqa: BLE001 -- a bug: report it, the scene is unchanged
+        except Exception as ex:  # a bug: report it, the scene is unchanged
             traceback.print_exc()
             self.report({'ERROR'}, f"Refine Motion: unexpected {type(ex).__name__}: {ex}")
             return False
@@ -252,7 +252,7 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
         try:
             rig = refine.active_rig(context) if context.scene.refine_motion.use_active_rig else None
             imported = refine.import_result(context, self._plan, job, onto_rig=rig)
-        except Exception as ex:  # noqa: BLE001 -- the importer left nothing behind
+        except Exception as ex:  # the importer left nothing behind
             if not isinstance(ex, (result.ResultError, RuntimeError, RefineError)):
                 traceback.print_exc()
             self.report({'ERROR'}, f"Refine Motion: cannot import the result ({ex})")

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from backend.contract.observations import load_observations  # noqa: E402
-from backend.engine.api import Engine, EngineOptions  # noqa: E402
-from backend.metrics import joint_errors  # noqa: E402
+from backend.contract.observations import load_observations
+from backend.engine.api import Engine, EngineOptions
+from backend.metrics import joint_errors
 
 SHOT = Path(__file__).resolve().parents[2] / "examples" / "shot"
 

@@ -272,7 +272,7 @@ def draw(fn, layout, *args):
 
 
 @pytest.mark.blender_versions  # draw() into this Blender's UILayout
-def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F811
+def test_refine_panel_draws_inputs_button_and_progress(real_layout):
     from scorehmr_blender import panel
 
     s = bpy.context.scene.refine_motion
@@ -320,7 +320,7 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
 
 
 @pytest.mark.blender_versions  # draw() into this Blender's UILayout
-def test_preferences_show_mode_device_and_setup_commands(real_layout):  # noqa: F811
+def test_preferences_show_mode_device_and_setup_commands(real_layout):
     prefs = preferences.get(bpy.context)
     log = draw(preferences.draw_preferences, real_layout, prefs)
     assert log["props"] == ["smpl_path", "engine_location", "worker_python", "setup_command_venv",
@@ -513,7 +513,7 @@ def test_openpose_folder_numbered_from_1_keeps_file_n_at_footage_frame_n(shot, f
 
 @pytest.mark.blender_versions  # timeline markers and keyframes
 def test_a_gap_in_the_keypoints_is_reported_and_marked_in_the_timeline(shot, fake_engine, tmp_path, capfd,
-                                                                      real_layout):  # noqa: F811
+                                                                      real_layout):
     kp = shot["kp"].copy()
     kp[3:5] = np.nan  # footage frames 3-4 (scene frames 4-5): no detection
     use_shot(shot, keypoints_path=_write(tmp_path / "gap.npz", keypoints=kp))
