@@ -28,7 +28,7 @@ classes = (
 )
 
 
-def register():
+def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     properties.attach()
@@ -36,7 +36,7 @@ def register():
     retarget_ops.attach()
 
 
-def unregister():
+def unregister() -> None:
     retarget_ops.detach()
     operators.detach()
     properties.detach()

@@ -47,19 +47,19 @@ DEVICE_ITEMS = (
 SCALE_MAX = 2.0  # Smoothing and Keypoint Trust: 0 .. twice the engine's default weight, as build.py takes them
 
 
-def _clamp_frame_end(self, _context):
+def _clamp_frame_end(self: "RefineMotionSettings", _context: bpy.types.Context) -> None:
     self.use_footage_range = False  # a range was chosen
     if self.frame_end < self.frame_start:
         self.frame_end = self.frame_start
 
 
-def _clamp_frame_start(self, _context):
+def _clamp_frame_start(self: "RefineMotionSettings", _context: bpy.types.Context) -> None:
     self.use_footage_range = False
     if self.frame_start > self.frame_end:
         self.frame_start = self.frame_end
 
 
-def _is_camera(_owner, obj):
+def _is_camera(_owner: bpy.types.PropertyGroup, obj: bpy.types.Object) -> bool:
     return obj.type == 'CAMERA'
 
 
@@ -230,9 +230,9 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
 classes = (RefineMotionView, RefineMotionSettings)
 
 
-def attach():
+def attach() -> None:
     bpy.types.Scene.refine_motion = PointerProperty(type=RefineMotionSettings)
 
 
-def detach():
+def detach() -> None:
     del bpy.types.Scene.refine_motion
