@@ -2,13 +2,17 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup
+.PHONY: demo test lint setup
 setup:
 	@bash scripts/setup_venv.sh $(VENV) requirements/dev.txt
 
 ## Main job on the embedded default (free body model; nothing downloaded at run time).
 demo: setup
 	$(PY) -m backend demo --out out/demo
+
+## Lint: ruff with the configuration in pyproject.toml (pinned in requirements/dev.txt).
+lint: setup
+	$(PY) -m ruff check .
 
 ## Whole test suite on bpy 5.0.1 (main venv) on both cores, then the add-on tests that exercise what differs
 ## between Blender versions (marked blender_versions) on Blender 4.2 and 4.5 LTS (their venvs are made on first use).

@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keypoint-format", choices=["array", "coco", "json", "openpose"], default=None,
                    help="array (npz/npy), coco (COCO results JSON), json (per-frame lists), openpose (folder of "
                    "*_keypoints.json); default: detected from the path")
-    p.add_argument("--track", type=int, help="which person when several are detected: track index, 0 = the largest, most confident (default)")
+    p.add_argument("--track", type=int, help="which person when several are detected: track index, "
+                   "0 = the largest, most confident (default)")
     p.add_argument("--frames", help="footage frames START:STOP to refine (counted from 0, STOP excluded), or 'overlap'")
     p.add_argument("--fps", type=float, help="frame rate when there is no footage")
     p.add_argument("--focal-length", type=float, help="focal length in pixels (default: the file's, else from --fov)")
@@ -249,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="--mode video: refine with this learned motion prior checkpoint (python -m lab train "
                         "motion-prior; shipped: backend/assets/motion_prior.pt, docs/motion_prior.md) instead of the "
                         "per-frame prior")
-    p.add_argument("--smoothing", type=float, default=1.0, help="scales the temporal terms (Eq. 14, the final fit's joint acceleration)")
+    p.add_argument("--smoothing", type=float, default=1.0,
+                   help="scales the temporal terms (Eq. 14, the final fit's joint acceleration)")
     p.add_argument("--keypoint-trust", type=float, default=1.0, help="scales the keypoint term")
     p.add_argument("--height", type=float, metavar="METRES",
                    help="the person's known height (e.g. 1.78): fixes the body's size and so its distance")

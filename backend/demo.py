@@ -18,8 +18,8 @@ motion rendered with the free body model, simulated detector-like keypoints, gro
    ``build.py``'s batch mode with the bpy module (``python build.py -- --result refined.npz --footage
    shot.mp4 --out shot.blend``), so the .blend, ``refined.npz`` and the preview show one motion;
 
-then prints the keypoints' error against the true 2D keypoints and before/after numbers (reprojection error, jitter, acceleration error and, since the
-example has ground truth, MPJPE / PA-MPJPE) and writes them to ``summary.json``.
+then prints the keypoints' error against the true 2D keypoints and before/after numbers (reprojection error, jitter,
+acceleration error and, since the example has ground truth, MPJPE / PA-MPJPE) and writes them to ``summary.json``.
 
 ``--multiview`` runs ``examples/multiview`` instead (4 calibrated views, keypoints only): calibrated
 multi-view refinement, ``refined.npz`` (view 0 in the OUT.npz layout plus the per-view arrays),
@@ -46,7 +46,8 @@ TRAIN_COMMAND = ("python -m lab.data.convert --out cache/dataset && "
                  "python -m lab train all --seed 0")
 PREVIEW_FRAME = 30          # the PNG shows this frame (the knee bend of the default example)
 KEYPOINT_SOURCES = ("detect", "simulated")
-DEMO_FILES = ("detections.npz", "init.npz", "refined.npz", "preview.mp4", "preview.png", "shot.blend", "build_py.log", "summary.json")
+DEMO_FILES = ("detections.npz", "init.npz", "refined.npz", "preview.mp4", "preview.png", "shot.blend", "build_py.log",
+              "summary.json")
 
 
 class DemoError(Exception):

@@ -154,7 +154,8 @@ def floor_contact_errors(feet, contacts, sole_offsets, tolerance_m=0.02):
         return dict(penetration_mm=nan, floating_mm=nan, max_penetration_mm=nan, max_floating_mm=nan,
                     beyond_tolerance=nan)
     return dict(penetration_mm=float(np.maximum(-h, 0).mean() * _MM), floating_mm=float(np.maximum(h, 0).mean() * _MM),
-                max_penetration_mm=float(np.maximum(-h, 0).max() * _MM), max_floating_mm=float(np.maximum(h, 0).max() * _MM),
+                max_penetration_mm=float(np.maximum(-h, 0).max() * _MM),
+                max_floating_mm=float(np.maximum(h, 0).max() * _MM),
                 beyond_tolerance=float((np.abs(h) > tolerance_m).mean()))
 
 

@@ -387,7 +387,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Ablation: what the learned prior contributes (single-frame loop and fit, uncalibrated views)",
         "",
-        f"Size: {cfg['frames']} frames (multi-view: instants) x {len(cfg['seeds'])} seeds per condition ({cfg['grid']} grid"
+        f"Size: {cfg['frames']} frames (multi-view: instants) x {len(cfg['seeds'])} seeds per condition "
+        f"({cfg['grid']} grid"
         f"{', --quick: numbers mean nothing' if cfg['quick'] else ''}); {report['seconds']:.0f} s on "
         f"{report['environment']['device']} ({report['environment']['threads']} threads).",
         f"Command: `{report['command']}`; seeds {cfg['seeds']} (tuning draws: seed + {SEED_TUNE}, report: "
@@ -416,10 +417,12 @@ def markdown(report: dict) -> str:
                 else ["", "", "", "", s["prior_weight"]]
             lines.append(f"| {method} | {v} | " + " | ".join(map(str, loop)) + f" | {c['pa_mpjpe14']} |")
     lines += ["", "## Results (report subjects)", "",
-              "| condition | method | variant | n | PA-MPJPE-14 | MPJPE-14 | diff PA-MPJPE-14 [95% CI] | diff MPJPE-14 [95% CI] |",
+              "| condition | method | variant | n | PA-MPJPE-14 | MPJPE-14 | diff PA-MPJPE-14 [95% CI] "
+              "| diff MPJPE-14 [95% CI] |",
               "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
-        lines.append(f"| {r['condition']} | {r['method']} | {r['variant']} | {r['n']} | {r['pa_mpjpe14']:.2f} | {r['mpjpe14']:.2f} | "
+        lines.append(f"| {r['condition']} | {r['method']} | {r['variant']} | {r['n']} | {r['pa_mpjpe14']:.2f} | "
+                     f"{r['mpjpe14']:.2f} | "
                      f"{_ci(r.get('diff_pa_mpjpe14'))} | {_ci(r.get('diff_mpjpe14'))} |")
     return "\n".join(lines) + "\n"
 

@@ -594,7 +594,8 @@ class Bench:
                     mean_px=round(float(error_statistics(data["keypoints"], truth)["mean_error_px"]), 2))
         folder = calibrate.detections_folder()
         rendered = calibrate.detector_accuracy(folder) if any(folder.glob("chunk_*.npz")) else {}
-        return dict(example=shot, rendered=dict(rendered, folder=str(folder.relative_to(calibrate.ROOT))) if rendered else {},
+        return dict(example=shot,
+                    rendered=dict(rendered, folder=str(folder.relative_to(calibrate.ROOT))) if rendered else {},
                     engine=calibrate.bench_rows(self.engine, folder, limit=2 if self.cfg.quick else 20))
 
     def run(self, progress=print) -> dict:
@@ -653,7 +654,7 @@ def markdown(report: dict) -> str:
         f"validation subjects: {cfg.get('subjects', 'all')}"
         f"{', --quick' if cfg['quick'] else ''}); models: {trained}; device {env['device']} ({env['device_name']}), "
         f"torch {env['torch']}, {env['threads']} threads; {report['seconds']:.0f} s in all.",
-        *([f"Sections re-run since (merged into this report; `reruns` in benchmark.json): " + "; ".join(
+        *(["Sections re-run since (merged into this report; `reruns` in benchmark.json): " + "; ".join(
             f"{', '.join(r['sections'])} (`{r['command']}`" + (f", on {r['machine']}" if r.get("machine") else "") + ")"
             for r in report["reruns"]) + "."]
           if report.get("reruns") else []),
@@ -666,7 +667,8 @@ def markdown(report: dict) -> str:
     if report["single_frame"]:
         parts += [
             f"## Single frame (paper Table 2): {cfg['frames']} validation frames",
-            "ScoreHMR (paper): the loop for every frame. ScoreHMR (ours, the default; backend/engine/frame_fit.py): the "
+            "ScoreHMR (paper): the loop for every frame. "
+            "ScoreHMR (ours, the default; backend/engine/frame_fit.py): the "
             "built-in regressor's estimate, and a given start that explains the keypoints clearly worse than that "
             "estimate, are fitted with the prior as regulariser (DPoser-style, decaying rate) instead of the loop; "
             "the loop stops a frame once its keypoint residual is down to that estimate's (discrepancy principle).",
@@ -838,7 +840,8 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on a busy 2-core machine 2 threads ran the multi-view loop 6x "
                         "slower than 1; 0 = torch's default)")
-    p.add_argument("--motion-prior", metavar="PATH", default=str(MOTION_PRIOR_PATH) if MOTION_PRIOR_PATH.is_file() else None,
+    p.add_argument("--motion-prior", metavar="PATH",
+                   default=str(MOTION_PRIOR_PATH) if MOTION_PRIOR_PATH.is_file() else None,
                    help="video: also run the learned motion prior (default backend/assets/motion_prior.pt when "
                         "present; 'none' leaves the row out)")
     p.add_argument("--out", default=str(DEFAULT_OUT))

@@ -14,9 +14,10 @@ The simulator's noise (even its "blazepose" preset) is a model of the detector; 
 engine on the detector itself.  Each excerpt: BlazePose's COCO-17 detections of a rendered
 validation-subject clip (lab.sim.calibrate), the true joints in that camera's frame.  Methods:
 the regressor's start, per-frame ScoreHMR + filter, temporal SMPLify, ScoreHMR (paper), ScoreHMR
-(ours, the default), ScoreHMR with the learned motion prior (then the same final fit).  Measures: PA-MPJPE-14 / MPJPE-14 (mm), acceleration error pelvis-relative and
-of camera-frame joints (mm/frame^2), means over excerpts.  Excerpts where BlazePose missed the
-person in some frame are left out (their start means nothing there).
+(ours, the default), ScoreHMR with the learned motion prior (then the same final fit).  Measures:
+PA-MPJPE-14 / MPJPE-14 (mm), acceleration error pelvis-relative and of camera-frame joints (mm/frame^2),
+means over excerpts.  Excerpts where BlazePose missed the person in some frame are left out
+(their start means nothing there).
 """
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def markdown(report: dict, command: str) -> str:
     body = "".join(f"| {m} | {r['pa_mpjpe14']} | {r['mpjpe14']} | {r['accel']} | {r['accel_abs']} |\n"
                    for m, r in report["methods"].items())
     return (f"# Video on real BlazePose detections\n\n`{command}`\n\n{len(report['excerpts'])} excerpts x "
-            f"{'/'.join(map(str, report['frames']))} frames ({', '.join(report['excerpts'])}), {report['seconds']} s on one thread. "
+            f"{'/'.join(map(str, report['frames']))} frames ({', '.join(report['excerpts'])}), "
+            f"{report['seconds']} s on one thread. "
             f"mm and mm/frame^2 (accel: pelvis-relative joints; accel abs: camera-frame joints).\n\n{head}{body}")
 
 

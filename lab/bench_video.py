@@ -182,10 +182,9 @@ def clip_methods(bench, obs: dict, i: int):
 def animator(bench) -> dict:
     """The section: rows per method (means over clips) and gap rows."""
 
-    e, cfg = bench.engine, bench.cfg
+    e = bench.engine
     obs, gt_world = _clips(bench)
     offsets = _sole_offsets(e, bench.data["betas"])
-    f = cfg.video_length
     opts_ours, loop_ours, w_ours = bench.options("video", "ours")
     per_method: dict[str, list] = {}
     gap_rows: list[dict] = []
@@ -279,7 +278,8 @@ COLS = (("method", "method"), ("pa_mpjpe14", "PA-MPJPE 14"), ("accel", "accel"),
         ("reprojection_change_px", "reproj change px"), ("static", "static"))
 GAP_COLS = (("gap", "gap frames"), ("start", "start"), ("clips", "clips"), ("in_gap", "MPJPE-14 in gap"),
             ("elsewhere", "elsewhere"), ("ratio", "ratio"), ("facing_jump_deg", "max facing jump deg"),
-            ("true_facing_jump_deg", "true max jump deg"), ("facing_jump_elsewhere_deg", "max jump outside the gap deg"),
+            ("true_facing_jump_deg", "true max jump deg"),
+            ("facing_jump_elsewhere_deg", "max jump outside the gap deg"),
             ("clips_facing_ok", "clips not jumping more"))
 
 

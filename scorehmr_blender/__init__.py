@@ -17,7 +17,7 @@ from .runner.engine import import_backend
 import_backend()  # first: the modules below import the engine package as ``backend`` (runner/engine.py)
 
 # After import_backend(), so that their ``backend.contract`` imports find this add-on's engine package.
-from . import operators, panel, preferences, properties, retarget_ops  # noqa: E402
+from . import operators, panel, preferences, properties, retarget_ops  # noqa: E402 -- after import_backend(), which they need
 
 classes = (
     *properties.classes,
@@ -28,7 +28,7 @@ classes = (
 )
 
 
-def register():
+def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     properties.attach()
@@ -36,7 +36,7 @@ def register():
     retarget_ops.attach()
 
 
-def unregister():
+def unregister() -> None:
     retarget_ops.detach()
     operators.detach()
     properties.detach()

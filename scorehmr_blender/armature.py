@@ -7,13 +7,16 @@ space.  Bones are named after SMPL's joints, their heads at the rest joints
 its zero pose (a T-pose facing -Y).
 """
 
+from __future__ import annotations
+
 import bpy
 import numpy as np
 
 from .convert import JOINT_NAMES, MODEL_TO_BLENDER, PARENTS, bone_tails
 
 
-def new_armature(context, name, rest_joints, collection):
+def new_armature(context: bpy.types.Context, name: str, rest_joints: np.ndarray,
+                 collection: bpy.types.Collection) -> bpy.types.Object:
     """An armature object named ``name`` with the 24 SMPL bones, linked to ``collection``.
 
     Bones can only be made in edit mode, which needs the object in the view layer."""
@@ -41,18 +44,19 @@ def new_armature(context, name, rest_joints, collection):
     return obj
 
 
-def is_smpl_rig(obj):
+def is_smpl_rig(obj: bpy.types.Object | None) -> bool:
     """Whether ``obj`` is an armature with the 24 SMPL bones (one this add-on made)."""
     return obj is not None and obj.type == 'ARMATURE' and all(n in obj.data.bones for n in JOINT_NAMES)
 
 
-def bone_rest_rotations(obj):
+def bone_rest_rotations(obj: bpy.types.Object) -> np.ndarray:
     """Each bone's rest rotation B_j (24, 3, 3) in armature space, in SMPL joint order."""
     bones = obj.data.bones
     return np.array([bones[name].matrix_local.to_3x3() for name in JOINT_NAMES])
 
 
-def new_body(name, rest_vertices, faces, skin_weights, armature_obj):
+def new_body(name: str, rest_vertices: np.ndarray, faces: np.ndarray, skin_weights: np.ndarray,
+             armature_obj: bpy.types.Object) -> bpy.types.Object:
     """The skinned body mesh object: vertices in Blender axes, one vertex group
     per bone from skin_weights (V, 24), deformed by ``armature_obj``."""
     verts = np.asarray(rest_vertices, dtype=np.float64) @ MODEL_TO_BLENDER.T

@@ -17,6 +17,8 @@ Frames: footage frame i (0-based) is scene frame 1 + i; ``--frames START:STOP`` 
 frames, STOP excluded.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import shutil
@@ -25,6 +27,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -38,6 +41,11 @@ from backend.contract.shot import FPS_TOLERANCE, keypoint_side_fields
 from .runner.engine import RefineError
 from .runner.job import Detect, Job, Request, View, prepare_inputs, progress_text
 from .runner.placement import choose_runner, detector_python
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+    from .runner.placement import Runner
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".mts", ".mxf"}
 KEYPOINT_SUFFIXES = (".npz", ".npy", ".json")
@@ -100,7 +108,7 @@ class Shot:
 
 # -- pairing shots and outputs (paths only) ---------------------------------------------------------------
 
-def _videos(paths):
+def _videos(paths: Iterable[str]) -> list[Path]:
     found = []
     for path in map(Path, paths):
         if path.is_dir():
@@ -115,14 +123,14 @@ def _videos(paths):
     return found
 
 
-def _existing_files(option, paths):
+def _existing_files(option: str, paths: Iterable[str]) -> list[Path]:
     for path in map(Path, paths):
         if not path.is_file():
             raise BatchError(f"{option} {path}: not found")
     return [Path(p) for p in paths]
 
 
-def _paired(option, given, names, suffixes):
+def _paired(option: str, given: Sequence[str | Path], names: Sequence[str], suffixes: Sequence[str]) -> list[Path]:
     """One path per shot name from ``given``: as many paths as shots, or one folder looked up by name."""
     given = [Path(p) for p in given]
     folder = given[0] if len(given) == 1 and given[0].is_dir() else None
@@ -142,7 +150,7 @@ def _paired(option, given, names, suffixes):
     return paired
 
 
-def _output(option, value, name, suffix, several):
+def _output(option: str, value: str, name: str, suffix: str, several: bool) -> Path:
     """The output file of shot ``name`` for an option naming a file (one shot) or a folder."""
     path = Path(value)
     if several or path.is_dir() or value.endswith(("/", os.sep)):
@@ -152,7 +160,7 @@ def _output(option, value, name, suffix, several):
     return path
 
 
-def _blocked_by_a_file(path):
+def _blocked_by_a_file(path: Path) -> Path | None:
     """The first existing ancestor of ``path`` that is a regular file (then nothing can be written there)."""
     for parent in Path(path).absolute().parents:
         if parent.exists():
@@ -160,7 +168,7 @@ def _blocked_by_a_file(path):
     return None
 
 
-def _check_outputs(shots, force):
+def _check_outputs(shots: list[Shot], force: bool) -> None:
     outputs = [getattr(s, kind) for s in shots for kind in ("blend", "detections", *EXPORTS)
                if getattr(s, kind) is not None]
     if len(set(outputs)) != len(outputs):
@@ -174,7 +182,7 @@ def _check_outputs(shots, force):
                          "pass --force to overwrite or choose other outputs")
 
 
-def _check_option_combinations(options):
+def _check_option_combinations(options: Options) -> None:
     if options.preset and not options.retarget:
         raise BatchError("--preset goes with --retarget")
     if options.in_place and not options.retarget:
@@ -191,7 +199,7 @@ def _check_option_combinations(options):
                          "--result OUT.npz to import a result")
 
 
-def shots(options):
+def shots(options: Options) -> list[Shot]:
     """The :class:`Shot` list of ``options``, their outputs checked (paths only, no Blender data)."""
     _check_option_combinations(options)
     if options.result:
@@ -226,18 +234,19 @@ def shots(options):
 
 # -- checking each shot before any engine work (Blender data) ------------------------------------------
 
-def _footage(context, path):
+def _footage(context: bpy.types.Context, path: Path) -> refine.Footage:
     """refine.footage_of for a video file (the panel's Video File source), placed at scene frame 1; its
     path absolute, so it does not depend on the folder the batch ran in."""
     settings = SimpleNamespace(footage_source='FILE', footage_path=str(Path(path).absolute()))
     return replace(refine.footage_of(context, settings), start=1)
 
 
-def _rates_differ(a, b):
+def _rates_differ(a: float, b: float) -> bool:
     return not math.isclose(a, b, rel_tol=FPS_TOLERANCE)
 
 
-def _focal_length(options, side, size, keypoints_name):
+def _focal_length(options: Options, side: Mapping[str, np.ndarray], size: Sequence[float],
+                  keypoints_name: str) -> tuple[float, str]:
     """(focal length px, where it comes from): --focal-length, --fov, the keypoint file's (``side``: its
     stored OBS fields), else the engine's default field of view."""
     if options.focal_length is not None:
@@ -250,7 +259,7 @@ def _focal_length(options, side, size, keypoints_name):
     return float(observations.focal_from_fov(np.asarray(size, float), fov)), f"default {fov:g} deg field of view"
 
 
-def _check_detectable(options, footage, runner):
+def _check_detectable(options: Options, footage: refine.Footage, runner: Runner | None) -> None:
     """What can be checked of a shot whose keypoints the job will detect: a detector to run them, and
     --frames inside the footage."""
     try:
@@ -263,7 +272,7 @@ def _check_detectable(options, footage, runner):
                           f"START:STOP with STOP <= {footage.frame_count}")
 
 
-def _refine_plan(context, options, shot, runner):
+def _refine_plan(context: bpy.types.Context, options: Options, shot: Shot, runner: Runner | None) -> refine.Plan:
     """The plan of a shot to refine: the Refine operator's Request, from the options, checked by the
     contract (keypoints readable, their rate, image size and frames agreeing with the footage's), or
     for keypoints still to detect by :func:`_check_detectable`."""
@@ -288,7 +297,7 @@ def _refine_plan(context, options, shot, runner):
     return refine.Plan(request, footage, shot.name)
 
 
-def _import_plan(context, shot):
+def _import_plan(context: bpy.types.Context, shot: Shot) -> refine.Plan:
     """The plan of a shot importing an existing result: its frames from scene frame 1."""
     res = result.load(shot.result)
     if shot.footage is None:
@@ -305,7 +314,7 @@ def _import_plan(context, shot):
     return refine.Plan(None, footage, shot.name)
 
 
-def _given_result(path):
+def _given_result(path: str | Path) -> SimpleNamespace:
     """An engine result given as it is (--result), standing in for a finished Job in
     :func:`refine.import_result`: all its frames from footage frame 0, no warnings, no gaps."""
     frames = FrameRange(0, result.load(path).num_frames)
@@ -313,7 +322,7 @@ def _given_result(path):
                            detections={})
 
 
-def load_character(path):
+def load_character(path: str) -> bpy.types.Object:
     """Link the character of a .blend into the scene: its armature (the one that deforms a mesh, the
     one with most bones of those) and the meshes it deforms; the rest of the file (a Rigify rig's
     widgets, its metarig) is loaded as data only.  Returns the armature object, its world matrix
@@ -341,7 +350,7 @@ def load_character(path):
     return character
 
 
-def bone_mapping(character, preset):
+def bone_mapping(character: bpy.types.Object, preset: str | None) -> dict[str, str]:
     """The retarget bone mapping onto ``character`` ({SMPL joint: bone}); BatchError when the preset is
     unknown or maps no bone of it."""
     try:
@@ -357,7 +366,7 @@ def bone_mapping(character, preset):
     return mapping
 
 
-def _export_functions(options):
+def _export_functions(options: Options) -> dict[str, Callable[..., Path]]:
     """The export functions the options need (checked before any shot runs)."""
     functions = {}
     for kind in EXPORTS:
@@ -368,7 +377,8 @@ def _export_functions(options):
     return functions
 
 
-def check_shots(context, options, shots_, runner=None):
+def check_shots(context: bpy.types.Context, options: Options, shots_: list[Shot],
+                runner: Runner | None = None) -> dict[str, str]:
     """Check every shot before any engine work: sets each shot's plan; returns {shot name: error} of
     those that cannot run.  ``runner``: the engine's (where keypoints are detected)."""
     failed = {}
@@ -381,7 +391,7 @@ def check_shots(context, options, shots_, runner=None):
     return failed
 
 
-def check_character(options):
+def check_character(options: Options) -> None:
     """Check --retarget / --preset on the character (loaded into the current scene, which the first shot
     replaces)."""
     if options.retarget:
@@ -390,7 +400,7 @@ def check_character(options):
 
 # -- running -----------------------------------------------------------------------------------------------
 
-def fresh_scene(footage):
+def fresh_scene(footage: refine.Footage) -> bpy.types.Scene:
     """An empty scene at the footage's rate, size and frames (scene frame 1 = footage frame 0)."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
@@ -417,7 +427,7 @@ def store_paths(blend: Path, absolute: bool = False) -> None:
         clip.filepath = path
 
 
-def keep_detections(detected: Path, out: Path, camera) -> None:
+def keep_detections(detected: Path, out: Path, camera: bpy.types.Object) -> None:
     """The job's detections (a keypoint .npz in its job folder) copied to ``out`` (reusable with
     --keypoints), and written as tracking markers of the footage clip behind ``camera``, with the panel
     set to refine from that clip's tracks once they are corrected (Keypoints: Clip Tracks)."""
@@ -432,10 +442,10 @@ def keep_detections(detected: Path, out: Path, camera) -> None:
     settings.footage_source, settings.footage_clip, settings.keypoints_source = 'CLIP', clips[0], 'TRACKS'
 
 
-def _progress_printer(job):
+def _progress_printer(job: Job) -> Callable[[int, int], None]:
     last = [0.0]
 
-    def progress(done, total):
+    def progress(done: int, total: int) -> None:
         if time.time() - last[0] > 5 or done == total:
             last[0] = time.time()
             print(f"  {progress_text(job)}", flush=True)
@@ -443,7 +453,7 @@ def _progress_printer(job):
     return progress
 
 
-def refine_result(plan, runner):
+def refine_result(plan: refine.Plan, runner: Runner) -> Job:
     """Run the engine on ``plan``'s request; returns the finished :class:`Job` (its ``warnings``: the
     keypoint reader's notes and frames without evidence)."""
     job = Job(plan.request, runner, plan.name)
@@ -453,13 +463,14 @@ def refine_result(plan, runner):
     return job
 
 
-def _mean_reprojection_error(out_path):
+def _mean_reprojection_error(out_path: Path) -> float | None:
     """The result's mean reprojection error (px), or None when it does not say."""
     with np.load(out_path) as out:
         return float(np.nanmean(out["reprojection_error_px"])) if "reprojection_error_px" in out.files else None
 
 
-def run_shot(context, options, shot, runner, exporters):
+def run_shot(context: bpy.types.Context, options: Options, shot: Shot, runner: Runner | None,
+             exporters: dict[str, Callable[..., Path]]) -> tuple[str, list[str]]:
     """Refine (or take the result of) one checked shot in a fresh scene, import it, retarget, export and
     save.  Returns (summary line, warnings)."""
     started = time.time()
@@ -483,11 +494,11 @@ def run_shot(context, options, shot, runner, exporters):
             raise RefineError(f"retarget onto {exported.name}: {ex}") from None
         warnings += retarget.mapping_warnings(exported, mapping)
     written = [shot.blend]
-    for kind, export in exporters.items():
+    for kind, write_file in exporters.items():
         path = getattr(shot, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            export(exported, str(path.absolute()), overwrite=options.force)
+            write_file(exported, str(path.absolute()), overwrite=options.force)
         except (ValueError, FileExistsError, RuntimeError) as ex:
             raise RefineError(f"{kind.upper()} export: {ex}") from None
         written.append(path)
@@ -505,7 +516,7 @@ def run_shot(context, options, shot, runner, exporters):
     return line, warnings
 
 
-def _runner(options, shots_):
+def _runner(options: Options, shots_: list[Shot]) -> Runner | None:
     """The engine's runner when any shot refines (None when all import results)."""
     if all(shot.result is not None for shot in shots_):
         return None
@@ -515,7 +526,7 @@ def _runner(options, shots_):
         raise BatchError(f"{ex} (or pass --worker PYTHON)") from None
 
 
-def run(options):
+def run(options: Options) -> int:
     """The batch: check everything, then refine / import shot after shot.  Prints a line per shot and a
     summary (with each shot's warnings); returns the exit code (1 if any shot failed)."""
     found = shots(options)

@@ -6,14 +6,22 @@ looks along +Y, the pose convert.CAMERA_TO_WORLD assumes, from the world origin 
 from where the floor placement moved it (staging.floor_placement), so the imported
 body lines up with the footage seen through it."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import bpy
 import numpy as np
 from mathutils import Matrix
 
 from .convert import OPENCV_TO_BLENDER_CAMERA, camera_settings
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def new_camera(name, image_size, focal_px, principal_point, camera_to_world):
+
+def new_camera(name: str, image_size: Sequence[float], focal_px: float, principal_point: Sequence[float] | None,
+               camera_to_world: np.ndarray) -> bpy.types.Object:
     """A camera object (not linked to any collection) for pinhole intrinsics in pixels,
     placed where ``camera_to_world`` (4, 4), an OpenCV camera -> world transform, puts it."""
     data = bpy.data.cameras.new(name)
@@ -26,7 +34,7 @@ def new_camera(name, image_size, focal_px, principal_point, camera_to_world):
     return obj
 
 
-def resolution_mismatch(scene, image_size):
+def resolution_mismatch(scene: bpy.types.Scene, image_size: Sequence[float]) -> str | None:
     """A warning when the scene's render size differs from the footage's, else None."""
     render = scene.render
     scene_size = (render.resolution_x, render.resolution_y)
@@ -37,7 +45,7 @@ def resolution_mismatch(scene, image_size):
             f"{width}x{height}: the camera view will not match the footage until they agree")
 
 
-def footage_mismatch(footage_size, image_size) -> str | None:
+def footage_mismatch(footage_size: Sequence[float], image_size: Sequence[float]) -> str | None:
     """A warning when the footage's frame size differs from the images the result was refined on, else None."""
     footage = tuple(round(v) for v in footage_size)
     image = tuple(round(v) for v in image_size)
@@ -47,18 +55,18 @@ def footage_mismatch(footage_size, image_size) -> str | None:
             "the camera view will not match the footage")
 
 
-def set_resolution(scene, image_size):
+def set_resolution(scene: bpy.types.Scene, image_size: Sequence[float]) -> None:
     render = scene.render
     render.resolution_x, render.resolution_y = (round(v) for v in image_size)
     render.pixel_aspect_x = render.pixel_aspect_y = 1.0
 
 
-def load_clip(path):
+def load_clip(path: str) -> bpy.types.MovieClip:
     """The footage as a movie clip (an existing one if already loaded); RuntimeError if unreadable."""
     return bpy.data.movieclips.load(bpy.path.abspath(path), check_existing=True)
 
 
-def show_footage(camera_obj, clip, frame_start):
+def show_footage(camera_obj: bpy.types.Object, clip: bpy.types.MovieClip, frame_start: int) -> None:
     """Show ``clip`` behind the camera view, its first frame at scene ``frame_start``.
 
     Blender plays a clip one footage frame per scene frame."""

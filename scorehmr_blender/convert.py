@@ -38,12 +38,17 @@ Bones (the armature object stays at the world origin, so armature space = world)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 # SMPL's skeleton and the rotation helpers: the contract's, shared with the engine.
 from backend.contract.layout import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
 from backend.contract.rotations import axis_angle_to_matrix, continuous_quaternions, matrix_to_quaternion
+
+if TYPE_CHECKING:
+    import bpy
+    from mathutils import Matrix
 
 JOINT_NAMES, PARENTS = SMPL_JOINT_NAMES, SMPL_PARENTS
 
@@ -162,7 +167,7 @@ def camera_settings(image_size: Sequence[float], focal_px: float, principal_poin
     }
 
 
-def camera_intrinsics(data, image_size: Sequence[float]) -> tuple[float, tuple[float, float]]:
+def camera_intrinsics(data: bpy.types.Camera, image_size: Sequence[float]) -> tuple[float, tuple[float, float]]:
     """(focal px, (cx, cy) px OpenCV) of Blender camera data seen on an image of ``image_size``:
     the inverse of :func:`camera_settings` for any sensor fit.
 
@@ -175,7 +180,7 @@ def camera_intrinsics(data, image_size: Sequence[float]) -> tuple[float, tuple[f
     return data.lens * side / sensor, (width / 2 - data.shift_x * side, height / 2 + data.shift_y * side)
 
 
-def opencv_camera_to_world(matrix_world) -> np.ndarray:
+def opencv_camera_to_world(matrix_world: Matrix | np.ndarray) -> np.ndarray:
     """4x4 OpenCV camera -> world transform of a Blender camera object's ``matrix_world``
     (its scale left out): Blender cameras look down local -Z with +Y up."""
     M = np.array(matrix_world, dtype=np.float64)

@@ -30,9 +30,12 @@ its root moving as the rig does.
 Neither writes over an existing file unless asked to.
 """
 
+from __future__ import annotations
+
 import math
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import addon_utils
 import bpy
@@ -41,13 +44,19 @@ from mathutils import Matrix
 
 from . import keyframes
 
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Collection, Iterable, Iterator
+
+    from mathutils import Vector
+
 # Frames earlier than the scene's an FBX is written at: Blender's importer adds one by default.
 FBX_TIME_OFFSET = 1
 # World (Blender: Z up, -Y front) -> BVH file axes, per up axis.
 AXES = {'Y': Matrix(((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, -1.0, 0.0))), 'Z': Matrix.Identity(3)}
 
 
-def action_frame_range(armature_obj):
+def action_frame_range(armature_obj: bpy.types.Object) -> tuple[int, int]:
     """(first, last) whole scene frames covering the armature's action."""
     action = armature_obj.animation_data.action if armature_obj.animation_data else None
     if action is None:
@@ -56,8 +65,9 @@ def action_frame_range(armature_obj):
     return math.floor(start), math.ceil(end)
 
 
-def export_bvh(armature_obj, path, *, overwrite=False, frame_start=None, frame_end=None, global_scale=1.0,
-               rotate_mode='NATIVE', root_transform_only=True, up_axis='Y'):
+def export_bvh(armature_obj: bpy.types.Object, path: str | os.PathLike, *, overwrite: bool = False,
+               frame_start: int | None = None, frame_end: int | None = None, global_scale: float = 1.0,
+               rotate_mode: str = 'NATIVE', root_transform_only: bool = True, up_axis: str = 'Y') -> Path:
     """Write ``armature_obj``'s animation to the BVH file ``path``; returns the Path.
 
     Frames default to the action's range.  up_axis 'Y' (default; what Blender's
@@ -85,7 +95,7 @@ def export_bvh(armature_obj, path, *, overwrite=False, frame_start=None, frame_e
     return path
 
 
-def skeleton(armature_obj):
+def skeleton(armature_obj: bpy.types.Object) -> dict[str, str | None]:
     """{bone name: parent name or None} of the bones a BVH holds: the deform bones, each under its
     nearest deform ancestor, when only some bones deform (a Rigify rig's DEF- bones, not its
     controls and mechanism); else every bone."""
@@ -103,7 +113,8 @@ def skeleton(armature_obj):
     return parents
 
 
-def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_only):
+def _bvh_text(obj: bpy.types.Object, first: int, last: int, fps: float, axes: Matrix, scale: float, rotate_mode: str,
+              root_transform_only: bool) -> str:
     """The BVH file's text for frames first..last of ``obj`` (see the module docstring)."""
     parents = skeleton(obj)
     children = {name: [c for c, p in parents.items() if p == name] for name in parents}
@@ -150,7 +161,9 @@ def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_on
     return "\n".join(lines) + "\n"
 
 
-def _bvh_joint(lines, bone, children, parents, rest_heads, world, axes, scale, order, moves, depth):
+def _bvh_joint(lines: list[str], bone: bpy.types.Bone, children: dict[str, list[str]], parents: dict[str, str | None],
+               rest_heads: dict[str, Vector], world: Matrix, axes: Matrix, scale: float, order: dict[str, str],
+               moves: dict[str, bool], depth: int) -> None:
     """Append the HIERARCHY block of ``bone`` and its children (skeleton() names; rest offsets in
     file axes)."""
     indent = "\t" * depth
@@ -172,11 +185,11 @@ def _bvh_joint(lines, bone, children, parents, rest_heads, world, axes, scale, o
     lines.append(f"{indent}}}")
 
 
-def _unused_name(names):
+def _unused_name(names: Collection[str]) -> str:
     return next(name for name in (f"__{i}" for i in range(len(names) + 1)) if name not in names)
 
 
-def _depth_first(name, children):
+def _depth_first(name: str, children: dict[str, list[str]]) -> list[str]:
     """``name`` and its descendants ({name: [child names]}) in the order BVH writes them."""
     out = [name]
     for child in children[name]:
@@ -184,7 +197,7 @@ def _depth_first(name, children):
     return out
 
 
-def _euler_order(pose_bone, rotate_mode):
+def _euler_order(pose_bone: bpy.types.PoseBone, rotate_mode: str) -> str:
     if rotate_mode != 'NATIVE':
         return rotate_mode
     return pose_bone.rotation_mode if pose_bone.rotation_mode in _EULER_ORDERS else 'XYZ'
@@ -193,17 +206,18 @@ def _euler_order(pose_bone, rotate_mode):
 _EULER_ORDERS = ('XYZ', 'XZY', 'YXZ', 'YZX', 'ZXY', 'ZYX')
 
 
-def _rotation(matrix):
+def _rotation(matrix: Matrix) -> Matrix:
     """The rotation (3x3) of a 4x4 transform, its scale left out."""
     return matrix.to_3x3().normalized()
 
 
-def _vector(v):
+def _vector(v: Iterable[float]) -> str:
     return " ".join(f"{x:.6f}" for x in v)
 
 
-def export_fbx(armature_obj, path, *, overwrite=False, frame_start=None, frame_end=None, include_meshes=True,
-               add_leaf_bones=False, **fbx_options):
+def export_fbx(armature_obj: bpy.types.Object, path: str | os.PathLike, *, overwrite: bool = False,
+               frame_start: int | None = None, frame_end: int | None = None, include_meshes: bool = True,
+               add_leaf_bones: bool = False, **fbx_options: object) -> Path:
     """Write ``armature_obj`` and its animation to the FBX file ``path``; returns the Path.
 
     The armature's child meshes (its skinned body) go along with include_meshes.
@@ -233,7 +247,7 @@ def export_fbx(armature_obj, path, *, overwrite=False, frame_start=None, frame_e
 
 
 @contextmanager
-def _keys_moved(action, frames):
+def _keys_moved(action: bpy.types.Action | None, frames: float) -> Iterator[None]:
     """Every key (and its handles) of ``action`` moved by ``frames`` for the ``with`` block."""
     curves = _fcurves(action)
 
@@ -252,14 +266,14 @@ def _keys_moved(action, frames):
         move(-frames)
 
 
-def _fcurves(action):
+def _fcurves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
     """An action's F-curves, legacy (4.2) or layered (4.4+) layout."""
     if not keyframes.LAYERED_ACTIONS:
         return list(action.fcurves)
     return [fc for layer in action.layers for strip in layer.strips for bag in strip.channelbags for fc in bag.fcurves]
 
 
-def _target_path(path, overwrite):
+def _target_path(path: str | os.PathLike, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists: turn on Overwrite to replace it (overwrite=True in a script)")
@@ -268,7 +282,7 @@ def _target_path(path, overwrite):
     return path
 
 
-def _frames(armature_obj, frame_start, frame_end):
+def _frames(armature_obj: bpy.types.Object | None, frame_start: int | None, frame_end: int | None) -> tuple[int, int]:
     if armature_obj is None or armature_obj.type != 'ARMATURE':
         raise ValueError("export needs an armature object")
     first, last = action_frame_range(armature_obj)
@@ -279,7 +293,7 @@ def _frames(armature_obj, frame_start, frame_end):
     return first, last
 
 
-def _ensure_addon(module, category, name):
+def _ensure_addon(module: str, category: str, name: str) -> None:
     """Enable Blender's bundled exporter add-on if this session lacks its operator."""
     try:
         getattr(getattr(bpy.ops, category), name).get_rna_type()
@@ -288,7 +302,7 @@ def _ensure_addon(module, category, name):
 
 
 @contextmanager
-def _exporting(active, selected):
+def _exporting(active: bpy.types.Object, selected: list[bpy.types.Object]) -> Iterator[dict]:
     """Object mode, ``selected`` selected and ``active`` active in the view layer while
     exporting (yields temp_override arguments); selection, active object and the
     scene frame come back after."""
@@ -315,7 +329,7 @@ def _exporting(active, selected):
         scene.frame_set(kept_frame[0], subframe=kept_frame[1])
 
 
-def _written(result, path, kind):
+def _written(result: set[str], path: Path, kind: str) -> Path:
     if result != {'FINISHED'} or not path.is_file():
         raise RuntimeError(f"Blender's {kind} exporter did not write {path}")
     return path

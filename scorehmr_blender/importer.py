@@ -10,14 +10,20 @@ if building fails, whatever was created is removed again, so a failed import
 leaves the file as it was.  The new action is assigned last.
 """
 
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
 
 from . import armature, camera, convert, keyframes, result, retarget_ops, scene_setup, staging
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 # bpy.data collections an import adds to (removed again on failure).
 _DATA = ("objects", "armatures", "meshes", "actions", "cameras", "movieclips", "worlds", "lights", "collections")
@@ -47,9 +53,11 @@ class Imported:
     messages: list = field(default_factory=list)  # (report level, text)
 
 
-def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig=None, add_camera=True,
-                  footage_path="", set_resolution=False, update_scene_duration=True, camera_to_world=None,
-                  placement='ORIGIN', timing='RESAMPLE', prepare_scene=True, set_camera=False):
+def import_result(context: bpy.types.Context, filepath: str, *, shot_name: str = "", frame_start: float | None = None,
+                  onto_rig: bpy.types.Object | None = None, add_camera: bool = True, footage_path: str = "",
+                  set_resolution: bool = False, update_scene_duration: bool = True,
+                  camera_to_world: np.ndarray | None = None, placement: str = 'ORIGIN', timing: str = 'RESAMPLE',
+                  prepare_scene: bool = True, set_camera: bool = False) -> Imported:
     """Import ``filepath`` (OUT.npz) into ``context.scene``; returns :class:`Imported`.
 
     onto_rig: an armature from an earlier import to give the new action to,
@@ -175,7 +183,7 @@ def import_result(context, filepath, *, shot_name="", frame_start=None, onto_rig
     return imported
 
 
-def _timing_messages(result_fps, scene_fps, timing, footage_path):
+def _timing_messages(result_fps: float, scene_fps: float, timing: str, footage_path: str) -> list[tuple[str, str]]:
     if math.isclose(result_fps, scene_fps, rel_tol=1e-6):
         return []
     rates = f"Footage is {result_fps:g} fps, the scene {scene_fps:g} fps"
@@ -189,7 +197,7 @@ def _timing_messages(result_fps, scene_fps, timing, footage_path):
     return [('WARNING', f"{rates}: keys are {how}{drift}")]
 
 
-def _world_text(world, camera_to_world):
+def _world_text(world: result.WorldFrame, camera_to_world: np.ndarray) -> str:
     """The INFO line of a world-frame import: where the floor and the camera are."""
     angles = ""
     if world.camera_pitch_deg is not None and world.camera_roll_deg is not None:
@@ -198,7 +206,7 @@ def _world_text(world, camera_to_world):
             f"{camera_to_world[2, 3]:.2f} m high at {_xyz(camera_to_world[:3, 3])} m{angles}")
 
 
-def _xyz(vector):
+def _xyz(vector: Iterable[float]) -> str:
     return "(" + ", ".join(f"{v:.2f}" for v in vector) + ")"
 
 
@@ -210,7 +218,8 @@ def rest_on_floor(rest_vertices: np.ndarray) -> np.ndarray:
     return -float((np.asarray(rest_vertices, dtype=np.float64) @ up).min()) * up
 
 
-def nearest_frame_keys(frames: np.ndarray, quaternions: np.ndarray, locations: np.ndarray):
+def nearest_frame_keys(frames: np.ndarray, quaternions: np.ndarray,
+                       locations: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keys on the whole scene frames inside ``frames`` (F,) (evenly spaced, fractional), each from the
     result frame nearest in time, as the retimed footage shows it (:func:`retime_footage`): (whole frames
     (N,), quaternions (N, J, 4), locations (N, L))."""
@@ -221,7 +230,7 @@ def nearest_frame_keys(frames: np.ndarray, quaternions: np.ndarray, locations: n
     return whole, np.asarray(quaternions)[index], np.asarray(locations)[index]
 
 
-def retime_footage(clip, ratio: float) -> None:
+def retime_footage(clip: bpy.types.MovieClip, ratio: float) -> None:
     """Play ``clip`` at the scene's rate from its Start Frame: at scene frame s it shows footage frame
     floor((s - start) * ratio + 0.5) (``ratio`` = footage fps / scene fps), through a driver on its Frame
     Offset, which only changes which file frame is read (Blender shows file frame s - start + offset).
@@ -234,7 +243,10 @@ def retime_footage(clip, ratio: float) -> None:
     driver.expression = f"floor({since} * {float(ratio)!r} + 0.5) - {since}"
 
 
-def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to_world, camera_to_world, timing):
+def _build(context: bpy.types.Context, res: result.MotionResult, name: str, frames: np.ndarray,
+           rig: bpy.types.Object | None, with_camera: bool, clip: bpy.types.MovieClip | None,
+           motion: tuple[np.ndarray, np.ndarray, np.ndarray], motion_to_world: np.ndarray | None,
+           camera_to_world: np.ndarray | None, timing: str) -> Imported:
     """Create the rig and body (unless ``rig`` is given), the action and the camera.
 
     motion: (global_orient (F, 3), body_pose (F, 69), transl (F, 3)) in the frame that
@@ -269,7 +281,7 @@ def _build(context, res, name, frames, rig, with_camera, clip, motion, motion_to
     return Imported(rig, body, action, cam, frames, key_frames, camera_to_world, motion_to_world)
 
 
-def _view_cameras(context, res, name):
+def _view_cameras(context: bpy.types.Context, res: result.MotionResult, name: str) -> list[bpy.types.Object]:
     """Cameras of views 1..V-1 of a calibrated multi-view result where its calibration puts them (linked to
     the context's collection).  OUT.npz keeps view 0's intrinsics only: the others get its lens."""
     cameras = []
@@ -281,7 +293,7 @@ def _view_cameras(context, res, name):
     return cameras
 
 
-def _prepare_scene(context, points, on_floor):
+def _prepare_scene(context: bpy.types.Context, points: np.ndarray, on_floor: bool) -> list[tuple[str, str]]:
     """World, sun and ground plane (covering ``points`` (N, 3), world) where missing (scene_setup);
     returns INFO messages."""
     scene = context.scene

@@ -6,15 +6,23 @@ keyframe strip, per slot; 5.0 removed the legacy ``Action.fcurves``.  Both
 layouts are handled in :func:`fcurve_factory`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import bpy
 import numpy as np
 
 from .convert import JOINT_NAMES
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 LAYERED_ACTIONS = bpy.app.version >= (4, 4, 0)
 
 
-def new_action(name, armature_obj, frames, quaternions, root_locations):
+def new_action(name: str, armature_obj: bpy.types.Object, frames: np.ndarray, quaternions: np.ndarray,
+               root_locations: np.ndarray) -> bpy.types.Action:
     """A new Action keying every bone's rotation_quaternion and the root bone's
     location at ``frames``, for ``armature_obj`` (see :func:`assign`).
 
@@ -34,7 +42,7 @@ def new_action(name, armature_obj, frames, quaternions, root_locations):
     return action
 
 
-def assign(obj, action):
+def assign(obj: bpy.types.Object, action: bpy.types.Action) -> None:
     """Make an action from :func:`new_action` animate ``obj``."""
     anim = obj.animation_data_create()
     anim.action = action
@@ -42,7 +50,7 @@ def assign(obj, action):
         anim.action_slot = action.slots[0]  # the only slot new_action makes
 
 
-def fcurve_factory(action, obj):
+def fcurve_factory(action: bpy.types.Action, obj: bpy.types.Object) -> Callable[[str, int, str], bpy.types.FCurve]:
     """``new_fcurve(data_path, index, group_name)`` for a fresh action."""
     if not LAYERED_ACTIONS:
         return lambda path, index, group: action.fcurves.new(path, index=index, action_group=group)
@@ -50,7 +58,7 @@ def fcurve_factory(action, obj):
     bag = action.layers.new("Layer").strips.new(type='KEYFRAME').channelbags.new(slot)
     groups = {}
 
-    def new_fcurve(path, index, group):
+    def new_fcurve(path: str, index: int, group: str) -> bpy.types.FCurve:
         # fcurves.new() has no group_name argument in 4.4; assigning .group works everywhere.
         fcurve = bag.fcurves.new(path, index=index)
         if group not in groups:
@@ -60,7 +68,7 @@ def fcurve_factory(action, obj):
     return new_fcurve
 
 
-def fill_fcurve(fcurve, frames, values):
+def fill_fcurve(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:
     """Key ``values`` at ``frames`` in one go (add + foreach_set, not keyframe_insert)."""
     co = np.empty(2 * len(frames), dtype=np.float32)
     co[0::2], co[1::2] = frames, values
@@ -73,13 +81,13 @@ def fill_fcurve(fcurve, frames, values):
 CONTACT_FRAMES, CONTACTS = "refine_motion_contact_frames", "refine_motion_foot_contacts"
 
 
-def store_contacts(action, frames, contacts):
+def store_contacts(action: bpy.types.Action, frames: np.ndarray, contacts: np.ndarray) -> None:
     """Keep the result's foot contacts (F, 4) bool at scene ``frames`` (F,) on ``action``."""
     action[CONTACT_FRAMES] = [float(f) for f in frames]
     action[CONTACTS] = [int(c) for c in np.asarray(contacts, dtype=bool).ravel()]
 
 
-def stored_contacts(action, frames):
+def stored_contacts(action: bpy.types.Action, frames: np.ndarray) -> np.ndarray | None:
     """The contacts (F, 4) bool stored on ``action`` at the stored frames nearest ``frames``
     (F,), or None when it has none."""
     if CONTACT_FRAMES not in action or CONTACTS not in action:

@@ -2,6 +2,7 @@
 """Operators.  The numpy-based modules they use load on first use, not with the add-on."""
 
 import traceback
+from typing import TYPE_CHECKING
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
@@ -11,6 +12,9 @@ from . import preferences
 from .runner import job as jobs
 from .runner import placement, worker_env
 from .runner.engine import RefineError
+
+if TYPE_CHECKING:
+    from . import refine
 
 
 class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
@@ -82,7 +86,7 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
                 footage_path=self.footage_path, set_resolution=self.set_resolution, set_camera=self.set_camera,
                 update_scene_duration=self.update_scene_duration, placement=self.placement,
                 timing=self.timing, prepare_scene=self.prepare_scene)
-        except Exception as ex:  # noqa: BLE001 -- any failure: nothing was left behind, report and cancel
+        except Exception as ex:  # any failure: nothing was left behind, report and cancel
             if not isinstance(ex, (result.ResultError, RuntimeError)):
                 traceback.print_exc()
             self.report({'ERROR'}, f"Import Refined Motion: {ex}")
@@ -130,7 +134,7 @@ class REFINEMOTION_OT_import_result(bpy.types.Operator, ImportHelper):
 
 # -- Refine ---------------------------------------------------------------------------------------
 
-def _start_job(context, iterations):
+def _start_job(context: bpy.types.Context, iterations: int | None) -> "tuple[refine.Plan, jobs.Job]":
     """Check the scene's settings and write the job's inputs: (plan, job), not started yet."""
     from . import refine
 
@@ -147,7 +151,7 @@ def _start_job(context, iterations):
     return plan, jobs.Job(plan.request, runner, plan.name)
 
 
-def _status_text(job):
+def _status_text(job: jobs.Job) -> str:
     if job.cancelling:
         return "Refine Motion: cancelling..."
     if not job.progress[1]:
@@ -155,7 +159,7 @@ def _status_text(job):
     return f"Refine Motion: {100 * job.fraction:.0f}% ({jobs.progress_text(job)})  Esc cancels"
 
 
-def _redraw_panels(context):
+def _redraw_panels(context: bpy.types.Context) -> None:
     for area in context.screen.areas if context.screen else ():
         if area.type == 'VIEW_3D':
             area.tag_redraw()
@@ -224,7 +228,7 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
         except RefineError as ex:
             self.report({'ERROR'}, f"Refine Motion: {ex}")
             return False
-        except Exception as ex:  # noqa: BLE001 -- a bug: report it, the scene is unchanged
+        except Exception as ex:  # a bug: report it, the scene is unchanged
             traceback.print_exc()
             self.report({'ERROR'}, f"Refine Motion: unexpected {type(ex).__name__}: {ex}")
             return False
@@ -252,7 +256,7 @@ class REFINEMOTION_OT_refine(bpy.types.Operator):
         try:
             rig = refine.active_rig(context) if context.scene.refine_motion.use_active_rig else None
             imported = refine.import_result(context, self._plan, job, onto_rig=rig)
-        except Exception as ex:  # noqa: BLE001 -- the importer left nothing behind
+        except Exception as ex:  # the importer left nothing behind
             if not isinstance(ex, (result.ResultError, RuntimeError, RefineError)):
                 traceback.print_exc()
             self.report({'ERROR'}, f"Refine Motion: cannot import the result ({ex})")
@@ -298,12 +302,12 @@ class REFINEMOTION_OT_view_remove(bpy.types.Operator):
 
 # -- engine set-up (preferences) ------------------------------------------------------------------
 
-def online_access():
+def online_access() -> bool:
     """Whether Blender allows network access (Preferences > System > Network)."""
     return getattr(bpy.app, "online_access", True)
 
 
-def _redraw_preferences(context):
+def _redraw_preferences(context: bpy.types.Context) -> None:
     for window in context.window_manager.windows:
         for area in window.screen.areas:
             if area.type == 'PREFERENCES':
@@ -377,7 +381,7 @@ class REFINEMOTION_OT_check_device(bpy.types.Operator):
         return {'FINISHED'}
 
 
-def menu_import(self, _context):
+def menu_import(self: bpy.types.Menu, _context: bpy.types.Context) -> None:
     self.layout.operator(REFINEMOTION_OT_import_result.bl_idname, text="Refined Motion (.npz)")
 
 
@@ -385,9 +389,9 @@ classes = (REFINEMOTION_OT_import_result, REFINEMOTION_OT_refine, REFINEMOTION_O
            REFINEMOTION_OT_view_remove, REFINEMOTION_OT_setup_worker, REFINEMOTION_OT_check_device)
 
 
-def attach():
+def attach() -> None:
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
 
 
-def detach():
+def detach() -> None:
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)

@@ -1,11 +1,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """3D View sidebar panel (N panel, "Refine Motion" tab)."""
 
+from typing import TYPE_CHECKING
+
 import bpy
 
 from . import operators, preferences
 from .runner import job as jobs
 from .runner import placement
+
+if TYPE_CHECKING:
+    from .properties import RefineMotionSettings, ShotInputs
 
 
 class REFINEMOTION_PT_main(bpy.types.Panel):
@@ -33,7 +38,7 @@ class REFINEMOTION_PT_refine(bpy.types.Panel):
         draw_refine(self.layout, context)
 
 
-def draw_refine(layout, context):
+def draw_refine(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """The user's order: footage, keypoints (a file, clip tracks or detected), the mode and frames (the
     whole footage unless a range is set), then the Refine button, or the running job's progress; the
     latest job's warnings."""
@@ -88,7 +93,7 @@ class REFINEMOTION_PT_tuning(bpy.types.Panel):
         draw_tuning(self.layout, context)
 
 
-def draw_tuning(layout, context):
+def draw_tuning(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """What most refinements leave as it is: the body model, the engine's weights, the person's height, the
     keypoint files' first frame number, the initial estimate, the camera's intrinsics and the device."""
     settings = context.scene.refine_motion
@@ -124,7 +129,7 @@ class REFINEMOTION_PT_import(bpy.types.Panel):
         self.layout.operator(operators.REFINEMOTION_OT_import_result.bl_idname, icon='IMPORT')
 
 
-def draw_shot_inputs(layout, inputs, with_camera):
+def draw_shot_inputs(layout: bpy.types.UILayout, inputs: "ShotInputs", with_camera: bool) -> None:
     """One camera's footage and keypoints (the main shot's or a view's), and its Blender camera."""
     layout.prop(inputs, "footage_source")
     layout.prop(inputs, "footage_clip" if inputs.footage_source == 'CLIP' else "footage_path")
@@ -149,7 +154,7 @@ class REFINEMOTION_UL_views(bpy.types.UIList):
             row.label(text=item.camera_object.name, icon='CAMERA_DATA')
 
 
-def draw_views(layout, settings):
+def draw_views(layout: bpy.types.UILayout, settings: "RefineMotionSettings") -> None:
     """Multi-View: the other cameras (the footage above is view 0) and the selected one's inputs."""
     layout.label(text="Views (the footage above is view 0)", icon='OUTLINER_OB_CAMERA')
     layout.template_list(REFINEMOTION_UL_views.__name__, "", settings, "views", settings, "active_view", rows=3)
@@ -173,7 +178,7 @@ class REFINEMOTION_PT_retarget(bpy.types.Panel):
         draw_retarget(self.layout, context)
 
 
-def draw_retarget(layout, context):
+def draw_retarget(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """SMPL armature -> character: the reviewable mapping list, Retarget; BVH/FBX export."""
     from . import retarget_ops
 

@@ -3,12 +3,16 @@
 Python), with a one-click set-up of the worker environment."""
 
 import os
+from typing import TYPE_CHECKING
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from .runner import placement, worker_env
 from .runner.engine import RefineError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DEFAULT_BODY_MODEL = "Free default (Anny-based SMPL format)"
 
@@ -18,7 +22,7 @@ ENGINE_LOCATION_ITEMS = (
 )
 
 
-def _setup_command(index):
+def _setup_command(index: int) -> "Callable[[bpy.types.AddonPreferences], str]":
     def get(_self):
         try:
             return worker_env.shell_line(worker_env.setup_commands()[index])
@@ -59,7 +63,7 @@ class RefineMotionPreferences(bpy.types.AddonPreferences):
         draw_preferences(self.layout, self)
 
 
-def draw_preferences(layout, prefs):
+def draw_preferences(layout: bpy.types.UILayout, prefs: "RefineMotionPreferences") -> None:
     layout.use_property_split = True
     layout.prop(prefs, "smpl_path")
 
@@ -72,7 +76,7 @@ def draw_preferences(layout, prefs):
     draw_worker_setup(layout.box(), prefs)
 
 
-def draw_engine_status(layout, prefs):
+def draw_engine_status(layout: bpy.types.UILayout, prefs: "RefineMotionPreferences") -> None:
     """Where the engine runs and on which device (both cached: nothing is read from disk here)."""
     kind, text, runner = placement.engine_status(*engine_choice(prefs))
     col = layout.column(align=True)
@@ -88,7 +92,7 @@ def draw_engine_status(layout, prefs):
         _redraw_while_checking()
 
 
-def draw_worker_setup(layout, prefs):
+def draw_worker_setup(layout: bpy.types.UILayout, prefs: "RefineMotionPreferences") -> None:
     layout.label(text="Worker Environment", icon='CONSOLE')
     task = worker_env.current_task()
     if task is not None and task.state == "running":
@@ -106,7 +110,7 @@ def draw_worker_setup(layout, prefs):
     col.label(text="then leave Worker Python empty, or set it to that environment's python.")
 
 
-def _redraw_preferences_tick():
+def _redraw_preferences_tick() -> None:
     for window in bpy.context.window_manager.windows:
         for area in window.screen.areas:
             if area.type == 'PREFERENCES':
@@ -114,7 +118,7 @@ def _redraw_preferences_tick():
     return 0.5 if placement.device_query_running() else None
 
 
-def _redraw_while_checking():
+def _redraw_while_checking() -> None:
     """Redraw the preferences until the device query answers (draw() itself cannot wait)."""
     if not bpy.app.timers.is_registered(_redraw_preferences_tick):
         bpy.app.timers.register(_redraw_preferences_tick, first_interval=0.5)
@@ -123,21 +127,21 @@ def _redraw_while_checking():
 classes = (RefineMotionPreferences,)
 
 
-def get(context):
+def get(context: bpy.types.Context) -> "RefineMotionPreferences | None":
     """This add-on's preferences, or None while it is not enabled as an add-on
     (for instance when registered directly from a script or a test)."""
     addon = context.preferences.addons.get(__package__)
     return addon.preferences if addon is not None else None
 
 
-def engine_choice(prefs):
+def engine_choice(prefs: "RefineMotionPreferences") -> tuple[str, str]:
     """(engine location, worker python setting) for runner.placement.choose_runner."""
     if prefs is None:
         return "AUTO", ""
     return prefs.engine_location, prefs.worker_python
 
 
-def body_model_label(prefs):
+def body_model_label(prefs: "RefineMotionPreferences") -> str:
     """Human-readable name of the body model that refinement will use."""
     path = prefs.smpl_path.strip() if prefs is not None else ""
     if path:

@@ -34,7 +34,8 @@ KEYPOINT_ITEMS = (
 )
 INTRINSICS_ITEMS = (
     ('ESTIMATE', "Estimate", "Assume a 55 degree field of view (a typical phone or camcorder lens)"),
-    ('CLIP', "Clip Camera", "The Movie Clip's tracking camera (focal length, optical center), e.g. after a camera solve"),
+    ('CLIP', "Clip Camera",
+     "The Movie Clip's tracking camera (focal length, optical center), e.g. after a camera solve"),
     ('MANUAL', "Focal Length", "A focal length in pixels"),
 )
 DEVICE_ITEMS = (
@@ -46,19 +47,19 @@ DEVICE_ITEMS = (
 SCALE_MAX = 2.0  # Smoothing and Keypoint Trust: 0 .. twice the engine's default weight, as build.py takes them
 
 
-def _clamp_frame_end(self, _context):
+def _clamp_frame_end(self: "RefineMotionSettings", _context: bpy.types.Context) -> None:
     self.use_footage_range = False  # a range was chosen
     if self.frame_end < self.frame_start:
         self.frame_end = self.frame_start
 
 
-def _clamp_frame_start(self, _context):
+def _clamp_frame_start(self: "RefineMotionSettings", _context: bpy.types.Context) -> None:
     self.use_footage_range = False
     if self.frame_start > self.frame_end:
         self.frame_start = self.frame_end
 
 
-def _is_camera(_owner, obj):
+def _is_camera(_owner: bpy.types.PropertyGroup, obj: bpy.types.Object) -> bool:
     return obj.type == 'CAMERA'
 
 
@@ -229,9 +230,9 @@ class RefineMotionSettings(ShotInputs, bpy.types.PropertyGroup):
 classes = (RefineMotionView, RefineMotionSettings)
 
 
-def attach():
+def attach() -> None:
     bpy.types.Scene.refine_motion = PointerProperty(type=RefineMotionSettings)
 
 
-def detach():
+def detach() -> None:
     del bpy.types.Scene.refine_motion

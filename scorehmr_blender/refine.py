@@ -19,8 +19,11 @@ camera's transform, intrinsics from its lens, and view 0's refined body is keyed
 in that world; otherwise view 0's body comes in front of a new footage camera.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -31,6 +34,15 @@ from backend.contract.layout import COCO17_NAMES
 from . import convert
 from .runner.engine import RefineError
 from .runner.job import Detect, Request, View, naming_view, scene_frames_text
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from backend.contract.frames import FrameRange
+
+    from . import importer
+    from .properties import RefineMotionSettings, ShotInputs
+    from .runner.job import Job
 
 GAP_MARKER = "no keypoints"  # timeline markers at frames with little or no evidence: "<shot>: no keypoints ..."
 ENGINE_MODES = {'SINGLE_FRAME': "frame", 'VIDEO': "video", 'MULTI_VIEW': "multiview"}
@@ -64,7 +76,7 @@ class Plan:
     marker_clips: dict = field(default_factory=dict)  # view index -> Movie Clip that receives its detections
 
 
-def footage_of(context, settings):
+def footage_of(context: bpy.types.Context, settings: RefineMotionSettings) -> Footage:
     """The footage's frame count, rate and size, from the Movie Clip or by loading the
     video file as a clip for a moment (removed again)."""
     scene = context.scene
@@ -92,7 +104,7 @@ def footage_of(context, settings):
             bpy.data.movieclips.remove(clip)
 
 
-def _clip_footage(clip, scene, start, path, keep):
+def _clip_footage(clip: bpy.types.MovieClip, scene: bpy.types.Scene, start: int, path: str, keep: bool) -> Footage:
     width, height = clip.size
     if clip.frame_duration < 1 or width < 1 or height < 1:
         raise RefineError(f"Blender cannot read {clip.name} as a video (no frames); {_REENCODE}")
@@ -102,11 +114,11 @@ def _clip_footage(clip, scene, start, path, keep):
                    (width, height), start, path, keep)
 
 
-def _normalised(name):
+def _normalised(name: str) -> str:
     return "_".join(name.strip().lower().replace("-", " ").replace(".", " ").split())
 
 
-def clip_keypoints(clip):
+def clip_keypoints(clip: bpy.types.MovieClip) -> np.ndarray:
     """(F, 17, 3) float32 [x_px, y_px, confidence] from the clip's tracks named after COCO
     joints (any tracking object); a frame without an enabled marker has confidence 0.
 
@@ -128,7 +140,7 @@ def clip_keypoints(clip):
     return kp
 
 
-def _coco_tracks(clip):
+def _coco_tracks(clip: bpy.types.MovieClip) -> dict[str, bpy.types.MovieTrackingTrack]:
     """{COCO joint name: the clip's track of that (normalised) name}, from any tracking object."""
     tracks = {}
     for obj in clip.tracking.objects:
@@ -141,7 +153,7 @@ def _coco_tracks(clip):
     return tracks
 
 
-def write_clip_markers(clip, keypoints):
+def write_clip_markers(clip: bpy.types.MovieClip, keypoints: np.ndarray) -> None:
     """The inverse of :func:`clip_keypoints`: keypoints (F, 17, 3) [x_px, y_px, confidence] of footage
     frames 0..F-1 as markers of the clip's tracks named after COCO joints (made where missing, their old
     markers replaced); a point below MARKER_MIN_CONFIDENCE gets no marker (a muted one where Blender
@@ -162,7 +174,8 @@ def write_clip_markers(clip, keypoints):
             marker.mute = marker.frame not in keep
 
 
-def _frame_range(scene, settings, footage):
+def _frame_range(scene: bpy.types.Scene, settings: RefineMotionSettings,
+                 footage: Footage) -> tuple[FrameRange | None, str | None]:
     """(FrameRange of footage frames to refine, or None for all of them; a message when the range was
     clamped)."""
     start, count = footage.start, footage.frame_count
@@ -186,7 +199,7 @@ def _frame_range(scene, settings, footage):
     return None if whole else from_scene(first, last, start), note
 
 
-def _intrinsics(settings, footage):
+def _intrinsics(settings: RefineMotionSettings, footage: Footage) -> tuple[float | None, tuple[float, float] | None]:
     """(focal_length px or None, principal point (cx, cy) px OpenCV or None)."""
     if settings.intrinsics == 'MANUAL':
         return settings.focal_length, None
@@ -200,14 +213,14 @@ def _intrinsics(settings, footage):
     return None, None
 
 
-def _existing_file(path, what, fix):
+def _existing_file(path: str, what: str, fix: str) -> str:
     path = bpy.path.abspath(path.strip())
     if not Path(path).exists():
         raise RefineError(f"{what} not found: {path}; {fix}")
     return path
 
 
-def _keypoints(inputs, footage):
+def _keypoints(inputs: ShotInputs, footage: Footage) -> str | Detect | np.ndarray:
     """A view's keypoints: a file or OpenPose folder path, or the clip's tracked markers (array)."""
     if inputs.keypoints_source == 'DETECT':
         if inputs.detect_markers and footage.clip is None:
@@ -226,7 +239,8 @@ def _keypoints(inputs, footage):
                           "check the Keypoint File path (a file, or an OpenPose folder)")
 
 
-def _view(settings, inputs, footage, camera):
+def _view(settings: RefineMotionSettings, inputs: ShotInputs, footage: Footage,
+          camera: bpy.types.Object | None) -> View:
     """One camera's View: its keypoints, and intrinsics from its Blender camera's lens or the
     panel's Camera setting."""
     keypoints = _keypoints(inputs, footage)
@@ -242,7 +256,8 @@ def _view(settings, inputs, footage, camera):
                 first_number=first if inputs.keypoints_source == 'FILE' else 0)
 
 
-def _views(context, settings, footage):
+def _views(context: bpy.types.Context, settings: RefineMotionSettings, footage: Footage
+           ) -> list[tuple[View, bpy.types.Object | None, bpy.types.MovieClip | None]]:
     """(View, Blender camera or None, Movie Clip for its detections' markers or None) per camera: the main
     shot, then in Multi-View the Views list, whose footage must have the main footage's frames.  Errors
     name the view."""
@@ -264,13 +279,13 @@ def _views(context, settings, footage):
     return views
 
 
-def _marker_clip(inputs, footage):
+def _marker_clip(inputs: ShotInputs, footage: Footage) -> bpy.types.MovieClip | None:
     """The Movie Clip that receives a view's detections as tracking markers, or None."""
     detecting = inputs.keypoints_source == 'DETECT' and inputs.detect_markers
     return footage.clip if detecting else None
 
 
-def _calibration(cameras):
+def _calibration(cameras: Sequence[bpy.types.Object | None]) -> np.ndarray | None:
     """Each view's OpenCV camera -> world transform (V, 4, 4) from its Blender camera, or None when
     no view has one."""
     missing = [str(i) for i, camera in enumerate(cameras) if camera is None]
@@ -287,13 +302,14 @@ def _calibration(cameras):
     return np.stack([convert.opencv_camera_to_world(camera.matrix_world) for camera in cameras])
 
 
-def _world_to_cameras(poses):
+def _world_to_cameras(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(cam_R (V, 3, 3), cam_t (V, 3)) world -> camera: the inverses of ``poses`` (V, 4, 4)."""
     R = poses[:, :3, :3].transpose(0, 2, 1)
     return R, -(R @ poses[:, :3, 3, None])[..., 0]
 
 
-def plan(context, settings, *, smpl_file="", iterations=None):
+def plan(context: bpy.types.Context, settings: RefineMotionSettings, *, smpl_file: str = "",
+         iterations: int | None = None) -> Plan:
     """Check the settings (``scene.refine_motion``) and make the engine request.
 
     smpl_file: the preferences' SMPL model file ('' = the free body model).
@@ -332,7 +348,7 @@ def plan(context, settings, *, smpl_file="", iterations=None):
                 marker_clips={i: clip for i, (_, _, clip) in enumerate(views) if clip is not None})
 
 
-def active_rig(context):
+def active_rig(context: bpy.types.Context) -> bpy.types.Object:
     """The active object as the armature Refine keys onto ('Onto Active Rig'); RefineError naming the fix."""
     from . import armature
 
@@ -344,7 +360,8 @@ def active_rig(context):
     return obj
 
 
-def import_result(context, plan, job, onto_rig=None):
+def import_result(context: bpy.types.Context, plan: Plan, job: Job,
+                  onto_rig: bpy.types.Object | None = None) -> importer.Imported:
     """Import the OUT.npz of the finished ``job`` for ``plan``: a new armature, body, action and
     footage camera (none in calibrated multi-view), keyed from the first refined frame, or the action
     onto ``onto_rig`` (an earlier import's armature); the job's frames with little or no evidence get
@@ -374,7 +391,7 @@ def import_result(context, plan, job, onto_rig=None):
     return imported
 
 
-def write_detection_markers(plan, job):
+def write_detection_markers(plan: Plan, job: Job) -> list[tuple[str, str]]:
     """The job's detections as tracking markers of the clips the plan names (Write Tracking Markers);
     returns the report lines saying where they went."""
     messages = []
@@ -386,7 +403,7 @@ def write_detection_markers(plan, job):
     return messages
 
 
-def mark_gaps(scene, name, gaps, footage_start):
+def mark_gaps(scene: bpy.types.Scene, name: str, gaps: Iterable[FrameRange], footage_start: int) -> None:
     """A timeline marker '<name>: no keypoints <a>-<b>' at the first scene frame of each run of
     footage frames ``gaps`` (FrameRanges) with little or no evidence."""
     for gap in gaps:

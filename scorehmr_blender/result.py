@@ -129,10 +129,12 @@ def world_frame(checked: Result) -> tuple[WorldFrame | None, tuple]:
     engine = checked.info.get("world")
     if isinstance(engine, dict) and engine.get("status") == "too little floor evidence":
         return None, ('INFO', f"the engine saw too little of the feet on the floor for a world frame "
-                              f"({engine.get('floor_points', '?')} slow foot points; a clip of at least a second is needed)")
+                              f"({engine.get('floor_points', '?')} slow foot points; "
+                              "a clip of at least a second is needed)")
     if isinstance(engine, dict) and engine.get("status", "ok") != "ok":
         return None, ('WARNING', f"the engine found no steady floor ({engine['status']}: the floor fitted over "
-                                 f"the clip drifts {engine.get('drift_deg', '?')} deg / {engine.get('drift_m', '?')} m)")
+                                 f"the clip drifts {engine.get('drift_deg', '?')} deg / "
+                                 f"{engine.get('drift_m', '?')} m)")
     if checked.joints_world is not None:
         return None, ('INFO', "it has joints_world only (calibrated multi-view: the calibration's world, not a floor)")
     return None, ('INFO', "it has no world frame (single frames, multi-view, or made before world frames existed)")

@@ -33,8 +33,11 @@ Blender glue below.  Keys go in with keyframes' bulk helpers (4.2 legacy and
 4.4+ layered actions).
 """
 
+from __future__ import annotations
+
 import itertools
 import math
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -43,6 +46,13 @@ from mathutils import Matrix
 from backend.contract.rotations import rotation_between  # smallest rotation (3, 3) taking a direction onto another
 
 from . import convert, keyframes, retarget_presets
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    Plan = dict  # _plan()'s rest-pose data of one source / target pair
+    Channels = list[tuple[str, str, np.ndarray]]  # (bone, data path, values (F, k))
+    Curves = dict[tuple[str, int], bpy.types.FCurve]  # (data path, index) -> F-curve
 
 # SMPL's leg chains (hip, knee, ankle) for the root-motion scale.
 LEG_CHAINS = (("left_hip", "left_knee", "left_ankle"), ("right_hip", "right_knee", "right_ankle"))
@@ -63,12 +73,12 @@ LEGS = (("left_hip", "left_knee", "left_ankle", "left_foot", 0, 2),
 
 # -- maths --------------------------------------------------------------------------------
 
-def unit(v):
+def unit(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def yaw_between(a, b):
+def yaw_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Rotation about world Z (3, 3) taking the horizontal part of ``a`` onto that of ``b``;
     identity if either is (nearly) vertical."""
     a, b = np.array([a[0], a[1]], dtype=np.float64), np.array([b[0], b[1]], dtype=np.float64)
@@ -79,7 +89,7 @@ def yaw_between(a, b):
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def alignments(src_dirs, tgt_dirs, inherit, facing):
+def alignments(src_dirs: np.ndarray, tgt_dirs: np.ndarray, inherit: np.ndarray, facing: np.ndarray) -> np.ndarray:
     """Rest alignments A (N, 3, 3) re-posing each target bone onto its source bone.
 
     src_dirs, tgt_dirs (N, 3) world rest directions, NaN rows for leaf bones;
@@ -94,17 +104,18 @@ def alignments(src_dirs, tgt_dirs, inherit, facing):
     return A
 
 
-def rest_offsets(src_rest, tgt_rest, align):
+def rest_offsets(src_rest: np.ndarray, tgt_rest: np.ndarray, align: np.ndarray) -> np.ndarray:
     """Per-pair offsets O = G_s,rest^T A G_t,rest (N, 3, 3) from world rest rotations (N, 3, 3)."""
     return np.swapaxes(src_rest, -1, -2) @ align @ tgt_rest
 
 
-def target_world_rotations(src_world, offsets, facing):
+def target_world_rotations(src_world: np.ndarray, offsets: np.ndarray, facing: np.ndarray) -> np.ndarray:
     """Target world rotations (F, N, 3, 3) = Y^T G_s(f) O from source ones (F, N, 3, 3)."""
     return facing.T @ src_world @ offsets
 
 
-def pose_rotations(rest, parents, posed_mapped, mapped):
+def pose_rotations(rest: np.ndarray, parents: np.ndarray, posed_mapped: np.ndarray,
+                   mapped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pose-bone rotations Q and posed rotations M (both (F, M, 3, 3), armature space).
 
     rest (M, 3, 3) rest rotations (bone.matrix_local); parents (M,) parent index or
@@ -126,7 +137,8 @@ def pose_rotations(rest, parents, posed_mapped, mapped):
     return Q, posed
 
 
-def root_locations(rest4, parents, posed, bone, heads):
+def root_locations(rest4: np.ndarray, parents: np.ndarray, posed: np.ndarray, bone: int,
+                   heads: np.ndarray) -> np.ndarray:
     """Pose-bone locations (F, 3) putting bone ``bone``'s head at ``heads`` (F, 3), armature space.
 
     rest4 (M, 4, 4) bone.matrix_local; posed (F, M, 3, 3) from pose_rotations()
@@ -146,7 +158,8 @@ def root_locations(rest4, parents, posed, bone, heads):
     return np.einsum("fji,fj->fi", X, heads - head)
 
 
-def root_heads(src_heads, src_standing_z, tgt_rest_head, ratio, facing, in_place=False):
+def root_heads(src_heads: np.ndarray, src_standing_z: float, tgt_rest_head: np.ndarray, ratio: float,
+               facing: np.ndarray, in_place: bool = False) -> np.ndarray:
     """Target root head positions (F, 3), world, from the source root's (F, 3).
 
     Height: the target's rest height plus ``ratio`` times the source root's height
@@ -162,12 +175,12 @@ def root_heads(src_heads, src_standing_z, tgt_rest_head, ratio, facing, in_place
     return np.asarray(tgt_rest_head) + travel
 
 
-def chain_length(points):
+def chain_length(points: np.ndarray) -> float:
     """Length of the polyline through ``points`` (K, 3)."""
     return float(np.linalg.norm(np.diff(points, axis=0), axis=-1).sum())
 
 
-def world_rotation(matrix):
+def world_rotation(matrix: np.ndarray) -> np.ndarray:
     """The rotation (..., 3, 3) of world matrices (..., 4, 4) with scale divided out."""
     R = np.asarray(matrix, dtype=np.float64)[..., :3, :3]
     return R / np.linalg.norm(R, axis=-2, keepdims=True)
@@ -304,7 +317,7 @@ def swings(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # -- mapping ---------------------------------------------------------------------------------
 
-def candidate_bones(obj):
+def candidate_bones(obj: bpy.types.Object) -> list[tuple[str, str | None, tuple[float, ...], tuple[float, ...]]]:
     """[(name, parent, head, tail)] for auto mapping: the deform bones (all bones if none
     deform), each parented to its nearest candidate ancestor; rest heads and tails (3,)
     in world space (Z up)."""
@@ -321,7 +334,7 @@ def candidate_bones(obj):
     return rows
 
 
-def build_mapping(target, preset=None):
+def build_mapping(target: bpy.types.Object, preset: str | None = None) -> dict[str, str]:
     """(mapping, preset used or None) for ``target``: ``preset`` (a key of
     retarget_presets.PRESETS) resolved on its bones, or with None a detected preset,
     else the skeleton's shape (retarget_presets.auto_mapping())."""
@@ -337,7 +350,7 @@ def build_mapping(target, preset=None):
     return retarget_presets.resolve(retarget_presets.PRESETS[key], target.data.bones.keys()), key
 
 
-def check_mapping(source, target, mapping):
+def check_mapping(source: bpy.types.Object, target: bpy.types.Object, mapping: dict[str, str]) -> dict[str, str]:
     """``mapping`` if every name exists on its armature; else ValueError."""
     retarget_presets.check(mapping)
     if not mapping:
@@ -353,7 +366,7 @@ def check_mapping(source, target, mapping):
     return mapping
 
 
-def mapping_warnings(target, mapping):
+def mapping_warnings(target: bpy.types.Object, mapping: dict[str, str]) -> list[str]:
     """Problems the bake cannot fix, as lines for the user."""
     warnings = []
     constrained = [t for t in mapping.values()
@@ -373,8 +386,9 @@ def mapping_warnings(target, mapping):
 
 # -- Blender glue --------------------------------------------------------------------------------
 
-def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None, *, frames=None, name=None,
-             in_place=False):
+def retarget(source_armature_obj: bpy.types.Object, target_armature_obj: bpy.types.Object, preset: str | None = None,
+             mapping: dict[str, str] | None = None, *, frames: Sequence[float] | None = None, name: str | None = None,
+             in_place: bool = False) -> bpy.types.Action:
     """Bake ``source_armature_obj``'s action onto ``target_armature_obj`` as a new action.
 
     mapping {source bone: target bone} wins over ``preset``; with neither, the
@@ -449,7 +463,7 @@ def retarget(source_armature_obj, target_armature_obj, preset=None, mapping=None
     return new
 
 
-def source_action(source):
+def source_action(source: bpy.types.Object) -> tuple[bpy.types.Action, tuple[float, float]]:
     """(action, (first, last) scene frames) of the motion on ``source``: its active action, else
     the one action its NLA strips play (pushed down) over the strips' frames; ValueError if none."""
     anim = source.animation_data
@@ -463,14 +477,14 @@ def source_action(source):
     return strips[0].action, (min(s.frame_start for s in strips), max(s.frame_end for s in strips))
 
 
-def _scatter(plan, wanted):
+def _scatter(plan: Plan, wanted: np.ndarray) -> np.ndarray:
     """Wanted rotations (F, N, 3, 3) of the mapped bones laid out over plan["order"] (F, M, 3, 3)."""
     out = np.broadcast_to(np.eye(3), (len(wanted), len(plan["order"]), 3, 3)).copy()
     out[:, plan["target_rows"]] = wanted
     return out
 
 
-def _channels(target, plan, Q, locations):
+def _channels(target: bpy.types.Object, plan: Plan, Q: np.ndarray, locations: np.ndarray) -> Channels:
     """[(bone, data path, values (F, k))]: every mapped bone's rotation and the root's location."""
     channels = [(t, *_rotation_channel(target.pose.bones[t], Q[:, k])) for k, t in enumerate(plan["targets"])]
     if locations is not None:
@@ -479,13 +493,15 @@ def _channels(target, plan, Q, locations):
     return channels
 
 
-def _switch_channels(target, switches, frames):
+def _switch_channels(target: bpy.types.Object, switches: list[tuple], frames: np.ndarray) -> Channels:
     """Channels holding each switch (bone, property, value) at its value over the clip."""
     return [(bone, target.pose.bones[bone].path_from_id(f'["{prop}"]'), np.full((len(frames), 1), value))
             for bone, prop, value in switches]
 
 
-def _follow_evaluation(target, frames, plan, wanted, heads, feet_low, Q, locations, curves):
+def _follow_evaluation(target: bpy.types.Object, frames: np.ndarray, plan: Plan, wanted: np.ndarray, heads: np.ndarray,
+                       feet_low: np.ndarray | None, Q: np.ndarray, locations: np.ndarray,
+                       curves: Curves) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Re-key until the evaluated rig matches: each mapped bone's rotation is solved
     from its parent's evaluated matrix, so bones a parent follows through constraints
     (a Rigify control under its MCH bones) still reach the wanted rotation.  A rig
@@ -526,7 +542,7 @@ def _follow_evaluation(target, frames, plan, wanted, heads, feet_low, Q, locatio
     return Q, locations, heads
 
 
-def _pinned_legs(plan, mapping):
+def _pinned_legs(plan: Plan, mapping: dict[str, str]) -> list[tuple]:
     """[(thigh, shin, foot, ball or None, ankle column, ball column)] of the character's mapped
     legs (target bone names; columns of FOOT_JOINTS), their thigh and shin keyed by the bake."""
     legs = []
@@ -536,7 +552,7 @@ def _pinned_legs(plan, mapping):
     return legs
 
 
-def source_contacts(action, frames, feet, standing):
+def source_contacts(action: bpy.types.Action, frames: np.ndarray, feet: np.ndarray, standing: float) -> np.ndarray:
     """Foot contacts (F, 4) of the source at ``frames`` (FOOT_JOINTS order): those the
     result marked (stored on the action by the importer) where the joint is also slow,
     else derived from the joints' own motion.  feet (F, 4, 3) the source's foot joints
@@ -551,7 +567,8 @@ def source_contacts(action, frames, feet, standing):
     return derived_contacts(feet[..., 2], speeds, standing, fps)
 
 
-def _pin_feet(target, frames, plan, legs, contacts, wanted, heads, Q, locations, curves):
+def _pin_feet(target: bpy.types.Object, frames: np.ndarray, plan: Plan, legs: list[tuple], contacts: np.ndarray,
+              wanted: np.ndarray, heads: np.ndarray, Q: np.ndarray, locations: np.ndarray, curves: Curves) -> None:
     """Keep the character's feet where they are while the source's are in contact (contacts
     (F, 4)), eased in and out: each pinned ankle (or ball, with the heel up) gets a target,
     the hips come down where a leg cannot reach it, and the thigh and shin turn (two-bone
@@ -588,7 +605,7 @@ def _pin_feet(target, frames, plan, legs, contacts, wanted, heads, Q, locations,
         evaluated = evaluated_matrices(target, frames)[0]
 
 
-def _unposed(evaluated, bones, names, which):
+def _unposed(evaluated: np.ndarray, bones: bpy.types.ArmatureBones, names: list[str], which: list[str]) -> np.ndarray:
     """Where bones ``which`` sit before their own pose, X = M_p P^-1 B (F, K, 4, 4),
     from the evaluated pose matrices (F, B, 4, 4) of all bones (``names`` order)."""
     out = np.empty((len(evaluated), len(which), 4, 4))
@@ -603,14 +620,14 @@ def _unposed(evaluated, bones, names, which):
     return out
 
 
-def _set_keys(fcurve, frames, values):
+def _set_keys(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:
     co = np.empty(2 * len(frames), dtype=np.float32)
     co[0::2], co[1::2] = frames, values
     fcurve.keyframe_points.foreach_set("co", co)
     fcurve.update()
 
 
-def _plan(source, target, mapping):
+def _plan(source: bpy.types.Object, target: bpy.types.Object, mapping: dict[str, str]) -> Plan:
     """Everything the bake needs from the rest poses (world space)."""
     src_bones, tgt_bones = source.data.bones, target.data.bones
     order = _topological([tgt_bones[t] for t in mapping.values()])  # mapped bones and their ancestors
@@ -662,7 +679,7 @@ def _plan(source, target, mapping):
             "src_feet_standing": np.array([src_heads[j][2] - foot_rest for j in FOOT_JOINTS if j in src_heads])}
 
 
-def deformed_meshes(armature_obj, objects):
+def deformed_meshes(armature_obj: bpy.types.Object, objects: Iterable[bpy.types.Object]) -> list[bpy.types.Object]:
     """The mesh objects among ``objects`` that ``armature_obj`` deforms (an Armature modifier on
     it) or that are parented to it."""
     return [obj for obj in objects if obj.type == 'MESH' and (
@@ -670,12 +687,13 @@ def deformed_meshes(armature_obj, objects):
         or any(m.type == 'ARMATURE' and m.object == armature_obj for m in obj.modifiers))]
 
 
-def leg_ratio(source, target, mapping):
+def leg_ratio(source: bpy.types.Object, target: bpy.types.Object, mapping: dict[str, str]) -> float:
     """Target over source hip-knee-ankle length (world units), 1.0 without a mapped leg."""
     return _plan(source, target, mapping)["ratio"]
 
 
-def _direction_child(s, t, mapping, src_bones, tgt_bones):
+def _direction_child(s: str, t: str, mapping: dict[str, str], src_bones: bpy.types.ArmatureBones,
+                     tgt_bones: bpy.types.ArmatureBones) -> str | None:
     """The mapped source bone that gives pair (s, t) its rest direction, or None (a leaf).
 
     It is the source child at s's tail (SMPL bones point at the mid-line child),
@@ -693,7 +711,7 @@ def _direction_child(s, t, mapping, src_bones, tgt_bones):
     return None
 
 
-def _is_descendant(bone, name):
+def _is_descendant(bone: bpy.types.Bone, name: str) -> bool:
     bone = bone.parent
     while bone is not None:
         if bone.name == name:
@@ -702,7 +720,7 @@ def _is_descendant(bone, name):
     return False
 
 
-def _topological(bones):
+def _topological(bones: Iterable[bpy.types.Bone]) -> list[str]:
     """Names of ``bones`` and all their ancestors, parents before children."""
     order, seen = [], set()
     for bone in bones:
@@ -716,14 +734,14 @@ def _topological(bones):
     return order
 
 
-def _world_rest(obj, names):
+def _world_rest(obj: bpy.types.Object, names: Iterable[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """{name: world rest rotation (3, 3)}, {name: world rest head (3,)}."""
     world = np.array(obj.matrix_world)
     rest = {n: world @ np.array(obj.data.bones[n].matrix_local) for n in names}
     return ({n: world_rotation(m) for n, m in rest.items()}, {n: m[:3, 3] for n, m in rest.items()})
 
 
-def evaluated_matrices(obj, frames):
+def evaluated_matrices(obj: bpy.types.Object, frames: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Armature-space pose matrices (F, B, 4, 4) of all of ``obj``'s bones (pose.bones
     order) and the object's world matrices (F, 4, 4) at scene ``frames`` (fractional
     allowed), evaluated with constraints and drivers; the scene's frame is restored."""
@@ -747,7 +765,7 @@ def evaluated_matrices(obj, frames):
     return out, world
 
 
-def sample_pose(obj, names, frames):
+def sample_pose(obj: bpy.types.Object, names: Sequence[str], frames: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """World rotations (F, N, 3, 3) and heads (F, N, 3) of bones ``names`` at scene ``frames``."""
     index = [obj.pose.bones.find(n) for n in names]
     pose, object_world = evaluated_matrices(obj, frames)
@@ -755,7 +773,7 @@ def sample_pose(obj, names, frames):
     return world_rotation(world), world[..., :3, 3]
 
 
-def _rotation_channel(pose_bone, Q):
+def _rotation_channel(pose_bone: bpy.types.PoseBone, Q: np.ndarray) -> tuple[str, np.ndarray]:
     """(data path, values (F, k)) keying rotations Q (F, 3, 3) in the bone's rotation mode."""
     q = convert.continuous_quaternions(convert.matrix_to_quaternion(Q))
     mode = pose_bone.rotation_mode
@@ -774,7 +792,8 @@ def _rotation_channel(pose_bone, Q):
     return pose_bone.path_from_id("rotation_euler"), np.array(eulers)
 
 
-def _new_action(name, obj, frames, channels):
+def _new_action(name: str, obj: bpy.types.Object, frames: np.ndarray,
+                channels: Channels) -> tuple[bpy.types.Action, Curves]:
     """A new action for ``obj`` keying channels [(bone, data path, values (F, k))] at
     ``frames``; returns it and its F-curves {(data path, index): FCurve}."""
     action = bpy.data.actions.new(name)

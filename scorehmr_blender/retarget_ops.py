@@ -21,31 +21,32 @@ from . import retarget_presets
 PRESET_ITEMS = (
     ('AUTO', "Automatic", "Use a preset whose bone names the character has, else map by the skeleton's shape "
               "(topology and bone lengths)"),
-    *((key.upper(), label, f"Map onto the {label} bone names") for key, label in retarget_presets.PRESET_LABELS.items()),
+    *((key.upper(), label, f"Map onto the {label} bone names")
+      for key, label in retarget_presets.PRESET_LABELS.items()),
 )
 MAPPING_FOLDER = "retarget_mappings"
 
 
-def _is_smpl(obj):
+def _is_smpl(obj: bpy.types.Object) -> bool:
     return obj.type == 'ARMATURE' and all(n in obj.data.bones for n in retarget_presets.SMPL_BONES)
 
 
-def _poll_source(_settings, obj):
+def _poll_source(_settings: "RetargetSettings", obj: bpy.types.Object) -> bool:
     return _is_smpl(obj)
 
 
-def _poll_target(_settings, obj):
+def _poll_target(_settings: "RetargetSettings", obj: bpy.types.Object) -> bool:
     return obj.type == 'ARMATURE' and not _is_smpl(obj)
 
 
-def _target_changed(settings, _context):
+def _target_changed(settings: "RetargetSettings", _context: bpy.types.Context) -> None:
     """A new Character drops a mapping made for another (Retarget then builds one from the preset)."""
     if settings.target is not None and any(p.target and p.target not in settings.target.data.bones
                                            for p in settings.pairs):
         settings.pairs.clear()
 
 
-def offer_source(scene, armature_obj):
+def offer_source(scene: bpy.types.Scene, armature_obj: bpy.types.Object) -> None:
     """Fill in SMPL Armature with a just-imported rig when it is empty (or its rig is gone)."""
     settings = getattr(scene, "refine_motion_retarget", None)
     if settings is not None and (settings.source is None or settings.source.name not in scene.objects):
@@ -79,16 +80,16 @@ class RetargetSettings(bpy.types.PropertyGroup):
                     "an existing action of that name is kept")
 
 
-def settings_of(context):
+def settings_of(context: bpy.types.Context) -> "RetargetSettings":
     return context.scene.refine_motion_retarget
 
 
-def mapping_of(settings):
+def mapping_of(settings: "RetargetSettings") -> dict[str, str]:
     """{SMPL bone: character bone} of the list's filled rows."""
     return {pair.source: pair.target for pair in settings.pairs if pair.target}
 
 
-def fill_pairs(settings, mapping):
+def fill_pairs(settings: "RetargetSettings", mapping: dict[str, str]) -> list[str]:
     """One row per SMPL bone, targets from ``mapping``; returns source names that are
     not SMPL bones (left out)."""
     settings.pairs.clear()
@@ -99,7 +100,7 @@ def fill_pairs(settings, mapping):
     return [name for name in mapping if name not in retarget_presets.SMPL_BONES]
 
 
-def mapping_folder(create=False):
+def mapping_folder(create: bool = False) -> str:
     """Folder for saved mappings: the extension's user data folder, or for a
     non-extension install (a script, tests) Blender's user config folder."""
     try:
@@ -252,18 +253,18 @@ class _ExportArmature(ExportHelper):
                             description="The file browser asked before replacing a file (set by invoke)")
 
     @classmethod
-    def poll(cls, context):
+    def poll(cls, context: bpy.types.Context) -> bool:
         obj = context.active_object
         return obj is not None and obj.type == 'ARMATURE' and obj.animation_data is not None \
             and obj.animation_data.action is not None
 
-    def invoke(self, context, event):
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if not self.filepath:
             self.filepath = bpy.path.clean_name(context.active_object.animation_data.action.name) + self.filename_ext
         self.confirmed = True  # the file browser confirms replacing an existing file itself
         return ExportHelper.invoke(self, context, event)
 
-    def execute(self, context):
+    def execute(self, context: bpy.types.Context) -> set[str]:
         from . import export
 
         try:
@@ -324,9 +325,9 @@ classes = (
 )
 
 
-def attach():
+def attach() -> None:
     bpy.types.Scene.refine_motion_retarget = PointerProperty(type=RetargetSettings)
 
 
-def detach():
+def detach() -> None:
     del bpy.types.Scene.refine_motion_retarget

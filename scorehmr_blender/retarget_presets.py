@@ -9,10 +9,19 @@ used at most once.  SMPL's ``left_hand``/``right_hand`` bones (the leaf past
 the wrist) have no counterpart on the usual rigs and stay unmapped.
 """
 
+from __future__ import annotations
+
 import json
 import re
+from typing import TYPE_CHECKING
 
 from backend.contract.layout import SMPL_JOINT_NAMES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+    Point = Sequence[float]  # a 3D point or direction
+    Target = str | tuple[str, ...]  # a preset's target bone, or candidates in order
 
 # SMPL's bones: the joints, in SMPL order (the contract's layout, the names the engine writes).
 SMPL_BONES = SMPL_JOINT_NAMES
@@ -28,7 +37,7 @@ SMPL_PARTS.update({"right_" + name[5:]: (part, "R") for name, (part, side) in SM
 SMPL_SPINE = ("spine1", "spine2", "spine3")
 
 
-def _mirrored(left_pairs, to_right):
+def _mirrored(left_pairs: dict[str, Target], to_right: Callable[[Target], Target]) -> dict[str, Target]:
     """Left-side pairs plus their right-side copies (``to_right`` renames a target)."""
     pairs = dict(left_pairs)
     pairs.update({"right_" + s[5:]: to_right(t) for s, t in left_pairs.items() if s.startswith("left_")})
@@ -103,12 +112,12 @@ class MappingError(ValueError):
     """A mapping or mapping file that cannot be used; the message is for the user."""
 
 
-def _bare(name):
+def _bare(name: str) -> str:
     """A bone name without its namespace ("mixamorig1:Hips" -> "hips"), lower case."""
     return name.rsplit(":", 1)[-1].lower()
 
 
-def resolve(preset_pairs, bone_names):
+def resolve(preset_pairs: Mapping[str, Target], bone_names: Iterable[str]) -> dict[str, str]:
     """The pairs of a preset whose target exists among ``bone_names``: exact names
     first, else the same name with any namespace and in any case."""
     names = list(bone_names)
@@ -125,19 +134,19 @@ def resolve(preset_pairs, bone_names):
     return found
 
 
-def motion_root(pelvis_bone, bone_names):
+def motion_root(pelvis_bone: str, bone_names: Iterable[str]) -> str:
     """The bone whose location carries the root motion when SMPL's pelvis maps to ``pelvis_bone``."""
     root = MOTION_ROOTS.get(pelvis_bone)
     return root if root is not None and root in set(bone_names) else pelvis_bone
 
 
-def fk_switches(mapping):
+def fk_switches(mapping: dict[str, str]) -> list[tuple]:
     """[(bone, property, value)]: Rigify IK/FK switches to set so the mapped FK controls lead."""
     used = set(mapping.values())
     return [(bone, *RIGIFY_SWITCH) for bone, control in RIGIFY_FK_SWITCHES.items() if control in used]
 
 
-def detect_preset(bone_names):
+def detect_preset(bone_names: Iterable[str]) -> str | None:
     """The preset key whose bones the rig has (most of), or None."""
     names = list(bone_names)
     best, best_share = None, DETECT_SHARE
@@ -183,7 +192,7 @@ _SIDES = {"l": "L", "left": "L", "r": "R", "right": "R"}
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 
-def name_words(name):
+def name_words(name: str) -> list[str]:
     """The lower-case words of a bone name: namespace dropped, split at separators,
     camelCase and digits, known two-word parts joined ("LeftUpLeg" -> left, upleg)."""
     words = [w.lower() for w in _WORD.findall(name.rsplit(":", 1)[-1])]
@@ -196,7 +205,7 @@ def name_words(name):
     return joined
 
 
-def classify(name):
+def classify(name: str) -> tuple[str | None, str | None]:
     """(part, side) a bone name stands for, side "L"/"R"/None; part None when the
     name is a helper/control bone or names no mapped body part."""
     words = name_words(name)
@@ -212,7 +221,7 @@ def classify(name):
     return None, side
 
 
-def name_mapping(bones):
+def name_mapping(bones: Sequence[tuple[str, str | None]]) -> dict[str, str]:
     """Map SMPL bones by the target's bone names and hierarchy.
 
     bones: [(name, parent name or None)] of the candidate bones (the deform bones).
@@ -252,7 +261,7 @@ def name_mapping(bones):
     return _unique_targets(mapping)
 
 
-def auto_mapping(bones):
+def auto_mapping(bones: Sequence[tuple[str, str | None, Point, Point]]) -> tuple[dict[str, str], str | None]:
     """(mapping, preset key or None): a detected preset's mapping, else skeleton_mapping()
     (the rest pose's shape), else name_mapping().
 
@@ -271,18 +280,18 @@ def auto_mapping(bones):
 LOW, WIDE, COLLAR, HEAD = 0.25, 0.2, 0.11, 0.93
 
 
-def _sub(a, b):
+def _sub(a: Point, b: Point) -> tuple[float, ...]:
     return tuple(x - y for x, y in zip(a, b))
 
 
-def _norm(v):
+def _norm(v: Point) -> float:
     return sum(x * x for x in v) ** 0.5
 
 
 class _Skeleton:
     """Rest geometry and topology of a rig: bones {name: (parent, head, tail)}."""
 
-    def __init__(self, bones):
+    def __init__(self, bones: Sequence[tuple[str, str | None, Point, Point]]) -> None:
         self.parent = {n: p for n, p, _h, _t in bones}
         self.head = {n: tuple(h) for n, _p, h, _t in bones}
         self.tail = {n: tuple(t) for n, _p, _h, t in bones}
@@ -293,27 +302,27 @@ class _Skeleton:
         zs = [p[2] for n in self.parent for p in (self.head[n], self.tail[n])]
         self.floor, self.height = min(zs), max(zs) - min(zs)
 
-    def length(self, name):
+    def length(self, name: str) -> float:
         return _norm(_sub(self.tail[name], self.head[name]))
 
-    def subtree(self, name):
+    def subtree(self, name: str) -> list[str]:
         todo, out = [name], []
         while todo:
             out.append(todo.pop())
             todo.extend(self.children[out[-1]])
         return out
 
-    def points(self, name):
+    def points(self, name: str) -> list[tuple[float, ...]]:
         return [p for n in self.subtree(name) for p in (self.head[n], self.tail[n])]
 
-    def longest(self, name):
+    def longest(self, name: str) -> float:
         """Length of the longest bone path from ``name`` down."""
         return self.length(name) + max((self.longest(c) for c in self.children[name]), default=0.0)
 
-    def connected(self, name):
+    def connected(self, name: str) -> list[str]:
         return [c for c in self.children[name] if _norm(_sub(self.head[c], self.tail[name])) < 1e-3 * self.height]
 
-    def path(self, name, key=None):
+    def path(self, name: str, key: Callable[[str], float] | None = None) -> list[str]:
         """Bones from ``name`` down the chain: connected children first, then the best by
         ``key`` (default: the longest path below)."""
         key = key or self.longest
@@ -324,7 +333,7 @@ class _Skeleton:
         return chain
 
 
-def skeleton_mapping(bones):
+def skeleton_mapping(bones: Sequence[tuple[str, str | None, Point, Point]]) -> dict[str, str]:
     """Map SMPL bones by the rest pose's topology and bone lengths, names unread.
 
     bones: [(name, parent or None, head, tail)] in world space, Z up, standing.  The
@@ -385,7 +394,7 @@ def skeleton_mapping(bones):
     return _unique_targets(mapping)
 
 
-def _leg(sk, chain):
+def _leg(sk: _Skeleton, chain: list[str]) -> dict[str, str]:
     """{part: bone} of one leg chain (hip first): hip, knee, ankle, foot (toe)."""
     ankle = next((i for i in range(1, len(chain))
                   if abs(_sub(sk.tail[chain[i]], sk.head[chain[i]])[2])
@@ -400,7 +409,7 @@ def _leg(sk, chain):
     return leg
 
 
-def _arm(sk, chain):
+def _arm(sk: _Skeleton, chain: list[str]) -> dict[str, str]:
     """{part: bone} of one arm chain (from the chest's child): collar, shoulder, elbow, wrist."""
     arm = {}
     if len(chain) > 3 and sk.length(chain[0]) < COLLAR * sk.height:
@@ -418,14 +427,14 @@ def _arm(sk, chain):
     return arm
 
 
-def _halfway(sk, chain, end):
+def _halfway(sk: _Skeleton, chain: list[str], end: Point) -> str:
     """The bone of ``chain`` (after the first) starting nearest half-way from its head to ``end``."""
     start = sk.head[chain[0]]
     half = _norm(_sub(end, start)) / 2
     return min(chain[1:] or chain[:1], key=lambda b: abs(_norm(_sub(sk.head[b], start)) - half))
 
 
-def _forward(sk, legs):
+def _forward(sk: _Skeleton, legs: Iterable[dict[str, str]]) -> tuple[float, float]:
     """Unit horizontal forward direction from the feet (ankle to toe), else -Y (Blender's)."""
     total = [0.0, 0.0]
     for leg in legs:
@@ -436,7 +445,7 @@ def _forward(sk, legs):
     return (total[0] / n, total[1] / n) if n > 1e-9 else (0.0, -1.0)
 
 
-def _neck_and_head(sk, chest, arm_bones):
+def _neck_and_head(sk: _Skeleton, chest: str, arm_bones: set[str]) -> dict[str, str]:
     """{neck, head}: the chain from the chest up to the top; the head is the bone
     spanning HEAD of the chain's height above the floor."""
     ups = [c for c in sk.children[chest] if c not in arm_bones]
@@ -453,14 +462,14 @@ def _neck_and_head(sk, chest, arm_bones):
     return {"head": head} if head == chain[0] else {"neck": chain[0], "head": head}
 
 
-def _depth(name, parent):
+def _depth(name: str, parent: dict[str, str | None]) -> int:
     d = 0
     while parent.get(name) is not None:
         name, d = parent[name], d + 1
     return d
 
 
-def _ancestors(name, parent):
+def _ancestors(name: str, parent: dict[str, str | None]) -> list[str]:
     """``name`` and its ancestors, nearest first."""
     chain = [name]
     while parent.get(chain[-1]) is not None:
@@ -468,7 +477,7 @@ def _ancestors(name, parent):
     return chain
 
 
-def _common_ancestor(best, part, parent):
+def _common_ancestor(best: dict[tuple[str, str | None], str], part: str, parent: dict[str, str | None]) -> str | None:
     """The nearest common ancestor of the left and right bones of ``part``."""
     if (part, "L") not in best or (part, "R") not in best:
         return None
@@ -477,7 +486,7 @@ def _common_ancestor(best, part, parent):
     return next((a for a in left if a in right), None)
 
 
-def _chain_between(top, bottom, parent):
+def _chain_between(top: str, bottom: str, parent: dict[str, str | None]) -> list[str]:
     """Bones from just below ``top`` down to ``bottom`` (inclusive), root first;
     empty unless ``top`` is an ancestor of ``bottom``."""
     chain = _ancestors(bottom, parent)
@@ -486,7 +495,7 @@ def _chain_between(top, bottom, parent):
     return chain[:chain.index(top)][::-1]
 
 
-def _spread_spine(spine):
+def _spread_spine(spine: list[str]) -> dict[str, str]:
     """SMPL's three spine bones over a chain of any length: ends to ends."""
     n = len(spine)
     if n == 0:
@@ -498,7 +507,7 @@ def _spread_spine(spine):
     return {"spine1": spine[0], "spine2": spine[n // 2], "spine3": spine[-1]}
 
 
-def _continuation(chest, parent, arm_ancestors):
+def _continuation(chest: str, parent: dict[str, str | None], arm_ancestors: set[str]) -> list[str]:
     """The chain of unsided, non-helper bones continuing ``chest`` upwards (neck .. head)."""
     children = {}
     for name, p in parent.items():
@@ -518,7 +527,7 @@ def _continuation(chest, parent, arm_ancestors):
         chain.append(current)
 
 
-def _unique_targets(mapping):
+def _unique_targets(mapping: dict[str, str]) -> dict[str, str]:
     """Drop later pairs that reuse a target bone (SMPL order decides)."""
     order = ("pelvis", *SMPL_SPINE, "neck", "head", *SMPL_PARTS)
     used, unique = set(), {}
@@ -535,7 +544,7 @@ def _unique_targets(mapping):
 FORMAT = "refine-motion-retarget-mapping"
 
 
-def mapping_to_json(mapping, source="SMPL"):
+def mapping_to_json(mapping: dict[str, str], source: str = "SMPL") -> str:
     """The JSON text of a mapping (pairs in the given order)."""
     check(mapping)
     document = {"format": FORMAT, "version": 1, "source": source,
@@ -543,7 +552,7 @@ def mapping_to_json(mapping, source="SMPL"):
     return json.dumps(document, indent=2) + "\n"
 
 
-def mapping_from_json(text):
+def mapping_from_json(text: str) -> dict[str, str]:
     """A mapping from JSON text written by mapping_to_json(); raises MappingError."""
     try:
         document = json.loads(text)
@@ -564,7 +573,7 @@ def mapping_from_json(text):
     return check(mapping)
 
 
-def check(mapping):
+def check(mapping: dict[str, str]) -> dict[str, str]:
     """``mapping`` if it uses each target bone once and has no empty names; else MappingError."""
     seen = {}
     for source, target in mapping.items():
@@ -583,6 +592,6 @@ LIMBS = {"pelvis": ("pelvis",),
             for limb, joints in (("leg", ("hip", "knee", "ankle")), ("arm", ("shoulder", "elbow", "wrist")))}}
 
 
-def unmapped_limbs(mapping):
+def unmapped_limbs(mapping: dict[str, str]) -> list[str]:
     """Names of the LIMBS that ``mapping`` leaves (partly) unmapped, in LIMBS order."""
     return [limb for limb, joints in LIMBS.items() if not all(j in mapping for j in joints)]

@@ -4,6 +4,8 @@ has none (without them EEVEE and Cycles render black), and a ground plane on the
 floor Z = 0 in its own collection, which the user can hide or delete in one click.
 Nothing the scene already has is changed."""
 
+from __future__ import annotations
+
 import math
 
 import bpy
@@ -18,7 +20,7 @@ GROUND_MARGIN = 2.0  # metres around the motion and the camera
 GROUND_CELL = 1.0    # metres: the plane is a grid of 1 m squares, a scale reference in the viewport
 
 
-def ensure_world(scene):
+def ensure_world(scene: bpy.types.Scene) -> bpy.types.World | None:
     """Give ``scene`` a neutral grey World unless it has one; returns the World made, or None."""
     if scene.world is not None:
         return None
@@ -33,7 +35,7 @@ def ensure_world(scene):
     return world
 
 
-def ensure_light(scene, collection):
+def ensure_light(scene: bpy.types.Scene, collection: bpy.types.Collection) -> bpy.types.Object | None:
     """Add a sun to ``collection`` unless ``scene`` has a light; returns the object made, or None."""
     if any(obj.type == 'LIGHT' for obj in scene.objects):
         return None
@@ -45,7 +47,7 @@ def ensure_light(scene, collection):
     return sun
 
 
-def ensure_ground(scene, points):
+def ensure_ground(scene: bpy.types.Scene, points: np.ndarray) -> bpy.types.Object | None:
     """A grid plane on Z = 0 covering ``points`` (N, 3) world positions plus a margin,
     in its own collection ``GROUND_NAME``, unless the scene has that object already.
 
@@ -67,7 +69,8 @@ def ensure_ground(scene, points):
     return ground
 
 
-def _grid(low, high, cell):
+def _grid(low: np.ndarray, high: np.ndarray, cell: float) -> tuple[list[tuple[float, float, float]], list,
+                                                                  list[tuple[int, int, int, int]]]:
     """(vertices, edges, faces) of a flat grid on Z = 0 from ``low`` to ``high`` (2,) in ``cell`` squares."""
     nx, ny = (int(round(n)) for n in (high - low) / cell)
     xs, ys = low[0] + cell * np.arange(nx + 1), low[1] + cell * np.arange(ny + 1)

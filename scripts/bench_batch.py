@@ -22,8 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.batch.clip import ClipOptions  # noqa: E402
-from backend.batch.runner import BatchOptions, run  # noqa: E402
+from backend.batch.clip import ClipOptions  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from backend.batch.runner import BatchOptions, run  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
 
 SHOT_KEYPOINTS = ROOT / "examples" / "shot" / "keypoints.npz"
 

@@ -109,7 +109,7 @@ def measure_batch(device: str, args: argparse.Namespace, work: Path) -> tuple[in
         paths.append(str(clips / f"clip{index:03d}.npz"))
         np.savez(paths[-1], **{**shot, "keypoints": shot["keypoints"][first:first + args.batch_frames]})
     try:
-        import ray  # noqa: F401
+        import ray  # noqa: F401 -- only checks that ray is installed
 
         use_ray = True
     except ImportError:

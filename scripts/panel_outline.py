@@ -14,8 +14,8 @@ import bpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import scorehmr_blender  # noqa: E402
-from tests.support import layout_recorder as recorder  # noqa: E402
+import scorehmr_blender
+from tests.support import layout_recorder as recorder
 
 
 def main(argv=None):

@@ -15,9 +15,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import scorehmr_blender  # noqa: E402
-from scorehmr_blender import retarget  # noqa: E402
-from tests.support import blender_scene, retarget_rigs  # noqa: E402
+import scorehmr_blender  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from scorehmr_blender import retarget  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from tests.support import blender_scene, retarget_rigs  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
 
 FRAMES = np.arange(1, 97)
 

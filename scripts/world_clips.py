@@ -24,13 +24,13 @@ for p in (ROOT, ROOT / "scripts"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-import make_example_shot as shot  # noqa: E402
-from backend.bench_video import _true_camera  # noqa: E402
-from backend.body.body_model import BodyModel, pose_to_rotmats  # noqa: E402
-from backend.contract.observations import validate_observations  # noqa: E402
-from backend.engine import world as W  # noqa: E402
-from backend.engine.api import Engine  # noqa: E402
-from backend.sim.observations import engine_obs  # noqa: E402
+import make_example_shot as shot  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from backend.bench_video import _true_camera  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from backend.body.body_model import BodyModel, pose_to_rotmats  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from backend.contract.observations import validate_observations  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from backend.engine import world as W  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from backend.engine.api import Engine  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from backend.sim.observations import engine_obs  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
 
 FRAMES, FPS = 48, 24.0
 CLIPS = ("75_01:0 75_01:24 75_01:48 75_01:96 75_04:24 75_04:48 111_24:24 111_24:72 128_08:0 128_08:17 91_59:0 "

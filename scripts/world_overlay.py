@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from backend.body.body_model import BodyModel, pose_to_rotmats  # noqa: E402
+from backend.body.body_model import BodyModel, pose_to_rotmats  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
 
 TRUTH = ROOT / "examples" / "shot" / "ground_truth.npz"
 

@@ -240,4 +240,5 @@ def pose_to_rotmats(global_orient: torch.Tensor, body_pose: torch.Tensor) -> tor
     return axis_angle_to_matrix(aa)
 
 
-__all__ = ["BodyModel", "BodyOutput", "KeypointMap", "ShapedBody", "SMPLFileError", "forward_kinematics", "move_body", "pose_to_rotmats"]
+__all__ = ["BodyModel", "BodyOutput", "KeypointMap", "ShapedBody", "SMPLFileError", "forward_kinematics", "move_body",
+           "pose_to_rotmats"]

@@ -193,7 +193,7 @@ class _DisallowedGlobal(pickle.UnpicklingError):
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only whitelisted globals (see module docstring)."""
 
-    def find_class(self, module: str, name: str):  # noqa: C901 - a flat whitelist
+    def find_class(self, module: str, name: str):  # a flat whitelist
         orig = f"{module}.{name}"
         # Python-2 names (copy_reg, __builtin__, ...) -> Python 3 names.
         if (module, name) in _compat_pickle.NAME_MAPPING:
@@ -346,7 +346,7 @@ def _read_raw(path: str) -> Dict[str, Any]:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
-        except Exception as exc:  # noqa: BLE001 - anything wrong with the archive
+        except Exception as exc:  # anything wrong with the archive
             raise _err(path, f"is not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
     try:
         with open(path, "rb") as fh:
@@ -355,7 +355,7 @@ def _read_raw(path: str) -> Dict[str, Any]:
         raise _err(path, f"was refused: {exc}") from exc
     except MemoryError as exc:
         raise _err(path, "could not be unpickled (out of memory; is the file corrupt?)") from exc
-    except Exception as exc:  # noqa: BLE001 - truncated/corrupt pickles raise many types
+    except Exception as exc:  # truncated/corrupt pickles raise many types
         raise _err(path, f"could not be unpickled; the file is truncated or not a pickle "
                          f"({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict):
@@ -410,7 +410,7 @@ def _clean(path, raw: Dict[str, Any]) -> Dict[str, np.ndarray]:
             continue
         try:
             arrs[key] = np.asarray(_as_array(raw[key]))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # any unreadable field is reported by name
             problems.append(f"{key!r} ({exc})")
     _check_family(path, raw.keys(), arrs)
     if problems:

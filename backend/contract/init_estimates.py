@@ -100,7 +100,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
                 alt = module.replace("numpy._core", "numpy.core") if "_core" in module \
                     else module.replace("numpy.core", "numpy._core")
                 return getattr(importlib.import_module(alt), name)
-        if module == "numpy" and isinstance(getattr(np, name, None), type) and issubclass(getattr(np, name), np.generic):
+        if (module == "numpy" and isinstance(getattr(np, name, None), type)
+                and issubclass(getattr(np, name), np.generic)):
             return getattr(np, name)  # scalar types such as numpy.float32
         if module == "_codecs" and name == "encode":
             return _latin1_encode  # protocol <= 2 stores array bytes as latin-1 text

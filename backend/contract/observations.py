@@ -101,7 +101,8 @@ def validate_observations(data: Mapping, mode: str, path="OBS",
     else:
         if kp.ndim != 3 or kp.shape[1:] != (17, 3):
             raise InputError(f"field 'keypoints' has shape {describe_shape(kp)}, expected (F, 17, 3) COCO-17 "
-                             "[x_px, y_px, confidence]" + ("; several views need --mode multiview" if kp.ndim == 4 else ""),
+                             "[x_px, y_px, confidence]"
+                             + ("; several views need --mode multiview" if kp.ndim == 4 else ""),
                              path=path)
         kp = kp[None]
     v, f = kp.shape[:2]

@@ -40,25 +40,19 @@ REGRESSOR_SOURCE = "built-in regressor"   # LoadedModels.start's 'source' of its
 @dataclass
 class FrameFitOptions:
     """The single-frame fit stage of variant 'ours' (chosen on the tuning subjects, see module doc)."""
-    # Adam 2e-2 -> 1e-3 (cosine) over 100 steps, prior weight 20.  Tuning subjects, 256 frames, PA-MPJPE-14 /
-    # MPJPE-14 from the regressor: prior weight 15 / 20 / 30: 50.76 / 74.78, 51.00 / 75.11, 51.63 / 75.78
-    # (the DPoser-style baseline, constant 1e-2 and weight 30: 52.00 / 75.62); 15 lost MPJPE from the weak start.
-    # The draws of t and noise move MPJPE by ~0.5 mm (seed 0 vs 505 at weight 30).
+    # Adam 2e-2 -> 1e-3 (cosine) over 100 steps, prior weight 20.
+    # Chosen on the tuning subjects: docs/tuning.md#frame-fit
     fit: DPoserOptions = field(default_factory=lambda: DPoserOptions(lr=2e-2, lr_end=1e-3, prior_weight=20.0))
     # A given start is fitted when its keypoint residual (start_residual: a fraction of the person's size)
     # exceeds that of the built-in regressor's estimate on the same keypoints by more than this: the start
     # explains the keypoints clearly worse than the keypoints alone do.  The excess separates the starts
-    # where the residual itself does not (frames differ in how noisy their keypoints are).  Tuning, 256
-    # frames: weak starts' excess 0.021 / 0.025 / 0.055 (2% / 5% / median), near-perfect ones' 0.005 /
-    # 0.023 / 0.030 (median / 95% / 98%); their own residuals overlap (weak 5%: 0.049, near-perfect 95%: 0.048).
-    # Tuning, 256 frames (prior weight 30), weak / near-perfect PA-MPJPE-14 at 0.015: 51.57 / 19.01, 0.02: 51.61 /
-    # 16.95, 0.025: 52.24 / 15.39 (start 16.15): lower thresholds fit near-perfect starts and ruin them.
+    # where the residual itself does not (frames differ in how noisy their keypoints are).
+    # Chosen on the tuning subjects: docs/tuning.md#frame-fit-excess-threshold
     excess_threshold: float = 0.025
     # The loop's discrepancy stop (a given start not fitted): a frame stops, or does not start, once its
     # keypoint residual is at most this x the regressor estimate's on the same keypoints, the level the
-    # keypoints' own noise allows; past it the loop fits noise.  0: no such stop.  Tuning, 256 frames,
-    # near-perfect start 16.15 mm PA-MPJPE-14: no stop 16.78 (8.4 iterations), factor 0.8 / 1.0 / 1.2: 15.82 /
-    # 15.39 / 15.70 (2.8 / 1.3 / 0.6 iterations).
+    # keypoints' own noise allows; past it the loop fits noise.  0: no such stop.
+    # Chosen on the tuning subjects: docs/tuning.md#frame-fit-discrepancy
     discrepancy: float = 1.0
     fit_regressor: bool = True            # fit the built-in regressor's estimate (see module doc)
     seed: int = 0                         # the fit's draws of t and noise

@@ -38,8 +38,7 @@ class LoadedModels:
         self.context_layout = context_layout
         # The regressor (start and the prior's context) sees each person turned onto the optical axis
         # (backend.models.regressor.virtual_view): it was trained on centred people.
-        # Off-centre frames (bench off_centre, report subjects): the start's orientation error 15.3 -> 12.1 deg,
-        # MPJPE-14 96.7 -> 86.1 mm; centred frames unchanged (+0.15 mm).
+        # Chosen on the tuning subjects: docs/tuning.md#virtual-camera
         self.virtual_camera = virtual_camera
         self._motion_priors: dict = {}
         self._pose_gmm = None

@@ -14,48 +14,28 @@ from backend.models.motion import MOTION_PRIOR_PATH
 
 # Loop settings that differ from the paper's single-frame defaults (LoopOptions()).
 MODE_LOOPS = {
-    # Eq. 13, the authors' settings, without the step bound: tau 100's first guided step is past it
-    # (eta * curvature > 2 in the stiffest direction, the keypoints of a limb end), but one scale for
-    # all directions then starves the slow ones (view consistency): bounded at 1 (1.9), 4-view
-    # PA-MPJPE-14 went 40.2 -> 52.0 (49.8) mm on the tuning subjects.  The unbounded loop is not
-    # chaotic: sub-pixel input noise moves no joint by more than 0.005 mm (examples/multiview).  Tried on
-    # the tuning subjects (MPJPE-14 change against the per-view start at 2 / 4 / 8 views, one body shape per
-    # instant): these settings -2.3% / -20.3% / -19.1%; tau 50, step 5, 4 iterations -6.8 / -19.5 / -22.0;
-    # keypoint weight x0.5 -7.2 / -18.5 / -20.6 (x2: +14 / -7 / +1); consistency weight x0.5 no change, x2
-    # diverges.  Nothing to normalise by the view count: each view's gradient is its own reprojection's
-    # plus 2 (x_v - mean) of Eq. 13, whatever V.
+    # Eq. 13, the authors' settings, without the step bound: one scale for all directions starves the slow ones.
+    # Chosen on the tuning subjects: docs/tuning.md#mode-loops-multiview
     "multiview": LoopOptions(tau=100, step=10, iterations=2, max_step_curvature=0.0),
     # One body per instant fitted to the triangulation first; its translation stays where the 3D fit put
-    # it (modes.calibrated).  Chosen on the tuning subjects (32 instants; PA-MPJPE-14 / MPJPE-14 at 2 / 4 /
-    # 8 views, refined in view 0 only): Eq. 13's loop (tau 100, step 10, 2 iterations, curvature-bounded)
-    # 58.6 / 81.3, 39.2 / 44.4, 21.7 / 30.6 against triangulate + fit 65.7 / 90.5, 40.4 / 44.1, 21.9 / 28.9;
-    # the bound kept every step at the stiffest keypoint's scale (mean scale 0.3), so the slow directions
-    # hardly moved while the prior, conditioned on one view, pulled the neck and head: tau 60, step 10,
-    # 10 iterations, unbounded: 51.6 / 74.4, 37.1 / 42.0, 20.7 / 28.7 (tau 50 / 70 / 80 within 1 mm;
-    # step 2 or 5 no better at 3-8x the evaluations; a 3D term to the triangulated points or a rigid
-    # re-alignment to them after the loop made every view count worse).  Refined in every view and
-    # averaged, tau 70: 51.8 / 73.1, 35.6 / 40.6, 20.1 / 28.2.
+    # it (modes.calibrated).
+    # Chosen on the tuning subjects: docs/tuning.md#mode-loops-calibrated
     "calibrated": LoopOptions(tau=70, step=10, iterations=10, max_step_curvature=0.0, optimise_translation=False),
 }
 
 # Uncalibrated views, variant 'ours': Eq. 12 + Eq. 13 guidance without the prior (eps = 0: the loop is then
-# gradient descent with the steps sum_t sigma_t (sigma_t - sigma_t')), then the common pose.  The ablation
-# (docs/ablation.md: every variant's scale, tau and iterations tuned on the tuning subjects, 96 instants x 5
-# seeds, 4 views) found the trained prior worse than a tuned null denoiser there: report subjects PA-MPJPE-14
-# / MPJPE-14 32.76 / 64.25 (trained, scale 1, 4 iterations) against 31.48 / 59.58 (null, scale 0.5, 4
-# iterations), differences +1.28 [0.98, 1.57] / +4.67 [4.12, 5.22] mm; the bench's tuning draw (32
-# instants, 2 / 4 / 8 views, MPJPE-14 against the per-view start): paper loop -2.9% / -21.3% / -20.4%,
-# this -4.2% / -27.5% / -27.0%.  The variant 'paper' keeps the prior and MODE_LOOPS['multiview'].
+# gradient descent with the steps sum_t sigma_t (sigma_t - sigma_t')), then the common pose.  The variant
+# 'paper' keeps the prior and MODE_LOOPS['multiview'].
+# Chosen on the tuning subjects: docs/tuning.md#multiview-without-prior
 MULTIVIEW_WITHOUT_PRIOR = LoopOptions(tau=100, step=10, iterations=4, guidance_scale=0.5, max_step_curvature=0.0)
 
 
-# The motion prior's loop (docs/motion_prior.md: chosen on the tuning subjects).  Deterministic DDIM
-# inversion, as the paper: forward noising ('random') let the prior redraw the motion, and its samples
-# were rougher than the start's noise removed (acceleration error 57-75 vs 51 mm/frame^2 of the start).
+# The motion prior's loop: deterministic DDIM inversion, as the paper.
+# Chosen on the tuning subjects: docs/tuning.md#motion-loop
 MOTION_LOOP = LoopOptions(tau=200, step=20, iterations=5)
 # The motion prior's temporal and translation weights are 4x the variant's (a smoothing of 4 under the
-# user's): tuning PA-MPJPE-14 / accel 34.70 / 18.96 at 1x, 34.43 / 16.99 at 2x, 34.46 / 15.81 at 4x,
-# 34.64 / 15.33 at 8x.
+# user's).
+# Chosen on the tuning subjects: docs/tuning.md#motion-smoothing
 MOTION_SMOOTHING = 4.0
 
 
@@ -82,10 +62,8 @@ class EngineOptions:
     frame_fit: FrameFitOptions | None = None
     # video with the per-frame prior: stretches around frames without keypoints are redone by this motion
     # prior checkpoint (its loop from the per-frame result, seen frames anchoring it) before the final fit;
-    # None (or a missing file): the interpolated start alone carries the body across.  Tuning subjects,
-    # 3 clips, medium noise, gaps of 5 / 10 / 24 frames: error in the gap / elsewhere 0.94 / 1.00 / 1.10x
-    # with interpolation, 0.81 / 0.93 / 1.07x with it (the whole clip by the motion prior: 0.96 / 0.99 /
-    # 1.06x, but a higher PA-MPJPE-14 without gaps, 66.02 against 65.98).
+    # None (or a missing file): the interpolated start alone carries the body across.
+    # Chosen on the tuning subjects: docs/tuning.md#gap-motion-prior
     gap_motion_prior: str | None = str(MOTION_PRIOR_PATH)
     # The person's known height in metres (backend.engine.body_size): one shape that tall for the whole input,
     # the start moved in depth by the size change.  None: the regressor's shapes, averaged per clip.

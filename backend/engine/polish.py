@@ -14,11 +14,7 @@ joints (metres).  The ScoreHMR result x6_ref is the anchor: the prior's pose, ke
 reprojection and the smoothness ask for.  The translation starts from the loop's and has no anchor
 of its own (one on depth, 1e2-1e3 per m^2, changed nothing on the tuning subjects).
 
-Weights chosen on the tuning subjects (5 clips x 96 frames, medium and high noise, sweeps of
-joint_accel 1e5-1e6 x pose_anchor 1e3-1e5, on the paper's loop and on the old "ours" loop):
-PA-MPJPE-14 / accel / accel abs, medium: loop 34.5 / 15.1 / 72.0 -> 32.2 / 5.3 / 5.8; high:
-43.5 / 20.6 / 184.9 -> 41.9 / 5.7 / 6.3.  40 iterations with the preconditioner are within 0.1 mm
-of 80; without it (c = 0) 100 iterations were not.
+Weights chosen on the tuning subjects: docs/tuning.md#polish-weights.
 """
 from __future__ import annotations
 
@@ -45,11 +41,8 @@ class PolishOptions:
     pose_anchor: float = 3e3      # x ||x6 - x6_ref||^2 (6D pose, 24 joints)
     precondition: float = 10.0    # c of the change of variables (I + c D2'D2)^(-1/2) over frames (0: none)
     # pose_anchor x this in frames without keypoints (gaps.empty_frames): with no evidence there the
-    # smoothness alone carried a neighbour's error into the gap.  The engine test's walking clip
-    # (tests/test_gaps.py: the loop flips 3 frames just before a 10-frame gap) went from gap error
-    # 1.68x the error elsewhere (factor 1) to 1.46x (10) and 1.33x (100); on the tuning subjects
-    # (3 clips, medium noise, gaps of 5 / 10 / 24 frames) factor 1 gave 0.80x / 0.93x / 1.05x, 100
-    # gave 0.94x / 1.00x / 1.10x.
+    # smoothness alone carried a neighbour's error into the gap.
+    # Chosen on the tuning subjects: docs/tuning.md#polish-unseen-anchor
     unseen_anchor: float = 100.0
     # joint_accel is for keypoint tracks as jittery as the medium simulation; smoother tracks (a detector
     # with its own temporal filter, as BlazePose in video mode) get it x (jitter / jitter_reference_px)^2,

@@ -24,11 +24,8 @@ class LoopOptions:
     step: int = 2                 # DDIM stride, both ways
     iterations: int = 10          # outer iterations (OPTIM_ITERS)
     guidance_scale: float = 1.0   # eps' = eps + sqrt(1 - a_t) * scale * grad
-    # Early stop when |L_prev - L| / max(L_prev, L, 1) < stop_threshold.  The paper's 1e-5 never triggers:
-    # an outer iteration moves x0 by a fixed total step (sum_t eta_t, guidance_steps), and on validation
-    # frames the loss still falls 1-7% per iteration at the 10th.  At 1e-2 samples stop after 7.8
-    # iterations on average with the same 3D error (64 tuning frames, medium noise: PA-MPJPE-14 53.31 vs
-    # 53.34 mm for all 10).
+    # Early stop when |L_prev - L| / max(L_prev, L, 1) < stop_threshold.  The paper's 1e-5 never triggers.
+    # Chosen on the tuning subjects: docs/tuning.md#loop-stop-threshold
     stop_threshold: float = 1e-2
     max_step_curvature: float = 1.0  # bound on eta_t * scale * curvature of the guidance loss (0 = no bound)
     camera_lr: float = 1e-2       # Adam on the camera translation, one step per guided step

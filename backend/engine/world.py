@@ -41,33 +41,14 @@ FOOT_JOINTS = (7, 8, 10, 11)
 DEFAULT_SOLE_OFFSETS_M = (0.074, 0.074, 0.027, 0.027)
 CONTACT_HEIGHT_M = 0.05        # sole within this of the floor ...
 CONTACT_SPEED_M_S = 0.3        # ... and the joint slower than this: it bears weight
-# An estimate's planted foot moves with its errors: read it more loosely than the truth.  Chosen
-# on the tuning subjects (bench_video clips, seed 0, the default video result with its final
-# smoothing fit, jitter ~3 mm/frame^2; 6 clips x 96 frames; planted skating mm/frame / share of
-# contact frames beyond 2 cm / worst mm / root path error mm; unplanted root 56 medium, 84 high):
-#   1.2 m/s, 8 cm, 13 frames: medium 0.03 / 4.2% / 56 / 79, high 0.04 / 2.0% / 76 / 99 (one clip's
-#     root 36 -> 242 mm: pinning frames where the foot moves drags the body);
-#   0.5 m/s, 8 cm, 13 frames: medium 1.26 / 0% / 14 / 50, high 4.19 / 0.6% / 55 / 63, but on the
-#     synthetic walker drifting 4 cm at 1 Hz (tests/test_world.py) it finds 70% of the contacts;
-#   0.8 m/s, 8 cm, 7 frames: medium 0.74 / 0.2% / 31 / 57, high 1.65 / 0.3% / 30 / 75; walker 93%.
-# (Before the smoothing fit the result shook, ~30 mm/frame^2, and 1.2 m/s on 13 frames was needed
-# to read contacts at all: 3 clips, skating 0.2 / 0.1 / 6.9 against 15 / 21 / 30 at 0.5 m/s.)
-# Session 3, the bench_video clips with --videos 16 (tuning subjects), with the hold height, the
-# floor drop and the foot aim below; planted skating / share beyond 2 cm / worst mm / root mm /
-# reprojection change px, medium | high:
-#   0.8 m/s, 8 cm, none of them:   1.62 / 3.3% / 121 / 83 / 13.7 | 4.43 / 4.3% / 131 / 117 / 17.9
-#   0.8 m/s, 8 cm:                 1.37 / 1.0% / 68 / 84 / 13.2  | 4.11 / 2.4% / 113 / 115 / 17.5
-#   0.8 m/s, 10 cm (chosen):       1.37 / 0.8% / 68 / 84 / 13.2  | 4.01 / 2.1% / 77 / 115 / 17.5
-#   1.0 m/s, 10 cm:                0.73 / 0.4% / 63 / 107 / 18.5 | 2.45 / 1.3% / 77 / 149 / 24.1
-# (faster contacts pin feet the estimate moves: the root path and the image pay for it).  What is
-# left beyond 2 cm is true contacts the estimate does not read as contacts (its foot moves).
+# An estimate's planted foot moves with its errors: read it more loosely than the truth.
+# Chosen on the tuning subjects: docs/tuning.md#estimate-contacts
 ESTIMATE_CONTACT_SPEED_M_S = 0.8
 ESTIMATE_CONTACT_HEIGHT_M = 0.10
 ESTIMATE_CONTACT_SMOOTH_FRAMES = 7
 # A contact run of an estimate goes on while the joint stays slow and its sole below this (m):
-# the estimate's foot may rise while the true foot stands (a tuning clip: 10 cm up for 11 frames
-# at 0.2 m/s, the truth at 3 cm).  None (8 cm) / 12 / 15 / 20 cm, 16 tuning clips, medium, before
-# the floor drop and the foot aim: share beyond 2 cm 3.3 / 2.8 / 2.9 / 2.9%, worst 121 / 72 / 71 / 71 mm.
+# the estimate's foot may rise while the true foot stands.
+# Chosen on the tuning subjects: docs/tuning.md#estimate-contact-hold-height
 ESTIMATE_CONTACT_HOLD_HEIGHT_M = 0.15
 CONTACT_SMOOTH_FRAMES = 5     # speeds of estimates are measured on positions averaged over this
 CANDIDATE_SPEED_M_S = 0.5      # slow enough to be a floor point when fitting the plane

@@ -83,7 +83,8 @@ def _poses_png(train: dict, val: dict, path: Path) -> None:
 def _split_row(name: str, c: dict) -> str:
     r = c.get("residual_mm", {})
     return (f"| {name} | {c['clips']} | {c['subjects']} | {c['frames']:,} | {c['hours']:.2f} | "
-            f"{r.get('mean', float('nan')):.2f} | {r.get('p95', float('nan')):.2f} | {r.get('max', float('nan')):.1f} |")
+            f"{r.get('mean', float('nan')):.2f} | {r.get('p95', float('nan')):.2f} | "
+            f"{r.get('max', float('nan')):.1f} |")
 
 
 def report(dataset: str | None, out: Path) -> str:
@@ -112,7 +113,8 @@ def report(dataset: str | None, out: Path) -> str:
         "calibrated once on a subset.",
         f"- Conversion time on the 2-core CPU: {timing['total']:.0f} s ({meta['workers']} worker processes).",
         "- Skipped: " + "; ".join(f"{k}: {v['count']} clips" for k, v in meta["skipped"].items()) + ".",
-        f"- Split by subject (fixed list, about 90 / 10): validation subjects {', '.join(map(str, meta['val_subjects']))}.",
+        f"- Split by subject (fixed list, about 90 / 10): validation subjects "
+        f"{', '.join(map(str, meta['val_subjects']))}.",
         "",
         "| split | clips | subjects | frames | hours | residual mean (mm) | p95 (mm) | max (mm) |",
         "|---|---|---|---|---|---|---|---|",

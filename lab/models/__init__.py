@@ -1,1 +1,2 @@
-"""Training of the engine's learned models, and the report on them (the engine loads them: backend.models.checkpoints)."""
+"""Training of the engine's learned models, and the report on them (the engine loads them:
+backend.models.checkpoints)."""

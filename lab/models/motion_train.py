@@ -179,7 +179,8 @@ def train_motion_prior(pack: dict, steps: int, seed: int, device, *, frames: int
                        lr: float = 3e-4, config: dict | None = None, checkpoint: Path | None = None,
                        checkpoint_every: int = 1000, resume: bool = False, log_every: int = 200,
                        time_limit: float | None = None, stop_at: int | None = None,
-                       validate: bool = True, time_scale: tuple[float, float] = (1.0, 1.0)) -> tuple[MotionDenoiser, dict]:
+                       validate: bool = True,
+                       time_scale: tuple[float, float] = (1.0, 1.0)) -> tuple[MotionDenoiser, dict]:
     """Trains from scratch (or resumes); returns the EMA model and a log (curve, steps done, val loss).
 
     ``stop_at`` / ``time_limit`` end the run early (the training state is saved: ``resume`` continues

@@ -131,7 +131,8 @@ def evaluate_prior(model: Denoiser, reg: KeypointRegressor, mean, std, bm: BodyM
         x0 = matrix_to_rot6d(_gt_rotmats(obs)).reshape(len(idx), 144)
         t = torch.randint(0, len(alphas), (len(idx),), generator=g)
         noise = torch.randn(x0.shape, generator=g)
-        t_loop = torch.randint(0, loop_t_max + 1, (len(idx),), generator=g)  # drawn last: the reported val_loss is unchanged
+        # Drawn last: the reported val_loss is unchanged.
+        t_loop = torch.randint(0, loop_t_max + 1, (len(idx),), generator=g)
         eps_mse = lambda tt: float((model(q_sample(x0, tt, noise, alphas), tt, c) - noise).pow(2).mean())
         loss, loss_loop = eps_mse(t), eps_mse(t_loop)
         x = ddim_sample(model, ddim_invert(model, x0[:64], c[:64], alphas, 50, 2), c[:64], alphas, 50, 2)
@@ -413,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.steps or 8000
         t0 = time.time()
         init, init_meta = load_regressor(Path(args.init)) if args.init else (None, {})
-        reg, log = train_regressor(train, val_batch, steps, args.seed, batch=args.batch or 256, lr=args.lr, levels=tuple(args.levels),
+        reg, log = train_regressor(train, val_batch, steps, args.seed, batch=args.batch or 256, lr=args.lr,
+                                   levels=tuple(args.levels),
                                    init=init, trainable=args.trainable, checkpoint=args.checkpoint,
                                    checkpoint_every=args.checkpoint_every, resume=args.resume)
         meta = dict(base_meta, steps=steps, levels=args.levels, trainable=args.trainable, lr=args.lr,

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from backend.engine.api import Engine, EngineOptions  # noqa: E402
-from backend.engine.gmm import GMM  # noqa: E402
-from backend.engine.modes import motion_video  # noqa: E402
-from backend.engine.scorehmr import LoopOptions  # noqa: E402
-from backend.models.motion import MOTION_PRIOR_PATH  # noqa: E402
-from lab import bench as B, bench_video as BV  # noqa: E402
-from lab.data.dataset import load_split, window_starts  # noqa: E402
-from lab.sim.observations import video_observations  # noqa: E402
+from backend.engine.api import Engine, EngineOptions
+from backend.engine.gmm import GMM
+from backend.engine.modes import motion_video
+from backend.engine.scorehmr import LoopOptions
+from backend.models.motion import MOTION_PRIOR_PATH
+from lab import bench as B, bench_video as BV
+from lab.data.dataset import load_split, window_starts
+from lab.sim.observations import video_observations
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Refine examples/shot (frame mode) with given prior checkpoints; prints PA-MPJPE-14 / MPJPE-14 (mm) vs ground truth.
 
-    python lab/scripts/prior_shot_check.py backend/assets/prior.pt out/tiny/prior.pt [--frames 32] [--variant paper|ours]
+    python lab/scripts/prior_shot_check.py backend/assets/prior.pt out/tiny/prior.pt
+        (options: [--frames 32] [--variant paper|ours])
 
 End-to-end check that the engine loads a prior (any width, any context layout) and refines with it."""
 import argparse
@@ -11,9 +12,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from backend.contract.observations import load_observations  # noqa: E402
-from backend.engine.api import Engine, EngineOptions  # noqa: E402
-from backend.metrics import joint_errors  # noqa: E402
+from backend.contract.observations import load_observations
+from backend.engine.api import Engine, EngineOptions
+from backend.metrics import joint_errors
 
 SHOT = Path(__file__).resolve().parents[2] / "examples" / "shot"
 

@@ -261,7 +261,8 @@ def render_main(args) -> int:
                             starts=np.array([s for _, s in chunks[c]]), residual_mm=motion["residual_mm"],
                             seconds=np.array([t_fit, t_render, t_detect]), **truth)
         tmp_path.replace(out / f"chunk_{c:04d}.npz")
-        print(f"chunk {c + 1}/{len(chunks)}: {frames} frames, fit {t_fit:.0f} s, render {t_render / frames:.2f} s/frame, "
+        print(f"chunk {c + 1}/{len(chunks)}: {frames} frames, fit {t_fit:.0f} s, "
+              f"render {t_render / frames:.2f} s/frame, "
               f"detect {t_detect / frames:.3f} s/frame", flush=True)
     (out / "command.json").write_text(json.dumps(dict(command="python -m lab calibrate-detector "
                                                       + " ".join(sys.argv[2:]), **vars(args)), indent=1))
@@ -375,7 +376,8 @@ def _statistics(uv, depth, detected, image_size) -> dict:
         mean_confidence=mean_conf.tolist(),
         confidence_fit=dict(logit0=float(intercept), slope=float(-slope), noise=noise,
                             joint_logit0=[c[0] for c in joint_conf], joint_low_share=[c[1] for c in joint_conf]),
-        depth_effect=dict(far_sigma_scale=far_scale, far_side_dev=float(dev_px[fine & far].mean()), near_side_dev=float(dev_px[fine & near].mean()),
+        depth_effect=dict(far_sigma_scale=far_scale, far_side_dev=float(dev_px[fine & far].mean()),
+                          near_side_dev=float(dev_px[fine & near].mean()),
                           by_person_size=by_size),
     )
 
@@ -421,7 +423,8 @@ def fit_noise_level(stats: dict) -> NoiseLevel:
                                                                      if np.all(np.isnan(stats["swap_run"]))
                                                                      else np.nanmean(stats["swap_run"])),
         conf_logit0=round(fit["logit0"], 4), conf_noise=round(fit["noise"], 4), conf_slope=round(fit["slope"], 4),
-        face_self_occlusion=False, confident_outliers=True, far_sigma_scale=round(stats["depth_effect"]["far_sigma_scale"], 4),
+        face_self_occlusion=False, confident_outliers=True,
+        far_sigma_scale=round(stats["depth_effect"]["far_sigma_scale"], 4),
         # The simulator's low confidences miss points too: drop only the rest at random.
         joint_dropout=tuple(round(float(max(0.0, (m - low) / (1 - low))), 5) if ok else 0.0
                             for m, low, ok in zip(missed, fit["joint_low_share"], seen)),
@@ -537,7 +540,8 @@ def excerpt_obs(chunk: dict, i: int, mode: str) -> dict:
                                       fps=np.float64(24.0)), mode)
 
 
-def evaluate_engine(engine, folder: Path, modes_: tuple[str, ...] = ("frame", "video"), limit: int | None = None) -> dict:
+def evaluate_engine(engine, folder: Path, modes_: tuple[str, ...] = ("frame", "video"),
+                    limit: int | None = None) -> dict:
     """MPJPE / PA-MPJPE (mm, 24 joints, pelvis-aligned) on the detections of ``folder``'s chunks: the
     regressor's start on every usable excerpt ("start"), and the start and each engine mode (default
     EngineOptions) on the first ``limit`` of them ("start_subset", modes).  Excerpts with a frame where

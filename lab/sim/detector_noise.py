@@ -23,8 +23,8 @@ report, frame by frame or over a video window (frames are then correlated):
    ``joint_bias`` (a systematic per-joint shift in the body frame of ``body_axes``: towards the
    person's left side and towards the shoulders, fractions of size; not counted in the confidence's
    error), ``always_missing`` (points the detector never reports, e.g. BlazePose's small toes),
-   ``joint_dropout`` and ``joint_outlier_rate`` (per-joint rates), ``joint_conf_logit0`` (per-joint confidence logit) and
-   ``far_sigma_scale`` (jitter factor of points on the body's far side, ``far_side``).
+   ``joint_dropout`` and ``joint_outlier_rate`` (per-joint rates), ``joint_conf_logit0`` (per-joint confidence logit)
+   and ``far_sigma_scale`` (jitter factor of points on the body's far side, ``far_side``).
 6. Missing points, reported as (0, 0, 0) as OpenPose-style detectors do, with a status code:
    - OCCLUDED: random dropouts in runs (mean ``level.occlusion_run`` frames), per joint
      (``dropout_rate``) and per limb (``limb_occlusion_rate``, whole ``OCCLUSION_LIMBS``);

@@ -338,7 +338,7 @@ class Job:
             self.state = "cancelled"
         except RefineError as ex:
             self.error, self.state = str(ex), "failed"
-        except Exception as ex:  # noqa: BLE001 -- any engine failure ends the job with a message
+        except Exception as ex:  # any engine failure ends the job with a message
             with open(self.log_path, "a", encoding="utf-8") as log:
                 traceback.print_exc(file=log)
             self.error = f"The engine failed: {type(ex).__name__}: {_one_line(ex)} (log: {self.log_path})"

@@ -133,7 +133,7 @@ def detector_in_blender() -> bool:
     found yet miss what it imports; Blender 5.1+'s Python 3.13 has no legacy mediapipe at all)."""
     try:
         importlib.import_module("mediapipe.python.solutions.pose")
-    except Exception:  # noqa: BLE001 -- any import failure means: detect in the worker
+    except Exception:  # any import failure means: detect in the worker
         return False
     return True
 
@@ -212,6 +212,6 @@ def _query_device(runner: Runner, key: str) -> None:
             text = lines[-1] if lines else f"unknown (exit code {proc.returncode})"
             if proc.returncode != 0:
                 text = "not usable: " + text
-    except Exception as ex:  # noqa: BLE001 -- shown to the user as the device line
+    except Exception as ex:  # shown to the user as the device line
         text = f"not usable: {type(ex).__name__}: {ex}"
     _DEVICES[key] = text

@@ -71,7 +71,7 @@ class SetupTask:
         self.state = "running"   # 'running' | 'done' | 'failed' | 'cancelled'
         self.error = ""
         self.last_output = ""
-        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 -- open across polls, closed by _finish
+        self._log = open(self.log_path, "w", encoding="utf-8")  # open across polls, closed by _finish
         self._process = None
         SETUP[:] = [self]
 

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import scorehmr_blender  # noqa: E402
-from scorehmr_blender import operators, panel, preferences, properties  # noqa: E402
+import scorehmr_blender  # noqa: E402 -- after the repository root is on sys.path
+from scorehmr_blender import operators, panel, preferences, properties  # noqa: E402 -- after the repository root is on sys.path
 
 ADDON = scorehmr_blender.__name__
 

@@ -5,7 +5,6 @@ import bpy
 import numpy as np
 import pytest
 
-from scorehmr_blender import panel, refine
 from scorehmr_blender.runner import job as jobs
 from tests.addon.test_addon import real_layout  # noqa: F401 -- a fixture
 from tests.addon.test_addon_refine import (  # noqa: F401 -- addon, scene, shot and fake_engine are fixtures

@@ -31,7 +31,7 @@ needs_a_detector = pytest.mark.skipif(
 
 
 @pytest.fixture(autouse=True)
-def worker_for_the_detector(scene):  # noqa: F811
+def worker_for_the_detector(scene):
     """The main venv as the worker Python: the detector runs there when mediapipe does not import here
     (the bpy 4.2 / 4.5 test venvs); the engine stays in-process."""
     preferences.get(bpy.context).worker_python = str(MAIN_PYTHON) if MAIN_PYTHON.is_file() else ""
@@ -64,7 +64,7 @@ def assert_detected_the_person(kp):
 
 @pytest.mark.blender_versions  # tracking markers on a Movie Clip, the imported armature's action
 @needs_a_detector
-def test_detect_from_footage_refines_writes_markers_and_a_rerun_uses_the_edited_ones(fake_engine):  # noqa: F811
+def test_detect_from_footage_refines_writes_markers_and_a_rerun_uses_the_edited_ones(fake_engine):
     settings = detect_settings(detect_markers=True)
     clip = settings.footage_clip
     assert bpy.ops.refinemotion.refine() == {'FINISHED'}
@@ -95,7 +95,7 @@ def test_detect_from_footage_refines_writes_markers_and_a_rerun_uses_the_edited_
 
 
 @pytest.mark.skipif(not MAIN_PYTHON.is_file(), reason="no main venv (.venv) to use as the worker Python")
-def test_detection_in_the_worker_python_when_mediapipe_does_not_import_in_blender(fake_engine, monkeypatch):  # noqa: F811
+def test_detection_in_the_worker_python_when_mediapipe_does_not_import_in_blender(fake_engine, monkeypatch):
     monkeypatch.setattr(placement, "detector_in_blender", lambda: False)
     detect_settings(clip=False)
     plan = refine.plan(bpy.context, bpy.context.scene.refine_motion)
@@ -109,7 +109,7 @@ def test_detection_in_the_worker_python_when_mediapipe_does_not_import_in_blende
 
 
 @needs_a_detector
-def test_modal_refine_detects_in_its_background_thread_and_shows_the_stage(fake_engine):  # noqa: F811
+def test_modal_refine_detects_in_its_background_thread_and_shows_the_stage(fake_engine):
     detect_settings(clip=False)
     context = ModalContext()
     modal, op = modal_operator(context)
@@ -123,7 +123,7 @@ def test_modal_refine_detects_in_its_background_thread_and_shows_the_stage(fake_
 
 
 @needs_a_detector
-def test_multi_view_detects_every_view(fake_engine):  # noqa: F811
+def test_multi_view_detects_every_view(fake_engine):
     detect_settings(clip=False, mode='MULTI_VIEW')
     settings = bpy.context.scene.refine_motion
     view = settings.views.add()
@@ -148,12 +148,12 @@ def test_progress_says_which_stage_runs():
 
 # -- bad input: one line, the file unchanged, no result -----------------------------------------------
 
-def test_write_markers_needs_a_movie_clip(fake_engine):  # noqa: F811
+def test_write_markers_needs_a_movie_clip(fake_engine):
     detect_settings(clip=False, detect_markers=True)
     assert_refused("Write Tracking Markers needs the footage as a Movie Clip", fake_engine)
 
 
-def test_no_detector_anywhere_is_one_line(fake_engine, monkeypatch):  # noqa: F811
+def test_no_detector_anywhere_is_one_line(fake_engine, monkeypatch):
     monkeypatch.setattr(placement, "detector_in_blender", lambda: False)
     preferences.get(bpy.context).worker_python = ""
     monkeypatch.setattr(placement, "default_worker_python", lambda: ROOT / "no-venv" / "bin" / "python")
@@ -163,7 +163,7 @@ def test_no_detector_anywhere_is_one_line(fake_engine, monkeypatch):  # noqa: F8
 
 
 @needs_a_detector
-def test_footage_without_a_person_is_one_line_and_no_result(fake_engine, tmp_path):  # noqa: F811
+def test_footage_without_a_person_is_one_line_and_no_result(fake_engine, tmp_path):
     empty = tmp_path / "empty.avi"
     writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 24.0, (160, 120))
     for _ in range(6):
@@ -175,7 +175,7 @@ def test_footage_without_a_person_is_one_line_and_no_result(fake_engine, tmp_pat
 
 
 @needs_a_detector
-def test_cancel_while_detecting_changes_nothing(fake_engine, monkeypatch):  # noqa: F811
+def test_cancel_while_detecting_changes_nothing(fake_engine, monkeypatch):
     detect_settings(detect_markers=True)
     clip = bpy.context.scene.refine_motion.footage_clip
     before = snapshot()
@@ -186,7 +186,7 @@ def test_cancel_while_detecting_changes_nothing(fake_engine, monkeypatch):  # no
 
 
 @pytest.mark.blender_versions  # draw() into this Blender's UILayout
-def test_panel_shows_the_markers_option_only_when_detecting(real_layout):  # noqa: F811
+def test_panel_shows_the_markers_option_only_when_detecting(real_layout):
     from scorehmr_blender import panel
     from tests.addon.test_addon_refine import draw
 

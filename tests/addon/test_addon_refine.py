@@ -272,7 +272,7 @@ def draw(fn, layout, *args):
 
 
 @pytest.mark.blender_versions  # draw() into this Blender's UILayout
-def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F811
+def test_refine_panel_draws_inputs_button_and_progress(real_layout):
     from scorehmr_blender import panel
 
     s = bpy.context.scene.refine_motion
@@ -300,7 +300,8 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
     assert log["lists"] == [("REFINEMOTION_UL_views", "views", "active_view")]
     assert log["operators"] == ["refinemotion.view_add", "refinemotion.view_remove", "refinemotion.refine"]
     view = s.views[0]
-    view.footage_path, view.camera_object = "/takes/side.mp4", bpy.data.objects.new("Side", bpy.data.cameras.new("Side"))
+    view.footage_path = "/takes/side.mp4"
+    view.camera_object = bpy.data.objects.new("Side", bpy.data.cameras.new("Side"))
     row_log = {"props": [], "labels": [], "operators": []}
     panel.REFINEMOTION_UL_views.draw_item(None, bpy.context, CheckedLayout(real_layout, row_log), s, view, 0, s,
                                           "active_view", 0)
@@ -319,7 +320,7 @@ def test_refine_panel_draws_inputs_button_and_progress(real_layout):  # noqa: F8
 
 
 @pytest.mark.blender_versions  # draw() into this Blender's UILayout
-def test_preferences_show_mode_device_and_setup_commands(real_layout):  # noqa: F811
+def test_preferences_show_mode_device_and_setup_commands(real_layout):
     prefs = preferences.get(bpy.context)
     log = draw(preferences.draw_preferences, real_layout, prefs)
     assert log["props"] == ["smpl_path", "engine_location", "worker_python", "setup_command_venv",
@@ -512,7 +513,7 @@ def test_openpose_folder_numbered_from_1_keeps_file_n_at_footage_frame_n(shot, f
 
 @pytest.mark.blender_versions  # timeline markers and keyframes
 def test_a_gap_in_the_keypoints_is_reported_and_marked_in_the_timeline(shot, fake_engine, tmp_path, capfd,
-                                                                      real_layout):  # noqa: F811
+                                                                      real_layout):
     kp = shot["kp"].copy()
     kp[3:5] = np.nan  # footage frames 3-4 (scene frames 4-5): no detection
     use_shot(shot, keypoints_path=_write(tmp_path / "gap.npz", keypoints=kp))
@@ -803,8 +804,9 @@ def test_cancel_in_process_changes_nothing(shot, fake_engine, monkeypatch):
     (lambda shot, tmp: dict(mode='MULTI_VIEW'), "Multi-View needs the other cameras: add each one's footage"),
     (lambda shot, tmp: dict(frame_start=30, frame_end=40), "Frames 30-40 miss the footage"),
     (lambda shot, tmp: dict(keypoints_source='TRACKS'), "Keypoints from Clip Tracks need the footage as a Movie Clip"),
-    (lambda shot, tmp: dict(init_path=_write(tmp / "init.npz", global_orient=np.zeros((3, 3)), body_pose=np.zeros((3, 69)),
-                                             betas=np.zeros(10), transl=np.tile([0, 0, 4.0], (3, 1)))),
+    (lambda shot, tmp: dict(init_path=_write(tmp / "init.npz", global_orient=np.zeros((3, 3)),
+                                             body_pose=np.zeros((3, 69)), betas=np.zeros(10),
+                                             transl=np.tile([0, 0, 4.0], (3, 1)))),
      f"init.npz: has 3 frames but the keypoints have {FRAMES} \\(refining {FRAMES}\\): give one initial estimate per "
      "keypoint frame, or per refined frame"),
 ])
@@ -960,7 +962,8 @@ def test_setup_commands_make_a_venv_then_pinned_torch_then_the_engine_then_the_d
 def test_setup_operator_runs_the_steps_in_order_and_reports(monkeypatch, tmp_path):
     marker = tmp_path / "steps.txt"
     step = lambda text, code=0: [sys.executable, "-c",
-                                 f"open({str(marker)!r}, 'a').write({text!r}); print({text!r}); raise SystemExit({code})"]
+                                 f"open({str(marker)!r}, 'a').write({text!r}); print({text!r}); "
+                                 f"raise SystemExit({code})"]
     monkeypatch.setattr(operators, "online_access", lambda: True)
     monkeypatch.setattr(worker_env, "setup_commands", lambda: [step("venv "), step("torch "), step("engine")])
     assert bpy.ops.refinemotion.setup_worker() == {'FINISHED'}

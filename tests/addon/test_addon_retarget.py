@@ -199,7 +199,8 @@ def test_root_locations_put_the_head_where_asked():
 
 # -- retargeting real rigs -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make_rig, preset, expected", [(rigify_rig, "rigify_deform", RIGIFY), (mixamo_rig, "mixamo", MIXAMO)],
+@pytest.mark.parametrize("make_rig, preset, expected",
+                         [(rigify_rig, "rigify_deform", RIGIFY), (mixamo_rig, "mixamo", MIXAMO)],
                          ids=["rigify", "mixamo"])
 def test_retargeted_bones_point_like_smpl_and_root_motion_scales_by_leg_length(shot_path, make_rig, preset,
                                                                                expected):

@@ -114,7 +114,8 @@ def refine_cli(*args, cwd: Path):
 
 CLI_CASES = {
     "missing observations": (lambda d: d / "nowhere.npz", "nowhere.npz: file not found"),
-    "not an npz": (lambda d: write(d / "obs.npz", b"not a zip"), "obs.npz: holds text, not numpy arrays: expected a numpy .npz file"),
+    "not an npz": (lambda d: write(d / "obs.npz", b"not a zip"),
+                   "obs.npz: holds text, not numpy arrays: expected a numpy .npz file"),
     "wrong keypoint shape": (lambda d: obs_file(d / "obs.npz", keypoints=np.zeros((12, 18, 3))),
                              r"shape \(12, 18, 3\), expected \(F, 17, 3\)"),
     "no frames": (lambda d: obs_file(d / "obs.npz", keypoints=np.zeros((0, 17, 3))), "has no frames"),
@@ -134,7 +135,8 @@ SHOT_CASES = {
     "shot flags with OBS": (lambda d: ["--observations", obs_file(d / "obs.npz"), "--frames", "0:5"],
                             "--frames go with --keypoints"),
     "frame-count mismatch": (lambda d: ["--footage", FOOTAGE, "--keypoints", save_keypoints(
-        d / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])], "refine the frames both cover: --frames 0:90 or --frames overlap"),
+        d / "kp90.npz", keypoints=example_keypoints()["keypoints"][:90])],
+                             "refine the frames both cover: --frames 0:90 or --frames overlap"),
     "range outside": (lambda d: ["--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--frames", "90:120"],
                       "outside the frames with both footage and keypoints"),
     "multiview shot": (lambda d: ["--footage", FOOTAGE, "--keypoints", KEYPOINTS, "--mode", "multiview"],
@@ -348,14 +350,16 @@ def test_openpose_numbering_places_keypoints_in_the_footage(tmp_path):
 
 @pytest.mark.parametrize("frames, message", [((10, 10), "frame range 10:10 is empty"),
                                              ((50, 20), "frame range 50:20 is empty"),
-                                             ((90, 120), r"outside the frames with both footage and keypoints \(0:96\)")])
+                                             ((90, 120),
+                                              r"outside the frames with both footage and keypoints \(0:96\)")])
 def test_bad_frame_ranges_are_refused(frames, message):
     with pytest.raises(InputError, match=message):
         load_shot(FOOTAGE, KEYPOINTS, frames=frames)
 
 
 def test_parse_frames():
-    assert parse_frames("3:40") == FrameRange(3, 40) and parse_frames("overlap") == "overlap" and parse_frames(None) is None
+    assert (parse_frames("3:40") == FrameRange(3, 40) and parse_frames("overlap") == "overlap"
+            and parse_frames(None) is None)
     with pytest.raises(InputError, match="not START:STOP"):
         parse_frames("3-40")
 

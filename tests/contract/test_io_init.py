@@ -143,7 +143,8 @@ def test_init_layout_npz(tmp_path):
         assert out[k].dtype == np.float32
         np.testing.assert_allclose(out[k], init[k], rtol=1e-6, atol=1e-6)
     # Rotation-matrix poses in the INIT layout convert too.
-    mats = dict(init, global_orient=rotmat(init["global_orient"]), body_pose=rotmat(init["body_pose"].reshape(5, 23, 3)))
+    mats = dict(init, global_orient=rotmat(init["global_orient"]),
+                body_pose=rotmat(init["body_pose"].reshape(5, 23, 3)))
     np.testing.assert_allclose(validate_init(mats)["body_pose"], out["body_pose"], atol=1e-5)
 
 

@@ -169,7 +169,8 @@ def test_quaternion_convention_is_wxyz():
     q = rot.axis_angle_to_quaternion(torch.tensor([0.0, 0.0, math.pi / 2], dtype=torch.float64))
     torch.testing.assert_close(q, torch.tensor([math.sqrt(0.5), 0, 0, math.sqrt(0.5)], dtype=torch.float64))
     R = rot.quaternion_to_matrix(q)
-    torch.testing.assert_close(R @ torch.tensor([1.0, 0, 0], dtype=torch.float64), torch.tensor([0.0, 1, 0], dtype=torch.float64))
+    torch.testing.assert_close(R @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
+                               torch.tensor([0.0, 1, 0], dtype=torch.float64))
 
 
 def test_matrix_to_quaternion_canonical_w_nonnegative():

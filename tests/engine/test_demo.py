@@ -135,7 +135,8 @@ def blend_summary(path: Path) -> dict:
     script = ("import bpy, json, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); rig = bpy.data.objects['shot'];"
               "print(json.dumps(dict(type=rig.type, frames=list(rig.animation_data.action.frame_range),"
               " bones=len(rig.data.bones), fps=bpy.context.scene.render.fps)))")
-    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                          check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

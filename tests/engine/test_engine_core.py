@@ -31,7 +31,8 @@ def test_timesteps_follow_the_paper():
 def test_guidance_gradients_match_finite_differences(term):
     g = _gen(0)
     if term == "reprojection":
-        pts = (torch.randn(2, 5, 3, generator=g, dtype=torch.float64) * 0.3 + torch.tensor([0, 0, 4.0], dtype=torch.float64))
+        pts = (torch.randn(2, 5, 3, generator=g, dtype=torch.float64) * 0.3
+               + torch.tensor([0, 0, 4.0], dtype=torch.float64))
         obs = torch.cat([torch.rand(2, 5, 2, generator=g, dtype=torch.float64) * 500 + 200,
                          torch.rand(2, 5, 1, generator=g, dtype=torch.float64)], -1)
         focal = torch.tensor([900.0, 1100.0], dtype=torch.float64)
@@ -39,9 +40,11 @@ def test_guidance_gradients_match_finite_differences(term):
         size = torch.tensor([[960.0, 540.0], [1280.0, 720.0]], dtype=torch.float64)
         fn, x = (lambda p: guidance.keypoint_reprojection(p, obs, focal, pp, size).sum()), pts
     elif term == "multiview":
-        fn, x = (lambda r: guidance.multiview_consistency(r).sum()), torch.randn(2, 3, 24, 6, generator=g, dtype=torch.float64)
+        fn, x = ((lambda r: guidance.multiview_consistency(r).sum()),
+                 torch.randn(2, 3, 24, 6, generator=g, dtype=torch.float64))
     elif term == "temporal":
-        fn, x = (lambda r: guidance.temporal_smoothness(r).sum()), torch.randn(2, 6, 144, generator=g, dtype=torch.float64)
+        fn, x = ((lambda r: guidance.temporal_smoothness(r).sum()),
+                 torch.randn(2, 6, 144, generator=g, dtype=torch.float64))
     assert torch.autograd.gradcheck(fn, (x.requires_grad_(),), eps=1e-6, atol=1e-4, rtol=1e-3)
 
 
@@ -58,7 +61,8 @@ def test_reprojection_is_robust_and_resolution_independent():
     big = guidance.keypoint_reprojection(pts, torch.tensor([[[1001.0 + 1.0, 1000.0, 1.0]]], dtype=torch.float64),
                                          2 * focal, 2 * pp, 2 * size)
     assert big.item() == pytest.approx(small.item(), rel=1e-6)
-    zero_conf = guidance.keypoint_reprojection(pts, torch.tensor([[[900.0, 0.0, 0.0]]], dtype=torch.float64), focal, pp, size)
+    zero_conf = guidance.keypoint_reprojection(pts, torch.tensor([[[900.0, 0.0, 0.0]]], dtype=torch.float64),
+                                               focal, pp, size)
     assert zero_conf.item() == 0.0
 
 
@@ -170,7 +174,8 @@ def _quadratic_problem(targets, ctx_dim=4):
     G, S, D = targets.shape
 
     def loss(rotmats, rot6d, transl, groups):
-        return 0.5 * (rot6d - targets[groups]).pow(2).sum((1, 2)) + (transl - torch.tensor([1.0, 2.0, 3.0])).pow(2).sum((1, 2))
+        return (0.5 * (rot6d - targets[groups]).pow(2).sum((1, 2))
+                + (transl - torch.tensor([1.0, 2.0, 3.0])).pow(2).sum((1, 2)))
 
     x0 = torch.zeros(G, S, D)
     x0[..., 0::3] = 1.0  # any valid 6D-ish start
@@ -317,7 +322,8 @@ def _two_view_fixture(bm, views: int = 2):
         t.append(transl[0] - Ry @ transl[0])
     R, t = torch.stack(R)[None], torch.stack(t)[None]
     px = torch.stack([project((kp3d @ R[0, v].T + t[0, v])[None], torch.full((1,), 1000.0),
-                              torch.full((1, 2), 500.0))[0] for v in range(views)])[None] + 20 * torch.randn(1, views, 17, 2, generator=g)
+                              torch.full((1, 2), 500.0))[0] for v in range(views)])[None] \
+        + 20 * torch.randn(1, views, 17, 2, generator=g)
     kp = torch.cat([px, torch.ones(1, views, 17, 1)], -1)
     obs = problems.Observations(kp, torch.full((1, views), 1000.0),
                              torch.full((1, views, 2), 500.0),

@@ -52,7 +52,8 @@ def test_gap_is_bridged_from_the_neighbours(gap):
     assert torch.allclose(ctx_out, ctx, atol=1e-9)
     assert torch.equal(out["rotmats"][:a], broken["rotmats"][:a])  # seen frames untouched
     # The old start (the fixed pose) would have turned the body by ~180 degrees inside the gap.
-    old_yaw_jump = (matrix_to_axis_angle(broken["rotmats"][a:a + 1, 0]) - matrix_to_axis_angle(broken["rotmats"][a - 1:a, 0])).norm()
+    old_yaw_jump = (matrix_to_axis_angle(broken["rotmats"][a:a + 1, 0])
+                    - matrix_to_axis_angle(broken["rotmats"][a - 1:a, 0])).norm()
     assert old_yaw_jump > 2.0
     assert np.abs(np.diff(got_yaw.numpy())).max() < math.radians(1.5) + 1e-6
 
@@ -69,7 +70,6 @@ def test_engine_video_carries_the_body_across_a_gap():
     """The real engine (committed models) on a simulated walking clip with 10 empty frames: the
     body inside the gap stays within 1.5x of its error elsewhere (the old fixed-pose fill turned it
     away: ~280 mm against ~40 mm)."""
-    from backend.body.body_model import BodyModel
     from backend.engine.api import Engine, EngineOptions
     from backend.engine.scorehmr import LoopOptions
     from backend.contract.observations import validate_observations

@@ -178,7 +178,7 @@ def test_video_with_a_motion_prior_starts_from_the_start(random_prior_path):
 
 
 def test_video_with_a_motion_prior_runs_and_differs(random_prior_path):
-    from tests.contract.test_bad_inputs import needs_weights  # noqa: F401  (the per-frame weights make the start)
+    from tests.contract.test_bad_inputs import needs_weights  # noqa: F401 -- a fixture: the per-frame weights make the start
 
     with_prior = _video(random_prior_path, 2)
     without = _video(random_prior_path, 2, motion_prior=False)

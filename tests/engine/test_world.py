@@ -172,7 +172,8 @@ def test_out_fields_world_body_matches_world_joints():
     transl_w = torch.as_tensor((world[:, 0] - world[0, 0]) * [0.2, 0, 0.2], dtype=torch.float32)
     transl_w[:, 1] = float(-rest.vertices[0, :, 1].min())
     from lab.sim.observations import camera_frame_params
-    orient_c, transl_c = camera_frame_params(bm, go.float(), transl_w, betas, torch.as_tensor(R).float().expand(f, 3, 3),
+    orient_c, transl_c = camera_frame_params(bm, go.float(), transl_w, betas,
+                                             torch.as_tensor(R).float().expand(f, 3, 3),
                                              torch.as_tensor(t).float().expand(f, 3))
     joints_c = bm.joints_fast(pose_to_rotmats(orient_c, bp.float()), betas, transl_c).joints.numpy()
     result = dict(joints=joints_c, global_orient=orient_c.numpy(), body_pose=bp.numpy(), transl=transl_c.numpy(),

@@ -22,7 +22,8 @@ def test_null_variant_gives_the_loop_eps_zero_and_its_single_step_is_the_analyti
     eps_model, given = ablate.variant_inputs("null", engine, ctx, seed=0)
     x = torch.randn(3, 144, generator=_gen(1))
     assert torch.equal(eps_model(x, torch.tensor(10), given), torch.zeros_like(x))
-    # One guided DDIM step 2 -> 0 with eps = 0 on L = <g, x0>: x0 moves by -sqrt(a_0) scale sigma_2 (sigma_2 - sigma_0) g.
+    # One guided DDIM step 2 -> 0 with eps = 0 on L = <g, x0>:
+    # x0 moves by -sqrt(a_0) scale sigma_2 (sigma_2 - sigma_0) g.
     a = cosine_alphas_cumprod()
     g = torch.randn(2, 1, 144, generator=_gen(2), dtype=torch.float64)
     x0 = torch.zeros_like(g)
@@ -123,7 +124,8 @@ def test_multiview_case_is_view_major_and_its_errors_are_per_instant():
     bones = np.linalg.norm(case.gt[:, 1:] - case.gt[:, :1], axis=-1).reshape(views, 3, 23)
     np.testing.assert_allclose(bones, np.broadcast_to(bones[:1], bones.shape), atol=1e-5)
     settings = ablate.Settings(scale=1.0, tau=10, step=5, iterations=1)
-    err = {v: ablate.refine_errors(engine, case, v, settings, 0, "multiview")["pa_mpjpe14"] for v in ("trained", "null")}
+    err = {v: ablate.refine_errors(engine, case, v, settings, 0, "multiview")["pa_mpjpe14"]
+           for v in ("trained", "null")}
     assert err["trained"].shape == (3,) and np.abs(err["trained"] - err["null"]).max() > 1e-6
 
 

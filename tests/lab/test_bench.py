@@ -76,8 +76,10 @@ def test_bench_quick_writes_the_paper_shaped_tables(tmp_path):
 
     speed = report["speed"]
     methods = {(r["mode"], r["method"]) for r in speed}
-    assert {("frame", "ScoreHMR (paper)"), ("frame", "ScoreHMR (ours)"), ("frame", "SMPLify"), ("frame", "DPoser-style"),
-            ("video", "ScoreHMR (ours)"), ("video", "temporal SMPLify"), ("multiview 2 views (calibrated)", "ScoreHMR calibrated"),
+    assert {("frame", "ScoreHMR (paper)"), ("frame", "ScoreHMR (ours)"), ("frame", "SMPLify"),
+            ("frame", "DPoser-style"),
+            ("video", "ScoreHMR (ours)"), ("video", "temporal SMPLify"),
+            ("multiview 2 views (calibrated)", "ScoreHMR calibrated"),
             ("multiview 2 views (uncalibrated)", "ScoreHMR Eq. 13 (paper)"),
             ("multiview 2 views (uncalibrated)", "Eq. 13 without prior (ours)")} <= methods
     for r in speed:
@@ -106,7 +108,8 @@ def test_bench_quick_writes_the_paper_shaped_tables(tmp_path):
     assert "UNTRAINED" in md
     # The detector section: BlazePose on the example shot and the committed validation detections.
     det = report["detector"]
-    assert det["example"]["frames"] == 96 and det["example"]["mean_px"] < 6 and det["example"]["frames_per_cpu_second"] > 1
+    assert (det["example"]["frames"] == 96 and det["example"]["mean_px"] < 6
+            and det["example"]["frames_per_cpu_second"] > 1)
     assert det["rendered"]["found"] > 0.95 and det["rendered"]["median_px"] < 10
     assert [r["method"] for r in det["engine"]] == ["start", "start_subset", "frame", "video"]
     assert "### The built-in detector (MediaPipe BlazePose)" in md
@@ -151,7 +154,8 @@ def test_select_subjects_keeps_whole_clips_of_those_subjects():
     lengths, subjects = np.array([2, 3, 4]), np.array([1, 2, 1])
     n = lengths.sum()
     data = dict(global_orient=np.arange(n)[:, None] * np.ones(3), body_pose=np.zeros((n, 69)), transl=np.zeros((n, 3)),
-                clip_index=np.repeat(np.arange(3), lengths), frame_index=np.concatenate([np.arange(k) for k in lengths]),
+                clip_index=np.repeat(np.arange(3), lengths),
+                frame_index=np.concatenate([np.arange(k) for k in lengths]),
                 clip_ids=np.array(["a", "b", "c"]), clip_start=np.array([0, 2, 5]), clip_length=lengths,
                 subject=subjects, meta={})
     out = bench.select_subjects(data, (1,))

@@ -249,7 +249,8 @@ def test_windows_never_cross_clips():
     clip_index = np.repeat(np.arange(4), lengths)
     data = {"clip_start": starts, "clip_length": lengths, "clip_index": clip_index,
             "frame_index": np.concatenate([np.arange(k) for k in lengths]),
-            "global_orient": np.zeros((n, 3)), "body_pose": np.zeros((n, 69)), "transl": np.arange(n)[:, None] * np.ones(3)}
+            "global_orient": np.zeros((n, 3)), "body_pose": np.zeros((n, 69)),
+            "transl": np.arange(n)[:, None] * np.ones(3)}
     windows = list(dataset.iter_windows(data, length=8, stride=4))
     # 10 -> starts 0; 3 -> none; 25 -> 0,4,8,12,16; 8 -> 0.
     assert len(windows) == 1 + 0 + 5 + 1

@@ -23,7 +23,8 @@ def _standing_truth(excerpts: int = 64, frames: int = 8, seed: int = 0) -> dict:
 
     bm = BodyModel.load(None, dtype=torch.float64)
     rng = np.random.default_rng(seed)
-    params = dict(global_orient=np.zeros((excerpts, frames, 3)), body_pose=0.1 * rng.standard_normal((excerpts, frames, 69)),
+    params = dict(global_orient=np.zeros((excerpts, frames, 3)),
+                  body_pose=0.1 * rng.standard_normal((excerpts, frames, 69)),
                   betas=np.zeros(10))
     obs = video_observations(bm, params, torch.Generator().manual_seed(seed), "clean", foot_points=True,
                              as_numpy=True)

@@ -67,7 +67,8 @@ def test_prior_checkpoint_records_width_and_context_layout(tmp_path):
     assert loaded(torch.randn(4, 144), torch.tensor(10), ctx).shape == (4, 144)
     # A checkpoint from before layouts existed is read as the features layout.
     old = tmp_path / "old.pt"
-    train.save_checkpoint(old, Denoiser(context_dim=16, hidden=64), {}, dict(context_mean=mean[:16], context_std=std[:16]))
+    train.save_checkpoint(old, Denoiser(context_dim=16, hidden=64), {},
+                          dict(context_mean=mean[:16], context_std=std[:16]))
     assert checkpoints.load_prior(old)[3]["context_layout"] == "features"
 
 

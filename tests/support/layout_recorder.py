@@ -212,7 +212,7 @@ class RecordingLayout:
         rna = op.get_rna_type()  # KeyError for an unknown operator
         try:
             enabled = bool(op.poll())
-        except Exception:  # noqa: BLE001 -- a poll that needs a real UI context: shown enabled
+        except Exception:  # a poll that needs a real UI context: shown enabled
             enabled = True
         node = self._add("operator", idname=operator, text=rna.name if text is None else text,
                          icon=icon, enabled=enabled and self._shown("enabled"), depress=depress)

@@ -42,7 +42,8 @@ def synthetic_motion(num_frames=24, seed=0):
     t = torch.linspace(0.0, 1.0, num_frames, dtype=torch.float64)
     blend = (0.5 - 0.5 * torch.cos(2 * math.pi * t))[:, None, None]
     pose = (1 - blend) * example_pose("arms_down", torch.float64) + blend * example_pose("squat", torch.float64)
-    wobble = 0.15 * torch.randn(1, 24, 3, generator=gen, dtype=torch.float64) * torch.sin(3 * math.pi * t)[:, None, None]
+    wobble = (0.15 * torch.randn(1, 24, 3, generator=gen, dtype=torch.float64)
+              * torch.sin(3 * math.pi * t)[:, None, None])
     pose = pose + wobble
 
     upright = axis_angle_to_matrix(torch.tensor([math.pi, 0.0, 0.0], dtype=torch.float64))
