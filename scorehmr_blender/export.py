@@ -100,7 +100,23 @@ def skeleton(armature_obj):
             while parent is not None and parent.name not in keep:
                 parent = parent.parent
             parents[bone.name] = parent.name if parent else None
+    roots = [n for n, p in parents.items() if p is None]
+    if len(roots) > 1 and len(keep) < len(bones):  # deform bones under mechanism only (Rigify's face)
+        def size(root):
+            return sum(1 for n in parents if _root_of(n, parents) == root)
+        main = max(roots, key=size)
+        tree = [n for n in parents if _root_of(n, parents) == main]
+        for root in roots:
+            if root != main:  # under the main skeleton's bone nearest its head
+                head = bones[root].head_local
+                parents[root] = min(tree, key=lambda n: (bones[n].head_local - head).length)
     return parents
+
+
+def _root_of(name, parents):
+    while parents[name] is not None:
+        name = parents[name]
+    return name
 
 
 def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_only):
