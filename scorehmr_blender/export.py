@@ -100,7 +100,36 @@ def skeleton(armature_obj):
             while parent is not None and parent.name not in keep:
                 parent = parent.parent
             parents[bone.name] = parent.name if parent else None
+    roots = [n for n, p in parents.items() if p is None]
+    if len(roots) > 1 and len(keep) < len(bones):  # deform bones under mechanism only (Rigify's face)
+        def size(root):
+            return sum(1 for n in parents if _root_of(n, parents) == root)
+        main = min(roots, key=lambda n: (_depth(bones[n]), -size(n)))  # nearest the armature's root
+        tree = [n for n in parents if _root_of(n, parents) == main]
+        for root in roots:
+            if root != main:  # under the main skeleton's bone nearest its head
+                head = bones[root].head_local
+                parents[root] = min(tree, key=lambda n: (bones[n].head_local - head).length)
     return parents
+
+
+def _depth(bone):
+    return 0 if bone.parent is None else 1 + _depth(bone.parent)
+
+
+def _under(bone, name):
+    """Whether bone ``name`` is among ``bone``'s ancestors."""
+    while bone.parent is not None:
+        bone = bone.parent
+        if bone.name == name:
+            return True
+    return False
+
+
+def _root_of(name, parents):
+    while parents[name] is not None:
+        name = parents[name]
+    return name
 
 
 def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_only):
@@ -110,7 +139,9 @@ def _bvh_text(obj, first, last, fps, axes, scale, rotate_mode, root_transform_on
     roots = [obj.data.bones[n] for n, p in parents.items() if p is None]
     bones = [obj.data.bones[n] for root in roots for n in _depth_first(root.name, children)]
     order = {b.name: _euler_order(obj.pose.bones[b.name], rotate_mode) for b in bones}
-    moves = {b.name: parents[b.name] is None or not (
+    # Position channels: the root, bones hung under a bone they do not follow (skeleton()), and with
+    # root_transform_only False every bone not connected to its parent.
+    moves = {b.name: parents[b.name] is None or not _under(b, parents[b.name]) or not (
         (b.use_connect and b.parent.name == parents[b.name]) or root_transform_only) for b in bones}
 
     world = obj.matrix_world.copy()
