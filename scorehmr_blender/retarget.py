@@ -224,9 +224,11 @@ def pin_offsets(ankle: np.ndarray, ball: np.ndarray, kind: np.ndarray, ease: int
 
     ankle, ball (F, 3): the foot's joints as baked (world); kind (F,) 0 free, 1 the
     ankle in contact (it is pinned), 2 only the ball (the ball is pinned).  Over a
-    contact the pinned point stays where it was at the contact's start (a switch
-    from ankle to ball keeps the foot where it is), moved across by the contact's
-    mean offset so the correction is centred; between contacts the offset eases
+    contact the pinned point stays where it was at the contact's start; on a switch
+    between ankle and ball the point pinned so far stays put that frame and the other
+    is held from there, so the foot never moves with the bake's own motion (In Place,
+    the body's travel).  The whole contact is moved across by its mean offset so the
+    correction is centred; between contacts the offset eases
     (smoothstep over ``ease`` frames, or across the gap when shorter) to zero or to
     the next contact's."""
     points = np.stack([ankle, ankle, ball])  # by kind
@@ -236,7 +238,7 @@ def pin_offsets(ankle: np.ndarray, ball: np.ndarray, kind: np.ndarray, ease: int
         pinned = points[kind[start], start].copy()
         for f in range(start, stop):
             if f > start and kind[f] != kind[f - 1]:
-                pinned = points[kind[f], f] + offsets[f - 1]
+                pinned = points[kind[f], f] + (pinned - points[kind[f - 1], f])
             offsets[f] = pinned - points[kind[f], f]
         offsets[start:stop, :2] -= offsets[start:stop, :2].mean(axis=0)
     ends = [(0, None)] + contacts + [(None, len(kind))]

@@ -197,6 +197,20 @@ def test_root_locations_put_the_head_where_asked():
         np.testing.assert_allclose(bone[:3, 3], heads[f], atol=1e-12)
 
 
+
+def test_pinned_foot_stays_put_when_the_contact_moves_from_ball_to_ankle_and_back():
+    """A foot sliding back 25 mm a frame (In Place: the body's travel) with the ball, then the
+    ankle, then the ball in contact is held still over the whole contact, switches included."""
+    frames = 8
+    ankle = np.c_[np.zeros(frames), -0.025 * np.arange(frames), np.full(frames, 0.08)]
+    ball = ankle + [0.0, 0.15, -0.06]
+    kind = np.array([0, 2, 2, 1, 1, 1, 2, 0])
+    offsets = retarget.pin_offsets(ankle, ball, kind, ease=2)
+    contact = slice(1, 7)
+    for joint in (ankle, ball):
+        held = joint[contact] + offsets[contact]
+        np.testing.assert_allclose(held, np.broadcast_to(held[0], held.shape), atol=1e-12)
+
 # -- retargeting real rigs -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make_rig, preset, expected",
