@@ -282,12 +282,12 @@ def _build(context: bpy.types.Context, res: result.MotionResult, name: str, fram
 
 
 def _view_cameras(context: bpy.types.Context, res: result.MotionResult, name: str) -> list[bpy.types.Object]:
-    """Cameras of views 1..V-1 of a calibrated multi-view result where its calibration puts them (linked to
-    the context's collection).  OUT.npz keeps view 0's intrinsics only: the others get its lens."""
+    """Cameras of views 1..V-1 of a calibrated multi-view result where its calibration puts them, each with
+    its own lens (view 0's in files without per-view intrinsics), linked to the context's collection."""
     cameras = []
     for index, pose in enumerate(res.view_cameras[1:], 1):
-        cam = camera.new_camera(f"{name}_camera_view{index}", res.image_size, res.focal_length,
-                                res.principal_point, pose)
+        image_size, focal_length, principal_point = res.view_lenses[index]
+        cam = camera.new_camera(f"{name}_camera_view{index}", image_size, focal_length, principal_point, pose)
         context.collection.objects.link(cam)
         cameras.append(cam)
     return cameras

@@ -58,6 +58,7 @@ class MotionResult:
     no_world: tuple = ()                  # (report level, why there is none) for the user, when world is None
     view_cameras: np.ndarray | None = None  # (V, 4, 4) calibrated multi-view: each view's OpenCV camera -> the
                                             # calibration's world (view 0 first), from its joints there
+    view_lenses: tuple = ()  # per view of view_cameras: (image_size, focal_length, principal_point) like view 0's
 
     @property
     def num_frames(self) -> int:
@@ -83,12 +84,27 @@ def from_arrays(arrays: Mapping, name: str | None = None) -> MotionResult:
     pair = {key: None if camera[key] is None else tuple(float(v) for v in camera[key])
             for key in ("image_size", "principal_point")}
     world, no_world = world_frame(checked)
+    poses = view_cameras(checked)
     return MotionResult(
         **{key: getattr(checked, key) for key in IMPORT_KEYS if key != "fps"},
         fps=float(checked.fps), info=checked.info,
         focal_length=None if camera["focal_length"] is None else float(camera["focal_length"]), **pair,
-        world=world, no_world=no_world, view_cameras=view_cameras(checked),
+        world=world, no_world=no_world, view_cameras=poses,
+        view_lenses=() if poses is None else view_lenses(checked, len(poses)),
     )
+
+
+def view_lenses(checked: Result, views: int) -> tuple:
+    """((width, height), focal_px, (cx, cy)) of each of ``views`` views: the result's ``view_image_size``
+    (V, 2), ``view_focal_length`` (V,), ``view_principal_point`` (V, 2), or view 0's camera where a file
+    has none of a field (made before the engine wrote them) or a view count that differs."""
+    def field(name: str, index: int):
+        per_view, value = checked.get(f"view_{name}"), getattr(checked, name)
+        if per_view is not None and len(per_view) == views:
+            value = per_view[index]
+        return None if value is None else float(value) if np.ndim(value) == 0 else tuple(float(v) for v in value)
+
+    return tuple(tuple(field(name, index) for name in CAMERA_FIELDS) for index in range(views))
 
 
 def view_cameras(checked: Result) -> np.ndarray | None:

@@ -10,7 +10,10 @@ had no keypoints), ``info`` (JSON object string), and for the add-on
 ``skin_weights`` (V, 24) float32, ``fps`` (scalar).  Optional world frame (Y up, floor at 0):
 ``joints_world`` (F, 24, 3), ``global_orient_world``, ``body_pose_world``, ``transl_world``,
 ``foot_contacts`` (F, 4) bool, ``camera_R_world`` (3, 3), ``camera_position`` (3,),
-``camera_height``, ``camera_pitch_deg``, ``camera_roll_deg``.  Other arrays are kept.
+``camera_height``, ``camera_pitch_deg``, ``camera_roll_deg``.  A multi-view result: view 0 in the
+layout above plus ``view_*`` arrays (:func:`flatten_multiview`), with every view's camera in the
+optional ``view_image_size`` (N, 2), ``view_focal_length`` (N,), ``view_principal_point`` (N, 2).
+Other arrays are kept.
 
 ``Result``  the fields above as one value (the engine's ``Engine.run`` returns one):
     ``Result.from_arrays(arrays)`` validates, ``result.to_arrays()`` gives OUT.npz's arrays,
@@ -41,7 +44,7 @@ from backend.contract.npz import read_arrays
 
 __all__ = [
     "Result", "CORE_KEYS", "ADDON_KEYS", "ENGINE_KEYS", "IMPORT_KEYS", "WORLD_BODY_KEYS", "CAMERA_FIELDS",
-    "JSON_FORMAT",
+    "VIEW_CAMERA_FIELDS", "JSON_FORMAT",
     "check_writable", "flatten_multiview", "validate_results", "write_results", "read_results", "export_frames_json",
 ]
 
@@ -58,6 +61,8 @@ WORLD_BODY_KEYS = ("joints_world", "global_orient_world", "body_pose_world", "tr
                    "camera_position")
 # Footage intrinsics for the camera: top-level arrays, or keys of the info JSON.
 CAMERA_FIELDS = ("image_size", "focal_length", "principal_point")
+# Every view's camera of a multi-view result (optional: older files have view 0's CAMERA_FIELDS only).
+VIEW_CAMERA_FIELDS = tuple(f"view_{name}" for name in CAMERA_FIELDS)
 JSON_FORMAT = "scorehmr-frames/1"
 _DECIMALS = 6  # micrometres / micro-radians: far below the estimates' accuracy
 
@@ -77,7 +82,7 @@ def _match(shape: tuple, patterns: list[tuple], dims: dict) -> dict | None:
     return None
 
 
-# key -> allowed shape patterns (names: F frames, V vertices, C faces, K keypoints).
+# key -> allowed shape patterns (names: F frames, V vertices, C faces, N views).
 _SHAPES = {
     "global_orient": [("F", 3)], "body_pose": [("F", 69)], "betas": [("F", 10), (10,)], "transl": [("F", 3)],
     "joints": [("F", 24, 3)], "keypoints3d": [("F", 17, 3), ("F", 23, 3)], "init_joints": [("F", 24, 3)],
@@ -88,6 +93,8 @@ _SHAPES = {
     "joints_world": [("F", 24, 3)], "global_orient_world": [("F", 3)], "body_pose_world": [("F", 69)],
     "transl_world": [("F", 3)], "camera_R_world": [(3, 3)], "camera_position": [(3,)],
     "camera_height": [()], "camera_pitch_deg": [()], "camera_roll_deg": [()],
+    # Optional per-view intrinsics of a multi-view result (flatten_multiview), N views.
+    "view_image_size": [("N", 2)], "view_focal_length": [("N",)], "view_principal_point": [("N", 2)],
 }
 
 
@@ -156,7 +163,7 @@ def _checked_field(key: str, arr: np.ndarray, dims: dict, path) -> np.ndarray:
             raise InputError(f"field 'faces' must hold integer vertex indices below the vertex count {vertices}; "
                              f"write the body model's faces array", path)
         return arr.astype(np.int32)
-    if key in ("fps", "focal_length", "image_size"):
+    if key in ("fps", "focal_length", "image_size", "view_focal_length", "view_image_size"):
         if not np.all(arr > 0):
             raise InputError(f"field '{key}' is {arr.tolist()}, expected positive numbers"
                              + ("; pass the footage fps" if key == "fps" else ""), path)
@@ -421,7 +428,8 @@ def export_frames_json(results, json_path, force: bool = False) -> Path:
 def flatten_multiview(result: Mapping) -> dict:
     """A multi-view engine result (V,F,...) -> OUT.npz arrays: view 0 in the contract's (F,...) layout,
     plus ``view_joints`` (V,F,24,3), ``view_keypoints3d``, ``view_init_joints``,
-    ``view_reprojection_error_px`` (V,F) and ``joints_world`` (F,24,3) when calibrated."""
+    ``view_reprojection_error_px`` (V,F) and ``joints_world`` (F,24,3) when calibrated; the result's
+    ``view_image_size`` (V,2), ``view_focal_length`` (V,), ``view_principal_point`` (V,2) pass through."""
     per_view = ("global_orient", "body_pose", "betas", "transl", "joints", "keypoints3d", "init_joints",
                 "reprojection_error_px", "init_reprojection_error_px")
     out = {k: v for k, v in result.items() if k not in per_view}

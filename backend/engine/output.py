@@ -46,11 +46,22 @@ def assemble(models: LoadedModels, out: dict, start: dict, o: Observations, info
         focal_length=np.float32(obs["focal_length"][0]),
         principal_point=np.asarray(obs["principal_point"][0], np.float32),
     )
+    if v > 1:  # every view's camera, so each can be built with its own lens
+        result.update(view_intrinsics(obs))
     if "world_from_view0" in out:
         R0, t0 = out["world_from_view0"]
         j = body.joints.reshape(v, f, 24, 3)[0]
         result["joints_world"] = ((j - t0) @ R0).cpu().numpy().astype(np.float32)
     return result
+
+
+def view_intrinsics(obs: dict) -> dict[str, np.ndarray]:
+    """The multi-view OUT fields of the OBS dict's per-view cameras: ``view_image_size`` (V,2) px
+    ``[width, height]``, ``view_focal_length`` (V,) px and ``view_principal_point`` (V,2) px."""
+    return dict(view_image_size=np.asarray(obs["image_size"], np.float32),
+                view_focal_length=np.asarray(obs["focal_length"], np.float32),
+                view_principal_point=np.asarray(obs["principal_point"], np.float32))
+
 
 def reprojection_px(body, obs_kp: torch.Tensor, focal: torch.Tensor, pp: torch.Tensor) -> torch.Tensor:
     """Mean reprojection error (px) over seen keypoints per sample (N,), NaN where none is seen."""

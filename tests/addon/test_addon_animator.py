@@ -329,9 +329,10 @@ def test_a_calibrated_multi_view_result_imports_every_camera_where_the_calibrati
                                                                                           tmp_path):
     """Item 24: the OUT.npz of a calibrated three-camera refinement, imported as a file, brings the body in
     the calibration's world (its joints on joints_world, upright as the cameras stand) and a camera per view
-    where the calibration put it, not one camera on a floor guessed from the body."""
+    where the calibration put it, each with its own lens (views 1 and 2: other focal lengths, sensor fits and
+    shifts than view 0), not one camera on a floor guessed from the body."""
     from tests.addon.test_addon_import import posed_heads
-    from tests.addon.test_addon_refine import make_shot, three_cameras, use_views
+    from tests.addon.test_addon_refine import SIZE, blender_pixels, make_shot, three_cameras, use_views
 
     import shutil
 
@@ -346,6 +347,7 @@ def test_a_calibrated_multi_view_result_imports_every_camera_where_the_calibrati
     shutil.copyfile(job / "OUT.npz", out)
     with np.load(out) as arrays:
         joints_world = arrays["joints_world"]
+    seen = [blender_pixels(cam, joints_world[0])[0] for cam in cameras]  # where each user camera sees the body
 
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     assert bpy.ops.refinemotion.import_result(filepath=str(out), shot_name="mv", frame_start=1) == {'FINISHED'}
@@ -353,4 +355,7 @@ def test_a_calibrated_multi_view_result_imports_every_camera_where_the_calibrati
     assert [cam.name for cam in cams] == ["mv_camera", "mv_camera_view1", "mv_camera_view2"]
     for cam, pose in zip(cams, poses):
         np.testing.assert_allclose(np.array(cam.matrix_world), pose, atol=1e-4)
+    bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y = SIZE
+    for cam, pixels in zip(cams, seen):  # the same lens: the body where the user's camera saw it
+        np.testing.assert_allclose(blender_pixels(cam, joints_world[0])[0], pixels, atol=0.05)
     np.testing.assert_allclose(posed_heads(bpy.data.objects["mv"], 1), joints_world[0], atol=1e-4)

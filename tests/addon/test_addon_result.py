@@ -63,6 +63,25 @@ def test_info_and_camera_are_optional(model):
     assert res.info == {} and not res.has_camera
 
 
+def test_every_calibrated_view_has_its_lens_and_older_files_lend_view_zero_s(model):
+    """A calibrated two-view result: view 1's camera gets view 1's image size, focal length and principal
+    point; a file written before the engine kept them (view 0's only) gives view 1 view 0's lens."""
+    arrays = valid_arrays(model)
+    world = arrays["joints"]
+    turn = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # view 1 looks from the side
+    arrays.update(image_size=np.array([640.0, 480.0]), focal_length=np.array(600.0),
+                  principal_point=np.array([320.0, 240.0]), joints_world=world,
+                  view_joints=np.stack([world, world @ turn.T + [0.0, 0.0, 4.0]]))
+    older = from_arrays(arrays)
+    assert older.view_lenses == (((640, 480), 600, (320, 240)),) * 2
+    arrays.update(view_image_size=np.array([[640.0, 480.0], [1280.0, 720.0]]),
+                  view_focal_length=np.array([600.0, 1500.0]),
+                  view_principal_point=np.array([[320.0, 240.0], [610.0, 350.0]]))
+    res = from_arrays(arrays)
+    assert res.view_lenses == (((640, 480), 600, (320, 240)), ((1280, 720), 1500, (610, 350)))
+    np.testing.assert_allclose(res.view_cameras[1][:3, :3], turn.T, atol=1e-6)  # float32 joints
+
+
 def test_per_frame_betas_accepted(model):
     arrays = valid_arrays(model)
     arrays["betas"] = np.zeros((FRAMES, 10))

@@ -127,6 +127,26 @@ def test_multi_view_result_keeps_its_views_and_writes_view_zero(tmp_path):
         Result.from_arrays(bad, per_view=True)
 
 
+def test_multi_view_result_keeps_every_view_s_camera_and_checks_it(tmp_path):
+    """Each view's camera (view_image_size / view_focal_length / view_principal_point) reaches OUT.npz; a
+    lens that is not positive, or per-view fields that disagree on the view count, are refused by name."""
+    one = _out_arrays(tmp_path)
+    per_view = ("global_orient", "body_pose", "betas", "transl", "joints", "keypoints3d", "init_joints",
+                "reprojection_error_px")
+    arrays = {k: np.stack([v, v]) if k in per_view else v for k, v in one.items()}
+    arrays["init_reprojection_error_px"] = arrays["reprojection_error_px"]
+    lenses = dict(view_image_size=np.array([[640.0, 480.0], [1280.0, 720.0]], np.float32),
+                  view_focal_length=np.array([500.0, 900.0], np.float32),
+                  view_principal_point=np.array([[320.0, 240.0], [600.0, 380.0]], np.float32))
+    back = read_results(Result.from_arrays(dict(arrays, **lenses), per_view=True).write(tmp_path / "OUT.npz"))
+    for key, value in lenses.items():
+        np.testing.assert_array_equal(back[key], value)
+    with pytest.raises(InputError, match=r"field 'view_focal_length' is \[500.0, -1.0\], expected positive"):
+        Result.from_arrays({**arrays, **lenses, "view_focal_length": np.array([500.0, -1.0])}, per_view=True)
+    with pytest.raises(InputError, match="field 'view_principal_point' has shape"):
+        Result.from_arrays({**arrays, **lenses, "view_principal_point": np.zeros((3, 2))}, per_view=True)
+
+
 # -- the one numpy rotation module -------------------------------------------------------------------------
 
 def _random_rotations(n: int = 4000) -> np.ndarray:

@@ -104,6 +104,28 @@ def test_calibrated_views_do_not_jump_with_sub_pixel_input_noise(engine):
 
 @pytest.mark.slow
 @needs_weights
+def test_a_calibrated_result_keeps_every_view_s_camera(engine, tmp_path):
+    """Issue 20, item 24: OUT.npz of calibrated views of three lenses (view 2's focal length made longer and its
+    principal point moved) gives each view's intrinsics back, so an importer can build every camera; view 0's
+    stay the top-level image_size / focal_length / principal_point."""
+    from backend.contract.results import read_results
+
+    obs, _ = _multiview_example(4, (0, 1, 2))
+    focal = np.asarray(obs["focal_length"], np.float32).copy()
+    principal = np.asarray(obs["principal_point"], np.float32).copy()
+    focal[2], principal[2] = 1.5 * focal[2], principal[2] + [40.0, -25.0]
+    obs = dict(obs, focal_length=focal, principal_point=principal)
+    one_pass = EngineOptions(loop=LoopOptions(iterations=1))
+    out = read_results(engine.run(obs, None, "multiview", one_pass).write(tmp_path / "OUT.npz"))
+    np.testing.assert_array_equal(out["view_focal_length"], focal)
+    np.testing.assert_array_equal(out["view_principal_point"], principal)
+    np.testing.assert_array_equal(out["view_image_size"], obs["image_size"])
+    assert out["focal_length"] == focal[0] and np.array_equal(out["principal_point"], principal[0])
+    assert np.array_equal(out["image_size"], obs["image_size"][0])
+
+
+@pytest.mark.slow
+@needs_weights
 def test_uncalibrated_views_ours_runs_without_the_prior_and_paper_with_it(engine):
     """Uncalibrated views, variant 'ours' (MULTIVIEW_WITHOUT_PRIOR, chosen by the ablation): the prior is never
     called, and the result still improves on the per-view start (example, 4 views, 24 frames); the variant

@@ -104,7 +104,9 @@ def write_result(path, num_frames=24, fps=30.0, seed=0, camera_in="info", **over
 def multiview_arrays(global_orient, body_pose, transl, betas, obs):
     """Engine.run's multi-view layout for one motion in view 0's camera frame: per-view fields with a
     leading V axis (the motion moved into each calibrated view, or repeated without calibration),
-    view 0's intrinsics, and ``joints_world`` when ``obs`` has cam_R / cam_t."""
+    view 0's intrinsics, every view's (``view_*``, the engine's own fields), and ``joints_world`` when
+    ``obs`` has cam_R / cam_t."""
+    from backend.engine.output import view_intrinsics
     from backend.engine.views import in_every_view, relative_cameras
 
     views, frames = obs["keypoints"].shape[:2]
@@ -126,7 +128,7 @@ def multiview_arrays(global_orient, body_pose, transl, betas, obs):
     out["betas"] = np.broadcast_to(out["betas"], (views, frames, 10)).copy()
     out["init_reprojection_error_px"] = out["reprojection_error_px"].copy()
     out.update(image_size=np.asarray(obs["image_size"][0]), focal_length=np.asarray(obs["focal_length"][0]),
-               principal_point=np.asarray(obs["principal_point"][0]))
+               principal_point=np.asarray(obs["principal_point"][0]), **view_intrinsics(obs))
     if calibrated:
         R0, t0 = np.asarray(obs["cam_R"][0]), np.asarray(obs["cam_t"][0])
         out["joints_world"] = (out["joints"][0] - t0) @ R0
