@@ -13,7 +13,7 @@ bodies drawn from the shape prior, 1.64-1.95 m) the regressor's clip-mean height
 truth (it stays within 1.69-1.82 m), and fitting one shape to the whole clip's keypoints (with the pose,
 per-frame translation and a shape prior) left the median / worst size error at 4.3% / 10.2% (averaged
 shape: 5.1% / 10.1%) and the depth error no better: in this shape space proportions do fix the size
-exactly, but the keypoints' proportions are lost in the pose's errors.  scripts/bench_body_size.py
+exactly, but the keypoints' proportions are lost in the pose's errors.  lab/scripts/bench_body_size.py
 measures both cases.
 
 Height: the rest (T-pose, zero pose) mesh's extent along the model's up axis (y), metres.

@@ -101,7 +101,8 @@ def _absolute_imports(path):
         if isinstance(node, ast.Import):
             yield from ((alias.name, id(node) in top) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and not node.level:
-            names = [f"{node.module}.{alias.name}" for alias in node.names] if node.module == "backend" else [node.module]
+            names = ([f"{node.module}.{alias.name}" for alias in node.names] if node.module == "backend"
+                     else [node.module])
             yield from ((name, id(node) in top) for name in names)
 
 

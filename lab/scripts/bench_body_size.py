@@ -1,10 +1,10 @@
 """Size and depth errors of the default video result, without and with the true height (EngineOptions.height).
 
-    python scripts/bench_body_size.py detections --subjects tuning     # 15 excerpts, ~5 min on one thread
-    python scripts/bench_body_size.py detections --subjects report     # 12 excerpts
-    python scripts/bench_body_size.py example                          # the example shot's BlazePose detections
+    python lab/scripts/bench_body_size.py detections --subjects tuning     # 15 excerpts, ~5 min on one thread
+    python lab/scripts/bench_body_size.py detections --subjects report     # 12 excerpts
+    python lab/scripts/bench_body_size.py example                          # the example shot's BlazePose detections
 
-``detections``: the committed BlazePose detections of rendered validation motion (backend.bench_detections'
+``detections``: the committed BlazePose detections of rendered validation motion (lab.bench_detections'
 folders: the part's own render and the subjects' excerpts of detections_val64), excerpts with a missed frame
 left out.  ``example``: examples/shot detected by BlazePose (written to --detections once, then reused).
 Per excerpt and run: size error (rest height / the truth's - 1), depth error (median over frames of the
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "docs" / "benchmark"
 FOLDERS = dict(tuning=("detections_val64_tuning", "detections_val64"), report=("detections_val64_report",
                                                                                 "detections_val64"))
@@ -27,7 +27,7 @@ FOLDERS = dict(tuning=("detections_val64_tuning", "detections_val64"), report=("
 
 def scores(engine, result: dict, truth_joints: np.ndarray, truth_height: float) -> dict:
     """Size and depth errors (fractions) and joint errors (mm) of one video result against its truth (F,24,3)."""
-    from backend.bench import video_errors
+    from lab.bench_common import video_errors
     from backend.engine.body_size import rest_height
 
     height = float(rest_height(engine.body, torch.as_tensor(result["betas"].reshape(-1, 10)[:1]))[0])
@@ -40,10 +40,10 @@ def scores(engine, result: dict, truth_joints: np.ndarray, truth_height: float) 
 
 def excerpts(engine, part: str):
     """(name, OBS, true joints (F,24,3), true height) of the usable excerpts of the part's subjects."""
-    from backend.bench import SUBJECT_PARTS
+    from lab.bench_common import SUBJECT_PARTS
     from backend.body.body_model import BodyModel
     from backend.engine.body_size import rest_height
-    from backend.sim.calibrate import excerpt_obs, load_chunks, truth_joints
+    from lab.sim.calibrate import excerpt_obs, load_chunks, truth_joints
 
     body64 = BodyModel.load(None, dtype=torch.float64)
     for folder in FOLDERS[part]:

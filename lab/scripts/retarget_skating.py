@@ -1,7 +1,7 @@
 """Foot skating of the five test characters retargeted from the example shot: slide and drift of
 their foot joints while SMPL's are in contact, and the lowest foot's height over their floor.
 
-    .venv/bin/python scripts/retarget_skating.py [before] [in_place]
+    .venv/bin/python lab/scripts/retarget_skating.py [before] [in_place]
 
 "before" turns the foot pinning off (the bake as it was before it); "in_place" retargets In Place."""
 import sys
@@ -12,7 +12,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import scorehmr_blender  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)

@@ -1,7 +1,7 @@
 """Throughput of many short clips: the batch runner on a local Ray cluster against the same clips one after
 another in one process (``python -m backend batch --no-ray``), back to back in one run (docs/batch.md).
 
-    python scripts/bench_batch.py [--clips 100] [--frames 24] [--mode frame] [--num-cpus 2] [--device cpu]
+    python lab/scripts/bench_batch.py [--clips 100] [--frames 24] [--mode frame] [--num-cpus 2] [--device cpu]
                                   [--markdown OUT.md]
 
 The clips are ``--frames``-frame excerpts of the example shot's keypoints (examples/shot/keypoints.npz,
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from backend.batch.clip import ClipOptions  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)

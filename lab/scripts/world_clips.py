@@ -1,6 +1,6 @@
 """The engine's world frame on 2 s clips of fast CMU motion (runs, leaps, stumbles): issue 20 item 8.
 
-    python scripts/world_clips.py [CLIP:START ...]     (needs the shared CMU data, backend.data.cmu)
+    python lab/scripts/world_clips.py [CLIP:START ...]     (needs the shared CMU data, lab.data.cmu)
 
 Each clip is converted to the free body model's SMPL motion as the dataset converter does it
 (make_example_shot.convert_clip's steps, any subject), 48 frames (2 s at 24 fps) from START are seen by
@@ -19,18 +19,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT, ROOT / "scripts"):
+ROOT = Path(__file__).resolve().parents[2]
+for p in (ROOT, ROOT / "lab" / "scripts"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
 import make_example_shot as shot  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
-from backend.bench_video import _true_camera  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from lab.bench_video import _true_camera  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
 from backend.body.body_model import BodyModel, pose_to_rotmats  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
 from backend.contract.observations import validate_observations  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
 from backend.engine import world as W  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
 from backend.engine.api import Engine  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
-from backend.sim.observations import engine_obs  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
+from lab.sim.observations import engine_obs  # noqa: E402 -- after the repository root is put on sys.path (run as a plain script)
 
 FRAMES, FPS = 48, 24.0
 CLIPS = ("75_01:0 75_01:24 75_01:48 75_01:96 75_04:24 75_04:48 111_24:24 111_24:72 128_08:0 128_08:17 91_59:0 "
@@ -39,7 +39,7 @@ CLIPS = ("75_01:0 75_01:24 75_01:48 75_01:96 75_04:24 75_04:48 111_24:24 111_24:
 
 def convert(clip_id: str) -> dict:
     """World-frame SMPL motion of one CMU clip (the converter's calibration and fit on this clip)."""
-    from backend.data import cmu, convert as conv, retarget
+    from lab.data import cmu, convert as conv, retarget
 
     root = cmu.cmu_root()
     clip = {c.clip_id: c for c in cmu.read_clips(root)}[clip_id]

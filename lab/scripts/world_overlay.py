@@ -1,4 +1,4 @@
-"""Overlay and floor of the world output on the example shot: ``python scripts/world_overlay.py OUT.npz ...``.
+"""Overlay and floor of the world output on the example shot: ``python lab/scripts/world_overlay.py OUT.npz ...``.
 
 For each engine result (OUT.npz of ``python -m backend refine`` on ``examples/shot``, simulated keypoints or
 BlazePose detections), the world body (``*_world`` fields) is taken back through the placed camera
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
