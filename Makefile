@@ -17,6 +17,14 @@ lint: setup
 ## Whole test suite on bpy 5.0.1 (main venv) on both cores, then the add-on tests that exercise what differs
 ## between Blender versions (marked blender_versions) on Blender 4.2 and 4.5 LTS (their venvs are made on first use).
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	@# The LTS venvs are made while the main suite runs (mostly download and unpacking: little CPU); their
+	@# set-up logs are printed only when one fails.
+	@mkdir -p .venv/logs
+	@bash scripts/test_blender.sh 4.2 --setup-only > .venv/logs/setup-bpy42.log 2>&1 & p42=$$!; \
+	 bash scripts/test_blender.sh 4.5 --setup-only > .venv/logs/setup-bpy45.log 2>&1 & p45=$$!; \
+	 $(PY) -m pytest -q -n 2 --dist loadfile; rc=$$?; \
+	 wait $$p42 || { cat .venv/logs/setup-bpy42.log; rc=1; }; \
+	 wait $$p45 || { cat .venv/logs/setup-bpy45.log; rc=1; }; \
+	 exit $$rc
 	bash scripts/test_blender.sh 4.2 -m blender_versions -n 2 --dist loadfile
 	bash scripts/test_blender.sh 4.5 -m blender_versions -n 2 --dist loadfile

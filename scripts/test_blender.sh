@@ -4,6 +4,7 @@
 #
 #   bash scripts/test_blender.sh 4.2 [PYTEST_ARGS...]   # .venv-bpy42, bpy 4.2.23 (the manifest's minimum)
 #   bash scripts/test_blender.sh 4.5 [PYTEST_ARGS...]   # .venv-bpy45, bpy 4.5.15 (first LTS with slotted actions)
+#   bash scripts/test_blender.sh 4.2 --setup-only       # only make the venv (make test does it beside the main suite)
 # `make test` passes `-m blender_versions -n 2 --dist loadfile`: only the tests of what differs between versions, on
 # both cores (a whole test file per worker, so module fixtures such as Blender scenes are built once).
 set -euo pipefail
@@ -19,6 +20,7 @@ esac
 venv=.venv-bpy${series/./}
 
 bash scripts/setup_venv.sh "$venv" requirements/blender-lts.txt "$bpy_pin"
+[[ "${1:-}" == "--setup-only" ]] && exit 0
 "$venv/bin/python" -c 'import bpy; print("bpy", bpy.app.version_string)'
 exec "$venv/bin/python" -m pytest -q tests/addon tests/shipping/test_build_package.py tests/shipping/test_build_batch.py \
     "$@"
