@@ -15,6 +15,10 @@
         result as it is) into a .blend (and BVH / FBX); every argument of every shot is checked
         before any engine work.  --help after "--" lists the options.
 
+    blender -b -P build.py -- --footage TAKES/ [--keypoints KP/] --out DIR --ray [--ray-address ADDRESS] [options]
+        The same shots handed to `python -m backend batch`'s Ray runner in the worker Python:
+        DIR/<clip>/ (its .blend, --bvh/--fbx, OUT.npz, clip.json) per clip and DIR/summary.json.
+
 Inside Blender the arguments after "--" are this script's own.
 """
 
@@ -43,12 +47,14 @@ usage: python build.py package [--out DIR] [--blender PATH]
        blender -b -P build.py -- --footage SHOT.mp4|FOLDER [--keypoints KP.json] [options]
        python build.py -- --footage SHOT.mp4|FOLDER [--keypoints KP.json] [options]
        python build.py -- --result OUT.npz [--footage SHOT.mp4] --out SHOT.blend
+       python build.py -- --footage TAKES/ [--keypoints KP/] --out DIR --ray [--ray-address ADDRESS] [options]
 
 commands:
   package      build and validate refine_motion-<version>.zip
   --footage    refine shots headless into .blend files, keypoints detected unless given
                (--help after -- for the options)
-  --result     import engine results as they are into .blend files"""
+  --result     import engine results as they are into .blend files
+  --ray        with --footage: hand the shots to python -m backend batch's Ray runner (docs/batch.md)"""
 
 
 class BuildError(Exception):
@@ -200,11 +206,17 @@ def cmd_package(args):
     return 0
 
 
+def _backend_on_path():
+    """Make this repository's engine package importable (its numpy-free parts: the options, the contract's
+    frame parser) before Blender registers the add-on."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
 def _frames_option(text):
     """--frames: the contract's parser ('START:STOP' footage frames -> FrameRange, or 'overlap'); an
     empty or negative range is refused here, before Blender loads anything."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    _backend_on_path()
     from backend.contract.errors import InputError
     from backend.contract.frames import parse_frames
 
@@ -253,9 +265,13 @@ def _scale(text):
 
 
 def refine_parser():
+    _backend_on_path()
+    from backend.batch.options import shared_parser
+
     parser = argparse.ArgumentParser(
-        prog="build.py --", description="Refine shots headless (Blender or the bpy module) into .blend files, "
-                                        "or import engine results (--result).")
+        prog="build.py --", parents=[shared_parser()],
+        description="Refine shots headless (Blender or the bpy module) into .blend files, or import engine results "
+                    "(--result); with --ray, hand the clips to python -m backend batch's Ray runner.")
     parser.add_argument("--footage", nargs="+", help="video file(s), or a folder of videos: one shot each")
     parser.add_argument("--keypoints", nargs="+",
                         help="one keypoint file (COCO-17 .npz/.npy/.json) or OpenPose folder per footage, "
@@ -265,18 +281,15 @@ def refine_parser():
                         help="import these engine results as they are (no engine run); --footage, one per "
                              "result, is optional and shown behind the camera")
     parser.add_argument("--init", nargs="+", help="initial SMPL estimates, paired like --keypoints")
-    parser.add_argument("--smpl", help="your SMPL model file (default: the free body model)")
-    parser.add_argument("--out", help=".blend file (one shot) or folder (default: next to the footage)")
-    parser.add_argument("--bvh", help="also export the motion as BVH: a file (one shot) or folder")
-    parser.add_argument("--fbx", help="also export the motion as FBX: a file (one shot) or folder")
-    parser.add_argument("--retarget", metavar="CHARACTER.blend",
-                        help="retarget onto the first armature of this .blend (BVH/FBX then export it)")
-    parser.add_argument("--preset", help="bone preset for --retarget: rigify, rigify_metarig, rigify_deform, mixamo "
-                                         "or ue5 (default: detected, else by the skeleton's shape)")
+    parser.add_argument("--out", help=".blend file (one shot) or folder (default: next to the footage); with --ray "
+                                      "the runner's folder: OUT/<clip>/ per clip and OUT/summary.json")
+    for kind in ("BVH", "FBX"):
+        parser.add_argument(f"--{kind.lower()}", nargs="?", const="", metavar="PATH",
+                            help=f"also export the motion as {kind}: a file (one shot) or folder (no PATH: beside "
+                                 "each .blend; with --ray: OUT/<clip>/)")
     parser.add_argument("--in-place", action="store_true",
                         help="with --retarget: keep the character over its rest position (only its height follows "
                              "the motion) instead of travelling like the SMPL rig")
-    parser.add_argument("--mode", choices=("video", "frame"), default="video", help="engine mode")
     parser.add_argument("--frames", type=_frames_option, metavar="START:STOP|overlap",
                         help="footage frames to refine (0-based, STOP excluded), or 'overlap': the frames both "
                              "footage and keypoints cover (default: all; their counts must agree)")
@@ -289,19 +302,21 @@ def refine_parser():
     parser.add_argument("--fov", type=_field_of_view, metavar="DEG",
                         help="field of view in degrees across the image's long side (default: the keypoint "
                              "file's focal length, else 55)")
-    parser.add_argument("--iterations", type=int, help="engine outer iterations (default: its own)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: CUDA when available")
     parser.add_argument("--smoothing", type=_scale, help="scale of the temporal terms (0-2, default 1)")
     parser.add_argument("--keypoint-trust", type=_scale, help="scale of the keypoint term (0-2, default 1)")
     parser.add_argument("--height", type=_positive, metavar="METRES",
                         help="the person's known height, e.g. 1.78 (default: estimated, with the body's distance)")
     parser.add_argument("--worker", metavar="PYTHON",
                         help="run the engine in this Python (default: here when torch imports, else the "
-                             "add-on's worker environment)")
+                             "add-on's worker environment); with --ray, the runner (it needs ray there too)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--absolute-paths", action="store_true",
                         help="store the footage's absolute path in the .blend (default: relative to the .blend, "
                              "'//...', so the folder can move with its footage)")
+    parser.add_argument("--ray", action="store_true",
+                        help="hand the clips to python -m backend batch's Ray runner (a local cluster, or "
+                             "--ray-address's) in the worker Python: OUT/<clip>/ with its .blend (and --bvh/--fbx) "
+                             "per clip, OUT/summary.json; see docs/batch.md")
     return parser
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -34,11 +35,12 @@ import numpy as np
 
 from . import export, refine, result, retarget, retarget_presets, staging
 # Everything the batch takes from the engine runner, in one place.
+from backend.batch.options import preset_error, ray_options_given, runner_arguments
 from backend.contract import observations
 from backend.contract.frames import FrameRange
 from backend.contract.shot import FPS_TOLERANCE, keypoint_side_fields
 
-from .runner.engine import RefineError
+from .runner.engine import RefineError, backend_root, worker_environment
 from .runner.job import Detect, Job, Request, View, prepare_inputs, progress_text
 from .runner.placement import choose_runner, detector_python
 
@@ -88,6 +90,11 @@ class Options:
     worker: str = None              # worker Python (default: here when torch imports)
     force: bool = False             # overwrite existing outputs
     absolute_paths: bool = False    # store the footage's absolute path in the .blend (default: relative to it)
+    ray: bool = False               # hand the clips to python -m backend batch's runner (run_on_ray)
+    ray_address: str = None         # join this Ray cluster (implies ray; None: a local one for the run)
+    num_cpus: int = None            # CPUs of the local Ray cluster (None: all of this machine's)
+    cpus_per_clip: float = 1.0      # CPUs (torch threads) of each clip's Ray task
+    clips_per_gpu: int = 1          # with --device cuda: Ray tasks sharing one GPU
 
 
 @dataclass
@@ -183,8 +190,10 @@ def _check_outputs(shots: list[Shot], force: bool) -> None:
 
 
 def _check_option_combinations(options: Options) -> None:
-    if options.preset and not options.retarget:
-        raise BatchError("--preset goes with --retarget")
+    if message := preset_error(options.preset, options.retarget):
+        raise BatchError(message)
+    if given := ray_options_given(options):
+        raise BatchError(f"{given[0]} goes with --ray (the clips handed to the Ray runner)")
     if options.in_place and not options.retarget:
         raise BatchError("--in-place goes with --retarget")
     if options.focal_length is not None and options.fov is not None:
@@ -226,7 +235,10 @@ def shots(options: Options) -> list[Shot]:
         if shot.result is None and shot.keypoints is None:  # kept beside the .blend, reusable with --keypoints
             shot.detections = shot.blend.with_name(shot.blend.stem + DETECTIONS_SUFFIX)
         for kind in EXPORTS:
-            if value := getattr(options, kind):
+            value = getattr(options, kind)
+            if value == "":  # the option without a path: beside the .blend
+                setattr(shot, kind, shot.blend.with_suffix(f".{kind}"))
+            elif value is not None:
                 setattr(shot, kind, _output(f"--{kind}", value, shot.name, f".{kind}", several))
     _check_outputs(found, options.force)
     return found
@@ -370,7 +382,7 @@ def _export_functions(options: Options) -> dict[str, Callable[..., Path]]:
     """The export functions the options need (checked before any shot runs)."""
     functions = {}
     for kind in EXPORTS:
-        if getattr(options, kind):
+        if getattr(options, kind) is not None:
             functions[kind] = getattr(export, f"export_{kind}", None)
             if functions[kind] is None:
                 raise BatchError(f"--{kind} is not available: scorehmr_blender.export.export_{kind} is missing")
@@ -520,6 +532,11 @@ def _runner(options: Options, shots_: list[Shot]) -> Runner | None:
     """The engine's runner when any shot refines (None when all import results)."""
     if all(shot.result is not None for shot in shots_):
         return None
+    return _engine_runner(options)
+
+
+def _engine_runner(options: Options) -> Runner:
+    """The Python that runs the engine: --worker, else this one when torch imports, else the worker environment."""
     try:
         return choose_runner("WORKER" if options.worker else "AUTO", options.worker or "")
     except RefineError as ex:
@@ -528,7 +545,10 @@ def _runner(options: Options, shots_: list[Shot]) -> Runner | None:
 
 def run(options: Options) -> int:
     """The batch: check everything, then refine / import shot after shot.  Prints a line per shot and a
-    summary (with each shot's warnings); returns the exit code (1 if any shot failed)."""
+    summary (with each shot's warnings); returns the exit code (1 if any shot failed).  With --ray (or
+    --ray-address) the clips go to the Ray runner instead (:func:`run_on_ray`)."""
+    if options.ray or options.ray_address:
+        return run_on_ray(options)
     found = shots(options)
     exporters = _export_functions(options)
     context = bpy.context
@@ -563,3 +583,78 @@ def run(options: Options) -> int:
         for line in lines:
             print(f"  {name}: warning: {line}", flush=True)
     return 1 if failed else 0
+
+
+# -- handing the clips to the Ray runner (--ray) ------------------------------------------------------------
+# ``python -m backend batch`` runs in the worker Python (torch and ray are there, never in the add-on): it
+# refines every clip as a Ray task and exports it with this very batch's --result import (build.py in a
+# subprocess of this Blender), so the .blend / BVH / FBX come from one code path either way.
+
+# build.py options the runner has no counterpart for (it refines each clip whole, with the keypoint file's
+# focal length else its default field of view, and keeps finished clips instead of overwriting them).
+NOT_WITH_RAY = ("result", "init", "frames", "focal_length", "fov", "smoothing", "keypoint_trust", "height",
+                "in_place", "absolute_paths", "force")
+
+
+def _keypoints_dir(given: Sequence[str] | None) -> Path | None:
+    """The one folder --ray looks each clip's keypoints up in by name (None: detected), or BatchError."""
+    if not given:
+        return None
+    folder = Path(given[0])
+    if len(given) != 1 or not folder.is_dir() or any(folder.glob("*_keypoints.json")):
+        raise BatchError("--ray finds each clip's keypoints by its name in one folder: give --keypoints FOLDER "
+                         "holding <clip>.npz/.json/.npy, <clip>.keypoints.npz or an OpenPose folder <clip>/")
+    return folder
+
+
+def check_ray_options(options: Options) -> None:
+    """What --ray refuses, before anything runs: build.py options the runner lacks, outputs that are not
+    the runner's OUT/<clip>/ layout."""
+    if given := [name for name in NOT_WITH_RAY if getattr(options, name) not in (None, False)]:
+        raise BatchError(f"--{given[0].replace('_', '-')} is not available with --ray (python -m backend batch has "
+                         "no such option): leave it out, or refine without --ray")
+    if options.first_frame != "auto":
+        raise BatchError("--first-frame is not available with --ray: leave it out, or refine without --ray")
+    if message := preset_error(options.preset, options.retarget):
+        raise BatchError(message)
+    if not options.footage:
+        raise BatchError("--ray refines footage: give --footage VIDEOS_OR_FOLDERS")
+    if not options.out or Path(options.out).suffix.lower() == ".blend" or Path(options.out).is_file():
+        raise BatchError("--ray writes OUT/<clip>/ for every clip and OUT/summary.json: give --out FOLDER")
+    for kind in EXPORTS:
+        if getattr(options, kind):
+            raise BatchError(f"--ray exports into OUT/<clip>/<clip>.{kind}: give --{kind} without a path")
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).absolute()) if path else path
+
+
+def ray_command(options: Options, python: str) -> list[str]:
+    """``python -m backend batch`` for the clips of ``options`` (checked by :func:`check_ray_options`): every
+    path absolute (it runs in the engine's folder), a .blend per clip (as build.py always writes) and the
+    exports made by this Blender (or Python with bpy)."""
+    footage = [str(video.absolute()) for video in _videos(options.footage)]
+    keypoints = _keypoints_dir(options.keypoints)
+    handed = replace(options, smpl=_absolute(options.smpl), retarget=_absolute(options.retarget))
+    command = [python, "-m", "backend", "batch", *footage, "--out", _absolute(options.out), "--blend"]
+    command += ["--keypoints-dir", str(keypoints.absolute())] if keypoints else []
+    command += [f"--{kind}" for kind in EXPORTS if getattr(options, kind) is not None]
+    return command + runner_arguments(handed) + ["--blender", bpy.app.binary_path or sys.executable]
+
+
+def run_on_ray(options: Options) -> int:
+    """Hand the clips to the Ray runner in the worker Python and wait for it; its progress bar and report
+    show here.  Returns its exit code (0 all done or skipped, 1 any failed, 2 bad arguments, 130
+    interrupted)."""
+    check_ray_options(options)
+    runner = _engine_runner(options)
+    command = ray_command(options, runner.python if runner.kind == "worker" else sys.executable)
+    root = backend_root()
+    print(f"handing {len(command[4:command.index('--out')])} clip(s) to the Ray runner: {' '.join(command)}",
+          flush=True)
+    process = subprocess.Popen(command, cwd=root, env=worker_environment(root))
+    try:
+        return process.wait()
+    except KeyboardInterrupt:  # the runner got it too: it cancels its tasks and writes the summary first
+        return process.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from backend.batch.options import preset_error, shared_parser
 from backend.contract.observations import DEFAULT_FOV_DEG
 
 __all__ = ["parser", "main"]
@@ -12,7 +13,7 @@ __all__ = ["parser", "main"]
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m backend batch",
+        prog="python -m backend batch", parents=[shared_parser()],
         description="Refine many clips at once, each as a Ray task: detect (unless --keypoints-dir has the "
                     "clip's keypoints) -> refine -> export into OUT/<clip>/; OUT/summary.json lists every clip. "
                     "A second run skips the clips already done with the same inputs and options.")
@@ -22,9 +23,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: OUT/<clip>/ per clip and OUT/summary.json")
     p.add_argument("--keypoints-dir", help="keypoints of the videos by name: <clip>.npz/.json/.npy, "
                                            "<clip>.keypoints.npz or an OpenPose folder <clip>/")
-    p.add_argument("--mode", choices=("frame", "video"), default="video")
-    p.add_argument("--iterations", type=int, help="outer iterations of the engine (default: its own)")
-    p.add_argument("--smpl", help="your SMPL model file (default: the free body model)")
     p.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                    help="field of view (deg) when the keypoints have no focal length")
     p.add_argument("--fps", type=float, help="frame rate of keypoint files without footage nor fps")
@@ -32,17 +30,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--blend", action="store_true", help="also write OUT/<clip>/<clip>.blend (needs Blender)")
     p.add_argument("--bvh", action="store_true", help="also export OUT/<clip>/<clip>.bvh (needs Blender)")
     p.add_argument("--fbx", action="store_true", help="also export OUT/<clip>/<clip>.fbx (needs Blender)")
-    p.add_argument("--retarget", metavar="RIG.blend", help="export the motion on this character's armature")
-    p.add_argument("--preset", help="bone preset for --retarget (rigify, mixamo, ...; default: automatic)")
     p.add_argument("--blender", metavar="PATH", help="a Python with the bpy module, or a Blender executable, for "
                                                      "the exports (default: this Python, else blender on PATH)")
-    p.add_argument("--device", choices=("cpu", "cuda"),
-                   help="default: cuda when the cluster has GPUs (each task then takes a GPU), else cpu")
-    p.add_argument("--ray-address", help="join this running Ray cluster (ray start --head ...; see docs/batch.md) "
-                                         "instead of starting a local one for the run")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local cluster (default: all of this machine's)")
-    p.add_argument("--cpus-per-clip", type=float, default=1.0, help="CPUs (torch threads) of each clip's task")
-    p.add_argument("--clips-per-gpu", type=int, default=1, help="with --device cuda: tasks sharing one GPU")
     p.add_argument("--no-ray", action="store_true", help="one clip after another in this process, without Ray")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -80,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     from backend.contract.errors import InputError
 
     args = parser().parse_args(argv)
-    if args.preset and not args.retarget:
-        print("error: --preset goes with --retarget", file=sys.stderr)
+    if message := preset_error(args.preset, args.retarget):
+        print(f"error: {message}", file=sys.stderr)
         return 2
     if args.retarget and not (args.blend or args.bvh or args.fbx):
         print("error: --retarget changes the exports: add --blend, --bvh or --fbx", file=sys.stderr)
@@ -90,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(options_from(args))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name != "ray":
+            raise
+        print(f"error: the batch runs its clips on Ray, which {sys.executable} lacks: pip install -c "
+              "requirements/constraints.txt -r requirements/batch.txt (or --no-ray: one clip after another)",
+              file=sys.stderr)
         return 2
     except Interrupted as exc:
         print(report(exc.summary), file=sys.stderr)

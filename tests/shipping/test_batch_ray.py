@@ -1,8 +1,10 @@
 """``python -m backend batch``: clips as Ray tasks on a local cluster of 2 workers the runner starts and
 stops, resumption, a damaged clip failing alone, an interrupt leaving nothing half-written, the Blender
-exports (build.py --result in a Python with bpy)."""
+exports (build.py --result in a Python with bpy), and build.py's batch handing its clips to the runner (--ray)."""
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -138,3 +140,44 @@ def test_blend_and_bvh_are_exported_with_bpy(clips, tmp_path):
                                                              "clip.json"]
     bvh = (out / "b" / "b.bvh").read_text()
     assert bvh.startswith("HIERARCHY") and f"Frames: {FRAMES}" in bvh
+
+
+def comparable(row):
+    """A clip's record less what differs from run to run (timings, the process it ran in)."""
+    return {k: v for k, v in row.items() if k not in ("seconds", "pid", "node")}
+
+
+def test_build_py_with_ray_gives_the_runners_outputs_and_summary(clips, tmp_path):
+    """build.py's batch with --ray hands its clips to the runner (a local cluster of 2 workers, started and
+    stopped by it) and its .blend / BVH come from the add-on's import: the same per-clip outputs and summary
+    as python -m backend batch with the same options gives (here in this process, --no-ray)."""
+    pytest.importorskip("bpy")
+    videos = [str(clips / f"{name}.mp4") for name in "ab"]
+    shared = ["--mode", "frame", "--iterations", "1", "--device", "cpu"]
+    out, reference = tmp_path / "build", tmp_path / "runner"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "build.py"), "--", "--footage", *videos, "--keypoints",
+                           str(clips), "--out", str(out), "--bvh", "--ray", "--num-cpus", "2", *shared],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "handing 2 clip(s) to the Ray runner" in proc.stdout and "2 clips: 2 done" in proc.stdout
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    assert summary["cluster"] | dict(address=None) == dict(ray=True, address=None, started_here=True, nodes=1,
+                                                           cpus=2.0, gpus=0.0)
+
+    assert cli.main([*videos, "--keypoints-dir", str(clips), "--out", str(reference), "--blend", "--bvh", "--no-ray",
+                     "--no-progress", *shared]) == 0
+    expected = json.loads((reference / SUMMARY_NAME).read_text())
+    assert statuses(summary) == statuses(expected) == dict(a="done", b="done")
+    assert summary["options"] == expected["options"] and summary["options"]["blend"] is True
+    assert [comparable(row) for row in summary["clips"]] == [comparable(row) for row in expected["clips"]]
+    for name in "ab":
+        files = sorted(p.name for p in (out / name).iterdir())
+        assert files == sorted(p.name for p in (reference / name).iterdir()) == sorted(
+            [f"{name}.blend", f"{name}.bvh", f"{name}.keypoints.npz", f"{name}.npz", "clip.json"])
+        with np.load(out / name / f"{name}.npz") as got, np.load(reference / name / f"{name}.npz") as want:
+            assert got.files == want.files and "body_pose" in got.files
+            for field in set(got.files) - {"info"}:  # info: the run's notes (timings)
+                np.testing.assert_array_equal(got[field], want[field], err_msg=field)
+        assert (out / name / f"{name}.bvh").read_text() == (reference / name / f"{name}.bvh").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", SUMMARY_NAME]

@@ -569,6 +569,95 @@ def test_the_readme_batch_command_saves_a_blend_that_finds_its_footage(tmp_path)
     bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
+# -- the options shared with python -m backend batch, and --ray (handing the clips to its runner) ---------------
+
+SHARED_ARGS = ["--mode", "frame", "--iterations", "2", "--smpl", "m.pkl", "--device", "cpu", "--retarget", "r.blend",
+               "--preset", "mixamo", "--ray-address", "head:6379", "--num-cpus", "3", "--cpus-per-clip", "2",
+               "--clips-per-gpu", "4"]
+
+
+def shared_actions(parser):
+    """{dest: what the parser does with it} of the options both batch entry points share."""
+    from backend.batch.options import shared_dests
+
+    return {a.dest: (a.option_strings, a.type, a.choices, a.default, a.nargs, a.help) for a in parser._actions
+            if a.dest in shared_dests()}
+
+
+def test_the_shared_batch_options_parse_the_same_in_both_entry_points():
+    from backend.batch import cli
+    from backend.batch.options import shared_dests
+
+    runner = cli.parser().parse_args(["clip.mp4", "--out", "out", *SHARED_ARGS])
+    blender = build.refine_parser().parse_args(["--footage", "clip.mp4", *SHARED_ARGS])
+    assert {d: getattr(blender, d) for d in shared_dests()} == {d: getattr(runner, d) for d in shared_dests()}
+    assert blender.num_cpus == 3 and blender.cpus_per_clip == 2.0 and blender.mode == "frame"
+    assert shared_actions(build.refine_parser()) == shared_actions(cli.parser())  # one definition
+    defaults = (build.refine_parser().parse_args(["--footage", "clip.mp4"]),
+                cli.parser().parse_args(["clip.mp4", "--out", "out"]))
+    assert [{d: getattr(ns, d) for d in shared_dests()} for ns in defaults] == 2 * [
+        dict(mode="video", iterations=None, smpl=None, device=None, retarget=None, preset=None, ray_address=None,
+             num_cpus=None, cpus_per_clip=1.0, clips_per_gpu=1)]
+
+
+def test_ray_hands_the_clips_and_shared_options_to_the_runners_command_line(tmp_path, monkeypatch):
+    from backend.batch import cli
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("takes/a.mp4", "takes/b.mov", "kp/a.npz", "kp/b.json"):
+        touch(tmp_path / name)
+    parsed = build.refine_parser().parse_args(["--footage", "takes", "--keypoints", "kp", "--out", "refined", "--bvh",
+                                               "--ray", *SHARED_ARGS])
+    command = batch.ray_command(batch.Options(**vars(parsed)), "/worker/python")
+    assert command[:4] == ["/worker/python", "-m", "backend", "batch"]
+    handed = cli.parser().parse_args(command[4:])
+    assert handed.clips == [str(tmp_path / "takes" / "a.mp4"), str(tmp_path / "takes" / "b.mov")]
+    assert (handed.out, handed.keypoints_dir) == (str(tmp_path / "refined"), str(tmp_path / "kp"))
+    assert (handed.blend, handed.bvh, handed.fbx, handed.no_ray) == (True, True, False, False)
+    assert handed.blender == sys.executable  # the exports: this Python's bpy (a Blender: its executable)
+    for dest in ("mode", "iterations", "device", "preset", "ray_address", "num_cpus", "cpus_per_clip", "clips_per_gpu"):
+        assert getattr(handed, dest) == getattr(parsed, dest), dest
+    assert (handed.smpl, handed.retarget) == (str(tmp_path / "m.pkl"), str(tmp_path / "r.blend"))  # absolute
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--in-place", "--retarget", "r.blend"], "--in-place is not available with --ray"),
+    (["--focal-length", "800"], "--focal-length is not available with --ray"),
+    (["--fov", "40"], "--fov is not available with --ray"),
+    (["--force"], "--force is not available with --ray"),
+    (["--first-frame", "1"], "--first-frame is not available with --ray"),
+    (["--keypoints", "kp/a.npz"], "--ray finds each clip's keypoints by its name in one folder"),
+    (["--bvh", "a.bvh"], "--ray exports into OUT/<clip>/<clip>.bvh: give --bvh without a path"),
+    (["--preset", "rigify"], "--preset goes with --retarget"),
+])
+def test_ray_refuses_what_the_runner_lacks_before_any_work(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    touch(tmp_path / "kp" / "a.npz")
+    touch(tmp_path / "a.mp4")
+    given = batch.Options(**vars(build.refine_parser().parse_args(["--footage", "a.mp4", "--out", "refined", "--ray",
+                                                                   *args])))
+    with pytest.raises(batch.BatchError, match=re.escape(message)):
+        batch.run(given)
+    assert not (tmp_path / "refined").exists()
+
+
+def test_ray_options_without_ray_and_a_blend_as_ray_output_are_refused(tmp_path):
+    video = touch(tmp_path / "a.mp4")
+    with pytest.raises(batch.BatchError, match="--num-cpus goes with --ray"):
+        batch.run(options(footage=[str(video)], keypoints=None, num_cpus=2))
+    with pytest.raises(batch.BatchError, match="--ray writes OUT/<clip>/ for every clip"):
+        batch.run(options(footage=[str(video)], keypoints=None, out=str(tmp_path / "a.blend"), ray=True))
+
+
+def test_an_export_option_without_a_path_writes_beside_each_blend(tmp_path):
+    video, kp = touch(tmp_path / "a.mp4"), touch(tmp_path / "a.json")
+    parsed = build.refine_parser().parse_args(["--footage", str(video), "--keypoints", str(kp), "--out",
+                                               str(tmp_path / "out") + "/", "--bvh", "--fbx"])
+    (shot,) = batch.shots(batch.Options(**vars(parsed)))
+    assert (shot.blend, shot.bvh, shot.fbx) == (tmp_path / "out" / "a.blend", tmp_path / "out" / "a.bvh",
+                                                tmp_path / "out" / "a.fbx")
+
+
 def test_a_known_height_goes_to_the_engine_request():
     parsed = build.refine_parser().parse_args(["--footage", "x", "--keypoints", "y", "--height", "1.78"])
     assert batch.Options(**vars(parsed)).height == 1.78
