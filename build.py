@@ -266,7 +266,7 @@ def _scale(text):
 
 def refine_parser():
     _backend_on_path()
-    from backend.batch.options import shared_parser
+    from backend.contract.batch_options import shared_parser
 
     parser = argparse.ArgumentParser(
         prog="build.py --", parents=[shared_parser()],

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import export, refine, result, retarget, retarget_presets, staging
 # Everything the batch takes from the engine runner, in one place.
-from backend.batch.options import preset_error, ray_options_given, runner_arguments
+from backend.contract.batch_options import preset_error, ray_options_given, runner_arguments
 from backend.contract import observations
 from backend.contract.frames import FrameRange
 from backend.contract.shot import FPS_TOLERANCE, keypoint_side_fields

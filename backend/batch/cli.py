@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from backend.batch.options import preset_error, shared_parser
+from backend.contract.batch_options import preset_error, shared_parser
 from backend.contract.observations import DEFAULT_FOV_DEG
 
 __all__ = ["parser", "main"]

@@ -5,7 +5,8 @@ layouts (``layout``), numpy rotation helpers (``rotations``), frame ranges
 (``frames``), reading 2D keypoints (``keypoints``), validating observations
 into ``Observations`` (``observations``), pairing footage facts with keypoints
 (``shot``), initial estimates (``init_estimates``), the OUT.npz result file and
-its ``Result`` value (``results``) and the one error type (``errors``).
+its ``Result`` value (``results``), the one error type (``errors``) and the command-line options of
+the batch that ``python -m backend batch`` and build.py's batch in Blender share (``batch_options``).
 ``Engine.run`` takes Observations and returns a Result.
 
 Only the standard library and numpy are imported here, so Blender's own Python

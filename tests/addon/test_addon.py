@@ -109,13 +109,13 @@ def _absolute_imports(path):
 def test_addon_never_imports_the_engine_or_torch():
     """The seam (issue 23): the add-on imports the numpy-only contract by ordinary imports anywhere; the engine
     proper (service, detector, body model files) only inside functions of runner/, which runs jobs in this
-    Python; torch, smplx and OpenCV never."""
+    Python; torch, smplx, OpenCV and ray (build.py --ray hands clips to the runner in the worker) never."""
     package = ROOT / "scorehmr_blender"
     for path in package.rglob("*.py"):
         in_runner = path.parent.name == "runner"
         for name, module_level in _absolute_imports(path):
             root = name.split(".")[0]
-            assert root not in {"torch", "smplx", "cv2"}, f"{path.name} imports {name}"
+            assert root not in {"torch", "smplx", "cv2", "ray"}, f"{path.name} imports {name}"
             if root == "backend" and not name.startswith("backend.contract"):
                 assert in_runner and not module_level, f"{path.relative_to(package)} imports {name}"
 

@@ -578,7 +578,7 @@ SHARED_ARGS = ["--mode", "frame", "--iterations", "2", "--smpl", "m.pkl", "--dev
 
 def shared_actions(parser):
     """{dest: what the parser does with it} of the options both batch entry points share."""
-    from backend.batch.options import shared_dests
+    from backend.contract.batch_options import shared_dests
 
     return {a.dest: (a.option_strings, a.type, a.choices, a.default, a.nargs, a.help) for a in parser._actions
             if a.dest in shared_dests()}
@@ -586,7 +586,7 @@ def shared_actions(parser):
 
 def test_the_shared_batch_options_parse_the_same_in_both_entry_points():
     from backend.batch import cli
-    from backend.batch.options import shared_dests
+    from backend.contract.batch_options import shared_dests
 
     runner = cli.parser().parse_args(["clip.mp4", "--out", "out", *SHARED_ARGS])
     blender = build.refine_parser().parse_args(["--footage", "clip.mp4", *SHARED_ARGS])

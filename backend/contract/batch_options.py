@@ -4,8 +4,8 @@ which hands its clips to the same runner by passing these options on (:func:`run
 
 Each entry point builds its parser with ``parents=[shared_parser()]``; the options only one of them has
 (build.py's ``--fov`` overrides a keypoint file's focal length, the runner's only stands in for a
-missing one) stay in that entry point.  Only argparse here: build.py imports this before Blender has
-registered the add-on, and the add-on never imports torch or ray.
+missing one) stay in that entry point.  Only argparse here, as everywhere in the contract: build.py
+imports this before Blender has registered the add-on, and the add-on never imports torch or ray.
 """
 from __future__ import annotations
 
