@@ -35,8 +35,8 @@ import numpy as np
 
 from . import export, refine, result, retarget, retarget_presets, staging
 # Everything the batch takes from the engine runner, in one place.
-from backend.contract.batch_options import preset_error, ray_options_given, runner_arguments
 from backend.contract import observations
+from backend.contract.batch_options import preset_error, ray_options_given, runner_arguments
 from backend.contract.frames import FrameRange
 from backend.contract.shot import FPS_TOLERANCE, keypoint_side_fields
 
@@ -644,15 +644,14 @@ def ray_command(options: Options, python: str) -> list[str]:
 
 
 def run_on_ray(options: Options) -> int:
-    """Hand the clips to the Ray runner in the worker Python and wait for it; its progress bar and report
-    show here.  Returns its exit code (0 all done or skipped, 1 any failed, 2 bad arguments, 130
-    interrupted)."""
+    """Hand the clips to the Ray runner in the engine's Python (the one without --ray would refine in: this
+    one when torch imports here) and wait for it; its progress bar and report show here.  Returns its exit
+    code (0 all done or skipped, 1 any failed, 2 bad arguments, 130 interrupted)."""
     check_ray_options(options)
     runner = _engine_runner(options)
     command = ray_command(options, runner.python if runner.kind == "worker" else sys.executable)
     root = backend_root()
-    print(f"handing {len(command[4:command.index('--out')])} clip(s) to the Ray runner: {' '.join(command)}",
-          flush=True)
+    print(f"handing {len(_videos(options.footage))} clip(s) to the Ray runner: {' '.join(command)}", flush=True)
     process = subprocess.Popen(command, cwd=root, env=worker_environment(root))
     try:
         return process.wait()

@@ -181,3 +181,12 @@ def test_build_py_with_ray_gives_the_runners_outputs_and_summary(clips, tmp_path
                 np.testing.assert_array_equal(got[field], want[field], err_msg=field)
         assert (out / name / f"{name}.bvh").read_text() == (reference / name / f"{name}.bvh").read_text()
     assert sorted(p.name for p in out.iterdir()) == ["a", "b", SUMMARY_NAME]
+
+
+def test_a_python_without_ray_is_told_how_to_get_it(clips, tmp_path, monkeypatch, capsys):
+    """build.py --ray starts the runner in the worker Python, which may lack ray: one line saying what to
+    install, exit code 2."""
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where it is not installed
+    assert cli.main([str(clips / "a.mp4"), "--out", str(tmp_path / "out"), "--keypoints-dir", str(clips),
+                     "--no-progress"]) == 2
+    assert "-r requirements/batch.txt" in capsys.readouterr().err
