@@ -45,6 +45,7 @@ def shared_parser() -> argparse.ArgumentParser:
 
 
 def _actions() -> list[argparse.Action]:
+    """The shared options' argparse actions (argparse has no public accessor for them)."""
     return [action for action in shared_parser()._actions if action.option_strings]
 
 
