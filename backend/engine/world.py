@@ -441,6 +441,15 @@ def sole_offsets(rest_joints: np.ndarray, rest_vertices: np.ndarray) -> tuple[fl
     return tuple(float(rest_joints[j, 1] - rest_vertices[:, 1].min()) for j in FOOT_JOINTS)
 
 
+def floor_status(joints: np.ndarray, fps: float, ground: Ground, drift: dict, enough_floor: bool) -> dict:
+    """The world estimate's verdict with its drift measures: 'ok', 'moving camera' (drift says the camera
+    moved), or 'too little floor evidence' (a clip shorter than MIN_FLOOR_SECONDS or not enough_floor)."""
+    out = dict(status="ok" if drift["static"] else "moving camera", **drift, floor_points=ground.points)
+    if len(joints) < MIN_FLOOR_SECONDS * fps or not enough_floor:
+        out["status"] = "too little floor evidence"
+    return out
+
+
 def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M, plant: bool = True,
                    contacts: np.ndarray | None = None) -> dict:
     """World frame for camera-frame joints (F,24,3) of a static camera.
@@ -455,9 +464,7 @@ def estimate_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_
     joints = np.asarray(joints, np.float64)
     ground = fit_ground(joints, fps, offsets)
     drift = camera_is_static(joints, fps, ground, offsets)
-    out = dict(status="ok" if drift["static"] else "moving camera", **drift, floor_points=ground.points)
-    if len(joints) < MIN_FLOOR_SECONDS * fps or ground.points < MIN_FLOOR_POINTS:
-        out["status"] = "too little floor evidence"
+    out = floor_status(joints, fps, ground, drift, ground.points >= MIN_FLOOR_POINTS)
     if out["status"] != "ok":
         return out
     R, t = world_from_camera(ground, joints[0, 0])
@@ -618,10 +625,8 @@ def output_world(joints: np.ndarray, fps: float, offsets=DEFAULT_SOLE_OFFSETS_M,
     candidates = floor_candidates(feet_cam, fps)
     ground = fit_ground(joints, fps, offsets, up=level_up(joints), candidates=candidates)
     drift = camera_is_static(joints, fps, ground, offsets, candidates, level_up)
-    out = dict(status="ok" if drift["static"] else "moving camera", **drift, floor_points=ground.points)
-    if len(joints) < MIN_FLOOR_SECONDS * fps or (ground.points < MIN_FLOOR_POINTS
-                                                 and ground.footprints < MIN_FOOTPRINTS):
-        out["status"] = "too little floor evidence"
+    out = floor_status(joints, fps, ground, drift,
+                       ground.points >= MIN_FLOOR_POINTS or ground.footprints >= MIN_FOOTPRINTS)
     if out["status"] != "ok":
         return out
     R, t = world_from_camera(ground, joints[0, 0])
