@@ -172,3 +172,16 @@ def test_landmarks_are_closer_to_blazepose_on_held_out_renders(model, tmp_path):
     shutil.copy(HELD_OUT / "chunk_0000.npz", tmp_path / "chunk_0000.npz")
     table = lm.distance_table(tmp_path, model)["joints"]["coco17"]
     assert table["landmarks"]["fine_mean_px"] < 0.9 * table["regressor"]["fine_mean_px"]
+
+
+def test_ablate_setup_takes_the_landmarks():
+    """`python -m lab ablate --landmarks`: the ablation's simulator body sees the landmarks; default unchanged."""
+    from types import SimpleNamespace
+
+    from lab import ablate
+
+    engine = SimpleNamespace(device=torch.device("cpu"), body=BodyModel.load())
+    assert ablate.make_setup(engine, {}).sim_body is engine.body
+    sim = ablate.make_setup(engine, {}, "blazepose-fit").sim_body
+    assert isinstance(sim, lm.LandmarkBody) and sim.landmarks is lm.load_landmarks("blazepose-fit")
+    assert sim.dtype == engine.body.dtype
