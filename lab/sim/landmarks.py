@@ -80,12 +80,6 @@ class LandmarkModel:
         np.add.at(C, (self.rows, np.searchsorted(used, self.vertex_ids)), self.weights)
         return KeypointMap(tuple(self.names), np.zeros((len(self.names), 24)), used, C)
 
-    def dense_weights(self, num_vertices: int) -> np.ndarray:
-        """(K,V) vertex weights."""
-        W = np.zeros((len(self.names), num_vertices))
-        np.add.at(W, (self.rows, self.vertex_ids), self.weights)
-        return W
-
     def save(self, path: Path) -> None:
         np.savez_compressed(path, names=np.array(self.names), rows=self.rows.astype(np.int16),
                             vertex_ids=self.vertex_ids.astype(np.int32), weights=self.weights.astype(np.float64),
@@ -109,7 +103,7 @@ def load_landmarks(name: str) -> LandmarkModel:
 class LandmarkBody(BodyModel):
     """The free body model whose keypoints are a landmark model's points (joints and mesh unchanged)."""
 
-    def __init__(self, model: LandmarkModel, path: Path = FREE_MODEL_PATH, dtype=torch.float32):
+    def __init__(self, model: LandmarkModel, path: Path = FREE_MODEL_PATH, dtype: torch.dtype = torch.float32):
         data = load_free_model(path)
         super().__init__(data, model.keypoint_map(), vertex_ids=extra_vertex_ids(data), source=str(path), dtype=dtype)
         self.landmarks = model
