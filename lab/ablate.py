@@ -40,6 +40,7 @@ from backend.engine.frame_fit import REGRESSOR_SOURCE
 
 from backend.metrics import sample_joint_errors
 from lab import bench
+from lab.sim.landmarks import LANDMARK_CHOICES, landmark_body
 
 DEFAULT_OUT = Path("docs")
 VARIANTS = ("trained", "untrained", "null", "unconditional", "shuffled")
@@ -332,26 +333,28 @@ def evaluate(mapper, variants, conditions, chosen: dict, frames: int, seeds, pro
 _WORKER_SETUP: Setup | None = None
 
 
-def make_setup(engine, parts: dict) -> Setup:
+def make_setup(engine, parts: dict, landmarks: str = "regressor") -> Setup:
+    """``landmarks``: the simulated detector's keypoints (lab.sim.landmarks.LANDMARK_CHOICES)."""
     import copy
 
     # The simulator draws on the CPU.
     sim_body = engine.body if engine.device.type == "cpu" else copy.deepcopy(engine.body).cpu()
-    return Setup(engine, sim_body, parts)
+    return Setup(engine, landmark_body(sim_body, landmarks), parts)
 
 
-def load_setup(device: str | None, dataset=None) -> Setup:
+def load_setup(device: str | None, dataset=None, landmarks: str = "regressor") -> Setup:
     """The committed engine on ``device`` and the validation split cut into its tuning and report parts."""
     from backend.engine.api import Engine
 
-    return make_setup(Engine.load(device=device), {k: bench.load_validation(k, dataset) for k in ("tuning", "report")})
+    return make_setup(Engine.load(device=device), {k: bench.load_validation(k, dataset) for k in ("tuning", "report")},
+                      landmarks)
 
 
-def _init_worker(device, dataset, threads: int) -> None:
+def _init_worker(device, dataset, threads: int, landmarks: str = "regressor") -> None:
     global _WORKER_SETUP
     if threads > 0:
         torch.set_num_threads(threads)
-    _WORKER_SETUP = load_setup(device, dataset)
+    _WORKER_SETUP = load_setup(device, dataset, landmarks)
 
 
 def _in_worker(fn, job):
@@ -449,6 +452,8 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--workers", type=int, default=1,
                    help="processes over (variant, setting) and (condition, seed) jobs, each loading the engine "
                         "(e.g. 16 x --threads 1 on a 16-core machine; with cuda they share the GPU)")
+    p.add_argument("--landmarks", default="regressor", choices=LANDMARK_CHOICES,
+                   help="simulated keypoints: the body model's own (regressor) or BlazePose's (lab.sim.landmarks)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     args = p.parse_args(argv)
     if args.threads > 0:
@@ -460,11 +465,12 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
         if data is not None:
             from backend.engine.api import Engine
 
-            setup = make_setup(engine or Engine.load(device=args.device), dict(tuning=data, report=data))
+            setup = make_setup(engine or Engine.load(device=args.device), dict(tuning=data, report=data),
+                               args.landmarks)
         elif engine is not None:
             raise ValueError("an injected engine needs injected data")
         else:
-            setup = load_setup(args.device, args.dataset)
+            setup = load_setup(args.device, args.dataset, args.landmarks)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -483,7 +489,7 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
 
             pool = stack.enter_context(ProcessPoolExecutor(
                 args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                initargs=(args.device, args.dataset, args.threads)))
+                initargs=(args.device, args.dataset, args.threads, args.landmarks)))
             mapper = pool_mapper(pool)
         else:
             mapper = local_mapper(setup)
@@ -493,7 +499,7 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     report = dict(command="python -m lab ablate " + " ".join(sys.argv[1:] if argv is None else argv),
                   config=dict(frames=args.frames, tune_frames=args.tune_frames or args.frames, seeds=args.seeds,
                               conditions=args.conditions, variants=variants, methods=methods, grid=args.grid,
-                              quick=args.quick,
+                              quick=args.quick, landmarks=args.landmarks,
                               workers=args.workers),
                   environment=bench.environment(engine.device), models=engine.meta, chosen=chosen, rows=rows,
                   seconds=round(time.perf_counter() - t0, 1))

@@ -54,6 +54,7 @@ from backend.rotations import axis_angle_to_matrix
 from lab import bench_video
 from lab.bench_common import FPS, SUBJECT_PARTS, errors, joints_of, select_subjects, table, video_errors
 from lab.sim import calibrate
+from lab.sim.landmarks import LANDMARK_CHOICES, landmark_body
 from lab.sim.observations import multiview_observations, single_view_observations, video_observations
 
 DEFAULT_OUT = Path("docs/benchmark")
@@ -829,6 +830,8 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     p.add_argument("--sections", nargs="+", choices=SECTIONS, help="run only these tables (development)")
     p.add_argument("--level", default="medium", choices=["clean", "low", "medium", "high", "blazepose"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--landmarks", default="regressor", choices=LANDMARK_CHOICES,
+                   help="simulated keypoints: the body model's own (regressor) or BlazePose's (lab.sim.landmarks)")
     p.add_argument("--quick", action="store_true",
                    help="1-2 minute smoke run: tiny sizes, 2 ScoreHMR iterations, 15 fitting steps")
     p.add_argument("--subjects", default="report", choices=[*SUBJECT_PARTS, "all"],
@@ -880,7 +883,10 @@ def main(argv: list[str] | None = None, *, engine=None, data: dict | None = None
     torch.manual_seed(cfg.seed)
     print(f"bench: {cfg.frames} frames, {cfg.videos} x {cfg.video_length}-frame clips, {cfg.instants} instants x "
           f"{list(cfg.views)} views on {engine.device}", flush=True)
-    report = Bench(engine, data, MaxMixturePrior(gmm), cfg).run(progress=lambda s: print(s, flush=True))
+    bench = Bench(engine, data, MaxMixturePrior(gmm), cfg)
+    bench.sim_body = landmark_body(bench.sim_body, args.landmarks)
+    report = bench.run(progress=lambda s: print(s, flush=True))
+    report["config"]["landmarks"] = args.landmarks
     if args.merge:
         committed = json.loads((Path(args.out) / "benchmark.json").read_text())
         args_text = " ".join(sys.argv[1:] if argv is None else argv)

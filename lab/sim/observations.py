@@ -4,7 +4,10 @@ Input: SMPL parameters in the body model's world frame (Y up, metres, axis-angle
 ``global_orient`` (...,3), ``body_pose`` (...,69), ``transl`` (...,3) (optional, zeros),
 ``betas`` (...,10) or (10,); numpy or torch.  A random camera is aimed at the person
 (:mod:`lab.sim.cameras`), the model's keypoints are projected and passed through the
-detector model (:mod:`lab.sim.detector_noise`).
+detector model (:mod:`lab.sim.detector_noise`).  ``landmarks="blazepose-fit"`` projects instead the
+points a landmark model fitted to BlazePose's detections on renders places on the body, plus its
+per-joint bias (:mod:`lab.sim.landmarks`), so that the simulated detector does not share the engine's
+keypoint model; the default ``"regressor"`` keeps the body model's own keypoints.
 
 Returned dict (torch tensors, or numpy with ``as_numpy=True``), leading dims L = (B,) for
 single view, (B,F) for video windows, (B,V) for multi-view:
@@ -17,7 +20,8 @@ single view, (B,F) for video windows, (B,V) for multi-view:
   the uncalibrated multi-view variant leaves out cam_R and cam_t
 - ``fps`` () for video windows when given
 - ground truth, in each camera's OpenCV frame: ``gt_joints`` L+(24,3), ``gt_keypoints3d``
-  L+(K,3), ``gt_keypoints2d`` L+(K,2) (clean projection), ``gt_global_orient`` L+(3,),
+  L+(K,3), ``gt_keypoints2d`` L+(K,2) (clean projection; the points the detector saw: the landmarks
+  with ``landmarks=...``, without their image bias), ``gt_global_orient`` L+(3,),
   ``gt_body_pose`` L+(69,), ``gt_betas`` L+(10,), ``gt_transl`` L+(3,) such that the body
   model with these parameters gives ``gt_joints``; ``status`` L+(K,) int8 detector status
   codes and ``swapped`` L+(K,) bool (the slot holds its left/right partner's point);
@@ -43,6 +47,7 @@ from lab.sim.cameras import (
     uniform,
 )
 from lab.sim.detector_noise import NoiseLevel, simulate_detections
+from lab.sim.landmarks import detector_level, landmark_body
 
 MULTIVIEW_YAW_JITTER = 0.5  # views are spread evenly around the person, each moved by up to +-half this x spacing
 CAMERA_KEYS = ("image_size", "focal_length", "principal_point", "cam_R", "cam_t")
@@ -107,7 +112,7 @@ def _observe(bm: BodyModel, p: dict, joints, keypoints, cams: Cameras, level, g)
     n, f, k = keypoints.shape[:3]
     uv, depth = project(keypoints.reshape(n, f * k, 3), cams)
     uv, depth = uv.reshape(n, f, k, 2), depth.reshape(n, f, k)
-    det = simulate_detections(uv, depth, cams.image_size, level, g)
+    det = simulate_detections(uv, depth, cams.image_size, detector_level(level, getattr(bm, "landmarks", None)), g)
 
     R, t = cams.R.repeat_interleave(f, 0), cams.t.repeat_interleave(f, 0)
     to_cam = lambda x: (_flat(x, 2) @ R.transpose(1, 2) + t[:, None]).reshape(x.shape)
@@ -136,9 +141,10 @@ def _finish(out: dict, mode: str, as_numpy: bool) -> dict:
 
 def single_view_observations(bm: BodyModel, params: dict, generator, level: NoiseLevel | str = "medium", *,
                              foot_points: bool = False, camera_kwargs: dict | None = None,
-                             as_numpy: bool = False) -> dict:
+                             as_numpy: bool = False, landmarks: str | None = None) -> dict:
     """B independent frames, each seen by its own random camera.  params with leading dim (B,)."""
     g = torch_generator(generator)
+    bm = landmark_body(bm, landmarks)
     p = _params(bm, params, _lead(params, 1) + (1,))
     joints, kps = _world_body(bm, p, 2, 23 if foot_points else 17)
     cams = sample_cameras(torch.cat([joints, kps], 2)[:, 0], g, **(camera_kwargs or {}))
@@ -147,11 +153,12 @@ def single_view_observations(bm: BodyModel, params: dict, generator, level: Nois
 
 def video_observations(bm: BodyModel, params: dict, generator, level: NoiseLevel | str = "medium", *,
                        fps: float | None = None, foot_points: bool = False, camera_kwargs: dict | None = None,
-                       as_numpy: bool = False) -> dict:
+                       as_numpy: bool = False, landmarks: str | None = None) -> dict:
     """B windows of F consecutive frames, one static camera per window, temporally correlated noise.
 
     params with leading dims (B,F) (betas (B,10), (B,F,10) or (10,)); cut windows from clips first."""
     g = torch_generator(generator)
+    bm = landmark_body(bm, landmarks)
     lead = _lead(params, 2)
     p = _params(bm, params, lead)
     joints, kps = _world_body(bm, p, 2, 23 if foot_points else 17)
@@ -166,13 +173,16 @@ def video_observations(bm: BodyModel, params: dict, generator, level: NoiseLevel
 def multiview_observations(bm: BodyModel, params: dict, generator, num_views: int = 4,
                            level: NoiseLevel | str = "medium", *, calibrated: bool = True,
                            foot_points: bool = False, camera_kwargs: dict | None = None,
-                           as_numpy: bool = False) -> dict:
+                           as_numpy: bool = False, landmarks: str | None = None) -> dict:
     """B instants, each seen at once by V cameras spread around the person.  params with leading dim (B,).
 
     Views are evenly spaced in yaw from a random start, each moved by up to
     +-MULTIVIEW_YAW_JITTER/2 of the spacing; the other camera draws are independent per view.
-    ``calibrated=False`` leaves out cam_R and cam_t (only per-view keypoints and intrinsics)."""
+    ``calibrated=False`` leaves out cam_R and cam_t (only per-view keypoints and intrinsics).
+    ``landmarks`` (all three generators): "regressor" / None (the body model's keypoints), "blazepose-fit"
+    (lab.sim.landmarks), or ``bm`` may already be a LandmarkBody."""
     g = torch_generator(generator)
+    bm = landmark_body(bm, landmarks)
     b, v = _lead(params, 1)[0], int(num_views)
     p = _params(bm, params, (b, 1))
     joints, kps = _world_body(bm, p, 2, 23 if foot_points else 17)
