@@ -241,7 +241,8 @@ def worker_main(threads: int, dataset: str | None) -> int:
 
 
 # -- the driver ----------------------------------------------------------------------------------
-WORKER_CODE = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('bench_speed_worker', {path!r}); "
+WORKER_CODE = ("import importlib.util, sys; "
+               "spec = importlib.util.spec_from_file_location('bench_speed_worker', {path!r}); "
                "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
                "sys.exit(m.worker_main({threads}, {dataset!r}))")
 
@@ -294,7 +295,8 @@ def measure(versions: list, repeats: int, frames: int | None, memory_minutes: fl
             dataset: str | None, sizes: dict | None, progress=print, start=Version, warmup: bool = True) -> dict:
     """Speed runs interleaved over the versions (old, new, old, new ...), then accuracy, then memory (a fresh
     worker each).  versions: [(name, root)], the baseline first; start(name, root, threads, dataset) makes a
-    worker (:class:`Version`); ``warmup``: one short untimed run per mode and version first.  Returns per version: speed {mode: [runs]}, accuracy, memory."""
+    worker (:class:`Version`); ``warmup``: one short untimed run per mode and version first.  Returns per
+    version: speed {mode: [runs]}, accuracy, memory."""
     out = {name: dict(speed={m: [] for m in SPEED_MODES}) for name, _ in versions}
     workers = [start(name, root, threads, dataset) for name, root in versions]
     try:

@@ -230,8 +230,9 @@ class BodyModel(torch.nn.Module):
     def shaped(self, betas: torch.Tensor) -> "ShapedBody":
         """Everything of the fast path that depends on betas (B,10) only, to reuse across poses."""
         rest = self.joint_template + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas)
-        m = self.kp_m0 + torch.einsum("kjcs,bs->bkjc", self.kp_ms, betas)
-        return ShapedBody(rest_joints=rest, kp_local=m - self.kp_a[..., None] * rest[:, None])
+        # In place: over a whole clip (the output's joints) this tensor is the largest the engine holds.
+        local = torch.einsum("kjcs,bs->bkjc", self.kp_ms, betas).add_(self.kp_m0)
+        return ShapedBody(rest_joints=rest, kp_local=local.addcmul_(self.kp_a[..., None], rest[:, None], value=-1.0))
 
     def joints_fast(self, rotmats: torch.Tensor, betas: "torch.Tensor | ShapedBody",
                     transl: torch.Tensor | None = None) -> BodyOutput:

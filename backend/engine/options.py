@@ -78,7 +78,8 @@ class EngineOptions:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
         motion = mode == "video" and bool(self.motion_prior)
         default = (MULTIVIEW_WITHOUT_PRIOR if not self.uses_prior(mode)
-                   else VIDEO_LOOP if mode == "video" and self.variant == "ours" else MODE_LOOPS.get(mode, LoopOptions()))
+                   else VIDEO_LOOP if mode == "video" and self.variant == "ours"
+                   else MODE_LOOPS.get(mode, LoopOptions()))
         loop = self.loop or (MOTION_LOOP if motion else default)
         if mode == "calibrated":   # the translation is the triangulation fit's (backend.engine.modes.calibrated)
             loop = replace(loop, optimise_translation=False)
