@@ -14,6 +14,8 @@ COMMANDS = {
     "bench": ("lab.bench", "main", "benchmark tables (docs/benchmark)"),
     "bench-video": ("lab.bench", "animator_main", "the benchmark's animator section alone (docs/world.md)"),
     "bench-detections": ("lab.bench_detections", "main", "video methods on real BlazePose detections of renders"),
+    "bench-speed": ("lab.bench_speed", "main", "engine speed (1 CPU thread) and accuracy against another git ref, "
+                                               "back to back (docs/speed.md)"),
     "ablate": ("lab.ablate", "main", "what the prior contributes: denoiser variants, paired CIs (docs/ablation.md)"),
     "data-report": ("lab.data.report", "main", "dataset statistics and figures (docs/data.md)"),
     "models-report": ("lab.models.report", "main", "validation numbers and plausibility of the trained models"),

@@ -12,6 +12,7 @@ global orientation then the 23 body joints in SMPL order.  Betas (B,10) or
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +39,13 @@ class BodyOutput:
 
 @dataclass
 class ShapedBody:
-    """Shape-only part of the fast path: rest joints (B,24,3) and keypoint moments (B,K,24,3)."""
+    """Shape-only part of the fast path: rest joints (B,24,3) and each keypoint's offsets in its joints'
+    frames (B,K,24,3), m_kj - a_kj rest_j (BodyModel.joints_fast)."""
     rest_joints: torch.Tensor
-    kp_m: torch.Tensor
+    kp_local: torch.Tensor
 
     def __getitem__(self, index) -> "ShapedBody":
-        return ShapedBody(self.rest_joints[index], self.kp_m[index])
+        return ShapedBody(self.rest_joints[index], self.kp_local[index])
 
 
 @dataclass
@@ -91,20 +93,50 @@ def _kinematic_levels(parents) -> list[list[int]]:
     return [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
 
 
+def _parent_picker(positions: list[int], device: torch.device):
+    """How one tree level takes its parents' rows from the level above, (B,n,...) -> (B,len(positions),...):
+    a slice where the parents are consecutive there, an expand where they are all one joint, else a gather
+    (slices and expands cost nothing to differentiate; a gather's backward scatters)."""
+    first, n = positions[0], len(positions)
+    if positions == list(range(first, first + n)):
+        return lambda x: x[:, first:first + n]
+    if positions == [first] * n:
+        return lambda x: x[:, first:first + 1].expand(-1, n, *x.shape[2:])
+    index = torch.as_tensor(positions, dtype=torch.long, device=device)
+    return lambda x: x.index_select(1, index)
+
+
+@functools.lru_cache(maxsize=16)
+def _tree_plan(parents: tuple[int, ...], levels: tuple[tuple[int, ...], ...], device: torch.device) -> tuple:
+    """What :func:`forward_kinematics` needs of a tree: the joints in level order (J,), each level's slice of
+    that order, per level after the first its parents' picker (:func:`_parent_picker`), the permutation back
+    to joint order (J,), and every joint's parent but the root's (J-1,)."""
+    as_index = lambda x: torch.as_tensor(x, dtype=torch.long, device=device)
+    order = [j for level in levels for j in level]
+    ends = [sum(len(level) for level in levels[:i + 1]) for i in range(len(levels))]
+    spans = [slice(e - len(level), e) for e, level in zip(ends, levels)]
+    pickers = [_parent_picker([prev.index(parents[j]) for j in level], device)
+               for prev, level in zip(levels[:-1], levels[1:])]
+    return (as_index(order), spans, pickers, as_index(sorted(range(len(order)), key=order.__getitem__)),
+            as_index(parents[1:]))
+
+
 def forward_kinematics(rotmats: torch.Tensor, rest_joints: torch.Tensor, parents, levels):
     """World rotations (B,J,3,3) and posed joints (B,J,3) from local rotations and rest joints.
 
-    Joints of one tree depth are processed together (9 steps for SMPL instead of 24)."""
-    parents_t = torch.as_tensor(parents[1:], device=rotmats.device)
+    Joints of one tree depth are processed together (9 steps for SMPL instead of 24), each depth from
+    the one above it only: the inputs are put in depth order once, each depth takes its parents by a
+    slice where it can, and the result goes back to joint order once at the end."""
+    order, spans, pickers, to_joint_order, parents_t = _tree_plan(tuple(parents), tuple(map(tuple, levels)),
+                                                                  rotmats.device)
     offsets = torch.cat([rest_joints[:, :1], rest_joints[:, 1:] - rest_joints[:, parents_t]], dim=1)
-    world_R, world_p = rotmats, offsets
-    for level in levels[1:]:
-        idx = torch.as_tensor(level, device=rotmats.device)
-        par = torch.as_tensor([parents[j] for j in level], device=rotmats.device)
-        R_par = world_R[:, par]
-        world_p = world_p.index_copy(1, idx, world_p[:, par] + (R_par @ offsets[:, idx, :, None])[..., 0])
-        world_R = world_R.index_copy(1, idx, R_par @ rotmats[:, idx])
-    return world_R, world_p
+    local_R, local_p = rotmats.index_select(1, order), offsets.index_select(1, order)
+    R, p = [local_R[:, spans[0]]], [local_p[:, spans[0]]]
+    for span, pick in zip(spans[1:], pickers):
+        R_par = pick(R[-1])
+        p.append(pick(p[-1]) + (R_par @ local_p[:, span, :, None])[..., 0])
+        R.append(R_par @ local_R[:, span])
+    return torch.cat(R, 1).index_select(1, to_joint_order), torch.cat(p, 1).index_select(1, to_joint_order)
 
 
 class BodyModel(torch.nn.Module):
@@ -143,6 +175,7 @@ class BodyModel(torch.nn.Module):
         self.register_buffer("kp_vertex_ids", ids)
         self.register_buffer("kp_vertex_weights", c.to(dtype))
         self.register_buffer("kp_a", cw.sum(1).to(dtype))                                     # (K,24)
+        self.register_buffer("kp_joint_sum", (cw.sum(1) + f64(keypoints.joint_weights)).to(dtype))  # a + D
         self.register_buffer("kp_m0", torch.einsum("kuj,uc->kjc", cw, v_t[ids]).to(dtype))     # (K,24,3)
         self.register_buffer("kp_ms", torch.einsum("kuj,ucs->kjcs", cw, dirs[ids]).to(dtype))  # (K,24,3,S)
         kp_mp = torch.einsum("kuj,ucp->kjcp", cw, posedirs[ids])
@@ -196,8 +229,10 @@ class BodyModel(torch.nn.Module):
 
     def shaped(self, betas: torch.Tensor) -> "ShapedBody":
         """Everything of the fast path that depends on betas (B,10) only, to reuse across poses."""
-        return ShapedBody(rest_joints=self.joint_template + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas),
-                          kp_m=self.kp_m0 + torch.einsum("kjcs,bs->bkjc", self.kp_ms, betas))
+        rest = self.joint_template + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas)
+        # In place: over a whole clip (the output's joints) this tensor is the largest the engine holds.
+        local = torch.einsum("kjcs,bs->bkjc", self.kp_ms, betas).add_(self.kp_m0)
+        return ShapedBody(rest_joints=rest, kp_local=local.addcmul_(self.kp_a[..., None], rest[:, None], value=-1.0))
 
     def joints_fast(self, rotmats: torch.Tensor, betas: "torch.Tensor | ShapedBody",
                     transl: torch.Tensor | None = None) -> BodyOutput:
@@ -209,16 +244,15 @@ class BodyModel(torch.nn.Module):
         else:
             betas, transl = self._prepare(rotmats, betas, transl)
             shape = self.shaped(betas)
-        rest, m = shape.rest_joints, shape.kp_m
-        world_R, joints = forward_kinematics(rotmats, rest, self.parents, self.levels)
+        m = shape.kp_local
+        world_R, joints = forward_kinematics(rotmats, shape.rest_joints, self.parents, self.levels)
         if self.has_pose_correctives:
             eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
             pose_feature = (rotmats[:, 1:] - eye).reshape(rotmats.shape[0], -1)
             m = m + torch.einsum("kjcp,bp->bkjc", self.kp_mp, pose_feature)
-        # Skinning translation of joint j is (posed J_j - R_j rest J_j).
-        t = joints - (world_R @ rest[..., None])[..., 0]
-        kp = (torch.einsum("bjxy,bkjy->bkx", world_R, m) + torch.einsum("kj,bjc->bkc", self.kp_a, t)
-              + torch.einsum("kj,bjc->bkc", self.kp_joint_weights, joints))
+        # Joint j's skinning translation is J_j - R_j rest_j: a_kj (J_j - R_j rest_j) + R_j m_kj
+        # = R_j (m_kj - a_kj rest_j) + a_kj J_j, the first term's offsets precomputed in shaped().
+        kp = torch.einsum("bjxy,bkjy->bkx", world_R, m) + torch.einsum("kj,bjc->bkc", self.kp_joint_sum, joints)
         return BodyOutput(joints + transl[:, None], kp + transl[:, None])
 
 

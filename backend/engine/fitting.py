@@ -20,7 +20,9 @@ from typing import Callable
 
 import torch
 
+from backend.body.body_model import ShapedBody
 from backend.engine import guidance
+from backend.engine.conditioned import condition
 from backend.engine.gmm import MaxMixturePrior
 from backend.engine.problems import Observations
 from backend.engine.views import triangulate
@@ -68,10 +70,10 @@ def bend_prior(body_pose: torch.Tensor) -> torch.Tensor:
     return torch.exp(body_pose[:, list(BEND_INDEX)] * sign).pow(2).sum(1)
 
 
-def reprojection(body_model, rotmats: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor,
+def reprojection(body_model, rotmats: torch.Tensor, betas: "torch.Tensor | ShapedBody", transl: torch.Tensor,
                  obs: Observations) -> tuple:
-    """Eq. 12 per sample (B,) and the posed body (BodyOutput) for rotmats (B,24,3,3), betas (B,10),
-    transl (B,3) against observations obs (B,...)."""
+    """Eq. 12 per sample (B,) and the posed body (BodyOutput) for rotmats (B,24,3,3), betas (B,10) (or their
+    ShapedBody, body_model.shaped(betas)), transl (B,3) against observations obs (B,...)."""
     out = body_model.joints_fast(rotmats, betas, transl)
     loss = guidance.keypoint_reprojection(out.keypoints[:, :NUM_KP], obs.keypoints, obs.focal, obs.principal,
                                           obs.image_size)
@@ -153,7 +155,9 @@ def dposer_style(body_model, eps_model, alphas_cumprod: torch.Tensor, obs: Obser
     betas = start["betas"].detach().reshape(-1, 10).expand(b, 10)
     dev = keypoints.device
     gen_dev = generator.device if generator is not None else dev
-    reproj = lambda R, tr: reprojection(body_model, R, betas, tr, obs)[0]
+    shaped = body_model.shaped(betas)                 # betas stay: the shape terms once, not per step
+    reproj = lambda R, tr: reprojection(body_model, R, shaped, tr, obs)[0]
+    eps_of = condition(eps_model, context)            # one context for every step
     with torch.no_grad():
         start_reproj = reproj(start["rotmats"], start["transl"])
     opt = torch.optim.Adam([x, transl], lr=opts.lr)
@@ -169,7 +173,7 @@ def dposer_style(body_model, eps_model, alphas_cumprod: torch.Tensor, obs: Obser
                 noise = torch.randn(x_n.shape, generator=generator, device=gen_dev, dtype=x_n.dtype).to(dev)
                 a_t = a[t][:, None]
                 x_t = a_t.sqrt() * x_n + (1 - a_t).sqrt() * noise
-                x0_hat = predict_x0(x_t, eps_model(x_t, t, context), a_t)
+                x0_hat = predict_x0(x_t, eps_of(x_t, t), a_t)
             prior_term = 0.5 * (x_n - x0_hat).pow(2).sum(1)
             total = opts.keypoint_weight * reproj(R, transl) + opts.prior_weight * prior_term
             opt.zero_grad()

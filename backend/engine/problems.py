@@ -55,18 +55,22 @@ def shaped_bodies(body_model, betas: torch.Tensor):
     """Per-sample shaped bodies for betas (G,S,10), indexable by group (betas stay fixed in the loop)."""
     g, s = betas.shape[:2]
     flat = body_model.shaped(betas.reshape(g * s, -1))
-    return type(flat)(flat.rest_joints.reshape(g, s, 24, 3), flat.kp_m.reshape(g, s, *flat.kp_m.shape[1:]))
+    return type(flat)(flat.rest_joints.reshape(g, s, 24, 3), flat.kp_local.reshape(g, s, *flat.kp_local.shape[1:]))
+
+
+def _rows(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """x (G,S,...) -> the groups' rows (g*S,...).  groups are increasing and distinct (the loop's active
+    groups), so as many as G are all of them, in order: no copy then (the loop asks every step)."""
+    return (x if len(groups) == x.shape[0] else x[groups]).flatten(0, 1)
 
 
 def _flat_shape(shaped, groups):
-    sub = shaped[groups]
-    return type(sub)(sub.rest_joints.flatten(0, 1), sub.kp_m.flatten(0, 1))
+    return type(shaped)(_rows(shaped.rest_joints, groups), _rows(shaped.kp_local, groups))
 
 
 def _flat_obs(obs: Observations, groups) -> tuple:
     """keypoints, focal, principal, image_size of the groups, (g*S,...), as keypoint_reprojection takes them."""
-    sub = obs[groups].map(lambda x, n: x.flatten(0, 1))
-    return sub.keypoints, sub.focal, sub.principal, sub.image_size
+    return tuple(_rows(x, groups) for x in (obs.keypoints, obs.focal, obs.principal, obs.image_size))
 
 
 def _keypoint_term(body_model, obs: Observations, shaped, rotmats, transl, groups):

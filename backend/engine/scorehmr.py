@@ -10,8 +10,12 @@ from typing import Callable
 
 import torch
 
+from backend.engine.conditioned import ConditionedDenoiser, condition
 from backend.models.diffusion import ddim_invert, ddim_move, predict_x0, timesteps
 from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
+
+# The loop's cheaper denoiser paths (lab.bench_speed's profile times them as the denoiser).
+FAST_DENOISER_CLASSES = (ConditionedDenoiser,)
 
 # loss(rotmats (g,S,24,3,3), rot6d (g,S,144), transl (g,S,3), groups (g,) long) -> (g,)
 GuidanceLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -153,12 +157,13 @@ def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: Loop
             break
         n = len(groups)
         ctx = flat(problem.context[groups])
-        x = ddim_invert(eps_model, flat(x0[groups]), ctx, a, opts.tau, opts.step)
+        eps_of = condition(eps_model, ctx)           # one context for all 2 x tau/step evaluations
+        x = ddim_invert(lambda x_t, t, c: eps_of(x_t, t), flat(x0[groups]), ctx, a, opts.tau, opts.step)
         tr = transl[groups].clone()
         scale = scales[groups].repeat_interleave(S)[:, None]
         for t, t_prev in zip(down[:-1], down[1:]):
             with torch.no_grad():
-                eps = eps_model(x, torch.tensor(t, device=x.device), ctx)
+                eps = eps_of(x, torch.tensor(t, device=x.device))
             # The denoiser is not differentiated: x0_hat depends on x only through the closed form.
             x0_hat = predict_x0(x, eps, a[t]).detach().requires_grad_(True)
             tr.requires_grad_(opts.optimise_translation)
