@@ -15,6 +15,8 @@ COMMANDS = {
     "bench-video": ("lab.bench", "animator_main", "the benchmark's animator section alone (docs/world.md)"),
     "bench-detections": ("lab.bench_detections", "main", "video methods on real BlazePose detections of renders"),
     "ablate": ("lab.ablate", "main", "what the prior contributes: denoiser variants, paired CIs (docs/ablation.md)"),
+    "ablate-paths": ("lab.ablate_paths", "main", "the default paths (video, gaps, calibrated) against classical "
+                                                "controls (docs/ablation_paths.md)"),
     "data-report": ("lab.data.report", "main", "dataset statistics and figures (docs/data.md)"),
     "models-report": ("lab.models.report", "main", "validation numbers and plausibility of the trained models"),
     "sim-figure": ("lab.sim.figures", "main", "draw docs/observations.png"),
