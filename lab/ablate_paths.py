@@ -403,7 +403,8 @@ def report_task(runner: Runner, task: Task, variants, chosen: dict, say=print) -
     rows = []
     for who in ("start", *variants):
         r = dict(method=task.method, source=task.source, variant=who, n=len(task.report),
-                 **{m: round(float(col(who, m).mean()), 2) for m in metrics})
+                 **{m: round(float(col(who, m).mean()), 2) for m in metrics},
+                 per_case_pa_mpjpe14=[round(float(x), 2) for x in col(who, "pa_mpjpe14")])
         if who not in ("start", "trained") and "trained" in per:
             for m in metrics:
                 ci = paired_interval(col(who, m) - col("trained", m))
