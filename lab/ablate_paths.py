@@ -44,6 +44,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,6 +52,8 @@ import torch
 from backend.engine import gaps as G
 from backend.engine import problems
 from backend.engine.modes.multiview import null_denoiser
+from backend.engine.options import ModeOptions
+from backend.engine.scorehmr import GuidanceTerm, LoopOptions
 from backend.metrics import accel_error, sample_joint_errors
 from backend.rotations import matrix_to_axis_angle
 from lab.ablate import SEED_REPORT, SEED_TUNE, paired_interval
@@ -85,21 +88,21 @@ MARGIN = 0.02
 class Control:
     """eps = 0 with a guidance term of its own: a classical prior in the loop's place of the learned one."""
 
-    def __init__(self, term):
+    def __init__(self, term: GuidanceTerm) -> None:
         self.guidance_term = term
 
     def __call__(self, x: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
 
 
-def l2_term(weight: float):
+def l2_term(weight: float) -> GuidanceTerm:
     """w ||x6 - x6_start||^2 per group: rot6d, start6d (g,S,144) -> (g,)."""
     def term(rotmats: torch.Tensor, rot6d: torch.Tensor, start6d: torch.Tensor) -> torch.Tensor:
         return weight * (rot6d - start6d).pow(2).flatten(1).sum(1)
     return term
 
 
-def gmm_term(pose_prior, weight: float):
+def gmm_term(pose_prior: torch.nn.Module, weight: float) -> GuidanceTerm:
     """w x the GMM negative log-likelihood (min over components) of the 23 body joints' axis-angle, summed
     over a group's samples: rotmats (g,S,24,3,3) -> (g,)."""
     def term(rotmats: torch.Tensor, rot6d: torch.Tensor, start6d: torch.Tensor) -> torch.Tensor:
@@ -109,7 +112,7 @@ def gmm_term(pose_prior, weight: float):
     return term
 
 
-def variant_denoiser(name: str, prior, weight: float | None, pose_prior=None):
+def variant_denoiser(name: str, prior, weight: float | None, pose_prior=None) -> Callable:
     """The denoiser a variant gives the loop in place of ``prior`` (the learned per-frame or motion prior)."""
     if name == "trained":
         return prior
@@ -129,7 +132,7 @@ class Settings:
     iterations: int = 10
     weight: float | None = None
 
-    def loop(self, base):
+    def loop(self, base: LoopOptions) -> LoopOptions:
         return replace(base, guidance_scale=self.scale, iterations=self.iterations)
 
 
@@ -256,7 +259,7 @@ def calibrated_instants(engine, sim_body, data: dict, n: int, views: int, seed: 
 
 
 # -- running a method on a case ------------------------------------------------------------------------
-def mode_options(mode: str):
+def mode_options(mode: str) -> ModeOptions:
     from backend.engine.options import EngineOptions
 
     return EngineOptions().for_mode(mode)
@@ -341,11 +344,11 @@ class Task:
 class Runner:
     """Runs a method's variants on its cases (the gaps' windows computed once per clip)."""
 
-    def __init__(self, engine):
+    def __init__(self, engine) -> None:
         self.engine = engine
         self._bases: dict[int, dict] = {}
 
-    def prior_of(self, method: str):
+    def prior_of(self, method: str) -> torch.nn.Module:
         if method == "gaps":
             return self.engine.motion_prior(mode_options("video").gaps.motion_prior)[0]
         return self.engine.prior
