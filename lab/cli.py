@@ -17,6 +17,8 @@ COMMANDS = {
     "bench-speed": ("lab.bench_speed", "main", "engine speed (1 CPU thread) and accuracy against another git ref, "
                                                "back to back (docs/speed.md)"),
     "ablate": ("lab.ablate", "main", "what the prior contributes: denoiser variants, paired CIs (docs/ablation.md)"),
+    "ablate-paths": ("lab.ablate_paths", "main", "the default paths (video, gaps, calibrated) against classical "
+                                                "controls (docs/ablation_paths.md)"),
     "data-report": ("lab.data.report", "main", "dataset statistics and figures (docs/data.md)"),
     "models-report": ("lab.models.report", "main", "validation numbers and plausibility of the trained models"),
     "sim-figure": ("lab.sim.figures", "main", "draw docs/observations.png"),

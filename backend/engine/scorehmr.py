@@ -5,7 +5,7 @@ together: one frame (S=1), a video window (S=frames), the V views of one instant
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
@@ -19,6 +19,11 @@ FAST_DENOISER_CLASSES = (ConditionedDenoiser,)
 
 # loss(rotmats (g,S,24,3,3), rot6d (g,S,144), transl (g,S,3), groups (g,) long) -> (g,)
 GuidanceLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# A denoiser may carry a guidance term of its own as its attribute ``guidance_term``: term(rotmats (g,S,24,3,3),
+# rot6d (g,S,144), start6d (g,S,144) the 6D pose the loop started from) -> (g,), added to the loss.  The engine's
+# priors have none; the ablation's classical controls (an L2 pull to the start, a GMM pose prior) are eps = 0
+# with such a term (lab/ablate_paths.py).
+GuidanceTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -130,9 +135,24 @@ def stable_scales(problem: Problem, x0: torch.Tensor, transl: torch.Tensor, eta_
     return torch.minimum(scale, opts.max_step_curvature / (eta_max * lam).clamp_min(1e-30))
 
 
+def with_guidance_term(problem: Problem, term: GuidanceTerm) -> Problem:
+    """The problem with ``term`` (see GuidanceTerm) added to its loss, the start being problem.x0's pose."""
+    all_groups = torch.arange(problem.x0.shape[0], device=problem.x0.device)
+    with torch.no_grad():
+        start6d = problem.x0 if problem.decode is None else \
+            matrix_to_rot6d(problem.decode(problem.x0, all_groups)).flatten(-2)
+
+    def loss(rotmats, rot6d, transl, groups):
+        return problem.loss(rotmats, rot6d, transl, groups) + term(rotmats, rot6d, start6d[groups])
+    return replace(problem, loss=loss)
+
+
 def refine(eps_model, alphas_cumprod: torch.Tensor, problem: Problem, opts: LoopOptions = LoopOptions(),
            progress: Callable[[int, int], None] | None = None) -> dict:
     """Run the loop. Returns x0 (G,S,144), transl (G,S,3), loss (G,), iterations (G,) and evaluation counts."""
+    term = getattr(eps_model, "guidance_term", None)
+    if term is not None:
+        problem = with_guidance_term(problem, term)
     G, S, D = problem.x0.shape
     a = alphas_cumprod.to(problem.x0)
     x0 = problem.x0.clone()

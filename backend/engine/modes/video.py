@@ -45,17 +45,19 @@ def refine(models: LoadedModels, obs: Observations, start: dict, options: ModeOp
 
 
 def bridge_gaps(models: LoadedModels, obs: Observations, betas: torch.Tensor, rotmats: torch.Tensor,
-                transl: torch.Tensor, options: ModeOptions, progress: Progress | None = None) -> tuple:
+                transl: torch.Tensor, options: ModeOptions, progress: Progress | None = None, *,
+                denoiser: Denoiser | None = None) -> tuple:
     """The stretches of a clip around its frames without keypoints (gaps.gap_stretches) refined by the
     motion prior (options: motion_video's), starting from rotmats (F,24,3,3) / transl (F,3), and blended in
-    (gaps.stretch_weights).  Returns rotmats, transl and the denoiser evaluations spent."""
+    (gaps.stretch_weights).  ``denoiser`` replaces the motion prior's network (the ablation's variants).
+    Returns rotmats, transl and the denoiser evaluations spent."""
     empty = gaps.empty_frames(obs.keypoints)
     frames = models.motion_prior(options.motion_prior)[0].frames
     evaluations = 0
     for s, e in gaps.gap_stretches(empty, frames, GAP_MOTION_PAD):
         part = slice(s, e)
         res = motion_video.refine(models, obs[part], dict(rotmats=rotmats[part], transl=transl[part],
-                                                          betas=betas[part]), options, progress)
+                                                          betas=betas[part]), options, progress, denoiser)
         wt = gaps.stretch_weights(empty, s, e, GAP_MOTION_HOLD)
         x6 = matrix_to_rot6d(rotmats[part])
         x6 = x6 + wt[:, None, None] * (matrix_to_rot6d(res["rotmats"]) - x6)
