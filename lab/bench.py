@@ -12,6 +12,10 @@ fixed seeds.  Tables shaped like the paper's:
 * Table 4 (video): start / start+filter / per-frame ScoreHMR + filter / temporal SMPLify /
   ScoreHMR paper / ScoreHMR ours / ScoreHMR (motion prior: --motion-prior, default the shipped
   backend/assets/motion_prior.pt, docs/motion_prior.md), with acceleration errors.
+* Unknown focal length (``focal``): single frames (regressor start) and video clips seen by cameras whose
+  field of view across the long side is drawn uniformly in 40-75 deg (``sample_cameras(fov_deg_range=...)``),
+  the engine told the true focal length ('known') or the CLI's default (55 deg, 'unknown') on the same
+  keypoints; with the root depth error (%), which a wrong focal length moves.
 * Table 3 (multi-view, 2/4/8 views): calibrated (triangulate + fit, ScoreHMR calibrated) and
   uncalibrated (per-view start vs ScoreHMR Eq. 13 (paper) and Eq. 13 guidance without the prior (ours)).
 * Off-centre (``off_centre``): single frames with the person anywhere in the frame, partly outside,

@@ -147,8 +147,11 @@ def evaluate(engine, folders: list[Path], subjects, focal_settings=("known", "un
             if not detected[i].all():
                 missed[name] = int((~detected[i]).sum())
     scores = {s: {m: pooled(v, seen) for m, v in by_method.items() if v} for s, by_method in per.items()}
+    # Per excerpt (in ``names`` order): one bad excerpt can move a mean over a few dozen.
+    pa14 = {s: {m: [round(float(e["pa_mpjpe14"].mean()), 1) for e in v] for m, v in by_method.items() if v}
+            for s, by_method in per.items()}
     return dict(focal=scores, excerpts=names, frames=sorted(frames), frames_total=int(sum(len(s) for s in seen)),
-                missed=missed, seconds=round(time.time() - t0, 1))
+                missed=missed, pa_mpjpe14_per_excerpt=pa14, seconds=round(time.time() - t0, 1))
 
 
 COLUMNS = (("pa_mpjpe14", "PA-MPJPE-14"), ("mpjpe14", "MPJPE-14"), ("accel", "accel"), ("accel_abs", "accel abs"),

@@ -112,6 +112,7 @@ def test_real_detection_excerpts_with_missed_frames_are_kept_counted_and_get_the
     assert all(o.focal_source.startswith("estimated") for o in unknown)
     # The missed frames reach the methods as frames without keypoints.
     assert (known[0]["keypoints"][0, 10:13, :, 2] == 0).all()
+    assert len(report["pa_mpjpe14_per_excerpt"]["unknown"]["ScoreHMR (ours)"]) == excerpts
     scores = report["focal"]["known"]["start"]
     assert scores["pa_mpjpe14"] != scores["pa_mpjpe14_detected"]
     md = bench_detections.markdown(report, "cmd")
