@@ -20,9 +20,10 @@ PA-MPJPE-14 / MPJPE-14 (mm), acceleration error pelvis-relative and of camera-fr
 the root (pelvis) depth error relative to the true depth (%), means over frames.
 
 Focal length: each render's camera has its own focal length (35-85 mm full-frame equivalent across the
-width: in the committed renders fields of view of 25-83 deg across the long side, mean 41-44); 'known' tells the engine that focal length, 'unknown' tells it nothing, so it assumes the CLI's
-default field of view (backend.contract.observations.DEFAULT_FOV_DEG) exactly as `python -m backend` does
-when the user gives no focal length.  The renders are the same in both settings: unlike the simulator's
+width: in the committed renders fields of view of 25-83 deg across the long side, mean 41-44).  'known'
+tells the engine that focal length; 'unknown' tells it nothing, so it assumes the CLI's default field of
+view (backend.contract.observations.DEFAULT_FOV_DEG) exactly as `python -m backend` does when the user
+gives no focal length.  The renders are the same in both settings: unlike the simulator's
 unknown-focal table (lab.bench, section 'focal'), the true field of view is the render's, not a fresh draw.
 
 Missed frames: excerpts where BlazePose found no one in some frames are kept; the engine bridges those
