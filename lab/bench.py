@@ -12,6 +12,10 @@ fixed seeds.  Tables shaped like the paper's:
 * Table 4 (video): start / start+filter / per-frame ScoreHMR + filter / temporal SMPLify /
   ScoreHMR paper / ScoreHMR ours / ScoreHMR (motion prior: --motion-prior, default the shipped
   backend/assets/motion_prior.pt, docs/motion_prior.md), with acceleration errors.
+* Unknown focal length (``focal``): single frames (regressor start) and video clips seen by cameras whose
+  field of view across the long side is drawn uniformly in 40-75 deg (``sample_cameras(fov_deg_range=...)``),
+  the engine told the true focal length ('known') or the CLI's default (55 deg, 'unknown') on the same
+  keypoints; with the root depth error (%), which a wrong focal length moves.
 * Table 3 (multi-view, 2/4/8 views): calibrated (triangulate + fit, ScoreHMR calibrated) and
   uncalibrated (per-view start vs ScoreHMR Eq. 13 (paper) and Eq. 13 guidance without the prior (ours)).
 * Off-centre (``off_centre``): single frames with the person anywhere in the frame, partly outside,
@@ -43,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend.contract.observations import DEFAULT_FOV_DEG
 from backend.engine import baselines as bl
 from backend.engine import problems
 from backend.engine.frame_fit import REGRESSOR_SOURCE
@@ -52,8 +57,20 @@ from backend.engine.views import triangulate
 from backend.models.motion import MOTION_PRIOR_PATH
 from backend.rotations import axis_angle_to_matrix
 from lab import bench_video
-from lab.bench_common import FPS, SUBJECT_PARTS, errors, joints_of, select_subjects, table, video_errors
+from lab.bench_common import (
+    FOCAL_SETTINGS,
+    FPS,
+    SUBJECT_PARTS,
+    errors,
+    joints_of,
+    root_depth_errors,
+    select_subjects,
+    table,
+    told_focal,
+    video_errors,
+)
 from lab.sim import calibrate
+from lab.sim.cameras import FOV_DEG_RANGE, fov_deg
 from lab.sim.landmarks import LANDMARK_CHOICES, landmark_body
 from lab.sim.observations import multiview_observations, single_view_observations, video_observations
 
@@ -65,9 +82,10 @@ NEAR_ROT_DEG = 3.0                    # RMS per-joint rotation noise added to th
 NEAR_TRANSL_M = (0.01, 0.01, 0.01)
 STARTS = ("regressor", "weak", "near-perfect")
 # Seeds of the sections (added to --seed) so that each section's data does not depend on the others' sizes.
-SECTIONS = ("single_frame", "video", "multiview", "long_clip", "animator", "detector", "off_centre")
+SECTIONS = ("single_frame", "video", "focal", "multiview", "long_clip", "animator", "detector", "off_centre")
 LONG_CLIP_FPS = 30
 SEED_FRAME, SEED_VIDEO, SEED_MULTIVIEW, SEED_NOISE, SEED_DPOSER, SEED_OFF_CENTRE = 101, 202, 303, 404, 505, 606
+SEED_FOCAL = 707
 PLACEMENTS = dict(centred=None, **{"off-centre": dict(off_centre=True)})   # off_centre section: camera_kwargs
 
 
@@ -319,8 +337,14 @@ class Bench:
 
     # -- Table 2 ------------------------------------------------------------------------------
     def single_frame(self) -> list[dict]:
-        cfg, e = self.cfg, self.engine
+        cfg = self.cfg
         obs = frame_observations(self.sim_body, self.data, cfg.frames, cfg.seed + SEED_FRAME, cfg.level)
+        return self._frame_rows(obs, STARTS, record=True)
+
+    def _frame_rows(self, obs: dict, start_names: tuple[str, ...], record: bool) -> list[dict]:
+        """Rows of the single-frame table on simulated frames ``obs`` (the engine told obs' focal lengths) for
+        the starts named (of STARTS); speed rows of the regressor start's methods when ``record``."""
+        cfg, e = self.cfg, self.engine
         n = obs["keypoints"].shape[0]
         kp, focal, pp, size = (self._t(obs[k]) for k in ("keypoints", "focal_length", "principal_point", "image_size"))
         gt = obs["gt_joints"].double().numpy()
@@ -339,9 +363,9 @@ class Bench:
         ours = replace(opts.for_mode("frame"), loop=loop, weights=w, frame_fit=fit)
         paper = replace(ours, frame_fit=None)
         rows = []
-        for name in STARTS:
+        for name in start_names:
             start = starts[name]
-            record = name == "regressor"  # speed rows once, from the realistic start
+            record_start = record and name == "regressor"  # speed rows once, from the realistic start
             methods = {
                 "start": (lambda s=start: s, None),
                 "+SMPLify": (lambda s=start: bl.smplify(e.body, self.prior, o, s, self.smplify_opts), None),
@@ -356,43 +380,79 @@ class Bench:
             }
             for method, (fn, evals) in methods.items():
                 res, sec = self.measure("frame", method.lstrip("+"), n, fn, evaluations=evals,
-                                        record=record and method != "start")
-                rows.append(dict(start=name, method=method, frames=n, **errors(joints_of(e, res), gt),
-                                 s_per_frame=round(sec / n, 4)))
+                                        record=record_start and method != "start")
+                pred = joints_of(e, res)
+                rows.append(dict(start=name, method=method, frames=n, **errors(pred, gt),
+                                 **root_depth_errors(pred, gt), s_per_frame=round(sec / n, 4)))
         return rows
 
     # -- Table 4 ------------------------------------------------------------------------------
     def video(self) -> list[dict]:
+        obs = self._clips(self.cfg.seed + SEED_VIDEO)
+        return self._video_rows(obs, record=True) if obs else []
+
+    def _clips(self, seed: int, camera_kwargs: dict | None = None) -> dict | None:
+        """Simulated video observations (B,F,...) of cfg.videos random validation windows of cfg.video_length
+        frames (None when no clip is that long); the same seed gives the same windows, bodies, cameras, noise."""
         from lab.data.dataset import window_starts
 
-        cfg, e = self.cfg, self.engine
-        rng = np.random.default_rng(cfg.seed + SEED_VIDEO)
+        cfg = self.cfg
+        rng = np.random.default_rng(seed)
         all_starts = window_starts(self.data, cfg.video_length, cfg.video_length)
         if len(all_starts) == 0:
-            return []
+            return None
         chosen = np.sort(rng.choice(all_starts, min(cfg.videos, len(all_starts)), replace=False))
         idx = chosen[:, None] + np.arange(cfg.video_length)[None]
-        obs = video_observations(self.sim_body, self._params(idx, rng.standard_normal((len(chosen), 10)), True),
-                                 torch.Generator().manual_seed(cfg.seed + SEED_VIDEO), cfg.level, fps=FPS)
+        return video_observations(self.sim_body, self._params(idx, rng.standard_normal((len(chosen), 10)), True),
+                                  torch.Generator().manual_seed(seed), cfg.level, fps=FPS, camera_kwargs=camera_kwargs)
+
+    def _video_rows(self, obs: dict, record: bool) -> list[dict]:
+        """Rows of the video table on simulated clips ``obs`` (the engine told obs' focal lengths); with
+        ``record`` also the speed rows and the first clip's time breakdown."""
+        e = self.engine
         gt = obs["gt_joints"].double().numpy()
-        f = cfg.video_length
+        clips, f = obs["keypoints"].shape[:2]
         preds: dict[str, list] = {}
         times: dict[str, float] = {}
-        for i in range(len(chosen)):
+        for i in range(clips):
             _, methods = bench_video.clip_methods(self, obs, i)
             for method, (fn, evals) in methods.items():
                 # The first clip's ScoreHMR (ours) run is also timed piece by piece (the wrappers cost ~nothing).
-                profile = profile_video(e) if i == 0 and method == "ScoreHMR (ours)" else contextlib.nullcontext()
+                profiled = record and i == 0 and method == "ScoreHMR (ours)"
+                profile = profile_video(e) if profiled else contextlib.nullcontext()
                 with profile as timers:
-                    res, sec = self.measure("video", method, f, fn, evaluations=evals, record=method != "start")
+                    res, sec = self.measure("video", method, f, fn, evaluations=evals,
+                                            record=record and method != "start")
                 if timers:
                     self.breakdown = self._breakdown(timers, sec, f)
                 preds.setdefault(method, []).append(joints_of(e, res))
                 times[method] = times.get(method, 0.0) + sec
-        self._merge_speed("video")
-        n_frames = f * len(chosen)
-        return [dict(method=m, videos=len(chosen), frames=f, **video_errors(np.stack(p), gt),
+        if record:
+            self._merge_speed("video")
+        n_frames = f * clips
+        return [dict(method=m, videos=clips, frames=f, **video_errors(np.stack(p), gt),
+                     **root_depth_errors(np.stack(p), gt),
                      s_per_frame=round(times[m] / n_frames, 4) if m != "start" else 0.0) for m, p in preds.items()]
+
+    # -- unknown focal length ---------------------------------------------------------------------
+    def focal(self) -> dict:
+        """Single frames (regressor start) and video clips seen by cameras whose field of view is drawn uniformly
+        in FOV_DEG_RANGE (seeded, per frame / clip), the engine told the true focal length ('known') or, as the
+        CLI when the user gives none, the default ('unknown'): the same keypoints in both settings.  Rows of
+        the single-frame and video tables with 'focal' and the root depth error; the draw's field of view."""
+        cfg = self.cfg
+        cameras = dict(fov_deg_range=FOV_DEG_RANGE)
+        frames = frame_observations(self.sim_body, self.data, cfg.frames, cfg.seed + SEED_FOCAL, cfg.level, cameras)
+        clips = self._clips(cfg.seed + SEED_FOCAL, cameras)
+        fov = torch.cat([fov_deg(o["focal_length"].double(), o["image_size"].double())
+                         for o in (frames, clips) if o is not None])
+        return dict(
+            single_frame=[dict(r, focal=s) for s in FOCAL_SETTINGS
+                          for r in self._frame_rows(told_focal(frames, s), ("regressor",), record=False)],
+            video=[dict(r, focal=s) for s in FOCAL_SETTINGS
+                   for r in (self._video_rows(told_focal(clips, s), record=False) if clips else [])],
+            fov_deg=dict(min=round(float(fov.min()), 1), mean=round(float(fov.mean()), 1),
+                         max=round(float(fov.max()), 1), told=DEFAULT_FOV_DEG))
 
     def _merge_speed(self, mode: str) -> None:
         """One speed row per method of a mode (sums over the per-sequence calls)."""
@@ -602,7 +662,8 @@ class Bench:
     def run(self, progress=print) -> dict:
         t0 = time.perf_counter()
         report = dict(config=asdict(self.cfg), environment=environment(self.dev), models=self.engine.meta)
-        for name, fn in (("single_frame", self.single_frame), ("video", self.video), ("multiview", self.multiview),
+        for name, fn in (("single_frame", self.single_frame), ("video", self.video), ("focal", self.focal),
+                         ("multiview", self.multiview),
                          ("long_clip", self.long_clip), ("animator", lambda: bench_video.animator(self)),
                          ("detector", self.detector), ("off_centre", self.off_centre)):
             if name not in self.cfg.sections:
@@ -643,6 +704,38 @@ def _with_change(rows: list[dict], group) -> list[dict]:
             b = base.get(group(r))
             out.append(dict(r, change=f"{100 * (r['pa_mpjpe14'] / b - 1):+.1f}%" if b else ""))
     return out
+
+
+DEPTH_COLS = (("depth_pct", "root depth err %"), ("depth_bias_pct", "root depth bias %"))
+
+
+def focal_markdown(section: dict, cfg: dict) -> list[str]:
+    """The unknown-focal section's markdown lines: single-frame and video tables, known vs unknown focal."""
+    fov = section["fov_deg"]
+    parts = [
+        "## Unknown focal length",
+        f"The same validation motion seen by cameras whose field of view (across the long side) is drawn uniformly "
+        f"in {FOV_DEG_RANGE[0]:g}-{FOV_DEG_RANGE[1]:g} deg per frame / clip (seed {cfg['seed']} + {SEED_FOCAL}; "
+        f"drawn: {fov['min']}-{fov['max']}, mean {fov['mean']}), other camera draws as above. "
+        f"known: the engine is told the true focal length; unknown: it is told the CLI's default when the user gives "
+        f"none ({fov['told']:g} deg across the long side), on the same keypoints. Errors in the true camera frame; "
+        "root depth err: mean |pelvis depth error| relative to the true depth, bias: its signed mean (+ = too far).",
+        "",
+    ]
+    if section["single_frame"]:
+        rows = section["single_frame"]
+        parts += [f"### Single frame: {rows[0]['frames']} validation frames, regressor start", "",
+                  table(_with_change(rows, lambda r: r["focal"]),
+                        [("focal", "focal"), ("method", "method"), *ERR_COLS[:2], *DEPTH_COLS, ("change", "change")]),
+                  ""]
+    if section["video"]:
+        rows = section["video"]
+        parts += [f"### Video: {rows[0]['videos']} clips x {rows[0]['frames']} frames at {FPS} fps", "",
+                  table(_with_change(rows, lambda r: r["focal"]),
+                        [("focal", "focal"), ("method", "method"), *ERR_COLS[:2], ("accel", "accel"),
+                         ("accel_abs", "accel abs"), *DEPTH_COLS, ("change", "change")]),
+                  ""]
+    return parts
 
 
 def markdown(report: dict) -> str:
@@ -691,6 +784,8 @@ def markdown(report: dict) -> str:
                     ("change", "change"), ("s_per_frame", "s/frame")]),
             "",
         ]
+    if report.get("focal"):
+        parts += focal_markdown(report["focal"], cfg)
     if report["multiview"]:
         parts += [
             f"## Multi-view (paper Table 3): {cfg['instants']} instants per view count, regressor start per view",
@@ -720,14 +815,14 @@ def markdown(report: dict) -> str:
         ]
     parts += [
         "## Speed",
-        "Peak memory: " + (report["speed"][0]["memory"] if report["speed"] else "-") +
+        "Peak memory: " + report["speed"][0]["memory"] +
         " during the method (on CPU the whole process: models and data included).",
         "",
         table(report["speed"], [("mode", "mode"), ("method", "method"), ("device", "device"), ("frames", "frames"),
                                  ("views", "views"), ("seconds", "s"), ("frames_per_s", "frames/s"),
                                  ("denoiser_evals_per_frame", "denoiser evals/frame"), ("peak_mb", "peak MB")]),
         "",
-    ]
+    ] if report["speed"] else []
     if report.get("long_clip"):
         r = report["long_clip"][0]
         parts += [f"### Memory on a long clip: {r['minutes']} minutes at {r['fps']} fps ({r['frames']} frames)",

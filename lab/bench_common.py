@@ -1,13 +1,18 @@
 """What the benchmark sections share (lab.bench, lab.bench_video, lab.bench_detections, lab.sim.calibrate):
-the validation subjects' two parts, the frame rate of the simulated clips, joint errors, markdown tables."""
+the validation subjects' two parts, the frame rate of the simulated clips, joint errors, the focal length the
+engine is told (known or the CLI's default), markdown tables."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from backend.contract.observations import DEFAULT_FOV_DEG, focal_from_fov
 from backend.metrics import accel_error, joint_errors
 
 FPS = 24
+# What the engine is told about the focal length: the camera's true one, or nothing (the CLI then assumes
+# DEFAULT_FOV_DEG across the image's long side).
+FOCAL_SETTINGS = ("known", "unknown")
 
 
 # The validation subjects in two parts: settings (weights, loop constants, thresholds) are chosen on the
@@ -50,6 +55,29 @@ def video_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
     out["accel"] = round(float(accel_error(rel(pred), rel(gt)).mean()), 2)
     out["accel_abs"] = round(float(accel_error(pred, gt).mean()), 2)
     return out
+
+
+def default_focal(image_size: np.ndarray) -> np.ndarray:
+    """The focal length (...,) px the CLI assumes for images (...,2) [w, h] when the user gives none."""
+    return focal_from_fov(np.asarray(image_size, np.float64), DEFAULT_FOV_DEG)
+
+
+def told_focal(obs: dict, setting: str) -> dict:
+    """Simulated observations (lab.sim.observations, torch) with the focal length the engine is told:
+    the camera's ('known') or the CLI's default for the image size ('unknown'); ground truth untouched."""
+    if setting == "known":
+        return obs
+    if setting != "unknown":
+        raise ValueError(f"focal setting {setting!r}; expected one of {FOCAL_SETTINGS}")
+    told = torch.as_tensor(default_focal(obs["image_size"].double().numpy()))
+    return dict(obs, focal_length=told.to(obs["focal_length"].dtype))
+
+
+def root_depth_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """pred, gt (...,24,3) camera-frame joints: the pelvis depth's error relative to the truth (%), mean of
+    its size (depth_pct) and signed mean (depth_bias_pct: positive = placed too far)."""
+    rel = pred[..., 0, 2] / gt[..., 0, 2] - 1
+    return dict(depth_pct=round(100 * float(np.abs(rel).mean()), 2), depth_bias_pct=round(100 * float(rel.mean()), 2))
 
 
 def table(rows: list[dict], cols: list[tuple[str, str]]) -> str:

@@ -23,6 +23,9 @@ from backend.rotations import smallest_rotation
 
 SENSOR_WIDTH_MM = 36.0                 # full-frame sensor width for f_mm -> f_px
 FOCAL_MM_RANGE = (35.0, 85.0)          # normal to short-tele lenses, full-frame equivalent
+# The unknown-focal benchmark (sample_cameras(fov_deg_range=...)): field of view across the image's long side,
+# the convention of the engine's default (backend.contract.observations.focal_from_fov), phone-wide to normal.
+FOV_DEG_RANGE = (40.0, 75.0)
 FILL_RANGE = (0.3, 0.9)                # person's projected height / frame height
 MAX_WIDTH_FILL = 0.95                  # the camera backs off when the person gets wider than this
 PITCH_DEG_RANGE = (-5.0, 15.0)         # camera elevation seen from the person (positive: looking down)
@@ -92,6 +95,16 @@ def uniform(lo: float, hi: float, shape, generator: torch.Generator, dtype=torch
 def focal_mm_to_px(focal_mm: torch.Tensor, width_px: torch.Tensor) -> torch.Tensor:
     """Full-frame equivalent focal length (mm, 36 mm sensor width) -> pixels."""
     return focal_mm / SENSOR_WIDTH_MM * width_px
+
+
+def focal_from_fov_px(fov_deg: torch.Tensor, long_side_px: torch.Tensor) -> torch.Tensor:
+    """Field of view (deg) across the image's long side (B,) -> focal length (B,) in pixels."""
+    return long_side_px / (2 * torch.tan(torch.deg2rad(fov_deg) / 2))
+
+
+def fov_deg(focal_px: torch.Tensor, image_size: torch.Tensor) -> torch.Tensor:
+    """Field of view (B,) in degrees across the long side of images (B,2) seen with focal lengths (B,) px."""
+    return torch.rad2deg(2 * torch.atan(image_size.amax(-1) / (2 * focal_px)))
 
 
 def intrinsics(focal_px: torch.Tensor, principal_point: torch.Tensor) -> torch.Tensor:
@@ -165,13 +178,14 @@ def sample_cameras(points3d_or_bbox: torch.Tensor, generator, *,
                    fill_range=FILL_RANGE, focal_mm_range=FOCAL_MM_RANGE, resolutions=RESOLUTIONS,
                    pitch_deg_range=PITCH_DEG_RANGE, roll_deg_max=ROLL_DEG_MAX, yaw: torch.Tensor | None = None,
                    principal_point_jitter: float = 0.0, max_width_fill=MAX_WIDTH_FILL,
-                   off_centre: bool = False) -> Cameras:
+                   off_centre: bool = False, fov_deg_range: tuple[float, float] | None = None) -> Cameras:
     """One random camera per batch entry, aimed at that entry's person.
 
     points3d_or_bbox: (B,N,3) world points of the person (joints/keypoints; for a video
     window pass all its frames' points so the whole window stays in view), or (B,2,3)
     [min, max] box corners.  Draws per camera: a resolution from ``resolutions``, a focal
-    length uniform in ``focal_mm_range`` (full-frame mm), a principal point at the image
+    length uniform in ``focal_mm_range`` (full-frame mm; or, with ``fov_deg_range``, a field of view
+    across the image's long side uniform in that range, degrees), a principal point at the image
     centre moved by up to ``principal_point_jitter`` x (w, h), a yaw around the person
     (uniform over 360 deg unless ``yaw`` (B,) radians is given; yaw 0 puts the camera on the
     world +Z side, in front of an unrotated body), an elevation pitch (camera above the
@@ -195,7 +209,9 @@ def sample_cameras(points3d_or_bbox: torch.Tensor, generator, *,
     pts = _points_box(points).detach().to("cpu", torch.float64)
     b = pts.shape[0]
     res = torch.tensor(resolutions, dtype=torch.float64)[torch.randint(len(resolutions), (b,), generator=g)]
-    f_px = focal_mm_to_px(uniform(*focal_mm_range, b, g), res[:, 0])
+    # Either draw is one uniform per camera, so the draws after it (and the seeds' cameras) stay in step.
+    f_px = (focal_from_fov_px(uniform(*fov_deg_range, b, g), res.amax(-1)) if fov_deg_range
+            else focal_mm_to_px(uniform(*focal_mm_range, b, g), res[:, 0]))
     pp = res / 2 + principal_point_jitter * uniform(-1.0, 1.0, (b, 2), g) * res
     K = intrinsics(f_px, pp)
     yaw = uniform(0.0, 2 * math.pi, b, g) if yaw is None else torch.as_tensor(yaw, dtype=torch.float64).cpu()
