@@ -34,14 +34,21 @@ def addon():
 
 
 @pytest.fixture(scope="module")
-def shot(addon, tmp_path_factory):
+def rigify_cache(tmp_path_factory):
+    """One folder for the module's generated Rigify rig: Rigify generates it once (the slowest step of the module)
+    and every scene appends it from there."""
+    return tmp_path_factory.mktemp("rigify")
+
+
+@pytest.fixture(scope="module")
+def shot(addon, rigify_cache, tmp_path_factory):
     """The scene: the shot's SMPL rig and the three characters side by side, retargeted
     automatically; returns ({name: (rig, deforming bones mapping)}, SMPL rig, seconds per bake)."""
     folder = tmp_path_factory.mktemp("retarget_rigs")
     scene = blender_scene.fresh_scene(24, 96)
     retarget_rigs.enable_rigify()
     smpl = retarget_rigs.import_smpl(retarget_rigs.shot_result(folder / "Shot.npz"))
-    rigs = {"generated Rigify": (retarget_rigs.generated_rigify(folder, location=(1.0, 0.0, 0.0)), RIGIFY_DEFORM),
+    rigs = {"generated Rigify": (retarget_rigs.generated_rigify(rigify_cache, location=(1.0, 0.0, 0.0)), RIGIFY_DEFORM),
             "Rigify metarig": (retarget_rigs.metarig(location=(2.0, 0.0, 0.0)), RIGIFY_METARIG),
             "Mixamo-style": (retarget_rigs.mixamo_like(), MIXAMO)}
     seconds = {}
@@ -180,7 +187,7 @@ def test_automatic_mapping_follows_the_skeleton(shot):
 
 
 @pytest.fixture(scope="module")
-def five(addon, tmp_path_factory):
+def five(addon, rigify_cache, tmp_path_factory):
     """The five characters retarget from the shot (root motion, and In Place for the metarig and the
     Mixamo-style rig); returns ({name: (rig, deforming bones mapping, {in place: action})}, contacts)."""
     folder = tmp_path_factory.mktemp("five_rigs")
@@ -188,7 +195,7 @@ def five(addon, tmp_path_factory):
     retarget_rigs.enable_rigify()
     smpl = retarget_rigs.import_smpl(retarget_rigs.shot_result(folder / "Shot.npz"))
     rigs = {}
-    for name, (rig, deform) in retarget_rigs.five_rigs(folder).items():
+    for name, (rig, deform) in retarget_rigs.five_rigs(rigify_cache).items():
         actions = {False: retarget.retarget(smpl, rig)}
         if name in ("Rigify metarig", "Mixamo-style"):
             actions[True] = retarget.retarget(smpl, rig, in_place=True)
