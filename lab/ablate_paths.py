@@ -3,7 +3,7 @@ views, each with classical controls in the same loop.
 
     python -m lab ablate-paths [--methods video gaps calibrated] [--sources sim real] [--clips 6]
                                [--report-clips 8] [--length 64] [--gap 12] [--instants 16] [--views 4]
-                               [--grid small|quick] [--seed 0] [--threads 1] [--out docs]
+                               [--grid small|lean|confirm|quick] [--seed 0] [--threads 1] [--out docs]
 
 Methods (each the product's default path end to end, only the denoiser of one loop changes):
 
@@ -73,6 +73,9 @@ PATH_ORDER = ("video/sim", "video/real", "gaps/sim", "calibrated/sim", "gaps/rea
 # weights are in the loop's units (the keypoint term is 0.003 x Eq. 12, ~10 per frame at the medium noise).
 GRIDS = dict(
     quick=dict(scale=(1.0,), l2=(10.0,), gmm=(0.1,), iterations=dict(video=(1,), gaps=(1,), calibrated=(1,))),
+    # One point a variant: the product's defaults against the lean grid's choices for the controls, on more cases
+    # (the check before a default changes).
+    confirm=dict(scale=(1.0,), l2=(10.0,), gmm=(0.1,), iterations=dict(video=(10,), gaps=(5,), calibrated=(10,))),
     # Three points a variant at the mode's default iterations (what fits an hour of one core).
     lean=dict(scale=(0.5, 1.0, 2.0), l2=(1.0, 10.0, 100.0), gmm=(0.01, 0.1, 1.0),
               iterations=dict(video=(10,), gaps=(5,), calibrated=(10,))),

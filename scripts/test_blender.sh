@@ -4,9 +4,9 @@
 #
 #   bash scripts/test_blender.sh 4.2 [PYTEST_ARGS...]   # .venv-bpy42, bpy 4.2.23 (the manifest's minimum)
 #   bash scripts/test_blender.sh 4.5 [PYTEST_ARGS...]   # .venv-bpy45, bpy 4.5.15 (first LTS with slotted actions)
-#   bash scripts/test_blender.sh 4.2 --setup-only       # only make the venv (make test does it beside the main suite)
-# `make test` passes `-m blender_versions -n 2 --dist loadfile`: only the tests of what differs between versions, on
-# both cores (a whole test file per worker, so module fixtures such as Blender scenes are built once).
+#   bash scripts/test_blender.sh 4.2 --setup-only       # only make the venv
+# `make test` passes `-m blender_versions`: only the tests of what differs between versions, in one process (4.2, then
+# 4.5) beside the main suite's two workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
