@@ -5,8 +5,8 @@
 #   bash scripts/test_blender.sh 4.2 [PYTEST_ARGS...]   # .venv-bpy42, bpy 4.2.23 (the manifest's minimum)
 #   bash scripts/test_blender.sh 4.5 [PYTEST_ARGS...]   # .venv-bpy45, bpy 4.5.15 (first LTS with slotted actions)
 #   bash scripts/test_blender.sh 4.2 --setup-only       # only make the venv
-# `make test` passes `-m blender_versions`: only the tests of what differs between versions, in one process (4.2, then
-# 4.5) beside the main suite's two workers.
+# `make test` passes `-m blender_versions`: only the tests of what differs between versions, in one process per version
+# (4.2 and 4.5 at once, each in its own temporary folder) beside the main suite's two workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
