@@ -746,25 +746,69 @@ def _world_rest(obj: bpy.types.Object, names: Iterable[str]) -> tuple[dict[str, 
 def evaluated_matrices(obj: bpy.types.Object, frames: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Armature-space pose matrices (F, B, 4, 4) of all of ``obj``'s bones (pose.bones
     order) and the object's world matrices (F, 4, 4) at scene ``frames`` (fractional
-    allowed), evaluated with constraints and drivers; the scene's frame is restored."""
+    allowed), evaluated with constraints and drivers; the scene's frame is restored.
+
+    A rig whose evaluation reads no other object (self_contained()) is evaluated in a
+    scratch scene of its own: a frame change there evaluates that rig alone, not every
+    animated object of the user's scene (a retarget evaluates the clip a dozen times)."""
     scene = bpy.context.scene
     if obj.name not in scene.objects:
         raise ValueError(f"'{obj.name}' is not in the scene '{scene.name}'")
     count = len(obj.pose.bones)
     buffer = np.empty(count * 16, dtype=np.float32)
     out, world = np.empty((len(frames), count, 4, 4)), np.empty((len(frames), 4, 4))
+
+    def read(i: int, depsgraph) -> None:
+        evaluated = obj.evaluated_get(depsgraph)
+        evaluated.pose.bones.foreach_get("matrix", buffer)
+        out[i] = np.swapaxes(buffer.reshape(-1, 4, 4), -1, -2)  # foreach_get gives columns first
+        world[i] = np.array(evaluated.matrix_world)
+
+    if self_contained(obj):
+        scratch = bpy.data.scenes.new(".refine_motion_evaluation")
+        try:
+            scratch.collection.objects.link(obj)
+            with bpy.context.temp_override(scene=scratch, view_layer=scratch.view_layers[0]):
+                depsgraph = bpy.context.evaluated_depsgraph_get()
+            for i, frame in enumerate(frames):
+                scratch.frame_current = math.floor(frame)
+                scratch.frame_subframe = float(frame - math.floor(frame))
+                depsgraph.update()
+                read(i, depsgraph)
+        finally:
+            bpy.data.scenes.remove(scratch)
+        return out, world
     kept = scene.frame_current, scene.frame_subframe
     try:
         for i, frame in enumerate(frames):
             whole = math.floor(frame)
             scene.frame_set(whole, subframe=float(frame - whole))
-            evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-            evaluated.pose.bones.foreach_get("matrix", buffer)
-            out[i] = np.swapaxes(buffer.reshape(-1, 4, 4), -1, -2)  # foreach_get gives columns first
-            world[i] = np.array(evaluated.matrix_world)
+            read(i, bpy.context.evaluated_depsgraph_get())
     finally:
         scene.frame_set(kept[0], subframe=kept[1])
     return out, world
+
+
+def self_contained(obj: bpy.types.Object) -> bool:
+    """Whether evaluating ``obj`` reads no other object: no parent, no object constraint, bone
+    constraints that target only ``obj`` itself and drivers (on the object or its armature) whose
+    variables read only ``obj`` or its armature."""
+    if obj.parent is not None or len(obj.constraints):
+        return False
+    own = {obj, obj.data}
+    for bone in obj.pose.bones:
+        for constraint in bone.constraints:
+            targets = [getattr(constraint, attr, None) for attr in ("target", "pole_target")]
+            targets += [t.target for t in getattr(constraint, "targets", ())]
+            if any(t is not None and t not in own for t in targets):
+                return False
+    for animated in (obj, obj.data):
+        drivers = animated.animation_data.drivers if animated.animation_data else ()
+        for curve in drivers:
+            for variable in curve.driver.variables:
+                if any(t.id is not None and t.id not in own for t in variable.targets):
+                    return False
+    return True
 
 
 def sample_pose(obj: bpy.types.Object, names: Sequence[str], frames: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

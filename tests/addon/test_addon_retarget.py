@@ -252,6 +252,37 @@ def test_target_facing_another_way_gets_the_motion_in_its_own_frame(shot_path):
     np.testing.assert_allclose(travel[:, :2], ratio * (src_root[:, :2] - src_root[0, :2]), atol=1e-4)
 
 
+def test_rigs_are_evaluated_alone_only_when_they_read_no_other_object(shot_path):
+    """evaluated_matrices evaluates a self-contained rig in a scratch scene of its own and gives the scene's
+    own evaluation; a rig that follows another object (here a Child Of an animated empty) is evaluated in the
+    scene, so it moves with that object; no scratch scene is left behind and the frame is kept."""
+    smpl = import_smpl(shot_path)
+    scene = bpy.context.scene
+    frames = np.array([1.0, 7.5, 24.0])
+    assert retarget.self_contained(smpl)
+    scenes = set(bpy.data.scenes)
+    scene.frame_set(5)
+    alone = retarget.evaluated_matrices(smpl, frames)
+    assert set(bpy.data.scenes) == scenes and scene.frame_current == 5
+    for i, frame in enumerate(frames):
+        scene.frame_set(int(frame), subframe=float(frame % 1))
+        evaluated = smpl.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        matrices = np.array([np.array(b.matrix) for b in evaluated.pose.bones])
+        np.testing.assert_allclose(alone[0][i], matrices, atol=1e-6)
+        np.testing.assert_allclose(alone[1][i], np.array(evaluated.matrix_world), atol=1e-6)
+
+    rig = rigify_rig(RIGIFY_OBJECT)
+    empty = bpy.data.objects.new("Mover", None)
+    scene.collection.objects.link(empty)
+    for frame, x in ((1, 0.0), (24, 2.0)):
+        empty.location = (x, 0.0, 0.0)
+        empty.keyframe_insert("location", frame=frame)
+    rig.pose.bones[RIGIFY["pelvis"]].constraints.new('CHILD_OF').target = empty
+    assert not retarget.self_contained(rig)
+    heads = retarget.evaluated_matrices(rig, frames)[0][:, rig.pose.bones.keys().index(RIGIFY["pelvis"]), 0, 3]
+    assert heads[-1] - heads[0] == pytest.approx(2.0, abs=1e-3)  # the empty's path, only the scene knows it
+
+
 def test_retarget_makes_a_new_action_and_touches_no_other(shot_path):
     smpl = import_smpl(shot_path)
     rig = mixamo_rig()

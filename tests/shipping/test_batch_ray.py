@@ -142,9 +142,31 @@ def test_blend_and_bvh_are_exported_with_bpy(clips, tmp_path):
     assert bvh.startswith("HIERARCHY") and f"Frames: {FRAMES}" in bvh
 
 
+# Two processes need not agree to the last bit on a float32 refinement: the BLAS kernels may round
+# differently with the alignment of their buffers (CI saw the refined reprojection error of one clip differ by
+# 1.4e-6 px between a Ray worker and this process).  Within this the outputs count as the same.
+FLOAT32_RTOL, FLOAT32_ATOL = 1e-5, 1e-6
+BVH_ATOL = 1e-3  # its channels are printed with 6 decimals (degrees, metres): a rounding flip is 1e-6
+
+
 def comparable(row):
-    """A clip's record less what differs from run to run (timings, the process it ran in)."""
-    return {k: v for k, v in row.items() if k not in ("seconds", "pid", "node")}
+    """A clip's record less what differs from run to run (timings, the process it ran in), its
+    reprojection errors (floats) apart: (record, errors)."""
+    rest = {k: v for k, v in row.items() if k not in ("seconds", "pid", "node", "reprojection_error_px")}
+    return rest, row.get("reprojection_error_px")
+
+
+def assert_same_records(got: list, want: list) -> None:
+    assert [comparable(row)[0] for row in got] == [comparable(row)[0] for row in want]
+    for g, w in zip(got, want):
+        assert comparable(g)[1] == pytest.approx(comparable(w)[1], rel=FLOAT32_RTOL, abs=FLOAT32_ATOL), g["clip"]
+
+
+def bvh_motion(text: str) -> tuple:
+    """A BVH file's hierarchy text and its motion channels (frames, channels) as numbers."""
+    head, motion = text.split("MOTION")
+    lines = motion.strip().splitlines()
+    return head + "\n".join(lines[:2]), np.array([[float(v) for v in line.split()] for line in lines[2:]])
 
 
 def test_build_py_with_ray_gives_the_runners_outputs_and_summary(clips, tmp_path):
@@ -170,7 +192,7 @@ def test_build_py_with_ray_gives_the_runners_outputs_and_summary(clips, tmp_path
     expected = json.loads((reference / SUMMARY_NAME).read_text())
     assert statuses(summary) == statuses(expected) == dict(a="done", b="done")
     assert summary["options"] == expected["options"] and summary["options"]["blend"] is True
-    assert [comparable(row) for row in summary["clips"]] == [comparable(row) for row in expected["clips"]]
+    assert_same_records(summary["clips"], expected["clips"])
     for name in "ab":
         files = sorted(p.name for p in (out / name).iterdir())
         assert files == sorted(p.name for p in (reference / name).iterdir()) == sorted(
@@ -178,8 +200,15 @@ def test_build_py_with_ray_gives_the_runners_outputs_and_summary(clips, tmp_path
         with np.load(out / name / f"{name}.npz") as got, np.load(reference / name / f"{name}.npz") as want:
             assert got.files == want.files and "body_pose" in got.files
             for field in set(got.files) - {"info"}:  # info: the run's notes (timings)
-                np.testing.assert_array_equal(got[field], want[field], err_msg=field)
-        assert (out / name / f"{name}.bvh").read_text() == (reference / name / f"{name}.bvh").read_text()
+                if np.issubdtype(want[field].dtype, np.floating):
+                    np.testing.assert_allclose(got[field], want[field], rtol=FLOAT32_RTOL, atol=FLOAT32_ATOL,
+                                               err_msg=field)
+                else:
+                    np.testing.assert_array_equal(got[field], want[field], err_msg=field)
+        (got_head, got_motion), (want_head, want_motion) = (
+            bvh_motion((folder / name / f"{name}.bvh").read_text()) for folder in (out, reference))
+        assert got_head == want_head
+        np.testing.assert_allclose(got_motion, want_motion, rtol=0, atol=BVH_ATOL)
     assert sorted(p.name for p in out.iterdir()) == ["a", "b", SUMMARY_NAME]
 
 
