@@ -242,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", choices=["scorehmr", "smplify", "dposer", "per-frame-filter"], default="scorehmr",
                    help="ScoreHMR, or a baseline from backend/engine/baselines.py")
     p.add_argument("--variant", choices=["paper", "ours"], default="ours",
-                   help="paper: the paper exactly; ours (video): the paper's loop, then a smoothing fit "
-                        "(backend/engine/polish.py)")
+                   help="paper: the paper's loop and constants with this project's learned prior and start "
+                        "(docs/engine.md says what differs from the paper); ours: video with the GMM pose prior "
+                        "in the loop and a final smoothing fit, single frames with a fit stage")
     p.add_argument("--iterations", type=int, help="outer iterations of the loop (default: the paper's; in single "
                                                   "frames variant 'ours' fits the regressor's own start instead)")
     p.add_argument("--motion-prior", metavar="PATH",

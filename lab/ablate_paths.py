@@ -51,11 +51,11 @@ import torch
 
 from backend.engine import gaps as G
 from backend.engine import problems
+from backend.engine.gmm import gmm_term
 from backend.engine.modes.multiview import null_denoiser
 from backend.engine.options import ModeOptions
-from backend.engine.scorehmr import GuidanceTerm, LoopOptions
+from backend.engine.scorehmr import ClassicalPrior, GuidanceTerm, LoopOptions
 from backend.metrics import accel_error, sample_joint_errors
-from backend.rotations import matrix_to_axis_angle
 from lab.ablate import SEED_REPORT, SEED_TUNE, paired_interval
 from lab.bench_common import FPS, SUBJECT_PARTS
 
@@ -88,30 +88,10 @@ MARGIN = 0.02
 
 
 # -- variants ------------------------------------------------------------------------------------------
-class Control:
-    """eps = 0 with a guidance term of its own: a classical prior in the loop's place of the learned one."""
-
-    def __init__(self, term: GuidanceTerm) -> None:
-        self.guidance_term = term
-
-    def __call__(self, x: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x)
-
-
 def l2_term(weight: float) -> GuidanceTerm:
     """w ||x6 - x6_start||^2 per group: rot6d, start6d (g,S,144) -> (g,)."""
     def term(rotmats: torch.Tensor, rot6d: torch.Tensor, start6d: torch.Tensor) -> torch.Tensor:
         return weight * (rot6d - start6d).pow(2).flatten(1).sum(1)
-    return term
-
-
-def gmm_term(pose_prior: torch.nn.Module, weight: float) -> GuidanceTerm:
-    """w x the GMM negative log-likelihood (min over components) of the 23 body joints' axis-angle, summed
-    over a group's samples: rotmats (g,S,24,3,3) -> (g,)."""
-    def term(rotmats: torch.Tensor, rot6d: torch.Tensor, start6d: torch.Tensor) -> torch.Tensor:
-        g, s = rotmats.shape[:2]
-        body = matrix_to_axis_angle(rotmats[:, :, 1:]).reshape(g * s, 69)
-        return weight * pose_prior(body).reshape(g, s).sum(1)
     return term
 
 
@@ -122,9 +102,9 @@ def variant_denoiser(name: str, prior, weight: float | None, pose_prior=None) ->
     if name == "null":
         return null_denoiser
     if name == "l2":
-        return Control(l2_term(weight))
+        return ClassicalPrior(l2_term(weight))
     if name == "gmm":
-        return Control(gmm_term(pose_prior, weight))
+        return ClassicalPrior(gmm_term(pose_prior, weight))
     raise ValueError(f"unknown variant {name!r}: one of {VARIANTS}")
 
 
@@ -284,7 +264,7 @@ def run_video(engine, clip: Clip, denoiser, settings: Settings) -> dict:
 
 
 def gap_base(engine, clip: Clip) -> dict:
-    """The default video mode's windows on a clip (the trained per-frame prior), before the gaps are bridged
+    """The default video mode's windows on a clip (its default prior), before the gaps are bridged
     and the final fit: rotmats (F,24,3,3), transl (F,3), betas (F,10)."""
     from backend.engine.modes import video
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend.rotations import matrix_to_axis_angle
+
 GMM_PATH = Path(__file__).resolve().parent.parent / "assets" / "pose_gmm.npz"
 POSE_DIM = 69
 
@@ -66,3 +68,19 @@ class MaxMixturePrior(torch.nn.Module):
 
     def forward(self, pose: torch.Tensor) -> torch.Tensor:
         return self.components(pose).min(dim=1).values
+
+    def mixture_nll(self, pose: torch.Tensor) -> torch.Tensor:
+        """The mixture's exact negative log-likelihood (B,) (less the same constant): smooth where the
+        minimum switches components, so a tiny change of the pose makes a tiny change of its gradient."""
+        return -torch.logsumexp(-self.components(pose), dim=1)
+
+
+def gmm_term(pose_prior: MaxMixturePrior, weight: float):
+    """A guidance term (backend.engine.scorehmr.GuidanceTerm): ``weight`` x the GMM's negative log-likelihood
+    (the exact mixture's, :meth:`MaxMixturePrior.mixture_nll`) of the 23 body joints' axis-angle, summed over
+    a group's samples: rotmats (g,S,24,3,3) -> (g,)."""
+    def term(rotmats: torch.Tensor, rot6d: torch.Tensor, start6d: torch.Tensor) -> torch.Tensor:
+        g, s = rotmats.shape[:2]
+        body = matrix_to_axis_angle(rotmats[:, :, 1:]).reshape(g * s, POSE_DIM)
+        return weight * pose_prior.mixture_nll(body).reshape(g, s).sum(1)
+    return term

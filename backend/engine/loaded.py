@@ -69,7 +69,7 @@ class LoadedModels:
         return self._motion_priors[path]
 
     def pose_gmm(self):
-        """SMPLify's pose prior (backend/assets/pose_gmm.npz) for the triangulation fit, loaded once."""
+        """SMPLify's pose prior (backend/assets/pose_gmm.npz: the triangulation fit, video's loop), loaded once."""
         if self._pose_gmm is None:
             from backend.engine.gmm import GMM, MaxMixturePrior
 

@@ -28,6 +28,19 @@ MODE_LOOPS = {
 # Chosen on the tuning subjects: docs/speed.md#video-stop-threshold
 VIDEO_LOOP = LoopOptions(stop_threshold=3e-2)
 
+# Video, variant 'ours': the loop's prior is SMPLify's GMM pose prior (eps = 0 and this weight x the GMM's
+# negative log-likelihood in the guidance, backend.engine.gmm.gmm_term), not the learned per-frame prior, which
+# was worse on the tuning subjects' clips, simulated and real detections alike (the learned prior stays in the
+# paper variant, with EngineOptions.video_prior='learned' and in the gaps' motion prior).
+# Chosen on the tuning subjects: docs/ablation_paths.md#video-default
+VIDEO_GMM_WEIGHT = 0.1
+VIDEO_PRIORS = ("gmm", "learned")
+# The GMM prior's video loop strides 10 steps (5 guided steps per iteration instead of 25): 3.4x less CPU time
+# for 0.05 mm (simulated) and 0.56 mm (real detections) PA-MPJPE-14 against stride 2, still better than the
+# learned prior's loop at stride 2 on both (issue 21: within 0.3 mm of before, or better).
+# Chosen on the tuning subjects: docs/speed.md#video-gmm-stride
+VIDEO_GMM_LOOP = replace(VIDEO_LOOP, step=10)
+
 # Uncalibrated views, variant 'ours': Eq. 12 + Eq. 13 guidance without the prior (eps = 0: the loop is then
 # gradient descent with the steps sum_t sigma_t (sigma_t - sigma_t')), then the common pose.  The variant
 # 'paper' keeps the prior and MODE_LOOPS['multiview'].
@@ -73,11 +86,15 @@ class EngineOptions:
     # The person's known height in metres (backend.engine.body_size): one shape that tall for the whole input,
     # the start moved in depth by the size change.  None: the regressor's shapes, averaged per clip.
     height: float | None = None
+    # video with the per-frame loop, variant 'ours': the loop's pose prior, 'gmm' (VIDEO_GMM_WEIGHT) or 'learned'
+    # (the trained per-frame prior; the paper variant always uses it)
+    video_prior: str = "gmm"
 
     def resolved(self, mode: str) -> tuple[LoopOptions, GuidanceWeights]:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
         motion = mode == "video" and bool(self.motion_prior)
-        default = (MULTIVIEW_WITHOUT_PRIOR if not self.uses_prior(mode)
+        default = (MULTIVIEW_WITHOUT_PRIOR if mode == "multiview" and not self.uses_prior(mode)
+                   else VIDEO_GMM_LOOP if mode == "video" and not self.uses_prior(mode)
                    else VIDEO_LOOP if mode == "video" and self.variant == "ours"
                    else MODE_LOOPS.get(mode, LoopOptions()))
         loop = self.loop or (MOTION_LOOP if motion else default)
@@ -98,7 +115,11 @@ class EngineOptions:
         gaps = None
         if video and not self.motion_prior and self.gap_motion_prior and Path(self.gap_motion_prior).is_file():
             gaps = replace(replace(self, motion_prior=self.gap_motion_prior).for_mode("video"), polish=None)
-        return ModeOptions(loop=loop, weights=weights, prior=self.uses_prior(mode), window=self.window,
+        if self.video_prior not in VIDEO_PRIORS:
+            raise ValueError(f"video_prior {self.video_prior!r}: one of {VIDEO_PRIORS}")
+        prior = self.uses_prior(mode)
+        gmm_weight = VIDEO_GMM_WEIGHT if video and not prior else 0.0
+        return ModeOptions(loop=loop, weights=weights, prior=prior, gmm_weight=gmm_weight, window=self.window,
                            overlap=self.overlap, windows_per_batch=self.windows_per_batch,
                            polish=self.resolved_polish() if video else None,
                            frame_fit=self.resolved_frame_fit() if mode == "frame" else None,
@@ -106,9 +127,14 @@ class EngineOptions:
                            height=self.height if mode == "calibrated" else None)
 
     def uses_prior(self, mode: str) -> bool:
-        """Whether the mode's loop runs with the learned prior: all but uncalibrated views in variant 'ours'
-        (MULTIVIEW_WITHOUT_PRIOR)."""
-        return not (mode == "multiview" and self.variant == "ours")
+        """Whether the mode's loop runs with the learned prior: in variant 'ours' neither uncalibrated views
+        (MULTIVIEW_WITHOUT_PRIOR) nor video's per-frame loop with video_prior 'gmm' (VIDEO_GMM_WEIGHT); the
+        motion prior always."""
+        if self.variant != "ours":
+            return True
+        if mode == "video":
+            return bool(self.motion_prior) or self.video_prior == "learned"
+        return mode != "multiview"
 
     def resolved_frame_fit(self) -> FrameFitOptions | None:
         """Single frames: the fit stage of backend.engine.frame_fit, or None (the paper: the loop only)."""
@@ -126,7 +152,8 @@ class ModeOptions:
     for video the windows, the final fit and the bridging of gaps."""
     loop: LoopOptions
     weights: GuidanceWeights
-    prior: bool = True                    # the loop with the learned prior (False: null_denoiser's eps = 0)
+    prior: bool = True                    # the loop with the learned prior (False: eps = 0)
+    gmm_weight: float = 0.0               # without the learned prior: the GMM pose prior's weight (0: none)
     window: int = 64                      # video: frames per window (the motion prior: its own length)
     overlap: int = 16                     # video: frames shared by neighbouring windows (blended)
     windows_per_batch: int = 16           # video: memory bound (windows refined at once)

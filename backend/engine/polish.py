@@ -11,8 +11,8 @@ blended clip:
 
 over the 6D pose x6 (S,24,6) and camera translation (S,3) of each window, J the camera-frame
 joints (metres).  The ScoreHMR result x6_ref is the anchor: the prior's pose, kept up to what the
-reprojection and the smoothness ask for.  The translation starts from the loop's and has no anchor
-of its own (one on depth, 1e2-1e3 per m^2, changed nothing on the tuning subjects).
+reprojection and the smoothness ask for.  The translation starts from the loop's, held to it by a weak
+anchor (PolishOptions.transl_anchor).
 
 Weights chosen on the tuning subjects: docs/tuning.md#polish-weights.
 """
@@ -40,6 +40,10 @@ class PolishOptions:
     joint_accel: float = 3e5      # x ||second difference of camera-frame joints||^2 (m^2)
     pose_anchor: float = 3e3      # x ||x6 - x6_ref||^2 (6D pose, 24 joints)
     precondition: float = 10.0    # c of the change of variables (I + c D2'D2)^(-1/2) over frames (0: none)
+    # x ||transl - transl_ref||^2 (m^2): the depth of a stretch is weakly held by its keypoints, and without an
+    # anchor float32 rounding decided where L-BFGS left it (1.6 mm apart after a sub-pixel input change).
+    # Chosen on the tuning subjects: docs/tuning.md#polish-translation-anchor
+    transl_anchor: float = 1e3
     # pose_anchor x this in frames without keypoints (gaps.empty_frames): with no evidence there the
     # smoothness alone carried a neighbour's error into the gap.
     # Chosen on the tuning subjects: docs/tuning.md#polish-unseen-anchor
@@ -54,10 +58,11 @@ class PolishOptions:
         return asdict(self)
 
 
-def polish_loss(body_model, shaped, obs, x6_ref: torch.Tensor, opts: PolishOptions):
+def polish_loss(body_model, shaped, obs, x6_ref: torch.Tensor, transl_ref: torch.Tensor, opts: PolishOptions):
     """The objective over x6 (W,S,24,6) and transl (W,S,3) -> scalar (summed over windows).
 
-    shaped: body_model.shaped(betas) flattened (W*S,...); obs: Observations (W,S,...)."""
+    shaped: body_model.shaped(betas) flattened (W*S,...); obs: Observations (W,S,...); x6_ref (W,S,24,6) and
+    transl_ref (W,S,3) the anchors."""
     kp_obs = obs.keypoints.flatten(0, 1)
     unseen = empty_frames(obs.keypoints).to(x6_ref.dtype)                      # (W,S)
     anchor = (opts.pose_anchor * (1 + (opts.unseen_anchor - 1) * unseen))[..., None, None]
@@ -71,7 +76,7 @@ def polish_loss(body_model, shaped, obs, x6_ref: torch.Tensor, opts: PolishOptio
         joints = out.joints.reshape(w, s, 24, 3)
         accel = joints[:, 2:] - 2 * joints[:, 1:-1] + joints[:, :-2]
         return (opts.keypoints * reproj.sum() + opts.joint_accel * accel.pow(2).sum()
-                + (anchor * (x6 - x6_ref).pow(2)).sum())
+                + (anchor * (x6 - x6_ref).pow(2)).sum() + opts.transl_anchor * (transl - transl_ref).pow(2).sum())
     return loss
 
 
@@ -87,7 +92,7 @@ def polish(body_model, obs, betas: torch.Tensor, rotmats: torch.Tensor, transl: 
     w, s = rotmats.shape[:2]
     x6_ref = matrix_to_rot6d(rotmats).reshape(w, s, 24, 6).detach()
     shaped = body_model.shaped(betas.reshape(w * s, -1))
-    loss = polish_loss(body_model, shaped, obs, x6_ref, opts)
+    loss = polish_loss(body_model, shaped, obs, x6_ref, transl.detach(), opts)
     basis = smoothing_basis(s, opts.precondition, rotmats)
     u6 = torch.zeros_like(x6_ref, requires_grad=True)
     ut = torch.zeros_like(transl, requires_grad=True)

@@ -20,10 +20,21 @@ FAST_DENOISER_CLASSES = (ConditionedDenoiser,)
 # loss(rotmats (g,S,24,3,3), rot6d (g,S,144), transl (g,S,3), groups (g,) long) -> (g,)
 GuidanceLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # A denoiser may carry a guidance term of its own as its attribute ``guidance_term``: term(rotmats (g,S,24,3,3),
-# rot6d (g,S,144), start6d (g,S,144) the 6D pose the loop started from) -> (g,), added to the loss.  The engine's
-# priors have none; the ablation's classical controls (an L2 pull to the start, a GMM pose prior) are eps = 0
-# with such a term (lab/ablate_paths.py).
+# rot6d (g,S,144), start6d (g,S,144) the 6D pose the loop started from) -> (g,), added to the loss.  The learned
+# priors have none; a classical prior in their place is eps = 0 with such a term (:class:`ClassicalPrior`).
 GuidanceTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class ClassicalPrior:
+    """A denoiser that predicts eps = 0 and carries ``term`` (a GuidanceTerm) as its guidance term: in the loop's
+    place of a learned prior its moves are the guidance's, the term's included (the GMM pose prior,
+    backend.engine.gmm.gmm_term; the ablation's L2 pull to the start)."""
+
+    def __init__(self, term: GuidanceTerm) -> None:
+        self.guidance_term = term
+
+    def __call__(self, x: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The engine API with the committed weights: windowed video against whole-clip processing, and
 device-agnostic code paths."""
 import ast
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,22 @@ def test_a_calibrated_result_keeps_every_view_s_camera(engine, tmp_path):
     assert np.array_equal(out["image_size"], obs["image_size"][0])
 
 
+@contextlib.contextmanager
+def counted_prior(engine):
+    """The engine's learned per-frame prior wrapped to record the batch size of each call: yields the list."""
+    calls, prior = [], engine.prior
+
+    def counting(x, t, c):
+        calls.append(len(x))
+        return prior(x, t, c)
+
+    engine.prior = counting
+    try:
+        yield calls
+    finally:
+        engine.prior = prior
+
+
 @pytest.mark.slow
 @needs_weights
 def test_uncalibrated_views_ours_runs_without_the_prior_and_paper_with_it(engine):
@@ -132,24 +149,46 @@ def test_uncalibrated_views_ours_runs_without_the_prior_and_paper_with_it(engine
     'paper' does call it."""
     obs, truth = _multiview_example(24)
     obs = {k: v for k, v in obs.items() if k not in ("cam_R", "cam_t")}
-    calls = []
-    prior = engine.prior
-
-    def counting(x, t, c):
-        calls.append(len(x))
-        return prior(x, t, c)
-
-    engine.prior = counting
-    try:
+    with counted_prior(engine) as calls:
         ours = engine.run(obs, None, "multiview")
         assert calls == []
         engine.run(obs, None, "multiview", EngineOptions(variant="paper"))
         assert len(calls) > 0
-    finally:
-        engine.prior = prior
     from backend.metrics import joint_errors
     err = lambda j: joint_errors(j.reshape(-1, 24, 3).astype(np.float64), truth.reshape(-1, 24, 3))["mpjpe14"]
     assert err(ours["joints"]) < 0.9 * err(ours["init_joints"])
+
+
+def test_video_ours_runs_the_gmm_prior_and_the_learned_prior_on_request():
+    """Video, variant 'ours': the per-frame loop runs with the GMM pose prior (chosen on the tuning subjects,
+    docs/ablation_paths.md#video-default); video_prior='learned', the paper variant and the motion prior run
+    the learned one; the gaps' motion prior is learned either way."""
+    from backend.engine.options import VIDEO_GMM_LOOP, VIDEO_GMM_WEIGHT
+
+    ours = EngineOptions().for_mode("video")
+    assert (ours.prior, ours.gmm_weight, ours.loop) == (False, VIDEO_GMM_WEIGHT, VIDEO_GMM_LOOP)
+    assert VIDEO_GMM_WEIGHT > 0
+    assert ours.gaps is None or ours.gaps.prior
+    for options in (EngineOptions(video_prior="learned"), EngineOptions(variant="paper"),
+                    EngineOptions(motion_prior="backend/assets/motion_prior.pt")):
+        mode = options.for_mode("video")
+        assert mode.prior and mode.gmm_weight == 0.0
+    assert EngineOptions().for_mode("frame").prior and EngineOptions().for_mode("calibrated").prior
+    with pytest.raises(ValueError, match="video_prior"):
+        EngineOptions(video_prior="vposer").for_mode("video")
+
+
+@pytest.mark.slow
+@needs_weights
+def test_default_video_never_calls_the_learned_prior(engine):
+    """The default video path (windows, gaps, final fit) on 24 frames of the example shot: the learned per-frame
+    prior is not called; with video_prior='learned' it is."""
+    obs = load_shot(None, KEYPOINTS, (0, 24)).obs
+    with counted_prior(engine) as calls:
+        engine.run(obs, None, "video", EngineOptions(loop=LoopOptions(iterations=1)))
+        assert calls == []
+        engine.run(obs, None, "video", EngineOptions(loop=LoopOptions(iterations=1), video_prior="learned"))
+        assert len(calls) > 0
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import torch
 
+from backend.engine.gmm import gmm_term
 from backend.engine.modes import video
 from backend.engine.modes.multiview import null_denoiser
-from backend.engine.scorehmr import LoopOptions, Problem, refine
+from backend.engine.scorehmr import ClassicalPrior, LoopOptions, Problem, refine
 from backend.models.diffusion import cosine_alphas_cumprod
 from lab import ablate_paths as AP
 from lab.bench_common import joints_of
@@ -30,10 +31,10 @@ OPTS = LoopOptions(tau=10, step=2, iterations=3, optimise_translation=False)
 def test_l2_control_with_weight_zero_is_the_null_loop_and_a_weight_pulls_to_the_start():
     a = cosine_alphas_cumprod()
     null = refine(null_denoiser, a, _linear_problem(), OPTS)["x0"]
-    zero = refine(AP.Control(AP.l2_term(0.0)), a, _linear_problem(), OPTS)["x0"]
+    zero = refine(ClassicalPrior(AP.l2_term(0.0)), a, _linear_problem(), OPTS)["x0"]
     assert torch.equal(zero, null)
     start = _linear_problem().x0
-    moved = [float((refine(AP.Control(AP.l2_term(w)), a, _linear_problem(), OPTS)["x0"] - start).norm())
+    moved = [float((refine(ClassicalPrior(AP.l2_term(w)), a, _linear_problem(), OPTS)["x0"] - start).norm())
              for w in (0.0, 10.0, 1000.0)]
     assert moved[0] > moved[1] > moved[2] > 0
 
@@ -55,9 +56,9 @@ def test_controls_change_the_video_result_and_l2_zero_equals_null():
     st = AP.Settings(scale=1.0, iterations=2)
     run = lambda den: joints_of(engine, AP.run_video(engine, clip, den, st))
     null = run(null_denoiser)
-    np.testing.assert_array_equal(run(AP.Control(AP.l2_term(0.0))), null)
-    assert np.abs(run(AP.Control(AP.l2_term(100.0))) - null).max() > 1e-5
-    assert np.abs(run(AP.Control(AP.gmm_term(engine.pose_gmm(), 1.0))) - null).max() > 1e-5
+    np.testing.assert_array_equal(run(ClassicalPrior(AP.l2_term(0.0))), null)
+    assert np.abs(run(ClassicalPrior(AP.l2_term(100.0))) - null).max() > 1e-5
+    assert np.abs(run(ClassicalPrior(gmm_term(engine.pose_gmm(), 1.0))) - null).max() > 1e-5
     assert np.abs(run(engine.prior) - null).max() > 1e-5
 
 

@@ -1,16 +1,19 @@
-"""Video with the per-frame prior: one clip seen by one camera, refined in overlapping windows (the loop
-with Eq. 14's temporal term) and blended; the stretches around frames without keypoints redone by the
-motion prior (options.gaps); then the final smoothing fit (backend.engine.polish)."""
+"""Video with the per-frame loop: one clip seen by one camera, refined in overlapping windows (the loop
+with Eq. 14's temporal term; its prior the learned per-frame one, or in variant 'ours' the GMM pose prior,
+backend.engine.options.VIDEO_GMM_WEIGHT) and blended; the stretches around frames without keypoints redone
+by the motion prior (options.gaps); then the final smoothing fit (backend.engine.polish)."""
 from __future__ import annotations
 
 import torch
 
 from backend.engine import gaps, problems
 from backend.engine.loaded import Denoiser, LoadedModels, Progress
+from backend.engine.gmm import gmm_term
 from backend.engine.modes import motion_video
 from backend.engine.options import ModeOptions
 from backend.engine.polish import polish_clip
 from backend.engine.problems import Observations
+from backend.engine.scorehmr import ClassicalPrior
 from backend.engine.windows import refine_in_windows
 from backend.rotations import matrix_to_rot6d, rot6d_to_matrix
 
@@ -22,7 +25,8 @@ GAP_MOTION_PAD, GAP_MOTION_HOLD = 12, 4
 def refine(models: LoadedModels, obs: Observations, start: dict, options: ModeOptions,
            progress: Progress | None = None, denoiser: Denoiser | None = None) -> dict:
     """One clip: obs (F,...), start tensors (F,...), in windows of options.window frames."""
-    eps_model = models.prior if denoiser is None else denoiser
+    eps_model = denoiser if denoiser is not None else models.prior if options.prior else \
+        ClassicalPrior(gmm_term(models.pose_gmm(), options.gmm_weight))
     f = obs.focal.shape[0]
     betas = start["betas"].mean(0, keepdim=True).expand(f, 10)  # one body over the clip, as in the paper
 
