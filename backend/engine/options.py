@@ -35,11 +35,6 @@ VIDEO_LOOP = LoopOptions(stop_threshold=3e-2)
 # Chosen on the tuning subjects: docs/ablation_paths.md#video-default
 VIDEO_GMM_WEIGHT = 0.1
 VIDEO_PRIORS = ("gmm", "learned")
-# The GMM prior's video loop strides 10 steps (5 guided steps per iteration instead of 25): 3.4x less CPU time
-# for 0.05 mm (simulated) and 0.56 mm (real detections) PA-MPJPE-14 against stride 2, still better than the
-# learned prior's loop at stride 2 on both (issue 21: within 0.3 mm of before, or better).
-# Chosen on the tuning subjects: docs/speed.md#video-gmm-stride
-VIDEO_GMM_LOOP = replace(VIDEO_LOOP, step=10)
 
 # Uncalibrated views, variant 'ours': Eq. 12 + Eq. 13 guidance without the prior (eps = 0: the loop is then
 # gradient descent with the steps sum_t sigma_t (sigma_t - sigma_t')), then the common pose.  The variant
@@ -94,7 +89,6 @@ class EngineOptions:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
         motion = mode == "video" and bool(self.motion_prior)
         default = (MULTIVIEW_WITHOUT_PRIOR if mode == "multiview" and not self.uses_prior(mode)
-                   else VIDEO_GMM_LOOP if mode == "video" and not self.uses_prior(mode)
                    else VIDEO_LOOP if mode == "video" and self.variant == "ours"
                    else MODE_LOOPS.get(mode, LoopOptions()))
         loop = self.loop or (MOTION_LOOP if motion else default)

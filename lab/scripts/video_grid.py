@@ -21,7 +21,7 @@ import torch
 
 from backend.engine.api import Engine, EngineOptions
 from backend.engine.modes import video
-from backend.engine.options import VIDEO_GMM_LOOP, VIDEO_LOOP
+from backend.engine.options import VIDEO_LOOP
 from backend.engine.polish import PolishOptions
 from backend.engine.scorehmr import LoopOptions
 from backend.io.shot import load_shot
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--priors", nargs="+", default=["gmm"], choices=["gmm", "learned"])
     p.add_argument("--anchors", type=float, nargs="+", default=[PolishOptions().transl_anchor])
-    default_loop = f"{VIDEO_GMM_LOOP.tau}:{VIDEO_GMM_LOOP.step}:{VIDEO_GMM_LOOP.iterations}"
+    default_loop = f"{VIDEO_LOOP.tau}:{VIDEO_LOOP.step}:{VIDEO_LOOP.iterations}"
     p.add_argument("--loops", nargs="+", default=[default_loop],
                    help="tau:stride:iterations of the loop (the rest VIDEO_LOOP's)")
     p.add_argument("--clips", type=int, default=12, help="simulated tuning clips")

@@ -163,10 +163,10 @@ def test_video_ours_runs_the_gmm_prior_and_the_learned_prior_on_request():
     """Video, variant 'ours': the per-frame loop runs with the GMM pose prior (chosen on the tuning subjects,
     docs/ablation_paths.md#video-default); video_prior='learned', the paper variant and the motion prior run
     the learned one; the gaps' motion prior is learned either way."""
-    from backend.engine.options import VIDEO_GMM_LOOP, VIDEO_GMM_WEIGHT
+    from backend.engine.options import VIDEO_GMM_WEIGHT, VIDEO_LOOP
 
     ours = EngineOptions().for_mode("video")
-    assert (ours.prior, ours.gmm_weight, ours.loop) == (False, VIDEO_GMM_WEIGHT, VIDEO_GMM_LOOP)
+    assert (ours.prior, ours.gmm_weight, ours.loop) == (False, VIDEO_GMM_WEIGHT, VIDEO_LOOP)
     assert VIDEO_GMM_WEIGHT > 0
     assert ours.gaps is None or ours.gaps.prior
     for options in (EngineOptions(video_prior="learned"), EngineOptions(variant="paper"),
