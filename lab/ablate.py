@@ -35,9 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.engine.modes.multiview import null_denoiser
 from backend.engine.frame_fit import REGRESSOR_SOURCE
-
+from backend.engine.scorehmr import null_denoiser
 from backend.metrics import sample_joint_errors
 from lab import bench
 from lab.sim.landmarks import LANDMARK_CHOICES, landmark_body

@@ -52,9 +52,8 @@ import torch
 from backend.engine import gaps as G
 from backend.engine import problems
 from backend.engine.gmm import gmm_term
-from backend.engine.modes.multiview import null_denoiser
 from backend.engine.options import ModeOptions
-from backend.engine.scorehmr import ClassicalPrior, GuidanceTerm, LoopOptions
+from backend.engine.scorehmr import ClassicalPrior, GuidanceTerm, LoopOptions, null_denoiser
 from backend.metrics import accel_error, sample_joint_errors
 from lab.ablate import SEED_REPORT, SEED_TUNE, paired_interval
 from lab.bench_common import FPS, SUBJECT_PARTS

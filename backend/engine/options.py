@@ -85,6 +85,10 @@ class EngineOptions:
     # (the trained per-frame prior; the paper variant always uses it)
     video_prior: str = "gmm"
 
+    def __post_init__(self) -> None:
+        if self.video_prior not in VIDEO_PRIORS:
+            raise ValueError(f"video_prior {self.video_prior!r}: one of {VIDEO_PRIORS}")
+
     def resolved(self, mode: str) -> tuple[LoopOptions, GuidanceWeights]:
         """Loop and weights of a mode ('frame', 'video', 'multiview' or 'calibrated': multiview with cameras)."""
         motion = mode == "video" and bool(self.motion_prior)
@@ -109,8 +113,6 @@ class EngineOptions:
         gaps = None
         if video and not self.motion_prior and self.gap_motion_prior and Path(self.gap_motion_prior).is_file():
             gaps = replace(replace(self, motion_prior=self.gap_motion_prior).for_mode("video"), polish=None)
-        if self.video_prior not in VIDEO_PRIORS:
-            raise ValueError(f"video_prior {self.video_prior!r}: one of {VIDEO_PRIORS}")
         prior = self.uses_prior(mode)
         gmm_weight = VIDEO_GMM_WEIGHT if video and not prior else 0.0
         return ModeOptions(loop=loop, weights=weights, prior=prior, gmm_weight=gmm_weight, window=self.window,

@@ -25,6 +25,11 @@ GuidanceLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 GuidanceTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def null_denoiser(x: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
+    """eps = 0 for x (B,D): in the loop's place of a prior, its moves are then the guidance alone."""
+    return torch.zeros_like(x)
+
+
 class ClassicalPrior:
     """A denoiser that predicts eps = 0 and carries ``term`` (a GuidanceTerm) as its guidance term: in the loop's
     place of a learned prior its moves are the guidance's, the term's included (the GMM pose prior,
@@ -34,7 +39,7 @@ class ClassicalPrior:
         self.guidance_term = term
 
     def __call__(self, x: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(x)
+        return null_denoiser(x, t, c)
 
 
 @dataclass

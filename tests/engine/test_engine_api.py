@@ -175,7 +175,7 @@ def test_video_ours_runs_the_gmm_prior_and_the_learned_prior_on_request():
         assert mode.prior and mode.gmm_weight == 0.0
     assert EngineOptions().for_mode("frame").prior and EngineOptions().for_mode("calibrated").prior
     with pytest.raises(ValueError, match="video_prior"):
-        EngineOptions(video_prior="vposer").for_mode("video")
+        EngineOptions(video_prior="vposer")
 
 
 @pytest.mark.slow

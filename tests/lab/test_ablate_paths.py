@@ -8,8 +8,7 @@ import torch
 
 from backend.engine.gmm import gmm_term
 from backend.engine.modes import video
-from backend.engine.modes.multiview import null_denoiser
-from backend.engine.scorehmr import ClassicalPrior, LoopOptions, Problem, refine
+from backend.engine.scorehmr import ClassicalPrior, LoopOptions, Problem, null_denoiser, refine
 from backend.models.diffusion import cosine_alphas_cumprod
 from lab import ablate_paths as AP
 from lab.bench_common import joints_of

@@ -11,12 +11,8 @@ from backend.engine import problems
 from backend.engine.loaded import Denoiser, LoadedModels, Progress
 from backend.engine.options import ModeOptions
 from backend.engine.problems import Observations
+from backend.engine.scorehmr import null_denoiser
 from backend.engine.views import rotation_mean
-
-
-def null_denoiser(x: torch.Tensor, t, c: torch.Tensor) -> torch.Tensor:
-    """eps = 0 for x (B,D): in the loop's place of the prior, its moves are then the guidance alone."""
-    return torch.zeros_like(x)
 
 
 def refine(models: LoadedModels, obs: Observations, start: dict, options: ModeOptions,
